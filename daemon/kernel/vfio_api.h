@@ -1,0 +1,150 @@
+// Typed VFIO ioctls: the only code (with the kernel implementations and the
+// model) that knows the binary layout of <linux/vfio.h>. Each function checks
+// its arguments before the ioctl and checks what the kernel reports back.
+//
+// Every function fails with Error{errno, "<IOCTL_NAME>"}; the errno cases named
+// below are the ones callers are expected to handle, others pass through.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kernel/kernel.h"
+#include "proto/result.h"
+
+namespace vfiod::kernel {
+
+/// VFIO_API_VERSION as the kernel reports it (0 on every kernel so far).
+inline constexpr int kVfioApiVersion = 0;
+
+/// Extensions that vfiod probes with VFIO_CHECK_EXTENSION.
+enum class Extension : uint8_t {
+  kType1v2,      ///< VFIO_TYPE1v2_IOMMU
+  kUnmapAll,     ///< VFIO_UNMAP_ALL
+  kUpdateVaddr,  ///< VFIO_UPDATE_VADDR
+  kMmioNoPin,    ///< map MMIO without pinning; not in 6.1's uAPI, probed when the headers define it
+};
+
+/// A closed interval [start, last] of IOVA space the IOMMU can translate.
+struct IovaRange {
+  uint64_t start = 0;
+  uint64_t last = 0;
+  bool operator==(const IovaRange&) const = default;
+};
+
+/// VFIO_IOMMU_GET_INFO with its capability chain decoded.
+struct IommuInfo {
+  uint64_t iova_pgsizes = 0;             ///< bitmap of supported page sizes
+  std::vector<IovaRange> iova_ranges;    ///< empty if the cap is absent (then all of 64-bit space)
+  std::optional<uint32_t> dma_avail;     ///< entries left before the dma_entry_limit
+  struct Migration {
+    uint64_t pgsize_bitmap = 0;
+    uint64_t max_dirty_bitmap_size = 0;
+  };
+  std::optional<Migration> migration;
+};
+
+/// VFIO_GROUP_GET_STATUS.
+struct GroupStatus {
+  bool viable = false;         ///< every device in the group is bound to a VFIO driver (or none)
+  bool container_set = false;  ///< the group is attached to a container
+};
+
+/// VFIO_DEVICE_GET_INFO.
+struct DeviceInfo {
+  uint32_t flags = 0;
+  uint32_t num_regions = 0;
+  uint32_t num_irqs = 0;
+  [[nodiscard]] bool is_pci() const;
+  [[nodiscard]] bool can_reset() const;
+};
+
+/// One mmap-able window of a region (VFIO_REGION_INFO_CAP_SPARSE_MMAP).
+struct SparseArea {
+  uint64_t offset = 0;  ///< relative to the region start
+  uint64_t size = 0;
+  bool operator==(const SparseArea&) const = default;
+};
+
+/// VFIO_DEVICE_GET_REGION_INFO with the sparse-mmap capability decoded.
+struct RegionInfo {
+  uint32_t index = 0;
+  uint32_t flags = 0;
+  uint64_t size = 0;
+  uint64_t offset = 0;  ///< offset of the region within the device fd
+  std::optional<std::vector<SparseArea>> sparse_mmap;  ///< set when the cap is present
+  [[nodiscard]] bool readable() const;
+  [[nodiscard]] bool writable() const;
+  [[nodiscard]] bool mmappable() const;
+};
+
+/// VFIO_DEVICE_GET_IRQ_INFO.
+struct IrqInfo {
+  uint32_t index = 0;
+  uint32_t flags = 0;
+  uint32_t count = 0;
+  [[nodiscard]] bool eventfd() const;
+  [[nodiscard]] bool maskable() const;
+};
+
+/// PCI region and IRQ indexes (VFIO_PCI_*_INDEX), without <linux/vfio.h>.
+inline constexpr uint32_t kPciBar0RegionIndex = 0;
+inline constexpr uint32_t kPciRomRegionIndex = 6;
+inline constexpr uint32_t kPciConfigRegionIndex = 7;
+inline constexpr uint32_t kPciIntxIrqIndex = 0;
+inline constexpr uint32_t kPciMsiIrqIndex = 1;
+inline constexpr uint32_t kPciMsixIrqIndex = 2;
+
+/// VFIO_IOMMU_MAP_DMA arguments.
+struct DmaMap {
+  uint64_t vaddr = 0;
+  uint64_t iova = 0;
+  uint64_t size = 0;
+  bool read = true;
+  bool write = true;
+};
+
+// --- container (/dev/vfio/vfio) -------------------------------------------
+[[nodiscard]] Result<int> GetApiVersion(Kernel& k, int container);
+/// False when the extension is unknown to the kernel (or to the headers).
+[[nodiscard]] Result<bool> CheckExtension(Kernel& k, int container, Extension ext);
+/// EINVAL before a group is attached or for an unknown type; EBUSY if set already.
+[[nodiscard]] Result<void> SetIommuType1v2(Kernel& k, int container);
+[[nodiscard]] Result<IommuInfo> GetIommuInfo(Kernel& k, int container);
+/// EINVAL: misaligned or wrapping arguments (checked here first), or outside
+/// the IOVA ranges; EEXIST: overlaps a mapping; ENOSPC: entry limit reached;
+/// ENOMEM: locked-memory limit; EFAULT: vaddr not mapped.
+[[nodiscard]] Result<void> MapDma(Kernel& k, int container, const DmaMap& map);
+/// Returns the bytes unmapped (0 if nothing was there). EINVAL when the range
+/// would split a mapping (type1v2) or is misaligned/wrapping.
+[[nodiscard]] Result<uint64_t> UnmapDma(Kernel& k, int container, uint64_t iova, uint64_t size);
+/// VFIO_DMA_UNMAP_FLAG_ALL; returns the bytes unmapped. EINVAL without UNMAP_ALL.
+[[nodiscard]] Result<uint64_t> UnmapAllDma(Kernel& k, int container);
+
+// --- group (/dev/vfio/N) ----------------------------------------------------
+[[nodiscard]] Result<GroupStatus> GetGroupStatus(Kernel& k, int group);
+/// EPERM: group not viable; EBUSY: attached elsewhere; EINVAL: bad container fd.
+[[nodiscard]] Result<void> SetContainer(Kernel& k, int group, int container);
+[[nodiscard]] Result<void> UnsetContainer(Kernel& k, int group);
+/// Returns a new device fd (owner: the caller, close via k.close()).
+/// EINVAL: no IOMMU set yet or the name is not in the group; EPERM: not viable.
+[[nodiscard]] Result<int> GetDeviceFd(Kernel& k, int group, std::string_view bdf);
+
+// --- device -------------------------------------------------------------------
+[[nodiscard]] Result<DeviceInfo> GetDeviceInfo(Kernel& k, int device);
+[[nodiscard]] Result<RegionInfo> GetRegionInfo(Kernel& k, int device, uint32_t index);
+[[nodiscard]] Result<IrqInfo> GetIrqInfo(Kernel& k, int device, uint32_t index);
+/// VFIO_DEVICE_SET_IRQS with DATA_EVENTFD|ACTION_TRIGGER for vectors
+/// [start, start + fds.size()); an fd of -1 unassigns that vector.
+[[nodiscard]] Result<void> SetIrqEventfds(Kernel& k, int device, uint32_t index, uint32_t start,
+                                          std::span<const int> fds);
+/// VFIO_DEVICE_SET_IRQS with DATA_NONE|ACTION_TRIGGER and count 0: disable the index.
+[[nodiscard]] Result<void> DisableIrqs(Kernel& k, int device, uint32_t index);
+/// VFIO_DEVICE_RESET. ENOTTY/EINVAL when the device cannot be reset.
+[[nodiscard]] Result<void> ResetDevice(Kernel& k, int device);
+
+}  // namespace vfiod::kernel

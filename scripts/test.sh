@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The README's test command: installs dependencies, builds vfiod twice (a
+# release build whose tests include the VM stage, and an ASan+UBSan build for
+# the unit tests), and runs every test. Exits non-zero when any test fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/deps.sh
+jobs=$(nproc)
+
+echo "== build (RelWithDebInfo)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$jobs"
+echo "== tests (host and VM)"
+ctest --test-dir build --output-on-failure -j"$jobs"
+
+echo "== build (ASan+UBSan)"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DVFIOD_SANITIZE=ON -DVFIOD_BENCHMARKS=OFF >/dev/null
+cmake --build build-asan -j"$jobs"
+echo "== unit tests under ASan+UBSan"
+ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE vm
