@@ -44,7 +44,7 @@ using Result = std::expected<T, Error>;
 /// Propagates the error of a Result-valued expression, else yields its value.
 /// Usage: auto fd = VFIOD_TRY(kernel.open(path, O_RDWR));
 #define VFIOD_TRY(expr)                                              \
-  ({                                                                 \
+  __extension__({                                                    \
     auto vfiod_try_result_ = (expr);                                 \
     if (!vfiod_try_result_) {                                        \
       return std::unexpected(std::move(vfiod_try_result_).error());  \
