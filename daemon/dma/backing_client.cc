@@ -1,0 +1,114 @@
+// AdoptClientFd: the checks that make a client's fd safe to pin and share.
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+
+#include "dma/backing.h"
+
+namespace vfiod::dma {
+namespace {
+
+constexpr const char* kOp = "adopt client fd";
+
+// The file's page size: 4 KiB on tmpfs, the huge page size on hugetlbfs.
+Result<uint64_t> CheckFileSystem(int fd) {
+  struct statfs fs {};
+  if (::fstatfs(fd, &fs) != 0) {
+    return ErrnoError(std::string(kOp) + ": fstatfs");
+  }
+  if (fs.f_type == TMPFS_MAGIC) {
+    return k4KiB;
+  }
+  if (fs.f_type == HUGETLBFS_MAGIC) {
+    return static_cast<uint64_t>(fs.f_bsize);
+  }
+  return Fail(
+      EINVAL, kOp,
+      "fd is not a memfd or hugetlbfs file (file system magic " + std::to_string(fs.f_type) + ")");
+}
+
+Result<uint64_t> CheckFile(int fd) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    return ErrnoError(std::string(kOp) + ": fstat");
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return Fail(EINVAL, kOp, "fd is not a regular file");
+  }
+  const int mode = ::fcntl(fd, F_GETFL);
+  if (mode < 0) {
+    return ErrnoError(std::string(kOp) + ": fcntl(F_GETFL)");
+  }
+  if ((mode & O_ACCMODE) != O_RDWR) {
+    return Fail(EINVAL, kOp, "fd must be open read-write (devices write into DMA memory)");
+  }
+  return static_cast<uint64_t>(st.st_size);
+}
+
+// Seals the file against shrinking, so the pages vfiod pins stay in the file.
+Result<void> SealShrink(int fd) {
+  const int seals = ::fcntl(fd, F_GET_SEALS);
+  if (seals < 0) {
+    return ErrnoError(std::string(kOp) + ": fcntl(F_GET_SEALS)", errno,
+                      "fd does not support sealing: pass a memfd");
+  }
+  if ((seals & F_SEAL_SHRINK) != 0) {
+    return Ok();
+  }
+  if ((seals & F_SEAL_SEAL) != 0) {
+    return Fail(EPERM, kOp,
+                "file cannot be sealed against shrinking (F_SEAL_SEAL is set): create it with "
+                "memfd_create(MFD_ALLOW_SEALING)");
+  }
+  if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) != 0) {
+    return ErrnoError(std::string(kOp) + ": fcntl(F_ADD_SEALS)");
+  }
+  return Ok();
+}
+
+Result<void> CheckRange(uint64_t offset, uint64_t length, uint64_t page, uint64_t file_size) {
+  if (length == 0 || !IsAligned(offset, page) || !IsAligned(length, page)) {
+    return Fail(EINVAL, kOp,
+                "offset and length must be non-zero multiples of the file's page size " +
+                    std::to_string(page));
+  }
+  if (offset > file_size || length > file_size - offset) {
+    return Fail(EINVAL, kOp,
+                "range [" + std::to_string(offset) + ", +" + std::to_string(length) +
+                    ") is past the end of the file (size " + std::to_string(file_size) + ")");
+  }
+  return Ok();
+}
+
+}  // namespace
+
+Result<Backing> AdoptClientFd(UniqueFd fd, uint64_t offset, uint64_t length) {
+  if (!fd.valid() || ::fcntl(fd.get(), F_GETFD) < 0) {
+    return Fail(EBADF, kOp, "not an open file descriptor");
+  }
+  const uint64_t file_size = VFIOD_TRY(CheckFile(fd.get()));
+  const uint64_t page = VFIOD_TRY(CheckFileSystem(fd.get()));
+  VFIOD_TRY(SealShrink(fd.get()));
+  // Checked after sealing: the size can no longer drop beneath the check.
+  VFIOD_TRY(CheckRange(offset, length, page, file_size));
+  BackingParts parts;
+  parts.kind = BackingKind::kClientFd;
+  parts.memory = VFIOD_TRY(MapAligned(length, page, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(),
+                                      static_cast<off_t>(offset)));
+  if (::madvise(parts.memory.addr(), length, MADV_DONTFORK) != 0) {
+    return ErrnoError("madvise(MADV_DONTFORK)");
+  }
+  // A hole in a hugetlbfs file with an empty pool fails here, not at DMA time.
+  VFIOD_TRY(PopulateWrite(parts.memory.addr(), length, page));
+  parts.fd = std::move(fd);
+  parts.fd_offset = offset;
+  parts.vaddr = parts.memory.vaddr();
+  parts.size = length;
+  parts.page_size = page;
+  parts.alignment = page;
+  return Backing(std::move(parts));
+}
+
+}  // namespace vfiod::dma

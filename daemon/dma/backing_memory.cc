@@ -1,0 +1,69 @@
+#include "dma/backing_memory.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+namespace vfiod::dma {
+
+MappedMemory& MappedMemory::operator=(MappedMemory&& other) noexcept {
+  if (this != &other) {
+    Reset();
+    addr_ = std::exchange(other.addr_, nullptr);
+    len_ = std::exchange(other.len_, 0);
+  }
+  return *this;
+}
+
+void MappedMemory::Reset() {
+  if (addr_ != nullptr) {
+    // munmap of a range we mapped ourselves cannot fail short of a bug.
+    ::munmap(std::exchange(addr_, nullptr), std::exchange(len_, 0));
+  }
+}
+
+Result<MappedMemory> MapAligned(size_t len, size_t align, int prot, int flags, int fd, off_t off) {
+  const auto base_page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  if (len == 0 || !IsPowerOfTwo(align) || align < base_page || len > SIZE_MAX - align) {
+    return Fail(EINVAL, "mmap", "length 0 or alignment not a power of two");
+  }
+  const size_t span = len + align;
+  void* raw = ::mmap(nullptr, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (raw == MAP_FAILED) {
+    return ErrnoError("mmap (reserve address space)");
+  }
+  const auto raw_start = reinterpret_cast<uint64_t>(raw);
+  const uint64_t start = (raw_start + align - 1) & ~(uint64_t{align} - 1);
+  const uint64_t end = start + len;
+  void* got = ::mmap(reinterpret_cast<void*>(start), len, prot, flags | MAP_FIXED, fd, off);
+  if (got == MAP_FAILED) {
+    const int err = errno;
+    ::munmap(raw, span);
+    return ErrnoError("mmap", err);
+  }
+  // Give back the slop on both sides of the aligned mapping.
+  if (start > raw_start) {
+    ::munmap(raw, start - raw_start);
+  }
+  if (raw_start + span > end) {
+    ::munmap(reinterpret_cast<void*>(end), raw_start + span - end);
+  }
+  return MappedMemory(got, len);
+}
+
+Result<void> PopulateWrite(void* addr, size_t len, size_t page_size) {
+  if (::madvise(addr, len, MADV_POPULATE_WRITE) == 0) {
+    return Ok();
+  }
+  if (errno != EINVAL) {
+    return ErrnoError("madvise(MADV_POPULATE_WRITE)");
+  }
+  // Kernel older than 5.14: touch each page with an add of zero, which writes
+  // without changing what another mapper of the same file put there.
+  auto* bytes = static_cast<unsigned char*>(addr);
+  for (size_t at = 0; at < len; at += page_size) {
+    __atomic_fetch_add(bytes + at, 0, __ATOMIC_RELAXED);
+  }
+  return Ok();
+}
+
+}  // namespace vfiod::dma
