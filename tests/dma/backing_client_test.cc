@@ -1,0 +1,147 @@
+// AdoptClientFd: only a sealable memfd or hugetlbfs file, read-write, long
+// enough, with aligned offsets; every refusal has a stable errno and leaks
+// nothing.
+#include <dirent.h>
+#include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "dma/backing.h"
+
+namespace vfiod::dma {
+namespace {
+
+using ::testing::HasSubstr;
+
+int CountOpenFds() {
+  int count = 0;
+  DIR* dir = ::opendir("/proc/self/fd");
+  while (dirent* entry = ::readdir(dir)) {
+    count += entry->d_name[0] != '.' ? 1 : 0;
+  }
+  ::closedir(dir);
+  return count;
+}
+
+UniqueFd MakeMemfd(uint64_t size, unsigned int flags = MFD_ALLOW_SEALING) {
+  UniqueFd fd(::memfd_create("client-test", MFD_CLOEXEC | flags));
+  EXPECT_TRUE(fd.valid());
+  EXPECT_EQ(::ftruncate(fd.get(), static_cast<off_t>(size)), 0);
+  return fd;
+}
+
+// Adopts and expects failure with `code`; checks that no fd is left open.
+Error ExpectRefused(UniqueFd fd, uint64_t offset, uint64_t length, int code) {
+  const int fds_without_it = CountOpenFds() - (fd.valid() ? 1 : 0);
+  auto backing = AdoptClientFd(std::move(fd), offset, length);
+  EXPECT_FALSE(backing);
+  if (backing) {
+    return {};
+  }
+  EXPECT_EQ(backing.error().code, code) << backing.error().message();
+  EXPECT_EQ(CountOpenFds(), fds_without_it);
+  return backing.error();
+}
+
+TEST(ClientFdTest, AdoptsAMemfdRangeAndSharesIt) {
+  UniqueFd fd = MakeMemfd(8 * k4KiB);
+  UniqueFd client_view(::dup(fd.get()));
+  auto backing = AdoptClientFd(std::move(fd), 2 * k4KiB, 4 * k4KiB);
+  ASSERT_TRUE(backing) << backing.error().message();
+  EXPECT_EQ(backing->kind(), BackingKind::kClientFd);
+  EXPECT_EQ(backing->size(), 4 * k4KiB);
+  EXPECT_EQ(backing->fd_offset(), 2 * k4KiB);
+  EXPECT_EQ(backing->page_size(), k4KiB);
+  // The client's writes show in vfiod's mapping at the right offset.
+  ASSERT_EQ(::pwrite(client_view.get(), "dma", 3, 3 * k4KiB), 3);
+  EXPECT_EQ(std::memcmp(static_cast<char*>(backing->data()) + k4KiB, "dma", 3), 0);
+  // Sealed: the client can no longer pull the pages out from under a pin.
+  EXPECT_NE(::fcntl(client_view.get(), F_GET_SEALS) & F_SEAL_SHRINK, 0);
+  EXPECT_EQ(::ftruncate(client_view.get(), 0), -1);
+  EXPECT_EQ(errno, EPERM);
+}
+
+TEST(ClientFdTest, AcceptsAnAlreadySealedMemfd) {
+  UniqueFd fd = MakeMemfd(k4KiB);
+  ASSERT_EQ(::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL), 0);
+  auto backing = AdoptClientFd(std::move(fd), 0, k4KiB);
+  EXPECT_TRUE(backing) << backing.error().message();
+}
+
+TEST(ClientFdTest, RefusesNoFd) { ExpectRefused(UniqueFd(), 0, k4KiB, EBADF); }
+
+TEST(ClientFdTest, RefusesAMemfdThatCannotBeSealed) {
+  const Error error = ExpectRefused(MakeMemfd(k4KiB, 0), 0, k4KiB, EPERM);
+  EXPECT_THAT(error.detail, HasSubstr("F_SEAL_SEAL"));
+}
+
+TEST(ClientFdTest, RefusesAPipe) {
+  int ends[2];
+  ASSERT_EQ(::pipe2(ends, O_CLOEXEC), 0);
+  UniqueFd read_end(ends[0]);
+  const Error error = ExpectRefused(UniqueFd(ends[1]), 0, k4KiB, EINVAL);
+  EXPECT_THAT(error.detail, HasSubstr("regular file"));
+}
+
+TEST(ClientFdTest, RefusesAFileOnAnotherFileSystem) {
+  UniqueFd fd(::open("/proc/self/exe", O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(fd.valid());
+  struct statfs fs {};
+  ASSERT_EQ(::fstatfs(fd.get(), &fs), 0);
+  if (fs.f_type == TMPFS_MAGIC) {
+    GTEST_SKIP() << "the test binary itself lives on tmpfs";
+  }
+  // Opened read-only, so reopen read-write to reach the file-system check.
+  UniqueFd rw(::open(("/proc/self/fd/" + std::to_string(fd.get())).c_str(), O_RDWR | O_CLOEXEC));
+  if (!rw.valid()) {
+    ExpectRefused(std::move(fd), 0, k4KiB, EINVAL);
+    return;
+  }
+  const Error error = ExpectRefused(std::move(rw), 0, k4KiB, EINVAL);
+  EXPECT_THAT(error.detail, HasSubstr("not a memfd or hugetlbfs"));
+}
+
+TEST(ClientFdTest, RefusesAReadOnlyFd) {
+  UniqueFd fd = MakeMemfd(k4KiB);
+  UniqueFd read_only(
+      ::open(("/proc/self/fd/" + std::to_string(fd.get())).c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(read_only.valid());
+  const Error error = ExpectRefused(std::move(read_only), 0, k4KiB, EINVAL);
+  EXPECT_THAT(error.detail, HasSubstr("read-write"));
+}
+
+TEST(ClientFdTest, RefusesARangePastTheEnd) {
+  const Error error = ExpectRefused(MakeMemfd(4 * k4KiB), 2 * k4KiB, 3 * k4KiB, EINVAL);
+  EXPECT_THAT(error.detail, HasSubstr("past the end"));
+}
+
+TEST(ClientFdTest, RefusesAnOffsetThatWouldWrap) {
+  ExpectRefused(MakeMemfd(4 * k4KiB), ~uint64_t{0} & ~(k4KiB - 1), 2 * k4KiB, EINVAL);
+}
+
+TEST(ClientFdTest, RefusesMisalignedOffsetAndLength) {
+  ExpectRefused(MakeMemfd(4 * k4KiB), 100, k4KiB, EINVAL);
+  ExpectRefused(MakeMemfd(4 * k4KiB), 0, k4KiB + 1, EINVAL);
+  ExpectRefused(MakeMemfd(4 * k4KiB), 0, 0, EINVAL);
+}
+
+TEST(ClientFdTest, AdoptingAndDroppingLeaksNothing) {
+  const int fds = CountOpenFds();
+  {
+    auto backing = AdoptClientFd(MakeMemfd(4 * k4KiB), 0, 4 * k4KiB);
+    ASSERT_TRUE(backing);
+  }
+  EXPECT_EQ(CountOpenFds(), fds);
+}
+
+}  // namespace
+}  // namespace vfiod::dma
