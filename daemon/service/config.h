@@ -1,0 +1,154 @@
+// The daemon's configuration: one JSON file (config/vfiod.json documents every
+// key in config/README.md), loaded and validated into the typed structs below.
+// Validation is strict: an unknown key, a wrong type or an impossible value is
+// refused with the key's JSON path ("policy.rules[1].quota.locked_bytes: ..."),
+// so a typo never silently falls back to a default.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proto/result.h"
+
+namespace vfiod::service {
+
+/// A quota value meaning "no limit" (written "unlimited" in the file).
+inline constexpr uint64_t kUnlimited = std::numeric_limits<uint64_t>::max();
+
+/// Where and how the daemon listens when it creates the socket itself (under
+/// systemd, vfiod.socket creates it with the same path, group and mode).
+struct SocketConfig {
+  std::string path = "/run/vfiod/vfiod.sock";  ///< absolute, shorter than sun_path
+  std::string group = "vfio-users";            ///< group owning the socket; "" (null
+                                               ///< in the file): keep the daemon's group
+  std::optional<gid_t> gid;                    ///< `group` resolved at load time
+  mode_t mode = 0660;                          ///< permission bits, at most 0777
+};
+
+enum class KernelKind { kLinux, kModel };
+
+struct Limits {
+  uint64_t max_frame_bytes = 1ULL << 20;  ///< largest JSON-RPC line accepted
+  uint32_t max_inflight_per_client = 32;  ///< requests one connection may have running
+  uint32_t max_clients = 128;             ///< concurrent connections
+  uint32_t worker_threads = 2;            ///< pool running blocking handlers (maps)
+  uint64_t map_chunk_bytes = 1ULL << 30;  ///< largest single VFIO_IOMMU_MAP_DMA; page-aligned
+  uint32_t max_batch = 256;               ///< largest JSON-RPC batch array
+};
+
+enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError, kCritical, kOff };
+enum class LogTarget { kAuto, kJournal, kStderr };
+
+struct LoggingConfig {
+  LogLevel level = LogLevel::kInfo;
+  LogTarget target = LogTarget::kAuto;  ///< auto: journal under systemd, else stderr
+};
+
+/// Per-identity resource limits. Each field is a count, or kUnlimited.
+struct Quota {
+  uint64_t locked_bytes = 0;  ///< pinned (DMA-mapped) memory, all mappings together
+  uint64_t mappings = 0;      ///< live DMA mappings
+  uint64_t containers = 0;    ///< live containers
+  friend bool operator==(const Quota&, const Quota&) = default;
+};
+
+/// The quota a rule grants when it has no "quota" key, or lacks a field.
+inline constexpr Quota kDefaultRuleQuota{
+    .locked_bytes = 1ULL << 30, .mappings = 1024, .containers = 4};
+
+/// One device pattern of a rule: a PCI address, a vendor:device id, or "*".
+struct DevicePattern {
+  enum class Kind { kAny, kBdf, kId } kind = Kind::kAny;
+  std::string bdf;      ///< kBdf: canonical lower-case "dddd:bb:dd.f"
+  uint16_t vendor = 0;  ///< kId
+  uint16_t device = 0;  ///< kId
+  std::string text;     ///< as written, for messages
+};
+
+/// One policy rule: who (users or groups) may use which devices, and how much.
+struct PolicyRule {
+  std::vector<uid_t> uids;  ///< users, names resolved at load time
+  std::vector<gid_t> gids;  ///< groups, names resolved at load time
+  bool any_user = false;    ///< "*" in users: the rule applies to everyone
+  std::vector<DevicePattern> devices;
+  bool may_bind = false;  ///< may bind/unbind matching devices to vfio-pci
+  Quota quota = kDefaultRuleQuota;
+};
+
+struct PolicyConfig {
+  std::vector<PolicyRule> rules;
+  std::vector<std::string> root_only;  ///< method names only uid 0 may call
+};
+
+struct IovaRange {
+  uint64_t start = 0;
+  uint64_t last = 0;  ///< inclusive
+};
+
+/// A PCI device of the model kernel's topology.
+struct ModelDevice {
+  std::string bdf;  ///< canonical "dddd:bb:dd.f"
+  uint16_t vendor = 0;
+  uint16_t device = 0;
+  uint32_t group = 0;  ///< IOMMU group number
+  bool bound = false;  ///< bound to vfio-pci at start
+};
+
+/// The machine the model kernel pretends to be (used when kernel == kModel).
+struct ModelConfig {
+  std::vector<ModelDevice> devices;
+  /// Defaults: the x86 ranges the QEMU VM reports (the MSI window excluded).
+  std::vector<IovaRange> iova_ranges{{0, 0xfedfffff}, {0xfef00000, 0x7fffffffff}};
+  uint32_t dma_entry_limit = 65535;  ///< vfio_iommu_type1's default
+};
+
+struct Config {
+  SocketConfig socket;
+  KernelKind kernel = KernelKind::kLinux;
+  std::string sysfs_root = "/sys";
+  Limits limits;
+  LoggingConfig logging;
+  PolicyConfig policy;
+  ModelConfig model;
+};
+
+/// Resolves user and group names to ids; nullopt when the name is unknown.
+/// The default one asks the system (getpwnam_r / getgrnam_r); tests pass their own.
+struct NameResolver {
+  std::function<std::optional<uid_t>(const std::string&)> user;
+  std::function<std::optional<gid_t>(const std::string&)> group;
+};
+[[nodiscard]] NameResolver SystemNameResolver();
+
+/// Parses and validates a config document. Every key is optional; absent keys
+/// take the defaults above. Errors (all EINVAL, op "config"): malformed JSON
+/// (detail names line and column), unknown key, wrong type, impossible value,
+/// unknown user or group name; the detail starts with the key's JSON path.
+[[nodiscard]] Result<Config> ParseConfig(std::string_view text,
+                                         const NameResolver& names = SystemNameResolver());
+
+/// Reads and parses the file at `path`. Errors: those of ParseConfig (op names
+/// the file), or the errno of opening/reading it (ENOENT, EACCES, EISDIR...).
+[[nodiscard]] Result<Config> LoadConfig(const std::string& path,
+                                        const NameResolver& names = SystemNameResolver());
+
+/// Parses a size: a non-negative integer or a string of digits with an optional
+/// binary suffix K, M, G or T ("512M" = 512 MiB). nullopt when malformed or it overflows.
+[[nodiscard]] std::optional<uint64_t> ParseSize(std::string_view text);
+
+/// Canonical lower-case "dddd:bb:dd.f" for a full PCI address; nullopt if malformed.
+[[nodiscard]] std::optional<std::string> CanonicalBdf(std::string_view text);
+
+/// Lower-case names as written in the file ("linux", "info", "journal").
+[[nodiscard]] std::string_view KernelKindName(KernelKind kind);
+[[nodiscard]] std::string_view LogLevelName(LogLevel level);
+[[nodiscard]] std::string_view LogTargetName(LogTarget target);
+
+}  // namespace vfiod::service
