@@ -165,7 +165,7 @@ fs::path PciSysfs::DevicePath(std::string_view bdf) const {
   return root_ / "bus/pci/devices" / std::string(bdf);
 }
 
-std::vector<GroupMember> PciSysfs::ReadGroupMembers(int group) const {
+std::vector<GroupMember> PciSysfs::GroupMembers(int group) const {
   std::vector<GroupMember> members;
   std::error_code ec;
   fs::path dir = root_ / "kernel/iommu_groups" / std::to_string(group) / "devices";
@@ -201,7 +201,7 @@ Result<PciDevice> PciSysfs::Read(const std::string& bdf) const {
   auto [end, gec] = std::from_chars(group.data(), group.data() + group.size(), group_no);
   if (!group.empty() && gec == std::errc() && end == group.data() + group.size()) {
     dev.iommu_group = group_no;
-    dev.group_members = ReadGroupMembers(group_no);
+    dev.group_members = GroupMembers(group_no);
   }
   std::string numa = ReadAttr(dir / "numa_node");
   std::from_chars(numa.data(), numa.data() + numa.size(), dev.numa_node);

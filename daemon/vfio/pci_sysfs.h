@@ -105,6 +105,9 @@ class PciSysfs {
   [[nodiscard]] Result<PciDevice> Get(std::string_view bdf) const;
   /// The devices a selector names. ENODEV when it names none.
   [[nodiscard]] Result<std::vector<PciDevice>> Find(const PciMatch& match) const;
+  /// The members of IOMMU group `group` with their drivers, sorted by name;
+  /// empty when the group does not exist.
+  [[nodiscard]] std::vector<GroupMember> GroupMembers(int group) const;
 
   /// Binds a device to vfio-pci: sets driver_override, unbinds the current
   /// driver, writes the BDF to drivers_probe, then re-reads the device.
@@ -123,7 +126,6 @@ class PciSysfs {
  private:
   [[nodiscard]] std::filesystem::path DevicePath(std::string_view bdf) const;
   [[nodiscard]] Result<PciDevice> Read(const std::string& bdf) const;
-  [[nodiscard]] std::vector<GroupMember> ReadGroupMembers(int group) const;
   [[nodiscard]] Result<void> WriteAttr(const std::filesystem::path& path,
                                        std::string_view value) const;
 

@@ -1,0 +1,86 @@
+#include "vfio/container.h"
+
+#include <fcntl.h>
+
+namespace vfiod::vfio {
+
+Result<std::shared_ptr<Container>> Container::Open(kernel::Kernel& kernel,
+                                                   const std::string& path) {
+  int raw = VFIOD_TRY(kernel.open(path, O_RDWR));
+  std::shared_ptr<Container> c(new Container(kernel, kernel::KernelFd(&kernel, raw)));
+  int version = VFIOD_TRY(kernel::GetApiVersion(kernel, c->fd()));
+  if (version != kernel::kVfioApiVersion) {
+    return Fail(EPROTO, "VFIO_GET_API_VERSION",
+                "kernel reports API version " + std::to_string(version) + ", vfiod speaks " +
+                    std::to_string(kernel::kVfioApiVersion));
+  }
+  VFIOD_TRY(c->ProbeFeatures());
+  if (!c->features_.type1v2) {
+    return Fail(ENOTSUP, "VFIO_CHECK_EXTENSION", "the kernel has no VFIO_TYPE1v2_IOMMU");
+  }
+  return c;
+}
+
+Result<void> Container::ProbeFeatures() {
+  features_.type1v2 =
+      VFIOD_TRY(kernel::CheckExtension(*kernel_, fd(), kernel::Extension::kType1v2));
+  features_.unmap_all =
+      VFIOD_TRY(kernel::CheckExtension(*kernel_, fd(), kernel::Extension::kUnmapAll));
+  features_.update_vaddr =
+      VFIOD_TRY(kernel::CheckExtension(*kernel_, fd(), kernel::Extension::kUpdateVaddr));
+  features_.mmio_no_pin =
+      VFIOD_TRY(kernel::CheckExtension(*kernel_, fd(), kernel::Extension::kMmioNoPin));
+  return Ok();
+}
+
+Result<void> Container::OnGroupAttached() {
+  ++attached_groups_;
+  if (iommu_set_) {
+    return Ok();
+  }
+  auto set = kernel::SetIommuType1v2(*kernel_, fd());
+  if (!set) {
+    --attached_groups_;
+    return set;
+  }
+  iommu_set_ = true;
+  return ProbeFeatures();
+}
+
+void Container::OnGroupDetached() {
+  if (--attached_groups_ == 0) {
+    iommu_set_ = false;  // the kernel drops the IOMMU (and every mapping) with the last group
+  }
+}
+
+Result<void> Container::RequireIommu(const char* op) const {
+  if (!iommu_set_) {
+    return Fail(EINVAL, op, "no group is attached to the container yet");
+  }
+  return Ok();
+}
+
+Result<kernel::IommuInfo> Container::IommuInfo() const {
+  VFIOD_TRY(RequireIommu("VFIO_IOMMU_GET_INFO"));
+  return kernel::GetIommuInfo(*kernel_, fd());
+}
+
+Result<void> Container::Map(const kernel::DmaMap& map) const {
+  VFIOD_TRY(RequireIommu("VFIO_IOMMU_MAP_DMA"));
+  return kernel::MapDma(*kernel_, fd(), map);
+}
+
+Result<uint64_t> Container::Unmap(uint64_t iova, uint64_t size) const {
+  VFIOD_TRY(RequireIommu("VFIO_IOMMU_UNMAP_DMA"));
+  return kernel::UnmapDma(*kernel_, fd(), iova, size);
+}
+
+Result<uint64_t> Container::UnmapAll() const {
+  VFIOD_TRY(RequireIommu("VFIO_IOMMU_UNMAP_DMA"));
+  if (!features_.unmap_all) {
+    return Fail(ENOTSUP, "VFIO_IOMMU_UNMAP_DMA", "the kernel lacks VFIO_UNMAP_ALL");
+  }
+  return kernel::UnmapAllDma(*kernel_, fd());
+}
+
+}  // namespace vfiod::vfio

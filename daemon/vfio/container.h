@@ -1,0 +1,76 @@
+// A VFIO container (/dev/vfio/vfio): one IOMMU address space shared by the
+// groups attached to it. Thin typed calls; the user-space shadow of the
+// mappings lives in the DMA engine above this layer.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "kernel/kernel.h"
+#include "kernel/vfio_api.h"
+#include "proto/result.h"
+
+namespace vfiod::vfio {
+
+/// What VFIO_CHECK_EXTENSION reported. UPDATE_VADDR is only reported once an
+/// IOMMU is set, so the features are probed again after SetIommu().
+struct ContainerFeatures {
+  bool type1v2 = false;
+  bool unmap_all = false;
+  bool update_vaddr = false;
+  bool mmio_no_pin = false;
+};
+
+/// Owns a container fd. Shared by the groups attached to it (they hold a
+/// shared_ptr), so it outlives them; not movable for that reason. Attach and
+/// detach happen on one thread at a time (the session's); Map/Unmap are plain
+/// ioctls and may be issued from several threads.
+class Container {
+ public:
+  /// Opens `path`, checks the API version and that TYPE1v2 is supported.
+  /// ENOENT/EACCES from open; EPROTO: unknown API version; ENOTSUP: no TYPE1v2.
+  [[nodiscard]] static Result<std::shared_ptr<Container>> Open(
+      kernel::Kernel& kernel, const std::string& path = "/dev/vfio/vfio");
+
+  Container(const Container&) = delete;
+  Container& operator=(const Container&) = delete;
+  ~Container() = default;
+
+  [[nodiscard]] const ContainerFeatures& features() const { return features_; }
+  /// True once the first group is attached and the type1v2 IOMMU is set.
+  [[nodiscard]] bool iommu_set() const { return iommu_set_; }
+  [[nodiscard]] int attached_groups() const { return attached_groups_; }
+
+  /// VFIO_IOMMU_GET_INFO. EINVAL before the IOMMU is set.
+  [[nodiscard]] Result<kernel::IommuInfo> IommuInfo() const;
+  /// VFIO_IOMMU_MAP_DMA; errno cases of kernel::MapDma. EINVAL before the IOMMU is set.
+  [[nodiscard]] Result<void> Map(const kernel::DmaMap& map) const;
+  /// VFIO_IOMMU_UNMAP_DMA; returns the bytes unmapped (0 when nothing was there).
+  /// EINVAL: splits a mapping, misaligned, or no IOMMU set.
+  [[nodiscard]] Result<uint64_t> Unmap(uint64_t iova, uint64_t size) const;
+  /// Unmaps everything; returns the bytes unmapped. ENOTSUP without UNMAP_ALL.
+  [[nodiscard]] Result<uint64_t> UnmapAll() const;
+
+  [[nodiscard]] kernel::Kernel& kernel() const { return *kernel_; }
+  [[nodiscard]] int fd() const { return fd_.get(); }
+
+ private:
+  friend class Group;  // attach/detach bookkeeping
+  Container(kernel::Kernel& kernel, kernel::KernelFd fd) : kernel_(&kernel), fd_(std::move(fd)) {}
+
+  [[nodiscard]] Result<void> ProbeFeatures();
+  /// Called by Group after VFIO_GROUP_SET_CONTAINER: sets the IOMMU for the first group.
+  [[nodiscard]] Result<void> OnGroupAttached();
+  /// Called by Group after VFIO_GROUP_UNSET_CONTAINER: the last group takes the IOMMU with it.
+  void OnGroupDetached();
+  [[nodiscard]] Result<void> RequireIommu(const char* op) const;
+
+  kernel::Kernel* kernel_;
+  kernel::KernelFd fd_;
+  ContainerFeatures features_;
+  bool iommu_set_ = false;
+  int attached_groups_ = 0;
+};
+
+}  // namespace vfiod::vfio
