@@ -93,7 +93,7 @@ enum class PhysState : uint8_t {
 struct ContiguityReport {
   PhysState state = PhysState::kKnown;
   uint64_t pages = 0;              ///< 4 KiB pages in the range
-  uint64_t pages_not_present = 0;  ///< not populated or swapped: each its own 1-page run
+  uint64_t pages_not_present = 0;  ///< not populated or swapped out: in no run
   uint64_t run_count = 0;          ///< physical runs (0 when kUnknown)
   /// run_histogram[k] counts runs of [2^k, 2^(k+1)) pages: buckets 1, 2-3, 4-7, ...
   std::array<uint64_t, 64> run_histogram{};

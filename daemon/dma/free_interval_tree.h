@@ -28,7 +28,7 @@ struct Interval {
 /// disjoint (Insert does not coalesce). Move-only; not thread-safe.
 class FreeIntervalTree {
  public:
-  FreeIntervalTree() = default;
+  FreeIntervalTree();
   FreeIntervalTree(FreeIntervalTree&&) noexcept;
   FreeIntervalTree& operator=(FreeIntervalTree&&) noexcept;
   ~FreeIntervalTree();

@@ -30,6 +30,8 @@ struct Segment {
   /// Large folios of the backing (from ContiguityScan::folios), VA order;
   /// they may extend beyond the segment. A chunk is never cut inside one.
   /// Not owned: must outlive the PlanMaps call. Empty: 4 KiB pages only.
+  /// Merged neighbours may carry different lists; a cut is refused if
+  /// either side's list has a folio across it.
   std::span<const Folio> folios;
 };
 
