@@ -1,0 +1,156 @@
+#!/bin/busybox sh
+# /init of the vfiod test guest (busybox ash, PID 1). Built into the initramfs
+# by vm_image.sh; driven by vm_run.sh through the "share" 9p folder:
+#   in:  share/vm.conf  (AS_USER=uid or empty), share/cmd.sh (the command)
+#   out: share/status   (the command's exit status), share/setup_error
+#        (why the guest could not run it), share/dmesg.log
+# The console is ttyS0; the command's stdout goes to ttyS1, stderr to ttyS2.
+
+/bin/busybox --install -s /bin
+export PATH=/bin
+R=/mnt/host   # the host's / (read-only), chroot of the command
+S=/mnt/share  # the per-run writable folder
+
+log() { echo "vm-init: $*"; }
+
+# Stops the guest. ACPI poweroff; if that fails the kernel panics (panic=-1)
+# and QEMU exits because of -no-reboot.
+halt_guest() {
+  sync
+  poweroff -f
+  sleep 5
+  exit 1
+}
+
+setup_fail() {
+  log "SETUP FAILED: $*"
+  if [ -d "$S" ] && mountpoint -q "$S"; then
+    echo "$*" >"$S/setup_error"
+    dmesg >"$S/dmesg.log" 2>/dev/null
+  fi
+  halt_guest
+}
+
+mount_basics() {
+  mount -t proc proc /proc
+  mount -t sysfs sysfs /sys
+  mount -t devtmpfs devtmpfs /dev
+  mkdir -p /dev/pts /dev/shm /dev/hugepages /dev/hugepages1G
+  # What udev would add: bash process substitution needs /dev/fd.
+  ln -s /proc/self/fd /dev/fd
+  ln -s /proc/self/fd/0 /dev/stdin
+  ln -s /proc/self/fd/1 /dev/stdout
+  ln -s /proc/self/fd/2 /dev/stderr
+  mount -t devpts devpts /dev/pts
+  mount -t tmpfs -o mode=1777 shm /dev/shm
+  mount -t hugetlbfs -o mode=1777,pagesize=2M hugetlbfs /dev/hugepages
+  mount -t hugetlbfs -o mode=1777,pagesize=1G hugetlbfs /dev/hugepages1G
+}
+
+load_modules() {
+  for m in $(cat /lib/modules/order); do
+    insmod "/lib/modules/$m.ko" || log "insmod $m failed"
+  done
+}
+
+mount_shares() {
+  o=trans=virtio,version=9p2000.L,msize=512000
+  mount -t 9p -o "$o,cache=none" share "$S" || { log "cannot mount share"; halt_guest; }
+  mount -t 9p -o "$o,ro" hostroot "$R" || setup_fail "cannot mount the host's / over 9p"
+}
+
+prepare_chroot() {
+  mount -o rbind /dev "$R/dev" || setup_fail "bind /dev"
+  mount -o bind /proc "$R/proc" || setup_fail "bind /proc"
+  mount -o bind /sys "$R/sys" || setup_fail "bind /sys"
+  mount -t tmpfs -o mode=1777 tmp "$R/tmp" || setup_fail "tmpfs /tmp"
+  mount -t tmpfs -o mode=0755 run "$R/run" || setup_fail "tmpfs /run"
+  mkdir -p "$R/run/vfiod-vm"
+  mount -o bind "$S" "$R/run/vfiod-vm" || setup_fail "bind share"
+}
+
+# find_pci VENDOR DEVICE: first BDF with that vendor:device id.
+find_pci() {
+  for d in /sys/bus/pci/devices/*; do
+    if [ "$(cat "$d/vendor")" = "$1" ] && [ "$(cat "$d/device")" = "$2" ]; then
+      basename "$d"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# find_class CLASS: first BDF with that PCI class code.
+find_class() {
+  for d in /sys/bus/pci/devices/*; do
+    if [ "$(cat "$d/class")" = "$1" ]; then
+      basename "$d"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# bind_vfio BDF: moves the device to vfio-pci, whatever held it before.
+bind_vfio() {
+  d=/sys/bus/pci/devices/$1
+  [ -d "$d" ] || setup_fail "no PCI device $1"
+  echo vfio-pci >"$d/driver_override"
+  [ -e "$d/driver" ] && echo "$1" >"$d/driver/unbind"
+  echo "$1" >/sys/bus/pci/drivers_probe
+  drv=$(basename "$(readlink "$d/driver")" 2>/dev/null)
+  [ "$drv" = vfio-pci ] || setup_fail "$1 is bound to '$drv', not vfio-pci"
+}
+
+bind_devices() {
+  EDU=$(find_pci 0x1234 0x11e8) || setup_fail "no edu device (1234:11e8)"
+  IVSHMEM=$(find_pci 0x1af4 0x1110) || setup_fail "no ivshmem device (1af4:1110)"
+  NVME=$(find_class 0x010802) || setup_fail "no NVMe controller (class 010802)"
+  NONVIABLE=0000:00:1f.3
+  for bdf in "$EDU" "$IVSHMEM" "$NVME" "$NONVIABLE"; do bind_vfio "$bdf"; done
+  # The group of 00:1f.3 is non-viable only while another function of it
+  # keeps a kernel driver: lpc_ich holds 00:1f.0.
+  lpc=$(basename "$(readlink /sys/bus/pci/devices/0000:00:1f.0/driver)" 2>/dev/null)
+  [ "$lpc" = lpc_ich ] || setup_fail "0000:00:1f.0 is bound to '$lpc', not lpc_ich"
+}
+
+# Gives the --as-user uid the device nodes a VFIO user needs.
+grant_user() {
+  [ -n "$AS_USER" ] || return 0
+  chown "$AS_USER" /dev/vfio/[0-9]* || setup_fail "chown /dev/vfio groups"
+  chmod 0666 /dev/vfio/vfio
+}
+
+run_command() {
+  ulimit -l unlimited
+  for t in 1 2; do stty -F "/dev/ttyS$t" raw -echo; done
+  home=/root
+  [ -n "$AS_USER" ] && home=/tmp
+  set -- /usr/bin/env -i \
+    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    TERM=dumb LANG=C.UTF-8 HOME="$home" \
+    VFIOD_IN_VM=1 VFIOD_EDU_BDF="$EDU" VFIOD_IVSHMEM_BDF="$IVSHMEM" \
+    VFIOD_NVME_BDF="$NVME" VFIOD_NONVIABLE_BDF="$NONVIABLE"
+  if [ -n "$AS_USER" ]; then
+    set -- "$@" /usr/bin/setpriv --reuid="$AS_USER" --regid="$AS_USER" --clear-groups
+  fi
+  log "running the command${AS_USER:+ as uid $AS_USER}"
+  chroot "$R" "$@" /bin/bash /run/vfiod-vm/cmd.sh \
+    </dev/null >/dev/ttyS1 2>/dev/ttyS2
+  status=$?
+  log "command exited with $status"
+}
+
+mount_basics
+log "kernel $(uname -r), loading modules"
+load_modules
+mount_shares
+AS_USER=""
+[ -r "$S/vm.conf" ] && . "$S/vm.conf"
+prepare_chroot
+bind_devices
+grant_user
+run_command
+dmesg >"$S/dmesg.log" 2>/dev/null
+echo "$status" >"$S/status.tmp" && mv "$S/status.tmp" "$S/status"
+halt_guest

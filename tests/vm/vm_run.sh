@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# vm_run.sh [--timeout SECONDS] [--as-user UID] [--log FILE] [--env NAME=VALUE]...
+#           -- COMMAND [ARGS...]
+#
+# Boots the vfiod test guest under QEMU (TCG; q35 + intel-iommu, edu,
+# ivshmem-plain 64 MiB, NVMe; Debian's 6.1 kernel), binds the test devices to
+# vfio-pci and runs COMMAND in a chroot of the host's own / (read-only 9p) as
+# root or as UID. COMMAND's stdout and stderr are streamed to ours; its exit
+# status is ours. See README.md beside this file.
+#
+# Exit status: COMMAND's; 77 the VM cannot be had here (QEMU, busybox-static
+# or the kernel package missing); 124 the guest hung past the timeout;
+# 125 the guest broke before COMMAND could finish (log printed and kept).
+set -uo pipefail
+
+readonly kSkip=77 kTimedOut=124 kBroken=125
+readonly here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+usage() {
+  sed -n '2,3s/^# //p' "${BASH_SOURCE[0]}" >&2
+  exit 2
+}
+skip() { echo "vm_run: SKIP: $*" >&2; exit "$kSkip"; }
+
+timeout_s=240
+as_user=""
+log=""
+envs=()
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --timeout) timeout_s=${2:?}; shift 2 ;;
+    --as-user) as_user=${2:?}; shift 2 ;;
+    --log) log=${2:?}; shift 2 ;;
+    --env) envs+=("${2:?}"); shift 2 ;;
+    --) shift; break ;;
+    *) usage ;;
+  esac
+done
+[[ $# -gt 0 ]] || usage
+[[ $timeout_s =~ ^[0-9]+$ ]] || { echo "vm_run: bad --timeout '$timeout_s'" >&2; exit 2; }
+[[ -z $as_user || $as_user =~ ^[0-9]+$ ]] || { echo "vm_run: --as-user takes a numeric uid" >&2; exit 2; }
+# GTEST_* from the caller reach the command, so GTEST_FILTER works by hand.
+while IFS= read -r v; do envs+=("$v"); done < <(env | grep '^GTEST_[A-Z_]*=' || true)
+
+# The cache: VFIOD_VM_CACHE, else vm-cache in the build tree holding COMMAND,
+# else the user's cache folder.
+default_cache() {
+  local d
+  d=$(dirname "$(readlink -f "$(command -v "$1" || echo "$1")")")
+  while [[ $d != / ]]; do
+    [[ -e $d/CMakeCache.txt ]] && { echo "$d/vm-cache"; return; }
+    d=$(dirname "$d")
+  done
+  echo "${XDG_CACHE_HOME:-$HOME/.cache}/vfiod-vm"
+}
+
+qemu=${VFIOD_VM_QEMU:-qemu-system-x86_64}
+command -v "$qemu" >/dev/null || skip "no $qemu (install qemu-system-x86)"
+cache=${VFIOD_VM_CACHE:-$(default_cache "$1")}
+images=$("$here/vm_image.sh" "$cache")
+rc=$?
+[[ $rc -eq 0 ]] || { [[ $rc -eq $kSkip ]] && exit "$kSkip"; echo "vm_run: image preparation failed ($rc)" >&2; exit "$kBroken"; }
+kernel=$(sed -n 1p <<<"$images")
+initrd=$(sed -n 2p <<<"$images")
+
+run=$(mktemp -d "${TMPDIR:-/tmp}/vfiod-vm.XXXXXX") || exit "$kBroken"
+share=$run/share
+mkdir "$share"
+log=${log:-$run/console.log}
+: >"$log" && : >"$run/stdout" && : >"$run/stderr" || exit "$kBroken"
+case $(readlink -f "$(command -v "$1" || echo "$1")") in
+  /tmp/* | /run/* | /dev/* | /proc/* | /sys/*)
+    echo "vm_run: warning: $1 is hidden in the guest (/tmp, /run, /dev are the guest's own)" >&2 ;;
+esac
+
+echo "AS_USER=$as_user" >"$share/vm.conf"
+{
+  echo "# written by vm_run.sh, run by the guest's init in the chroot"
+  for v in "${envs[@]}"; do printf 'export %q\n' "$v"; done
+  printf 'cd %q 2>/dev/null || cd /\n' "$PWD"
+  printf 'exec'; printf ' %q' "$@"; echo
+} >"$share/cmd.sh"
+chmod -R a+rX "$run"
+truncate -s 16M "$run/nvme.img"
+
+append="console=ttyS0 quiet panic=-1 intel_iommu=on"
+append+=" hugepagesz=1G hugepages=1 hugepagesz=2M hugepages=64"
+qemu_args=(
+  -nodefaults -no-user-config -display none -no-reboot
+  -accel tcg,thread=multi -M q35,kernel-irqchip=split -cpu max
+  -m "${VFIOD_VM_MEM:-4G}" -smp "${VFIOD_VM_SMP:-2}"
+  -device intel-iommu,intremap=on,caching-mode=on
+  -device edu
+  -object memory-backend-ram,id=hostmem,size=64M -device ivshmem-plain,memdev=hostmem
+  -drive file="$run/nvme.img",if=none,id=nvm,format=raw -device nvme,serial=vfiod-vm,drive=nvm
+  -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
+  -virtfs local,path="$share",mount_tag=share,security_model=none
+  -chardev file,id=con,path="$log" -serial chardev:con
+  -chardev file,id=out,path="$run/stdout",append=on -serial chardev:out
+  -chardev file,id=err,path="$run/stderr",append=on -serial chardev:err
+  -kernel "$kernel" -initrd "$initrd" -append "$append"
+)
+timeout -k 10 "$timeout_s" "$qemu" "${qemu_args[@]}" </dev/null >"$run/qemu.log" 2>&1 &
+qpid=$!
+trap 'kill -TERM $qpid 2>/dev/null' INT TERM HUP
+tail -n +1 -f --pid=$qpid "$run/stdout" &
+tails=($!)
+tail -n +1 -f --pid=$qpid "$run/stderr" >&2 &
+tails+=($!)
+if [[ -n ${VFIOD_VM_VERBOSE:-} ]]; then
+  tail -n +1 -f --pid=$qpid "$log" >&2 &
+  tails+=($!)
+fi
+wait $qpid
+qrc=$?
+wait "${tails[@]}"
+
+# broken REASON EXIT: explains a guest that did not deliver a status.
+broken() {
+  {
+    echo "vm_run: FAIL: $1"
+    echo "vm_run: guest console log: $log (run folder kept: $run)"
+    echo "---- last lines of the guest console ----"
+    tail -n 30 "$log"
+    if [[ -s $run/qemu.log ]]; then
+      echo "---- qemu ----"
+      tail -n 10 "$run/qemu.log"
+    fi
+  } >&2
+  exit "$2"
+}
+
+if [[ -s $share/status ]]; then
+  status=$(<"$share/status")
+  if [[ $status -eq 0 || $status -eq $kSkip ]] && [[ -z ${VFIOD_VM_KEEP:-} ]]; then
+    rm -rf "$run"
+  else
+    echo "vm_run: command exited $status; guest logs kept in $run (console.log, share/dmesg.log)" >&2
+  fi
+  exit "$status"
+fi
+[[ $qrc -eq 124 || $qrc -eq 137 ]] && broken "guest hung past the ${timeout_s}s timeout and was killed" "$kTimedOut"
+[[ -s $share/setup_error ]] && broken "guest setup failed: $(<"$share/setup_error")" "$kBroken"
+broken "guest stopped without reporting a status (QEMU exit $qrc)" "$kBroken"
