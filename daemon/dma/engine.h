@@ -1,0 +1,207 @@
+// The DMA engine: per container, a DmaSpace owning the shadow map of what is
+// mapped (always equal to what the kernel holds), the IOVA allocator and the
+// entry budget. A map runs as a MapJob, one MAP_DMA chunk per Step(), so the
+// caller can let other work run between chunks; it is all-or-nothing: a chunk
+// that fails undoes the chunks before it.
+//
+// Threading: a DmaSpace and its MapJobs are used from one strand (or thread)
+// at a time; nothing here locks. MapJob steps may interleave with other calls
+// on the same DmaSpace as long as they are serialised by that strand.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "dma/backing.h"
+#include "dma/contiguity.h"
+#include "dma/iova_allocator.h"
+#include "dma/planner.h"
+#include "proto/result.h"
+#include "vfio/container.h"
+
+namespace vfiod::dma {
+
+/// Engine settings (from the daemon's config).
+struct EngineConfig {
+  uint64_t chunk_bytes = uint64_t{1} << 30;  ///< largest MAP_DMA call
+  uint32_t reserve_entries = 0;              ///< DMA entries kept back for other work
+};
+
+/// Progress of a map, reported after each chunk.
+struct MapProgress {
+  uint64_t chunks_done = 0;
+  uint64_t chunks_total = 0;
+  uint64_t bytes_done = 0;
+  uint64_t bytes_total = 0;
+};
+
+/// What to map: [offset, offset + size) of `backing`.
+struct MapRequest {
+  std::shared_ptr<const Backing> backing;
+  uint64_t offset = 0;                 ///< a multiple of the IOMMU granule
+  uint64_t size = 0;                   ///< 0: the rest of the backing from `offset`
+  std::optional<uint64_t> fixed_iova;  ///< the client named the IOVA
+  uint64_t max_iova = UINT64_MAX;      ///< highest IOVA allowed: the device's DMA mask
+  Prot prot;
+  std::function<void(const MapProgress&)> on_chunk;  ///< called after each chunk; may be empty
+};
+
+/// One mapping, as reported to clients and logs.
+struct MappingReport {
+  uint64_t id = 0;  ///< unique within the DmaSpace, never reused
+  uint64_t iova = 0;
+  uint64_t size = 0;
+  uint64_t vaddr = 0;  ///< in vfiod's address space
+  BackingKind backing = BackingKind::kPages4K;
+  bool pinned = true;       ///< false for device MMIO
+  uint64_t chunks = 0;      ///< MAP_DMA entries it occupies
+  uint64_t map_ioctls = 0;  ///< MAP_DMA calls issued for it
+  Congruence congruence;    ///< the superpage congruence the IOVA was placed for
+  ContiguityReport contiguity;
+};
+
+/// What an unmap did.
+struct UnmapReport {
+  uint64_t bytes = 0;   ///< bytes the kernel reported unmapped
+  uint64_t ioctls = 0;  ///< UNMAP_DMA calls issued
+};
+
+class MapJob;
+
+/// The DMA state of one container. Create it once the container's IOMMU is
+/// set (after the first group is attached). It must outlive its MapJobs.
+/// Destruction unmaps whatever is still mapped (best effort, errors to stderr).
+class DmaSpace {
+ public:
+  /// Reads the IOMMU info (IOVA ranges, page sizes, DMA_AVAIL) of `container`.
+  /// `reader` feeds the contiguity scans; null opens /proc/self/pagemap.
+  /// EINVAL: the container has no IOMMU set; errno of GET_INFO / open.
+  [[nodiscard]] static Result<std::unique_ptr<DmaSpace>> Create(
+      std::shared_ptr<vfio::Container> container, EngineConfig config = {},
+      std::unique_ptr<PageInfoReader> reader = nullptr);
+  DmaSpace(const DmaSpace&) = delete;
+  DmaSpace& operator=(const DmaSpace&) = delete;
+  ~DmaSpace();
+
+  /// Checks and plans a map without any MAP_DMA: request checks, memlock
+  /// headroom, contiguity scan, IOVA placement, chunk plan, entry budget. The
+  /// IOVA range and the entries are reserved until the job ends.
+  /// EINVAL: no backing, size/offset misaligned or outside the backing, no
+  /// prot, fixed IOVA misaligned/outside the ranges/above max_iova; EEXIST:
+  /// fixed IOVA overlaps a mapping; ENOSPC: no IOVA room below max_iova, or the
+  /// plan would exhaust DMA_AVAIL (detail: entries needed and left);
+  /// ENOMEM: RLIMIT_MEMLOCK would be exceeded; reader errors pass through.
+  [[nodiscard]] Result<std::unique_ptr<MapJob>> BeginMap(MapRequest request);
+
+  /// BeginMap, then every step. Errors of BeginMap and of MAP_DMA (ENOMEM
+  /// locked-memory limit, EFAULT, ENOSPC, EEXIST when something else mapped
+  /// the range); after an error nothing of the request stays mapped.
+  [[nodiscard]] Result<MappingReport> Map(MapRequest request);
+
+  /// Unmaps mapping `id` exactly, batched by the planner, and releases its
+  /// IOVA and its share of the backing. ENOENT: no such mapping; EIO: the
+  /// kernel reported unmapping another number of bytes than the shadow map
+  /// holds (the shadow is corrected: the range is gone either way); errno of
+  /// UNMAP_DMA, in which case the mapping is kept.
+  [[nodiscard]] Result<UnmapReport> Unmap(uint64_t id);
+
+  /// Unmaps everything (container teardown): UNMAP_ALL when supported.
+  /// EBUSY: map jobs still running; EIO: byte count mismatch (the shadow is
+  /// emptied anyway); errno of UNMAP_DMA (what could not be unmapped stays).
+  [[nodiscard]] Result<UnmapReport> UnmapAll();
+
+  /// The committed mappings, by IOVA.
+  [[nodiscard]] std::vector<MappingReport> Mappings() const;
+  [[nodiscard]] Result<MappingReport> Find(uint64_t id) const;
+  /// The shadow map: one entry per MAP_DMA entry the kernel holds, by IOVA
+  /// (running jobs' chunks included).
+  [[nodiscard]] std::vector<Mapping> ShadowEntries() const;
+  /// DMA entries still usable (nullopt when the kernel does not report DMA_AVAIL).
+  [[nodiscard]] std::optional<uint32_t> EntriesLeft() const;
+  [[nodiscard]] const IovaAllocator& allocator() const { return allocator_; }
+  [[nodiscard]] size_t running_jobs() const { return running_jobs_; }
+  [[nodiscard]] const vfio::Container& container() const { return *container_; }
+
+ private:
+  friend class MapJob;
+  struct Entry {  // one MAP_DMA entry the kernel holds
+    uint64_t size = 0;
+    uint64_t owner = 0;  // mapping id
+  };
+  struct Record {  // one committed mapping
+    MappingReport report;
+    std::shared_ptr<const Backing> backing;
+  };
+
+  DmaSpace(std::shared_ptr<vfio::Container> container, EngineConfig config,
+           std::unique_ptr<PageInfoReader> reader, IovaAllocator allocator,
+           std::optional<uint32_t> entry_limit);
+
+  [[nodiscard]] Result<ContiguityScan> Scan(const Backing& backing, uint64_t vaddr,
+                                            uint64_t size) const;
+  /// Unmaps exactly the shadow entries in [iova, iova + size) listed in
+  /// `entries`; drops them from the shadow as the kernel confirms.
+  [[nodiscard]] Result<UnmapReport> UnmapEntries(const std::vector<Mapping>& entries);
+  [[nodiscard]] Result<void> ExecuteUnmap(const UnmapOp& op, UnmapReport& report);
+  void DropShadowRange(uint64_t iova, uint64_t size);
+  [[nodiscard]] std::vector<Mapping> EntriesOf(uint64_t owner) const;
+
+  // Teardown: the destructor body unmaps first; then members go in reverse
+  // order, records_ (releasing backings, whose memory is no longer pinned)
+  // before the container share, which must outlive every mapping.
+  std::shared_ptr<vfio::Container> container_;
+  EngineConfig config_;
+  std::unique_ptr<PageInfoReader> reader_;
+  IovaAllocator allocator_;
+  std::optional<uint32_t> entry_limit_;  // DMA_AVAIL when the space was created
+  uint64_t next_id_ = 1;
+  uint64_t entries_reserved_ = 0;  // planned by running jobs, not yet mapped
+  size_t running_jobs_ = 0;
+  std::map<uint64_t, Entry> shadow_;    // iova -> entry
+  std::map<uint64_t, Record> records_;  // id -> committed mapping
+};
+
+/// A map in progress. Step() issues one MAP_DMA chunk; after the last one the
+/// mapping is committed to the DmaSpace. Destroying an unfinished job (or a
+/// failing step) unmaps its chunks and releases its IOVA and entries.
+class MapJob {
+ public:
+  MapJob(const MapJob&) = delete;
+  MapJob& operator=(const MapJob&) = delete;
+  ~MapJob();
+
+  /// Maps the next chunk. Returns true once the mapping is complete (then
+  /// report() is final). On error the job is rolled back and finished:
+  /// errno of MAP_DMA, or of the rollback's UNMAP_DMA (then the chunks that
+  /// could not be unmapped stay in the shadow as a mapping of their own, so
+  /// UnmapAll can retry). EINVAL: the job is already finished.
+  [[nodiscard]] Result<bool> Step();
+
+  [[nodiscard]] bool finished() const { return finished_; }
+  [[nodiscard]] const MappingReport& report() const { return report_; }
+  [[nodiscard]] MapProgress progress() const;
+
+ private:
+  friend class DmaSpace;
+  MapJob(DmaSpace& space, MapRequest request, MappingReport report, std::vector<MapOp> ops)
+      : space_(&space),
+        request_(std::move(request)),
+        report_(std::move(report)),
+        ops_(std::move(ops)) {}
+  void Commit();
+  [[nodiscard]] Result<void> Rollback();
+
+  DmaSpace* space_;
+  MapRequest request_;  // holds the backing alive while chunks are mapped
+  MappingReport report_;
+  std::vector<MapOp> ops_;
+  size_t next_ = 0;  // index of the next chunk
+  uint64_t bytes_done_ = 0;
+  bool finished_ = false;
+};
+
+}  // namespace vfiod::dma
