@@ -10,8 +10,9 @@
 export PATH=/bin
 R=/mnt/host   # the host's / (read-only), chroot of the command
 S=/mnt/share  # the per-run writable folder
+SHARE_MOUNTED=""
 
-log() { echo "vm-init: $*"; }
+log() { echo "vm-init: [$(cut -d" " -f1 /proc/uptime)] $*"; }
 
 # Stops the guest. ACPI poweroff; if that fails the kernel panics (panic=-1)
 # and QEMU exits because of -no-reboot.
@@ -24,7 +25,7 @@ halt_guest() {
 
 setup_fail() {
   log "SETUP FAILED: $*"
-  if [ -d "$S" ] && mountpoint -q "$S"; then
+  if [ -n "$SHARE_MOUNTED" ]; then
     echo "$*" >"$S/setup_error"
     dmesg >"$S/dmesg.log" 2>/dev/null
   fi
@@ -56,6 +57,7 @@ load_modules() {
 mount_shares() {
   o=trans=virtio,version=9p2000.L,msize=512000
   mount -t 9p -o "$o,cache=none" share "$S" || { log "cannot mount share"; halt_guest; }
+  SHARE_MOUNTED=1
   mount -t 9p -o "$o,ro" hostroot "$R" || setup_fail "cannot mount the host's / over 9p"
 }
 
@@ -134,7 +136,7 @@ run_command() {
   if [ -n "$AS_USER" ]; then
     set -- "$@" /usr/bin/setpriv --reuid="$AS_USER" --regid="$AS_USER" --clear-groups
   fi
-  log "running the command${AS_USER:+ as uid $AS_USER}"
+  log "devices bound, running the command${AS_USER:+ as uid $AS_USER}"
   chroot "$R" "$@" /bin/bash /run/vfiod-vm/cmd.sh \
     </dev/null >/dev/ttyS1 2>/dev/ttyS2
   status=$?

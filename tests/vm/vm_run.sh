@@ -135,7 +135,7 @@ if [[ -s $share/status ]]; then
   if [[ $status -eq 0 || $status -eq $kSkip ]] && [[ -z ${VFIOD_VM_KEEP:-} ]]; then
     rm -rf "$run"
   else
-    echo "vm_run: command exited $status; guest logs kept in $run (console.log, share/dmesg.log)" >&2
+    echo "vm_run: command exited $status; guest console log: $log, dmesg: $run/share/dmesg.log" >&2
   fi
   exit "$status"
 fi

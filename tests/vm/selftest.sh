@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# selftest.sh: checks vm_run.sh from the OUTSIDE, on the host: exit status,
+# argument quoting and environment reach the guest command, stdout and stderr
+# come back apart, --log writes the console, a hang past --timeout fails with
+# 124 and shows the log, a missing QEMU is a skip (77). Boots the guest twice.
+set -u
+readonly vm_run=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/vm_run.sh
+work=$(mktemp -d "${TMPDIR:-/tmp}/vfiod-vm-selftest.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+failures=0
+
+check() {  # check DESCRIPTION COMMAND...
+  local what=$1
+  shift
+  if "$@"; then echo "ok - $what"; else echo "not ok - $what"; failures=$((failures + 1)); fi
+}
+
+# 1. A missing QEMU is a skip, before anything is fetched or booted.
+VFIOD_VM_QEMU=/nonexistent/qemu "$vm_run" -- true >"$work/skip.out" 2>&1
+rc=$?
+check "missing QEMU exits 77 (got $rc)" [ "$rc" = 77 ]
+check "missing QEMU says SKIP" grep -q '^vm_run: SKIP: ' "$work/skip.out"
+
+# 2. Status, quoting, environment and the two output streams, in one boot.
+# The guest command prints its arguments one per line between brackets.
+GTEST_FILTER='Foo.*' "$vm_run" --log "$work/console.log" --env "VFIOD_SELFTEST=a b" -- \
+  bash -c 'printf "[%s]\n" "$@"; echo "env=$VFIOD_SELFTEST gtest=$GTEST_FILTER";
+           echo to-stderr >&2; exit 42' argv0 'two  spaces' '$HOME' "it's" '' \
+  >"$work/out" 2>"$work/err"
+rc=$?
+if [[ $rc -eq 77 ]]; then
+  echo "selftest: SKIP: the VM is not available here"
+  exit 77
+fi
+printf '[%s]\n' 'two  spaces' '$HOME' "it's" '' >"$work/expected"
+echo "env=a b gtest=Foo.*" >>"$work/expected"
+check "exit status 42 comes back (got $rc)" [ "$rc" = 42 ]
+check "arguments arrive intact, stdout comes back" cmp -s "$work/expected" "$work/out"
+check "stderr comes back on stderr" grep -qx to-stderr "$work/err"
+check "stderr does not leak into stdout" sh -c "! grep -q to-stderr '$work/out'"
+check "--log FILE holds the guest console" grep -q 'vm-init: .*command exited with 42' "$work/console.log"
+check "a failed command's logs are named" grep -q 'vm_run: command exited 42' "$work/err"
+rm -rf "$(sed -n 's|.*dmesg: \(.*\)/share/dmesg.log$|\1|p' "$work/err")"
+
+# 3. A hang: the command never ends, the timeout kills the guest.
+"$vm_run" --timeout 8 --log "$work/hang.log" -- sleep 600 >"$work/hang.out" 2>&1
+rc=$?
+check "a hang exits 124 (got $rc)" [ "$rc" = 124 ]
+check "a hang is reported with the log path" grep -q "guest console log: $work/hang.log" "$work/hang.out"
+check "a hang shows the last console lines" grep -q -- '---- last lines of the guest console' "$work/hang.out"
+rm -rf "$(sed -n 's/.*(run folder kept: \(.*\))$/\1/p' "$work/hang.out")"
+
+if [[ $failures -ne 0 ]]; then
+  echo "---- stdout of the guest run ----"; cat "$work/out"
+  echo "---- stderr of the guest run ----"; cat "$work/err"
+  echo "---- output of the hang run ----"; cat "$work/hang.out"
+fi
+echo "selftest: $failures failure(s)"
+[[ $failures -eq 0 ]]
