@@ -56,8 +56,7 @@ class KernelFd {
   KernelFd(Kernel* kernel, int fd) : kernel_(kernel), fd_(fd) {}
   KernelFd(const KernelFd&) = delete;
   KernelFd& operator=(const KernelFd&) = delete;
-  KernelFd(KernelFd&& other) noexcept
-      : kernel_(other.kernel_), fd_(std::exchange(other.fd_, -1)) {}
+  KernelFd(KernelFd&& other) noexcept : kernel_(other.kernel_), fd_(std::exchange(other.fd_, -1)) {}
   KernelFd& operator=(KernelFd&& other) noexcept {
     if (this != &other) {
       reset();

@@ -38,9 +38,9 @@ struct IovaRange {
 
 /// VFIO_IOMMU_GET_INFO with its capability chain decoded.
 struct IommuInfo {
-  uint64_t iova_pgsizes = 0;             ///< bitmap of supported page sizes
-  std::vector<IovaRange> iova_ranges;    ///< empty if the cap is absent (then all of 64-bit space)
-  std::optional<uint32_t> dma_avail;     ///< entries left before the dma_entry_limit
+  uint64_t iova_pgsizes = 0;           ///< bitmap of supported page sizes
+  std::vector<IovaRange> iova_ranges;  ///< empty if the cap is absent (then all of 64-bit space)
+  std::optional<uint32_t> dma_avail;   ///< entries left before the dma_entry_limit
   struct Migration {
     uint64_t pgsize_bitmap = 0;
     uint64_t max_dirty_bitmap_size = 0;
@@ -91,6 +91,19 @@ struct IrqInfo {
   [[nodiscard]] bool maskable() const;
 };
 
+/// Flag bits of the info structs, mirroring <linux/vfio.h> (checked there by
+/// static_assert), for code above the kernel layer and for the model topology.
+inline constexpr uint32_t kDeviceFlagReset = 1u << 0;    ///< VFIO_DEVICE_FLAGS_RESET
+inline constexpr uint32_t kDeviceFlagPci = 1u << 1;      ///< VFIO_DEVICE_FLAGS_PCI
+inline constexpr uint32_t kRegionFlagRead = 1u << 0;     ///< VFIO_REGION_INFO_FLAG_READ
+inline constexpr uint32_t kRegionFlagWrite = 1u << 1;    ///< VFIO_REGION_INFO_FLAG_WRITE
+inline constexpr uint32_t kRegionFlagMmap = 1u << 2;     ///< VFIO_REGION_INFO_FLAG_MMAP
+inline constexpr uint32_t kRegionFlagCaps = 1u << 3;     ///< VFIO_REGION_INFO_FLAG_CAPS
+inline constexpr uint32_t kIrqFlagEventfd = 1u << 0;     ///< VFIO_IRQ_INFO_EVENTFD
+inline constexpr uint32_t kIrqFlagMaskable = 1u << 1;    ///< VFIO_IRQ_INFO_MASKABLE
+inline constexpr uint32_t kIrqFlagAutomasked = 1u << 2;  ///< VFIO_IRQ_INFO_AUTOMASKED
+inline constexpr uint32_t kIrqFlagNoresize = 1u << 3;    ///< VFIO_IRQ_INFO_NORESIZE
+
 /// PCI region and IRQ indexes (VFIO_PCI_*_INDEX), without <linux/vfio.h>.
 inline constexpr uint32_t kPciBar0RegionIndex = 0;
 inline constexpr uint32_t kPciRomRegionIndex = 6;
@@ -98,6 +111,11 @@ inline constexpr uint32_t kPciConfigRegionIndex = 7;
 inline constexpr uint32_t kPciIntxIrqIndex = 0;
 inline constexpr uint32_t kPciMsiIrqIndex = 1;
 inline constexpr uint32_t kPciMsixIrqIndex = 2;
+inline constexpr uint32_t kPciErrIrqIndex = 3;
+inline constexpr uint32_t kPciReqIrqIndex = 4;
+/// vfio-pci reports 9 regions (BAR0-5, ROM, config, VGA) and 5 IRQ indexes.
+inline constexpr uint32_t kPciNumRegions = 9;
+inline constexpr uint32_t kPciNumIrqs = 5;
 
 /// VFIO_IOMMU_MAP_DMA arguments.
 struct DmaMap {
@@ -112,12 +130,14 @@ struct DmaMap {
 [[nodiscard]] Result<int> GetApiVersion(Kernel& k, int container);
 /// False when the extension is unknown to the kernel (or to the headers).
 [[nodiscard]] Result<bool> CheckExtension(Kernel& k, int container, Extension ext);
-/// EINVAL before a group is attached or for an unknown type; EBUSY if set already.
+/// EINVAL before a group is attached, or when an IOMMU is set already (the
+/// kernel says EINVAL there, not EBUSY); ENODEV: no driver supports type1v2.
 [[nodiscard]] Result<void> SetIommuType1v2(Kernel& k, int container);
 [[nodiscard]] Result<IommuInfo> GetIommuInfo(Kernel& k, int container);
-/// EINVAL: misaligned or wrapping arguments (checked here first), or outside
-/// the IOVA ranges; EEXIST: overlaps a mapping; ENOSPC: entry limit reached;
-/// ENOMEM: locked-memory limit; EFAULT: vaddr not mapped.
+/// EINVAL: size 0, misaligned (to the host page; the kernel then checks the
+/// IOMMU's smallest page) or wrapping arguments (checked here first), or
+/// outside the IOVA ranges, or no IOMMU set; EEXIST: overlaps a mapping; ENOSPC: entry limit
+/// reached; ENOMEM: locked-memory limit; EFAULT: vaddr not mapped.
 [[nodiscard]] Result<void> MapDma(Kernel& k, int container, const DmaMap& map);
 /// Returns the bytes unmapped (0 if nothing was there). EINVAL when the range
 /// would split a mapping (type1v2) or is misaligned/wrapping.
@@ -127,11 +147,14 @@ struct DmaMap {
 
 // --- group (/dev/vfio/N) ----------------------------------------------------
 [[nodiscard]] Result<GroupStatus> GetGroupStatus(Kernel& k, int group);
-/// EPERM: group not viable; EBUSY: attached elsewhere; EINVAL: bad container fd.
+/// EPERM: group not viable; EINVAL: the group already has a container (the
+/// kernel says EINVAL, not EBUSY) or the fd is not a container; EBADF: bad fd.
 [[nodiscard]] Result<void> SetContainer(Kernel& k, int group, int container);
+/// EINVAL: no container; EBUSY: device fds of the group are still open.
 [[nodiscard]] Result<void> UnsetContainer(Kernel& k, int group);
 /// Returns a new device fd (owner: the caller, close via k.close()).
-/// EINVAL: no IOMMU set yet or the name is not in the group; EPERM: not viable.
+/// ENODEV: the name is not a device of the group (checked first);
+/// EINVAL: the group has no container or the container no IOMMU.
 [[nodiscard]] Result<int> GetDeviceFd(Kernel& k, int group, std::string_view bdf);
 
 // --- device -------------------------------------------------------------------

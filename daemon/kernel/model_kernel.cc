@@ -1,0 +1,210 @@
+// ModelKernel: fd table, open/close, the container and group ioctls, and the
+// process model (mapped memory, memlock accounting, device mmaps).
+#include "kernel/model_kernel.h"
+
+#include <fcntl.h>
+#include <linux/vfio.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "kernel/ioctl_names.h"
+#include "kernel/model_state.h"
+#include "proto/unique_fd.h"
+
+namespace vfiod::kernel {
+namespace {
+
+constexpr std::string_view kVfioDir = "/dev/vfio/";
+constexpr uint64_t kMincoreChunk = uint64_t{1} << 30;
+
+[[noreturn]] void Die(const std::string& why) {
+  std::fprintf(stderr, "vfiod: ModelKernel: %s\n", why.c_str());
+  std::abort();
+}
+
+Result<int> NewMemfd(const std::string& name, const std::string& op) {
+  int fd = ::memfd_create(name.c_str(), MFD_CLOEXEC);
+  if (fd < 0) {
+    return ErrnoError(op);
+  }
+  return fd;
+}
+
+std::optional<int> ParseGroupNumber(std::string_view rest) {
+  int n = -1;
+  auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), n);
+  if (ec != std::errc() || end != rest.data() + rest.size() || n < 0) {
+    return std::nullopt;
+  }
+  return n;
+}
+
+}  // namespace
+
+void DetachGroup(ModelGroupState& g) {
+  std::shared_ptr<ModelContainer> c = std::move(g.container);
+  if (!c) {
+    return;
+  }
+  std::erase(c->groups, &g);
+  if (c->groups.empty()) {
+    c->iommu.reset();  // the last group leaving deprivileges the container
+  }
+}
+
+// --- process model ---------------------------------------------------------
+
+Result<uint64_t> ModelState::Pin(uint64_t vaddr, uint64_t size) {
+  std::vector<unsigned char> vec;
+  for (uint64_t off = 0; off < size; off += kMincoreChunk) {
+    uint64_t n = std::min(kMincoreChunk, size - off);
+    vec.resize(n / 4096 + 1);
+    if (::mincore(reinterpret_cast<void*>(vaddr + off), n, vec.data()) < 0) {
+      return Fail(EFAULT, "VFIO_IOMMU_MAP_DMA", "vaddr range is not mapped in this process");
+    }
+  }
+  uint64_t charged = size - MmioBytes(vaddr, size);
+  if (charged > knobs.memlock_limit || locked_bytes > knobs.memlock_limit - charged) {
+    return Fail(ENOMEM, "VFIO_IOMMU_MAP_DMA", "RLIMIT_MEMLOCK exceeded");
+  }
+  locked_bytes += charged;
+  return charged;
+}
+
+uint64_t ModelState::MmioBytes(uint64_t start, uint64_t size) const {
+  uint64_t end = start + size;
+  uint64_t total = 0;
+  for (const auto& [s, e] : mmio) {
+    uint64_t lo = std::max(s, start);
+    uint64_t hi = std::min(e, end);
+    if (lo < hi) {
+      total += hi - lo;
+    }
+  }
+  return total;
+}
+
+void ModelState::RemoveMmio(uint64_t start, uint64_t size) {
+  uint64_t end = start + size;
+  std::vector<std::pair<uint64_t, uint64_t>> keep;
+  for (auto it = mmio.begin(); it != mmio.end();) {
+    auto [s, e] = *it;
+    if (s < end && e > start) {
+      if (s < start) {
+        keep.emplace_back(s, start);
+      }
+      if (e > end) {
+        keep.emplace_back(end, e);
+      }
+      it = mmio.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto [s, e] : keep) {
+    mmio[s] = e;
+  }
+}
+
+// --- construction -------------------------------------------------------------
+
+ModelKernel::ModelKernel(ModelTopology topology, ModelKnobs knobs)
+    : topology_(std::move(topology)), state_(std::make_unique<ModelState>(knobs)) {
+  if (knobs.iova_pgsizes == 0 || (knobs.iova_pgsizes & -knobs.iova_pgsizes) < 4096) {
+    Die("iova_pgsizes must include a page size of at least 4 KiB");
+  }
+  for (const ModelGroup& g : topology_.groups) {
+    auto gs = std::make_unique<ModelGroupState>();
+    gs->topo = &g;
+    gs->viable = true;
+    for (const ModelDevice& d : g.devices) {
+      if (!d.bound_to_vfio) {
+        gs->viable = false;  // a host driver owns DMA of this group
+        continue;
+      }
+      auto f = ModelPciFunction::Create(d);
+      if (!f) {
+        Die(f.error().message());
+      }
+      gs->functions.push_back(f->get());
+      state_->functions.push_back(std::move(*f));
+    }
+    state_->groups.push_back(std::move(gs));
+  }
+}
+
+ModelKernel::~ModelKernel() {
+  // The model must outlive the fds it handed out; close what is left.
+  for (auto& [fd, obj] : state_->fds) {
+    UniqueFd::CloseOrDie(fd);
+  }
+  state_->fds.clear();
+  for (auto& g : state_->groups) {
+    DetachGroup(*g);
+  }
+}
+
+// --- open / close ---------------------------------------------------------------
+
+Result<int> ModelKernel::open(const std::string& path, int flags) {
+  std::string_view p = path;
+  if (!p.starts_with(kVfioDir)) {
+    int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+    return fd < 0 ? ErrnoError("open " + path) : Result<int>(fd);
+  }
+  std::lock_guard lock(mu_);
+  std::string op = "open " + path;
+  std::string_view rest = p.substr(kVfioDir.size());
+  if (rest == "vfio") {
+    int fd = VFIOD_TRY(NewMemfd("vfio-container", op));
+    state_->fds.emplace(fd, std::make_shared<ModelContainer>());
+    return fd;
+  }
+  std::optional<int> number = ParseGroupNumber(rest);
+  for (auto& g : state_->groups) {
+    if (number && g->topo->id == *number) {
+      if (g->fd_open || g->open_devices > 0) {
+        return Fail(EBUSY, op, "group is already open");
+      }
+      int fd = VFIOD_TRY(NewMemfd("vfio-group-" + std::string(rest), op));
+      g->fd_open = true;
+      state_->fds.emplace(fd, g.get());
+      return fd;
+    }
+  }
+  return Fail(ENOENT, op, "no such VFIO group");
+}
+
+void ModelKernel::close(int fd) {
+  std::lock_guard lock(mu_);
+  auto it = state_->fds.find(fd);
+  if (it != state_->fds.end()) {
+    ModelObject obj = std::move(it->second);
+    state_->fds.erase(it);
+    if (auto* g = std::get_if<ModelGroupState*>(&obj)) {
+      (*g)->fd_open = false;
+      if ((*g)->open_devices == 0) {
+        DetachGroup(**g);
+      }
+    } else if (auto* d = std::get_if<ModelDeviceFd>(&obj)) {
+      d->function->Closed();
+      if (--d->group->open_devices == 0 && !d->group->fd_open) {
+        DetachGroup(*d->group);
+      }
+    }
+    // A container fd: dropping the table's reference is all; attached
+    // groups keep the container (and its IOMMU) alive.
+  }
+  UniqueFd::CloseOrDie(fd);
+}
+
+}  // namespace vfiod::kernel

@@ -1,0 +1,136 @@
+// ModelKernel: an in-memory model of Linux 6.1's VFIO (container, groups,
+// vfio-pci devices and the type1v2 IOMMU driver), speaking the same binary
+// uAPI through Kernel::ioctl(): it decodes the <linux/vfio.h> structs as the
+// kernel does, argsz and capability chains included. It is a model, not a
+// set of canned answers: each container keeps an interval map of its DMA
+// mappings and follows the type1 rules (see model_iommu.h).
+//
+// Every fd it hands out is a real fd (memfd), so KernelFd, close, mmap and fd
+// passing over a unix socket work normally; closing one through the model
+// updates its state. Paths outside /dev/vfio, and fds the model did not hand
+// out, are forwarded to the real system calls.
+//
+// Thread-safe: one mutex (mu_) guards all model state.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kernel/kernel.h"
+#include "kernel/vfio_api.h"
+
+namespace vfiod::kernel {
+
+/// One region of a model device (index per VFIO_PCI_*_REGION_INDEX).
+struct ModelRegion {
+  uint32_t index = 0;
+  uint64_t size = 0;
+  uint32_t flags = kRegionFlagRead | kRegionFlagWrite | kRegionFlagMmap;
+  /// Non-empty: the region reports a SPARSE_MMAP capability and mmap is
+  /// allowed only inside these areas.
+  std::vector<SparseArea> sparse_mmap;
+};
+
+/// One PCI function. The config region (index 7) is added by the model.
+struct ModelDevice {
+  std::string bdf;  ///< "0000:00:03.0"
+  uint16_t vendor_id = 0;
+  uint16_t device_id = 0;
+  uint32_t class_code = 0x00ff00;  ///< 24-bit class/subclass/prog-if
+  /// False: bound to a host driver, which makes its group not viable.
+  bool bound_to_vfio = true;
+  bool pcie = false;  ///< PCIe: 4 KiB config space and an ERR IRQ index
+  bool can_reset = true;
+  std::vector<ModelRegion> regions;  ///< BARs (0-5) and ROM (6)
+  uint32_t intx_count = 1;           ///< 1 if the function has an interrupt pin
+  uint32_t msi_count = 1;
+  uint32_t msix_count = 0;
+};
+
+struct ModelGroup {
+  int id = 0;  ///< the N of /dev/vfio/N
+  std::vector<ModelDevice> devices;
+};
+
+struct ModelTopology {
+  std::vector<ModelGroup> groups;
+};
+
+/// Knobs of the type1 IOMMU driver and of the process being modelled.
+struct ModelKnobs {
+  uint32_t dma_entry_limit = 65535;  ///< vfio_iommu_type1 dma_entry_limit
+  std::vector<IovaRange> iova_ranges = {{0, 0xfedfffff}, {0xfef00000, 0x7fffffffff}};
+  uint64_t iova_pgsizes = 0x40201000;   ///< 4K | 2M | 1G
+  uint64_t memlock_limit = UINT64_MAX;  ///< RLIMIT_MEMLOCK in bytes; MAX = unlimited
+};
+
+/// The QEMU test VM (see vm-facts.md): edu 1234:11e8 at 0000:00:03.0 in group
+/// 3; ivshmem-plain 1af4:1110 at 0000:00:04.0 in group 4 (BAR0 256 B, BAR2
+/// 64 MiB); and the ICH9 group 7, not viable: 00:1f.3 bound to vfio-pci,
+/// 00:1f.0 and 00:1f.2 bound to host drivers.
+[[nodiscard]] ModelTopology VmLikeTopology();
+
+/// A DMA mapping of a model container, for tests.
+struct ModelMapping {
+  uint64_t iova = 0;
+  uint64_t size = 0;
+  uint64_t vaddr = 0;
+  bool read = false;
+  bool write = false;
+  uint64_t locked_bytes = 0;  ///< bytes charged to the memlock limit
+};
+
+struct ModelState;  // model_state.h
+
+class ModelKernel final : public Kernel {
+ public:
+  explicit ModelKernel(ModelTopology topology, ModelKnobs knobs = {});
+  ~ModelKernel() override;
+  ModelKernel(const ModelKernel&) = delete;
+  ModelKernel& operator=(const ModelKernel&) = delete;
+
+  Result<int> open(const std::string& path, int flags) override;
+  void close(int fd) override;
+  Result<int> ioctl(int fd, unsigned long request, void* arg) override;
+  Result<int> ioctl_value(int fd, unsigned long request, unsigned long value) override;
+  Result<void*> mmap(void* addr, size_t len, int prot, int flags, int fd, off_t off) override;
+  Result<void> munmap(void* addr, size_t len) override;
+  Result<size_t> pread(int fd, void* buf, size_t len, off_t off) override;
+  Result<size_t> pwrite(int fd, const void* buf, size_t len, off_t off) override;
+  [[nodiscard]] std::string name() const override { return "model"; }
+
+  // --- introspection and test hooks --------------------------------------
+  [[nodiscard]] const ModelTopology& topology() const { return topology_; }
+  /// The IOMMU group of a device of the topology; ENODEV if unknown.
+  [[nodiscard]] Result<int> GroupOf(std::string_view bdf) const;
+  /// Bytes pinned and charged to the memlock limit, over all containers.
+  [[nodiscard]] uint64_t LockedBytes() const;
+  void SetMemlockLimit(uint64_t bytes);
+  /// The mappings of a container fd, by IOVA. EBADF: not a model container.
+  [[nodiscard]] Result<std::vector<ModelMapping>> Mappings(int container_fd) const;
+  /// How many times an ioctl was issued (failed ones included), by name
+  /// ("VFIO_IOMMU_MAP_DMA").
+  [[nodiscard]] uint64_t IoctlCount(std::string_view name) const;
+  /// fds the model has handed out and not yet seen closed.
+  [[nodiscard]] size_t OpenFdCount() const;
+  /// The device raises vector `vector` of IRQ `index`: writes its eventfd.
+  /// Returns false when nothing is listening (no eventfd, or INTx masked; an
+  /// INTx that fires is masked automatically, as vfio-pci does). EBADF: not a
+  /// model device fd; EINVAL: no such vector.
+  Result<bool> TriggerIrq(int device_fd, uint32_t index, uint32_t vector);
+
+ private:
+  Result<int> Dispatch(int fd, unsigned long request, unsigned long arg);
+
+  const ModelTopology topology_;
+  mutable std::mutex mu_;
+  std::unique_ptr<ModelState> state_;               // guarded by mu_
+  std::map<unsigned long, uint64_t> ioctl_counts_;  // guarded by mu_
+};
+
+}  // namespace vfiod::kernel
