@@ -29,7 +29,8 @@ inline constexpr uint16_t kPciCommandBusMaster = 0x4;
 class Device {
  public:
   /// VFIO_GROUP_GET_DEVICE_FD, then VFIO_DEVICE_GET_INFO. EINVAL: the group is
-  /// not attached to a container, or `bdf` is not in the group; EPERM: not viable.
+  /// not attached to a container; ENODEV: `bdf` is not in the group (Linux 6.1);
+  /// EPERM: not viable.
   [[nodiscard]] static Result<std::shared_ptr<Device>> Open(std::shared_ptr<Group> group,
                                                             std::string_view bdf);
 
