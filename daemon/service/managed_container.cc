@@ -1,0 +1,297 @@
+#include "service/managed_container.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <bit>
+
+#include "dma/backing_bar.h"
+#include "dma/engine.h"
+#include "vfio/container.h"
+#include "vfio/device.h"
+#include "vfio/group.h"
+
+namespace vfiod::service {
+
+/// The VFIO and DMA objects of one container. Teardown order (members are
+/// destroyed in reverse): device fds close first, then the DMA space unmaps
+/// and releases its backings (BAR backings hold devices), then the groups
+/// detach, and the container fd closes last, once nothing refers to it.
+struct ManagedContainer::State {
+  std::shared_ptr<vfio::Container> container;
+  std::vector<std::shared_ptr<vfio::Group>> groups;
+  std::unique_ptr<dma::DmaSpace> space;
+  std::map<std::string, std::shared_ptr<vfio::Device>> devices;  // by BDF
+  std::map<MappingId, uint64_t> engine_ids;  // service mapping id -> DmaSpace id
+};
+
+namespace {
+
+ExtensionsView ToView(const vfio::ContainerFeatures& f) {
+  return ExtensionsView{f.type1v2, f.unmap_all, f.update_vaddr, f.mmio_no_pin};
+}
+
+Result<UniqueFd> DupForClient(int fd) {
+  int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) {
+    return ErrnoError("dup");
+  }
+  return UniqueFd(copy);
+}
+
+uint64_t MaxIova(const Placement& p) {
+  uint64_t max = p.max_iova.value_or(UINT64_MAX);
+  if (p.dma_mask_bits && *p.dma_mask_bits < 64) {
+    max = std::min(max, (uint64_t{1} << *p.dma_mask_bits) - 1);
+  }
+  return max;
+}
+
+std::string_view AllocBackingName(AllocBacking b) {
+  switch (b) {
+    case AllocBacking::k4K:
+      return "4k";
+    case AllocBacking::kThp:
+      return "thp";
+    case AllocBacking::kHugetlb2M:
+      return "hugetlb-2m";
+    case AllocBacking::kHugetlb1G:
+      return "hugetlb-1g";
+  }
+  return "?";
+}
+
+Result<dma::Backing> MakeBacking(const AllocRequest& r) {
+  dma::NumaPolicy numa{r.numa_node.value_or(-1), false};
+  switch (r.backing) {
+    case AllocBacking::k4K:
+      return dma::CreatePagesBacking(r.size, true, numa);
+    case AllocBacking::kThp:
+      return dma::CreateThpBacking(r.size, true, numa);
+    case AllocBacking::kHugetlb2M:
+      return dma::CreateHugetlbBacking(r.size, dma::k2MiB, numa);
+    case AllocBacking::kHugetlb1G:
+      return dma::CreateHugetlbBacking(r.size, dma::k1GiB, numa);
+  }
+  return Fail(EINVAL, "dma.alloc", "unknown backing");
+}
+
+MappingView ViewOf(MappingId id, ContainerId container, const dma::MappingReport& r,
+                   std::string backing) {
+  MappingView v;
+  v.id = id;
+  v.container = container;
+  v.iova = r.iova;
+  v.size = r.size;
+  v.backing = std::move(backing);
+  v.chunks = r.chunks;
+  v.ioctls = r.map_ioctls;
+  v.mmio = !r.pinned;
+  v.contiguity = r.contiguity;
+  return v;
+}
+
+}  // namespace
+
+Result<ExtensionsView> ProbeExtensions(kernel::Kernel& kernel) {
+  auto container = VFIOD_TRY(vfio::Container::Open(kernel));
+  return ToView(container->features());
+}
+
+ManagedContainer::ManagedContainer(ContainerId id) : id_(id), state_(std::make_unique<State>()) {}
+
+ManagedContainer::~ManagedContainer() {
+  std::lock_guard lock(mu_);
+  Close();
+}
+
+Result<std::shared_ptr<ManagedContainer>> ManagedContainer::Create(kernel::Kernel& kernel,
+                                                                   const vfio::PciSysfs& sysfs,
+                                                                   ContainerId id,
+                                                                   const std::vector<int>& groups,
+                                                                   const Limits& limits) {
+  std::shared_ptr<ManagedContainer> self(new ManagedContainer(id));
+  State& s = *self->state_;
+  s.container = VFIOD_TRY(vfio::Container::Open(kernel));
+  for (int number : groups) {
+    auto group = VFIOD_TRY(vfio::Group::Open(kernel, number, &sysfs));
+    VFIOD_TRY(group->Attach(s.container));
+    s.groups.push_back(std::move(group));
+    self->group_numbers_.push_back(number);
+  }
+  dma::EngineConfig engine;
+  engine.chunk_bytes = limits.map_chunk_bytes;
+  s.space = VFIOD_TRY(dma::DmaSpace::Create(s.container, engine));
+  self->extensions_ = ToView(s.container->features());
+  self->RefreshInfo();
+  return self;
+}
+
+ExtensionsView ManagedContainer::extensions() const { return extensions_; }
+
+kernel::IommuInfo ManagedContainer::iommu_info() const {
+  std::lock_guard lock(info_mu_);
+  return info_;
+}
+
+void ManagedContainer::RefreshInfo() {
+  if (!state_->container || !state_->container->iommu_set()) {
+    return;
+  }
+  auto info = state_->container->IommuInfo();
+  if (info) {
+    std::lock_guard lock(info_mu_);
+    info_ = std::move(*info);
+  }
+}
+
+Result<MapResult> ManagedContainer::Alloc(MappingId mapping, const AllocRequest& request,
+                                          const ProgressFn& progress) {
+  auto backing = std::make_shared<const dma::Backing>(VFIOD_TRY(MakeBacking(request)));
+  dma::MapRequest map;
+  map.backing = backing;
+  map.size = request.size;
+  map.fixed_iova = request.placement.iova;
+  map.max_iova = MaxIova(request.placement);
+  if (progress) {
+    map.on_chunk = [&](const dma::MapProgress& p) { progress(p.bytes_done, p.bytes_total); };
+  }
+  UniqueFd client_fd = VFIOD_TRY(DupForClient(backing->fd()));
+  dma::MappingReport report = VFIOD_TRY(state_->space->Map(std::move(map)));
+  state_->engine_ids[mapping] = report.id;
+  RefreshInfo();
+  return MapResult{ViewOf(mapping, id_, report, std::string(AllocBackingName(request.backing))),
+                   std::move(client_fd)};
+}
+
+Result<MapResult> ManagedContainer::MapFd(MappingId mapping, MapFdRequest request,
+                                          const ProgressFn& progress) {
+  auto backing = std::make_shared<const dma::Backing>(
+      VFIOD_TRY(dma::AdoptClientFd(std::move(request.fd), request.offset, request.size)));
+  dma::MapRequest map;
+  map.backing = backing;
+  map.size = request.size;
+  map.fixed_iova = request.placement.iova;
+  map.max_iova = MaxIova(request.placement);
+  if (progress) {
+    map.on_chunk = [&](const dma::MapProgress& p) { progress(p.bytes_done, p.bytes_total); };
+  }
+  dma::MappingReport report = VFIOD_TRY(state_->space->Map(std::move(map)));
+  state_->engine_ids[mapping] = report.id;
+  RefreshInfo();
+  return MapResult{ViewOf(mapping, id_, report, "memfd"), UniqueFd()};
+}
+
+Result<std::shared_ptr<vfio::Device>> ManagedContainer::DeviceFor(const std::string& bdf) {
+  if (auto it = state_->devices.find(bdf); it != state_->devices.end()) {
+    return it->second;
+  }
+  Error last{ENODEV, "device", bdf + " is in none of the container's groups"};
+  for (const auto& group : state_->groups) {
+    auto device = vfio::Device::Open(group, bdf);
+    if (device) {
+      state_->devices[bdf] = *device;
+      return *device;
+    }
+    if (device.error().code != EINVAL) {
+      last = device.error();
+    }
+  }
+  return std::unexpected(last);
+}
+
+Result<MapResult> ManagedContainer::MapBar(MappingId mapping, const MapBarRequest& request) {
+  auto device = VFIOD_TRY(DeviceFor(request.bdf));
+  auto backing =
+      std::make_shared<const dma::Backing>(VFIOD_TRY(dma::CreateBarBacking(device, request.bar)));
+  dma::MapRequest map;
+  map.backing = backing;
+  map.fixed_iova = request.placement.iova;
+  map.max_iova = MaxIova(request.placement);
+  dma::MappingReport report = VFIOD_TRY(state_->space->Map(std::move(map)));
+  state_->engine_ids[mapping] = report.id;
+  RefreshInfo();
+  MappingView view = ViewOf(mapping, id_, report, "bar");
+  uint64_t natural = std::min<uint64_t>(std::bit_ceil(backing->size()), dma::k1GiB);
+  view.aligned = backing->vaddr() % natural == 0;
+  view.contiguity.reset();
+  return MapResult{std::move(view), UniqueFd()};
+}
+
+Result<uint64_t> ManagedContainer::Unmap(MappingId mapping) {
+  auto it = state_->engine_ids.find(mapping);
+  if (it == state_->engine_ids.end() || !state_->space) {
+    return Fail(ENOENT, "dma.free", "no mapping " + std::to_string(mapping));
+  }
+  dma::UnmapReport report = VFIOD_TRY(state_->space->Unmap(it->second));
+  state_->engine_ids.erase(it);
+  RefreshInfo();
+  return report.bytes;
+}
+
+std::optional<dma::ContiguityReport> ManagedContainer::Contiguity(MappingId mapping) {
+  auto it = state_->engine_ids.find(mapping);
+  if (it == state_->engine_ids.end() || !state_->space) {
+    return std::nullopt;
+  }
+  auto report = state_->space->Find(it->second);
+  if (!report || !report->pinned) {
+    return std::nullopt;
+  }
+  return report->contiguity;
+}
+
+Result<OpenedDevice> ManagedContainer::OpenDevice(const std::string& bdf) {
+  auto device = VFIOD_TRY(DeviceFor(bdf));
+  return OpenedDevice{bdf, VFIOD_TRY(DupForClient(device->fd())), device->info()};
+}
+
+Result<DeviceVfioView> ManagedContainer::ProbeDevice(const std::string& bdf) {
+  auto device = VFIOD_TRY(DeviceFor(bdf));
+  DeviceVfioView view;
+  view.info = device->info();
+  for (uint32_t i = 0; i < view.info.num_regions; ++i) {
+    if (auto region = device->RegionInfo(i); region && region->size > 0) {
+      view.regions.push_back(*region);
+    }
+  }
+  for (uint32_t i = 0; i < view.info.num_irqs; ++i) {
+    if (auto irq = device->IrqInfo(i); irq) {
+      view.irqs.push_back(*irq);
+    }
+  }
+  return view;
+}
+
+uint64_t ManagedContainer::Close() {
+  if (closed_) {
+    return 0;
+  }
+  closed_ = true;
+  State& s = *state_;
+  uint64_t bytes = 0;
+  if (s.space) {
+    auto all = s.space->UnmapAll();
+    if (all) {
+      bytes = all->bytes;
+    } else {
+      spdlog::error("container {}: unmap all: {}", id_, all.error().message());
+    }
+  }
+  s.engine_ids.clear();
+  s.devices.clear();
+  s.space.reset();
+  for (auto it = s.groups.rbegin(); it != s.groups.rend(); ++it) {
+    if (auto detached = (*it)->Detach(); !detached && detached.error().code != EINVAL) {
+      // EBUSY: a client still holds a device fd; the kernel detaches the
+      // group when that fd closes. Nothing stays mapped either way.
+      spdlog::debug("container {}: group {}: {}", id_, (*it)->number(), detached.error().message());
+    }
+  }
+  s.groups.clear();
+  s.container.reset();
+  return bytes;
+}
+
+}  // namespace vfiod::service

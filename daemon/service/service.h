@@ -1,0 +1,186 @@
+// The daemon's state and the operations of the API (see proto/openrpc.json),
+// independent of the transport: the RPC layer calls these with the caller's
+// identity and translates the results to JSON.
+//
+// Ownership. A container or mapping belongs to the session (connection) that
+// made it and is released when that session closes, unless it was given a
+// name: then it lives until destroyed, and other permitted callers may attach
+// a named container. A caller only ever sees and touches what it owns, what it
+// attached, or (root) everything.
+//
+// Concurrency. `mu_` guards the registries (sessions_, containers_, mappings_,
+// groups_held_, the usage counters). Each container has its own mutex that
+// serializes all VFIO and DMA work on it (the DMA engine is single-threaded per
+// container). Lock order: a container's mutex may be held while taking `mu_`,
+// never the reverse, so long maps never block registry readers (ping, status).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "kernel/kernel.h"
+#include "service/config.h"
+#include "service/policy.h"
+#include "service/service_error.h"
+#include "service/stats.h"
+#include "service/views.h"
+#include "vfio/pci_sysfs.h"
+
+namespace vfiod::service {
+
+class ManagedContainer;
+
+/// Who is calling: the session and its peer credentials.
+struct Caller {
+  SessionId session = 0;
+  Identity identity;
+  [[nodiscard]] bool is_root() const { return identity.uid == 0; }
+};
+
+class Service {
+ public:
+  /// Builds the service over `kernel` (the daemon's kernel seam, owned here).
+  /// `sysfs` reads devices (and binds them). Probes the IOMMU extensions.
+  Service(Config config, std::unique_ptr<kernel::Kernel> kernel, vfio::PciSysfs sysfs);
+  ~Service();
+  Service(const Service&) = delete;
+  Service& operator=(const Service&) = delete;
+
+  // --- sessions -----------------------------------------------------------
+  /// Registers a new session for `identity`. Returns its id.
+  SessionId OpenSession(const Identity& identity);
+  /// Releases everything the session owns, in order: its mappings unmapped,
+  /// device fds closed, groups detached, containers closed. Named resources
+  /// stay. Waits for work in progress on those containers to finish.
+  void CloseSession(SessionId session);
+  /// Releases everything (daemon shutdown), named resources included.
+  void Shutdown();
+
+  // --- daemon ---------------------------------------------------------------
+  [[nodiscard]] StatusView Status() const;
+  [[nodiscard]] Stats& stats() { return stats_; }
+  [[nodiscard]] const Config& config() const { return config_; }
+  /// kPermission when `method` is root-only and the caller is not root.
+  [[nodiscard]] SResult<void> CheckMethodAllowed(const Caller& caller,
+                                                 const std::string& method) const;
+
+  // --- devices --------------------------------------------------------------
+  [[nodiscard]] SResult<std::vector<DeviceView>> ListDevices(const Caller& caller);
+  /// kNotFound: no such device (or the BDF is malformed: kInvalidParams).
+  [[nodiscard]] SResult<DeviceView> DeviceInfo(const Caller& caller, const std::string& bdf);
+  /// kPermission unless root or may_bind; kBusy when the device's group is in use.
+  [[nodiscard]] SResult<DeviceView> BindDevice(const Caller& caller, const std::string& bdf);
+  [[nodiscard]] SResult<DeviceView> UnbindDevice(const Caller& caller, const std::string& bdf);
+  /// The device's group must be in the container. kNotFound for an unknown
+  /// container or device, kPermission when the policy does not allow it.
+  [[nodiscard]] SResult<OpenedDevice> OpenDevice(const Caller& caller, ContainerId container,
+                                                 const std::string& bdf);
+
+  // --- containers -----------------------------------------------------------
+  /// Opens a type1v2 container with the groups of `bdfs` attached. kQuota,
+  /// kPermission, kNotFound, kBusy (group in use or name taken), kKernel.
+  [[nodiscard]] SResult<ContainerView> CreateContainer(const Caller& caller,
+                                                       const std::vector<std::string>& bdfs,
+                                                       const std::string& name);
+  /// Grants the caller access to a named container (policy: every device).
+  [[nodiscard]] SResult<ContainerView> AttachContainer(const Caller& caller,
+                                                       const std::string& name);
+  [[nodiscard]] std::vector<ContainerView> ListContainers(const Caller& caller) const;
+  /// The container and its mappings.
+  [[nodiscard]] SResult<std::pair<ContainerView, std::vector<MappingView>>> ContainerInfo(
+      const Caller& caller, ContainerId container);
+  /// Unmaps everything, detaches the groups, closes it. Returns bytes unmapped.
+  [[nodiscard]] SResult<uint64_t> DestroyContainer(const Caller& caller, ContainerId container);
+
+  // --- DMA ------------------------------------------------------------------
+  [[nodiscard]] SResult<MapResult> Alloc(const Caller& caller, const AllocRequest& request,
+                                         const ProgressFn& progress);
+  [[nodiscard]] SResult<MapResult> MapFd(const Caller& caller, MapFdRequest request,
+                                         const ProgressFn& progress);
+  [[nodiscard]] SResult<MapResult> MapBar(const Caller& caller, const MapBarRequest& request);
+  /// The caller's mappings, optionally of one container.
+  [[nodiscard]] SResult<std::vector<MappingView>> ListMappings(
+      const Caller& caller, std::optional<ContainerId> container) const;
+  [[nodiscard]] SResult<MappingView> MappingInfo(const Caller& caller, MappingId mapping);
+  /// Returns bytes unmapped.
+  [[nodiscard]] SResult<uint64_t> FreeMapping(const Caller& caller, MappingId mapping);
+
+ private:
+  struct Session {
+    Identity identity;
+  };
+  /// Registry entry of a container; the VFIO state lives in `managed`.
+  struct ContainerSlot {
+    ContainerId id = 0;
+    std::string name;
+    SessionId owner = 0;  ///< creating session; 0 once named and orphaned
+    uid_t owner_uid = 0;
+    std::set<SessionId> attached;               ///< sessions that attached (named only)
+    std::shared_ptr<ManagedContainer> managed;  ///< null while being created
+    std::vector<std::string> devices;           ///< as asked at creation (policy on attach)
+  };
+  struct MappingSlot {
+    MappingView view;
+    SessionId owner = 0;  ///< 0: named, survives its creator
+    uid_t owner_uid = 0;
+  };
+  struct Usage {
+    uint64_t locked_bytes = 0;
+    uint64_t mappings = 0;
+    uint64_t containers = 0;
+  };
+
+  // Registry helpers; all require mu_ held.
+  [[nodiscard]] bool CanAccessLocked(const Caller& caller, const ContainerSlot& slot) const;
+  [[nodiscard]] SResult<std::shared_ptr<ManagedContainer>> FindContainerLocked(
+      const Caller& caller, ContainerId id) const;
+  [[nodiscard]] SResult<void> ReserveLocked(const Caller& caller, uint64_t bytes, uint64_t mappings,
+                                            uint64_t containers);
+  void UnreserveLocked(uid_t uid, uint64_t bytes, uint64_t mappings, uint64_t containers);
+  [[nodiscard]] ContainerView ViewLocked(const ContainerSlot& slot) const;
+
+  /// Runs one map on container `id`: checks access, reserves the quota
+  /// (`pinned_bytes`, one mapping), runs `work` under the container's mutex and
+  /// records the mapping, or undoes the reservation when `work` fails.
+  using MapWork = std::function<Result<MapResult>(ManagedContainer&, MappingId)>;
+  [[nodiscard]] SResult<MapResult> RunMap(const Caller& caller, ContainerId id,
+                                          uint64_t pinned_bytes, const std::string& name,
+                                          const MapWork& work);
+  /// Tears down a container already removed from containers_ (takes its
+  /// mutex, so waits for work in progress); forgets its mappings and groups.
+  uint64_t Teardown(const ContainerSlot& slot);
+  /// The device `bdf` names (kInvalidParams: malformed; kNotFound: absent).
+  [[nodiscard]] SResult<vfio::PciDevice> LookupDevice(const std::string& bdf) const;
+  /// LookupDevice, then the policy's MayUseDevice (kPermission).
+  [[nodiscard]] SResult<vfio::PciDevice> FindDevice(const Caller& caller,
+                                                    const std::string& bdf) const;
+  [[nodiscard]] DeviceView MakeDeviceView(const Caller& caller, vfio::PciDevice pci) const;
+  [[nodiscard]] std::optional<DeviceVfioView> ProbeVfio(const vfio::PciDevice& pci);
+
+  // Declaration order is teardown order in reverse: the registries (which
+  // hold containers, whose VFIO fds close through kernel_) go before kernel_.
+  const Config config_;
+  std::unique_ptr<kernel::Kernel> kernel_;
+  vfio::PciSysfs sysfs_;
+  std::mutex bind_mu_;  // serializes bind/unbind (sysfs writes)
+  Policy policy_;
+  Stats stats_;
+  ExtensionsView extensions_;
+  const std::chrono::steady_clock::time_point started_;
+
+  mutable std::mutex mu_;
+  uint64_t next_id_ = 1;                             // guarded by mu_
+  std::map<SessionId, Session> sessions_;            // guarded by mu_
+  std::map<ContainerId, ContainerSlot> containers_;  // guarded by mu_
+  std::map<MappingId, MappingSlot> mappings_;        // guarded by mu_
+  std::map<int, ContainerId> groups_held_;           // group -> container; guarded by mu_
+  std::map<uid_t, Usage> usage_;                     // guarded by mu_
+};
+
+}  // namespace vfiod::service

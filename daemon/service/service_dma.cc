@@ -1,0 +1,171 @@
+// DMA operations of the service: allocation, client fd and BAR mappings,
+// listing and freeing. See service.h for the locking rules.
+#include <spdlog/spdlog.h>
+
+#include "service/managed_container.h"
+#include "service/service.h"
+
+namespace vfiod::service {
+
+namespace {
+
+SResult<void> CheckSize(const char* op, uint64_t size) {
+  if (size == 0) {
+    return Refuse(ErrorKind::kInvalidParams, EINVAL, op, "size: must be greater than zero");
+  }
+  return {};
+}
+
+}  // namespace
+
+SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_t pinned_bytes,
+                                   const std::string& name, const MapWork& work) {
+  std::shared_ptr<ManagedContainer> managed;
+  MappingId mapping = 0;
+  {
+    std::lock_guard lock(mu_);
+    managed = VFIOD_TRY(FindContainerLocked(caller, id));
+    VFIOD_TRY(ReserveLocked(caller, pinned_bytes, 1, 0));
+    mapping = next_id_++;
+  }
+  const uid_t uid = caller.identity.uid;
+  std::lock_guard clock(managed->mu());
+  if (managed->closed()) {
+    std::lock_guard lock(mu_);
+    UnreserveLocked(uid, pinned_bytes, 1, 0);
+    return Refuse(ErrorKind::kNotFound, ENOENT, "container", "destroyed while waiting");
+  }
+  Result<MapResult> outcome = work(*managed, mapping);
+  std::lock_guard lock(mu_);
+  if (!outcome) {
+    UnreserveLocked(uid, pinned_bytes, 1, 0);
+    return std::unexpected(ServiceError(std::move(outcome).error()));
+  }
+  MappingView& view = outcome->mapping;
+  if (name.empty() && !sessions_.contains(caller.session)) {
+    // The client is gone (killed mid-request): nobody will ever free this.
+    (void)managed->Unmap(mapping);
+    UnreserveLocked(uid, pinned_bytes, 1, 0);
+    return Refuse(ErrorKind::kNotFound, ECONNRESET, "dma", "the session closed during the map");
+  }
+  const uint64_t pinned = view.mmio ? 0 : view.size;
+  UnreserveLocked(uid, pinned_bytes, 0, 0);
+  usage_[uid].locked_bytes += pinned;  // the real figure, already within quota
+  view.name = name;
+  mappings_[mapping] = MappingSlot{view, name.empty() ? caller.session : 0, uid};
+  stats_.RecordMap(view.size, view.ioctls);
+  spdlog::debug("mapping {}: container {} iova {:#x} size {:#x} {} ({} ioctls)", mapping, id,
+                view.iova, view.size, view.backing, view.ioctls);
+  return outcome;
+}
+
+SResult<MapResult> Service::Alloc(const Caller& caller, const AllocRequest& request,
+                                  const ProgressFn& progress) {
+  VFIOD_TRY(CheckSize("dma.alloc", request.size));
+  return RunMap(caller, request.container, request.size, request.name,
+                [&](ManagedContainer& c, MappingId id) { return c.Alloc(id, request, progress); });
+}
+
+SResult<MapResult> Service::MapFd(const Caller& caller, MapFdRequest request,
+                                  const ProgressFn& progress) {
+  VFIOD_TRY(CheckSize("dma.map_fd", request.size));
+  const uint64_t size = request.size;
+  std::string name = request.name;
+  return RunMap(caller, request.container, size, name, [&](ManagedContainer& c, MappingId id) {
+    return c.MapFd(id, std::move(request), progress);
+  });
+}
+
+SResult<MapResult> Service::MapBar(const Caller& caller, const MapBarRequest& request) {
+  vfio::PciDevice dev = VFIOD_TRY(FindDevice(caller, request.bdf));
+  if (request.bar > 5 || request.bar >= dev.bars.size() || dev.bars[request.bar].size == 0 ||
+      dev.bars[request.bar].io) {
+    return Refuse(ErrorKind::kInvalidParams, EINVAL, "dma.map_bar",
+                  "bar: BAR " + std::to_string(request.bar) + " of " + dev.bdf +
+                      " is not an implemented memory BAR");
+  }
+  MapBarRequest canonical = request;
+  canonical.bdf = dev.bdf;
+  return RunMap(caller, request.container, 0, request.name,
+                [&](ManagedContainer& c, MappingId id) { return c.MapBar(id, canonical); });
+}
+
+SResult<std::vector<MappingView>> Service::ListMappings(
+    const Caller& caller, std::optional<ContainerId> container) const {
+  std::lock_guard lock(mu_);
+  if (container) {
+    VFIOD_TRY(FindContainerLocked(caller, *container));
+  }
+  std::vector<MappingView> out;
+  for (const auto& [id, slot] : mappings_) {
+    if (container && slot.view.container != *container) {
+      continue;
+    }
+    auto c = containers_.find(slot.view.container);
+    bool visible = slot.owner == caller.session || caller.is_root() ||
+                   (c != containers_.end() && CanAccessLocked(caller, c->second) &&
+                    (slot.owner == 0 || slot.owner_uid == caller.identity.uid));
+    if (visible) {
+      out.push_back(slot.view);
+    }
+  }
+  return out;
+}
+
+SResult<MappingView> Service::MappingInfo(const Caller& caller, MappingId mapping) {
+  std::shared_ptr<ManagedContainer> managed;
+  MappingView view;
+  {
+    std::lock_guard lock(mu_);
+    auto it = mappings_.find(mapping);
+    if (it == mappings_.end()) {
+      return Refuse(ErrorKind::kNotFound, ENOENT, "dma.info",
+                    "no mapping " + std::to_string(mapping));
+    }
+    view = it->second.view;
+    managed = VFIOD_TRY(FindContainerLocked(caller, view.container));
+  }
+  std::lock_guard clock(managed->mu());
+  if (!managed->closed()) {
+    view.contiguity = managed->Contiguity(mapping);
+  }
+  return view;
+}
+
+SResult<uint64_t> Service::FreeMapping(const Caller& caller, MappingId mapping) {
+  std::shared_ptr<ManagedContainer> managed;
+  {
+    std::lock_guard lock(mu_);
+    auto it = mappings_.find(mapping);
+    auto missing = Refuse(ErrorKind::kNotFound, ENOENT, "dma.free",
+                          "no mapping " + std::to_string(mapping) + " visible to this client");
+    if (it == mappings_.end()) {
+      return missing;
+    }
+    const MappingSlot& slot = it->second;
+    auto c = FindContainerLocked(caller, slot.view.container);
+    bool mine = slot.owner == caller.session || caller.is_root() ||
+                (slot.owner == 0 && slot.owner_uid == caller.identity.uid);
+    if (!c || !mine) {
+      return missing;
+    }
+    managed = *c;
+  }
+  std::lock_guard clock(managed->mu());
+  Result<uint64_t> bytes = managed->Unmap(mapping);
+  std::lock_guard lock(mu_);
+  auto it = mappings_.find(mapping);
+  if (it == mappings_.end()) {
+    return Refuse(ErrorKind::kNotFound, ENOENT, "dma.free", "freed meanwhile");
+  }
+  if (!bytes) {
+    return std::unexpected(ServiceError(bytes.error()));
+  }
+  const MappingSlot& slot = it->second;
+  UnreserveLocked(slot.owner_uid, slot.view.mmio ? 0 : slot.view.size, 1, 0);
+  stats_.RecordUnmap(*bytes, slot.view.chunks);
+  mappings_.erase(it);
+  return *bytes;
+}
+
+}  // namespace vfiod::service

@@ -1,0 +1,51 @@
+// Request and DMA counters served by the `stats` method.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+
+namespace vfiod::service {
+
+/// Per-method request counters.
+struct MethodStats {
+  uint64_t calls = 0;
+  uint64_t errors = 0;
+  uint64_t total_us = 0;
+  uint64_t max_us = 0;
+};
+
+/// Totals of map or unmap work.
+struct DmaCounters {
+  uint64_t calls = 0;
+  uint64_t bytes = 0;
+  uint64_t ioctls = 0;
+};
+
+/// A consistent copy of every counter.
+struct StatsSnapshot {
+  uint64_t requests = 0;
+  uint64_t errors = 0;
+  std::map<std::string, MethodStats> by_method;
+  DmaCounters map;
+  DmaCounters unmap;
+};
+
+/// Thread-safe counters; every member is guarded by mu_. Recording is cheap
+/// (one lock, a map lookup) so it is done on whichever thread ran the request.
+class Stats {
+ public:
+  /// Counts one request of `method` that took `micros` and failed when `failed`.
+  void RecordRequest(const std::string& method, uint64_t micros, bool failed);
+  /// Counts one map (or unmap) of `bytes` that took `ioctls` ioctls.
+  void RecordMap(uint64_t bytes, uint64_t ioctls);
+  void RecordUnmap(uint64_t bytes, uint64_t ioctls);
+  [[nodiscard]] StatsSnapshot Snapshot() const;
+
+ private:
+  mutable std::mutex mu_;
+  StatsSnapshot data_;  // guarded by mu_
+};
+
+}  // namespace vfiod::service

@@ -1,0 +1,136 @@
+// Plain value types the service returns: what a client may learn about
+// devices, containers and mappings. The RPC layer turns them into JSON.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dma/contiguity.h"
+#include "kernel/vfio_api.h"
+#include "proto/unique_fd.h"
+#include "vfio/pci_sysfs.h"
+
+namespace vfiod::service {
+
+/// Ids are positive and unique per daemon run; 0 never names anything.
+using SessionId = uint64_t;
+using ContainerId = uint64_t;
+using MappingId = uint64_t;
+
+/// What the container's IOMMU supports (VFIO_CHECK_EXTENSION).
+struct ExtensionsView {
+  bool type1v2 = false;
+  bool unmap_all = false;
+  bool update_vaddr = false;
+  bool mmio_no_pin = false;
+};
+
+struct StatusView {
+  std::string version;
+  std::string kernel;  ///< "linux" or "model"
+  int api_version = 1;
+  ExtensionsView extensions;  ///< probed on a fresh container at start
+  uint64_t uptime_s = 0;
+  uint64_t clients = 0;
+  uint64_t containers = 0;
+  uint64_t mappings = 0;
+  uint64_t locked_bytes = 0;  ///< bytes of pinned (non-MMIO) mappings
+  uint64_t dma_entries = 0;   ///< VFIO mapping entries in use, all containers
+};
+
+/// The VFIO view of a device (only when it is bound to vfio-pci, usable).
+struct DeviceVfioView {
+  kernel::DeviceInfo info;
+  std::vector<kernel::RegionInfo> regions;
+  std::vector<kernel::IrqInfo> irqs;
+};
+
+struct DeviceView {
+  vfio::PciDevice pci;
+  bool viable = false;
+  bool permitted = false;  ///< the caller may use it under the policy
+  std::optional<DeviceVfioView> vfio;
+};
+
+struct ContainerView {
+  ContainerId id = 0;
+  std::string name;  ///< empty when the container belongs to its session
+  uid_t owner_uid = 0;
+  std::vector<int> groups;
+  kernel::IommuInfo iommu;
+  ExtensionsView extensions;
+  uint64_t mappings = 0;
+  uint64_t mapped_bytes = 0;
+  uint64_t dma_entries_used = 0;
+};
+
+struct MappingView {
+  MappingId id = 0;
+  ContainerId container = 0;
+  std::string name;
+  uint64_t iova = 0;
+  uint64_t size = 0;
+  std::string backing;  ///< "4k", "thp", "hugetlb-2m", "hugetlb-1g", "memfd", "bar"
+  uint64_t chunks = 0;  ///< VFIO mapping entries it uses
+  uint64_t ioctls = 0;  ///< MAP_DMA calls it took
+  bool mmio = false;
+  bool aligned = false;  ///< BAR: mapped at its natural alignment in vfiod
+  std::optional<dma::ContiguityReport> contiguity;
+};
+
+/// Where to put a mapping in IOVA space; unset fields leave vfiod free.
+struct Placement {
+  std::optional<uint64_t> iova;      ///< exactly here
+  std::optional<uint64_t> max_iova;  ///< highest IOVA byte the device can reach
+  std::optional<int> dma_mask_bits;  ///< as max_iova = 2^bits - 1
+};
+
+enum class AllocBacking { k4K, kThp, kHugetlb2M, kHugetlb1G };
+
+struct AllocRequest {
+  ContainerId container = 0;
+  uint64_t size = 0;
+  AllocBacking backing = AllocBacking::k4K;
+  Placement placement;
+  std::optional<int> numa_node;
+  std::string name;  ///< non-empty: the mapping outlives the session
+};
+
+struct MapFdRequest {
+  ContainerId container = 0;
+  UniqueFd fd;  ///< the client's memfd / hugetlbfs file
+  uint64_t offset = 0;
+  uint64_t size = 0;
+  Placement placement;
+  std::string name;
+};
+
+struct MapBarRequest {
+  ContainerId container = 0;
+  std::string bdf;
+  uint32_t bar = 0;
+  Placement placement;
+  std::string name;
+};
+
+/// A new mapping, with the fd handed to the client when there is one.
+struct MapResult {
+  MappingView mapping;
+  UniqueFd fd;  ///< dma.alloc: a dup of the backing memfd; else invalid
+};
+
+struct OpenedDevice {
+  std::string bdf;
+  UniqueFd fd;  ///< a dup of vfiod's device fd, for the client
+  kernel::DeviceInfo info;
+};
+
+/// Called between map chunks with (done_bytes, total_bytes).
+using ProgressFn = std::function<void(uint64_t, uint64_t)>;
+
+}  // namespace vfiod::service
