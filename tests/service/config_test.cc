@@ -81,6 +81,26 @@ TEST(ConfigTest, ShippedDefaultFileLoadsAndMatchesTheBuiltInDefaults) {
   EXPECT_THAT(config->policy.root_only, ::testing::ElementsAre("device.unbind"));
 }
 
+// The example in config/README.md must stay a valid config.
+TEST(ConfigTest, ReadmeExampleIsValid) {
+  std::ifstream readme(VFIOD_SOURCE_DIR "/config/README.md");
+  ASSERT_TRUE(readme.good());
+  std::string text;
+  for (std::string line; std::getline(readme, line);) {
+    text += line + "\n";
+  }
+  size_t begin = text.find("```json\n");
+  ASSERT_NE(begin, std::string::npos);
+  begin += 8;
+  size_t end = text.find("```", begin);
+  ASSERT_NE(end, std::string::npos);
+  Config config = Parse(text.substr(begin, end - begin));
+  EXPECT_EQ(config.kernel, KernelKind::kModel);
+  EXPECT_FALSE(config.socket.gid.has_value());
+  ASSERT_EQ(config.model.devices.size(), 1u);
+  EXPECT_TRUE(config.model.devices[0].bound);
+}
+
 TEST(ConfigTest, FullExampleIsReadIntoTypedFields) {
   Config config = Parse(R"({
     "socket": {"path": "/tmp/v.sock", "group": "devs", "mode": "0600"},
