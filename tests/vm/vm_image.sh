@@ -94,6 +94,9 @@ build_initrd() {
     mv "$out.tmp" "$out"
     rm -rf "$stage"
   fi
+  # Older images (an edited guest_init.sh) go once no starting run can still
+  # be reading them.
+  find "$cache" -maxdepth 1 -name 'initrd-*.gz' ! -name "${out##*/}" -mmin +10 -delete
   echo "$out"
 }
 
@@ -113,6 +116,13 @@ main() {
 
   local abi
   abi=$(resolve_kernel_abi)
+  # A machine whose apt lists were cleaned knows no kernel package: as root,
+  # refresh them once, unless a kernel is already cached.
+  if [[ -z $abi && -z $(newest_cached_abi) && $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "vm_image: no apt lists know linux-image-amd64; running apt-get update" >&2
+    apt-get update -qq >/dev/null 2>&1 || true
+    abi=$(resolve_kernel_abi)
+  fi
   if [[ -n $abi && ! -e $cache/kernel/$abi/.complete ]]; then
     fetch_kernel "$abi" || abi=""
   fi
