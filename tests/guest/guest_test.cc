@@ -150,8 +150,8 @@ INSTANTIATE_TEST_SUITE_P(Memory, GuestDmaTest,
                                            DmaCase{MemoryKind::kHugetlb2M, 2 * k2M, 0x400000},
                                            DmaCase{MemoryKind::kHugetlb1G, k1G, 0},
                                            DmaCase{MemoryKind::kThp, 2 * k2M, 0x800000}),
-                         [](const ::testing::TestParamInfo<DmaCase>& info) {
-                           return ToString(info.param.kind);
+                         [](const ::testing::TestParamInfo<DmaCase>& param_info) {
+                           return ToString(param_info.param.kind);
                          });
 
 // A mapping removed from the IOMMU must really stop the device: edu's DMA to
