@@ -1,0 +1,209 @@
+// Connection dispatch: from a received line to handler calls and replies.
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/post.hpp>
+#include <exception>
+
+#include "proto/fd_passing.h"
+#include "proto/jsonrpc.h"
+#include "rpc/connection.h"
+#include "rpc/request.h"
+
+namespace vfiod::rpc {
+
+using nlohmann::json;
+
+/// The replies of one batch line, gathered until every element has finished.
+/// Owned by the strand like the rest of the connection.
+struct Connection::Batch {
+  std::vector<std::optional<Outgoing>> slots;
+  std::size_t remaining = 0;
+};
+
+namespace {
+
+std::vector<std::size_t> ParamFdRefs(const json& element) {
+  if (!element.is_object()) {
+    return {};
+  }
+  auto params = element.find("params");
+  return params == element.end() ? std::vector<std::size_t>{} : wire::CollectFdRefs(*params);
+}
+
+HandlerResult Invoke(const MethodRegistry::Method& method, CallContext& ctx, const json& params) {
+  try {
+    return method.handler(ctx, params);
+  } catch (const std::exception& e) {  // JSON access in handlers may throw
+    return std::unexpected(wire::MakeError(wire::kInternalError, e.what()));
+  }
+}
+
+}  // namespace
+
+void Connection::OnFrame(wire::Frame frame) {
+  if (frame.line.find_first_not_of(" \t\r") == std::string::npos) {
+    return;  // blank line: nothing to answer; its fds (if any) close here
+  }
+  auto parse_error = [&](std::string detail) {
+    Send({wire::MakeErrorResponse(nullptr, wire::MakeError(wire::kParseError, std::move(detail))),
+          {}});
+  };
+  if (wire::JsonNestingDepth(frame.line) > wire::kMaxJsonDepth) {
+    return parse_error("nesting deeper than " + std::to_string(wire::kMaxJsonDepth));
+  }
+  json doc = json::parse(frame.line, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) {
+    return parse_error("the line is not valid JSON");
+  }
+  auto fds = std::make_shared<ReceivedFds>(std::move(frame.fds));
+  if (doc.is_array()) {
+    return OnBatch(doc, fds, frame.fd_error);
+  }
+  fds->CloseAllBut(ParamFdRefs(doc));  // unreferenced fds never reach a handler
+  Dispatch(doc, fds, frame.fd_error, [this](std::optional<Outgoing> out) {
+    if (out) {
+      Send(std::move(*out));
+    }
+  });
+}
+
+void Connection::OnBatch(json& doc, const std::shared_ptr<ReceivedFds>& fds, bool fd_error) {
+  if (doc.empty()) {
+    Send({wire::MakeErrorResponse(nullptr, wire::MakeError(wire::kInvalidRequest, "empty batch")),
+          {}});
+    return;
+  }
+  std::vector<std::size_t> keep;
+  for (const json& element : doc) {
+    auto refs = ParamFdRefs(element);
+    keep.insert(keep.end(), refs.begin(), refs.end());
+  }
+  fds->CloseAllBut(keep);
+  auto batch = std::make_shared<Batch>();
+  batch->slots.resize(doc.size());
+  batch->remaining = doc.size();
+  for (std::size_t i = 0; i < doc.size(); ++i) {
+    Dispatch(doc[i], fds, fd_error, [this, batch, i](std::optional<Outgoing> out) {
+      batch->slots[i] = std::move(out);
+      if (--batch->remaining > 0) {
+        return;
+      }
+      json replies = json::array();
+      std::vector<UniqueFd> all_fds;
+      for (auto& slot : batch->slots) {
+        if (!slot) {
+          continue;  // a notification
+        }
+        if (all_fds.size() + slot->fds.size() > wire::kMaxFdsPerMessage) {
+          slot->message = wire::MakeErrorResponse(
+              slot->message["id"],
+              wire::MakeError(wire::kFdError, "batch reply carries too many fds"));
+          slot->fds.clear();
+        }
+        if (auto result = slot->message.find("result"); result != slot->message.end()) {
+          wire::OffsetFdRefs(*result, all_fds.size());
+        }
+        for (auto& fd : slot->fds) {
+          all_fds.push_back(std::move(fd));
+        }
+        replies.push_back(std::move(slot->message));
+      }
+      if (!replies.empty()) {
+        Send({std::move(replies), std::move(all_fds)});
+      }
+    });
+  }
+}
+
+void Connection::Dispatch(const json& element, const std::shared_ptr<ReceivedFds>& fds,
+                          bool fd_error, Done done) {
+  auto req = ParseRequest(element);
+  if (!req) {
+    return done(Outgoing{wire::MakeErrorResponse(req.error().id, req.error().error), {}});
+  }
+  auto answer = [&](int code, std::string detail) {
+    if (!req->id) {
+      spdlog::debug("rpc: connection {}: notification {} dropped: {}", info_->id, req->method,
+                    detail);
+      return done(std::nullopt);
+    }
+    done(Outgoing{wire::MakeErrorResponse(*req->id, wire::MakeError(code, std::move(detail))), {}});
+  };
+  if (fd_error) {
+    return answer(wire::kFdError, "fd control data truncated: at most " +
+                                      std::to_string(wire::kMaxFdsPerMessage) +
+                                      " fds per message; the ones received were closed");
+  }
+  const MethodRegistry::Method* method = env_.registry->Find(req->method);
+  if (method == nullptr) {
+    return answer(wire::kMethodNotFound, "no method \"" + req->method + "\"");
+  }
+  if (req->params.is_array() && !method->options.allow_array_params) {
+    return answer(wire::kInvalidParams, "params must be an object");
+  }
+  for (std::size_t ref : wire::CollectFdRefs(req->params)) {
+    if (ref >= fds->size()) {
+      return answer(wire::kFdError, "params refer to fd " + std::to_string(ref) +
+                                        " but the message carried " + std::to_string(fds->size()));
+    }
+  }
+  if (inflight_ >= env_.config.max_inflight_per_connection) {
+    return answer(wire::kBusy, "more than " +
+                                   std::to_string(env_.config.max_inflight_per_connection) +
+                                   " requests in flight on this connection");
+  }
+  auto ctx = std::make_shared<CallContext>(info_, fds, req->id.value_or(nullptr));
+  Run(*method, std::move(ctx), std::move(req->params), std::move(req->id), std::move(done));
+}
+
+void Connection::Run(const MethodRegistry::Method& method, std::shared_ptr<CallContext> ctx,
+                     json params, std::optional<json> id, Done done) {
+  ++inflight_;
+  if (!method.options.blocking) {
+    Finish(std::move(id), Invoke(method, *ctx, params), done);
+    return;
+  }
+  // The method lives in the registry, which is read-only while serving.
+  asio::post(env_.workers,
+             [self = shared_from_this(), &method, ctx = std::move(ctx), params = std::move(params),
+              id = std::move(id), done = std::move(done)]() mutable {
+               HandlerResult result = Invoke(method, *ctx, params);
+               asio::post(self->strand_, [self, id = std::move(id), result = std::move(result),
+                                          done = std::move(done)]() mutable {
+                 self->Finish(std::move(id), std::move(result), done);
+               });
+             });
+}
+
+void Connection::Finish(std::optional<json> id, HandlerResult result, const Done& done) {
+  --inflight_;
+  if (closed_) {
+    MaybeReportClosed();  // the result and its fds are dropped here
+    return;
+  }
+  if (!id) {
+    done(std::nullopt);
+  } else if (!result) {
+    done(Outgoing{wire::MakeErrorResponse(*id, result.error()), {}});
+  } else {
+    std::size_t fd_count = result->fds.size();
+    bool refs_ok = fd_count <= wire::kMaxFdsPerMessage;
+    for (std::size_t ref : wire::CollectFdRefs(result->result)) {
+      refs_ok = refs_ok && ref < fd_count;
+    }
+    if (refs_ok) {
+      done(Outgoing{wire::MakeResult(*id, std::move(result->result)), std::move(result->fds)});
+    } else {
+      spdlog::error("rpc: connection {}: handler returned bad fd references", info_->id);
+      done(Outgoing{
+          wire::MakeErrorResponse(*id, wire::MakeError(wire::kInternalError, "bad reply fds")),
+          {}});
+    }
+  }
+  if (stop_reading_ && inflight_ == 0 && out_.empty()) {
+    CloseNow();
+  }
+}
+
+}  // namespace vfiod::rpc

@@ -1,0 +1,150 @@
+#include "rpc/server.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/post.hpp>
+#include <chrono>
+
+#include "rpc/listen_socket.h"
+#include "rpc/peer_credentials.h"
+
+namespace vfiod::rpc {
+
+namespace {
+constexpr int kAcceptsPerWakeup = 16;
+constexpr auto kAcceptRetry = std::chrono::milliseconds(100);
+}  // namespace
+
+Server::Server(asio::io_context& io, const MethodRegistry& registry, ServerConfig config)
+    : io_(io),
+      registry_(registry),
+      config_(config),
+      workers_(config.worker_threads == 0 ? 1 : config.worker_threads),
+      server_strand_(asio::make_strand(io)),
+      listener_(server_strand_),
+      accept_retry_(server_strand_) {}
+
+Server::~Server() {
+  workers_.join();
+  if (!unlink_path_.empty()) {
+    ::unlink(unlink_path_.c_str());
+  }
+}
+
+Result<void> Server::Listen(const std::string& path, mode_t mode, std::optional<gid_t> group) {
+  UniqueFd fd = VFIOD_TRY(ListenUnix(path, mode, group));
+  listener_.assign(fd.release());
+  unlink_path_ = path;
+  spdlog::info("rpc: listening on {} (mode {:o})", path, mode);
+  return Ok();
+}
+
+Result<void> Server::Adopt(UniqueFd listening_fd) {
+  UniqueFd fd = VFIOD_TRY(AdoptListeningSocket(std::move(listening_fd)));
+  listener_.assign(fd.release());
+  spdlog::info("rpc: serving inherited socket fd {}", listener_.native_handle());
+  return Ok();
+}
+
+void Server::AddCloseHook(CloseHook hook) { close_hooks_.push_back(std::move(hook)); }
+
+void Server::Start() {
+  asio::post(server_strand_, [this] { WaitAccept(); });
+}
+
+void Server::Stop() {
+  asio::post(server_strand_, [this] {
+    if (stopped_) {
+      return;
+    }
+    stopped_ = true;
+    boost::system::error_code ignored;
+    listener_.close(ignored);
+    accept_retry_.cancel();
+    if (!unlink_path_.empty()) {
+      ::unlink(unlink_path_.c_str());
+      unlink_path_.clear();
+    }
+    for (auto& [id, conn] : connections_) {
+      conn->Close();
+    }
+  });
+}
+
+void Server::WaitAccept() {
+  if (stopped_) {
+    return;
+  }
+  listener_.async_wait(asio::posix::descriptor_base::wait_read,
+                       asio::bind_executor(server_strand_, [this](auto ec) {
+                         if (!ec) {
+                           AcceptPending();
+                         }
+                       }));
+}
+
+void Server::AcceptPending() {
+  for (int i = 0; i < kAcceptsPerWakeup && !stopped_; ++i) {
+    auto fd = AcceptConnection(listener_.native_handle());
+    if (fd) {
+      Serve(std::move(*fd));
+      continue;
+    }
+    int err = fd.error().code;
+    if (err == EAGAIN || err == ECONNABORTED) {
+      break;
+    }
+    // EMFILE/ENFILE/ENOBUFS: the pending connection stays queued; retry later
+    // rather than spinning on a listener that stays readable.
+    spdlog::error("rpc: {}", fd.error().message());
+    accept_retry_.expires_after(kAcceptRetry);
+    accept_retry_.async_wait(asio::bind_executor(server_strand_, [this](auto ec) {
+      if (!ec) {
+        WaitAccept();
+      }
+    }));
+    return;
+  }
+  WaitAccept();
+}
+
+void Server::Serve(UniqueFd fd) {
+  if (connections_.size() >= config_.max_connections) {
+    spdlog::warn("rpc: connection limit {} reached, refusing one", config_.max_connections);
+    return;  // fd closes: the client sees EOF
+  }
+  auto peer = ReadPeerCredentials(fd.get());
+  if (!peer) {
+    spdlog::warn("rpc: refusing connection: {}", peer.error().message());
+    return;
+  }
+  auto info = std::make_shared<ConnectionInfo>();
+  info->id = ++next_id_;
+  info->peer = std::move(*peer);
+  ConnectionEnv env{&registry_, workers_.get_executor(), config_,
+                    [this](const std::shared_ptr<ConnectionInfo>& closed) { OnClosed(closed); }};
+  spdlog::info("rpc: connection {} from uid {} gid {} pid {}", info->id, info->peer.uid,
+               info->peer.gid, info->peer.pid);
+  auto conn = std::make_shared<Connection>(io_, std::move(fd), info, std::move(env));
+  connections_.emplace(info->id, conn);
+  ++connection_count_;
+  conn->Start();
+}
+
+void Server::OnClosed(const std::shared_ptr<ConnectionInfo>& info) {
+  // Runs on the connection's strand: hand the table update to ours, and the
+  // hooks (which may free DMA memory, slowly) to the worker pool.
+  asio::post(server_strand_, [this, info] {
+    connections_.erase(info->id);
+    asio::post(workers_, [this, info] {
+      for (const CloseHook& hook : close_hooks_) {
+        hook(info->id, info->peer);
+      }
+      --connection_count_;
+    });
+  });
+}
+
+}  // namespace vfiod::rpc

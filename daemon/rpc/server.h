@@ -1,0 +1,90 @@
+// The JSON-RPC 2.0 server: accepts unix-socket connections and serves a
+// MethodRegistry on them. Knows nothing of VFIO.
+//
+// Threads: the caller runs the io_context (one or more threads); each
+// connection's state lives on its own strand, the server's connection table on
+// server_strand_. Handlers marked blocking and the close hooks run on the
+// server's worker pool, never on an io thread.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "proto/result.h"
+#include "proto/unique_fd.h"
+#include "rpc/connection.h"
+#include "rpc/method_registry.h"
+#include "rpc/server_config.h"
+
+namespace vfiod::rpc {
+
+/// Runs on a worker thread after a connection closed and all its calls
+/// finished: the place to free what the connection's client held.
+using CloseHook = std::function<void(ConnectionId id, const PeerCredentials& peer)>;
+
+class Server {
+ public:
+  /// `registry` must be complete and must outlive the server.
+  Server(asio::io_context& io, const MethodRegistry& registry, ServerConfig config = {});
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+  /// Joins the worker pool. Call Stop() and stop/join the io_context threads
+  /// first: pending io handlers refer to the server.
+  ~Server();
+
+  /// Creates the listening socket at `path` (see ListenUnix for the errnos);
+  /// Stop() removes the file again.
+  [[nodiscard]] Result<void> Listen(const std::string& path, mode_t mode,
+                                    std::optional<gid_t> group = std::nullopt);
+  /// Serves an inherited listening socket (socket activation); see
+  /// AdoptListeningSocket for the errnos.
+  [[nodiscard]] Result<void> Adopt(UniqueFd listening_fd);
+
+  /// Adds a hook run for every closed connection. Only before Start().
+  void AddCloseHook(CloseHook hook);
+
+  /// Starts accepting. Listen() or Adopt() must have succeeded.
+  void Start();
+  /// Stops accepting and closes every connection; thread-safe, idempotent.
+  void Stop();
+
+  /// Open connections (for tests and status).
+  [[nodiscard]] std::size_t connection_count() const { return connection_count_.load(); }
+
+ private:
+  void WaitAccept();
+  void AcceptPending();
+  void Serve(UniqueFd fd);
+  void OnClosed(const std::shared_ptr<ConnectionInfo>& info);
+
+  asio::io_context& io_;
+  const MethodRegistry& registry_;
+  ServerConfig config_;
+  std::vector<CloseHook> close_hooks_;  // fixed once Start() ran
+  // The pool is joined by the destructor before the io objects below it go.
+  asio::thread_pool workers_;
+  asio::strand<asio::io_context::executor_type> server_strand_;
+  // Owned by server_strand_: the listening socket, the retry timer after
+  // EMFILE, the connection table and the id counter.
+  asio::posix::stream_descriptor listener_;
+  asio::steady_timer accept_retry_;
+  std::map<ConnectionId, std::shared_ptr<Connection>> connections_;
+  ConnectionId next_id_ = 0;
+  std::string unlink_path_;  // set by Listen(), removed by Stop()
+  bool stopped_ = false;
+  std::atomic<std::size_t> connection_count_{0};
+};
+
+}  // namespace vfiod::rpc

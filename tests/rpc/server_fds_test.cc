@@ -1,0 +1,192 @@
+// fd passing through the server, both ways, and fd hygiene.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <mutex>
+
+#include "proto/errors.h"
+#include "proto/fd_passing.h"
+#include "test_harness.h"
+
+namespace vfiod::rpc {
+namespace {
+
+using nlohmann::json;
+using testing::CountOpenFds;
+using testing::MakeMemfd;
+using testing::RawPeer;
+using testing::ReadAll;
+using testing::RunningServer;
+
+// fds a handler chose to keep, so the test can count them.
+struct Kept {
+  std::mutex mu;
+  std::vector<UniqueFd> fds;
+};
+
+MethodRegistry FdRegistry(Kept& kept) {
+  MethodRegistry reg;
+  EXPECT_TRUE(reg.Register(
+      "ping", [](CallContext&, const json&) -> HandlerResult { return Reply(json("pong")); }));
+  // Writes params.text into the fd params.target refers to.
+  EXPECT_TRUE(reg.Register("write_into", [](CallContext& ctx, const json& p) -> HandlerResult {
+    auto fd = ctx.TakeFd(wire::AsFdRef(p.at("target")).value());
+    if (!fd) {
+      return std::unexpected(wire::MakeError(fd.error(), wire::kFdError));
+    }
+    std::string text = p.at("text");
+    if (::pwrite(fd->get(), text.data(), text.size(), 0) != static_cast<ssize_t>(text.size())) {
+      return std::unexpected(wire::MakeError(Error{errno, "pwrite", ""}));
+    }
+    return Reply(json{{"written", text.size()}});
+  }));
+  // Returns a new memfd holding params.text.
+  EXPECT_TRUE(reg.Register("make_memfd", [](CallContext&, const json& p) -> HandlerResult {
+    std::vector<UniqueFd> fds;
+    fds.push_back(MakeMemfd(p.at("text")));
+    return Reply(json{{"memfd", wire::FdRef(0)}}, std::move(fds));
+  }));
+  // Keeps the referenced fd.
+  EXPECT_TRUE(reg.Register("keep", [&kept](CallContext& ctx, const json& p) -> HandlerResult {
+    auto fd = ctx.TakeFd(wire::AsFdRef(p.at("fd")).value());
+    if (!fd) {
+      return std::unexpected(wire::MakeError(fd.error(), wire::kFdError));
+    }
+    std::lock_guard lock(kept.mu);
+    kept.fds.push_back(std::move(*fd));
+    return Reply(json(true));
+  }));
+  return reg;
+}
+
+class ServerFds : public ::testing::Test {
+ protected:
+  Kept kept_;
+  MethodRegistry registry_ = FdRegistry(kept_);
+  RunningServer server_{registry_};
+  RawPeer peer_{server_.socket_path()};
+
+  void SetUp() override {
+    // One round trip, so the server side of peer_ exists before fds are counted.
+    peer_.WriteJson(wire::MakeRequest("ping", nullptr, 0));
+    ASSERT_EQ(peer_.ReadJson()["result"], "pong");
+  }
+};
+
+TEST_F(ServerFds, ClientMemfdIsWrittenByTheServer) {
+  UniqueFd mem = MakeMemfd("");
+  peer_.WriteJson(
+      wire::MakeRequest("write_into", json{{"target", wire::FdRef(0)}, {"text", "from-server"}}, 1),
+      {mem.get()});
+  json reply = peer_.ReadJson();
+  EXPECT_EQ(reply["result"]["written"], 11) << reply;
+  EXPECT_EQ(ReadAll(mem.get()), "from-server");
+}
+
+TEST_F(ServerFds, ServerMemfdReachesTheClient) {
+  peer_.WriteJson(wire::MakeRequest("make_memfd", json{{"text", "to-client"}}, 1));
+  wire::Frame frame = peer_.ReadFrame();
+  json reply = json::parse(frame.line);
+  auto index = wire::AsFdRef(reply["result"]["memfd"]);
+  ASSERT_TRUE(index) << reply;
+  ASSERT_EQ(frame.fds.size(), 1u);
+  EXPECT_EQ(ReadAll(frame.fds[*index].get()), "to-client");
+}
+
+TEST_F(ServerFds, BatchRepliesRenumberTheirFds) {
+  json batch = json::array({wire::MakeRequest("make_memfd", json{{"text", "first"}}, 1),
+                            wire::MakeRequest("make_memfd", json{{"text", "second"}}, 2)});
+  peer_.WriteJson(batch);
+  wire::Frame frame = peer_.ReadFrame();
+  json reply = json::parse(frame.line);
+  ASSERT_EQ(frame.fds.size(), 2u);
+  for (const json& r : reply) {
+    auto index = wire::AsFdRef(r["result"]["memfd"]);
+    ASSERT_TRUE(index && *index < 2);
+    EXPECT_EQ(ReadAll(frame.fds[*index].get()), r["id"] == 1 ? "first" : "second");
+  }
+}
+
+TEST_F(ServerFds, UnreferencedFdsAreClosedAtOnce) {
+  int before = CountOpenFds();
+  {
+    UniqueFd a = MakeMemfd("a");
+    UniqueFd b = MakeMemfd("b");
+    UniqueFd c = MakeMemfd("c");
+    // Only fd 1 is referenced; 0 and 2 are surplus.
+    peer_.WriteJson(wire::MakeRequest("keep", json{{"fd", wire::FdRef(1)}}, 1),
+                    {a.get(), b.get(), c.get()});
+    EXPECT_EQ(peer_.ReadJson()["result"], true);
+  }
+  std::lock_guard lock(kept_.mu);
+  ASSERT_EQ(kept_.fds.size(), 1u);
+  EXPECT_EQ(ReadAll(kept_.fds[0].get()), "b");
+  EXPECT_EQ(CountOpenFds(), before + 1);  // only the kept one survives
+}
+
+TEST_F(ServerFds, ReferenceBeyondTheCarriedFdsIsAnFdError) {
+  int before = CountOpenFds();
+  {
+    UniqueFd a = MakeMemfd("a");
+    peer_.WriteJson(wire::MakeRequest("keep", json{{"fd", wire::FdRef(3)}}, 1), {a.get()});
+    json reply = peer_.ReadJson();
+    EXPECT_EQ(reply["error"]["code"], wire::kFdError);
+  }
+  EXPECT_EQ(CountOpenFds(), before);
+}
+
+TEST_F(ServerFds, TruncatedControlDataFailsTheMessageWithoutLeaks) {
+  int before = CountOpenFds();
+  {
+    constexpr int kCount = static_cast<int>(wire::kMaxFdsPerMessage) + 4;
+    std::vector<UniqueFd> mems;
+    std::vector<int> raw;
+    for (int i = 0; i < kCount; ++i) {
+      mems.push_back(MakeMemfd("m"));
+      raw.push_back(mems.back().get());
+    }
+    std::string line = wire::ToLine(wire::MakeRequest("keep", json{{"fd", wire::FdRef(0)}}, 7));
+    std::vector<unsigned char> control(CMSG_SPACE(sizeof(int) * kCount));
+    iovec iov{line.data(), line.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * kCount);
+    std::memcpy(CMSG_DATA(c), raw.data(), sizeof(int) * kCount);
+    ASSERT_EQ(::sendmsg(peer_.fd(), &msg, 0), static_cast<ssize_t>(line.size()));
+    json reply = peer_.ReadJson();
+    EXPECT_EQ(reply["error"]["code"], wire::kFdError) << reply;
+    EXPECT_EQ(reply["id"], 7);
+  }
+  EXPECT_EQ(CountOpenFds(), before);
+  std::lock_guard lock(kept_.mu);
+  EXPECT_TRUE(kept_.fds.empty());
+  // The connection is still usable.
+  UniqueFd mem = MakeMemfd("");
+  peer_.WriteJson(
+      wire::MakeRequest("write_into", json{{"target", wire::FdRef(0)}, {"text", "ok"}}, 8),
+      {mem.get()});
+  EXPECT_EQ(peer_.ReadJson()["id"], 8);
+  EXPECT_EQ(ReadAll(mem.get()), "ok");
+}
+
+TEST_F(ServerFds, FdsOfAClosedConnectionAreReleased) {
+  int before = CountOpenFds();
+  {
+    RawPeer other(server_.socket_path());
+    UniqueFd a = MakeMemfd("a");
+    // A line that never ends: the fds sit in the server's framer.
+    other.Write("{\"jsonrpc\":\"2.0\"", {a.get()});
+  }
+  EXPECT_TRUE(testing::Eventually([&] { return CountOpenFds() == before; }));
+}
+
+}  // namespace
+}  // namespace vfiod::rpc
