@@ -1,0 +1,138 @@
+// Superpage placement and the other backings through the engine: IOVAs chosen
+// congruent with the physical layout (fed by a synthetic pagemap), device BARs
+// (peer to peer, not pinned), client memfds.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "dma/backing_bar.h"
+#include "engine_fixture.h"
+#include "vfio/device.h"
+
+namespace vfiod::dma::testing {
+namespace {
+
+constexpr const char* kIvshmem = "0000:00:04.0";
+constexpr uint32_t kIvshmemBar2 = 2;
+
+// A pagemap in which [vaddr, vaddr + len) is one physically contiguous run
+// starting at `paddr`; every other page is absent. kpageflags are all zero.
+class ContiguousReader final : public PageInfoReader {
+ public:
+  ContiguousReader(uint64_t vaddr, uint64_t len, uint64_t paddr)
+      : first_vpn_(vaddr / kPage4K), pages_(len / kPage4K), first_pfn_(paddr / kPage4K) {}
+  Result<void> ReadPagemap(uint64_t first_vpn, std::span<uint64_t> out) override {
+    for (size_t i = 0; i < out.size(); ++i) {
+      const uint64_t vpn = first_vpn + i;
+      const bool inside = vpn >= first_vpn_ && vpn < first_vpn_ + pages_;
+      out[i] = inside ? kPagemapPresent | (first_pfn_ + vpn - first_vpn_) : 0;
+    }
+    ++reads_;
+    return Ok();
+  }
+  Result<void> ReadKpageflags(uint64_t, std::span<uint64_t> out) override {
+    std::fill(out.begin(), out.end(), 0);
+    return Ok();
+  }
+  int reads_ = 0;
+
+ private:
+  uint64_t first_vpn_;
+  uint64_t pages_;
+  uint64_t first_pfn_;
+};
+
+TEST_F(EngineTest, IovaIsCongruentWithThePhysicalSuperpage) {
+  auto backing = Pages(4 * kPage2M);
+  // Physically contiguous, starting 12 KiB past a 2 MiB boundary.
+  const uint64_t paddr = 0x40000000 + 0x3000;
+  auto reader = std::make_unique<ContiguousReader>(backing->vaddr(), backing->size(), paddr);
+  ContiguousReader* seen = reader.get();
+  auto space = DmaSpace::Create(container_, {}, std::move(reader));
+  ASSERT_TRUE(space) << space.error().message();
+  auto report = (*space)->Map({.backing = backing});
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_GT(seen->reads_, 0);
+  EXPECT_EQ(report->congruence.modulus, kPage2M);
+  EXPECT_EQ(report->congruence.residue, paddr % kPage2M);
+  EXPECT_EQ(report->iova % kPage2M, paddr % kPage2M);  // so iova - paddr is 2 MiB aligned
+  EXPECT_EQ(report->contiguity.state, PhysState::kKnown);
+  EXPECT_EQ(report->contiguity.run_count, 1u);
+}
+
+TEST_F(EngineTest, ScatteredMemoryGetsNoCongruence) {
+  auto backing = Pages(16 * kPage4K);
+  // Only every page on its own: each page its own run (absent pages).
+  auto reader = std::make_unique<ContiguousReader>(backing->vaddr(), kPage4K, 0x1000000);
+  auto space = DmaSpace::Create(container_, {}, std::move(reader));
+  ASSERT_TRUE(space);
+  auto report = (*space)->Map({.backing = backing});
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_EQ(report->congruence.modulus, kPage4K);
+  EXPECT_EQ(report->contiguity.pages_not_present, 15u);
+}
+
+TEST_F(EngineTest, DeviceBarIsMappedPeerToPeerWithoutPinning) {
+  auto group = vfio::Group::Open(model_, kIvshmemGroup);
+  ASSERT_TRUE(group) << group.error().message();
+  ASSERT_TRUE((*group)->Attach(container_));
+  auto device = vfio::Device::Open(*group, kIvshmem);
+  ASSERT_TRUE(device) << device.error().message();
+  auto bar = CreateBarBacking(*device, kIvshmemBar2);
+  ASSERT_TRUE(bar) << bar.error().message();
+  EXPECT_EQ(bar->kind(), BackingKind::kDeviceBar);
+  EXPECT_TRUE(bar->mmio());
+  EXPECT_EQ(bar->size(), uint64_t{64} << 20);
+  EXPECT_EQ(bar->alignment(), uint64_t{64} << 20);
+  EXPECT_TRUE(IsAligned(bar->vaddr(), bar->alignment()));
+  auto shared = std::make_shared<const Backing>(std::move(*bar));
+  const uint64_t locked = model_.LockedBytes();
+  auto report = space_->Map({.backing = shared, .max_iova = (uint64_t{1} << 28) - 1});
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_FALSE(report->pinned);
+  EXPECT_EQ(report->backing, BackingKind::kDeviceBar);
+  EXPECT_EQ(report->congruence.modulus, kPage2M);
+  EXPECT_EQ(report->iova % kPage2M, 0u);
+  EXPECT_EQ(model_.LockedBytes(), locked);  // MMIO is not charged
+  EXPECT_EQ(space_->ShadowEntries(), ModelEntries());
+  ASSERT_TRUE(space_->Unmap(report->id));
+  EXPECT_TRUE(ModelEntries().empty());
+}
+
+TEST_F(EngineTest, BarBackingNeedsADevice) {
+  auto bar = CreateBarBacking(nullptr, 0);
+  ASSERT_FALSE(bar);
+  EXPECT_EQ(bar.error().code, EINVAL);
+}
+
+TEST_F(EngineTest, ClientMemfdMapsAtItsOffset) {
+  UniqueFd fd(::memfd_create("client", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  ASSERT_TRUE(fd.valid());
+  ASSERT_EQ(::ftruncate(fd.get(), 8 * kPage4K), 0);
+  auto backing = AdoptClientFd(std::move(fd), 4 * kPage4K, 4 * kPage4K);
+  ASSERT_TRUE(backing) << backing.error().message();
+  auto shared = std::make_shared<const Backing>(std::move(*backing));
+  auto report = space_->Map({.backing = shared, .fixed_iova = 0x300000});
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_EQ(report->backing, BackingKind::kClientFd);
+  EXPECT_EQ(model_.Mappings(container_->fd())->front().vaddr, shared->vaddr());
+  EXPECT_EQ(model_.LockedBytes(), 4 * kPage4K);
+}
+
+TEST_F(EngineTest, ThpBackingMapsWithARealScan) {
+  auto backing = CreateThpBacking(2 * kPage2M, false);
+  ASSERT_TRUE(backing) << backing.error().message();
+  auto shared = std::make_shared<const Backing>(std::move(*backing));
+  auto report = space_->Map({.backing = shared});
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_EQ(report->contiguity.pages, 2 * kPage2M / kPage4K);
+  EXPECT_EQ(report->iova % report->congruence.modulus, report->congruence.residue);
+  if (report->contiguity.folios_2m > 0) {
+    // THP folios are naturally aligned, and the backing is 2 MiB aligned.
+    EXPECT_EQ(report->congruence.modulus, kPage2M);
+  }
+}
+
+}  // namespace
+}  // namespace vfiod::dma::testing
