@@ -1,0 +1,96 @@
+#include "conformance_target.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <string_view>
+
+#include "kernel/model_kernel.h"
+
+namespace vfiod::conformance {
+namespace {
+
+Options& Configured() {
+  static Options options;
+  return options;
+}
+
+std::string EnvOr(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? v : fallback;
+}
+
+/// "00:03.0" -> "0000:00:03.0"; full addresses pass unchanged.
+std::string FullBdf(const std::string& bdf) { return bdf.size() == 7 ? "0000:" + bdf : bdf; }
+
+Result<int> SysfsGroupOf(const std::string& bdf) {
+  std::string link = "/sys/bus/pci/devices/" + bdf + "/iommu_group";
+  char target[512] = {};
+  ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
+  if (n < 0) {
+    return ErrnoError("readlink " + link);
+  }
+  std::string_view path(target, static_cast<size_t>(n));
+  std::string_view name = path.substr(path.rfind('/') + 1);
+  int group = -1;
+  auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), group);
+  if (ec != std::errc() || end != name.data() + name.size()) {
+    return Fail(EINVAL, "readlink " + link, "unexpected target " + std::string(path));
+  }
+  return group;
+}
+
+}  // namespace
+
+std::string ParseOptions(int argc, char** argv, Options* out) {
+  Options o;
+  o.device = EnvOr("VFIOD_EDU_BDF", "0000:00:03.0");
+  o.nonviable = EnvOr("VFIOD_NONVIABLE_BDF", "0000:00:1f.3");
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    auto value = [&](std::string_view flag, std::string* dst) {
+      if (!a.starts_with(flag)) {
+        return false;
+      }
+      *dst = std::string(a.substr(flag.size()));
+      return true;
+    };
+    if (!value("--kernel=", &o.kernel) && !value("--device=", &o.device) &&
+        !value("--nonviable=", &o.nonviable)) {
+      return "unknown argument: " + std::string(a);
+    }
+  }
+  if (o.kernel != "model" && o.kernel != "linux") {
+    return "--kernel must be model or linux";
+  }
+  o.device = FullBdf(o.device);
+  o.nonviable = FullBdf(o.nonviable);
+  *out = o;
+  return "";
+}
+
+void Target::Configure(Options options) { Configured() = std::move(options); }
+
+Target& Target::Get() {
+  static Target target(Configured());
+  return target;
+}
+
+Target::Target(Options options) : options_(std::move(options)) {
+  if (options_.kernel == "linux") {
+    kernel_ = kernel::MakeLinuxKernel();
+  } else {
+    kernel_ = std::make_unique<kernel::ModelKernel>(kernel::VmLikeTopology());
+  }
+}
+
+Result<int> Target::GroupOf(const std::string& bdf) const {
+  if (auto* model = dynamic_cast<kernel::ModelKernel*>(kernel_.get())) {
+    return model->GroupOf(bdf);
+  }
+  return SysfsGroupOf(bdf);
+}
+
+}  // namespace vfiod::conformance
