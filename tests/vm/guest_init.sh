@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# shellcheck shell=sh disable=SC3045,SC2013,SC1091  # busybox ash: ulimit -l exists
 # /init of the vfiod test guest (busybox ash, PID 1). Built into the initramfs
 # by vm_image.sh; driven by vm_run.sh through the "share" 9p folder:
 #   in:  share/vm.conf  (AS_USER=uid or empty), share/cmd.sh (the command)

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2016  # the $ strings below are meant literally
 # selftest.sh: checks vm_run.sh from the OUTSIDE, on the host: exit status,
 # argument quoting and environment reach the guest command, stdout and stderr
 # come back apart, --log writes the console, a hang past --timeout fails with
 # 124 and shows the log, a missing QEMU is a skip (77). Boots the guest twice.
 set -u
-readonly vm_run=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/vm_run.sh
+vm_run=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/vm_run.sh
+readonly vm_run
 work=$(mktemp -d "${TMPDIR:-/tmp}/vfiod-vm-selftest.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 failures=0

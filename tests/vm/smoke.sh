@@ -20,8 +20,12 @@ check() {  # check DESCRIPTION COMMAND...
 driver_of() { basename "$(readlink "/sys/bus/pci/devices/$1/driver")" 2>/dev/null; }
 group_of() { basename "$(readlink "/sys/bus/pci/devices/$1/iommu_group")" 2>/dev/null; }
 bound_to_vfio() { [[ $(driver_of "$1") == vfio-pci ]]; }
-group_node_usable() { local n=/dev/vfio/$(group_of "$1"); [[ -c $n && -r $n && -w $n ]]; }
-group_size() { ls "/sys/kernel/iommu_groups/$(group_of "$1")/devices" | wc -l; }
+group_node_usable() {
+  local n
+  n=/dev/vfio/$(group_of "$1")
+  [[ -c $n && -r $n && -w $n ]]
+}
+group_size() { find "/sys/kernel/iommu_groups/$(group_of "$1")/devices" -mindepth 1 -maxdepth 1 | wc -l; }
 
 # A group is not viable when one of its devices keeps a non-VFIO driver.
 group_has_kernel_driver() {
@@ -43,13 +47,17 @@ hugepages() { cat "/sys/kernel/mm/hugepages/hugepages-$1/nr_hugepages"; }
 is_hugetlbfs() { [[ $(stat -f -c %T "$1") == hugetlbfs ]]; }
 
 # Opens (and closes) a VFIO group node the way a user of VFIO would.
-open_group() { local n=/dev/vfio/$(group_of "$1"); { exec 3<>"$n"; } 2>/dev/null && exec 3>&-; }
+open_group() {
+  local n
+  n=/dev/vfio/$(group_of "$1")
+  { exec 3<>"$n"; } 2>/dev/null && exec 3>&-
+}
 
 check "VFIOD_IN_VM=1" [ "${VFIOD_IN_VM:-}" = 1 ]
 for v in VFIOD_EDU_BDF VFIOD_IVSHMEM_BDF VFIOD_NVME_BDF VFIOD_NONVIABLE_BDF; do
   check "$v is a PCI device (${!v:-unset})" test -d "/sys/bus/pci/devices/${!v:-none}"
 done
-check "edu is 1234:11e8" [ "$(cat /sys/bus/pci/devices/$VFIOD_EDU_BDF/device)" = 0x11e8 ]
+check "edu is 1234:11e8" [ "$(cat "/sys/bus/pci/devices/${VFIOD_EDU_BDF:-none}/device")" = 0x11e8 ]
 check "/dev/vfio/vfio is a char device" test -c /dev/vfio/vfio
 check "an Intel IOMMU translates" test -e /sys/class/iommu/dmar0
 for v in VFIOD_EDU_BDF VFIOD_IVSHMEM_BDF VFIOD_NVME_BDF VFIOD_NONVIABLE_BDF; do

@@ -12,7 +12,8 @@
 set -euo pipefail
 
 readonly kSkip=77
-readonly here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly here
 # Load order matters for insmod (no modprobe, no modules.dep in the guest):
 # every module comes after the modules it depends on.
 readonly kModules=(
@@ -40,7 +41,7 @@ resolve_kernel_abi() {
 # Newest kernel already unpacked in the cache, for an offline machine.
 newest_cached_abi() {
   local d
-  d=$(ls -1d "$cache"/kernel/*/.complete 2>/dev/null | sort -V | tail -n1)
+  d=$(find "$cache/kernel" -mindepth 2 -maxdepth 2 -name .complete 2>/dev/null | sort -V | tail -n1)
   [[ -n $d ]] && basename "$(dirname "$d")"
   return 0
 }

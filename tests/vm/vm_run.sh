@@ -14,7 +14,8 @@
 set -uo pipefail
 
 readonly kSkip=77 kTimedOut=124 kBroken=125
-readonly here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly here
 
 usage() {
   sed -n '2,3s/^# //p' "${BASH_SOURCE[0]}" >&2
@@ -85,6 +86,7 @@ truncate -s 16M "$run/nvme.img"
 
 append="console=ttyS0 quiet panic=-1 intel_iommu=on"
 append+=" hugepagesz=1G hugepages=1 hugepagesz=2M hugepages=64"
+# shellcheck disable=SC2054  # commas separate QEMU sub-options
 qemu_args=(
   -nodefaults -no-user-config -display none -no-reboot
   -accel tcg,thread=multi -M q35,kernel-irqchip=split -cpu max
