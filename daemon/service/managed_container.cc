@@ -215,6 +215,7 @@ Result<MapResult> ManagedContainer::MapBar(MappingId mapping, const MapBarReques
   MappingView view = ViewOf(mapping, id_, report, "bar");
   uint64_t natural = std::min<uint64_t>(std::bit_ceil(backing->size()), dma::k1GiB);
   view.aligned = backing->vaddr() % natural == 0;
+  view.mmio_no_pin = extensions_.mmio_no_pin;
   view.contiguity.reset();
   return MapResult{std::move(view), UniqueFd()};
 }

@@ -79,7 +79,8 @@ struct MappingView {
   uint64_t chunks = 0;  ///< VFIO mapping entries it uses
   uint64_t ioctls = 0;  ///< MAP_DMA calls it took
   bool mmio = false;
-  bool aligned = false;  ///< BAR: mapped at its natural alignment in vfiod
+  bool aligned = false;      ///< BAR: mapped at its natural alignment in vfiod
+  bool mmio_no_pin = false;  ///< BAR: mapped with the kernel's MMIO no-pin path
   std::optional<dma::ContiguityReport> contiguity;
 };
 

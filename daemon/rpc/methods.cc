@@ -1,0 +1,236 @@
+#include "rpc/methods.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "rpc/methods_json.h"
+#include "rpc/methods_params.h"
+
+namespace vfiod::rpc {
+
+using nlohmann::json;
+using service::Caller;
+using service::ErrorKind;
+
+wire::RpcError ToRpcError(const service::ServiceError& err) {
+  switch (err.kind) {
+    case ErrorKind::kInvalidParams:
+      return wire::MakeError(err.error, wire::kInvalidParams);
+    case ErrorKind::kNotFound:
+      return wire::MakeError(err.error, wire::kNotFound);
+    case ErrorKind::kPermission:
+      return wire::MakeError(err.error, wire::kPermissionDenied);
+    case ErrorKind::kQuota:
+      return wire::MakeError(err.error, wire::kQuotaExceeded);
+    case ErrorKind::kBusy:
+      return wire::MakeError(err.error, wire::kBusy);
+    case ErrorKind::kKernel:
+      break;
+  }
+  return wire::MakeError(err.error, wire::kKernelError);
+}
+
+namespace {
+
+std::unexpected<wire::RpcError> Failed(const service::ServiceError& err) {
+  return std::unexpected(ToRpcError(err));
+}
+
+}  // namespace
+
+ServiceMethods::ServiceMethods(service::Service& service, std::string openrpc)
+    : service_(service), openrpc_(json::parse(openrpc, nullptr, false)) {}
+
+Result<void> ServiceMethods::Register(MethodRegistry& r) {
+  VFIOD_TRY(Add(r, "rpc.discover", &ServiceMethods::Discover, false));
+  VFIOD_TRY(Add(r, "ping", &ServiceMethods::Ping, false));
+  VFIOD_TRY(Add(r, "version", &ServiceMethods::Version, false));
+  VFIOD_TRY(Add(r, "status", &ServiceMethods::Status, false));
+  VFIOD_TRY(Add(r, "stats", &ServiceMethods::Stats, false));
+  VFIOD_TRY(Add(r, "device.list", &ServiceMethods::DeviceList, true));
+  VFIOD_TRY(Add(r, "device.info", &ServiceMethods::DeviceInfo, true));
+  VFIOD_TRY(Add(r, "device.bind", &ServiceMethods::DeviceBind, true));
+  VFIOD_TRY(Add(r, "device.unbind", &ServiceMethods::DeviceUnbind, true));
+  VFIOD_TRY(Add(r, "device.open", &ServiceMethods::DeviceOpen, true));
+  VFIOD_TRY(Add(r, "container.create", &ServiceMethods::ContainerCreate, true));
+  VFIOD_TRY(Add(r, "container.attach", &ServiceMethods::ContainerAttach, true));
+  VFIOD_TRY(Add(r, "container.list", &ServiceMethods::ContainerList, false));
+  VFIOD_TRY(Add(r, "container.info", &ServiceMethods::ContainerInfo, true));
+  VFIOD_TRY(Add(r, "container.destroy", &ServiceMethods::ContainerDestroy, true));
+  VFIOD_TRY(Add(r, "dma.alloc", &ServiceMethods::DmaAlloc, true));
+  VFIOD_TRY(Add(r, "dma.map_fd", &ServiceMethods::DmaMapFd, true));
+  VFIOD_TRY(Add(r, "dma.map_bar", &ServiceMethods::DmaMapBar, true));
+  VFIOD_TRY(Add(r, "dma.list", &ServiceMethods::DmaList, false));
+  VFIOD_TRY(Add(r, "dma.info", &ServiceMethods::DmaInfo, true));
+  VFIOD_TRY(Add(r, "dma.free", &ServiceMethods::DmaFree, true));
+  return Ok();
+}
+
+Result<void> ServiceMethods::Add(MethodRegistry& registry, const std::string& name, Body body,
+                                 bool blocking) {
+  MethodOptions options;
+  options.blocking = blocking;
+  return registry.Register(
+      name,
+      [this, name, body](CallContext& ctx, const json& params) {
+        return Invoke(name, body, ctx, params);
+      },
+      options);
+}
+
+HandlerResult ServiceMethods::Invoke(const std::string& name, Body body, CallContext& ctx,
+                                     const json& params) {
+  auto start = std::chrono::steady_clock::now();
+  HandlerResult result;
+  try {
+    Caller caller = CallerFor(ctx);
+    if (auto allowed = service_.CheckMethodAllowed(caller, name); !allowed) {
+      result = Failed(allowed.error());
+    } else {
+      result = (this->*body)(ctx, params, caller);
+    }
+  } catch (const ParamError& e) {
+    result = std::unexpected(wire::MakeError(wire::kInvalidParams, e.what()));
+  } catch (const json::exception& e) {
+    result = std::unexpected(wire::MakeError(wire::kInvalidParams, e.what()));
+  }
+  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
+                    std::chrono::steady_clock::now() - start)
+                    .count();
+  service_.stats().RecordRequest(name, static_cast<uint64_t>(micros), !result.has_value());
+  if (!result) {
+    spdlog::debug("{} from uid {}: {}", name, ctx.peer().uid, result.error().Describe());
+  }
+  return result;
+}
+
+Caller ServiceMethods::CallerFor(CallContext& ctx) {
+  service::Identity identity{ctx.peer().uid, ctx.peer().gid, ctx.peer().groups};
+  service::SessionId session = 0;
+  {
+    std::lock_guard lock(mu_);
+    auto it = sessions_.find(ctx.connection_id());
+    if (it != sessions_.end()) {
+      return Caller{it->second, identity};
+    }
+    session = service_.OpenSession(identity);
+    sessions_[ctx.connection_id()] = session;
+  }
+  if (ctx.cancelled()) {
+    // The close hook may have run before the session existed: release it now.
+    OnConnectionClosed(ctx.connection_id());
+  }
+  return Caller{session, identity};
+}
+
+void ServiceMethods::OnConnectionClosed(ConnectionId id) {
+  service::SessionId session = 0;
+  {
+    std::lock_guard lock(mu_);
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) {
+      return;
+    }
+    session = it->second;
+    sessions_.erase(it);
+  }
+  service_.CloseSession(session);
+}
+
+// --- daemon ------------------------------------------------------------------------
+
+HandlerResult ServiceMethods::Discover(CallContext&, const json& params, const Caller&) {
+  ParamReader(params).Finish();
+  return Reply(openrpc_);
+}
+
+HandlerResult ServiceMethods::Ping(CallContext&, const json& params, const Caller&) {
+  ParamReader(params).Finish();
+  return Reply(json::object());
+}
+
+HandlerResult ServiceMethods::Version(CallContext&, const json& params, const Caller&) {
+  ParamReader(params).Finish();
+  auto s = service_.Status();
+  return Reply(json{{"version", s.version}, {"api", s.api_version}});
+}
+
+HandlerResult ServiceMethods::Status(CallContext&, const json& params, const Caller&) {
+  ParamReader(params).Finish();
+  return Reply(ToJson(service_.Status()));
+}
+
+HandlerResult ServiceMethods::Stats(CallContext&, const json& params, const Caller&) {
+  ParamReader(params).Finish();
+  return Reply(ToJson(service_.stats().Snapshot()));
+}
+
+// --- devices -------------------------------------------------------------------------
+
+HandlerResult ServiceMethods::DeviceList(CallContext&, const json& params, const Caller& caller) {
+  ParamReader(params).Finish();
+  auto devices = service_.ListDevices(caller);
+  if (!devices) {
+    return Failed(devices.error());
+  }
+  json out = json::array();
+  for (const auto& d : *devices) {
+    out.push_back(DeviceSummaryJson(d));
+  }
+  return Reply(std::move(out));
+}
+
+HandlerResult ServiceMethods::DeviceInfo(CallContext&, const json& params, const Caller& caller) {
+  ParamReader p(params);
+  std::string bdf = p.Str("bdf");
+  p.Finish();
+  auto d = service_.DeviceInfo(caller, bdf);
+  if (!d) {
+    return Failed(d.error());
+  }
+  return Reply(DeviceDetailJson(*d));
+}
+
+HandlerResult ServiceMethods::DeviceBind(CallContext&, const json& params, const Caller& caller) {
+  ParamReader p(params);
+  std::string bdf = p.Str("bdf");
+  p.Finish();
+  auto d = service_.BindDevice(caller, bdf);
+  if (!d) {
+    return Failed(d.error());
+  }
+  return Reply(json{{"bdf", d->pci.bdf}, {"driver", d->pci.driver}, {"viable", d->viable}});
+}
+
+HandlerResult ServiceMethods::DeviceUnbind(CallContext&, const json& params, const Caller& caller) {
+  ParamReader p(params);
+  std::string bdf = p.Str("bdf");
+  p.Finish();
+  auto d = service_.UnbindDevice(caller, bdf);
+  if (!d) {
+    return Failed(d.error());
+  }
+  return Reply(json{{"bdf", d->pci.bdf}, {"driver", d->pci.driver}});
+}
+
+HandlerResult ServiceMethods::DeviceOpen(CallContext&, const json& params, const Caller& caller) {
+  ParamReader p(params);
+  uint64_t container = p.U64("container");
+  std::string bdf = p.Str("bdf");
+  p.Finish();
+  auto opened = service_.OpenDevice(caller, container, bdf);
+  if (!opened) {
+    return Failed(opened.error());
+  }
+  json result = {{"bdf", opened->bdf},
+                 {"fd", wire::FdRef(0)},
+                 {"num_regions", opened->info.num_regions},
+                 {"num_irqs", opened->info.num_irqs},
+                 {"flags", opened->info.flags}};
+  std::vector<UniqueFd> fds;
+  fds.push_back(std::move(opened->fd));
+  return Reply(std::move(result), std::move(fds));
+}
+
+}  // namespace vfiod::rpc

@@ -1,0 +1,73 @@
+// The vfiod API (proto/openrpc.json) on the JSON-RPC method registry: params
+// are decoded and checked here (-32602 with the field's path), the service
+// does the work, and its views and errors are turned into JSON here.
+//
+// Sessions: the first call on a connection opens a service session for the
+// peer's credentials; the server's close hook (OnConnectionClosed, run after
+// the connection's last call finished) closes it, releasing what it owned.
+// sessions_ is guarded by mu_; handlers run on the server's strands and pool.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "rpc/method_registry.h"
+#include "service/service.h"
+
+namespace vfiod::rpc {
+
+/// The JSON-RPC error for a service failure (kind -> vfiod code, errno in data).
+[[nodiscard]] wire::RpcError ToRpcError(const service::ServiceError& err);
+
+class ServiceMethods {
+ public:
+  /// `openrpc` is the OpenRPC document served by rpc.discover (JSON text).
+  /// `service` must outlive this object and the server using it.
+  ServiceMethods(service::Service& service, std::string openrpc);
+
+  /// Registers every API method. EEXIST when a name is taken already.
+  [[nodiscard]] Result<void> Register(MethodRegistry& registry);
+
+  /// Releases the session of connection `id` (the server's close hook).
+  void OnConnectionClosed(ConnectionId id);
+
+ private:
+  using Json = nlohmann::json;
+  using Body = HandlerResult (ServiceMethods::*)(CallContext&, const Json&, const service::Caller&);
+  [[nodiscard]] Result<void> Add(MethodRegistry& registry, const std::string& name, Body body,
+                                 bool blocking);
+  [[nodiscard]] HandlerResult Invoke(const std::string& name, Body body, CallContext& ctx,
+                                     const Json& params);
+  [[nodiscard]] service::Caller CallerFor(CallContext& ctx);
+
+  HandlerResult Discover(CallContext&, const Json&, const service::Caller&);
+  HandlerResult Ping(CallContext&, const Json&, const service::Caller&);
+  HandlerResult Version(CallContext&, const Json&, const service::Caller&);
+  HandlerResult Status(CallContext&, const Json&, const service::Caller&);
+  HandlerResult Stats(CallContext&, const Json&, const service::Caller&);
+  HandlerResult DeviceList(CallContext&, const Json&, const service::Caller&);
+  HandlerResult DeviceInfo(CallContext&, const Json&, const service::Caller&);
+  HandlerResult DeviceBind(CallContext&, const Json&, const service::Caller&);
+  HandlerResult DeviceUnbind(CallContext&, const Json&, const service::Caller&);
+  HandlerResult DeviceOpen(CallContext&, const Json&, const service::Caller&);
+  HandlerResult ContainerCreate(CallContext&, const Json&, const service::Caller&);
+  HandlerResult ContainerAttach(CallContext&, const Json&, const service::Caller&);
+  HandlerResult ContainerList(CallContext&, const Json&, const service::Caller&);
+  HandlerResult ContainerInfo(CallContext&, const Json&, const service::Caller&);
+  HandlerResult ContainerDestroy(CallContext&, const Json&, const service::Caller&);
+  HandlerResult DmaAlloc(CallContext&, const Json&, const service::Caller&);
+  HandlerResult DmaMapFd(CallContext&, const Json&, const service::Caller&);
+  HandlerResult DmaMapBar(CallContext&, const Json&, const service::Caller&);
+  HandlerResult DmaList(CallContext&, const Json&, const service::Caller&);
+  HandlerResult DmaInfo(CallContext&, const Json&, const service::Caller&);
+  HandlerResult DmaFree(CallContext&, const Json&, const service::Caller&);
+
+  service::Service& service_;
+  Json openrpc_;
+  std::mutex mu_;
+  std::map<ConnectionId, service::SessionId> sessions_;  // guarded by mu_
+};
+
+}  // namespace vfiod::rpc

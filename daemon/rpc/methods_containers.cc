@@ -1,0 +1,305 @@
+// container.* and dma.* methods (see methods.h).
+#include <fmt/format.h>
+
+#include "rpc/methods.h"
+#include "rpc/methods_json.h"
+#include "rpc/methods_params.h"
+
+namespace vfiod::rpc {
+
+using nlohmann::json;
+using service::Caller;
+
+namespace {
+
+constexpr uint64_t k4K = uint64_t{4} << 10;
+constexpr uint64_t k2M = uint64_t{2} << 20;
+constexpr uint64_t k1G = uint64_t{1} << 30;
+
+std::unexpected<wire::RpcError> Failed(const service::ServiceError& err) {
+  return std::unexpected(ToRpcError(err));
+}
+
+/// A name for a named container or mapping: 1-64 of [A-Za-z0-9._-].
+std::string ReadName(ParamReader& p) {
+  std::string name = p.OptStr("name").value_or("");
+  if (p.Raw("name") != nullptr && name.empty()) {
+    throw ParamError(p.Path("name") + ": must not be empty");
+  }
+  if (name.size() > 64) {
+    throw ParamError(p.Path("name") + ": longer than 64 characters");
+  }
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
+      throw ParamError(p.Path("name") + ": only letters, digits, '.', '_' and '-' are allowed");
+    }
+  }
+  return name;
+}
+
+/// iova / max_iova / dma_mask_bits, checked against `size` and `align`.
+service::Placement ReadPlacement(ParamReader& p, uint64_t size, uint64_t align) {
+  service::Placement placement;
+  placement.iova = p.OptU64("iova");
+  placement.max_iova = p.OptU64("max_iova");
+  if (auto bits = p.OptInt("dma_mask_bits", 12, 64)) {
+    placement.dma_mask_bits = static_cast<int>(*bits);
+  }
+  if (placement.iova) {
+    CheckAligned(p.Path("iova"), *placement.iova, align);
+    CheckNoWrap(p.Path("iova"), *placement.iova, size);
+  }
+  return placement;
+}
+
+std::optional<service::AllocBacking> ParseBacking(const std::string& name) {
+  if (name == "4k") return service::AllocBacking::k4K;
+  if (name == "thp") return service::AllocBacking::kThp;
+  if (name == "hugetlb-2m") return service::AllocBacking::kHugetlb2M;
+  if (name == "hugetlb-1g") return service::AllocBacking::kHugetlb1G;
+  return std::nullopt;
+}
+
+uint64_t PageOf(service::AllocBacking b) {
+  switch (b) {
+    case service::AllocBacking::kHugetlb2M:
+      return k2M;
+    case service::AllocBacking::kHugetlb1G:
+      return k1G;
+    default:
+      return k4K;
+  }
+}
+
+service::ProgressFn ProgressTo(CallContext& ctx, bool wanted) {
+  if (!wanted) {
+    return {};
+  }
+  return [&ctx](uint64_t done, uint64_t total) {
+    ctx.Notify("dma.progress", json{{"done_bytes", done}, {"total_bytes", total}});
+  };
+}
+
+json MapResultJson(const service::MappingView& m) {
+  return {{"mapping", m.id},
+          {"iova", m.iova},
+          {"size", m.size},
+          {"chunks", m.chunks},
+          {"ioctls", m.ioctls}};
+}
+
+}  // namespace
+
+HandlerResult ServiceMethods::ContainerCreate(CallContext&, const json& params,
+                                              const Caller& caller) {
+  ParamReader p(params);
+  std::vector<std::string> devices = p.StrArray("devices");
+  if (devices.empty()) {
+    throw ParamError(p.Path("devices") + ": at least one device is needed");
+  }
+  std::string name = ReadName(p);
+  p.Finish();
+  auto c = service_.CreateContainer(caller, devices, name);
+  if (!c) {
+    return Failed(c.error());
+  }
+  return Reply(ContainerJson(*c));
+}
+
+HandlerResult ServiceMethods::ContainerAttach(CallContext&, const json& params,
+                                              const Caller& caller) {
+  ParamReader p(params);
+  std::string name = p.Str("name");
+  p.Finish();
+  auto c = service_.AttachContainer(caller, name);
+  if (!c) {
+    return Failed(c.error());
+  }
+  return Reply(ContainerJson(*c));
+}
+
+HandlerResult ServiceMethods::ContainerList(CallContext&, const json& params,
+                                            const Caller& caller) {
+  ParamReader(params).Finish();
+  json out = json::array();
+  for (const auto& c : service_.ListContainers(caller)) {
+    out.push_back(ContainerSummaryJson(c));
+  }
+  return Reply(std::move(out));
+}
+
+HandlerResult ServiceMethods::ContainerInfo(CallContext&, const json& params,
+                                            const Caller& caller) {
+  ParamReader p(params);
+  uint64_t id = p.U64("container");
+  p.Finish();
+  auto info = service_.ContainerInfo(caller, id);
+  if (!info) {
+    return Failed(info.error());
+  }
+  json j = ContainerJson(info->first);
+  json maps = json::array();
+  for (const auto& m : info->second) {
+    maps.push_back(MappingDetailJson(m));
+  }
+  j["mappings"] = std::move(maps);
+  j["dma_entries_used"] = info->first.dma_entries_used;
+  return Reply(std::move(j));
+}
+
+HandlerResult ServiceMethods::ContainerDestroy(CallContext&, const json& params,
+                                               const Caller& caller) {
+  ParamReader p(params);
+  uint64_t id = p.U64("container");
+  p.Finish();
+  auto bytes = service_.DestroyContainer(caller, id);
+  if (!bytes) {
+    return Failed(bytes.error());
+  }
+  return Reply(json{{"unmapped_bytes", *bytes}});
+}
+
+HandlerResult ServiceMethods::DmaAlloc(CallContext& ctx, const json& params, const Caller& caller) {
+  ParamReader p(params);
+  service::AllocRequest r;
+  r.container = p.U64("container");
+  r.size = p.U64("size");
+  std::string backing = p.Str("backing");
+  auto kind = ParseBacking(backing);
+  if (!kind) {
+    throw ParamError(p.Path("backing") + ": '" + backing +
+                     "' is not one of 4k, thp, hugetlb-2m, hugetlb-1g");
+  }
+  r.backing = *kind;
+  if (r.size == 0) {
+    throw ParamError(p.Path("size") + ": must be greater than zero");
+  }
+  CheckAligned(p.Path("size"), r.size, PageOf(r.backing));
+  r.placement = ReadPlacement(p, r.size, k4K);
+  if (auto node = p.OptInt("numa_node", -1, 1023)) {
+    r.numa_node = static_cast<int>(*node);
+  }
+  r.name = ReadName(p);
+  bool progress = p.OptBool("progress", false);
+  p.Finish();
+  auto m = service_.Alloc(caller, r, ProgressTo(ctx, progress));
+  if (!m) {
+    return Failed(m.error());
+  }
+  json j = MapResultJson(m->mapping);
+  j["backing"] = m->mapping.backing;
+  j["fd"] = wire::FdRef(0);
+  std::vector<UniqueFd> fds;
+  fds.push_back(std::move(m->fd));
+  return Reply(std::move(j), std::move(fds));
+}
+
+HandlerResult ServiceMethods::DmaMapFd(CallContext& ctx, const json& params, const Caller& caller) {
+  ParamReader p(params);
+  service::MapFdRequest r;
+  r.container = p.U64("container");
+  size_t fd_index = p.FdRef("fd");
+  r.offset = p.OptU64("offset").value_or(0);
+  r.size = p.U64("size");
+  if (r.size == 0) {
+    throw ParamError(p.Path("size") + ": must be greater than zero");
+  }
+  CheckAligned(p.Path("offset"), r.offset, k4K);
+  CheckAligned(p.Path("size"), r.size, k4K);
+  CheckNoWrap(p.Path("offset"), r.offset, r.size);
+  r.placement = ReadPlacement(p, r.size, k4K);
+  if (p.Raw("segments") != nullptr) {
+    throw ParamError(p.Path("segments") +
+                     ": scatter lists are not supported by this daemon; map each segment "
+                     "with its own dma.map_fd");
+  }
+  r.name = ReadName(p);
+  bool progress = p.OptBool("progress", false);
+  p.Finish();
+  auto fd = ctx.TakeFd(fd_index);
+  if (!fd) {
+    return std::unexpected(wire::MakeError(
+        wire::kFdError, fmt::format("params.fd: the message carried no fd #{}", fd_index)));
+  }
+  r.fd = std::move(*fd);
+  const uint64_t offset = r.offset;
+  auto m = service_.MapFd(caller, std::move(r), ProgressTo(ctx, progress));
+  if (!m) {
+    if (m.error().kind == service::ErrorKind::kKernel &&
+        (m.error().error.code == EBADF || m.error().error.op.find("fd") != std::string::npos)) {
+      return std::unexpected(wire::MakeError(m.error().error, wire::kFdError));
+    }
+    return Failed(m.error());
+  }
+  json j = MapResultJson(m->mapping);
+  j["segments"] =
+      json::array({{{"offset", offset}, {"size", m->mapping.size}, {"iova", m->mapping.iova}}});
+  return Reply(std::move(j));
+}
+
+HandlerResult ServiceMethods::DmaMapBar(CallContext&, const json& params, const Caller& caller) {
+  ParamReader p(params);
+  service::MapBarRequest r;
+  r.container = p.U64("container");
+  r.bdf = p.Str("bdf");
+  auto bar = p.OptInt("bar", 0, 5);
+  if (!bar) {
+    throw ParamError(p.Path("bar") + ": missing");
+  }
+  r.bar = static_cast<uint32_t>(*bar);
+  r.placement.iova = p.OptU64("iova");
+  r.placement.max_iova = p.OptU64("max_iova");
+  if (r.placement.iova) {
+    CheckAligned(p.Path("iova"), *r.placement.iova, k4K);
+  }
+  r.name = ReadName(p);
+  p.Finish();
+  auto m = service_.MapBar(caller, r);
+  if (!m) {
+    return Failed(m.error());
+  }
+  return Reply(json{{"mapping", m->mapping.id},
+                    {"iova", m->mapping.iova},
+                    {"size", m->mapping.size},
+                    {"aligned", m->mapping.aligned},
+                    {"mmio_no_pin", m->mapping.mmio_no_pin}});
+}
+
+HandlerResult ServiceMethods::DmaList(CallContext&, const json& params, const Caller& caller) {
+  ParamReader p(params);
+  std::optional<uint64_t> container = p.OptU64("container");
+  p.Finish();
+  auto maps = service_.ListMappings(caller, container);
+  if (!maps) {
+    return Failed(maps.error());
+  }
+  json out = json::array();
+  for (const auto& m : *maps) {
+    out.push_back(MappingSummaryJson(m));
+  }
+  return Reply(std::move(out));
+}
+
+HandlerResult ServiceMethods::DmaInfo(CallContext&, const json& params, const Caller& caller) {
+  ParamReader p(params);
+  uint64_t id = p.U64("mapping");
+  p.Finish();
+  auto m = service_.MappingInfo(caller, id);
+  if (!m) {
+    return Failed(m.error());
+  }
+  return Reply(MappingDetailJson(*m));
+}
+
+HandlerResult ServiceMethods::DmaFree(CallContext&, const json& params, const Caller& caller) {
+  ParamReader p(params);
+  uint64_t id = p.U64("mapping");
+  p.Finish();
+  auto bytes = service_.FreeMapping(caller, id);
+  if (!bytes) {
+    return Failed(bytes.error());
+  }
+  return Reply(json{{"unmapped_bytes", *bytes}});
+}
+
+}  // namespace vfiod::rpc

@@ -1,0 +1,60 @@
+// Reading and checking the params of an API method. A ParamError names the
+// JSON path of the offending field; the method wrapper turns it into
+// -32602 Invalid params. (Exceptions stay inside this JSON-decoding edge.)
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace vfiod::rpc {
+
+/// A params field is missing, of the wrong type, or out of range.
+class ParamError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Typed access to a by-name params object. Every accessor records the key;
+/// Finish() refuses keys the method does not know.
+class ParamReader {
+ public:
+  /// Throws ParamError unless `params` is an object (or an empty array).
+  explicit ParamReader(const nlohmann::json& params, std::string prefix = "params");
+
+  [[nodiscard]] uint64_t U64(const char* key);
+  [[nodiscard]] std::optional<uint64_t> OptU64(const char* key);
+  [[nodiscard]] std::optional<int64_t> OptInt(const char* key, int64_t min, int64_t max);
+  [[nodiscard]] std::string Str(const char* key);
+  [[nodiscard]] std::optional<std::string> OptStr(const char* key);
+  [[nodiscard]] bool OptBool(const char* key, bool fallback);
+  [[nodiscard]] std::vector<std::string> StrArray(const char* key);
+  /// The {"fd": n} reference at `key`: returns n.
+  [[nodiscard]] size_t FdRef(const char* key);
+  /// The raw value (nullptr when absent), marked as known.
+  [[nodiscard]] const nlohmann::json* Raw(const char* key);
+  /// Throws for the first key that no accessor asked for.
+  void Finish() const;
+
+  /// "params.size" style path of `key`.
+  [[nodiscard]] std::string Path(const char* key) const { return prefix_ + "." + key; }
+
+ private:
+  [[nodiscard]] const nlohmann::json* Find(const char* key);
+  [[nodiscard]] uint64_t AsU64(const nlohmann::json& v, const char* key) const;
+
+  const nlohmann::json& params_;
+  std::string prefix_;
+  std::set<std::string> known_;
+};
+
+/// Throws ParamError "<path>: <why>" unless `value` is a multiple of `align`.
+void CheckAligned(const std::string& path, uint64_t value, uint64_t align);
+/// Throws ParamError when base + size wraps past 2^64.
+void CheckNoWrap(const std::string& path, uint64_t base, uint64_t size);
+
+}  // namespace vfiod::rpc
