@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <string>
 
 #include "config_test_util.h"
@@ -99,6 +100,26 @@ TEST(ConfigTest, ReadmeExampleIsValid) {
   EXPECT_FALSE(config.socket.gid.has_value());
   ASSERT_EQ(config.model.devices.size(), 1u);
   EXPECT_TRUE(config.model.devices[0].bound);
+}
+
+// vfiod.socket creates the socket under systemd: it must agree with the
+// shipped config, which is what vfiod uses when it creates the socket itself.
+TEST(ConfigTest, ShippedSocketUnitMatchesShippedConfig) {
+  auto config = LoadConfig(VFIOD_SOURCE_DIR "/config/vfiod.json", FakeNames());
+  ASSERT_TRUE(config.has_value()) << config.error().message();
+  std::ifstream unit(VFIOD_SOURCE_DIR "/systemd/vfiod.socket");
+  ASSERT_TRUE(unit.good());
+  std::map<std::string, std::string> settings;
+  for (std::string line; std::getline(unit, line);) {
+    if (auto eq = line.find('='); eq != std::string::npos && line[0] != '#') {
+      settings[line.substr(0, eq)] = line.substr(eq + 1);
+    }
+  }
+  EXPECT_EQ(settings["ListenStream"], config->socket.path);
+  EXPECT_EQ(settings["SocketGroup"], config->socket.group);
+  char mode[8];
+  snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(config->socket.mode));
+  EXPECT_EQ(settings["SocketMode"], mode);
 }
 
 TEST(ConfigTest, FullExampleIsReadIntoTypedFields) {
