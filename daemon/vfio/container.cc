@@ -14,23 +14,21 @@ Result<std::shared_ptr<Container>> Container::Open(kernel::Kernel& kernel,
                 "kernel reports API version " + std::to_string(version) + ", vfiod speaks " +
                     std::to_string(kernel::kVfioApiVersion));
   }
-  VFIOD_TRY(c->ProbeFeatures());
+  c->features_ = VFIOD_TRY(c->ProbeFeatures());
   if (!c->features_.type1v2) {
     return Fail(ENOTSUP, "VFIO_CHECK_EXTENSION", "the kernel has no VFIO_TYPE1v2_IOMMU");
   }
   return c;
 }
 
-Result<void> Container::ProbeFeatures() {
-  features_.type1v2 =
-      VFIOD_TRY(kernel::CheckExtension(*kernel_, fd(), kernel::Extension::kType1v2));
-  features_.unmap_all =
-      VFIOD_TRY(kernel::CheckExtension(*kernel_, fd(), kernel::Extension::kUnmapAll));
-  features_.update_vaddr =
+Result<ContainerFeatures> Container::ProbeFeatures() const {
+  ContainerFeatures f;
+  f.type1v2 = VFIOD_TRY(kernel::CheckExtension(*kernel_, fd(), kernel::Extension::kType1v2));
+  f.unmap_all = VFIOD_TRY(kernel::CheckExtension(*kernel_, fd(), kernel::Extension::kUnmapAll));
+  f.update_vaddr =
       VFIOD_TRY(kernel::CheckExtension(*kernel_, fd(), kernel::Extension::kUpdateVaddr));
-  features_.mmio_no_pin =
-      VFIOD_TRY(kernel::CheckExtension(*kernel_, fd(), kernel::Extension::kMmioNoPin));
-  return Ok();
+  f.mmio_no_pin = VFIOD_TRY(kernel::CheckExtension(*kernel_, fd(), kernel::Extension::kMmioNoPin));
+  return f;
 }
 
 Result<void> Container::OnGroupAttached() {
@@ -38,13 +36,11 @@ Result<void> Container::OnGroupAttached() {
   if (iommu_set_) {
     return Ok();
   }
-  auto set = kernel::SetIommuType1v2(*kernel_, fd());
-  if (!set) {
-    --attached_groups_;
-    return set;
-  }
+  VFIOD_TRY(kernel::SetIommuType1v2(*kernel_, fd()));
+  // Features first, then the flag: a thread that sees iommu_set_ sees them too.
+  features_ = VFIOD_TRY(ProbeFeatures());
   iommu_set_ = true;
-  return ProbeFeatures();
+  return Ok();
 }
 
 void Container::OnGroupDetached() {

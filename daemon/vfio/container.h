@@ -3,6 +3,7 @@
 // mappings lives in the DMA engine above this layer.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -59,8 +60,10 @@ class Container {
   friend class Group;  // attach/detach bookkeeping
   Container(kernel::Kernel& kernel, kernel::KernelFd fd) : kernel_(&kernel), fd_(std::move(fd)) {}
 
-  [[nodiscard]] Result<void> ProbeFeatures();
-  /// Called by Group after VFIO_GROUP_SET_CONTAINER: sets the IOMMU for the first group.
+  [[nodiscard]] Result<ContainerFeatures> ProbeFeatures() const;
+  /// Called by Group after VFIO_GROUP_SET_CONTAINER: counts the group and sets
+  /// the IOMMU for the first one. On failure the group is still counted: the
+  /// caller unsets the container and calls OnGroupDetached().
   [[nodiscard]] Result<void> OnGroupAttached();
   /// Called by Group after VFIO_GROUP_UNSET_CONTAINER: the last group takes the IOMMU with it.
   void OnGroupDetached();
@@ -68,9 +71,12 @@ class Container {
 
   kernel::Kernel* kernel_;
   kernel::KernelFd fd_;
+  // Written only by the attaching/detaching thread; features_ before
+  // iommu_set_ (release), so a Map/Unmap thread that sees the flag set also
+  // sees the features it implies.
   ContainerFeatures features_;
-  bool iommu_set_ = false;
-  int attached_groups_ = 0;
+  std::atomic<bool> iommu_set_ = false;
+  std::atomic<int> attached_groups_ = 0;
 };
 
 }  // namespace vfiod::vfio

@@ -71,7 +71,9 @@ Result<void> Group::Attach(std::shared_ptr<Container> container) {
   VFIOD_TRY(kernel::SetContainer(*kernel_, fd(), container->fd()));
   auto iommu = container->OnGroupAttached();
   if (!iommu) {
-    (void)kernel::UnsetContainer(*kernel_, fd());  // undo; the SET_IOMMU error is what matters
+    // Undo; the SET_IOMMU (or probe) error is the one to report.
+    (void)kernel::UnsetContainer(*kernel_, fd());
+    container->OnGroupDetached();
     return iommu;
   }
   container_ = std::move(container);

@@ -73,6 +73,20 @@ TEST_F(VfioFaultTest, SetIommuFailureUndoesTheAttach) {
   EXPECT_TRUE(container->iommu_set());
 }
 
+TEST_F(VfioFaultTest, FeatureProbeFailureAfterSetIommuUndoesTheAttach) {
+  auto container = Container::Open(faulty_).value();
+  auto group = Group::Open(faulty_, kEduGroup).value();
+  faulty_.Arm(Fault::Ioctl("VFIO_CHECK_EXTENSION", 1, EIO));
+  EXPECT_EQ(group->Attach(container).error().code, EIO);
+  EXPECT_EQ(faulty_.IoctlCalls("VFIO_SET_IOMMU"), 1u);
+  EXPECT_FALSE(group->Status().value().container_set);
+  EXPECT_FALSE(container->iommu_set());
+  EXPECT_EQ(container->attached_groups(), 0);
+  faulty_.Clear();
+  ASSERT_TRUE(group->Attach(container).has_value());
+  EXPECT_TRUE(container->IommuInfo().has_value());
+}
+
 TEST_F(VfioFaultTest, DeviceOpenFailureLeavesTheGroupDetachable) {
   auto container = Container::Open(faulty_).value();
   auto group = Group::Open(faulty_, kEduGroup).value();
