@@ -1,4 +1,5 @@
 // Blocking handlers, limits, progress, close hooks, credentials, disconnects.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -93,6 +94,9 @@ MethodRegistry ConcurrencyRegistry(Gate& gate, Observed& seen) {
                              return Reply(json{{"dropped_at", -1}});
                            },
                            {.blocking = true}));
+  EXPECT_TRUE(reg.Register("big", [](CallContext&, const json&) -> HandlerResult {
+    return Reply(json(std::string(4096, 'b')));
+  }));
   EXPECT_TRUE(reg.Register("whoami", [](CallContext& ctx, const json&) -> HandlerResult {
     const PeerCredentials& p = ctx.peer();
     return Reply(json{{"uid", p.uid},
@@ -197,6 +201,41 @@ TEST_F(ServerConcurrency, NotificationsAreDroppedPastTheOutputLimit) {
   int dropped_at = reply["result"]["dropped_at"];
   EXPECT_GE(dropped_at, 0);
   EXPECT_LE(notes, dropped_at);
+}
+
+TEST_F(ServerConcurrency, AClientThatDoesNotReadIsThrottledAlone) {
+  RawPeer hog(server_.socket_path());
+  ASSERT_EQ(::fcntl(hog.fd(), F_SETFL, ::fcntl(hog.fd(), F_GETFL) | O_NONBLOCK), 0);
+  std::string line = wire::ToLine(wire::MakeRequest("big", nullptr, 1));
+  // Without back-pressure the server would keep reading and queue 4 KiB per
+  // line forever; with it, the server stops reading and our writes block.
+  int lines = 0;
+  bool blocked = false;
+  std::size_t partial = 0;
+  for (int i = 0; i < 20000 && !blocked; ++i) {
+    ssize_t n = ::send(hog.fd(), line.data(), line.size(), MSG_NOSIGNAL);
+    if (n < 0) {
+      ASSERT_EQ(errno, EAGAIN);
+      blocked = true;
+    } else if (static_cast<std::size_t>(n) < line.size()) {
+      partial = line.size() - static_cast<std::size_t>(n);
+      blocked = true;
+    }
+    lines += n > 0 ? 1 : 0;
+  }
+  EXPECT_TRUE(blocked);
+  RawPeer other(server_.socket_path());
+  other.WriteJson(wire::MakeRequest("ping", nullptr, 1));
+  EXPECT_EQ(other.ReadJson()["result"], "pong");
+  // Now drain: every complete line is answered once reading resumes.
+  ASSERT_EQ(::fcntl(hog.fd(), F_SETFL, ::fcntl(hog.fd(), F_GETFL) & ~O_NONBLOCK), 0);
+  if (partial > 0) {
+    hog.Write(line.substr(line.size() - partial));
+  }
+  for (int i = 0; i < lines; ++i) {
+    json reply = hog.ReadJson();
+    ASSERT_EQ(reply["result"].get_ref<const std::string&>().size(), 4096u) << i;
+  }
 }
 
 TEST_F(ServerConcurrency, CloseHookFiresWithThePeer) {
