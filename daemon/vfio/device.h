@@ -63,7 +63,8 @@ class Device {
   [[nodiscard]] Result<uint32_t> ReadConfig32(uint32_t offset) const;
   [[nodiscard]] Result<void> WriteConfig16(uint32_t offset, uint16_t value) const;
   [[nodiscard]] Result<void> WriteConfig32(uint32_t offset, uint32_t value) const;
-  /// Sets or clears the bus-master (and memory-space) enable bits of the command register.
+  /// Enabling sets the bus-master and memory-space bits of the command register;
+  /// disabling clears only bus-master (MMIO through the BARs keeps working).
   [[nodiscard]] Result<void> SetBusMaster(bool enable) const;
 
   /// VFIO_DEVICE_RESET. ENOTTY when the device cannot be reset (info().can_reset()).

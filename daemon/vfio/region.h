@@ -20,6 +20,7 @@ namespace vfiod::vfio {
 struct RegionMapOptions {
   /// Power of two; 0 picks NaturalAlignment(region size).
   uint64_t alignment = 0;
+  /// Map writable; ignored (read-only mapping) when the region is not writable.
   bool write = true;
 };
 
