@@ -10,7 +10,15 @@
 // updates its state. Paths outside /dev/vfio, and fds the model did not hand
 // out, are forwarded to the real system calls.
 //
-// Thread-safe: one mutex (mu_) guards all model state.
+// Thread-safe: one mutex (mu_) guards all model state. The model must
+// outlive every fd it hands out (KernelFd closes through it); fds still open
+// when it is destroyed are closed by it.
+//
+// Not modelled (known differences from Linux): only VFIO_TYPE1v2_IOMMU can be
+// set (type1 v1 and nesting give ENODEV); dirty-page tracking; read-only or
+// PROT_NONE memory mapped for device writes is accepted (Linux: EFAULT);
+// INTx unmask through an irqfd; BAR contents are plain memory, not device
+// registers; region offsets are packed (vfio-pci uses index << 40).
 #pragma once
 
 #include <cstdint>
