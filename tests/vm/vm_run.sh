@@ -105,12 +105,12 @@ qemu_args=(
 timeout -k 10 "$timeout_s" "$qemu" "${qemu_args[@]}" </dev/null >"$run/qemu.log" 2>&1 &
 qpid=$!
 trap 'kill -TERM $qpid 2>/dev/null' INT TERM HUP
-tail -n +1 -f --pid=$qpid "$run/stdout" &
+tail -s 0.2 -n +1 -f --pid=$qpid "$run/stdout" &
 tails=($!)
-tail -n +1 -f --pid=$qpid "$run/stderr" >&2 &
+tail -s 0.2 -n +1 -f --pid=$qpid "$run/stderr" >&2 &
 tails+=($!)
 if [[ -n ${VFIOD_VM_VERBOSE:-} ]]; then
-  tail -n +1 -f --pid=$qpid "$log" >&2 &
+  tail -s 0.2 -n +1 -f --pid=$qpid "$log" >&2 &
   tails+=($!)
 fi
 wait $qpid
