@@ -1,0 +1,195 @@
+// vfiod: the privileged VFIO daemon. Loads the config, picks the kernel (real
+// or model), builds the service, and serves the JSON-RPC API on a unix socket
+// (its own, or one systemd passes in). Stops cleanly on SIGTERM/SIGINT,
+// releasing every container and mapping.
+//
+// Threads: the main thread runs the io_context (socket I/O, signals, the
+// watchdog timer); the rpc server's worker pool runs blocking methods and the
+// connection-close hooks.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/sinks/systemd_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "kernel/kernel.h"
+#include "rpc/method_registry.h"
+#include "rpc/methods.h"
+#include "rpc/server.h"
+#include "service/config.h"
+#include "service/model_setup.h"
+#include "service/service.h"
+
+namespace asio = boost::asio;
+
+namespace vfiod {
+
+extern const char kOpenRpcDocument[];  // generated from proto/openrpc.json
+
+namespace {
+
+struct Options {
+  std::string config_path = "/etc/vfiod/vfiod.json";
+  std::optional<std::string> socket_path;
+  std::optional<std::string> kernel;
+  bool foreground = false;
+};
+
+bool UnderSystemd() {
+  return std::getenv("INVOCATION_ID") != nullptr || std::getenv("JOURNAL_STREAM") != nullptr;
+}
+
+void SetUpLogging(const service::LoggingConfig& config, bool foreground) {
+  bool journal = !foreground && (config.target == service::LogTarget::kJournal ||
+                                 (config.target == service::LogTarget::kAuto && UnderSystemd()));
+  std::shared_ptr<spdlog::logger> logger;
+  if (journal) {
+    logger = std::make_shared<spdlog::logger>(
+        "vfiod", std::make_shared<spdlog::sinks::systemd_sink_mt>("vfiod"));
+    logger->set_pattern("%v");  // the journal stamps time and level itself
+  } else {
+    logger = spdlog::stderr_color_mt("vfiod");
+    logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ [%t] %v");
+  }
+  static constexpr spdlog::level::level_enum kLevels[] = {
+      spdlog::level::trace, spdlog::level::debug,    spdlog::level::info, spdlog::level::warn,
+      spdlog::level::err,   spdlog::level::critical, spdlog::level::off};
+  logger->set_level(kLevels[static_cast<int>(config.level)]);
+  spdlog::set_default_logger(logger);
+}
+
+/// The listening socket systemd passed (socket activation), if any.
+std::optional<UniqueFd> InheritedSocket() {
+  int n = sd_listen_fds(1);
+  if (n <= 0) {
+    return std::nullopt;
+  }
+  for (int fd = SD_LISTEN_FDS_START + 1; fd < SD_LISTEN_FDS_START + n; ++fd) {
+    UniqueFd extra(fd);  // only one socket is expected: close the others
+  }
+  return UniqueFd(SD_LISTEN_FDS_START);
+}
+
+/// Sends WATCHDOG=1 at half the interval systemd asked for, forever.
+void ArmWatchdog(asio::steady_timer& timer, std::chrono::microseconds period) {
+  timer.expires_after(period);
+  timer.async_wait([&timer, period](const boost::system::error_code& ec) {
+    if (!ec) {
+      sd_notify(0, "WATCHDOG=1");
+      ArmWatchdog(timer, period);
+    }
+  });
+}
+
+int Run(const Options& options) {
+  auto config = service::LoadConfig(options.config_path);
+  if (!config) {
+    spdlog::critical("{}", config.error().message());
+    return 78;  // EX_CONFIG
+  }
+  if (options.socket_path) {
+    config->socket.path = *options.socket_path;
+  }
+  if (options.kernel) {
+    config->kernel =
+        *options.kernel == "model" ? service::KernelKind::kModel : service::KernelKind::kLinux;
+  }
+  SetUpLogging(config->logging, options.foreground);
+
+  const bool model = config->kernel == service::KernelKind::kModel;
+  vfio::PciSysfs sysfs(config->sysfs_root, model ? service::FakeSysfsKernelHook(config->sysfs_root)
+                                                 : vfio::PciSysfs::WriteHook{});
+  std::unique_ptr<kernel::Kernel> kernel =
+      model ? service::MakeModelKernel(*config, sysfs) : kernel::MakeLinuxKernel();
+  const service::Limits limits = config->limits;
+  const service::SocketConfig socket = config->socket;
+  service::Service service(std::move(*config), std::move(kernel), std::move(sysfs));
+
+  rpc::MethodRegistry registry;
+  rpc::ServiceMethods methods(service, kOpenRpcDocument);
+  if (auto ok = methods.Register(registry); !ok) {
+    spdlog::critical("registering methods: {}", ok.error().message());
+    return 70;  // EX_SOFTWARE
+  }
+  rpc::ServerConfig server_config;
+  server_config.max_frame_bytes = limits.max_frame_bytes;
+  server_config.max_inflight_per_connection = limits.max_inflight_per_client;
+  server_config.max_connections = limits.max_clients;
+  server_config.worker_threads = limits.worker_threads;
+
+  asio::io_context io;
+  auto server = std::make_unique<rpc::Server>(io, registry, server_config);
+  server->AddCloseHook([&methods](rpc::ConnectionId id, const rpc::PeerCredentials&) {
+    methods.OnConnectionClosed(id);
+  });
+  Result<void> listening = Ok();
+  if (auto inherited = InheritedSocket()) {
+    listening = server->Adopt(std::move(*inherited));
+    spdlog::info("serving the socket systemd passed");
+  } else {
+    listening = server->Listen(socket.path, socket.mode,
+                               socket.gid != 0 ? std::optional<gid_t>(socket.gid) : std::nullopt);
+    spdlog::info("listening on {}", socket.path);
+  }
+  if (!listening) {
+    spdlog::critical("socket: {}", listening.error().message());
+    return 71;  // EX_OSERR
+  }
+  server->Start();
+
+  asio::signal_set signals(io, SIGTERM, SIGINT);
+  signals.async_wait([&](const boost::system::error_code& ec, int signo) {
+    if (!ec) {
+      spdlog::info("signal {}: shutting down", signo);
+      sd_notify(0, "STOPPING=1");
+      server->Stop();
+      io.stop();
+    }
+  });
+  asio::steady_timer watchdog(io);
+  if (uint64_t usec = 0; sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+    ArmWatchdog(watchdog, std::chrono::microseconds(usec / 2));
+  }
+  auto status = service.Status();
+  sd_notifyf(0, "READY=1\nSTATUS=serving API %d on the %s kernel", status.api_version,
+             status.kernel.c_str());
+  spdlog::info("vfiod {} ready (kernel {}, extensions: type1v2={} unmap_all={})", status.version,
+               status.kernel, status.extensions.type1v2, status.extensions.unmap_all);
+
+  io.run();
+  server->Stop();
+  server.reset();      // joins the workers: no handler runs past this point
+  service.Shutdown();  // named containers too: nothing stays pinned
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace vfiod
+
+int main(int argc, char** argv) {
+  vfiod::Options options;
+  CLI::App app{"vfiod: VFIO devices and DMA memory for unprivileged programs"};
+  app.add_option("--config", options.config_path, "configuration file (JSON)")
+      ->capture_default_str();
+  app.add_option("--socket", options.socket_path, "listen here instead of socket.path");
+  app.add_option("--kernel", options.kernel, "override the config's kernel")
+      ->check(CLI::IsMember({"linux", "model"}));
+  app.add_flag("--foreground", options.foreground, "log to stderr even under systemd");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  return vfiod::Run(options);
+}

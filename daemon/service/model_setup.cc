@@ -1,0 +1,97 @@
+#include "service/model_setup.h"
+
+#include <fstream>
+#include <map>
+#include <string>
+
+namespace vfiod::service {
+
+namespace {
+
+kernel::ModelRegion Region(uint32_t index, uint64_t size) {
+  kernel::ModelRegion r;
+  r.index = index;
+  r.size = size;
+  return r;
+}
+
+}  // namespace
+
+kernel::ModelTopology ModelTopologyFrom(const ModelConfig& model, const vfio::PciSysfs& sysfs) {
+  std::map<uint32_t, kernel::ModelGroup> groups;
+  for (const auto& dev : model.devices) {
+    kernel::ModelDevice m;
+    m.bdf = dev.bdf;
+    m.vendor_id = dev.vendor;
+    m.device_id = dev.device;
+    m.bound_to_vfio = dev.bound;
+    if (auto pci = sysfs.Get(dev.bdf); pci) {
+      m.class_code = pci->class_code;
+      for (const auto& bar : pci->bars) {
+        if (bar.size > 0 && !bar.io) {
+          m.regions.push_back(Region(bar.index, bar.size));
+        }
+      }
+    }
+    if (m.regions.empty()) {
+      m.regions.push_back(Region(0, 4096));
+    }
+    kernel::ModelGroup& g = groups[dev.group];
+    g.id = static_cast<int>(dev.group);
+    g.devices.push_back(std::move(m));
+  }
+  kernel::ModelTopology topology;
+  for (auto& [number, group] : groups) {
+    topology.groups.push_back(std::move(group));
+  }
+  return topology;
+}
+
+std::unique_ptr<kernel::Kernel> MakeModelKernel(const Config& config, const vfio::PciSysfs& sysfs) {
+  kernel::ModelKnobs knobs;
+  knobs.dma_entry_limit = config.model.dma_entry_limit;
+  knobs.iova_ranges.clear();
+  for (const auto& r : config.model.iova_ranges) {
+    knobs.iova_ranges.push_back(kernel::IovaRange{r.start, r.last});
+  }
+  return std::make_unique<kernel::ModelKernel>(ModelTopologyFrom(config.model, sysfs), knobs);
+}
+
+namespace {
+
+std::string FirstLine(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+}  // namespace
+
+vfio::PciSysfs::WriteHook FakeSysfsKernelHook(std::filesystem::path root) {
+  return [root = std::move(root)](const std::filesystem::path& path, std::string_view value) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    std::string v(value);
+    while (!v.empty() && v.back() == '\n') {
+      v.pop_back();
+    }
+    const fs::path device = root / "bus/pci/devices" / v;
+    if (path.filename() == "unbind") {
+      fs::remove(device / "driver", ec);
+    } else if (path.filename() == "drivers_probe") {
+      std::string driver = FirstLine(device / "driver_override");
+      if (!driver.empty() && driver != "(null)" && !fs::exists(device / "driver")) {
+        fs::path dir = root / "bus/pci/drivers" / driver;
+        fs::create_directories(dir, ec);
+        std::ofstream(dir / "bind");
+        std::ofstream(dir / "unbind");
+        fs::create_directory_symlink(dir, device / "driver", ec);
+      }
+    } else if (path.filename() == "driver_override") {
+      std::ofstream(path) << (v.empty() ? std::string("(null)") : v) << "\n";
+    }
+  };
+}
+
+}  // namespace vfiod::service

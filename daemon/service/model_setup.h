@@ -1,0 +1,32 @@
+// Running the daemon on the model kernel (kernel == "model" in the config):
+// the topology comes from the config's model section, the BARs of each device
+// from the sysfs tree (a fake one in host tests), and a sysfs write hook plays
+// the kernel's part when vfiod binds or unbinds a device in that tree.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+
+#include "kernel/model_kernel.h"
+#include "service/config.h"
+#include "vfio/pci_sysfs.h"
+
+namespace vfiod::service {
+
+/// The model's topology: one group per distinct config group number, each
+/// device with the memory BARs sysfs reports for it (a 4 KiB BAR0 when the
+/// device is absent from sysfs).
+[[nodiscard]] kernel::ModelTopology ModelTopologyFrom(const ModelConfig& model,
+                                                      const vfio::PciSysfs& sysfs);
+
+/// The model kernel for `config` (topology and knobs).
+[[nodiscard]] std::unique_ptr<kernel::Kernel> MakeModelKernel(const Config& config,
+                                                              const vfio::PciSysfs& sysfs);
+
+/// A PciSysfs write hook for a fake tree under `root`: "unbind" removes the
+/// device's driver link, "drivers_probe" links the device to the driver named
+/// in its driver_override (creating the driver folder), "driver_override"
+/// stores the value as the kernel shows it ("(null)" when cleared).
+[[nodiscard]] vfio::PciSysfs::WriteHook FakeSysfsKernelHook(std::filesystem::path root);
+
+}  // namespace vfiod::service
