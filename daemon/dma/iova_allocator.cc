@@ -132,11 +132,15 @@ Result<uint64_t> IovaAllocator::AllocateFixed(const IovaRequest& request, uint64
   }
   std::optional<Interval> hole = free_.Containing(iova);
   if (!hole || hole->last < last) {
+    // Inside one range but not wholly free: an allocation overlaps. The one
+    // with the greatest start <= last is such an allocation.
     auto taken = allocated_.upper_bound(last);
-    --taken;  // InsideRanges and not wholly free: some allocation overlaps
-    return Fail(EEXIST, kOp,
-                fmt::format("IOVA {:#x}-{:#x} overlaps the allocation at {:#x} (+{:#x})", iova,
-                            last, taken->first, taken->second));
+    std::string what = "an allocation";
+    if (taken != allocated_.begin()) {
+      --taken;
+      what = fmt::format("the allocation at {:#x} (+{:#x})", taken->first, taken->second);
+    }
+    return Fail(EEXIST, kOp, fmt::format("IOVA {:#x}-{:#x} overlaps {}", iova, last, what));
   }
   Take(iova, request.size);
   return iova;

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <limits>
 #include <map>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -211,51 +212,103 @@ TEST(IovaAllocator, Handles65535AllocationsAndFragmentation) {
   EXPECT_EQ(a.Allocate(congruent).value() % k2M, 0x3000u);
 }
 
-// Brute force: with no congruence, first fit must pick the lowest free,
-// in-range, below-mask place, and fail exactly when there is none.
-TEST(IovaAllocator, MatchesBruteForceFirstFit) {
-  constexpr uint64_t kPages = 256;
-  std::vector<kernel::IovaRange> ranges = {
-      {0, 40 * k4K - 1}, {48 * k4K, 200 * k4K - 1}, {210 * k4K, kPages * k4K - 1}};
-  auto a = IovaAllocator::Create(ranges, k4K).value();
-  std::vector<int> owner(kPages, -1);  // -1 free, -2 outside ranges, else allocation id
-  for (uint64_t p = 0; p < kPages; ++p) {
-    bool inside = std::ranges::any_of(ranges, [&](const kernel::IovaRange& r) {
-      return p * k4K >= r.start && p * k4K <= r.last;
-    });
-    if (!inside) owner[p] = -2;
+// Brute force over a small space with holes: first fit (no congruence) must
+// pick the lowest free place below the mask; a fixed IOVA must succeed or fail
+// with the right code; a congruent request must land on a free place and fail
+// only when no place at all is free.
+class BruteForce {
+ public:
+  static constexpr uint64_t kPages = 256;
+  explicit BruteForce(std::vector<kernel::IovaRange> ranges) : owner_(kPages, kOutside) {
+    for (const kernel::IovaRange& r : ranges) {
+      for (uint64_t p = r.start / k4K; p <= r.last / k4K; ++p) owner_[p] = kFree;
+    }
   }
+  [[nodiscard]] bool Free(uint64_t page, uint64_t pages) const {
+    for (uint64_t q = page; q < page + pages; ++q) {
+      if (owner_[q] != kFree) return false;
+    }
+    return true;
+  }
+  [[nodiscard]] bool Outside(uint64_t page, uint64_t pages) const {
+    for (uint64_t q = page; q < page + pages; ++q) {
+      if (owner_[q] == kOutside) return true;
+    }
+    return false;
+  }
+  /// The lowest free place with page % modulus == residue (in pages).
+  [[nodiscard]] std::optional<uint64_t> Lowest(uint64_t pages, uint64_t mask_pages,
+                                               uint64_t modulus = 1, uint64_t residue = 0) const {
+    for (uint64_t p = residue; p + pages <= mask_pages; p += modulus) {
+      if (Free(p, pages)) return p;
+    }
+    return std::nullopt;
+  }
+  void Set(uint64_t page, uint64_t pages, int value) {
+    for (uint64_t q = page; q < page + pages; ++q) owner_[q] = value;
+  }
+  static constexpr int kFree = -1;
+  static constexpr int kOutside = -2;
+
+ private:
+  std::vector<int> owner_;
+};
+
+TEST(IovaAllocator, MatchesBruteForce) {
+  std::vector<kernel::IovaRange> ranges = {
+      {0, 40 * k4K - 1}, {48 * k4K, 200 * k4K - 1}, {210 * k4K, BruteForce::kPages * k4K - 1}};
+  auto a = IovaAllocator::Create(ranges, k4K | 4 * k4K | 16 * k4K).value();
+  BruteForce model(ranges);
   std::map<uint64_t, uint64_t> live;  // iova -> size
   std::mt19937_64 rng(1234);
-  for (int step = 0; step < 5000; ++step) {
-    if (!live.empty() && rng() % 3 == 0) {
+  for (int step = 0; step < 20000; ++step) {
+    uint64_t kind = rng() % 4;
+    bool congruent_possible = false;
+    if (!live.empty() && kind == 0) {
       auto it = live.begin();
       std::advance(it, static_cast<long>(rng() % live.size()));
       ASSERT_TRUE(a.Free(it->first, it->second));
-      for (uint64_t p = it->first / k4K; p < (it->first + it->second) / k4K; ++p) owner[p] = -1;
+      model.Set(it->first / k4K, it->second / k4K, BruteForce::kFree);
       live.erase(it);
       continue;
     }
     uint64_t pages = 1 + rng() % 12;
-    uint64_t mask_pages = 16 + rng() % (kPages - 16);
+    uint64_t mask_pages = 16 + rng() % (BruteForce::kPages - 16);
     IovaRequest req = Masked(pages * k4K, mask_pages * k4K - 1);
-    std::optional<uint64_t> expect;
-    for (uint64_t p = 0; p + pages <= mask_pages && !expect; ++p) {
-      bool free = true;
-      for (uint64_t q = p; q < p + pages && free; ++q) free = owner[q] == -1;
-      if (free) expect = p * k4K;
+    std::optional<uint64_t> expect = model.Lowest(pages, mask_pages);
+    int expect_code = expect ? 0 : ENOSPC;
+    if (kind == 1) {  // fixed
+      uint64_t page = rng() % (BruteForce::kPages - pages);
+      req.fixed_iova = page * k4K;
+      expect = page;
+      expect_code = page + pages > mask_pages    ? EINVAL
+                    : model.Outside(page, pages) ? EINVAL
+                    : !model.Free(page, pages)   ? EEXIST
+                                                 : 0;
+    } else if (kind == 2) {  // congruent if possible, else any free place
+      uint64_t residue = rng() % 16;
+      req.congruence_modulus = 16 * k4K;
+      req.congruence_residue = residue * k4K;
+      congruent_possible = model.Lowest(pages, mask_pages, 16, residue).has_value();
+      expect.reset();
     }
     auto got = a.Allocate(req);
-    if (!expect) {
-      ASSERT_FALSE(got) << "step " << step;
-      ASSERT_EQ(got.error().code, ENOSPC);
-      continue;
+    ASSERT_EQ(got ? 0 : got.error().code, expect_code) << "step " << step;
+    if (!got) continue;
+    if (expect) {
+      ASSERT_EQ(*got, *expect * k4K) << "step " << step;
     }
-    ASSERT_TRUE(got) << "step " << step << ": " << got.error().message();
-    ASSERT_EQ(*got, *expect) << "step " << step;
-    for (uint64_t p = *got / k4K; p < *got / k4K + pages; ++p) owner[p] = step;
+    ASSERT_TRUE(model.Free(*got / k4K, pages)) << "step " << step;
+    if (congruent_possible) {
+      ASSERT_EQ(*got % (16 * k4K), req.congruence_residue) << "step " << step;
+    }
+    ASSERT_LE(*got + pages * k4K, mask_pages * k4K) << "step " << step;
+    model.Set(*got / k4K, pages, step);
     live[*got] = pages * k4K;
   }
+  uint64_t free_pages = 0;
+  for (uint64_t p = 0; p < BruteForce::kPages; ++p) free_pages += model.Free(p, 1);
+  EXPECT_EQ(a.free_bytes(), free_pages * k4K);
 }
 
 }  // namespace
