@@ -79,6 +79,19 @@ TEST_F(Device, BarMapsAndCommandRegisterIsWritable) {
   EXPECT_TRUE(k_.munmap(*p, bar0->size));
 }
 
+TEST_F(Device, MmapOfTheBarMapsForPeerDma) {
+  auto bar0 = kernel::GetRegionInfo(k_, dev_.get(), kernel::kPciBar0RegionIndex);
+  ASSERT_TRUE(bar0);
+  auto p = k_.mmap(nullptr, bar0->size, PROT_READ | PROT_WRITE, MAP_SHARED, dev_.get(),
+                   static_cast<off_t>(bar0->offset));
+  ASSERT_TRUE(p) << p.error().message();
+  uint64_t vaddr = reinterpret_cast<uint64_t>(*p);
+  auto map = kernel::MapDma(k_, container_.get(), kernel::DmaMap{vaddr, 0x8000000, bar0->size});
+  EXPECT_TRUE(map) << map.error().message();
+  EXPECT_EQ(kernel::UnmapDma(k_, container_.get(), 0x8000000, bar0->size).value_or(0), bar0->size);
+  EXPECT_TRUE(k_.munmap(*p, bar0->size));
+}
+
 TEST_F(Device, IrqInfo) {
   auto intx = kernel::GetIrqInfo(k_, dev_.get(), kernel::kPciIntxIrqIndex);
   ASSERT_TRUE(intx) << intx.error().message();
