@@ -93,7 +93,11 @@ Result<ContiguityScan> DmaSpace::Scan(const Backing& backing, uint64_t vaddr, ui
     scan.report.note = "device MMIO: not scanned; a BAR is physically contiguous";
     return scan;
   }
-  return ScanContiguity(*reader_, vaddr, size, KnownFolioSize(backing));
+  uint64_t folio_size = KnownFolioSize(backing);
+  if (folio_size != 0 && (!IsAligned(vaddr, folio_size) || !IsAligned(size, folio_size))) {
+    folio_size = 0;  // part of a huge page: let the scan read the layout
+  }
+  return ScanContiguity(*reader_, vaddr, size, folio_size);
 }
 
 Result<std::unique_ptr<MapJob>> DmaSpace::BeginMap(MapRequest request) {
@@ -239,9 +243,9 @@ Result<void> DmaSpace::ExecuteUnmap(const UnmapOp& op, UnmapReport& report) {
   return Ok();
 }
 
-Result<UnmapReport> DmaSpace::UnmapEntries(const std::vector<Mapping>& entries) {
+Result<UnmapReport> DmaSpace::UnmapEntries(const std::vector<Mapping>& entries, bool teardown) {
   const std::vector<Mapping> live = ShadowEntries();
-  const bool everything = entries.size() == live.size();
+  const bool everything = teardown && entries.size() == live.size();
   const std::vector<UnmapOp> ops =
       VFIOD_TRY(PlanUnmaps(entries, live, everything && container_->features().unmap_all));
   UnmapReport report;
@@ -283,7 +287,7 @@ Result<UnmapReport> DmaSpace::UnmapAll() {
   if (running_jobs_ != 0) {
     return Fail(EBUSY, "unmap all DMA", std::to_string(running_jobs_) + " map jobs still running");
   }
-  auto unmapped = UnmapEntries(ShadowEntries());
+  auto unmapped = UnmapEntries(ShadowEntries(), /*teardown=*/true);
   std::set<uint64_t> still_mapped;
   for (const auto& [iova, entry] : shadow_) {
     still_mapped.insert(entry.owner);

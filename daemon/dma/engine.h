@@ -143,9 +143,12 @@ class DmaSpace {
 
   [[nodiscard]] Result<ContiguityScan> Scan(const Backing& backing, uint64_t vaddr,
                                             uint64_t size) const;
-  /// Unmaps exactly the shadow entries in [iova, iova + size) listed in
-  /// `entries`; drops them from the shadow as the kernel confirms.
-  [[nodiscard]] Result<UnmapReport> UnmapEntries(const std::vector<Mapping>& entries);
+  /// Unmaps exactly the shadow entries listed in `entries`; drops them from
+  /// the shadow as the kernel confirms. `teardown` allows one UNMAP_ALL when
+  /// `entries` is the whole shadow; otherwise only ranges holding nothing but
+  /// these entries are unmapped, so a mapping vfiod does not know of survives.
+  [[nodiscard]] Result<UnmapReport> UnmapEntries(const std::vector<Mapping>& entries,
+                                                 bool teardown = false);
   [[nodiscard]] Result<void> ExecuteUnmap(const UnmapOp& op, UnmapReport& report);
   void DropShadowRange(uint64_t iova, uint64_t size);
   [[nodiscard]] std::vector<Mapping> EntriesOf(uint64_t owner) const;

@@ -39,7 +39,7 @@ Result<bool> MapJob::Step() {
                     std::to_string(next_ + 1) + " of " + std::to_string(ops_.size()) +
                     " failed, the chunks before it were unmapped";
     if (auto undone = Rollback(); !undone) {
-      error.detail += "; rollback failed: " + undone.error().message();
+      error.detail += "; rollback: " + undone.error().message();
     }
     return std::unexpected(std::move(error));
   }
@@ -69,7 +69,8 @@ Result<void> MapJob::Rollback() {
   space_->entries_reserved_ -= ops_.size() - next_;
   auto undone = space_->UnmapEntries(space_->EntriesOf(report_.id));
   if (space_->EntriesOf(report_.id).empty()) {
-    return space_->allocator_.Free(report_.iova, report_.size);
+    auto freed = space_->allocator_.Free(report_.iova, report_.size);
+    return undone ? freed : std::unexpected(undone.error());  // e.g. an EIO count mismatch
   }
   // Some chunks could not be unmapped: keep them visible as a mapping of their
   // own (IOVA still allocated, backing still held) so UnmapAll can retry.

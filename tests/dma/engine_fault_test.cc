@@ -110,6 +110,22 @@ TEST_F(EngineFaultTest, BackingFreedOnlyAfterRollback) {
   EXPECT_TRUE(watch.expired());
 }
 
+TEST_F(EngineTest, RollbackLeavesAMappingItDoesNotOwn) {
+  NewSpace({.chunk_bytes = kChunk});
+  constexpr uint64_t kBase = 0x1000000;
+  auto backing = Pages(kChunks * kChunk);
+  auto obstacle = Pages(kPage4K);
+  const uint64_t in_the_way = kBase + kChunk + kPage4K;  // inside chunk 2
+  ASSERT_TRUE(container_->Map({.vaddr = obstacle->vaddr(), .iova = in_the_way, .size = kPage4K}));
+  auto report = space_->Map({.backing = backing, .fixed_iova = kBase});
+  ASSERT_FALSE(report);
+  EXPECT_EQ(report.error().code, EEXIST);
+  // Chunk 1 was the whole shadow, yet the rollback must not sweep the
+  // container with UNMAP_ALL: the foreign mapping is still there.
+  EXPECT_EQ(ModelEntries(), (std::vector<Mapping>{{in_the_way, kPage4K}}));
+  EXPECT_TRUE(space_->ShadowEntries().empty());
+}
+
 class EngineBudgetTest : public EngineTest {
  protected:
   static kernel::ModelKnobs Knobs() {
