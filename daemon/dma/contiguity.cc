@@ -19,8 +19,12 @@ constexpr uint64_t kMaxFolioPages = kPage1G / kPage4K;    // no folio is larger
 constexpr uint64_t kCompound = kKpfCompoundHead | kKpfCompoundTail;
 
 std::string SizeName(uint64_t bytes) {
-  if (bytes >= kPage1G && bytes % kPage1G == 0) return fmt::format("{} GiB", bytes / kPage1G);
-  if (bytes >= (1u << 20) && bytes % (1u << 20) == 0) return fmt::format("{} MiB", bytes >> 20);
+  if (bytes >= kPage1G && bytes % kPage1G == 0) {
+    return fmt::format("{} GiB", bytes / kPage1G);
+  }
+  if (bytes >= (1u << 20) && bytes % (1u << 20) == 0) {
+    return fmt::format("{} MiB", bytes >> 20);
+  }
   return fmt::format("{} KiB", bytes >> 10);
 }
 
@@ -56,7 +60,9 @@ void CountFolio(ContiguityReport* report, uint64_t size) {
 }
 
 void AddFolio(ContiguityScan* scan, Folio folio) {
-  if (!scan->folios.empty() && scan->folios.back() == folio) return;
+  if (!scan->folios.empty() && scan->folios.back() == folio) {
+    return;
+  }
   scan->folios.push_back(folio);
   CountFolio(&scan->report, folio.size);
 }
@@ -76,7 +82,9 @@ Result<void> ScanKnownFolios(PageInfoReader& reader, ContiguityScan* scan, uint6
     VFIOD_TRY(reader.ReadPagemap(vaddr / kPage4K, std::span(buf.data(), n)));
     for (uint64_t j = 0; j < n; ++j) {
       AddEntry(scan, vaddr + j * folio_size, buf[j], folio_size, hidden);
-      if (folio_size > kPage4K) AddFolio(scan, Folio{vaddr + j * folio_size, folio_size});
+      if (folio_size > kPage4K) {
+        AddFolio(scan, Folio{vaddr + j * folio_size, folio_size});
+      }
     }
   }
   return Ok();
@@ -129,8 +137,12 @@ Result<std::optional<uint64_t>> FindHead(PageInfoReader& reader, uint64_t tail_p
     buf.resize(hi - lo);
     VFIOD_TRY(reader.ReadKpageflags(lo, buf));
     for (uint64_t i = buf.size(); i-- > 0;) {
-      if (buf[i] & kKpfCompoundHead) return std::optional<uint64_t>(lo + i);
-      if ((buf[i] & kKpfCompoundTail) == 0) return std::optional<uint64_t>();
+      if (buf[i] & kKpfCompoundHead) {
+        return std::optional<uint64_t>(lo + i);
+      }
+      if ((buf[i] & kKpfCompoundTail) == 0) {
+        return std::optional<uint64_t>();
+      }
     }
     hi = lo;
     window = kBatchEntries;
@@ -148,11 +160,15 @@ Result<uint64_t> CountFolioPages(PageInfoReader& reader, uint64_t head) {
     buf.resize(std::min(window, kMaxFolioPages - pages));
     auto read = reader.ReadKpageflags(head + pages, buf);
     if (!read) {
-      if (read.error().code == EIO) return pages;
+      if (read.error().code == EIO) {
+        return pages;
+      }
       return std::unexpected(read.error());
     }
     for (uint64_t flags : buf) {
-      if ((flags & kKpfCompoundTail) == 0) return pages;
+      if ((flags & kKpfCompoundTail) == 0) {
+        return pages;
+      }
       ++pages;
     }
     window = kBatchEntries;
@@ -219,7 +235,9 @@ Result<void> CheckArgs(uint64_t addr, uint64_t len, uint64_t folio_size) {
   if (folio_size != 0 && folio_size != kPage4K && folio_size != kPage2M && folio_size != kPage1G) {
     return Fail(EINVAL, kOp, fmt::format("folio size {:#x} is not 4K, 2M or 1G", folio_size));
   }
-  if (len == 0) return Fail(EINVAL, kOp, "length is 0");
+  if (len == 0) {
+    return Fail(EINVAL, kOp, "length is 0");
+  }
   uint64_t align = std::max(folio_size, kPage4K);
   if (addr % align != 0 || len % align != 0) {
     return Fail(
@@ -244,7 +262,9 @@ Result<ContiguityScan> ScanContiguity(PageInfoReader& reader, uint64_t addr, uin
   bool hidden = false;
   if (folio_size != 0) {
     VFIOD_TRY(ScanKnownFolios(reader, &scan, folio_size, &hidden));
-    if (folio_size == kPage4K) scan.report.folios_4k = scan.report.pages;
+    if (folio_size == kPage4K) {
+      scan.report.folios_4k = scan.report.pages;
+    }
   } else {
     VFIOD_TRY(ScanPages(reader, &scan, &hidden));
   }
@@ -274,7 +294,9 @@ namespace {
 uint64_t AlignedBlockBytes(uint64_t first, uint64_t len, uint64_t page) {
   uint64_t end = first + len;
   uint64_t start = (first + page - 1) & ~(page - 1);
-  if (start < first || start >= end) return 0;  // also covers overflow
+  if (start < first || start >= end) {  // also covers overflow
+    return 0;
+  }
   return (end - start) & ~(page - 1);
 }
 
@@ -285,23 +307,31 @@ std::optional<Congruence> BestResidue(const ContiguityScan& scan, uint64_t page)
     for (const PhysRun& run : scan.runs) {
       uint64_t bytes = AlignedBlockBytes(run.paddr, run.len, page);
       // iova - vaddr must equal paddr - vaddr (mod page) for this run.
-      if (bytes != 0) bytes_by_residue[(scan.addr + run.paddr - run.vaddr) & (page - 1)] += bytes;
+      if (bytes != 0) {
+        bytes_by_residue[(scan.addr + run.paddr - run.vaddr) & (page - 1)] += bytes;
+      }
     }
   } else {
     // Folios are naturally aligned in VA and PA: iova must follow the VA.
     for (const Folio& folio : scan.folios) {
-      if (folio.size < page) continue;
+      if (folio.size < page) {
+        continue;
+      }
       uint64_t first = std::max(folio.vaddr, scan.addr);
       uint64_t end = std::min(folio.vaddr + folio.size, scan.addr + scan.len);
       if (first < end) {
         uint64_t bytes = AlignedBlockBytes(first, end - first, page);
-        if (bytes != 0) bytes_by_residue[scan.addr & (page - 1)] += bytes;
+        if (bytes != 0) {
+          bytes_by_residue[scan.addr & (page - 1)] += bytes;
+        }
       }
     }
   }
   auto best =
       std::ranges::max_element(bytes_by_residue, {}, [](const auto& e) { return e.second; });
-  if (best == bytes_by_residue.end()) return std::nullopt;
+  if (best == bytes_by_residue.end()) {
+    return std::nullopt;
+  }
   return Congruence{page, best->first};
 }
 
@@ -310,8 +340,12 @@ std::optional<Congruence> BestResidue(const ContiguityScan& scan, uint64_t page)
 Congruence ChooseCongruence(const ContiguityScan& scan, uint64_t iova_pgsizes) {
   for (int bit = std::countr_zero(kPage1G); bit > std::countr_zero(kPage4K); --bit) {
     uint64_t page = uint64_t{1} << bit;
-    if ((iova_pgsizes & page) == 0) continue;
-    if (auto congruence = BestResidue(scan, page)) return *congruence;
+    if ((iova_pgsizes & page) == 0) {
+      continue;
+    }
+    if (auto congruence = BestResidue(scan, page)) {
+      return *congruence;
+    }
   }
   return Congruence{};
 }

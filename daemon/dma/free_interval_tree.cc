@@ -37,14 +37,22 @@ uint32_t FreeIntervalTree::NextPriority() {
 
 void FreeIntervalTree::Pull(Node* node) {
   uint64_t best = node->interval.span();
-  if (node->left) best = std::max(best, node->left->max_span);
-  if (node->right) best = std::max(best, node->right->max_span);
+  if (node->left) {
+    best = std::max(best, node->left->max_span);
+  }
+  if (node->right) {
+    best = std::max(best, node->right->max_span);
+  }
   node->max_span = best;
 }
 
 FreeIntervalTree::NodePtr FreeIntervalTree::Merge(NodePtr a, NodePtr b) {
-  if (!a) return b;
-  if (!b) return a;
+  if (!a) {
+    return b;
+  }
+  if (!b) {
+    return a;
+  }
   if (a->priority >= b->priority) {
     a->right = Merge(std::move(a->right), std::move(b));
     Pull(a.get());
@@ -137,7 +145,9 @@ std::optional<Interval> FreeIntervalTree::Ceil(uint64_t x) const {
 
 std::optional<Interval> FreeIntervalTree::Containing(uint64_t x) const {
   std::optional<Interval> floor = Floor(x);
-  if (floor && floor->last >= x) return floor;
+  if (floor && floor->last >= x) {
+    return floor;
+  }
   return std::nullopt;
 }
 
@@ -146,17 +156,25 @@ std::optional<Interval> FreeIntervalTree::Containing(uint64_t x) const {
 // keys >= from may be in it, so the walk follows O(depth) paths.
 const FreeIntervalTree::Node* FreeIntervalTree::FirstWithSpan(const Node* node, uint64_t from,
                                                               uint64_t min_span) {
-  if (node == nullptr || node->max_span < min_span) return nullptr;
+  if (node == nullptr || node->max_span < min_span) {
+    return nullptr;
+  }
   if (node->interval.first >= from) {
-    if (const Node* left = FirstWithSpan(node->left.get(), from, min_span)) return left;
-    if (node->interval.span() >= min_span) return node;
+    if (const Node* left = FirstWithSpan(node->left.get(), from, min_span)) {
+      return left;
+    }
+    if (node->interval.span() >= min_span) {
+      return node;
+    }
   }
   return FirstWithSpan(node->right.get(), from, min_span);
 }
 
 std::optional<Interval> FreeIntervalTree::FirstWithSpan(uint64_t from, uint64_t min_span) const {
   const Node* node = FirstWithSpan(root_.get(), from, min_span);
-  if (node == nullptr) return std::nullopt;
+  if (node == nullptr) {
+    return std::nullopt;
+  }
   return node->interval;
 }
 

@@ -22,24 +22,36 @@ constexpr int kMaxCongruenceProbes = 64;
 // Smallest a >= x with a % modulus == residue, if it does not overflow.
 std::optional<uint64_t> CongruentAtOrAbove(uint64_t x, uint64_t modulus, uint64_t residue) {
   uint64_t base = x & ~(modulus - 1);
-  if (base > kMax - residue) return std::nullopt;
+  if (base > kMax - residue) {
+    return std::nullopt;
+  }
   uint64_t candidate = base + residue;
-  if (candidate >= x) return candidate;
-  if (candidate > kMax - modulus) return std::nullopt;
+  if (candidate >= x) {
+    return candidate;
+  }
+  if (candidate > kMax - modulus) {
+    return std::nullopt;
+  }
   return candidate + modulus;
 }
 
 // Trims a closed range inward to `granule`; nullopt if nothing is left.
 std::optional<kernel::IovaRange> TrimToGranule(kernel::IovaRange r, uint64_t granule) {
-  if (r.start > kMax - (granule - 1)) return std::nullopt;
+  if (r.start > kMax - (granule - 1)) {
+    return std::nullopt;
+  }
   uint64_t first = (r.start + granule - 1) & ~(granule - 1);
   uint64_t last = r.last;
   if (last != kMax) {
     uint64_t end = (last + 1) & ~(granule - 1);  // exclusive end, aligned down
-    if (end == 0) return std::nullopt;
+    if (end == 0) {
+      return std::nullopt;
+    }
     last = end - 1;
   }
-  if (first > last) return std::nullopt;
+  if (first > last) {
+    return std::nullopt;
+  }
   return kernel::IovaRange{first, last};
 }
 
@@ -54,9 +66,13 @@ IovaAllocator::IovaAllocator(std::vector<kernel::IovaRange> ranges, uint64_t pgs
 
 Result<IovaAllocator> IovaAllocator::Create(std::span<const kernel::IovaRange> ranges,
                                             uint64_t iova_pgsizes) {
-  if (iova_pgsizes == 0) return Fail(EINVAL, "iova allocator", "empty IOMMU page-size bitmap");
+  if (iova_pgsizes == 0) {
+    return Fail(EINVAL, "iova allocator", "empty IOMMU page-size bitmap");
+  }
   std::vector<kernel::IovaRange> sorted(ranges.begin(), ranges.end());
-  if (sorted.empty()) sorted.push_back({0, kMax});
+  if (sorted.empty()) {
+    sorted.push_back({0, kMax});
+  }
   std::ranges::sort(sorted, {}, &kernel::IovaRange::start);
   std::vector<kernel::IovaRange> merged;
   for (const kernel::IovaRange& r : sorted) {
@@ -76,7 +92,9 @@ Result<IovaAllocator> IovaAllocator::Create(std::span<const kernel::IovaRange> r
   uint64_t granule = iova_pgsizes & -iova_pgsizes;
   std::vector<kernel::IovaRange> usable;
   for (const kernel::IovaRange& r : merged) {
-    if (auto trimmed = TrimToGranule(r, granule)) usable.push_back(*trimmed);
+    if (auto trimmed = TrimToGranule(r, granule)) {
+      usable.push_back(*trimmed);
+    }
   }
   return IovaAllocator(std::move(usable), iova_pgsizes);
 }
@@ -87,7 +105,9 @@ Result<uint64_t> IovaAllocator::Allocate(const IovaRequest& request) {
         EINVAL, kOp,
         fmt::format("size {:#x} is not a non-zero multiple of {:#x}", request.size, granule_));
   }
-  if (request.fixed_iova) return AllocateFixed(request, *request.fixed_iova);
+  if (request.fixed_iova) {
+    return AllocateFixed(request, *request.fixed_iova);
+  }
   uint64_t modulus = request.congruence_modulus;
   if (modulus != 0 && !std::has_single_bit(modulus)) {
     return Fail(EINVAL, kOp,
@@ -101,7 +121,9 @@ Result<uint64_t> IovaAllocator::Allocate(const IovaRequest& request) {
   }
   // Try the requested modulus, then every smaller supported page size.
   for (uint64_t m = modulus; m >= granule_; m >>= 1) {
-    if (m != modulus && m != granule_ && (pgsizes_ & m) == 0) continue;
+    if (m != modulus && m != granule_ && (pgsizes_ & m) == 0) {
+      continue;
+    }
     if (auto place = FindPlace(request.size, request.max_iova, m, residue & (m - 1))) {
       Take(*place, request.size);
       return *place;
@@ -148,19 +170,27 @@ Result<uint64_t> IovaAllocator::AllocateFixed(const IovaRequest& request, uint64
 
 std::optional<uint64_t> IovaAllocator::FindPlace(uint64_t size, uint64_t max_iova, uint64_t modulus,
                                                  uint64_t residue) const {
-  if (size - 1 > max_iova) return std::nullopt;
+  if (size - 1 > max_iova) {
+    return std::nullopt;
+  }
   auto fits = [&](const Interval& hole) -> std::optional<uint64_t> {
     auto at = CongruentAtOrAbove(hole.first, modulus, residue);
-    if (!at) return std::nullopt;
+    if (!at) {
+      return std::nullopt;
+    }
     uint64_t limit = std::min(hole.last, max_iova);
-    if (*at > limit || limit - *at < size - 1) return std::nullopt;
+    if (*at > limit || limit - *at < size - 1) {
+      return std::nullopt;
+    }
     return at;
   };
   // Fast path: the lowest hole long enough whatever its alignment.
   uint64_t slack = modulus - granule_;
   if (size - 1 <= kMax - slack) {
     if (auto hole = free_.FirstWithSpan(0, size - 1 + slack)) {
-      if (auto at = fits(*hole)) return at;
+      if (auto at = fits(*hole)) {
+        return at;
+      }
     }
   }
   // Slow path: lower holes that fit only thanks to their alignment. With no
@@ -168,9 +198,15 @@ std::optional<uint64_t> IovaAllocator::FindPlace(uint64_t size, uint64_t max_iov
   uint64_t from = 0;
   for (int probe = 0; modulus == granule_ || probe < kMaxCongruenceProbes; ++probe) {
     auto hole = free_.FirstWithSpan(from, size - 1);
-    if (!hole || hole->first > max_iova - (size - 1)) return std::nullopt;
-    if (auto at = fits(*hole)) return at;
-    if (modulus == granule_ || hole->first == kMax) return std::nullopt;
+    if (!hole || hole->first > max_iova - (size - 1)) {
+      return std::nullopt;
+    }
+    if (auto at = fits(*hole)) {
+      return at;
+    }
+    if (modulus == granule_ || hole->first == kMax) {
+      return std::nullopt;
+    }
     from = hole->first + 1;
   }
   return std::nullopt;
@@ -180,8 +216,12 @@ void IovaAllocator::Take(uint64_t iova, uint64_t size) {
   uint64_t last = iova + (size - 1);
   Interval hole = *free_.Containing(iova);
   free_.Erase(hole.first);
-  if (hole.first < iova) free_.Insert(Interval{hole.first, iova - 1});
-  if (last < hole.last) free_.Insert(Interval{last + 1, hole.last});
+  if (hole.first < iova) {
+    free_.Insert(Interval{hole.first, iova - 1});
+  }
+  if (last < hole.last) {
+    free_.Insert(Interval{last + 1, hole.last});
+  }
   allocated_.emplace(iova, size);
 }
 
@@ -217,7 +257,9 @@ Result<void> IovaAllocator::Free(uint64_t iova, uint64_t size) {
 
 bool IovaAllocator::InsideRanges(uint64_t first, uint64_t last) const {
   auto it = std::ranges::upper_bound(ranges_, first, {}, &kernel::IovaRange::start);
-  if (it == ranges_.begin()) return false;
+  if (it == ranges_.begin()) {
+    return false;
+  }
   --it;
   return it->start <= first && last <= it->last;
 }

@@ -20,11 +20,21 @@ Result<void> CheckSegment(const Segment& s, size_t index) {
                 fmt::format("segment {} (vaddr {:#x}, iova {:#x}, size {:#x}): {}", index, s.vaddr,
                             s.iova, s.size, why));
   };
-  if (s.size == 0) return fail("size is 0");
-  if ((s.vaddr | s.iova | s.size) % kPage4K != 0) return fail("not 4 KiB aligned");
-  if (s.vaddr > kMax - (s.size - 1)) return fail("vaddr range wraps");
-  if (s.iova > kMax - (s.size - 1)) return fail("IOVA range wraps");
-  if (!s.prot.read && !s.prot.write) return fail("neither read nor write");
+  if (s.size == 0) {
+    return fail("size is 0");
+  }
+  if ((s.vaddr | s.iova | s.size) % kPage4K != 0) {
+    return fail("not 4 KiB aligned");
+  }
+  if (s.vaddr > kMax - (s.size - 1)) {
+    return fail("vaddr range wraps");
+  }
+  if (s.iova > kMax - (s.size - 1)) {
+    return fail("IOVA range wraps");
+  }
+  if (!s.prot.read && !s.prot.write) {
+    return fail("neither read nor write");
+  }
   return Ok();
 }
 
@@ -74,10 +84,14 @@ Result<std::vector<Extent>> MergeSegments(std::span<const Segment> segments) {
 // The folio of `folios` strictly containing the page boundary at vaddr `cut`.
 const Folio* FolioAcross(std::span<const Folio> folios, uint64_t cut) {
   auto it = std::ranges::upper_bound(folios, cut, {}, &Folio::vaddr);
-  if (it == folios.begin()) return nullptr;
+  if (it == folios.begin()) {
+    return nullptr;
+  }
   --it;
   // Inside when vaddr < cut < vaddr + size, written without overflow.
-  if (it->vaddr < cut && cut - it->vaddr < it->size) return &*it;
+  if (it->vaddr < cut && cut - it->vaddr < it->size) {
+    return &*it;
+  }
   return nullptr;
 }
 
@@ -86,7 +100,9 @@ const Folio* FolioAcross(std::span<const Folio> folios, uint64_t cut) {
 const Folio* FolioAcross(const Extent& e, uint64_t cut) {
   auto after = std::ranges::upper_bound(e.parts, cut, {}, &Segment::vaddr);
   --after;  // the part holding the page at cut; parts[0].vaddr < cut
-  if (const Folio* f = FolioAcross((*after)->folios, cut)) return f;
+  if (const Folio* f = FolioAcross((*after)->folios, cut)) {
+    return f;
+  }
   if ((*after)->vaddr == cut && after != e.parts.begin()) {
     return FolioAcross((*(after - 1))->folios, cut);  // the part ending at cut
   }
@@ -119,7 +135,9 @@ void CutExtent(const Extent& e, uint64_t chunk, std::vector<MapOp>* ops) {
 }  // namespace
 
 Result<std::vector<MapOp>> PlanMaps(std::span<const Segment> segments, const MapLimits& limits) {
-  if (segments.empty()) return Fail(EINVAL, kMapOp, "no segments");
+  if (segments.empty()) {
+    return Fail(EINVAL, kMapOp, "no segments");
+  }
   if (limits.chunk_bytes < kPage4K) {
     return Fail(EINVAL, kMapOp, fmt::format("chunk size {:#x} is below 4 KiB", limits.chunk_bytes));
   }
@@ -184,7 +202,9 @@ void AppendGroup(std::span<const Mapping> group, std::vector<UnmapOp>* ops) {
   uint64_t first = group.front().iova;
   uint64_t last = group.back().iova + (group.back().size - 1);
   uint64_t bytes = 0;
-  for (const Mapping& m : group) bytes += m.size;
+  for (const Mapping& m : group) {
+    bytes += m.size;
+  }
   if (first == 0 && last == kMax) {
     // 2^64 bytes do not fit the size field: split at the first mapping.
     AppendGroup(group.first(1), ops);
@@ -201,10 +221,14 @@ Result<std::vector<UnmapOp>> PlanUnmaps(std::span<const Mapping> to_unmap,
   std::vector<Mapping> sorted = VFIOD_TRY(SortedLive(live));
   std::vector<bool> removed = VFIOD_TRY(MarkRemoved(sorted, to_unmap));
   std::vector<UnmapOp> ops;
-  if (to_unmap.empty()) return ops;
+  if (to_unmap.empty()) {
+    return ops;
+  }
   if (unmap_all && to_unmap.size() == sorted.size()) {
     uint64_t bytes = 0;
-    for (const Mapping& m : sorted) bytes += m.size;
+    for (const Mapping& m : sorted) {
+      bytes += m.size;
+    }
     ops.push_back(UnmapOp{true, 0, 0, bytes});
     return ops;
   }
@@ -215,7 +239,9 @@ Result<std::vector<UnmapOp>> PlanUnmaps(std::span<const Mapping> to_unmap,
       continue;
     }
     size_t j = i;
-    while (j < sorted.size() && removed[j]) ++j;
+    while (j < sorted.size() && removed[j]) {
+      ++j;
+    }
     AppendGroup(std::span<const Mapping>(sorted).subspan(i, j - i), &ops);
     i = j;
   }

@@ -27,7 +27,9 @@ Result<void> PreadEntries(int fd, const char* path, uint64_t index, std::span<ui
     off_t off = static_cast<off_t>(index * sizeof(uint64_t) + done);
     ssize_t n = ::pread(fd, buf + done, want - done, off);
     if (n < 0) {
-      if (errno == EINTR) continue;
+      if (errno == EINTR) {
+        continue;
+      }
       return ErrnoError(fmt::format("pread {}", path), errno,
                         fmt::format("{} entries at index {:#x}", out.size(), index));
     }
@@ -44,7 +46,9 @@ Result<void> PreadEntries(int fd, const char* path, uint64_t index, std::span<ui
 
 Result<std::unique_ptr<ProcPageInfoReader>> ProcPageInfoReader::Open() {
   UniqueFd pagemap(::open(kPagemapPath, O_RDONLY | O_CLOEXEC));
-  if (!pagemap) return ErrnoError(fmt::format("open {}", kPagemapPath));
+  if (!pagemap) {
+    return ErrnoError(fmt::format("open {}", kPagemapPath));
+  }
   UniqueFd kpageflags(::open(kKpageflagsPath, O_RDONLY | O_CLOEXEC));
   int kpageflags_errno = kpageflags ? 0 : errno;
   return std::unique_ptr<ProcPageInfoReader>(

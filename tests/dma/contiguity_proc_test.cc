@@ -26,7 +26,9 @@ class AnonBuffer {
   AnonBuffer(const AnonBuffer&) = delete;
   AnonBuffer& operator=(const AnonBuffer&) = delete;
   ~AnonBuffer() {
-    if (raw_ != MAP_FAILED) ::munmap(raw_, raw_len_);
+    if (raw_ != MAP_FAILED) {
+      ::munmap(raw_, raw_len_);
+    }
   }
   [[nodiscard]] uint64_t addr() const { return addr_; }
   [[nodiscard]] size_t len() const { return len_; }
@@ -76,13 +78,19 @@ Reference ReadReference(uint64_t addr, uint64_t len) {
   }
   if (flags >= 0 && !ref.hidden) {
     for (size_t i = 0; i < pfns.size(); ++i) {
-      if ((PreadOne(flags, pfns[i]) & kKpfCompoundHead) == 0) continue;
+      if ((PreadOne(flags, pfns[i]) & kKpfCompoundHead) == 0) {
+        continue;
+      }
       uint64_t pages = 1;
-      while (PreadOne(flags, pfns[i] + pages) & kKpfCompoundTail) ++pages;
+      while (PreadOne(flags, pfns[i] + pages) & kKpfCompoundTail) {
+        ++pages;
+      }
       ref.folios.push_back(Folio{addr + i * kPage4K, pages * kPage4K});
     }
   }
-  if (flags >= 0) ::close(flags);
+  if (flags >= 0) {
+    ::close(flags);
+  }
   ::close(pagemap);
   return ref;
 }
@@ -106,7 +114,9 @@ void ExpectMatchesReference(const ContiguityScan& scan, const Reference& ref) {
   EXPECT_EQ(scan.report.run_count, ref.runs.size());
   EXPECT_EQ(scan.folios, ref.folios);
   uint64_t histogram_runs = 0;
-  for (const uint64_t bucket : scan.report.run_histogram) histogram_runs += bucket;
+  for (const uint64_t bucket : scan.report.run_histogram) {
+    histogram_runs += bucket;
+  }
   EXPECT_EQ(histogram_runs, ref.runs.size());
 }
 
@@ -130,7 +140,9 @@ TEST(ScanContiguityProc, TransparentHugePages) {
   Reference ref = ReadReference(buf.addr(), buf.len());
   ExpectMatchesReference(scan, ref);
   uint64_t ref_2m = 0;
-  for (const Folio& f : ref.folios) ref_2m += f.size == kPage2M;
+  for (const Folio& f : ref.folios) {
+    ref_2m += f.size == kPage2M;
+  }
   EXPECT_EQ(scan.report.folios_2m, ref_2m);
   // Every THP lies inside one physical run.
   for (const Folio& f : scan.folios) {

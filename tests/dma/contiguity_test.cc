@@ -37,14 +37,22 @@ class FakeMemory : public PageInfoReader {
 
   Result<void> ReadPagemap(uint64_t first_vpn, std::span<uint64_t> out) override {
     pagemap_reads.emplace_back(first_vpn, out.size());
-    for (uint64_t i = 0; i < out.size(); ++i) out[i] = Entry(first_vpn + i);
+    for (uint64_t i = 0; i < out.size(); ++i) {
+      out[i] = Entry(first_vpn + i);
+    }
     return Ok();
   }
   Result<void> ReadKpageflags(uint64_t first_pfn, std::span<uint64_t> out) override {
-    if (deny_flags_) return Fail(EACCES, "pread /proc/kpageflags");
+    if (deny_flags_) {
+      return Fail(EACCES, "pread /proc/kpageflags");
+    }
     flag_reads.emplace_back(first_pfn, out.size());
-    if (first_pfn + out.size() > kMaxPfn) return Fail(EIO, "pread /proc/kpageflags", "EOF");
-    for (uint64_t i = 0; i < out.size(); ++i) out[i] = Flags(first_pfn + i);
+    if (first_pfn + out.size() > kMaxPfn) {
+      return Fail(EIO, "pread /proc/kpageflags", "EOF");
+    }
+    for (uint64_t i = 0; i < out.size(); ++i) {
+      out[i] = Flags(first_pfn + i);
+    }
     return Ok();
   }
 
@@ -167,7 +175,9 @@ TEST(ScanContiguity, HugetlbOfKnownSizeReadsOneEntryPerFolioAndNoFlags) {
   // folio 3 not faulted in yet
   ContiguityScan scan = Scan(mem, kBase, 4 * kPage2M, kPage2M);
   std::vector<std::pair<uint64_t, uint64_t>> reads;
-  for (uint64_t i = 0; i < 4; ++i) reads.emplace_back((kBase + i * kPage2M) / kPage4K, 1);
+  for (uint64_t i = 0; i < 4; ++i) {
+    reads.emplace_back((kBase + i * kPage2M) / kPage4K, 1);
+  }
   EXPECT_EQ(mem.pagemap_reads, reads);
   EXPECT_TRUE(mem.flag_reads.empty());
   std::vector<PhysRun> runs = {{kBase, 0x10000 * kPage4K, 2 * kPage2M},

@@ -182,7 +182,9 @@ TEST(IovaAllocator, FreeingEverythingRestoresOneWholeRange) {
   EXPECT_EQ(b.free_bytes(), before - 395 * k4K);  // 14 x (1+..+7) + 1+2 pages
   std::mt19937 rng(7);
   std::ranges::shuffle(allocs, rng);
-  for (auto [iova, size] : allocs) ASSERT_TRUE(b.Free(iova, size));
+  for (auto [iova, size] : allocs) {
+    ASSERT_TRUE(b.Free(iova, size));
+  }
   EXPECT_EQ(b.free_bytes(), before);
   EXPECT_EQ(b.allocation_count(), 0u);
   // Coalesced: the whole low range is one hole again.
@@ -200,9 +202,13 @@ TEST(IovaAllocator, Handles65535AllocationsAndFragmentation) {
     iovas.push_back(*iova);
   }
   EXPECT_EQ(a.allocation_count(), static_cast<size_t>(kCount));
-  for (int i = 0; i < kCount; ++i) ASSERT_EQ(iovas[i], static_cast<uint64_t>(i) * k4K);
+  for (int i = 0; i < kCount; ++i) {
+    ASSERT_EQ(iovas[i], static_cast<uint64_t>(i) * k4K);
+  }
   // Free every other page: 32768 one-page holes, none fits two pages.
-  for (int i = 0; i < kCount; i += 2) ASSERT_TRUE(a.Free(iovas[i], k4K));
+  for (int i = 0; i < kCount; i += 2) {
+    ASSERT_TRUE(a.Free(iovas[i], k4K));
+  }
   IovaRequest two_low = Masked(2 * k4K, kCount * k4K - 1);
   EXPECT_EQ(a.Allocate(two_low).error().code, ENOSPC);
   EXPECT_EQ(a.Allocate(Sized(2 * k4K)).value(),
@@ -221,18 +227,24 @@ class BruteForce {
   static constexpr uint64_t kPages = 256;
   explicit BruteForce(std::vector<kernel::IovaRange> ranges) : owner_(kPages, kOutside) {
     for (const kernel::IovaRange& r : ranges) {
-      for (uint64_t p = r.start / k4K; p <= r.last / k4K; ++p) owner_[p] = kFree;
+      for (uint64_t p = r.start / k4K; p <= r.last / k4K; ++p) {
+        owner_[p] = kFree;
+      }
     }
   }
   [[nodiscard]] bool Free(uint64_t page, uint64_t pages) const {
     for (uint64_t q = page; q < page + pages; ++q) {
-      if (owner_[q] != kFree) return false;
+      if (owner_[q] != kFree) {
+        return false;
+      }
     }
     return true;
   }
   [[nodiscard]] bool Outside(uint64_t page, uint64_t pages) const {
     for (uint64_t q = page; q < page + pages; ++q) {
-      if (owner_[q] == kOutside) return true;
+      if (owner_[q] == kOutside) {
+        return true;
+      }
     }
     return false;
   }
@@ -240,12 +252,16 @@ class BruteForce {
   [[nodiscard]] std::optional<uint64_t> Lowest(uint64_t pages, uint64_t mask_pages,
                                                uint64_t modulus = 1, uint64_t residue = 0) const {
     for (uint64_t p = residue; p + pages <= mask_pages; p += modulus) {
-      if (Free(p, pages)) return p;
+      if (Free(p, pages)) {
+        return p;
+      }
     }
     return std::nullopt;
   }
   void Set(uint64_t page, uint64_t pages, int value) {
-    for (uint64_t q = page; q < page + pages; ++q) owner_[q] = value;
+    for (uint64_t q = page; q < page + pages; ++q) {
+      owner_[q] = value;
+    }
   }
   static constexpr int kFree = -1;
   static constexpr int kOutside = -2;
@@ -294,7 +310,9 @@ TEST(IovaAllocator, MatchesBruteForce) {
     }
     auto got = a.Allocate(req);
     ASSERT_EQ(got ? 0 : got.error().code, expect_code) << "step " << step;
-    if (!got) continue;
+    if (!got) {
+      continue;
+    }
     if (expect) {
       ASSERT_EQ(*got, *expect * k4K) << "step " << step;
     }
@@ -307,7 +325,9 @@ TEST(IovaAllocator, MatchesBruteForce) {
     live[*got] = pages * k4K;
   }
   uint64_t free_pages = 0;
-  for (uint64_t p = 0; p < BruteForce::kPages; ++p) free_pages += model.Free(p, 1);
+  for (uint64_t p = 0; p < BruteForce::kPages; ++p) {
+    free_pages += model.Free(p, 1);
+  }
   EXPECT_EQ(a.free_bytes(), free_pages * k4K);
 }
 

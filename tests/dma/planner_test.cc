@@ -117,7 +117,9 @@ TEST(PlanMaps, CutsOnlyAtFolioBoundaries) {
   std::vector<MapOp> expect = {{base + k2M - k4K, 0x7ff000, k2M + k4K, kRW},
                                {base + 2 * k2M, 0xa00000, k2M + 2 * k4K, kRW}};
   EXPECT_EQ(ops, expect);
-  for (const MapOp& op : ops) EXPECT_LE(op.size, limits.chunk_bytes);
+  for (const MapOp& op : ops) {
+    EXPECT_LE(op.size, limits.chunk_bytes);
+  }
   // 1 MiB chunks: the lone page, then each folio whole, then the tail pages.
   limits.chunk_bytes = 0x100000;
   std::vector<MapOp> small = {{base + k2M - k4K, 0x7ff000, k4K, kRW},
