@@ -23,6 +23,12 @@ rc=$?
 check "missing QEMU exits 77 (got $rc)" [ "$rc" = 77 ]
 check "missing QEMU says SKIP" grep -q '^vm_run: SKIP: ' "$work/skip.out"
 
+# Usage errors are 2, before anything boots.
+"$vm_run" --as-user bob -- true >/dev/null 2>&1
+check "a non-numeric --as-user is a usage error" [ "$?" = 2 ]
+"$vm_run" --timeout 10 >/dev/null 2>&1
+check "no command is a usage error" [ "$?" = 2 ]
+
 # 2. Status, quoting, environment and the two output streams, in one boot.
 # The guest command prints its arguments one per line between brackets.
 GTEST_FILTER='Foo.*' "$vm_run" --log "$work/console.log" --env "VFIOD_SELFTEST=a b" -- \
