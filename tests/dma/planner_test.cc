@@ -4,9 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <limits>
 #include <optional>
+#include <random>
 #include <vector>
 
 namespace vfiod::dma {
@@ -180,6 +182,123 @@ TEST(PlanMaps, EntryBudgetExactlyAtTheLimitPassesOneMoreFails) {
   EXPECT_EQ(Plan(segs, limits).size(), 8u);
 }
 
+// Random scatter lists checked against the rules, and against a dynamic
+// program that finds the fewest chunks any legal plan could have.
+struct Rules {
+  std::vector<Folio> folios;
+  uint64_t chunk_pages = 1;
+
+  [[nodiscard]] const Folio* Across(uint64_t vaddr) const {
+    for (const Folio& f : folios) {
+      if (f.vaddr < vaddr && vaddr < f.vaddr + f.size) {
+        return &f;
+      }
+    }
+    return nullptr;
+  }
+  [[nodiscard]] bool Within(uint64_t vaddr, uint64_t size) const {
+    for (const Folio& f : folios) {
+      if (f.vaddr <= vaddr && vaddr + size <= f.vaddr + f.size) {
+        return true;
+      }
+    }
+    return false;
+  }
+  // Fewest chunks for [vaddr, vaddr + pages * 4K) cut only at legal boundaries.
+  [[nodiscard]] uint64_t MinChunks(uint64_t vaddr, uint64_t pages) const {
+    std::vector<uint64_t> best(pages + 1, kMax);
+    best[0] = 0;
+    for (uint64_t q = 1; q <= pages; ++q) {
+      if (q < pages && Across(vaddr + q * k4K)) {
+        continue;
+      }
+      for (uint64_t p = 0; p < q; ++p) {
+        bool ok =
+            best[p] != kMax && (q - p <= chunk_pages || Within(vaddr + p * k4K, (q - p) * k4K));
+        if (ok) {
+          best[q] = std::min(best[q], best[p] + 1);
+        }
+      }
+    }
+    return best[pages];
+  }
+};
+
+TEST(PlanMaps, RandomScatterListsGetTheFewestLegalChunks) {
+  std::mt19937_64 rng(99);
+  constexpr uint64_t kArea = 0x10000000;  // VA of the backing; folios live here
+  for (int round = 0; round < 300; ++round) {
+    Rules rules;
+    rules.chunk_pages = 1 + rng() % 12;
+    for (uint64_t block = 0; block < 32; ++block) {  // 32 blocks of 8 pages
+      uint64_t kind = rng() % 4;
+      uint64_t base = kArea + block * 8 * k4K;
+      if (kind == 1) {
+        rules.folios.push_back({base, 8 * k4K});
+      } else if (kind == 2) {
+        rules.folios.push_back({base + 4 * k4K, 4 * k4K});
+      }
+    }
+    // Segments: mostly back to back in vaddr and IOVA, sometimes a jump or a
+    // prot change, so some merge and some do not.
+    std::vector<Segment> segs;
+    uint64_t v = kArea + (rng() % 8) * k4K;
+    uint64_t iova = 0x100000 + (rng() % 8) * k4K;
+    while (v < kArea + 200 * k4K) {
+      uint64_t pages = 1 + rng() % 20;
+      Prot prot = rng() % 5 == 0 ? kRO : kRW;
+      segs.push_back(Seg(v, iova, pages * k4K, prot, rules.folios));
+      uint64_t jump = rng() % 4 == 0 ? (1 + rng() % 3) * k4K : 0;
+      v += pages * k4K + (rng() % 2 == 0 ? jump : 0);
+      iova += pages * k4K + (rng() % 2 == 0 ? jump : 0);
+    }
+    std::vector<Segment> shuffled = segs;
+    std::ranges::shuffle(shuffled, rng);
+    auto plan = PlanMaps(shuffled, Limits(rules.chunk_pages * k4K));
+    ASSERT_TRUE(plan) << plan.error().message();
+
+    // Expected extents: merge the (already IOVA-sorted) segments.
+    std::vector<Segment> extents;
+    for (const Segment& s : segs) {
+      if (!extents.empty()) {
+        Segment& e = extents.back();
+        if (e.vaddr + e.size == s.vaddr && e.iova + e.size == s.iova && e.prot == s.prot) {
+          e.size += s.size;
+          continue;
+        }
+      }
+      extents.push_back(s);
+    }
+    uint64_t expected_ops = 0;
+    for (const Segment& e : extents) {
+      expected_ops += rules.MinChunks(e.vaddr, e.size / k4K);
+    }
+    ASSERT_EQ(plan->size(), expected_ops) << "round " << round;
+
+    // Every op: inside one extent with its offset and prot, within the
+    // chunk size or inside one folio, never cut inside a folio; together
+    // they tile the extents in order.
+    size_t op_index = 0;
+    for (const Segment& e : extents) {
+      uint64_t covered = 0;
+      while (covered < e.size) {
+        ASSERT_LT(op_index, plan->size());
+        const MapOp& op = (*plan)[op_index++];
+        EXPECT_EQ(op.vaddr, e.vaddr + covered);
+        EXPECT_EQ(op.iova, e.iova + covered);
+        EXPECT_EQ(op.prot, e.prot);
+        EXPECT_TRUE(op.size <= rules.chunk_pages * k4K || rules.Within(op.vaddr, op.size));
+        if (covered != 0) {
+          EXPECT_EQ(rules.Across(op.vaddr), nullptr) << "cut inside a folio, round " << round;
+        }
+        covered += op.size;
+      }
+      EXPECT_EQ(covered, e.size);
+    }
+    EXPECT_EQ(op_index, plan->size());
+  }
+}
+
 // --- unmaps -------------------------------------------------------------------
 
 std::vector<UnmapOp> Unplan(std::span<const Mapping> to_unmap, std::span<const Mapping> live,
@@ -244,6 +363,67 @@ TEST(PlanUnmaps, ARangeReachingTheTopOfSpaceIsSplitWhenItWouldBe2To64Bytes) {
   std::vector<Mapping> top = {{kMax - k4K + 1, k4K}};
   std::vector<UnmapOp> one = {{false, kMax - k4K + 1, k4K, k4K}};
   EXPECT_EQ(Unplan(top, top, false), one);
+}
+
+TEST(PlanUnmaps, RandomSubsetsAreRemovedExactlyWithoutTouchingKeptMappings) {
+  std::mt19937_64 rng(5);
+  for (int round = 0; round < 500; ++round) {
+    std::vector<Mapping> live;
+    std::vector<Mapping> remove;
+    std::vector<Mapping> keep;
+    uint64_t iova = (rng() % 4) * k4K;
+    for (int i = 0; i < 30; ++i) {
+      Mapping m{iova, (1 + rng() % 4) * k4K};
+      live.push_back(m);
+      (rng() % 3 == 0 ? keep : remove).push_back(m);
+      iova += m.size + (rng() % 2) * (rng() % 3) * k4K;  // sometimes a gap
+    }
+    std::ranges::shuffle(remove, rng);
+    bool unmap_all = rng() % 2 == 0;
+    std::vector<UnmapOp> ops = Unplan(remove, live, unmap_all);
+    if (remove.empty()) {
+      EXPECT_TRUE(ops.empty());
+      continue;
+    }
+    if (keep.empty() && unmap_all) {
+      ASSERT_EQ(ops.size(), 1u);
+      EXPECT_TRUE(ops[0].all);
+      continue;
+    }
+    // Groups = maximal runs of removed mappings in IOVA order.
+    size_t groups = 0;
+    bool in_group = false;
+    for (const Mapping& m : live) {
+      bool removed = std::ranges::find(remove, m) != remove.end();
+      groups += removed && !in_group;
+      in_group = removed;
+    }
+    EXPECT_EQ(ops.size(), groups) << "round " << round;
+    for (const UnmapOp& op : ops) {
+      ASSERT_FALSE(op.all);
+      uint64_t bytes = 0;
+      for (const Mapping& m : live) {
+        bool overlaps = m.iova < op.iova + op.size && op.iova < m.iova + m.size;
+        if (!overlaps) {
+          continue;
+        }
+        // Type1v2: a range covers whole mappings only, and only removed ones.
+        EXPECT_TRUE(m.iova >= op.iova && m.iova + m.size <= op.iova + op.size);
+        EXPECT_NE(std::ranges::find(remove, m), remove.end()) << "round " << round;
+        bytes += m.size;
+      }
+      EXPECT_EQ(op.expected_bytes, bytes);
+    }
+    uint64_t total = 0;
+    for (const UnmapOp& op : ops) {
+      total += op.expected_bytes;
+    }
+    uint64_t want = 0;
+    for (const Mapping& m : remove) {
+      want += m.size;
+    }
+    EXPECT_EQ(total, want);
+  }
 }
 
 }  // namespace
