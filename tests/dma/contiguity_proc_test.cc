@@ -3,7 +3,9 @@
 // /proc/self/pagemap and of /proc/kpageflags.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/capability.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -152,6 +154,56 @@ TEST(ScanContiguityProc, TransparentHugePages) {
     }
     EXPECT_TRUE(inside) << std::hex << f.vaddr;
   }
+}
+
+TEST(ScanContiguityProc, ARangeStartingInsideATransparentHugePage) {
+  AnonBuffer buf(8 << 20, kPage2M);
+  ASSERT_EQ(::madvise(buf.ptr(), buf.len(), MADV_HUGEPAGE), 0);
+  buf.Populate();
+  ContiguityScan whole = ScanReal(buf);
+  auto reader = ProcPageInfoReader::Open();
+  ASSERT_TRUE(reader);
+  uint64_t addr = buf.addr() + kPage2M / 2;
+  uint64_t len = 2 * kPage2M;
+  auto part = ScanContiguity(**reader, addr, len);
+  ASSERT_TRUE(part) << part.error().message();
+  // The sub-range sees exactly the whole scan's folios that overlap it, whole.
+  std::vector<Folio> overlapping;
+  for (const Folio& f : whole.folios) {
+    if (f.vaddr < addr + len && addr < f.vaddr + f.size) {
+      overlapping.push_back(f);
+    }
+  }
+  EXPECT_EQ(part->folios, overlapping);
+  EXPECT_EQ(part->report.folios_2m, overlapping.size());
+}
+
+// Without CAP_SYS_ADMIN the kernel zeroes PFNs in pagemap (decided when the
+// file is opened): the scan must say "unknown" and plan virtually. Runs in a
+// child that drops the capability, so the test process keeps it.
+TEST(ScanContiguityProcDeathTest, WithoutCapSysAdminPhysicalAddressesAreUnknown) {
+  AnonBuffer buf(1 << 20, kPage4K);
+  buf.Populate();
+  auto child = [&buf] {
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2] = {};
+    if (::syscall(SYS_capget, &header, data) != 0) {
+      ::_exit(2);
+    }
+    data[CAP_SYS_ADMIN / 32].effective &= ~(1u << (CAP_SYS_ADMIN % 32));
+    if (::syscall(SYS_capset, &header, data) != 0) {
+      ::_exit(3);
+    }
+    auto reader = ProcPageInfoReader::Open();
+    if (!reader) {
+      ::_exit(4);
+    }
+    auto scan = ScanContiguity(**reader, buf.addr(), buf.len());
+    bool degraded = scan && scan->report.state == PhysState::kUnknown && scan->runs.empty() &&
+                    scan->report.note.find("CAP_SYS_ADMIN") != std::string::npos;
+    ::_exit(degraded ? 0 : 1);
+  };
+  EXPECT_EXIT(child(), ::testing::ExitedWithCode(0), "");
 }
 
 }  // namespace
