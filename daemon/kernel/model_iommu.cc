@@ -176,7 +176,7 @@ Result<void> ModelIommu::DoMap(uint32_t flags, uint64_t vaddr, uint64_t iova, ui
   if (!InIovaRanges(iova, iova + size - 1)) {
     return Fail(EINVAL, kMapOp, "outside the IOMMU's IOVA ranges");
   }
-  uint64_t charged = VFIOD_TRY(pinner_.Pin(vaddr, size));
+  uint64_t charged = VFIOD_TRY(pinner_.Pin(vaddr, size, write));
   dmas_.emplace(iova, Dma{size, vaddr, read, write, false, charged});
   --dma_avail_;
   return Ok();

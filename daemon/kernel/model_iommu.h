@@ -21,10 +21,11 @@ namespace vfiod::kernel {
 class ModelPinner {
  public:
   virtual ~ModelPinner() = default;
-  /// Pins [vaddr, vaddr + size). EFAULT: part of it is not mapped; ENOMEM:
-  /// the memlock limit would be exceeded. Returns the bytes charged (MMIO
-  /// ranges are not charged, as for VM_PFNMAP in the kernel).
-  virtual Result<uint64_t> Pin(uint64_t vaddr, uint64_t size) = 0;
+  /// Pins [vaddr, vaddr + size), for device writes too if `write`. EFAULT:
+  /// part of it is not mapped, or not readable, or (with `write`) not
+  /// writable; ENOMEM: the memlock limit would be exceeded. Returns the bytes
+  /// charged (MMIO ranges are not charged, as for VM_PFNMAP in the kernel).
+  virtual Result<uint64_t> Pin(uint64_t vaddr, uint64_t size, bool write) = 0;
   /// Releases a charge returned by Pin().
   virtual void Unpin(uint64_t charged) = 0;
 };

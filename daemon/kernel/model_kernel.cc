@@ -24,7 +24,6 @@ namespace vfiod::kernel {
 namespace {
 
 constexpr std::string_view kVfioDir = "/dev/vfio/";
-constexpr uint64_t kMincoreChunk = uint64_t{1} << 30;
 
 [[noreturn]] void Die(const std::string& why) {
   std::fprintf(stderr, "vfiod: ModelKernel: %s\n", why.c_str());
@@ -58,60 +57,6 @@ void DetachGroup(ModelGroupState& g) {
   std::erase(c->groups, &g);
   if (c->groups.empty()) {
     c->iommu.reset();  // the last group leaving deprivileges the container
-  }
-}
-
-// --- process model ---------------------------------------------------------
-
-Result<uint64_t> ModelState::Pin(uint64_t vaddr, uint64_t size) {
-  std::vector<unsigned char> vec;
-  for (uint64_t off = 0; off < size; off += kMincoreChunk) {
-    uint64_t n = std::min(kMincoreChunk, size - off);
-    vec.resize(n / 4096 + 1);
-    if (::mincore(reinterpret_cast<void*>(vaddr + off), n, vec.data()) < 0) {
-      return Fail(EFAULT, "VFIO_IOMMU_MAP_DMA", "vaddr range is not mapped in this process");
-    }
-  }
-  uint64_t charged = size - MmioBytes(vaddr, size);
-  if (charged > knobs.memlock_limit || locked_bytes > knobs.memlock_limit - charged) {
-    return Fail(ENOMEM, "VFIO_IOMMU_MAP_DMA", "RLIMIT_MEMLOCK exceeded");
-  }
-  locked_bytes += charged;
-  return charged;
-}
-
-uint64_t ModelState::MmioBytes(uint64_t start, uint64_t size) const {
-  uint64_t end = start + size;
-  uint64_t total = 0;
-  for (const auto& [s, e] : mmio) {
-    uint64_t lo = std::max(s, start);
-    uint64_t hi = std::min(e, end);
-    if (lo < hi) {
-      total += hi - lo;
-    }
-  }
-  return total;
-}
-
-void ModelState::RemoveMmio(uint64_t start, uint64_t size) {
-  uint64_t end = start + size;
-  std::vector<std::pair<uint64_t, uint64_t>> keep;
-  for (auto it = mmio.begin(); it != mmio.end();) {
-    auto [s, e] = *it;
-    if (s < end && e > start) {
-      if (s < start) {
-        keep.emplace_back(s, start);
-      }
-      if (e > end) {
-        keep.emplace_back(end, e);
-      }
-      it = mmio.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  for (auto [s, e] : keep) {
-    mmio[s] = e;
   }
 }
 

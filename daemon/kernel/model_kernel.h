@@ -15,10 +15,10 @@
 // when it is destroyed are closed by it.
 //
 // Not modelled (known differences from Linux): only VFIO_TYPE1v2_IOMMU can be
-// set (type1 v1 and nesting give ENODEV); dirty-page tracking; read-only or
-// PROT_NONE memory mapped for device writes is accepted (Linux: EFAULT);
-// INTx unmask through an irqfd; BAR contents are plain memory, not device
-// registers; region offsets are packed (vfio-pci uses index << 40).
+// set (type1 v1 and nesting give ENODEV); dirty-page tracking; INTx unmask
+// through an irqfd; BAR contents are plain memory, not device registers;
+// region offsets are packed (vfio-pci uses index << 40). MAP_DMA reads
+// /proc/self/maps to check the memory as get_user_pages() would (~0.1 ms).
 #pragma once
 
 #include <cstdint>

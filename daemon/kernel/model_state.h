@@ -45,7 +45,7 @@ using ModelObject = std::variant<std::shared_ptr<ModelContainer>, ModelGroupStat
 struct ModelState final : ModelPinner {
   explicit ModelState(const ModelKnobs& k) : knobs(k) {}
 
-  Result<uint64_t> Pin(uint64_t vaddr, uint64_t size) override;
+  Result<uint64_t> Pin(uint64_t vaddr, uint64_t size, bool write) override;
   void Unpin(uint64_t charged) override { locked_bytes -= charged; }
 
   /// Bytes of [start, start + size) inside a region mmap the model handed out.

@@ -131,6 +131,25 @@ TEST_F(Dma, UnmappedVaddrIsEfault) {
   EXPECT_EQ(Unmap(0x100000, 2 * kPage).value_or(1), 0u);  // nothing was left behind
 }
 
+TEST_F(Dma, MemoryTheDeviceMayWriteMustBeWritable) {
+  void* ro = ::mmap(nullptr, kPage, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  ASSERT_NE(ro, MAP_FAILED);
+  uint64_t vaddr = reinterpret_cast<uint64_t>(ro);
+  EXPECT_EQ(Errno(kernel::MapDma(k_, container_.get(), kernel::DmaMap{vaddr, 0x100000, kPage})),
+            EFAULT);  // read|write: the device would write read-only memory
+  EXPECT_TRUE(
+      kernel::MapDma(k_, container_.get(), kernel::DmaMap{vaddr, 0x100000, kPage, true, false}));
+  void* none = ::mmap(nullptr, kPage, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(none, MAP_FAILED);
+  EXPECT_EQ(Errno(kernel::MapDma(
+                k_, container_.get(),
+                kernel::DmaMap{reinterpret_cast<uint64_t>(none), 0x200000, kPage, true, false})),
+            EFAULT);
+  EXPECT_EQ(Unmap(0x100000, 0x200000).value_or(0), kPage);
+  ::munmap(ro, kPage);
+  ::munmap(none, kPage);
+}
+
 TEST_F(Dma, EntryLimitIsEnospc) {
   Buffer buf(kPage);
   ASSERT_TRUE(buf.ok());

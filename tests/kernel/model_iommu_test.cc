@@ -135,6 +135,22 @@ TEST_F(IommuModel, UnmappedVaddrIsEfault) {
   EXPECT_TRUE(Map(buf.vaddr(), 0x100000, kPage));
 }
 
+TEST_F(IommuModel, DeviceWritesNeedWritableMemory) {
+  void* ro = ::mmap(nullptr, 2 * kPage, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(ro, MAP_FAILED);
+  auto vaddr = reinterpret_cast<uint64_t>(ro);
+  EXPECT_EQ(Errno(Map(vaddr, 0x100000, kPage)), EFAULT);
+  EXPECT_TRUE(MapDma(k_, container_.get(), DmaMap{vaddr, 0x100000, kPage, true, false}));
+  // Half writable, half not: the whole range must qualify.
+  ASSERT_EQ(::mprotect(ro, kPage, PROT_READ | PROT_WRITE), 0);
+  EXPECT_EQ(Errno(Map(vaddr, 0x200000, 2 * kPage)), EFAULT);
+  EXPECT_TRUE(Map(vaddr, 0x200000, kPage));
+  ASSERT_EQ(::mprotect(ro, 2 * kPage, PROT_NONE), 0);
+  EXPECT_EQ(Errno(MapDma(k_, container_.get(), DmaMap{vaddr, 0x300000, kPage, true, false})),
+            EFAULT);
+  ::munmap(ro, 2 * kPage);
+}
+
 TEST_F(IommuModel, MemlockLimitIsEnomem) {
   Buffer buf(4 * kPage);
   k_.SetMemlockLimit(3 * kPage);
