@@ -151,27 +151,27 @@ Result<std::optional<uint64_t>> FindHead(PageInfoReader& reader, uint64_t tail_p
 }
 
 // Counts the pages of the folio headed at `head`: the head plus the tails
-// that follow it. A read past the last PFN ends the count.
-Result<uint64_t> CountFolioPages(PageInfoReader& reader, uint64_t head) {
-  std::vector<uint64_t> buf;
+// that follow it. Reads through `window`, which already holds the run's flags
+// in the common case; past `run_end` it reads one entry, then 2 MiB worth of
+// entries at a time (a folio may go on beyond the scanned range). A read past the last PFN
+// ends the count.
+Result<uint64_t> CountFolioPages(FlagWindow& window, uint64_t head, uint64_t run_end) {
   uint64_t pages = 1;
-  uint64_t window = kFirstFlagWindow - 1;
   while (pages < kMaxFolioPages) {
-    buf.resize(std::min(window, kMaxFolioPages - pages));
-    auto read = reader.ReadKpageflags(head + pages, buf);
-    if (!read) {
-      if (read.error().code == EIO) {
+    uint64_t pfn = head + pages;
+    // At the run's end one entry usually settles it (folios end with runs).
+    uint64_t want = pfn == run_end ? 1 : kFirstFlagWindow;
+    auto flags = window.Get(pfn, std::max(run_end, pfn + want));
+    if (!flags) {
+      if (flags.error().code == EIO) {
         return pages;
       }
-      return std::unexpected(read.error());
+      return std::unexpected(flags.error());
     }
-    for (uint64_t flags : buf) {
-      if ((flags & kKpfCompoundTail) == 0) {
-        return pages;
-      }
-      ++pages;
+    if ((*flags & kKpfCompoundTail) == 0) {
+      return pages;
     }
-    window = kBatchEntries;
+    ++pages;
   }
   return pages;
 }
@@ -196,7 +196,7 @@ Result<void> ResolveRunFolios(PageInfoReader& reader, const PhysRun& run, Contig
       ++pfn;
       continue;
     }
-    uint64_t pages = VFIOD_TRY(CountFolioPages(reader, *head));
+    uint64_t pages = VFIOD_TRY(CountFolioPages(window, *head, end_pfn));
     AddFolio(scan, Folio{vaddr - before, pages * kPage4K});
     pfn = std::min(end_pfn, *head + pages);
   }

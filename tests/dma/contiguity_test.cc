@@ -215,6 +215,22 @@ TEST(ScanContiguity, PagemapIsReadIn64KiBBatches) {
   EXPECT_EQ(mem.flag_reads, flags);
 }
 
+TEST(ScanContiguity, ThpRunsReadEachFlagEntryAboutOnce) {
+  FakeMemory mem;
+  for (uint64_t i = 0; i < 20; ++i) {  // 40 MiB of THPs, physically contiguous
+    mem.MapFolio(kBase + i * kPage2M, 0x80000 + i * kPagesPer2M, kPagesPer2M, kKpfThp);
+  }
+  ContiguityScan scan = Scan(mem, kBase, 20 * kPage2M);
+  EXPECT_EQ(scan.report.folios_2m, 20u);
+  EXPECT_EQ(scan.runs.size(), 1u);
+  uint64_t entries = 0;
+  for (const auto& [first, count] : mem.flag_reads) {
+    entries += count;
+  }
+  // Every page once, plus the one page after the run that ends the last folio.
+  EXPECT_EQ(entries, 20 * kPagesPer2M + 1);
+}
+
 TEST(ScanContiguity, HiddenPfnsDegradeToVirtualOnlyPlanning) {
   FakeMemory mem;
   mem.Map(kBase, 0x10000, 2 * kPagesPer2M);
