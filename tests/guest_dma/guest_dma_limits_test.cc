@@ -1,10 +1,10 @@
 // Limits and failures on the real kernel: the DMA_AVAIL entry budget, 1 GiB
 // pool exhaustion, rollback at every chunk, unmap verification. After each
 // test VmLck, the fds and DMA_AVAIL are back where they started (TearDown).
-#include <cstring>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <cstring>
 
 #include "guest_dma_rig.h"
 

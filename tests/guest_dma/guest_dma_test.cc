@@ -60,6 +60,16 @@ TEST_F(GuestDmaTest, ChunkedFourKilobyteMapCarriesEduDmaInEveryChunk) {
 TEST_F(GuestDmaTest, TransparentHugePagesCarryEduDma) {
   auto backing = Share(dma::CreateThpBacking(8 << 20, /*shareable=*/false));
   ASSERT_NE(backing, nullptr);
+  auto report = space_->Map(Whole(backing, kEduDmaLimit - 1));
+  ASSERT_TRUE(report) << report.error().message();
+  std::printf("THP: %llu of 4 2 MiB folios, congruence %llu\n",
+              static_cast<unsigned long long>(report->contiguity.folios_2m),
+              static_cast<unsigned long long>(report->congruence.modulus));
+  if (report->contiguity.folios_2m > 0) {  // the guest had THP to give
+    EXPECT_EQ(report->congruence.modulus, k2MiB);
+    ExpectSuperpageCongruent(*report, k2MiB);
+  }
+  ASSERT_TRUE(space_->Unmap(report->id));
   MapAndProve(backing);
 }
 
