@@ -108,7 +108,7 @@ struct ContiguityReport {
 struct ContiguityScan {
   uint64_t addr = 0;
   uint64_t len = 0;
-  std::vector<PhysRun> runs;  ///< VA order, covering the present pages; empty when kUnknown
+  std::vector<PhysRun> runs;  ///< VA order, present pages only; empty when kUnknown
   std::vector<Folio> folios;  ///< large folios overlapping the range, VA order
   ContiguityReport report;
 };
@@ -141,8 +141,9 @@ struct Congruence {
 /// Chooses the congruence for mapping the whole of `scan` with one constant
 /// IOVA - vaddr offset: the largest page size in `iova_pgsizes` (at most 1 GiB)
 /// that some aligned physical block of a run (kKnown) or some folio (kUnknown,
-/// where folios are naturally aligned in VA and PA) could use; ties favour the
-/// block covering the most bytes. Returns modulus kPage4K when nothing benefits.
+/// where folios are naturally aligned in VA and PA) could use. Runs may need
+/// different residues; the one whose aligned blocks cover the most bytes wins.
+/// Returns modulus kPage4K when nothing benefits.
 [[nodiscard]] Congruence ChooseCongruence(const ContiguityScan& scan, uint64_t iova_pgsizes);
 
 }  // namespace vfiod::dma
