@@ -272,13 +272,14 @@ SResult<ContainerView> Service::CreateContainer(const Caller& caller,
         }
       }
     }
+    VFIOD_TRY(ReserveLocked(caller, 0, 0, 1));
     for (int g : groups) {
       if (auto it = groups_held_.find(g); it != groups_held_.end()) {
+        UnreserveLocked(caller.identity.uid, 0, 0, 1);
         return Refuse(ErrorKind::kBusy, EBUSY, "container.create",
                       "IOMMU group " + std::to_string(g) + " is in use by another container");
       }
     }
-    VFIOD_TRY(ReserveLocked(caller, 0, 0, 1));
     id = next_id_++;
     for (int g : groups) {
       groups_held_[g] = id;
