@@ -185,6 +185,9 @@ std::expected<void, wire::RpcError> Client::ReadMore(Clock::time_point deadline)
   }
   std::vector<char> buf(64 * 1024);
   auto got = wire::RecvWithFds(fd_.get(), buf);
+  if (!got && got.error().code == EAGAIN) {
+    return {};  // a spurious wakeup: poll again
+  }
   if (!got || got->bytes == 0) {
     int err = got ? ECONNRESET : got.error().code;
     fd_.reset();

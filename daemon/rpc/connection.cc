@@ -24,8 +24,15 @@ Connection::Connection(asio::io_context& io, UniqueFd fd, std::shared_ptr<Connec
       socket_(strand_),
       framer_(env_.config.max_frame_bytes),
       read_buf_(kReadChunk) {
-  socket_.assign(asio::local::stream_protocol(), fd.release());
-  socket_.non_blocking(true);
+  // On failure the socket stays closed, `fd` closes here, and Start() reports
+  // the connection closed at once.
+  boost::system::error_code ec;
+  socket_.assign(asio::local::stream_protocol(), fd.get(), ec);
+  if (ec) {
+    spdlog::error("rpc: connection {}: cannot adopt socket: {}", info_->id, ec.message());
+    return;
+  }
+  (void)fd.release();  // the socket owns it now
 }
 
 Connection::~Connection() { spdlog::debug("rpc: connection {} freed", info_->id); }
@@ -36,7 +43,13 @@ void Connection::Start() {
     auto self = weak.lock();
     return self && self->NotifyFromAnyThread(std::move(message));
   };
-  asio::post(strand_, [self = shared_from_this()] { self->WaitReadable(); });
+  asio::post(strand_, [self = shared_from_this()] {
+    if (self->socket_.is_open()) {
+      self->WaitReadable();
+    } else {
+      self->CloseNow();
+    }
+  });
 }
 
 void Connection::Close() {

@@ -36,6 +36,8 @@ HandlerResult Invoke(const MethodRegistry::Method& method, CallContext& ctx, con
     return method.handler(ctx, params);
   } catch (const std::exception& e) {  // JSON access in handlers may throw
     return std::unexpected(wire::MakeError(wire::kInternalError, e.what()));
+  } catch (...) {
+    return std::unexpected(wire::MakeError(wire::kInternalError, "unknown exception"));
   }
 }
 

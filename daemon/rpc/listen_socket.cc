@@ -69,14 +69,19 @@ Result<UniqueFd> ListenUnix(const std::string& path, mode_t mode, std::optional<
   }
   // The socket file exists from bind() on; until chmod narrows it, umask
   // decides. A daemon should run with umask 077 so the window is closed.
+  auto fail_bound = [&](const char* op) {
+    auto err = ErrnoError(std::string(op) + " " + path);
+    ::unlink(path.c_str());  // do not leave a file nobody will ever accept on
+    return err;
+  };
   if (::chmod(path.c_str(), mode) < 0) {
-    return ErrnoError("chmod " + path);
+    return fail_bound("chmod");
   }
   if (group && ::chown(path.c_str(), static_cast<uid_t>(-1), *group) < 0) {
-    return ErrnoError("chown " + path);
+    return fail_bound("chown");
   }
   if (::listen(fd.get(), backlog) < 0) {
-    return ErrnoError("listen " + path);
+    return fail_bound("listen");
   }
   return fd;
 }

@@ -33,9 +33,25 @@ Server::~Server() {
   }
 }
 
+Result<void> Server::AssignListener(UniqueFd fd) {
+  if (listener_.is_open()) {
+    return Fail(EBUSY, "rpc listen", "the server already has a listening socket");
+  }
+  boost::system::error_code ec;
+  listener_.assign(fd.get(), ec);
+  if (ec) {
+    return Fail(ec.value(), "rpc listen", ec.message());
+  }
+  (void)fd.release();  // listener_ owns it now
+  return Ok();
+}
+
 Result<void> Server::Listen(const std::string& path, mode_t mode, std::optional<gid_t> group) {
+  if (listener_.is_open()) {
+    return Fail(EBUSY, "rpc listen", "the server already has a listening socket");
+  }
   UniqueFd fd = VFIOD_TRY(ListenUnix(path, mode, group));
-  listener_.assign(fd.release());
+  VFIOD_TRY(AssignListener(std::move(fd)));
   unlink_path_ = path;
   spdlog::info("rpc: listening on {} (mode {:o})", path, mode);
   return Ok();
@@ -43,7 +59,7 @@ Result<void> Server::Listen(const std::string& path, mode_t mode, std::optional<
 
 Result<void> Server::Adopt(UniqueFd listening_fd) {
   UniqueFd fd = VFIOD_TRY(AdoptListeningSocket(std::move(listening_fd)));
-  listener_.assign(fd.release());
+  VFIOD_TRY(AssignListener(std::move(fd)));
   spdlog::info("rpc: serving inherited socket fd {}", listener_.native_handle());
   return Ok();
 }

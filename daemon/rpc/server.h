@@ -44,12 +44,12 @@ class Server {
   /// first: pending io handlers refer to the server.
   ~Server();
 
-  /// Creates the listening socket at `path` (see ListenUnix for the errnos);
-  /// Stop() removes the file again.
+  /// Creates the listening socket at `path` (see ListenUnix for the errnos;
+  /// EBUSY if the server has one already); Stop() removes the file again.
   [[nodiscard]] Result<void> Listen(const std::string& path, mode_t mode,
                                     std::optional<gid_t> group = std::nullopt);
   /// Serves an inherited listening socket (socket activation); see
-  /// AdoptListeningSocket for the errnos.
+  /// AdoptListeningSocket for the errnos; EBUSY if the server has one already.
   [[nodiscard]] Result<void> Adopt(UniqueFd listening_fd);
 
   /// Adds a hook run for every closed connection. Only before Start().
@@ -64,6 +64,7 @@ class Server {
   [[nodiscard]] std::size_t connection_count() const { return connection_count_.load(); }
 
  private:
+  Result<void> AssignListener(UniqueFd fd);
   void WaitAccept();
   void AcceptPending();
   void Serve(UniqueFd fd);

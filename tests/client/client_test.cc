@@ -76,6 +76,10 @@ MethodRegistry ClientRegistry(Gate& gate) {
 
 class ClientTest : public ::testing::Test {
  protected:
+  // A failed assertion must not leave a handler blocked: the server's
+  // destructor joins the worker pool.
+  void TearDown() override { gate_.Open(); }
+
   Client Connect() {
     auto c = Client::Connect(server_.socket_path());
     EXPECT_TRUE(c) << c.error().message();

@@ -116,6 +116,10 @@ class ServerConcurrency : public ::testing::Test {
       seen_.closed.emplace_back(id, peer.uid);
     }};
   }
+  // A failed assertion must not leave a handler blocked: the server's
+  // destructor joins the worker pool.
+  void TearDown() override { gate_.Open(); }
+
   size_t ClosedCount() {
     std::lock_guard lock(seen_.mu);
     return seen_.closed.size();
