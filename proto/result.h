@@ -32,7 +32,8 @@ using Result = std::expected<T, Error>;
                                                 std::string detail = {});
 
 /// An error that did not come from a failing syscall (argument checks etc.).
-[[nodiscard]] inline std::unexpected<Error> Fail(int code, std::string op, std::string detail = {}) {
+[[nodiscard]] inline std::unexpected<Error> Fail(int code, std::string op,
+                                                 std::string detail = {}) {
   return std::unexpected<Error>(Error{code, std::move(op), std::move(detail)});
 }
 
@@ -43,11 +44,11 @@ using Result = std::expected<T, Error>;
 
 /// Propagates the error of a Result-valued expression, else yields its value.
 /// Usage: auto fd = VFIOD_TRY(kernel.open(path, O_RDWR));
-#define VFIOD_TRY(expr)                                              \
-  __extension__({                                                    \
-    auto vfiod_try_result_ = (expr);                                 \
-    if (!vfiod_try_result_) {                                        \
-      return std::unexpected(std::move(vfiod_try_result_).error());  \
-    }                                                                \
-    std::move(vfiod_try_result_).value();                            \
+#define VFIOD_TRY(expr)                                             \
+  __extension__({                                                   \
+    auto vfiod_try_result_ = (expr);                                \
+    if (!vfiod_try_result_) {                                       \
+      return std::unexpected(std::move(vfiod_try_result_).error()); \
+    }                                                               \
+    std::move(vfiod_try_result_).value();                           \
   })

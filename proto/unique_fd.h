@@ -48,7 +48,7 @@ class UniqueFd {
   static void CloseOrDie(int fd) {
     int saved = errno;
     if (::close(fd) < 0 && errno == EBADF) {
-      std::fprintf(stderr, "vfiod: close(%d): EBADF, fd closed twice\n", fd);
+      (void)std::fprintf(stderr, "vfiod: close(%d): EBADF, fd closed twice\n", fd);
       std::abort();
     }
     errno = saved;
