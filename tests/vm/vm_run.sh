@@ -84,6 +84,8 @@ echo "AS_USER=$as_user" >"$share/vm.conf"
 chmod -R a+rX "$run"
 truncate -s 16M "$run/nvme.img"
 
+# QEMU option values double their commas.
+qesc() { echo "${1//,/,,}"; }
 append="console=ttyS0 quiet panic=-1 intel_iommu=on"
 append+=" hugepagesz=1G hugepages=1 hugepagesz=2M hugepages=64"
 # shellcheck disable=SC2054  # commas separate QEMU sub-options
@@ -94,12 +96,12 @@ qemu_args=(
   -device intel-iommu,intremap=on,caching-mode=on
   -device edu
   -object memory-backend-ram,id=hostmem,size=64M -device ivshmem-plain,memdev=hostmem
-  -drive file="$run/nvme.img",if=none,id=nvm,format=raw -device nvme,serial=vfiod-vm,drive=nvm
+  -drive file="$(qesc "$run/nvme.img")",if=none,id=nvm,format=raw -device nvme,serial=vfiod-vm,drive=nvm
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
-  -virtfs local,path="$share",mount_tag=share,security_model=none
-  -chardev file,id=con,path="$log" -serial chardev:con
-  -chardev file,id=out,path="$run/stdout",append=on -serial chardev:out
-  -chardev file,id=err,path="$run/stderr",append=on -serial chardev:err
+  -virtfs local,path="$(qesc "$share")",mount_tag=share,security_model=none
+  -chardev file,id=con,path="$(qesc "$log")" -serial chardev:con
+  -chardev file,id=out,path="$(qesc "$run/stdout")",append=on -serial chardev:out
+  -chardev file,id=err,path="$(qesc "$run/stderr")",append=on -serial chardev:err
   -kernel "$kernel" -initrd "$initrd" -append "$append"
 )
 timeout -k 10 "$timeout_s" "$qemu" "${qemu_args[@]}" </dev/null >"$run/qemu.log" 2>&1 &
