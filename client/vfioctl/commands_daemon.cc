@@ -1,0 +1,120 @@
+// Top-level verbs about the daemon itself: ping, version, status, stats, and
+// `rpc METHOD [PARAMS]`, a passthrough to any method.
+#include <chrono>
+#include <string>
+
+#include "vfioctl/commands.h"
+#include "vfioctl/format.h"
+#include "vfioctl/sizes.h"
+#include "vfioctl/table.h"
+
+namespace vfiod::vfioctl {
+
+using nlohmann::json;
+
+namespace {
+
+CmdResult Ping(Session& session) {
+  auto start = std::chrono::steady_clock::now();
+  auto reply = session.Call("ping");
+  if (!reply) {
+    return std::unexpected(std::move(reply).error());
+  }
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
+                                                                  start)
+                .count();
+  session.Emit(reply->result, [&](std::ostream& out) {
+    out << "vfiod is alive at " << session.options().socket << " (round trip " << us << " us)\n";
+  });
+  return {};
+}
+
+void PrintStatus(std::ostream& out, const json& s) {
+  PrintField(out, "version", Field(s, "version") + " (API " + Field(s, "api_version") + ")");
+  PrintField(out, "kernel", Field(s, "kernel"));
+  std::string ext;
+  for (const auto& [name, on] : Member(s, "extensions").items()) {
+    ext += (ext.empty() ? "" : " ") + name + (on.is_boolean() && on.get<bool>() ? "=yes" : "=no");
+  }
+  PrintField(out, "extensions", ext.empty() ? "-" : ext);
+  PrintField(out, "uptime", Field(s, "uptime_s") + " s");
+  PrintField(out, "clients", Field(s, "clients"));
+  PrintField(out, "containers", Field(s, "containers"));
+  PrintField(out, "mappings", Field(s, "mappings"));
+  PrintField(out, "locked memory", SizeField(s, "locked_bytes"));
+  PrintField(out, "dma entries", Field(s, "dma_entries"));
+}
+
+std::string Counters(const json& c) {
+  return Field(c, "calls") + " calls, " + SizeField(c, "bytes") + ", " + Field(c, "ioctls") +
+         " ioctls";
+}
+
+void PrintStats(std::ostream& out, const json& s) {
+  PrintField(out, "requests", Field(s, "requests"));
+  PrintField(out, "errors", Field(s, "errors"));
+  PrintField(out, "map", Counters(Member(s, "map")));
+  PrintField(out, "unmap", Counters(Member(s, "unmap")));
+  Table table({"METHOD", "CALLS", "ERRORS", "AVG_US", "MAX_US"});
+  for (const auto& [name, m] : Member(s, "by_method").items()) {
+    uint64_t calls = m.value("calls", uint64_t{0});
+    uint64_t total = m.value("total_us", uint64_t{0});
+    table.AddRow({name, Field(m, "calls"), Field(m, "errors"),
+                  calls ? std::to_string(total / calls) : "-", Field(m, "max_us")});
+  }
+  out << '\n';
+  table.Print(out);
+}
+
+struct RpcOptions {
+  std::string method;
+  std::string params;
+};
+
+CmdResult Rpc(Session& session, const RpcOptions& o) {
+  json params = nullptr;
+  if (!o.params.empty()) {
+    params = json::parse(o.params, nullptr, false);
+    if (params.is_discarded() || !(params.is_object() || params.is_array())) {
+      return UsageError(
+          "rpc: PARAMS must be a JSON object or array, e.g. '{\"bdf\": \"0000:00:03.0\"}'");
+    }
+  }
+  auto reply = session.Call(o.method, params);
+  if (!reply) {
+    return std::unexpected(std::move(reply).error());
+  }
+  session.Emit(reply->result, [&](std::ostream& out) {
+    out << reply->result.dump(2, ' ', false, json::error_handler_t::replace) << '\n';
+    if (!reply->fds.empty()) {
+      out << "(the reply carried " << reply->fds.size()
+          << " fd(s); vfioctl closes them when it exits)\n";
+    }
+  });
+  return {};
+}
+
+}  // namespace
+
+void AddDaemonCommands(CLI::App& app, Dispatch& dispatch) {
+  OnParsed(app.add_subcommand("ping", "Check that vfiod answers"), dispatch, Ping);
+  OnParsed(app.add_subcommand("version", "The daemon's version and API version"), dispatch,
+           [](Session& s) {
+             return CallAndEmit(s, "version", nullptr, [](std::ostream& out, const json& r) {
+               out << "vfiod " << Field(r, "version") << ", API " << Field(r, "api") << '\n';
+             });
+           });
+  OnParsed(app.add_subcommand("status", "Daemon status: kernel, extensions, totals"), dispatch,
+           [](Session& s) { return CallAndEmit(s, "status", nullptr, PrintStatus); });
+  OnParsed(app.add_subcommand("stats", "Request and map/unmap counters"), dispatch,
+           [](Session& s) { return CallAndEmit(s, "stats", nullptr, PrintStats); });
+
+  auto o = std::make_shared<RpcOptions>();
+  CLI::App* rpc = app.add_subcommand(
+      "rpc", "Call any method: vfioctl rpc METHOD ['{\"param\": ...}'] (prints the result JSON)");
+  rpc->add_option("method", o->method, "method name, e.g. device.info")->required();
+  rpc->add_option("params", o->params, "params as a JSON object or array");
+  OnParsed(rpc, dispatch, [o](Session& s) { return Rpc(s, *o); });
+}
+
+}  // namespace vfiod::vfioctl

@@ -1,0 +1,40 @@
+// Running the vfioctl binary (or another program) as a child process and
+// collecting its exit status and output, optionally as another uid and with
+// an extra inherited descriptor.
+#pragma once
+
+#include <sys/types.h>
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace vfiod::vfioctl_test {
+
+struct RunResult {
+  int exit = -1;  ///< exit status; 128 + signal when killed
+  std::string out;
+  std::string err;
+
+  /// stdout parsed as JSON (discarded when it is not one JSON value).
+  [[nodiscard]] nlohmann::json Json() const;
+  /// Everything, for failure messages.
+  [[nodiscard]] std::string Describe() const;
+};
+
+struct RunOptions {
+  std::optional<uid_t> uid;      ///< drop to this uid (and gid) first
+  int pass_fd = -1;              ///< dup2'd to descriptor 3 in the child
+  std::vector<std::string> env;  ///< "NAME=value", added to a minimal environment
+};
+
+/// Runs `program` with `args` and waits for it.
+[[nodiscard]] RunResult Run(const std::string& program, const std::vector<std::string>& args,
+                            const RunOptions& options = {});
+
+/// Runs vfioctl with `args` (the caller puts --socket etc. in them).
+[[nodiscard]] RunResult Vfioctl(const std::vector<std::string>& args,
+                                const RunOptions& options = {});
+
+}  // namespace vfiod::vfioctl_test

@@ -1,0 +1,192 @@
+// vfioctl's exit codes (1 bad arguments, 2 daemon unreachable, 3 refused by
+// policy, 4 other daemon error, 5 timeout), each with one line on stderr; and
+// the VM runs: vfioctl and the edu_dma example as uid 65534 on the real kernel.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "daemon_harness.h"
+#include "run_vfioctl.h"
+
+namespace vfiod::vfioctl_test {
+namespace {
+
+using itest::Daemon;
+using itest::kEdu;
+using itest::kIvshmem;
+using itest::kNobody;
+using nlohmann::json;
+
+size_t Lines(const std::string& text) { return std::count(text.begin(), text.end(), '\n'); }
+
+#define EXPECT_EXIT_CODE(r, code)                    \
+  do {                                               \
+    EXPECT_EQ((r).exit, code) << (r).Describe();     \
+    EXPECT_EQ(Lines((r).err), 1u) << (r).Describe(); \
+    EXPECT_TRUE((r).out.empty()) << (r).Describe();  \
+  } while (0)
+
+class VfioctlErrorsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (itest::InVm()) {
+      GTEST_SKIP() << "host test (model kernel)";
+    }
+    daemon_ = std::make_unique<Daemon>();
+  }
+  RunResult Ctl(std::vector<std::string> args, RunOptions options = {}) {
+    args.insert(args.begin(), {"--socket", daemon_->socket()});
+    return Vfioctl(args, options);
+  }
+  /// As uid 65534, whom the default policy grants edu only, with a 4 MiB quota.
+  RunResult AsNobody(std::vector<std::string> args) {
+    return Ctl(std::move(args), RunOptions{.uid = kNobody});
+  }
+  std::unique_ptr<Daemon> daemon_;
+};
+
+TEST(VfioctlExit, DaemonAbsentIs2) {
+  RunResult r = Vfioctl({"--socket", "/nonexistent/vfiod.sock", "ping"});
+  EXPECT_EXIT_CODE(r, 2);
+  EXPECT_NE(r.err.find("cannot reach vfiod at /nonexistent/vfiod.sock"), std::string::npos)
+      << r.err;
+}
+
+TEST(VfioctlExit, BadCommandLinesAre1) {
+  EXPECT_EQ(Vfioctl({}).exit, 1);
+  EXPECT_EQ(Vfioctl({"frobnicate"}).exit, 1);
+  EXPECT_EQ(Vfioctl({"device"}).exit, 1);                // a noun without a verb
+  EXPECT_EQ(Vfioctl({"dma", "alloc", "demo"}).exit, 1);  // no size
+  RunResult size = Vfioctl({"dma", "alloc", "demo", "2X"});
+  EXPECT_EQ(size.exit, 1);
+  EXPECT_NE(size.err.find("2X"), std::string::npos) << size.err;
+  EXPECT_EQ(Vfioctl({"dma", "alloc", "demo", "2M", "--backing", "5k"}).exit, 1);
+  EXPECT_EQ(Vfioctl({"dma", "map-fd", "demo"}).exit, 1);  // neither --fd nor --file
+  EXPECT_EQ(Vfioctl({"--timeout", "-1", "ping"}).exit, 1);
+  RunResult help = Vfioctl({"--help"});
+  EXPECT_EQ(help.exit, 0);
+  EXPECT_NE(help.out.find("Exit status"), std::string::npos) << help.out;
+}
+
+TEST(VfioctlExit, NoReplyWithinTheTimeoutIs5) {
+  // A socket that accepts connections (backlog) but never answers.
+  std::string dir = (std::filesystem::temp_directory_path() / "vfioctl-silent-XXXXXX").string();
+  ASSERT_NE(::mkdtemp(dir.data()), nullptr);
+  std::string path = dir + "/silent.sock";
+  UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path.c_str());
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(listener.get(), 4), 0);
+  RunResult r = Vfioctl({"--socket", path, "--timeout", "0.2", "ping"});
+  EXPECT_EXIT_CODE(r, 5);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_F(VfioctlErrorsTest, InvalidParamsFromTheDaemonAre1) {
+  RunResult r = Ctl({"rpc", "device.info", R"({"bdf": 5})"});
+  EXPECT_EXIT_CODE(r, 1);
+  EXPECT_EXIT_CODE(Ctl({"rpc", "device.info", "{not json"}), 1);
+}
+
+TEST_F(VfioctlErrorsTest, PolicyRefusalsAre3) {
+  // ivshmem is not in nobody's rule.
+  RunResult r = AsNobody({"container", "create", kIvshmem, "--name", "x"});
+  EXPECT_EXIT_CODE(r, 3);
+  EXPECT_NE(r.err.find("container.create"), std::string::npos) << r.err;
+  EXPECT_EXIT_CODE(AsNobody({"device", "unbind", kEdu}), 3);  // root_only
+  EXPECT_EXIT_CODE(AsNobody({"device", "bind", kEdu}), 3);    // no may_bind
+  // Quota: 4 MiB of locked memory.
+  ASSERT_EQ(AsNobody({"container", "create", kEdu, "--name", "q"}).exit, 0);
+  EXPECT_EXIT_CODE(AsNobody({"dma", "alloc", "q", "8M"}), 3);
+  RunResult fits = AsNobody({"dma", "alloc", "q", "2M"});
+  EXPECT_EQ(fits.exit, 0) << fits.Describe();
+  // Root sees nobody's container but the policy refuses nobody nothing here.
+  EXPECT_EQ(AsNobody({"container", "destroy", "q"}).exit, 0);
+}
+
+TEST_F(VfioctlErrorsTest, OtherDaemonErrorsAre4) {
+  RunResult r = Ctl({"device", "info", "0000:00:09.0"});
+  EXPECT_EXIT_CODE(r, 4);
+  EXPECT_NE(r.err.find("device.info"), std::string::npos) << r.err;
+  EXPECT_EXIT_CODE(Ctl({"dma", "free", "999"}), 4);
+  EXPECT_EXIT_CODE(Ctl({"dma", "info", "nosuchmapping"}), 4);
+  EXPECT_EXIT_CODE(Ctl({"container", "info", "nosuchcontainer"}), 4);
+  EXPECT_EXIT_CODE(Ctl({"rpc", "no.such.method"}), 4);
+  ASSERT_EQ(Ctl({"container", "create", kEdu, "--name", "busy"}).exit, 0);
+  EXPECT_EXIT_CODE(Ctl({"container", "create", kEdu}), 4);  // the group is in use
+}
+
+// --- in the test VM: the real kernel, vfioctl and edu_dma as uid 65534 ---------
+
+/// The VM's edu address, or nullptr (then the test skips).
+const char* VmEdu() { return itest::InVm() ? std::getenv("VFIOD_EDU_BDF") : nullptr; }
+
+json VmPolicy(const std::string& edu) {
+  return {{"rules", json::array({{{"users", json::array({kNobody})},
+                                  {"devices", json::array({edu})},
+                                  {"quota", {{"locked_bytes", "64M"}}}}})}};
+}
+
+TEST(VfioctlVm, SessionAsNobodyOnTheRealKernel) {
+  const char* edu = VmEdu();
+  if (edu == nullptr || ::geteuid() != 0) {
+    GTEST_SKIP() << "runs as root inside the test VM (tests/vm/vm_run.sh)";
+  }
+  Daemon daemon(VmPolicy(edu), "1G");
+  auto ctl = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"--socket", daemon.socket()});
+    return Vfioctl(args, RunOptions{.uid = kNobody});
+  };
+  json status = ctl({"--json", "status"}).Json();
+  EXPECT_EQ(status["kernel"], "linux") << status;
+  RunResult list = ctl({"device", "list"});
+  EXPECT_EQ(list.exit, 0) << list.Describe();
+  EXPECT_NE(list.out.find(edu), std::string::npos) << list.out;
+  RunResult create = ctl({"container", "create", edu, "--name", "vm"});
+  ASSERT_EQ(create.exit, 0) << create.Describe();
+  EXPECT_NE(create.out.find("4K, 2M, 1G"), std::string::npos) << create.out;
+  RunResult alloc = ctl({"--json", "dma", "alloc", "vm", "4M", "--backing", "hugetlb-2m",
+                         "--dma-mask-bits", "28", "--name", "buf"});
+  ASSERT_EQ(alloc.exit, 0) << alloc.Describe();
+  EXPECT_LT(alloc.Json()["iova"].get<uint64_t>(), 1ull << 28);
+  json info = ctl({"--json", "dma", "info", "buf"}).Json();
+  ASSERT_TRUE(info.contains("contiguity")) << info;
+  EXPECT_EQ(info["contiguity"]["folios"]["2M"], 2) << info;
+  EXPECT_EQ(ctl({"dma", "alloc", "vm", "128M"}).exit, 3);  // over the 64M quota
+  RunResult destroy = ctl({"--json", "container", "destroy", "vm"});
+  EXPECT_EQ(destroy.exit, 0) << destroy.Describe();
+  EXPECT_EQ(destroy.Json()["unmapped_bytes"], 4u << 20);
+}
+
+TEST(EduDmaExampleVm, RoundTripWithMsiAsNobody) {
+  const char* edu = VmEdu();
+  if (edu == nullptr || ::geteuid() != 0) {
+    GTEST_SKIP() << "runs as root inside the test VM (tests/vm/vm_run.sh)";
+  }
+  Daemon daemon(VmPolicy(edu), "1G");
+  RunOptions nobody{.uid = kNobody};
+  // Its own container.
+  RunResult own = Run(EDU_DMA_BINARY, {"--socket", daemon.socket(), "--bdf", edu}, nobody);
+  EXPECT_EQ(own.exit, 0) << own.Describe();
+  EXPECT_NE(own.out.find("all 2048 bytes match"), std::string::npos) << own.out;
+  // A named container made by vfioctl, 4K pages this time.
+  ASSERT_EQ(
+      Vfioctl({"--socket", daemon.socket(), "container", "create", edu, "--name", "demo"}, nobody)
+          .exit,
+      0);
+  RunResult named = Run(EDU_DMA_BINARY,
+                        {"--socket", daemon.socket(), "--bdf", edu, "--container", "demo",
+                         "--backing", "4k", "--size", "64K", "--bytes", "4000"},
+                        nobody);
+  EXPECT_EQ(named.exit, 0) << named.Describe();
+  EXPECT_NE(named.out.find("all 4000 bytes match"), std::string::npos) << named.out;
+  EXPECT_NE(named.out.find("named container 'demo'"), std::string::npos) << named.out;
+}
+
+}  // namespace
+}  // namespace vfiod::vfioctl_test
