@@ -1,0 +1,239 @@
+// The service core on the model kernel (through a fault-injecting wrapper):
+// what a session owns is released when it closes, owners are isolated,
+// quotas are checked before any ioctl, a failed map gives its reservation
+// back, and a session that dies during a map leaves nothing mapped.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "kernel/fault_kernel.h"
+#include "kernel/model_kernel.h"
+#include "service/service.h"
+
+namespace vfiod::service {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr const char* kEdu = "0000:00:03.0";
+constexpr const char* kIvshmem = "0000:00:04.0";
+constexpr uid_t kUser = 1000;
+
+void Write(const fs::path& p, const std::string& text) { std::ofstream(p) << text; }
+
+/// A sysfs tree with edu (group 3) and ivshmem (group 4) bound to vfio-pci.
+void MakeTree(const fs::path& root) {
+  fs::create_directories(root / "bus/pci/drivers/vfio-pci");
+  struct Dev {
+    const char* bdf;
+    const char* vendor;
+    const char* device;
+    int group;
+  };
+  for (const Dev& d : {Dev{kEdu, "0x1234", "0x11e8", 3}, Dev{kIvshmem, "0x1af4", "0x1110", 4}}) {
+    fs::path dir = root / "bus/pci/devices" / d.bdf;
+    fs::create_directories(dir);
+    Write(dir / "vendor", std::string(d.vendor) + "\n");
+    Write(dir / "device", std::string(d.device) + "\n");
+    Write(dir / "class", "0x00ff00\n");
+    Write(dir / "numa_node", "-1\n");
+    Write(dir / "resource", "0x00000000fea00000 0x00000000feafffff 0x0000000000040200\n");
+    fs::path g = root / "kernel/iommu_groups" / std::to_string(d.group);
+    fs::create_directories(g / "devices");
+    fs::create_directory_symlink(dir, g / "devices" / d.bdf);
+    fs::create_directory_symlink(g, dir / "iommu_group");
+    fs::create_directory_symlink(root / "bus/pci/drivers/vfio-pci", dir / "driver");
+  }
+}
+
+kernel::ModelTopology Topology() {
+  kernel::ModelTopology t;
+  for (auto [bdf, group] : {std::pair{kEdu, 3}, std::pair{kIvshmem, 4}}) {
+    kernel::ModelDevice d;
+    d.bdf = bdf;
+    d.vendor_id = 0x1234;
+    d.device_id = 0x11e8;
+    kernel::ModelRegion bar;
+    bar.index = 0;
+    bar.size = 1 << 20;
+    d.regions.push_back(bar);
+    t.groups.push_back(kernel::ModelGroup{group, {d}});
+  }
+  return t;
+}
+
+class SessionServiceTest : public ::testing::Test {
+ protected:
+  SessionServiceTest() : model_(Topology()) {
+    std::string tmpl = (fs::temp_directory_path() / "vfiod-svc-XXXXXX").string();
+    root_ = ::mkdtemp(tmpl.data());
+    MakeTree(root_);
+    Config config;
+    config.limits.map_chunk_bytes = 2 << 20;
+    PolicyRule rule;
+    rule.uids = {kUser};
+    DevicePattern edu;
+    edu.kind = DevicePattern::Kind::kBdf;
+    edu.bdf = kEdu;
+    rule.devices = {edu};
+    rule.quota = Quota{.locked_bytes = 4 << 20, .mappings = 2, .containers = 1};
+    config.policy.rules = {rule};
+    auto faulty = std::make_unique<kernel::FaultInjectingKernel>(model_);
+    faulty_ = faulty.get();
+    service_ = std::make_unique<Service>(config, std::move(faulty), vfio::PciSysfs(root_));
+    baseline_fds_ = model_.OpenFdCount();
+  }
+  ~SessionServiceTest() override {
+    service_.reset();
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+  }
+  Caller Open(uid_t uid) {
+    Identity id{uid, uid, {}};
+    return Caller{service_->OpenSession(id), id};
+  }
+  AllocRequest Alloc4K(ContainerId c, uint64_t size) {
+    AllocRequest r;
+    r.container = c;
+    r.size = size;
+    return r;
+  }
+
+  kernel::ModelKernel model_;  // outlives the service, which uses it through faulty_
+  kernel::FaultInjectingKernel* faulty_ = nullptr;
+  fs::path root_;
+  std::unique_ptr<Service> service_;
+  size_t baseline_fds_ = 0;
+};
+
+TEST_F(SessionServiceTest, ClosingASessionReleasesEverythingItOwns) {
+  Caller a = Open(0);
+  auto c = service_->CreateContainer(a, {kEdu, kIvshmem}, "");
+  ASSERT_TRUE(c.has_value()) << c.error().error.message();
+  auto m = service_->Alloc(a, Alloc4K(c->id, 1 << 20), {});
+  ASSERT_TRUE(m.has_value()) << m.error().error.message();
+  auto bar = service_->MapBar(a, MapBarRequest{c->id, kIvshmem, 0, {}, ""});
+  ASSERT_TRUE(bar.has_value()) << bar.error().error.message();
+  auto dev = service_->OpenDevice(a, c->id, kEdu);
+  ASSERT_TRUE(dev.has_value()) << dev.error().error.message();
+  EXPECT_EQ(model_.LockedBytes(), 1u << 20);
+  EXPECT_EQ(service_->Status().mappings, 2u);
+  EXPECT_GT(model_.OpenFdCount(), baseline_fds_);
+
+  service_->CloseSession(a.session);
+  StatusView s = service_->Status();
+  EXPECT_EQ(s.clients, 0u);
+  EXPECT_EQ(s.containers, 0u);
+  EXPECT_EQ(s.mappings, 0u);
+  EXPECT_EQ(s.locked_bytes, 0u);
+  EXPECT_EQ(model_.LockedBytes(), 0u);
+  EXPECT_EQ(model_.OpenFdCount(), baseline_fds_);  // device, groups, container all closed
+  // The groups are free for a new container.
+  Caller b = Open(0);
+  EXPECT_TRUE(service_->CreateContainer(b, {kEdu}, "").has_value());
+}
+
+TEST_F(SessionServiceTest, OwnersAreIsolated) {
+  Caller a = Open(kUser);
+  Caller b = Open(kUser + 1);
+  auto c = service_->CreateContainer(a, {kEdu}, "");
+  ASSERT_TRUE(c.has_value());
+  auto m = service_->Alloc(a, Alloc4K(c->id, 4096), {});
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(service_->ContainerInfo(b, c->id).error().kind, ErrorKind::kNotFound);
+  EXPECT_EQ(service_->FreeMapping(b, m->mapping.id).error().kind, ErrorKind::kNotFound);
+  EXPECT_EQ(service_->DestroyContainer(b, c->id).error().kind, ErrorKind::kNotFound);
+  EXPECT_EQ(service_->Alloc(b, Alloc4K(c->id, 4096), {}).error().kind, ErrorKind::kNotFound);
+  EXPECT_TRUE(service_->ListContainers(b).empty());
+  EXPECT_TRUE(service_->ListMappings(b, std::nullopt)->empty());
+  // b's uid has no rule at all: the policy refuses it any device.
+  EXPECT_EQ(service_->CreateContainer(b, {kEdu}, "").error().kind, ErrorKind::kPermission);
+  // Root sees everything.
+  Caller root = Open(0);
+  EXPECT_EQ(service_->ListContainers(root).size(), 1u);
+}
+
+TEST_F(SessionServiceTest, QuotaIsCheckedBeforeAnyIoctl) {
+  Caller a = Open(kUser);
+  auto c = service_->CreateContainer(a, {kEdu}, "");
+  ASSERT_TRUE(c.has_value());
+  uint64_t maps = faulty_->IoctlCalls("VFIO_IOMMU_MAP_DMA");
+  auto big = service_->Alloc(a, Alloc4K(c->id, 8 << 20), {});
+  ASSERT_FALSE(big.has_value());
+  EXPECT_EQ(big.error().kind, ErrorKind::kQuota);
+  EXPECT_EQ(faulty_->IoctlCalls("VFIO_IOMMU_MAP_DMA"), maps);
+  EXPECT_EQ(service_->CreateContainer(a, {kIvshmem}, "").error().kind, ErrorKind::kPermission);
+  ASSERT_TRUE(service_->Alloc(a, Alloc4K(c->id, 2 << 20), {}).has_value());
+  ASSERT_TRUE(service_->Alloc(a, Alloc4K(c->id, 2 << 20), {}).has_value());
+  EXPECT_EQ(service_->Alloc(a, Alloc4K(c->id, 4096), {}).error().kind, ErrorKind::kQuota);
+}
+
+TEST_F(SessionServiceTest, FailedMapGivesItsReservationBack) {
+  Caller a = Open(kUser);
+  auto c = service_->CreateContainer(a, {kEdu}, "");
+  ASSERT_TRUE(c.has_value());
+  // The second of two chunks fails: the engine rolls back, the quota is whole.
+  faulty_->Arm(kernel::Fault::Ioctl("VFIO_IOMMU_MAP_DMA", 2, ENOMEM));
+  auto failed = service_->Alloc(a, Alloc4K(c->id, 4 << 20), {});
+  ASSERT_FALSE(failed.has_value());
+  EXPECT_EQ(failed.error().kind, ErrorKind::kKernel);
+  EXPECT_EQ(failed.error().error.code, ENOMEM);
+  EXPECT_EQ(model_.LockedBytes(), 0u);
+  EXPECT_EQ(service_->Status().mappings, 0u);
+  faulty_->Clear();
+  EXPECT_TRUE(service_->Alloc(a, Alloc4K(c->id, 4 << 20), {}).has_value());
+}
+
+TEST_F(SessionServiceTest, NamedContainerOutlivesItsSessionUntilShutdown) {
+  Caller a = Open(kUser);
+  auto c = service_->CreateContainer(a, {kEdu}, "ring");
+  ASSERT_TRUE(c.has_value());
+  AllocRequest named = Alloc4K(c->id, 4096);
+  named.name = "keep";
+  ASSERT_TRUE(service_->Alloc(a, named, {}).has_value());
+  ASSERT_TRUE(service_->Alloc(a, Alloc4K(c->id, 8192), {}).has_value());
+  service_->CloseSession(a.session);
+  StatusView s = service_->Status();
+  EXPECT_EQ(s.containers, 1u);
+  EXPECT_EQ(s.mappings, 1u);  // the unnamed one went with the session
+  EXPECT_EQ(model_.LockedBytes(), 4096u);
+  // The same user comes back and finds it; another needs the policy to attach.
+  Caller again = Open(kUser);
+  EXPECT_EQ(service_->ListContainers(again).size(), 1u);
+  Caller other = Open(kUser + 1);
+  EXPECT_EQ(service_->AttachContainer(other, "ring").error().kind, ErrorKind::kPermission);
+  service_->Shutdown();
+  EXPECT_EQ(model_.LockedBytes(), 0u);
+  EXPECT_EQ(model_.OpenFdCount(), baseline_fds_);
+}
+
+TEST_F(SessionServiceTest, SessionClosedDuringAMapLeavesNothingMapped) {
+  Caller a = Open(0);
+  // A named container survives the session, so only the map's own check can
+  // release a mapping that completes after its session closed.
+  auto c = service_->CreateContainer(a, {kEdu}, "survivor");
+  ASSERT_TRUE(c.has_value());
+  std::thread closer;
+  ProgressFn progress = [&](uint64_t, uint64_t) {
+    if (closer.joinable()) {
+      return;
+    }
+    closer = std::thread([&] { service_->CloseSession(a.session); });
+    while (service_->Status().clients != 0) {  // the session is gone at once
+      std::this_thread::yield();
+    }
+  };
+  auto m = service_->Alloc(a, Alloc4K(c->id, 8 << 20), progress);
+  closer.join();
+  ASSERT_FALSE(m.has_value());
+  EXPECT_EQ(m.error().error.code, ECONNRESET);
+  EXPECT_EQ(model_.LockedBytes(), 0u);
+  StatusView s = service_->Status();
+  EXPECT_EQ(s.mappings, 0u);
+  EXPECT_EQ(s.containers, 1u);
+  EXPECT_EQ(s.locked_bytes, 0u);
+}
+
+}  // namespace
+}  // namespace vfiod::service
