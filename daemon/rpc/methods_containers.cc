@@ -71,12 +71,14 @@ uint64_t PageOf(service::AllocBacking b) {
   }
 }
 
+/// Reports progress when `wanted`, and abandons the map once the connection
+/// has closed (the reply would go nowhere).
 service::ProgressFn ProgressTo(CallContext& ctx, bool wanted) {
-  if (!wanted) {
-    return {};
-  }
-  return [&ctx](uint64_t done, uint64_t total) {
-    ctx.Notify("dma.progress", json{{"done_bytes", done}, {"total_bytes", total}});
+  return [&ctx, wanted](uint64_t done, uint64_t total) {
+    if (wanted) {
+      ctx.Notify("dma.progress", json{{"done_bytes", done}, {"total_bytes", total}});
+    }
+    return !ctx.cancelled();
   };
 }
 

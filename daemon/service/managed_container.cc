@@ -154,11 +154,8 @@ Result<MapResult> ManagedContainer::Alloc(MappingId mapping, const AllocRequest&
   map.size = request.size;
   map.fixed_iova = request.placement.iova;
   map.max_iova = MaxIova(request.placement);
-  if (progress) {
-    map.on_chunk = [&](const dma::MapProgress& p) { progress(p.bytes_done, p.bytes_total); };
-  }
   UniqueFd client_fd = VFIOD_TRY(DupForClient(backing->fd()));
-  dma::MappingReport report = VFIOD_TRY(state_->space->Map(std::move(map)));
+  dma::MappingReport report = VFIOD_TRY(MapInChunks(std::move(map), progress));
   state_->engine_ids[mapping] = report.id;
   RefreshInfo();
   return MapResult{ViewOf(mapping, id_, report, std::string(AllocBackingName(request.backing))),
@@ -174,13 +171,29 @@ Result<MapResult> ManagedContainer::MapFd(MappingId mapping, MapFdRequest reques
   map.size = request.size;
   map.fixed_iova = request.placement.iova;
   map.max_iova = MaxIova(request.placement);
-  if (progress) {
-    map.on_chunk = [&](const dma::MapProgress& p) { progress(p.bytes_done, p.bytes_total); };
-  }
-  dma::MappingReport report = VFIOD_TRY(state_->space->Map(std::move(map)));
+  dma::MappingReport report = VFIOD_TRY(MapInChunks(std::move(map), progress));
   state_->engine_ids[mapping] = report.id;
   RefreshInfo();
   return MapResult{ViewOf(mapping, id_, report, "memfd"), UniqueFd()};
+}
+
+Result<dma::MappingReport> ManagedContainer::MapInChunks(dma::MapRequest map,
+                                                         const ProgressFn& progress) {
+  std::unique_ptr<dma::MapJob> job = VFIOD_TRY(state_->space->BeginMap(std::move(map)));
+  for (;;) {
+    bool done = VFIOD_TRY(job->Step());
+    dma::MapProgress p = job->progress();
+    bool go_on = !progress || progress(p.bytes_done, p.bytes_total);
+    if (done) {
+      return job->report();
+    }
+    if (!go_on) {
+      // Destroying the unfinished job unmaps its chunks and frees its IOVA.
+      return Fail(ECANCELED, "dma.map",
+                  "abandoned after " + std::to_string(p.bytes_done) + " of " +
+                      std::to_string(p.bytes_total) + " bytes");
+    }
+  }
 }
 
 Result<std::shared_ptr<vfio::Device>> ManagedContainer::DeviceFor(const std::string& bdf) {

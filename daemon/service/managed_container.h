@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "dma/engine.h"
 #include "kernel/kernel.h"
 #include "proto/result.h"
 #include "service/config.h"
@@ -72,6 +73,10 @@ class ManagedContainer {
   struct State;
   explicit ManagedContainer(ContainerId id);
   void RefreshInfo();
+  /// Maps `map` chunk by chunk, reporting to `progress` after each one and
+  /// abandoning (rolled back, ECANCELED) when it returns false.
+  [[nodiscard]] Result<dma::MappingReport> MapInChunks(dma::MapRequest map,
+                                                       const ProgressFn& progress);
   /// vfiod's fd of `bdf`, opened from whichever group holds it; needs mu().
   [[nodiscard]] Result<std::shared_ptr<vfio::Device>> DeviceFor(const std::string& bdf);
 

@@ -152,6 +152,9 @@ class Service {
   [[nodiscard]] SResult<MapResult> RunMap(const Caller& caller, ContainerId id,
                                           uint64_t pinned_bytes, const std::string& name,
                                           const MapWork& work);
+  /// Wraps `progress` so an unnamed map is abandoned once its session closed.
+  [[nodiscard]] ProgressFn WatchSession(const Caller& caller, const std::string& name,
+                                        const ProgressFn& progress);
   /// Tears down a container already removed from containers_ (takes its
   /// mutex, so waits for work in progress); forgets its mappings and groups.
   uint64_t Teardown(const ContainerSlot& slot);

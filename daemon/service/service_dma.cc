@@ -18,6 +18,20 @@ SResult<void> CheckSize(const char* op, uint64_t size) {
 
 }  // namespace
 
+ProgressFn Service::WatchSession(const Caller& caller, const std::string& name,
+                                 const ProgressFn& progress) {
+  return [this, session = caller.session, named = !name.empty(), &progress](uint64_t done,
+                                                                            uint64_t total) {
+    if (!named) {
+      std::lock_guard lock(mu_);  // allowed: the container's mutex may be held
+      if (!sessions_.contains(session)) {
+        return false;  // nobody will ever use or free this mapping
+      }
+    }
+    return !progress || progress(done, total);
+  };
+}
+
 SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_t pinned_bytes,
                                    const std::string& name, const MapWork& work) {
   std::shared_ptr<ManagedContainer> managed;
@@ -62,8 +76,9 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
 SResult<MapResult> Service::Alloc(const Caller& caller, const AllocRequest& request,
                                   const ProgressFn& progress) {
   VFIOD_TRY(CheckSize("dma.alloc", request.size));
+  ProgressFn watched = WatchSession(caller, request.name, progress);
   return RunMap(caller, request.container, request.size, request.name,
-                [&](ManagedContainer& c, MappingId id) { return c.Alloc(id, request, progress); });
+                [&](ManagedContainer& c, MappingId id) { return c.Alloc(id, request, watched); });
 }
 
 SResult<MapResult> Service::MapFd(const Caller& caller, MapFdRequest request,
@@ -71,8 +86,9 @@ SResult<MapResult> Service::MapFd(const Caller& caller, MapFdRequest request,
   VFIOD_TRY(CheckSize("dma.map_fd", request.size));
   const uint64_t size = request.size;
   std::string name = request.name;
+  ProgressFn watched = WatchSession(caller, name, progress);
   return RunMap(caller, request.container, size, name, [&](ManagedContainer& c, MappingId id) {
-    return c.MapFd(id, std::move(request), progress);
+    return c.MapFd(id, std::move(request), watched);
   });
 }
 

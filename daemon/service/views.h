@@ -131,7 +131,8 @@ struct OpenedDevice {
   kernel::DeviceInfo info;
 };
 
-/// Called between map chunks with (done_bytes, total_bytes).
-using ProgressFn = std::function<void(uint64_t, uint64_t)>;
+/// Called after each map chunk with (done_bytes, total_bytes). Returning
+/// false abandons the map: what was mapped of it is undone (ECANCELED).
+using ProgressFn = std::function<bool(uint64_t, uint64_t)>;
 
 }  // namespace vfiod::service
