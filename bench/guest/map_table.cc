@@ -1,0 +1,178 @@
+// Item 1: the DMA map table. Raw single ioctls of this process on its own
+// memory, against the same kind and size of memory mapped through vfiod (a
+// separate process) with dma.map_fd / dma.free, request to reply.
+#include <unistd.h>
+
+#include <cstdio>
+#include <numeric>
+
+#include "client/vfiod_client.h"
+#include "common/daemon_process.h"
+#include "common/stats.h"
+#include "guest/sections.h"
+#include "vfioctl/bench_load.h"
+
+namespace vfiod::bench {
+
+Result<Loops> RawLoops(const GuestRig& rig, uint64_t vaddr, uint64_t iova, uint64_t size,
+                       int loops) {
+  Loops out;
+  for (int i = 0; i < loops; ++i) {
+    Result<void> mapped = Ok();
+    out.map_s.push_back(TimeSeconds([&] { mapped = rig.Map(vaddr, iova, size); }));
+    VFIOD_TRY(mapped);
+    Result<void> unmapped = Ok();
+    out.unmap_s.push_back(TimeSeconds([&] { unmapped = rig.Unmap(iova, size); }));
+    VFIOD_TRY(unmapped);
+  }
+  return out;
+}
+
+double Mean(const std::vector<double>& samples) {
+  return samples.empty() ? 0
+                         : std::accumulate(samples.begin(), samples.end(), 0.0) /
+                               static_cast<double>(samples.size());
+}
+
+nlohmann::json OpJson(const std::vector<double>& samples, uint64_t bytes) {
+  return {{"mean_s", Mean(samples)}, {"gbps", GBps(bytes, Mean(samples))}, {"samples", samples}};
+}
+
+namespace {
+
+void PrintColumn(const char* label, const std::vector<double>& map_s,
+                 const std::vector<double>& unmap_s, uint64_t size) {
+  std::fprintf(
+      stderr,
+      "    %-10s VFIO MAP DMA in %.5f s (%.1f GB/s)   VFIO UNMAP DMA in %.5f s (%.1f GB/s)\n",
+      label, Mean(map_s), GBps(size, Mean(map_s)), Mean(unmap_s), GBps(size, Mean(unmap_s)));
+}
+
+struct Vfiod {
+  DaemonProcess daemon;
+  client::Client client;
+  uint64_t container = 0;
+};
+
+Result<Vfiod> StartVfiod(const GuestOptions& options) {
+  char tmpl[] = "/tmp/vfiod-bench-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) {
+    return ErrnoError("mkdtemp");
+  }
+  const nlohmann::json config = {{"socket", {{"group", nullptr}, {"mode", "0600"}}},
+                                 {"kernel", "linux"},
+                                 {"sysfs_root", "/sys"},
+                                 {"limits", {{"map_chunk_bytes", "1G"}, {"worker_threads", 2}}},
+                                 {"logging", {{"level", "warn"}, {"target", "stderr"}}},
+                                 {"policy", {{"rules", nlohmann::json::array()}}}};
+  DaemonProcess daemon = VFIOD_TRY(DaemonProcess::Start(options.vfiod, tmpl, config));
+  client::Client client = VFIOD_TRY(client::Client::Connect(daemon.socket()));
+  auto made = client.Call("container.create", {{"devices", {options.edu_bdf}}});
+  if (!made) {
+    return Fail(EIO, "container.create", made.error().Describe());
+  }
+  const uint64_t container = made->result.at("container");
+  return Vfiod{std::move(daemon), std::move(client), container};
+}
+
+// One row: raw on anonymous memory, raw on a memfd, vfiod on that memfd.
+Result<nlohmann::json> MeasureRow(const GuestRig& rig, Vfiod& vfiod, MemKind kind, uint64_t size,
+                                  int loops) {
+  nlohmann::json row = {{"memory", MemKindName(kind)}, {"size", size}};
+  Loops raw;
+  {
+    Buffer anon = VFIOD_TRY(MakeAnonBuffer(kind, size));
+    if (kind == MemKind::kThp) {
+      row["huge_fraction_raw"] = HugeFraction(anon.vaddr(), size);
+    }
+    raw = VFIOD_TRY(RawLoops(rig, anon.vaddr(), kRawIova, size, loops));
+  }
+  Buffer memfd = VFIOD_TRY(MakeMemfdBuffer(kind, size));
+  if (kind == MemKind::kThp) {
+    row["huge_fraction_memfd"] = HugeFraction(memfd.vaddr(), size);
+  }
+  Loops raw_memfd = VFIOD_TRY(RawLoops(rig, memfd.vaddr(), kRawIova, size, loops));
+  vfioctl::MapTimings via =
+      VFIOD_TRY(vfioctl::TimeMapFd(vfiod.client, vfiod.container, memfd.fd.get(), size, loops));
+  row["raw"] = {{"map", OpJson(raw.map_s, size)}, {"unmap", OpJson(raw.unmap_s, size)}};
+  row["raw_memfd"] = {{"map", OpJson(raw_memfd.map_s, size)},
+                      {"unmap", OpJson(raw_memfd.unmap_s, size)}};
+  row["vfiod"] = {{"map", OpJson(via.map_s, size)},
+                  {"unmap", OpJson(via.unmap_s, size)},
+                  {"ioctls", via.ioctls},
+                  {"chunks", via.chunks},
+                  {"iova", via.iova}};
+  // Throughput ratios: raw time / vfiod time.
+  row["ratio"] = {{"map", Ratio(Mean(raw.map_s), Mean(via.map_s))},
+                  {"unmap", Ratio(Mean(raw.unmap_s), Mean(via.unmap_s))}};
+  row["ratio_vs_raw_memfd"] = {{"map", Ratio(Mean(raw_memfd.map_s), Mean(via.map_s))},
+                               {"unmap", Ratio(Mean(raw_memfd.unmap_s), Mean(via.unmap_s))}};
+  std::fprintf(stderr, "  %s, %s%s\n", MemKindName(kind), SizeName(size).c_str(),
+               row.contains("huge_fraction_raw")
+                   ? Format(" (huge: raw %.0f%%, memfd %.0f%%)",
+                            100 * row["huge_fraction_raw"].get<double>(),
+                            100 * row["huge_fraction_memfd"].get<double>())
+                         .c_str()
+                   : "");
+  PrintColumn("raw", raw.map_s, raw.unmap_s, size);
+  PrintColumn("raw memfd", raw_memfd.map_s, raw_memfd.unmap_s, size);
+  PrintColumn("via vfiod", via.map_s, via.unmap_s, size);
+  std::fprintf(stderr, "    %-10s map %.3f  unmap %.3f   (vs raw memfd: map %.3f  unmap %.3f)\n",
+               "ratio", row["ratio"]["map"].get<double>(), row["ratio"]["unmap"].get<double>(),
+               row["ratio_vs_raw_memfd"]["map"].get<double>(),
+               row["ratio_vs_raw_memfd"]["unmap"].get<double>());
+  return row;
+}
+
+struct Case {
+  MemKind kind;
+  uint64_t size;
+};
+
+std::vector<Case> Cases(const GuestOptions& options) {
+  std::vector<Case> cases;
+  for (MemKind kind : {MemKind::kThp, MemKind::kPages4K, MemKind::kHugetlb2M}) {
+    for (uint64_t size : options.sizes) {
+      cases.push_back({kind, size});
+    }
+  }
+  cases.push_back({MemKind::kHugetlb1G, dma::kPage1G});
+  return cases;
+}
+
+}  // namespace
+
+nlohmann::json RunMapTable(const GuestRig& rig, const GuestOptions& options) {
+  std::fprintf(stderr,
+               "\n== 1. DMA map table: average of %d loops; ratio = vfiod throughput / raw "
+               "throughput (>= 0.97 is the target)\n",
+               options.loops);
+  auto vfiod = StartVfiod(options);
+  if (!vfiod) {
+    std::fprintf(stderr, "  cannot start vfiod: %s\n", vfiod.error().message().c_str());
+    return {{"error", vfiod.error().message()}};
+  }
+  const uint64_t pool_2m = ReadNumber("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages");
+  nlohmann::json rows = nlohmann::json::array();
+  for (const Case& c : Cases(options)) {
+    if (c.kind == MemKind::kHugetlb2M) {
+      (void)SetHugepagePool(dma::kPage2M, std::max(pool_2m, c.size / dma::kPage2M));
+    }
+    auto row = MeasureRow(rig, *vfiod, c.kind, c.size, options.loops);
+    if (!row) {
+      std::fprintf(stderr, "  %s, %s: %s\n", MemKindName(c.kind), SizeName(c.size).c_str(),
+                   row.error().message().c_str());
+      rows.push_back(
+          {{"memory", MemKindName(c.kind)}, {"size", c.size}, {"error", row.error().message()}});
+      continue;
+    }
+    rows.push_back(std::move(*row));
+  }
+  (void)SetHugepagePool(dma::kPage2M, pool_2m);
+  auto stats = vfiod->client.Call("stats");
+  return {{"loops", options.loops},
+          {"rows", rows},
+          {"vfiod_stats", stats ? stats->result : nlohmann::json(nullptr)}};
+}
+
+}  // namespace vfiod::bench

@@ -1,0 +1,162 @@
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+#include <numeric>
+
+#include "vfioctl/bench.h"
+#include "vfioctl/bench_load.h"
+
+namespace vfiod::vfioctl {
+namespace {
+
+struct BenchOptions {
+  int count = 10000;
+  std::vector<int> clients = {1, 4, 16, 64};
+  double seconds = 2;
+  std::string device;
+  uint64_t size = uint64_t{256} << 20;
+  std::string memory = "hugetlb-2m";
+  int loops = 5;
+};
+
+std::unexpected<Failure> Failed(const Error& e) {
+  const bool unreachable =
+      e.code == ENOENT || e.code == ECONNREFUSED || e.code == EACCES || e.code == ENAMETOOLONG;
+  return std::unexpected(Failure{unreachable        ? Exit::kUnreachable
+                                 : e.code == EINVAL ? Exit::kUsage
+                                                    : Exit::kRpcError,
+                                 e.message()});
+}
+
+// Nearest-rank percentile of sorted samples.
+double Percentile(const std::vector<double>& sorted, double pct) {
+  auto rank = static_cast<size_t>(std::ceil(pct / 100.0 * static_cast<double>(sorted.size())));
+  return sorted[std::clamp<size_t>(rank, 1, sorted.size()) - 1];
+}
+
+nlohmann::json LatencyJson(std::vector<double> s) {
+  std::sort(s.begin(), s.end());
+  const double mean = std::accumulate(s.begin(), s.end(), 0.0) / static_cast<double>(s.size());
+  return {{"count", s.size()},
+          {"p50_us", Percentile(s, 50) * 1e6},
+          {"p99_us", Percentile(s, 99) * 1e6},
+          {"mean_us", mean * 1e6},
+          {"max_us", s.back() * 1e6}};
+}
+
+CmdResult Ping(Session& session, const BenchOptions& o) {
+  if (o.count < 1) {
+    return UsageError("--count must be at least 1");
+  }
+  auto samples = CallLatencies(session.options().socket, "ping", o.count);
+  if (!samples) {
+    return Failed(samples.error());
+  }
+  const nlohmann::json r = LatencyJson(std::move(*samples));
+  session.Emit(r, [&](std::ostream& out) {
+    out << "ping x" << r["count"] << ": p50 " << r["p50_us"].get<double>() << " us, p99 "
+        << r["p99_us"].get<double>() << " us, mean " << r["mean_us"].get<double>() << " us\n";
+  });
+  return {};
+}
+
+CmdResult Rate(Session& session, const BenchOptions& o) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (int n : o.clients) {
+    auto rate = MeasureRate(session.options().socket, "ping", n, o.seconds);
+    if (!rate) {
+      return Failed(rate.error());
+    }
+    rows.push_back({{"clients", n},
+                    {"requests", rate->requests},
+                    {"errors", rate->errors},
+                    {"seconds", rate->seconds},
+                    {"per_second", rate->per_second()}});
+  }
+  session.Emit(rows, [&](std::ostream& out) {
+    for (const auto& r : rows) {
+      out << r["clients"] << " clients: " << static_cast<uint64_t>(r["per_second"].get<double>())
+          << " req/s (" << r["errors"] << " errors)\n";
+    }
+  });
+  return {};
+}
+
+CmdResult Map(Session& session, const BenchOptions& o) {
+  const uint64_t page = o.memory == "hugetlb-2m"   ? uint64_t{2} << 20
+                        : o.memory == "hugetlb-1g" ? uint64_t{1} << 30
+                                                   : 0;
+  void* view = nullptr;
+  auto fd = MakeMemfd(o.size, page, o.memory == "thp", &view);
+  if (!fd) {
+    return Failed(fd.error());
+  }
+  // A connection of its own: the container and mappings end with it.
+  auto client = client::Client::Connect(session.options().socket);
+  if (!client) {
+    ::munmap(view, o.size);
+    return Failed(client.error());
+  }
+  auto made = client->Call("container.create", {{"devices", {o.device}}});
+  if (!made) {
+    ::munmap(view, o.size);
+    return std::unexpected(FailureFor("container.create", made.error()));
+  }
+  auto t = TimeMapFd(*client, made->result.at("container"), fd->get(), o.size, o.loops);
+  ::munmap(view, o.size);
+  if (!t) {
+    return Failed(t.error());
+  }
+  const auto mean = [](const std::vector<double>& v) {
+    return std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
+  };
+  const double gb = static_cast<double>(o.size) / 1e9;
+  const nlohmann::json r = {{"memory", o.memory},
+                            {"size", o.size},
+                            {"loops", o.loops},
+                            {"map_s", mean(t->map_s)},
+                            {"unmap_s", mean(t->unmap_s)},
+                            {"map_gbps", gb / mean(t->map_s)},
+                            {"unmap_gbps", gb / mean(t->unmap_s)},
+                            {"ioctls", t->ioctls},
+                            {"iova", t->iova}};
+  session.Emit(r, [&](std::ostream& out) {
+    out << "VFIO MAP DMA in " << r["map_s"].get<double>() << " s (" << r["map_gbps"].get<double>()
+        << " GB/s)\nVFIO UNMAP DMA in " << r["unmap_s"].get<double>() << " s ("
+        << r["unmap_gbps"].get<double>() << " GB/s)\n(through vfiod, request to reply, average of "
+        << o.loops << ")\n";
+  });
+  return {};
+}
+
+}  // namespace
+
+void AddBenchCommands(CLI::App& app, Dispatch& dispatch) {
+  auto o = std::make_shared<BenchOptions>();
+  CLI::App* bench = app.add_subcommand("bench", "measure vfiod from this client");
+  bench->require_subcommand(1);
+
+  CLI::App* ping = bench->add_subcommand("ping", "round-trip latency of ping (p50/p99)");
+  ping->add_option("--count,-n", o->count, "calls")->capture_default_str();
+  OnParsed(ping, dispatch, [o](Session& s) { return Ping(s, *o); });
+
+  CLI::App* rate = bench->add_subcommand("rate", "ping requests/s with N concurrent connections");
+  rate->add_option("--clients,-c", o->clients, "connections (repeatable)")->capture_default_str();
+  rate->add_option("--seconds", o->seconds, "seconds per run")->capture_default_str();
+  OnParsed(rate, dispatch, [o](Session& s) { return Rate(s, *o); });
+
+  CLI::App* map = bench->add_subcommand("map", "dma.map_fd/dma.free of a memfd, request to reply");
+  map->add_option("--device,-d", o->device, "a device for the container")->required();
+  map->add_option("--size", o->size, "bytes")->transform(SizeArg())->capture_default_str();
+  map->add_option("--memory", o->memory, "memfd kind")
+      ->check(CLI::IsMember({"4k", "thp", "hugetlb-2m", "hugetlb-1g"}))
+      ->capture_default_str();
+  map->add_option("--loops", o->loops, "map/unmap pairs")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  OnParsed(map, dispatch, [o](Session& s) { return Map(s, *o); });
+}
+
+}  // namespace vfiod::vfioctl

@@ -1,0 +1,58 @@
+// Client-side load for benchmarks: round-trip latencies, request rates with
+// many connections, and map/unmap timings through vfiod, measured request to
+// reply with the client library. Used by `vfioctl bench` and by the programs
+// in bench/ (which compile this file themselves). No CLI code here.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "client/vfiod_client.h"
+#include "proto/result.h"
+
+namespace vfiod::vfioctl {
+
+/// Wall time, in seconds, of each of `count` calls of `method` (no params)
+/// made back to back on one new connection to `socket`. Errors: the connect
+/// errno; EIO when a call fails (detail: the daemon's error).
+[[nodiscard]] Result<std::vector<double>> CallLatencies(const std::string& socket,
+                                                        const std::string& method, int count);
+
+/// What MeasureRate saw.
+struct Rate {
+  int clients = 0;
+  uint64_t requests = 0;  ///< calls that succeeded
+  uint64_t errors = 0;    ///< calls that failed (they end that client's run)
+  double seconds = 0;     ///< from the first call to the last reply
+  [[nodiscard]] double per_second() const { return seconds > 0 ? requests / seconds : 0; }
+};
+
+/// `clients` threads, each on its own connection, call `method` back to back
+/// for `seconds`. Connections are made before the clock starts.
+/// Errors: EINVAL clients < 1; the connect errno of any client.
+[[nodiscard]] Result<Rate> MeasureRate(const std::string& socket, const std::string& method,
+                                       int clients, double seconds);
+
+/// Map/unmap timings of one memory through vfiod.
+struct MapTimings {
+  std::vector<double> map_s;    ///< dma.map_fd, request to reply
+  std::vector<double> unmap_s;  ///< dma.free, request to reply
+  uint64_t ioctls = 0;          ///< MAP_DMA calls vfiod reported for the last map
+  uint64_t chunks = 0;          ///< entries the last mapping used
+  uint64_t iova = 0;            ///< where vfiod placed the last mapping
+};
+
+/// `loops` times: dma.map_fd of [0, size) of `fd` (a memfd or hugetlbfs
+/// file, sealable) into `container`, then dma.free of it.
+/// Errors: EIO with the daemon's error as detail.
+[[nodiscard]] Result<MapTimings> TimeMapFd(client::Client& client, uint64_t container, int fd,
+                                           uint64_t size, int loops);
+
+/// A memfd of `size` bytes, populated: `page` 0 for shmem (advised
+/// MADV_NOHUGEPAGE, or MADV_HUGEPAGE when `thp`), 2 MiB or 1 GiB for hugetlb.
+/// The memfd is mapped at *view (size bytes, owned by the caller: munmap).
+/// Errors: errno of memfd_create/ftruncate/mmap/madvise.
+[[nodiscard]] Result<UniqueFd> MakeMemfd(uint64_t size, uint64_t page, bool thp, void** view);
+
+}  // namespace vfiod::vfioctl
