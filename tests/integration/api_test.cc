@@ -423,5 +423,22 @@ TEST_F(ApiTest, SigtermReleasesEverythingAndExitsCleanly) {
   EXPECT_NE(text.find("stopped"), std::string::npos) << text;
 }
 
+TEST(SystemdTest, SocketActivationAndReadinessNotification) {
+  if (InVm() || ::access("/usr/bin/systemd-socket-activate", X_OK) != 0) {
+    GTEST_SKIP() << "needs systemd-socket-activate on the host";
+  }
+  Daemon daemon(Daemon::DefaultPolicy(), "2M", Launch::kSystemdLike);
+  client::Client c = daemon.Connect();
+  auto ping = c.Call("ping");
+  ASSERT_CALL_OK(ping);
+  EXPECT_NE(ReadAll(daemon.log_path()).find("serving the socket systemd passed"),
+            std::string::npos);
+  std::string notes = daemon.Notifications();
+  EXPECT_NE(notes.find("READY=1"), std::string::npos) << notes;
+  EXPECT_NE(notes.find("STATUS="), std::string::npos) << notes;
+  EXPECT_EQ(daemon.Stop(), 0);
+  EXPECT_NE(daemon.Notifications().find("STOPPING=1"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace vfiod::itest

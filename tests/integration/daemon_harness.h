@@ -6,12 +6,15 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -104,12 +107,19 @@ class FakeSysfsTree {
   fs::path root_;
 };
 
+/// How the daemon is started: on its own socket, or the way systemd does it
+/// (socket activation through systemd-socket-activate, and a NOTIFY_SOCKET
+/// that receives its sd_notify messages).
+enum class Launch { kDirect, kSystemdLike };
+
 /// One vfiod process with its own temp folder, config and socket.
 class Daemon {
  public:
   /// Starts vfiod (path from VFIOD_BINARY) and waits until its socket answers.
   /// `policy` replaces the default policy section.
-  explicit Daemon(json policy = DefaultPolicy(), std::string chunk = "2M") {
+  explicit Daemon(json policy = DefaultPolicy(), std::string chunk = "2M",
+                  Launch launch = Launch::kDirect)
+      : launch_(launch) {
     std::string tmpl = (fs::temp_directory_path() / "vfiod-itest-XXXXXX").string();
     dir_ = ::mkdtemp(tmpl.data());
     fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
@@ -165,6 +175,14 @@ class Daemon {
   [[nodiscard]] pid_t pid() const { return pid_; }
   [[nodiscard]] const FakeSysfsTree* tree() const { return tree_.get(); }
   [[nodiscard]] fs::path log_path() const { return dir_ / "vfiod.log"; }
+  /// Every sd_notify datagram received so far (kSystemdLike only), joined by '|'.
+  [[nodiscard]] std::string Notifications() {
+    char buf[4096];
+    for (ssize_t n; (n = ::recv(notify_.get(), buf, sizeof buf, MSG_DONTWAIT)) > 0;) {
+      notes_ += std::string(buf, static_cast<size_t>(n)) + "|";
+    }
+    return notes_;
+  }
 
   /// SIGTERM, then waits; returns the exit status (or -1 when it was killed).
   int Stop() {
@@ -189,12 +207,29 @@ class Daemon {
   void Start() {
     std::string config = (dir_ / "vfiod.json").string();
     std::string log = log_path().string();
+    std::string notify_path = (dir_ / "notify.sock").string();
+    if (launch_ == Launch::kSystemdLike) {
+      notify_ = UniqueFd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+      sockaddr_un addr{};
+      addr.sun_family = AF_UNIX;
+      std::strncpy(addr.sun_path, notify_path.c_str(), sizeof addr.sun_path - 1);
+      if (::bind(notify_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        std::abort();
+      }
+    }
     pid_ = ::fork();
     if (pid_ == 0) {
       int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(fd, 2);
-      ::execl(VFIOD_BINARY, VFIOD_BINARY, "--config", config.c_str(), "--foreground",
-              static_cast<char*>(nullptr));
+      if (launch_ == Launch::kSystemdLike) {
+        ::setenv("NOTIFY_SOCKET", notify_path.c_str(), 1);
+        ::execl("/usr/bin/systemd-socket-activate", "systemd-socket-activate", "-E",
+                "NOTIFY_SOCKET", "-l", socket_.c_str(), VFIOD_BINARY, "--config", config.c_str(),
+                static_cast<char*>(nullptr));
+      } else {
+        ::execl(VFIOD_BINARY, VFIOD_BINARY, "--config", config.c_str(), "--foreground",
+                static_cast<char*>(nullptr));
+      }
       ::_exit(127);
     }
     // Wait for the socket to accept (the daemon's start-up, not a timing assertion).
@@ -213,6 +248,9 @@ class Daemon {
     std::abort();
   }
 
+  Launch launch_;
+  UniqueFd notify_;
+  std::string notes_;
   fs::path dir_;
   std::string socket_;
   std::unique_ptr<FakeSysfsTree> tree_;
