@@ -91,6 +91,23 @@ void ArmWatchdog(asio::steady_timer& timer, std::chrono::microseconds period) {
   });
 }
 
+/// Refreshes STATUS= for `systemctl status` every 10 s, under systemd only.
+void ArmStatus(asio::steady_timer& timer, const service::Service& service) {
+  timer.expires_after(std::chrono::seconds(10));
+  timer.async_wait([&timer, &service](const boost::system::error_code& ec) {
+    if (ec) {
+      return;
+    }
+    auto s = service.Status();
+    sd_notifyf(0, "STATUS=%llu clients, %llu containers, %llu mappings, %llu bytes locked",
+               static_cast<unsigned long long>(s.clients),
+               static_cast<unsigned long long>(s.containers),
+               static_cast<unsigned long long>(s.mappings),
+               static_cast<unsigned long long>(s.locked_bytes));
+    ArmStatus(timer, service);
+  });
+}
+
 int Run(const Options& options) {
   auto config = service::LoadConfig(options.config_path);
   if (!config) {
@@ -159,6 +176,10 @@ int Run(const Options& options) {
   asio::steady_timer watchdog(io);
   if (uint64_t usec = 0; sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
     ArmWatchdog(watchdog, std::chrono::microseconds(usec / 2));
+  }
+  asio::steady_timer status_timer(io);
+  if (std::getenv("NOTIFY_SOCKET") != nullptr) {
+    ArmStatus(status_timer, service);
   }
   auto status = service.Status();
   sd_notifyf(0, "READY=1\nSTATUS=serving API %d on the %s kernel", status.api_version,

@@ -233,7 +233,7 @@ Result<MapResult> ManagedContainer::MapBar(MappingId mapping, const MapBarReques
   return MapResult{std::move(view), UniqueFd()};
 }
 
-Result<uint64_t> ManagedContainer::Unmap(MappingId mapping) {
+Result<dma::UnmapReport> ManagedContainer::Unmap(MappingId mapping) {
   auto it = state_->engine_ids.find(mapping);
   if (it == state_->engine_ids.end() || !state_->space) {
     return Fail(ENOENT, "dma.free", "no mapping " + std::to_string(mapping));
@@ -241,7 +241,7 @@ Result<uint64_t> ManagedContainer::Unmap(MappingId mapping) {
   dma::UnmapReport report = VFIOD_TRY(state_->space->Unmap(it->second));
   state_->engine_ids.erase(it);
   RefreshInfo();
-  return report.bytes;
+  return report;
 }
 
 std::optional<dma::ContiguityReport> ManagedContainer::Contiguity(MappingId mapping) {
@@ -278,17 +278,17 @@ Result<DeviceVfioView> ManagedContainer::ProbeDevice(const std::string& bdf) {
   return view;
 }
 
-uint64_t ManagedContainer::Close() {
+dma::UnmapReport ManagedContainer::Close() {
   if (closed_) {
-    return 0;
+    return {};
   }
   closed_ = true;
   State& s = *state_;
-  uint64_t bytes = 0;
+  dma::UnmapReport unmapped;
   if (s.space) {
     auto all = s.space->UnmapAll();
     if (all) {
-      bytes = all->bytes;
+      unmapped = *all;
     } else {
       spdlog::error("container {}: unmap all: {}", id_, all.error().message());
     }
@@ -305,7 +305,7 @@ uint64_t ManagedContainer::Close() {
   }
   s.groups.clear();
   s.container.reset();
-  return bytes;
+  return unmapped;
 }
 
 }  // namespace vfiod::service

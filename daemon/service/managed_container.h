@@ -56,8 +56,9 @@ class ManagedContainer {
   [[nodiscard]] Result<MapResult> MapFd(MappingId mapping, MapFdRequest request,
                                         const ProgressFn& progress);
   [[nodiscard]] Result<MapResult> MapBar(MappingId mapping, const MapBarRequest& request);
-  /// Unmaps one mapping; returns the bytes unmapped. ENOENT: unknown mapping.
-  [[nodiscard]] Result<uint64_t> Unmap(MappingId mapping);
+  /// Unmaps one mapping; reports the bytes unmapped and the ioctls it took.
+  /// ENOENT: unknown mapping.
+  [[nodiscard]] Result<dma::UnmapReport> Unmap(MappingId mapping);
   /// The contiguity report of a mapping, rescanned (nullopt for MMIO).
   [[nodiscard]] std::optional<dma::ContiguityReport> Contiguity(MappingId mapping);
   /// Opens (or reuses) vfiod's fd for `bdf` and returns a dup for the client.
@@ -65,9 +66,9 @@ class ManagedContainer {
   /// Region and IRQ information of `bdf` (its group must be in this container).
   [[nodiscard]] Result<DeviceVfioView> ProbeDevice(const std::string& bdf);
   /// Releases everything in teardown order: mappings (UNMAP_ALL, or one by
-  /// one), device fds, groups detached, the container fd. Returns the bytes
+  /// one), device fds, groups detached, the container fd. Reports what was
   /// unmapped. Idempotent.
-  uint64_t Close();
+  dma::UnmapReport Close();
 
  private:
   struct State;

@@ -78,7 +78,7 @@ void Service::CloseSession(SessionId session) {
       const MappingSlot& slot = it->second;
       UnreserveLocked(slot.owner_uid, slot.view.mmio ? 0 : slot.view.size, 1, 0);
       if (unmapped) {
-        stats_.RecordUnmap(*unmapped, 1);
+        stats_.RecordUnmap(unmapped->bytes, unmapped->ioctls);
       }
       mappings_.erase(it);
     }
@@ -109,10 +109,10 @@ void Service::Shutdown() {
 }
 
 uint64_t Service::Teardown(const ContainerSlot& slot) {
-  uint64_t bytes = 0;
+  dma::UnmapReport unmapped;
   {
     std::lock_guard clock(slot.managed->mu());  // waits for a map in progress
-    bytes = slot.managed->Close();
+    unmapped = slot.managed->Close();
   }
   std::lock_guard lock(mu_);
   uint64_t count = 0;
@@ -131,10 +131,11 @@ uint64_t Service::Teardown(const ContainerSlot& slot) {
   }
   UnreserveLocked(slot.owner_uid, 0, 0, 1);
   if (count > 0) {
-    stats_.RecordUnmap(bytes, 1);
+    stats_.RecordUnmap(unmapped.bytes, unmapped.ioctls);
   }
-  spdlog::debug("container {} closed ({} mappings, {} bytes unmapped)", slot.id, count, bytes);
-  return bytes;
+  spdlog::debug("container {} closed ({} mappings, {} bytes unmapped)", slot.id, count,
+                unmapped.bytes);
+  return unmapped.bytes;
 }
 
 StatusView Service::Status() const {

@@ -168,20 +168,20 @@ SResult<uint64_t> Service::FreeMapping(const Caller& caller, MappingId mapping) 
     managed = *c;
   }
   std::lock_guard clock(managed->mu());
-  Result<uint64_t> bytes = managed->Unmap(mapping);
+  Result<dma::UnmapReport> unmapped = managed->Unmap(mapping);
   std::lock_guard lock(mu_);
   auto it = mappings_.find(mapping);
   if (it == mappings_.end()) {
     return Refuse(ErrorKind::kNotFound, ENOENT, "dma.free", "freed meanwhile");
   }
-  if (!bytes) {
-    return std::unexpected(ServiceError(bytes.error()));
+  if (!unmapped) {
+    return std::unexpected(ServiceError(unmapped.error()));
   }
   const MappingSlot& slot = it->second;
   UnreserveLocked(slot.owner_uid, slot.view.mmio ? 0 : slot.view.size, 1, 0);
-  stats_.RecordUnmap(*bytes, slot.view.chunks);
+  stats_.RecordUnmap(unmapped->bytes, unmapped->ioctls);
   mappings_.erase(it);
-  return *bytes;
+  return unmapped->bytes;
 }
 
 }  // namespace vfiod::service
