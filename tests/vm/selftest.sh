@@ -28,6 +28,8 @@ check "missing QEMU says SKIP" grep -q '^vm_run: SKIP: ' "$work/skip.out"
 check "a non-numeric --as-user is a usage error" [ "$?" = 2 ]
 "$vm_run" --timeout 10 >/dev/null 2>&1
 check "no command is a usage error" [ "$?" = 2 ]
+"$vm_run" -- /nonexistent/command >/dev/null 2>&1
+check "a missing command is 127, before any boot" [ "$?" = 127 ]
 
 # 2. Status, quoting, environment and the two output streams, in one boot.
 # The guest command prints its arguments one per line between brackets.

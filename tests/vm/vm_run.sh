@@ -10,7 +10,8 @@
 #
 # Exit status: COMMAND's; 77 the VM cannot be had here (QEMU, busybox-static
 # or the kernel package missing); 124 the guest hung past the timeout;
-# 125 the guest broke before COMMAND could finish (log printed and kept).
+# 125 the guest broke before COMMAND could finish (log printed and kept);
+# 127 COMMAND does not exist (checked on the host, before booting); 2 usage.
 set -uo pipefail
 
 readonly kSkip=77 kTimedOut=124 kBroken=125
@@ -54,6 +55,13 @@ default_cache() {
   done
   echo "${XDG_CACHE_HOME:-$HOME/.cache}/vfiod-vm"
 }
+
+# The guest sees the host's /, so a command missing here is missing there:
+# say so now rather than after a boot (an unbuilt target, a typo).
+if ! command -v "$1" >/dev/null; then
+  echo "vm_run: COMMAND not found: $1" >&2
+  exit 127
+fi
 
 qemu=${VFIOD_VM_QEMU:-qemu-system-x86_64}
 command -v "$qemu" >/dev/null || skip "no $qemu (install qemu-system-x86)"
