@@ -172,7 +172,9 @@ int main(int argc, char** argv) {
   app.add_option("--backing", o.backing, "DMA memory backing")
       ->check(CLI::IsMember({"4k", "thp", "hugetlb-2m", "hugetlb-1g"}))
       ->capture_default_str();
-  app.add_option("--size", o.size, "bytes of DMA memory (a multiple of the page size)")
+  app.add_option("--size", o.size,
+                 "bytes of DMA memory, e.g. 64K, 2M (a multiple of the page size)")
+      ->transform(CLI::AsSizeValue(false))
       ->capture_default_str();
   app.add_option("--bytes", o.bytes, "bytes per transfer")
       ->check(CLI::Range(1u, vfiod::examples::kEduMaxTransfer))

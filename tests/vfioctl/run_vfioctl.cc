@@ -22,8 +22,10 @@ namespace {
                             const RunOptions& o, int out_fd, int err_fd) {
   ::dup2(out_fd, 1);
   ::dup2(err_fd, 2);
-  if (o.pass_fd >= 0) {
-    ::dup2(o.pass_fd, 3);  // dup2 clears O_CLOEXEC on the new descriptor
+  if (o.pass_fd == 3) {
+    ::fcntl(3, F_SETFD, 0);  // already in place: only inherit it
+  } else if (o.pass_fd >= 0) {
+    ::dup2(o.pass_fd, 3);  // dup2 clears FD_CLOEXEC on the new descriptor
   }
   if (o.uid && (::setgroups(0, nullptr) != 0 || ::setresgid(*o.uid, *o.uid, *o.uid) != 0 ||
                 ::setresuid(*o.uid, *o.uid, *o.uid) != 0)) {

@@ -29,6 +29,23 @@ struct RunOptions {
   std::vector<std::string> env;  ///< "NAME=value", added to a minimal environment
 };
 
+/// Shorthands for one option.
+[[nodiscard]] inline RunOptions AsUid(uid_t uid) {
+  RunOptions o;
+  o.uid = uid;
+  return o;
+}
+[[nodiscard]] inline RunOptions WithFd3(int fd) {
+  RunOptions o;
+  o.pass_fd = fd;
+  return o;
+}
+[[nodiscard]] inline RunOptions WithEnv(std::string assignment) {
+  RunOptions o;
+  o.env.push_back(std::move(assignment));
+  return o;
+}
+
 /// Runs `program` with `args` and waits for it.
 [[nodiscard]] RunResult Run(const std::string& program, const std::vector<std::string>& args,
                             const RunOptions& options = {});

@@ -72,7 +72,7 @@ TEST_F(VfioctlTest, PingVersionStatusStats) {
 }
 
 TEST_F(VfioctlTest, SocketFromTheEnvironment) {
-  RunResult r = Vfioctl({"ping"}, RunOptions{.env = {"VFIOD_SOCKET=" + daemon_->socket()}});
+  RunResult r = Vfioctl({"ping"}, WithEnv("VFIOD_SOCKET=" + daemon_->socket()));
   EXPECT_RUN_OK(r);
 }
 
@@ -189,14 +189,14 @@ TEST_F(VfioctlTest, MapFdPassesAnInheritedMemfdOrAPath) {
   ASSERT_EQ(::ftruncate(memfd.get(), 1 << 20), 0);
   ASSERT_EQ(::fcntl(memfd.get(), F_ADD_SEALS, F_SEAL_SHRINK), 0);
 
-  RunResult by_fd = Ctl({"--json", "dma", "map-fd", "fdc", "--fd", "3", "--name", "mf"},
-                        RunOptions{.pass_fd = memfd.get()});
+  RunResult by_fd =
+      Ctl({"--json", "dma", "map-fd", "fdc", "--fd", "3", "--name", "mf"}, WithFd3(memfd.get()));
   ASSERT_EQ(by_fd.exit, 0) << by_fd.Describe();
   EXPECT_EQ(by_fd.Json()["size"], 1u << 20);  // the file's size by default
 
   RunResult by_path = Ctl({"dma", "map-fd", "fdc", "--file", "/proc/self/fd/3", "--offset", "512K",
                            "--size", "256K", "--name", "mf2"},
-                          RunOptions{.pass_fd = memfd.get()});
+                          WithFd3(memfd.get()));
   EXPECT_RUN_OK(by_path);
   EXPECT_NE(by_path.out.find("256 KiB"), std::string::npos) << by_path.out;
   EXPECT_EQ(Ctl({"--json", "dma", "list", "--container", "fdc"}).Json().size(), 2u);

@@ -42,9 +42,7 @@ class VfioctlErrorsTest : public ::testing::Test {
     return Vfioctl(args, options);
   }
   /// As uid 65534, whom the default policy grants edu only, with a 4 MiB quota.
-  RunResult AsNobody(std::vector<std::string> args) {
-    return Ctl(std::move(args), RunOptions{.uid = kNobody});
-  }
+  RunResult AsNobody(std::vector<std::string> args) { return Ctl(std::move(args), AsUid(kNobody)); }
   std::unique_ptr<Daemon> daemon_;
 };
 
@@ -140,7 +138,7 @@ TEST(VfioctlVm, SessionAsNobodyOnTheRealKernel) {
   Daemon daemon(VmPolicy(edu), "1G");
   auto ctl = [&](std::vector<std::string> args) {
     args.insert(args.begin(), {"--socket", daemon.socket()});
-    return Vfioctl(args, RunOptions{.uid = kNobody});
+    return Vfioctl(args, AsUid(kNobody));
   };
   json status = ctl({"--json", "status"}).Json();
   EXPECT_EQ(status["kernel"], "linux") << status;
@@ -169,9 +167,10 @@ TEST(EduDmaExampleVm, RoundTripWithMsiAsNobody) {
     GTEST_SKIP() << "runs as root inside the test VM (tests/vm/vm_run.sh)";
   }
   Daemon daemon(VmPolicy(edu), "1G");
-  RunOptions nobody{.uid = kNobody};
+  RunOptions nobody = AsUid(kNobody);
   // Its own container.
-  RunResult own = Run(EDU_DMA_BINARY, {"--socket", daemon.socket(), "--bdf", edu}, nobody);
+  RunResult own =
+      vfioctl_test::Run(EDU_DMA_BINARY, {"--socket", daemon.socket(), "--bdf", edu}, nobody);
   EXPECT_EQ(own.exit, 0) << own.Describe();
   EXPECT_NE(own.out.find("all 2048 bytes match"), std::string::npos) << own.out;
   // A named container made by vfioctl, 4K pages this time.
@@ -179,7 +178,8 @@ TEST(EduDmaExampleVm, RoundTripWithMsiAsNobody) {
       Vfioctl({"--socket", daemon.socket(), "container", "create", edu, "--name", "demo"}, nobody)
           .exit,
       0);
-  RunResult named = Run(EDU_DMA_BINARY,
+  RunResult named =
+      vfioctl_test::Run(EDU_DMA_BINARY,
                         {"--socket", daemon.socket(), "--bdf", edu, "--container", "demo",
                          "--backing", "4k", "--size", "64K", "--bytes", "4000"},
                         nobody);
