@@ -99,6 +99,9 @@ HandlerResult ServiceMethods::ContainerCreate(CallContext&, const json& params,
   if (devices.empty()) {
     throw ParamError(p.Path("devices") + ": at least one device is needed");
   }
+  for (size_t i = 0; i < devices.size(); ++i) {
+    CheckBdf(p.Path("devices") + "[" + std::to_string(i) + "]", devices[i]);
+  }
   std::string name = ReadName(p);
   p.Finish();
   auto c = service_.CreateContainer(caller, devices, name);
@@ -244,6 +247,7 @@ HandlerResult ServiceMethods::DmaMapBar(CallContext&, const json& params, const 
   service::MapBarRequest r;
   r.container = p.U64("container");
   r.bdf = p.Str("bdf");
+  CheckBdf(p.Path("bdf"), r.bdf);
   auto bar = p.OptInt("bar", 0, 5);
   if (!bar) {
     throw ParamError(p.Path("bar") + ": missing");

@@ -146,6 +146,26 @@ void ParamReader::Finish() const {
   }
 }
 
+void CheckBdf(const std::string& path, const std::string& text) {
+  // [dddd:]bb:dd.f, each field hex; the service canonicalizes it.
+  auto hex = [](std::string_view s) {
+    return !s.empty() && s.find_first_not_of("0123456789abcdefABCDEF") == std::string_view::npos;
+  };
+  std::string_view t = text;
+  if (t.size() == 12 && t[4] == ':') {
+    if (!hex(t.substr(0, 4))) {
+      t = {};
+    } else {
+      t.remove_prefix(5);
+    }
+  }
+  bool ok = t.size() == 7 && t[2] == ':' && t[5] == '.' && hex(t.substr(0, 2)) &&
+            hex(t.substr(3, 2)) && t[6] >= '0' && t[6] <= '7';
+  if (!ok) {
+    throw ParamError(path + ": '" + text + "' is not a PCI address ([dddd:]bb:dd.f)");
+  }
+}
+
 void CheckAligned(const std::string& path, uint64_t value, uint64_t align) {
   if (align != 0 && value % align != 0) {
     throw ParamError(fmt::format("{}: {:#x} is not a multiple of {:#x}", path, value, align));

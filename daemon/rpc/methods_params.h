@@ -52,6 +52,8 @@ class ParamReader {
   std::set<std::string> known_;
 };
 
+/// Throws ParamError unless `text` is a PCI address: [dddd:]bb:dd.f in hex.
+void CheckBdf(const std::string& path, const std::string& text);
 /// Throws ParamError "<path>: <why>" unless `value` is a multiple of `align`.
 void CheckAligned(const std::string& path, uint64_t value, uint64_t align);
 /// Throws ParamError when base + size wraps past 2^64.

@@ -116,6 +116,10 @@ TEST_F(ApiTest, DeviceErrors) {
   EXPECT_EQ(CodeOf(unknown), wire::kNotFound);
   auto malformed = Call("device.info", {{"bdf", "zz:zz"}});
   EXPECT_EQ(CodeOf(malformed), wire::kInvalidParams);
+  EXPECT_NE(DetailOf(malformed).find("params.bdf"), std::string::npos) << DetailOf(malformed);
+  auto bad_item = Call("container.create", {{"devices", {kEdu, "00:3.0"}}});
+  EXPECT_EQ(CodeOf(bad_item), wire::kInvalidParams);
+  EXPECT_NE(DetailOf(bad_item).find("params.devices[1]"), std::string::npos);
   auto missing = Call("device.info", json::object());
   EXPECT_EQ(CodeOf(missing), wire::kInvalidParams);
   EXPECT_NE(DetailOf(missing).find("params.bdf"), std::string::npos) << DetailOf(missing);
