@@ -62,7 +62,7 @@ CmdResult Ping(Session& session, const BenchOptions& o) {
   return {};
 }
 
-CmdResult Rate(Session& session, const BenchOptions& o) {
+CmdResult RunRate(Session& session, const BenchOptions& o) {
   nlohmann::json rows = nlohmann::json::array();
   for (int n : o.clients) {
     auto rate = MeasureRate(session.options().socket, "ping", n, o.seconds);
@@ -145,7 +145,7 @@ void AddBenchCommands(CLI::App& app, Dispatch& dispatch) {
   CLI::App* rate = bench->add_subcommand("rate", "ping requests/s with N concurrent connections");
   rate->add_option("--clients,-c", o->clients, "connections (repeatable)")->capture_default_str();
   rate->add_option("--seconds", o->seconds, "seconds per run")->capture_default_str();
-  OnParsed(rate, dispatch, [o](Session& s) { return Rate(s, *o); });
+  OnParsed(rate, dispatch, [o](Session& s) { return RunRate(s, *o); });
 
   CLI::App* map = bench->add_subcommand("map", "dma.map_fd/dma.free of a memfd, request to reply");
   map->add_option("--device,-d", o->device, "a device for the container")->required();
