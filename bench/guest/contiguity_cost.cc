@@ -50,7 +50,7 @@ Result<nlohmann::json> Measure(const GuestRig& rig, const Kind& k, int loops) {
   auto reader = VFIOD_TRY(dma::ProcPageInfoReader::Open());
   std::vector<double> scan_s;
   dma::ContiguityReport report;
-  for (int i = 0; i < loops; ++i) {
+  for (int i = -1; i < loops; ++i) {  // pass -1 warms up and is not counted
     Result<dma::ContiguityScan> scan = Fail(EINVAL, "scan");
     scan_s.push_back(TimeSeconds([&] {
       scan = dma::ScanContiguity(*reader, backing.vaddr(), k.size, EngineFolioSize(backing));
@@ -59,6 +59,9 @@ Result<nlohmann::json> Measure(const GuestRig& rig, const Kind& k, int loops) {
       }
     }));
     report = VFIOD_TRY(std::move(scan)).report;
+    if (i < 0) {
+      scan_s.clear();
+    }
   }
   Loops map = VFIOD_TRY(RawLoops(rig, backing.vaddr(), kRawIova, k.size, loops));
   const double fraction = Ratio(Mean(scan_s), Mean(map.map_s));

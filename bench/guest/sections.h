@@ -33,6 +33,20 @@ struct Loops {
 [[nodiscard]] Result<Loops> RawLoops(const GuestRig& rig, uint64_t vaddr, uint64_t iova,
                                      uint64_t size, int loops);
 
+/// vfiod's steps for a dma.map_fd / dma.free, redone in this process with the
+/// daemon's own code, each timed: adopt the fd (checks, seal, mmap, populate),
+/// contiguity scan and congruence, MAP_DMA at a congruent IOVA, UNMAP_DMA,
+/// release of the backing (munmap, close).
+struct Breakdown {
+  std::vector<double> adopt_s;
+  std::vector<double> scan_s;
+  std::vector<double> map_s;
+  std::vector<double> unmap_s;
+  std::vector<double> release_s;
+};
+[[nodiscard]] Result<Breakdown> BreakDownMapFd(const GuestRig& rig, int fd, uint64_t size,
+                                               int loops);
+
 /// The mean of `samples` (0 for none).
 [[nodiscard]] double Mean(const std::vector<double>& samples);
 

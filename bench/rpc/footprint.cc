@@ -6,12 +6,14 @@
 
 #include "client/vfiod_client.h"
 #include "common/stats.h"
+#include "proto/fd_passing.h"
 #include "rpc/model_daemon.h"
 
 namespace vfiod::bench {
 namespace {
 
-constexpr uint64_t kBatch = 256;
+// A reply carries at most this many fds (one memfd per dma.alloc).
+constexpr uint64_t kBatch = wire::kMaxFdsPerMessage;
 
 nlohmann::json Snapshot(pid_t pid) {
   auto status = ProcStatusBytes(pid);
