@@ -93,8 +93,8 @@ void PrintNewMapping(std::ostream& out, const json& r, uint64_t container) {
   }
   out << " at IOVA " << HexField(r, "iova") << " in container " << container;
   if (r.contains("chunks")) {
-    out << " (" << Field(r, "chunks") << " IOMMU entries, " << Field(r, "ioctls")
-        << " MAP_DMA ioctls)";
+    out << " (" << Count(r, "chunks", "IOMMU entry", "IOMMU entries") << ", "
+        << Count(r, "ioctls", "MAP_DMA ioctl", "MAP_DMA ioctls") << ")";
   }
   out << '\n';
 }

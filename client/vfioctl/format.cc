@@ -1,10 +1,27 @@
 #include "vfioctl/format.h"
 
+#include <optional>
+
 #include "vfioctl/sizes.h"
 
 namespace vfiod::vfioctl {
 
 using nlohmann::json;
+
+namespace {
+
+// A non-negative integer (parsed replies hold unsigned numbers, literals signed ones).
+std::optional<uint64_t> AsU64(const json& value) {
+  if (value.is_number_unsigned()) {
+    return value.get<uint64_t>();
+  }
+  if (value.is_number_integer() && value.get<int64_t>() >= 0) {
+    return static_cast<uint64_t>(value.get<int64_t>());
+  }
+  return std::nullopt;
+}
+
+}  // namespace
 
 const json& Member(const json& object, const char* key) {
   static const json kNull;
@@ -42,15 +59,19 @@ std::string Field(const json& object, const char* key) {
 }
 
 std::string SizeField(const json& object, const char* key) {
-  auto it = object.find(key);
-  return it == object.end() || !it->is_number_unsigned() ? Field(object, key)
-                                                         : FormatSize(it->get<uint64_t>());
+  auto value = AsU64(Member(object, key));
+  return value ? FormatSize(*value) : Field(object, key);
 }
 
 std::string HexField(const json& object, const char* key) {
-  auto it = object.find(key);
-  return it == object.end() || !it->is_number_unsigned() ? Field(object, key)
-                                                         : Hex(it->get<uint64_t>());
+  auto value = AsU64(Member(object, key));
+  return value ? Hex(*value) : Field(object, key);
+}
+
+std::string Count(const json& object, const char* key, const char* one, const char* many) {
+  const json& value = Member(object, key);
+  bool single = AsU64(value) == uint64_t{1};
+  return Text(value) + " " + (single ? one : many);
 }
 
 std::string PageSizes(uint64_t bitmap) {

@@ -23,6 +23,10 @@ namespace vfiod::vfioctl {
 /// `object[key]` (an unsigned integer) in hex; "-" when absent.
 [[nodiscard]] std::string HexField(const nlohmann::json& object, const char* key);
 
+/// "1 entry" / "3 entries": `object[key]` with the noun that agrees with it.
+[[nodiscard]] std::string Count(const nlohmann::json& object, const char* key, const char* one,
+                                const char* many);
+
 /// The page sizes of an iova_pgsizes bitmap: "4K, 2M, 1G".
 [[nodiscard]] std::string PageSizes(uint64_t bitmap);
 

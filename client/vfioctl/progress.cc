@@ -12,6 +12,7 @@ namespace vfiod::vfioctl {
 namespace {
 constexpr int kBarWidth = 30;
 constexpr auto kMinInterval = std::chrono::milliseconds(100);
+constexpr auto kFirstDrawAfter = std::chrono::milliseconds(500);
 }  // namespace
 
 bool ProgressBar::StderrIsTerminal() { return ::isatty(STDERR_FILENO) == 1; }
@@ -21,7 +22,8 @@ void ProgressBar::Update(uint64_t done, uint64_t total) {
     return;
   }
   auto now = std::chrono::steady_clock::now();
-  if (drawn_ && done < total && now - last_draw_ < kMinInterval) {
+  if (now - started_ < kFirstDrawAfter ||
+      (drawn_ && done < total && now - last_draw_ < kMinInterval)) {
     return;
   }
   last_draw_ = now;

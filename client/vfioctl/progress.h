@@ -15,8 +15,9 @@ class ProgressBar {
   ProgressBar(const ProgressBar&) = delete;
   ProgressBar& operator=(const ProgressBar&) = delete;
 
-  /// Redraws the bar for `done` of `total` bytes (at most ten times a second,
-  /// and always for the last update).
+  /// Redraws the bar for `done` of `total` bytes: only once the map has taken
+  /// longer than half a second (short maps print nothing), then at most ten
+  /// times a second.
   void Update(uint64_t done, uint64_t total);
 
   /// Clears the bar's line, if one was drawn.
@@ -30,6 +31,7 @@ class ProgressBar {
  private:
   bool enabled_;
   bool drawn_ = false;
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::chrono::steady_clock::time_point last_draw_{};
 };
 
