@@ -199,18 +199,24 @@ int Run(const Options& options) {
 }  // namespace vfiod
 
 int main(int argc, char** argv) {
-  vfiod::Options options;
-  CLI::App app{"vfiod: VFIO devices and DMA memory for unprivileged programs"};
-  app.add_option("--config", options.config_path, "configuration file (JSON)")
-      ->capture_default_str();
-  app.add_option("--socket", options.socket_path, "listen here instead of socket.path");
-  app.add_option("--kernel", options.kernel, "override the config's kernel")
-      ->check(CLI::IsMember({"linux", "model"}));
-  app.add_flag("--foreground", options.foreground, "log to stderr even under systemd");
   try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    vfiod::Options options;
+    CLI::App app{"vfiod: VFIO devices and DMA memory for unprivileged programs"};
+    app.add_option("--config", options.config_path, "configuration file (JSON)")
+        ->capture_default_str();
+    app.add_option("--socket", options.socket_path, "listen here instead of socket.path");
+    app.add_option("--kernel", options.kernel, "override the config's kernel")
+        ->check(CLI::IsMember({"linux", "model"}));
+    app.add_flag("--foreground", options.foreground, "log to stderr even under systemd");
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      return app.exit(e);
+    }
+    return vfiod::Run(options);
+  } catch (const std::exception& e) {
+    // Nothing below throws by design; this is the last line of defence.
+    std::fprintf(stderr, "vfiod: fatal: %s\n", e.what());
+    return 70;  // EX_SOFTWARE
   }
-  return vfiod::Run(options);
 }

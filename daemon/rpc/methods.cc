@@ -39,7 +39,7 @@ std::unexpected<wire::RpcError> Failed(const service::ServiceError& err) {
 
 }  // namespace
 
-ServiceMethods::ServiceMethods(service::Service& service, std::string openrpc)
+ServiceMethods::ServiceMethods(service::Service& service, const std::string& openrpc)
     : service_(service), openrpc_(json::parse(openrpc, nullptr, false)) {}
 
 Result<void> ServiceMethods::Register(MethodRegistry& r) {

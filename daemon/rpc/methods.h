@@ -25,7 +25,7 @@ class ServiceMethods {
  public:
   /// `openrpc` is the OpenRPC document served by rpc.discover (JSON text).
   /// `service` must outlive this object and the server using it.
-  ServiceMethods(service::Service& service, std::string openrpc);
+  ServiceMethods(service::Service& service, const std::string& openrpc);
 
   /// Registers every API method. EEXIST when a name is taken already.
   [[nodiscard]] Result<void> Register(MethodRegistry& registry);

@@ -1,6 +1,8 @@
 // container.* and dma.* methods (see methods.h).
 #include <fmt/format.h>
 
+#include <map>
+
 #include "rpc/methods.h"
 #include "rpc/methods_json.h"
 #include "rpc/methods_params.h"
@@ -53,11 +55,13 @@ service::Placement ReadPlacement(ParamReader& p, uint64_t size, uint64_t align) 
 }
 
 std::optional<service::AllocBacking> ParseBacking(const std::string& name) {
-  if (name == "4k") return service::AllocBacking::k4K;
-  if (name == "thp") return service::AllocBacking::kThp;
-  if (name == "hugetlb-2m") return service::AllocBacking::kHugetlb2M;
-  if (name == "hugetlb-1g") return service::AllocBacking::kHugetlb1G;
-  return std::nullopt;
+  static const std::map<std::string, service::AllocBacking> kByName = {
+      {"4k", service::AllocBacking::k4K},
+      {"thp", service::AllocBacking::kThp},
+      {"hugetlb-2m", service::AllocBacking::kHugetlb2M},
+      {"hugetlb-1g", service::AllocBacking::kHugetlb1G}};
+  auto it = kByName.find(name);
+  return it == kByName.end() ? std::nullopt : std::optional(it->second);
 }
 
 uint64_t PageOf(service::AllocBacking b) {

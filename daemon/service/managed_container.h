@@ -40,6 +40,8 @@ class ManagedContainer {
   ~ManagedContainer();
   ManagedContainer(const ManagedContainer&) = delete;
   ManagedContainer& operator=(const ManagedContainer&) = delete;
+  ManagedContainer(ManagedContainer&&) = delete;
+  ManagedContainer& operator=(ManagedContainer&&) = delete;
 
   [[nodiscard]] std::mutex& mu() { return mu_; }
   [[nodiscard]] ContainerId id() const { return id_; }

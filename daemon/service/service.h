@@ -51,6 +51,8 @@ class Service {
   ~Service();
   Service(const Service&) = delete;
   Service& operator=(const Service&) = delete;
+  Service(Service&&) = delete;
+  Service& operator=(Service&&) = delete;
 
   // --- sessions -----------------------------------------------------------
   /// Registers a new session for `identity`. Returns its id.
