@@ -216,7 +216,7 @@ int main(int argc, char** argv) {
     return vfiod::Run(options);
   } catch (const std::exception& e) {
     // Nothing below throws by design; this is the last line of defence.
-    std::fprintf(stderr, "vfiod: fatal: %s\n", e.what());
+    (void)std::fprintf(stderr, "vfiod: fatal: %s\n", e.what());
     return 70;  // EX_SOFTWARE
   }
 }
