@@ -57,8 +57,17 @@ done
 "$vfioctl" --socket "$sock" ping
 export VFIOD_SOCKET=$sock
 
-step "Who we are" "Everything below runs as uid $user, without access to /dev/vfio:"
-as_user sh -c 'id; ls -l /dev/vfio/vfio'
+group=$(basename "$(readlink "/sys/bus/pci/devices/$edu/iommu_group")")
+step "Who we are" \
+  "Everything below runs as uid $user. The edu device's VFIO group file" \
+  "/dev/vfio/$group belongs to root, so this user cannot open it itself:"
+as_user id
+ls -l "/dev/vfio/$group"
+if as_user sh -c "exec 3<>/dev/vfio/$group" 2>&1; then
+  echo "unexpected: uid $user opened /dev/vfio/$group directly" >&2
+  exit 1
+fi
+echo "    -> so it asks vfiod for everything instead."
 
 step "vfiod status" "Which kernel it drives and which IOMMU features it found."
 as_user "$vfioctl" status
