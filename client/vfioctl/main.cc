@@ -51,6 +51,7 @@ int Main(int argc, char** argv) {
     int code = app.exit(e);  // prints help (code 0) or the parse error
     return code == 0 ? 0 : static_cast<int>(Exit::kUsage);
   }
+  options.timeout_given = app.get_option("--timeout")->count() > 0;
   if (!dispatch.action) {
     std::cerr << "vfioctl: no command given (see --help)\n";
     return static_cast<int>(Exit::kUsage);

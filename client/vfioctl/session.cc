@@ -38,10 +38,15 @@ std::expected<void, Failure> Session::Connect() {
 }
 
 CallOutcome Session::Call(const std::string& method, const json& params, std::span<const int> fds) {
+  return CallWithin(method, params, fds, Timeout());
+}
+
+CallOutcome Session::CallWithin(const std::string& method, const json& params,
+                                std::span<const int> fds, std::chrono::milliseconds timeout) {
   if (auto ok = Connect(); !ok) {
     return std::unexpected(std::move(ok).error());
   }
-  auto reply = client_->Call(method, params, fds, Timeout());
+  auto reply = client_->Call(method, params, fds, timeout);
   if (!reply) {
     return std::unexpected(FailureFor(method, reply.error()));
   }
@@ -53,9 +58,10 @@ CallOutcome Session::CallWithProgress(const std::string& method, json params,
   if (auto ok = Connect(); !ok) {
     return std::unexpected(std::move(ok).error());
   }
+  const auto timeout = options_.timeout_given ? Timeout() : client::kNoTimeout;
   ProgressBar bar(!options_.no_progress && ProgressBar::StderrIsTerminal());
   if (!bar.enabled()) {
-    return Call(method, params, fds);  // no notifications nobody would see
+    return CallWithin(method, params, fds, timeout);  // no notifications nobody would see
   }
   params["progress"] = true;
   client_->OnNotification([&bar](const std::string& name, const json& p) {
@@ -63,7 +69,7 @@ CallOutcome Session::CallWithProgress(const std::string& method, json params,
       bar.Update(p.value("done_bytes", uint64_t{0}), p.value("total_bytes", uint64_t{0}));
     }
   });
-  auto reply = Call(method, params, fds);
+  auto reply = CallWithin(method, params, fds, timeout);
   client_->OnNotification(nullptr);
   bar.Finish();
   return reply;

@@ -22,6 +22,7 @@ inline constexpr const char* kDefaultSocket = "/run/vfiod/vfiod.sock";
 struct GlobalOptions {
   std::string socket = kDefaultSocket;  ///< --socket, else $VFIOD_SOCKET
   double timeout_s = 60;                ///< --timeout; 0 waits forever
+  bool timeout_given = false;           ///< --timeout was on the command line
   bool json = false;                    ///< --json: print the RPC result verbatim
   bool no_progress = false;             ///< --no-progress
 };
@@ -37,8 +38,10 @@ class Session {
   [[nodiscard]] CallOutcome Call(const std::string& method, const nlohmann::json& params = nullptr,
                                  std::span<const int> fds = {});
 
-  /// Call, drawing a progress bar from the daemon's dma.progress notifications
-  /// when stderr is a terminal (then "progress": true is added to `params`).
+  /// Call for a map that may take long: draws a progress bar from the daemon's
+  /// dma.progress notifications when stderr is a terminal (then "progress":
+  /// true is added to `params`), and waits as long as the map takes unless
+  /// --timeout was given.
   [[nodiscard]] CallOutcome CallWithProgress(const std::string& method, nlohmann::json params,
                                              std::span<const int> fds = {});
 
@@ -59,6 +62,8 @@ class Session {
 
  private:
   [[nodiscard]] std::expected<void, Failure> Connect();
+  [[nodiscard]] CallOutcome CallWithin(const std::string& method, const nlohmann::json& params,
+                                       std::span<const int> fds, std::chrono::milliseconds timeout);
   [[nodiscard]] std::chrono::milliseconds Timeout() const;
 
   const GlobalOptions& options_;

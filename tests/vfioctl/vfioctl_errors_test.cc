@@ -103,8 +103,19 @@ TEST_F(VfioctlErrorsTest, PolicyRefusalsAre3) {
   EXPECT_EXIT_CODE(AsNobody({"dma", "alloc", "q", "8M"}), 3);
   RunResult fits = AsNobody({"dma", "alloc", "q", "2M"});
   EXPECT_EQ(fits.exit, 0) << fits.Describe();
-  // Root sees nobody's container but the policy refuses nobody nothing here.
-  EXPECT_EQ(AsNobody({"container", "destroy", "q"}).exit, 0);
+  EXPECT_EQ(AsNobody({"container", "destroy", "q"}).exit, 0);  // its owner may
+}
+
+TEST_F(VfioctlErrorsTest, ANamedContainerIsAttachedByAnotherPermittedUser) {
+  ASSERT_EQ(Ctl({"container", "create", kEdu, "--name", "shared"}).exit, 0);  // root's
+  // nobody does not own it: the name is resolved by container.attach (policy: edu only).
+  RunResult alloc = AsNobody({"--json", "dma", "alloc", "shared", "2M", "--name", "theirs"});
+  ASSERT_EQ(alloc.exit, 0) << alloc.Describe();
+  RunResult list = Ctl({"--json", "dma", "list"});
+  ASSERT_EQ(list.Json().size(), 1u) << list.Describe();
+  EXPECT_EQ(list.Json()[0]["name"], "theirs");
+  EXPECT_EXIT_CODE(AsNobody({"container", "destroy", "shared"}), 3);  // only its owner
+  EXPECT_EQ(Ctl({"container", "destroy", "shared"}).exit, 0);
 }
 
 TEST_F(VfioctlErrorsTest, OtherDaemonErrorsAre4) {
