@@ -18,7 +18,8 @@ void AddGlobalOptions(CLI::App& app, GlobalOptions& options) {
   app.add_option("--socket,-s", options.socket, "vfiod's socket")
       ->envname("VFIOD_SOCKET")
       ->capture_default_str();
-  app.add_option("--timeout,-t", options.timeout_s, "seconds to wait for each reply (0: forever)")
+  app.add_option("--timeout,-t", options.timeout_s,
+                 "seconds to wait for each reply (0: forever; maps wait unless given)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.add_flag("--json,-j", options.json,

@@ -6,6 +6,7 @@
 
 #include "vfioctl/exit_codes.h"
 #include "vfioctl/format.h"
+#include "vfioctl/progress.h"
 #include "vfioctl/sizes.h"
 #include "vfioctl/table.h"
 
@@ -102,6 +103,16 @@ TEST(Format, TextOfEveryJsonKind) {
   EXPECT_EQ(HexField(json{{"iova", 4096}}, "iova"), "0x1000");
   EXPECT_TRUE(Member(j, "missing").is_null());
   EXPECT_TRUE(Member(json(5), "x").is_null());
+}
+
+TEST(ProgressBar, DisabledDrawsNothing) {
+  ::testing::internal::CaptureStderr();
+  {
+    ProgressBar bar(false);
+    bar.Update(1, 2);
+    bar.Update(2, 2);
+  }
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
 }
 
 }  // namespace
