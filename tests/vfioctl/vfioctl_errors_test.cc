@@ -136,8 +136,13 @@ TEST_F(VfioctlErrorsTest, OtherDaemonErrorsAre4) {
 const char* VmEdu() { return itest::InVm() ? std::getenv("VFIOD_EDU_BDF") : nullptr; }
 
 json VmPolicy(const std::string& edu) {
+  const char* ivshmem = std::getenv("VFIOD_IVSHMEM_BDF");
+  json devices = json::array({edu});
+  if (ivshmem != nullptr) {
+    devices.push_back(ivshmem);
+  }
   return {{"rules", json::array({{{"users", json::array({kNobody})},
-                                  {"devices", json::array({edu})},
+                                  {"devices", devices},
                                   {"quota", {{"locked_bytes", "64M"}}}}})}};
 }
 
@@ -167,9 +172,19 @@ TEST(VfioctlVm, SessionAsNobodyOnTheRealKernel) {
   ASSERT_TRUE(info.contains("contiguity")) << info;
   EXPECT_EQ(info["contiguity"]["folios"]["2M"], 2) << info;
   EXPECT_EQ(ctl({"dma", "alloc", "vm", "128M"}).exit, 3);  // over the 64M quota
+  EXPECT_EQ(ctl({"container", "destroy", "vm"}).exit, 0);
+
+  // Peer to peer: ivshmem's 64 MiB BAR2 mapped into a container with edu.
+  const char* ivshmem = std::getenv("VFIOD_IVSHMEM_BDF");
+  ASSERT_NE(ivshmem, nullptr);
+  ASSERT_EQ(ctl({"container", "create", edu, ivshmem, "--name", "vm"}).exit, 0);
+  RunResult bar = ctl({"--json", "dma", "map-bar", "vm", ivshmem, "2", "--name", "bar"});
+  ASSERT_EQ(bar.exit, 0) << bar.Describe();
+  EXPECT_EQ(bar.Json()["size"], 64u << 20);
+  ASSERT_EQ(ctl({"dma", "alloc", "vm", "4M", "--backing", "hugetlb-2m", "--name", "buf"}).exit, 0);
   RunResult destroy = ctl({"--json", "container", "destroy", "vm"});
   EXPECT_EQ(destroy.exit, 0) << destroy.Describe();
-  EXPECT_EQ(destroy.Json()["unmapped_bytes"], 4u << 20);
+  EXPECT_EQ(destroy.Json()["unmapped_bytes"], (64u + 4u) << 20);  // BAR and buffer
 }
 
 TEST(EduDmaExampleVm, RoundTripWithMsiAsNobody) {
