@@ -29,6 +29,11 @@ mkdir -p "$out"
 
 # save KIND FILE: keeps FILE as KIND-<stamp>.json and KIND-latest.json.
 save() {
+  if [[ ! -s $2 ]]; then
+    echo "no $1 results (the program failed before writing them)"
+    status=1
+    return
+  fi
   cp "$2" "$out/$1-$stamp.json"
   cp "$2" "$out/$1-latest.json"
   echo "-> $out/$1-$stamp.json"

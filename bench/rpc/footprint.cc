@@ -44,10 +44,17 @@ std::pair<uint64_t, std::string> Cap(pid_t pid, uint64_t wanted) {
 }
 
 // Adds `count` mappings; returns how many succeeded and the first error.
-std::pair<uint64_t, std::string> AddMappings(client::Client& c, uint64_t container,
-                                             uint64_t count) {
+// `per_4096` gets the seconds each successive 4096 mappings took (does the
+// cost of a map grow with the number of mappings?).
+std::pair<uint64_t, std::string> AddMappings(client::Client& c, uint64_t container, uint64_t count,
+                                             std::vector<double>& per_4096) {
   uint64_t made = 0;
+  Clock::time_point mark = Clock::now();
   while (made < count) {
+    if (made != 0 && made % 4096 == 0) {
+      per_4096.push_back(SecondsSince(mark));
+      mark = Clock::now();
+    }
     std::vector<client::BatchCall> calls;
     for (uint64_t i = 0; i < std::min(kBatch, count - made); ++i) {
       calls.push_back({"dma.alloc", {{"container", container}, {"size", 4096}, {"backing", "4k"}}});
@@ -85,8 +92,10 @@ nlohmann::json MeasureFootprint(const DaemonProcess& daemon, uint64_t mappings) 
   out["requested"] = mappings;
   out["capped_by"] = why;
   const Clock::time_point start = Clock::now();
-  const auto [count, error] = AddMappings(*c, container, cap);
+  std::vector<double> per_4096;
+  const auto [count, error] = AddMappings(*c, container, cap, per_4096);
   out["seconds_to_map"] = SecondsSince(start);
+  out["seconds_per_4096_mappings"] = per_4096;
   out["mappings"] = count;
   if (!error.empty()) {
     out["error"] = error;

