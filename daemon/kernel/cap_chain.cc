@@ -34,6 +34,18 @@ std::vector<std::byte> CapChainBuilder::Shifted(uint32_t base) const {
   return out;
 }
 
+void CapChainBuilder::PlaceBehind(void* reply, size_t fixed_size, uint32_t& argsz,
+                                  uint32_t& cap_offset) const {
+  const size_t needed = fixed_size + buf_.size();
+  if (argsz < needed) {
+    argsz = static_cast<uint32_t>(needed);
+    return;
+  }
+  const std::vector<std::byte> chain = Shifted(static_cast<uint32_t>(fixed_size));
+  std::memcpy(static_cast<std::byte*>(reply) + fixed_size, chain.data(), chain.size());
+  cap_offset = static_cast<uint32_t>(fixed_size);
+}
+
 Result<void> WalkCapChain(std::span<const std::byte> reply, uint32_t first,
                           const std::function<Result<void>(const CapView&)>& visit) {
   uint32_t offset = first;

@@ -29,11 +29,29 @@ class CapChainBuilder {
   [[nodiscard]] size_t size() const { return buf_.size(); }
   /// The chain as it sits at offset `base` of the reply (every `next` shifted).
   [[nodiscard]] std::vector<std::byte> Shifted(uint32_t base) const;
+  /// Puts the chain behind the fixed part (`fixed_size` bytes) of the GET_INFO
+  /// reply at `reply`, as vfio's GET_INFO handlers do: when `argsz` is too
+  /// small for both, raises it to the size needed and writes no chain (the
+  /// caller asks again); otherwise copies the chain to `reply + fixed_size`
+  /// and sets `cap_offset` to `fixed_size`. Writes no fixed field but these.
+  void PlaceBehind(void* reply, size_t fixed_size, uint32_t& argsz, uint32_t& cap_offset) const;
 
  private:
   std::vector<std::byte> buf_;
   std::vector<size_t> starts_;  // offset of each header within buf_
 };
+
+/// The bytes of `v`.
+template <class T>
+std::span<const std::byte> ObjectBytes(const T& v) {
+  return std::as_bytes(std::span<const T>(&v, 1));
+}
+
+/// The bytes of a capability struct after its header (what Add() takes).
+template <class T>
+std::span<const std::byte> CapBody(const T& v) {
+  return ObjectBytes(v).subspan(kCapHeaderSize);
+}
 
 /// One capability found by WalkCapChain: `data` spans from its header to the
 /// end of the reply buffer (a capability's length is implied by its id).

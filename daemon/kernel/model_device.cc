@@ -165,25 +165,15 @@ Result<int> ModelPciFunction::GetRegionInfo(void* arg) const {
   if (!r.sparse.empty()) {
     vfio_region_info_cap_sparse_mmap head{};
     head.nr_areas = static_cast<uint32_t>(r.sparse.size());
-    std::vector<std::byte> body(sizeof head - kCapHeaderSize);
-    std::memcpy(body.data(), reinterpret_cast<const std::byte*>(&head) + kCapHeaderSize,
-                body.size());
+    std::vector<std::byte> body(CapBody(head).begin(), CapBody(head).end());
     for (const SparseArea& a : r.sparse) {
-      vfio_region_sparse_mmap_area area{a.offset, a.size};
-      const auto* b = reinterpret_cast<const std::byte*>(&area);
-      body.insert(body.end(), b, b + sizeof area);
+      const vfio_region_sparse_mmap_area area{a.offset, a.size};
+      body.insert(body.end(), ObjectBytes(area).begin(), ObjectBytes(area).end());
     }
     CapChainBuilder caps;
     caps.Add(VFIO_REGION_INFO_CAP_SPARSE_MMAP, 1, body);
     info.flags |= VFIO_REGION_INFO_FLAG_CAPS;
-    size_t needed = sizeof info + caps.size();
-    if (info.argsz < needed) {
-      info.argsz = static_cast<uint32_t>(needed);
-    } else {
-      std::vector<std::byte> chain = caps.Shifted(sizeof info);
-      std::memcpy(static_cast<std::byte*>(arg) + sizeof info, chain.data(), chain.size());
-      info.cap_offset = sizeof info;
-    }
+    caps.PlaceBehind(arg, sizeof info, info.argsz, info.cap_offset);
   }
   std::memcpy(arg, &info, kMinsz);
   return 0;

@@ -18,17 +18,6 @@ constexpr const char* kInfoOp = "VFIO_IOMMU_GET_INFO";
 // DIRTY_BITMAP_SIZE_MAX of vfio_iommu_type1.c: INT_MAX pages, one bit each.
 constexpr uint64_t kMaxDirtyBitmapSize = 0x10000000;
 
-template <class T>
-std::span<const std::byte> Bytes(const T& v) {
-  return std::as_bytes(std::span<const T>(&v, 1));
-}
-
-/// The bytes of a capability struct after its 8-byte header.
-template <class T>
-std::span<const std::byte> Body(const T& v) {
-  return Bytes(v).subspan(kCapHeaderSize);
-}
-
 }  // namespace
 
 ModelIommu::ModelIommu(const ModelKnobs& knobs, ModelPinner& pinner)
@@ -103,28 +92,21 @@ Result<int> ModelIommu::GetInfo(void* arg) const {
   vfio_iommu_type1_info_cap_migration mig{};
   mig.pgsize_bitmap = knobs_.iova_pgsizes;
   mig.max_dirty_bitmap_size = kMaxDirtyBitmapSize;
-  caps.Add(VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION, 1, Body(mig));
+  caps.Add(VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION, 1, CapBody(mig));
   vfio_iommu_type1_info_dma_avail avail{};
   avail.avail = dma_avail_;
-  caps.Add(VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, 1, Body(avail));
+  caps.Add(VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, 1, CapBody(avail));
   vfio_iommu_type1_info_cap_iova_range ranges{};
   ranges.nr_iovas = static_cast<uint32_t>(knobs_.iova_ranges.size());
-  std::vector<std::byte> body(Body(ranges).begin(), Body(ranges).end());
+  std::vector<std::byte> body(CapBody(ranges).begin(), CapBody(ranges).end());
   for (const IovaRange& r : knobs_.iova_ranges) {
     vfio_iova_range one{r.start, r.last};
-    body.insert(body.end(), Bytes(one).begin(), Bytes(one).end());
+    body.insert(body.end(), ObjectBytes(one).begin(), ObjectBytes(one).end());
   }
   caps.Add(VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 1, body);
 
   info.flags |= VFIO_IOMMU_INFO_CAPS;
-  size_t needed = sizeof info + caps.size();
-  if (info.argsz < needed) {
-    info.argsz = static_cast<uint32_t>(needed);
-  } else {
-    std::vector<std::byte> chain = caps.Shifted(sizeof info);
-    std::memcpy(static_cast<std::byte*>(arg) + sizeof info, chain.data(), chain.size());
-    info.cap_offset = sizeof info;
-  }
+  caps.PlaceBehind(arg, sizeof info, info.argsz, info.cap_offset);
   std::memcpy(arg, &info, copy);
   return 0;
 }
