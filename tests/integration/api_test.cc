@@ -24,6 +24,14 @@ class ApiTest : public ::testing::Test {
     daemon_ = std::make_unique<Daemon>();
     client_ = std::make_unique<client::Client>(daemon_->Connect());
   }
+  void TearDown() override {
+    if (daemon_) {
+      // Every scenario ends with a clean shutdown (exit 0: under the
+      // sanitizers that also means no leak or memory error in the daemon).
+      client_.reset();
+      EXPECT_EQ(daemon_->Stop(), 0) << ReadAll(daemon_->log_path());
+    }
+  }
   client::CallResult Call(const std::string& method, const json& params = json::object(),
                           std::span<const int> fds = {}) {
     return client_->Call(method, params, fds);

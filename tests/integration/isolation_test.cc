@@ -22,6 +22,12 @@ class IsolationTest : public ::testing::Test {
     daemon_ = std::make_unique<Daemon>();
     observer_ = std::make_unique<client::Client>(daemon_->Connect());
   }
+  void TearDown() override {
+    if (daemon_) {
+      observer_.reset();
+      EXPECT_EQ(daemon_->Stop(), 0) << ReadAll(daemon_->log_path());
+    }
+  }
   /// Status through one long-lived connection (which counts as a client).
   json Status() {
     auto r = observer_->Call("status");
