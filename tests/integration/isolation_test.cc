@@ -127,7 +127,16 @@ TEST_F(IsolationTest, PolicyAndQuotaForAnotherUser) {
   });
   EXPECT_EQ(failures, "");
   // The child is gone: its container and mappings went with it; root's stay.
-  json status = StatusOnceClientsAre(1);
+  // The session goes first, its objects a moment later (close hook): wait,
+  // bounded, for them to be released.
+  json status;
+  for (int i = 0; i < 2000; ++i) {
+    status = StatusOnceClientsAre(1);
+    if (status["containers"] == 1 && status["mappings"] == 1) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
   EXPECT_EQ(status["containers"], 1);
   EXPECT_EQ(status["mappings"], 1);
   EXPECT_EQ(status["locked_bytes"], 4096);
