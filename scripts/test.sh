@@ -6,15 +6,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
 jobs=$(nproc)
+# ccache (installed by deps.sh) makes a rebuild of an unchanged tree cheap,
+# also from another clone: paths under the source folder hash relatively.
+launcher=()
+if command -v ccache >/dev/null; then
+  export CCACHE_BASEDIR=$PWD
+  launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+fi
 
 echo "== build (RelWithDebInfo)"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" >/dev/null
 cmake --build build -j"$jobs"
 echo "== tests (host and VM)"
 ctest --test-dir build --output-on-failure -j"$jobs"
 
 echo "== build (ASan+UBSan)"
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DVFIOD_SANITIZE=ON -DVFIOD_BENCHMARKS=OFF >/dev/null
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DVFIOD_SANITIZE=ON -DVFIOD_BENCHMARKS=OFF \
+  "${launcher[@]}" >/dev/null
 cmake --build build-asan -j"$jobs"
 echo "== unit tests under ASan+UBSan"
 ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE vm
