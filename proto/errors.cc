@@ -51,31 +51,38 @@ std::string_view CodeMessage(int code) {
 std::string ErrnoName(int err) {
   // The errno values vfiod can plausibly report; strerrorname_np needs glibc 2.32
   // and Debian 12 has it, but a table keeps the wire names independent of libc.
-  switch (err) {
+  struct Named {
+    int code;
+    const char* name;
+  };
 #define VFIOD_ERRNO(e) \
-  case e:              \
-    return #e;
-    VFIOD_ERRNO(EPERM)
-        VFIOD_ERRNO(ENOENT) VFIOD_ERRNO(ESRCH) VFIOD_ERRNO(EINTR) VFIOD_ERRNO(EIO) VFIOD_ERRNO(
-            ENXIO) VFIOD_ERRNO(E2BIG) VFIOD_ERRNO(EBADF) VFIOD_ERRNO(EAGAIN) VFIOD_ERRNO(ENOMEM)
-            VFIOD_ERRNO(EACCES) VFIOD_ERRNO(EFAULT) VFIOD_ERRNO(EBUSY) VFIOD_ERRNO(EEXIST)
-                VFIOD_ERRNO(ENODEV) VFIOD_ERRNO(ENOTDIR) VFIOD_ERRNO(EISDIR) VFIOD_ERRNO(EINVAL)
-                    VFIOD_ERRNO(ENFILE) VFIOD_ERRNO(EMFILE) VFIOD_ERRNO(ENOTTY) VFIOD_ERRNO(EFBIG)
-                        VFIOD_ERRNO(ENOSPC) VFIOD_ERRNO(ESPIPE) VFIOD_ERRNO(EROFS)
-                            VFIOD_ERRNO(EPIPE) VFIOD_ERRNO(ERANGE) VFIOD_ERRNO(EDEADLK) VFIOD_ERRNO(
-                                ENAMETOOLONG) VFIOD_ERRNO(ENOSYS) VFIOD_ERRNO(ENOTEMPTY)
-                                VFIOD_ERRNO(ELOOP) VFIOD_ERRNO(ENODATA) VFIOD_ERRNO(EOVERFLOW)
-                                    VFIOD_ERRNO(EBADMSG) VFIOD_ERRNO(EPROTO) VFIOD_ERRNO(EMSGSIZE)
-                                        VFIOD_ERRNO(ENOTSUP) VFIOD_ERRNO(EADDRINUSE) VFIOD_ERRNO(
-                                            ECONNRESET) VFIOD_ERRNO(ENOBUFS) VFIOD_ERRNO(ENOTCONN)
-                                            VFIOD_ERRNO(ETIMEDOUT) VFIOD_ERRNO(ECONNREFUSED)
-                                                VFIOD_ERRNO(EALREADY) VFIOD_ERRNO(EINPROGRESS)
-                                                    VFIOD_ERRNO(ECANCELED) VFIOD_ERRNO(EOWNERDEAD)
-                                                        VFIOD_ERRNO(EHWPOISON) VFIOD_ERRNO(EDQUOT)
+  Named { e, #e }
+  static constexpr Named kNames[] = {
+      VFIOD_ERRNO(EPERM),       VFIOD_ERRNO(ENOENT),       VFIOD_ERRNO(ESRCH),
+      VFIOD_ERRNO(EINTR),       VFIOD_ERRNO(EIO),          VFIOD_ERRNO(ENXIO),
+      VFIOD_ERRNO(E2BIG),       VFIOD_ERRNO(EBADF),        VFIOD_ERRNO(EAGAIN),
+      VFIOD_ERRNO(ENOMEM),      VFIOD_ERRNO(EACCES),       VFIOD_ERRNO(EFAULT),
+      VFIOD_ERRNO(EBUSY),       VFIOD_ERRNO(EEXIST),       VFIOD_ERRNO(ENODEV),
+      VFIOD_ERRNO(ENOTDIR),     VFIOD_ERRNO(EISDIR),       VFIOD_ERRNO(EINVAL),
+      VFIOD_ERRNO(ENFILE),      VFIOD_ERRNO(EMFILE),       VFIOD_ERRNO(ENOTTY),
+      VFIOD_ERRNO(EFBIG),       VFIOD_ERRNO(ENOSPC),       VFIOD_ERRNO(ESPIPE),
+      VFIOD_ERRNO(EROFS),       VFIOD_ERRNO(EPIPE),        VFIOD_ERRNO(ERANGE),
+      VFIOD_ERRNO(EDEADLK),     VFIOD_ERRNO(ENAMETOOLONG), VFIOD_ERRNO(ENOSYS),
+      VFIOD_ERRNO(ENOTEMPTY),   VFIOD_ERRNO(ELOOP),        VFIOD_ERRNO(ENODATA),
+      VFIOD_ERRNO(EOVERFLOW),   VFIOD_ERRNO(EBADMSG),      VFIOD_ERRNO(EPROTO),
+      VFIOD_ERRNO(EMSGSIZE),    VFIOD_ERRNO(ENOTSUP),      VFIOD_ERRNO(EADDRINUSE),
+      VFIOD_ERRNO(ECONNRESET),  VFIOD_ERRNO(ENOBUFS),      VFIOD_ERRNO(ENOTCONN),
+      VFIOD_ERRNO(ETIMEDOUT),   VFIOD_ERRNO(ECONNREFUSED), VFIOD_ERRNO(EALREADY),
+      VFIOD_ERRNO(EINPROGRESS), VFIOD_ERRNO(ECANCELED),    VFIOD_ERRNO(EOWNERDEAD),
+      VFIOD_ERRNO(EHWPOISON),   VFIOD_ERRNO(EDQUOT),
+  };
 #undef VFIOD_ERRNO
-                                                            default : return "E?" +
-                                                                      std::to_string(err);
+  for (const Named& named : kNames) {
+    if (named.code == err) {
+      return named.name;
+    }
   }
+  return "E?" + std::to_string(err);
 }
 
 nlohmann::json ErrorData(const Error& err) {

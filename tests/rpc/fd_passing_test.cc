@@ -15,6 +15,7 @@ namespace {
 using rpc::testing::CountOpenFds;
 using rpc::testing::MakeMemfd;
 using rpc::testing::ReadAll;
+using rpc::testing::SendWithAnyFdCount;
 
 struct SocketPair {
   SocketPair() {
@@ -83,21 +84,7 @@ TEST(FdPassing, TooManyFdsAreTruncatedAndNoneLeak) {
       mems.push_back(MakeMemfd("m"));
       raw.push_back(mems.back().get());
     }
-    // Bypass SendWithFds's own limit with a raw sendmsg.
-    std::vector<unsigned char> control(CMSG_SPACE(sizeof(int) * kCount));
-    char byte = '\n';
-    iovec iov{&byte, 1};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * kCount);
-    std::memcpy(CMSG_DATA(c), raw.data(), sizeof(int) * kCount);
-    ASSERT_EQ(::sendmsg(sp.a.get(), &msg, 0), 1);
+    ASSERT_EQ(SendWithAnyFdCount(sp.a.get(), "\n", raw), 1);
   }
   EXPECT_EQ(CountOpenFds(), before);  // our copies are closed; the kernel holds its own
   char buf[8];

@@ -19,6 +19,7 @@ using testing::MakeMemfd;
 using testing::RawPeer;
 using testing::ReadAll;
 using testing::RunningServer;
+using testing::SendWithAnyFdCount;
 
 // fds a handler chose to keep, so the test can count them.
 struct Kept {
@@ -148,19 +149,7 @@ TEST_F(ServerFds, TruncatedControlDataFailsTheMessageWithoutLeaks) {
       raw.push_back(mems.back().get());
     }
     std::string line = wire::ToLine(wire::MakeRequest("keep", json{{"fd", wire::FdRef(0)}}, 7));
-    std::vector<unsigned char> control(CMSG_SPACE(sizeof(int) * kCount));
-    iovec iov{line.data(), line.size()};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * kCount);
-    std::memcpy(CMSG_DATA(c), raw.data(), sizeof(int) * kCount);
-    ASSERT_EQ(::sendmsg(peer_.fd(), &msg, 0), static_cast<ssize_t>(line.size()));
+    ASSERT_EQ(SendWithAnyFdCount(peer_.fd(), line, raw), static_cast<ssize_t>(line.size()));
     json reply = peer_.ReadJson();
     EXPECT_EQ(reply["error"]["code"], wire::kFdError) << reply;
     EXPECT_EQ(reply["id"], 7);

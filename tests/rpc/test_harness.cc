@@ -131,6 +131,24 @@ int CountOpenFds() {
   return count - 1;  // the directory's own fd
 }
 
+ssize_t SendWithAnyFdCount(int socket, std::string_view bytes, const std::vector<int>& fds) {
+  const size_t fd_bytes = sizeof(int) * fds.size();
+  std::vector<unsigned char> control(CMSG_SPACE(fd_bytes));
+  std::string data(bytes);
+  iovec iov{data.data(), data.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.data();
+  msg.msg_controllen = control.size();
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(fd_bytes);
+  std::memcpy(CMSG_DATA(c), fds.data(), fd_bytes);
+  return ::sendmsg(socket, &msg, 0);
+}
+
 UniqueFd MakeMemfd(const std::string& content) {
   UniqueFd fd(::memfd_create("vfiod-test", MFD_CLOEXEC));
   EXPECT_TRUE(fd.valid());

@@ -1,11 +1,14 @@
 // A running Server on a socket in a temp dir, and a raw wire-level peer.
 #pragma once
 
+#include <sys/types.h>
+
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -78,6 +81,11 @@ class RawPeer {
 
 /// A memfd holding `content`.
 [[nodiscard]] UniqueFd MakeMemfd(const std::string& content);
+
+/// One sendmsg of `bytes` carrying all of `fds` as SCM_RIGHTS, past the
+/// limit SendWithFds keeps; returns what sendmsg returned.
+[[nodiscard]] ssize_t SendWithAnyFdCount(int socket, std::string_view bytes,
+                                         const std::vector<int>& fds);
 
 /// Reads the whole content of `fd` from offset 0.
 [[nodiscard]] std::string ReadAll(int fd);
