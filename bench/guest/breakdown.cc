@@ -2,7 +2,9 @@
 // dma.map_fd and dma.free, redone here with the same dma-layer calls.
 #include <fcntl.h>
 
+#include <fstream>
 #include <memory>
+#include <string>
 
 #include "common/stats.h"
 #include "dma/backing.h"
@@ -12,6 +14,17 @@
 namespace vfiod::bench {
 namespace {
 
+// A "Name: N kB" field of /proc/self/smaps_rollup, in bytes.
+uint64_t SmapsRollup(const std::string& name) {
+  std::ifstream in("/proc/self/smaps_rollup");
+  for (std::string line; std::getline(in, line);) {
+    if (line.starts_with(name + ":")) {
+      return std::stoull(line.substr(name.size() + 1)) << 10;
+    }
+  }
+  return 0;
+}
+
 // One pass; appends its timings to `out`.
 Result<void> OnePass(const GuestRig& rig, dma::PageInfoReader& reader, int fd, uint64_t size,
                      Breakdown& out) {
@@ -19,10 +32,14 @@ Result<void> OnePass(const GuestRig& rig, dma::PageInfoReader& reader, int fd, u
   if (!copy) {
     return ErrnoError("dup");
   }
+  const uint64_t pmd_before = SmapsRollup("ShmemPmdMapped");
   Result<dma::Backing> adopted = Fail(EINVAL, "adopt");
   out.adopt_s.push_back(
       TimeSeconds([&] { adopted = dma::AdoptClientFd(std::move(copy), 0, size); }));
   auto backing = std::make_unique<dma::Backing>(VFIOD_TRY(std::move(adopted)));
+  // Is the view mapped so THPs can be PMD-mapped (2 MiB aligned), and were they?
+  out.view_offset_2m = backing->vaddr() % dma::kPage2M;
+  out.pmd_mapped = SmapsRollup("ShmemPmdMapped") - pmd_before;
   // As DmaSpace::Scan for a client fd: hugetlbfs has a known folio size, shmem may hold THP.
   const uint64_t folio = backing->page_size() > dma::kPage4K ? backing->page_size() : 0;
   dma::Congruence congruence;

@@ -136,7 +136,9 @@ Result<nlohmann::json> MeasureRow(const GuestRig& rig, Vfiod& vfiod, MemKind kin
                       {"scan", OpJson(parts.scan_s, size)},
                       {"map", OpJson(parts.map_s, size)},
                       {"unmap", OpJson(parts.unmap_s, size)},
-                      {"release", OpJson(parts.release_s, size)}};
+                      {"release", OpJson(parts.release_s, size)},
+                      {"view_vaddr_mod_2m", parts.view_offset_2m},
+                      {"view_shmem_pmd_mapped_bytes", parts.pmd_mapped}};
   // Throughput ratios: raw time / vfiod time.
   row["ratio"] = {{"map", Ratio(Mean(raw.map_s), Mean(via.map_s))},
                   {"unmap", Ratio(Mean(raw.unmap_s), Mean(via.unmap_s))}};
@@ -159,6 +161,10 @@ Result<nlohmann::json> MeasureRow(const GuestRig& rig, Vfiod& vfiod, MemKind kin
                Mean(parts.unmap_s), Mean(parts.release_s),
                row["vfiod"]["server"]["map_s"].get<double>(),
                row["vfiod"]["server"]["free_s"].get<double>());
+  std::fprintf(
+      stderr, "    %-10s the daemon's view: vaddr %% 2M = %#llx, %llu MiB of it PMD-mapped shmem\n",
+      "", static_cast<unsigned long long>(parts.view_offset_2m),
+      static_cast<unsigned long long>(parts.pmd_mapped >> 20));
   std::fprintf(stderr, "    %-10s map %.3f  unmap %.3f   (vs raw memfd: map %.3f  unmap %.3f)\n",
                "ratio", row["ratio"]["map"].get<double>(), row["ratio"]["unmap"].get<double>(),
                row["ratio_vs_raw_memfd"]["map"].get<double>(),

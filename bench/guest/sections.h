@@ -43,6 +43,8 @@ struct Breakdown {
   std::vector<double> map_s;
   std::vector<double> unmap_s;
   std::vector<double> release_s;
+  uint64_t view_offset_2m = 0;  ///< the daemon-side view's vaddr % 2 MiB
+  uint64_t pmd_mapped = 0;      ///< ShmemPmdMapped growth when the view was populated
 };
 [[nodiscard]] Result<Breakdown> BreakDownMapFd(const GuestRig& rig, int fd, uint64_t size,
                                                int loops);
