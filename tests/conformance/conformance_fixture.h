@@ -13,6 +13,7 @@
 #include "conformance_target.h"
 #include "kernel/kernel.h"
 #include "kernel/vfio_api.h"
+#include "support/anon_buffer.h"
 
 namespace vfiod::conformance {
 
@@ -25,29 +26,7 @@ int Errno(const Result<T>& r) {
   return r ? 0 : r.error().code;
 }
 
-/// Anonymous memory, MAP_POPULATE (RAII).
-class Buffer {
- public:
-  explicit Buffer(size_t size) : size_(size) {
-    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    addr_ = p == MAP_FAILED ? nullptr : p;
-  }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  ~Buffer() {
-    if (addr_ != nullptr) {
-      ::munmap(addr_, size_);
-    }
-  }
-  [[nodiscard]] bool ok() const { return addr_ != nullptr; }
-  [[nodiscard]] uint64_t vaddr() const { return reinterpret_cast<uint64_t>(addr_); }
-  [[nodiscard]] void* get() const { return addr_; }
-
- private:
-  void* addr_ = nullptr;
-  size_t size_;
-};
+using Buffer = vfiod::testing::AnonBuffer;
 
 /// Opens containers and groups on the target; nothing attached yet.
 class Conformance : public ::testing::Test {

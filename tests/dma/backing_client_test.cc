@@ -1,7 +1,6 @@
 // AdoptClientFd: only a sealable memfd or hugetlbfs file, read-write, long
 // enough, with aligned offsets; every refusal has a stable errno and leaks
 // nothing.
-#include <dirent.h>
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -16,21 +15,14 @@
 #include <string>
 
 #include "dma/backing.h"
+#include "support/open_fds.h"
 
 namespace vfiod::dma {
 namespace {
 
 using ::testing::HasSubstr;
 
-int CountOpenFds() {
-  int count = 0;
-  DIR* dir = ::opendir("/proc/self/fd");
-  while (dirent* entry = ::readdir(dir)) {
-    count += entry->d_name[0] != '.' ? 1 : 0;
-  }
-  ::closedir(dir);
-  return count;
-}
+using vfiod::testing::CountOpenFds;
 
 UniqueFd MakeMemfd(uint64_t size, unsigned int flags = MFD_ALLOW_SEALING) {
   UniqueFd fd(::memfd_create("client-test", MFD_CLOEXEC | flags));

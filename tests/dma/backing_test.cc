@@ -2,7 +2,6 @@
 // errors, and that failures leak neither fds nor mappings.
 #include "dma/backing.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -15,20 +14,14 @@
 #include <fstream>
 #include <string>
 
+#include "support/open_fds.h"
+
 namespace vfiod::dma {
 namespace {
 
 using ::testing::HasSubstr;
 
-int CountOpenFds() {
-  int count = 0;
-  DIR* dir = ::opendir("/proc/self/fd");
-  while (dirent* entry = ::readdir(dir)) {
-    count += entry->d_name[0] != '.' ? 1 : 0;
-  }
-  ::closedir(dir);
-  return count;
-}
+using vfiod::testing::CountOpenFds;
 
 int Seals(int fd) { return ::fcntl(fd, F_GET_SEALS); }
 

@@ -27,14 +27,7 @@ class EngineFaultKernelTest : public ::testing::Test {
     backing_ = std::make_shared<const Backing>(CreatePagesBacking(kChunks * kChunk, false).value());
   }
 
-  std::vector<Mapping> ModelEntries() {
-    std::vector<Mapping> out;
-    const std::vector<kernel::ModelMapping> mappings = model_.Mappings(container_->fd()).value();
-    for (const auto& m : mappings) {
-      out.push_back({m.iova, m.size});
-    }
-    return out;
-  }
+  std::vector<Mapping> ModelEntries() { return ModelMappings(model_, *container_); }
 
   void ExpectClean() {
     EXPECT_TRUE(ModelEntries().empty());

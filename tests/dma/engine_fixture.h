@@ -2,7 +2,6 @@
 // test VM, a container with the edu group attached, and leak counters.
 #pragma once
 
-#include <dirent.h>
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -11,6 +10,7 @@
 #include "dma/backing.h"
 #include "dma/engine.h"
 #include "kernel/model_kernel.h"
+#include "support/open_fds.h"
 #include "vfio/container.h"
 #include "vfio/group.h"
 
@@ -23,14 +23,17 @@ namespace vfiod::dma::testing {
 inline constexpr int kEduGroup = 3;
 inline constexpr int kIvshmemGroup = 4;
 
-inline int CountOpenFds() {
-  int count = 0;
-  DIR* dir = ::opendir("/proc/self/fd");
-  while (dirent* entry = ::readdir(dir)) {
-    count += entry->d_name[0] != '.' ? 1 : 0;
+using vfiod::testing::CountOpenFds;
+
+/// The model's mappings in `container`, as the engine's Mapping type.
+inline std::vector<Mapping> ModelMappings(const kernel::ModelKernel& model,
+                                          const vfio::Container& container) {
+  const std::vector<kernel::ModelMapping> mappings = model.Mappings(container.fd()).value();
+  std::vector<Mapping> out;
+  for (const kernel::ModelMapping& m : mappings) {
+    out.push_back({m.iova, m.size});
   }
-  ::closedir(dir);
-  return count;
+  return out;
 }
 
 /// Everything that must come back to where it was after a failed map.
@@ -75,14 +78,7 @@ class EngineTest : public ::testing::Test {
     return std::make_shared<const Backing>(std::move(*backing));
   }
 
-  std::vector<Mapping> ModelEntries() {
-    std::vector<Mapping> out;
-    const std::vector<kernel::ModelMapping> mappings = model_.Mappings(container_->fd()).value();
-    for (const auto& m : mappings) {
-      out.push_back({m.iova, m.size});
-    }
-    return out;
-  }
+  std::vector<Mapping> ModelEntries() { return ModelMappings(model_, *container_); }
 
   LeakSnapshot Snapshot() {
     return {.locked_bytes = model_.LockedBytes(),

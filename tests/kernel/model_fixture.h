@@ -11,6 +11,7 @@
 #include "kernel/kernel.h"
 #include "kernel/model_kernel.h"
 #include "kernel/vfio_api.h"
+#include "support/anon_buffer.h"
 
 namespace vfiod::kernel::testing {
 
@@ -20,28 +21,7 @@ inline constexpr int kIvshmemGroup = 4;
 inline constexpr int kIch9Group = 7;
 inline constexpr const char* kEdu = "0000:00:03.0";
 
-/// Anonymous, populated memory (RAII).
-class Buffer {
- public:
-  explicit Buffer(size_t size) : size_(size) {
-    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    addr_ = p == MAP_FAILED ? nullptr : p;
-  }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  ~Buffer() {
-    if (addr_ != nullptr) {
-      ::munmap(addr_, size_);
-    }
-  }
-  [[nodiscard]] uint64_t vaddr() const { return reinterpret_cast<uint64_t>(addr_); }
-  [[nodiscard]] void* get() const { return addr_; }
-
- private:
-  void* addr_ = nullptr;
-  size_t size_;
-};
+using Buffer = vfiod::testing::AnonBuffer;
 
 inline std::string GroupPath(int group) { return "/dev/vfio/" + std::to_string(group); }
 
