@@ -1,6 +1,5 @@
 #include "guest_dma_rig.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -9,22 +8,14 @@
 #include <span>
 #include <string>
 
+#include "support/open_fds.h"
+
 namespace vfiod::testing {
 namespace {
 
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kPfnMask = (uint64_t{1} << 55) - 1;
 constexpr uint64_t kPresent = uint64_t{1} << 63;
-
-int CountOpenFds() {
-  int count = 0;
-  DIR* dir = ::opendir("/proc/self/fd");
-  while (dirent* entry = ::readdir(dir)) {
-    count += entry->d_name[0] != '.' ? 1 : 0;
-  }
-  ::closedir(dir);
-  return count;
-}
 
 std::vector<uint64_t> ReadPagemap(uint64_t vaddr, uint64_t pages) {
   std::vector<uint64_t> entries(pages);
