@@ -2,7 +2,8 @@
 # shellcheck shell=sh disable=SC3045,SC2013,SC1091  # busybox ash: ulimit -l exists
 # /init of the vfiod test guest (busybox ash, PID 1). Built into the initramfs
 # by vm_image.sh; driven by vm_run.sh through the "share" 9p folder:
-#   in:  share/vm.conf  (AS_USER=uid or empty), share/cmd.sh (the command)
+#   in:  share/vm.conf  (AS_USER=uid or empty; PROJECT_DIR=path of a project tree
+#        under /tmp or /run, shared as 9p tag "project"), share/cmd.sh (the command)
 #   out: share/status   (the command's exit status), share/setup_error
 #        (why the guest could not run it), share/dmesg.log
 # The console is ttyS0; the command's stdout goes to ttyS1, stderr to ttyS2.
@@ -70,6 +71,13 @@ prepare_chroot() {
   mount -t tmpfs -o mode=0755 run "$R/run" || setup_fail "tmpfs /run"
   mkdir -p "$R/run/vfiod-vm"
   mount -o bind "$S" "$R/run/vfiod-vm" || setup_fail "bind share"
+  # A project tree under the host's /tmp or /run is hidden by the tmpfs above:
+  # vm_run.sh then shares it separately, mounted back at its own path.
+  if [ -n "$PROJECT_DIR" ]; then
+    mkdir -p "$R$PROJECT_DIR" || setup_fail "mkdir $PROJECT_DIR"
+    mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,ro project "$R$PROJECT_DIR" ||
+      setup_fail "cannot mount the project tree $PROJECT_DIR"
+  fi
 }
 
 # find_pci VENDOR DEVICE: first BDF with that vendor:device id.
@@ -149,6 +157,7 @@ log "kernel $(uname -r), loading modules"
 load_modules
 mount_shares
 AS_USER=""
+PROJECT_DIR=""
 [ -r "$S/vm.conf" ] && . "$S/vm.conf"
 prepare_chroot
 bind_devices

@@ -77,12 +77,21 @@ share=$run/share
 mkdir "$share"
 log=${log:-$run/console.log}
 : >"$log" && : >"$run/stdout" && : >"$run/stderr" || exit "$kBroken"
-case $(readlink -f "$(command -v "$1" || echo "$1")") in
+# The project tree (this script's ../..) is shared on its own when it lives
+# where the guest mounts its own tmpfs (a clone under /tmp, as CI may make).
+project=$(cd "$here/../.." && pwd -P)
+case $project in
+  /tmp/* | /run/*) ;;
+  *) project="" ;;
+esac
+target=$(readlink -f "$(command -v "$1" || echo "$1")")
+case $target in
+  "$project"/*) ;;
   /tmp/* | /run/* | /dev/* | /proc/* | /sys/*)
     echo "vm_run: warning: $1 is hidden in the guest (/tmp, /run, /dev are the guest's own)" >&2 ;;
 esac
 
-echo "AS_USER=$as_user" >"$share/vm.conf"
+printf 'AS_USER=%s\nPROJECT_DIR=%q\n' "$as_user" "$project" >"$share/vm.conf"
 {
   echo "# written by vm_run.sh, run by the guest's init in the chroot"
   for v in "${envs[@]}"; do printf 'export %q\n' "$v"; done
@@ -112,6 +121,9 @@ qemu_args=(
   -chardev file,id=err,path="$(qesc "$run/stderr")",append=on -serial chardev:err
   -kernel "$kernel" -initrd "$initrd" -append "$append"
 )
+if [[ -n $project ]]; then
+  qemu_args+=(-virtfs "local,path=$(qesc "$project"),mount_tag=project,security_model=none,readonly=on,multidevs=remap")
+fi
 timeout -k 10 "$timeout_s" "$qemu" "${qemu_args[@]}" </dev/null >"$run/qemu.log" 2>&1 &
 qpid=$!
 trap 'kill -TERM $qpid 2>/dev/null' INT TERM HUP
