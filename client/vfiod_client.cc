@@ -183,7 +183,7 @@ std::expected<void, wire::RpcError> Client::ReadMore(Clock::time_point deadline)
   if (ready == 0) {
     return std::unexpected(wire::MakeError(wire::kClientTimeout, "waiting for the reply"));
   }
-  std::vector<char> buf(64 * 1024);
+  std::vector<char> buf(size_t{64} * 1024);
   auto got = wire::RecvWithFds(fd_.get(), buf);
   if (!got && got.error().code == EAGAIN) {
     return {};  // a spurious wakeup: poll again

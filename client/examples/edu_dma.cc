@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -38,7 +39,7 @@ struct Options {
 void Step(const char* what) { std::printf("==> %s\n", what); }
 
 [[noreturn]] void Die(const std::string& what) {
-  std::fprintf(stderr, "edu_dma: %s\n", what.c_str());
+  (void)std::fprintf(stderr, "edu_dma: %s\n", what.c_str());  // exiting either way
   std::exit(1);
 }
 
@@ -139,9 +140,10 @@ int Run(const Options& o) {
   OrDie(edu.Dma(Direction::kToDevice, iova, o.bytes, timeout));
   std::printf("    %u bytes IOVA 0x%llx -> device: done (MSI)\n", o.bytes,
               static_cast<unsigned long long>(iova));
-  OrDie(edu.Dma(Direction::kFromDevice, iova + back, o.bytes, timeout));
+  const uint64_t back_iova = iova + back;
+  OrDie(edu.Dma(Direction::kFromDevice, back_iova, o.bytes, timeout));
   std::printf("    %u bytes device -> IOVA 0x%llx: done (MSI)\n", o.bytes,
-              static_cast<unsigned long long>(iova + back));
+              static_cast<unsigned long long>(back_iova));
   if (std::memcmp(ram.data(), ram.data() + back, o.bytes) != 0) {
     Die("the bytes that came back differ from the bytes sent");
   }
@@ -160,29 +162,35 @@ int Run(const Options& o) {
 }  // namespace vfiod::examples
 
 int main(int argc, char** argv) {
-  vfiod::examples::Options o;
-  CLI::App app{"edu_dma: DMA round trip with QEMU's edu device through vfiod"};
-  app.add_option("--socket", o.socket, "vfiod's socket")
-      ->envname("VFIOD_SOCKET")
-      ->capture_default_str();
-  app.add_option("--bdf", o.bdf, "the edu device's PCI address")
-      ->envname("VFIOD_EDU_BDF")
-      ->required();
-  app.add_option("--container", o.container, "use this named container instead of a new one");
-  app.add_option("--backing", o.backing, "DMA memory backing")
-      ->check(CLI::IsMember({"4k", "thp", "hugetlb-2m", "hugetlb-1g"}))
-      ->capture_default_str();
-  app.add_option("--size", o.size,
-                 "bytes of DMA memory, e.g. 64K, 2M (a multiple of the page size)")
-      ->transform(CLI::AsSizeValue(false))
-      ->capture_default_str();
-  app.add_option("--bytes", o.bytes, "bytes per transfer")
-      ->check(CLI::Range(1u, vfiod::examples::kEduMaxTransfer))
-      ->capture_default_str();
   try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    vfiod::examples::Options o;
+    CLI::App app{"edu_dma: DMA round trip with QEMU's edu device through vfiod"};
+    app.add_option("--socket", o.socket, "vfiod's socket")
+        ->envname("VFIOD_SOCKET")
+        ->capture_default_str();
+    app.add_option("--bdf", o.bdf, "the edu device's PCI address")
+        ->envname("VFIOD_EDU_BDF")
+        ->required();
+    app.add_option("--container", o.container, "use this named container instead of a new one");
+    app.add_option("--backing", o.backing, "DMA memory backing")
+        ->check(CLI::IsMember({"4k", "thp", "hugetlb-2m", "hugetlb-1g"}))
+        ->capture_default_str();
+    app.add_option("--size", o.size,
+                   "bytes of DMA memory, e.g. 64K, 2M (a multiple of the page size)")
+        ->transform(CLI::AsSizeValue(false))
+        ->capture_default_str();
+    app.add_option("--bytes", o.bytes, "bytes per transfer")
+        ->check(CLI::Range(1u, vfiod::examples::kEduMaxTransfer))
+        ->capture_default_str();
+    try {
+      app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+      return app.exit(e);
+    }
+    return vfiod::examples::Run(o);
+  } catch (const std::exception& e) {
+    // JSON access on a reply of an unexpected shape; the last line of defence.
+    (void)std::fprintf(stderr, "edu_dma: fatal: %s\n", e.what());
+    return 1;
   }
-  return vfiod::examples::Run(o);
 }

@@ -82,6 +82,8 @@ class EduDevice {
   /// How many MSIs the eventfd has counted so far.
   [[nodiscard]] uint64_t interrupts() const { return interrupts_; }
 
+  EduDevice(const EduDevice&) = delete;
+  EduDevice& operator=(const EduDevice&) = delete;
   EduDevice(EduDevice&&) noexcept = default;
   EduDevice& operator=(EduDevice&&) noexcept = default;
   ~EduDevice();

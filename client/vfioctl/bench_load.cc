@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <thread>
 
 #include "proto/jsonrpc.h"
@@ -30,20 +31,21 @@ Result<void*> MapAlignedView(int fd, uint64_t size, uint64_t align) {
   if (reserve == MAP_FAILED) {
     return ErrnoError("mmap (reserve)");
   }
+  // Pointer arithmetic inside the reservation, not integers cast back to pointers.
   const uint64_t base = reinterpret_cast<uint64_t>(reserve);
-  const uint64_t aligned = (base + align - 1) & ~(align - 1);
-  void* view = ::mmap(reinterpret_cast<void*>(aligned), size, PROT_READ | PROT_WRITE,
-                      MAP_SHARED | MAP_FIXED, fd, 0);
+  const uint64_t head = ((base + align - 1) & ~(align - 1)) - base;
+  std::byte* aligned = static_cast<std::byte*>(reserve) + head;
+  void* view = ::mmap(aligned, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
   if (view == MAP_FAILED) {
     auto err = ErrnoError("mmap (memfd)");
     ::munmap(reserve, size + align);
     return err;
   }
-  if (aligned > base) {
-    ::munmap(reserve, aligned - base);
+  if (head > 0) {
+    ::munmap(reserve, head);
   }
-  if (aligned + size < base + size + align) {
-    ::munmap(reinterpret_cast<void*>(aligned + size), base + align - aligned);
+  if (head < align) {
+    ::munmap(aligned + size, align - head);
   }
   return view;
 }
@@ -87,6 +89,7 @@ Result<Rate> MeasureRate(const std::string& socket, const std::string& method, i
     return Fail(EINVAL, "measure rate", "at least one client");
   }
   std::vector<client::Client> connections;
+  connections.reserve(static_cast<size_t>(clients));
   for (int i = 0; i < clients; ++i) {
     connections.push_back(VFIOD_TRY(client::Client::Connect(socket)));
   }
@@ -95,6 +98,7 @@ Result<Rate> MeasureRate(const std::string& socket, const std::string& method, i
   std::atomic<bool> go{false};
   const auto duration = std::chrono::duration<double>(seconds);
   std::vector<std::thread> threads;
+  threads.reserve(connections.size());
   Clock::time_point start;
   for (client::Client& c : connections) {
     threads.emplace_back([&, conn = &c] {

@@ -25,7 +25,9 @@ struct Rate {
   uint64_t requests = 0;  ///< calls that succeeded
   uint64_t errors = 0;    ///< calls that failed (they end that client's run)
   double seconds = 0;     ///< from the first call to the last reply
-  [[nodiscard]] double per_second() const { return seconds > 0 ? requests / seconds : 0; }
+  [[nodiscard]] double per_second() const {
+    return seconds > 0 ? static_cast<double>(requests) / seconds : 0;
+  }
 };
 
 /// `clients` threads, each on its own connection, call `method` back to back

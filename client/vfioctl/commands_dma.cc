@@ -10,6 +10,7 @@
 
 #include <cstring>
 #include <iostream>
+#include <span>
 #include <string>
 
 #include "proto/unique_fd.h"
@@ -99,6 +100,25 @@ void PrintNewMapping(std::ostream& out, const json& r, uint64_t container) {
   out << '\n';
 }
 
+// Asks for a new mapping of memory (`params` complete but for the optional
+// name) with the progress bar, prints it, and notes when it will not outlive
+// vfioctl.
+CmdResult CreateMemoryMapping(Session& session, const std::string& method, json params,
+                              uint64_t container, const std::string& name,
+                              std::span<const int> fds = {}) {
+  if (!name.empty()) {
+    params["name"] = name;
+  }
+  auto reply = session.CallWithProgress(method, std::move(params), fds);
+  if (!reply) {
+    return std::unexpected(std::move(reply).error());
+  }
+  session.Emit(reply->result,
+               [&](std::ostream& out) { PrintNewMapping(out, reply->result, container); });
+  NoteUnnamed(session, name);
+  return {};
+}
+
 CmdResult Alloc(Session& session, const AllocOptions& o) {
   auto container = session.ResolveContainer(o.container);
   if (!container) {
@@ -109,17 +129,7 @@ CmdResult Alloc(Session& session, const AllocOptions& o) {
   if (o.numa_opt->count() > 0) {
     params["numa_node"] = o.numa_node;
   }
-  if (!o.name.empty()) {
-    params["name"] = o.name;
-  }
-  auto reply = session.CallWithProgress("dma.alloc", params);
-  if (!reply) {
-    return std::unexpected(std::move(reply).error());
-  }
-  session.Emit(reply->result,
-               [&](std::ostream& out) { PrintNewMapping(out, reply->result, *container); });
-  NoteUnnamed(session, o.name);
-  return {};
+  return CreateMemoryMapping(session, "dma.alloc", std::move(params), *container, o.name);
 }
 
 struct MapFdOptions {
@@ -168,18 +178,8 @@ CmdResult MapFd(Session& session, const MapFdOptions& o) {
   json params = {
       {"container", *container}, {"fd", json{{"fd", 0}}}, {"offset", o.offset}, {"size", size}};
   o.placement.AddTo(params);
-  if (!o.name.empty()) {
-    params["name"] = o.name;
-  }
   const int fds[] = {*fd};
-  auto reply = session.CallWithProgress("dma.map_fd", params, fds);
-  if (!reply) {
-    return std::unexpected(std::move(reply).error());
-  }
-  session.Emit(reply->result,
-               [&](std::ostream& out) { PrintNewMapping(out, reply->result, *container); });
-  NoteUnnamed(session, o.name);
-  return {};
+  return CreateMemoryMapping(session, "dma.map_fd", std::move(params), *container, o.name, fds);
 }
 
 struct MapBarOptions {

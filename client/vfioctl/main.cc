@@ -3,6 +3,7 @@
 // Exit codes: see exit_codes.h (and README.md, "Using vfioctl").
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <exception>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -77,4 +78,12 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace vfiod::vfioctl
 
-int main(int argc, char** argv) { return vfiod::vfioctl::Main(argc, argv); }
+int main(int argc, char** argv) {
+  try {
+    return vfiod::vfioctl::Main(argc, argv);
+  } catch (const std::exception& e) {
+    // Main turns the expected exceptions into exit codes; this is the last line of defence.
+    (void)std::fprintf(stderr, "vfioctl: fatal: %s\n", e.what());
+    return 70;  // EX_SOFTWARE
+  }
+}

@@ -32,17 +32,18 @@ void ProgressBar::Update(uint64_t done, uint64_t total) {
   const int filled = static_cast<int>(fraction * kBarWidth);
   std::string bar(static_cast<size_t>(filled), '#');
   bar.append(static_cast<size_t>(kBarWidth - filled), '.');
-  std::fprintf(stderr, "\r\033[Kmapping [%s] %3d%%  %s / %s", bar.c_str(),
-               static_cast<int>(fraction * 100), FormatSize(done).c_str(),
-               FormatSize(total).c_str());
-  std::fflush(stderr);
+  // A bar that cannot be drawn is no reason to fail the map: results ignored.
+  (void)std::fprintf(stderr, "\r\033[Kmapping [%s] %3d%%  %s / %s", bar.c_str(),
+                     static_cast<int>(fraction * 100), FormatSize(done).c_str(),
+                     FormatSize(total).c_str());
+  (void)std::fflush(stderr);
   drawn_ = true;
 }
 
 void ProgressBar::Finish() {
   if (drawn_) {
-    std::fprintf(stderr, "\r\033[K");
-    std::fflush(stderr);
+    (void)std::fprintf(stderr, "\r\033[K");  // as in Update: nothing to do on failure
+    (void)std::fflush(stderr);
     drawn_ = false;
   }
 }

@@ -14,6 +14,8 @@ class ProgressBar {
   ~ProgressBar() { Finish(); }
   ProgressBar(const ProgressBar&) = delete;
   ProgressBar& operator=(const ProgressBar&) = delete;
+  ProgressBar(ProgressBar&&) = delete;
+  ProgressBar& operator=(ProgressBar&&) = delete;
 
   /// Redraws the bar for `done` of `total` bytes: only once the map has taken
   /// longer than half a second (short maps print nothing), then at most ten

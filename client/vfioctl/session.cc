@@ -22,9 +22,9 @@ std::chrono::milliseconds Session::Timeout() const {
   return std::chrono::milliseconds(static_cast<int64_t>(options_.timeout_s * 1000));
 }
 
-std::expected<void, Failure> Session::Connect() {
+std::expected<client::Client*, Failure> Session::Connect() {
   if (client_) {
-    return {};
+    return &*client_;
   }
   auto connected = client::Client::Connect(options_.socket);
   if (!connected) {
@@ -33,8 +33,7 @@ std::expected<void, Failure> Session::Connect() {
                                         connected.error().message() +
                                         " (is the daemon running? see --socket)"});
   }
-  client_.emplace(std::move(*connected));
-  return {};
+  return &client_.emplace(std::move(*connected));
 }
 
 CallOutcome Session::Call(const std::string& method, const json& params, std::span<const int> fds) {
@@ -43,10 +42,11 @@ CallOutcome Session::Call(const std::string& method, const json& params, std::sp
 
 CallOutcome Session::CallWithin(const std::string& method, const json& params,
                                 std::span<const int> fds, std::chrono::milliseconds timeout) {
-  if (auto ok = Connect(); !ok) {
-    return std::unexpected(std::move(ok).error());
+  auto client = Connect();
+  if (!client) {
+    return std::unexpected(std::move(client).error());
   }
-  auto reply = client_->Call(method, params, fds, timeout);
+  auto reply = (*client)->Call(method, params, fds, timeout);
   if (!reply) {
     return std::unexpected(FailureFor(method, reply.error()));
   }
@@ -55,8 +55,9 @@ CallOutcome Session::CallWithin(const std::string& method, const json& params,
 
 CallOutcome Session::CallWithProgress(const std::string& method, json params,
                                       std::span<const int> fds) {
-  if (auto ok = Connect(); !ok) {
-    return std::unexpected(std::move(ok).error());
+  auto client = Connect();
+  if (!client) {
+    return std::unexpected(std::move(client).error());
   }
   const auto timeout = options_.timeout_given ? Timeout() : client::kNoTimeout;
   ProgressBar bar(!options_.no_progress && ProgressBar::StderrIsTerminal());
@@ -64,13 +65,13 @@ CallOutcome Session::CallWithProgress(const std::string& method, json params,
     return CallWithin(method, params, fds, timeout);  // no notifications nobody would see
   }
   params["progress"] = true;
-  client_->OnNotification([&bar](const std::string& name, const json& p) {
+  (*client)->OnNotification([&bar](const std::string& name, const json& p) {
     if (name == "dma.progress" && p.is_object()) {
       bar.Update(p.value("done_bytes", uint64_t{0}), p.value("total_bytes", uint64_t{0}));
     }
   });
   auto reply = CallWithin(method, params, fds, timeout);
-  client_->OnNotification(nullptr);
+  (*client)->OnNotification(nullptr);
   bar.Finish();
   return reply;
 }

@@ -61,7 +61,8 @@ class Session {
   void Emit(const nlohmann::json& result, const std::function<void(std::ostream&)>& human) const;
 
  private:
-  [[nodiscard]] std::expected<void, Failure> Connect();
+  /// The connected client, connecting on first use. kUnreachable failures.
+  [[nodiscard]] std::expected<client::Client*, Failure> Connect();
   [[nodiscard]] CallOutcome CallWithin(const std::string& method, const nlohmann::json& params,
                                        std::span<const int> fds, std::chrono::milliseconds timeout);
   [[nodiscard]] std::chrono::milliseconds Timeout() const;

@@ -3,7 +3,10 @@
 #include <array>
 #include <cctype>
 #include <charconv>
-#include <cstdio>
+#include <string>
+#include <system_error>
+
+#include "proto/hex.h"
 
 namespace vfiod::vfioctl {
 
@@ -87,21 +90,15 @@ std::string FormatSize(uint64_t bytes) {
     ++unit;
   }
   const uint64_t scale = uint64_t{1} << (10 * unit);
-  char buf[64];
   if (bytes % scale == 0) {
-    std::snprintf(buf, sizeof(buf), "%llu %s", static_cast<unsigned long long>(bytes / scale),
-                  kUnits[unit]);
-  } else {
-    std::snprintf(buf, sizeof(buf), "%.2f %s",
-                  static_cast<double>(bytes) / static_cast<double>(scale), kUnits[unit]);
+    return std::to_string(bytes / scale) + " " + kUnits[unit];
   }
-  return buf;
+  char buf[32];  // "%.2f" of a value below 1024
+  const double value = static_cast<double>(bytes) / static_cast<double>(scale);
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value, std::chars_format::fixed, 2);
+  return std::string(buf, ec == std::errc{} ? end : buf) + " " + kUnits[unit];
 }
 
-std::string Hex(uint64_t value) {
-  char buf[24];
-  std::snprintf(buf, sizeof(buf), "0x%llx", static_cast<unsigned long long>(value));
-  return buf;
-}
+std::string Hex(uint64_t value) { return vfiod::Hex(value); }
 
 }  // namespace vfiod::vfioctl

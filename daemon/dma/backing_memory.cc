@@ -3,6 +3,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cstddef>
+
 namespace vfiod::dma {
 
 MappedMemory& MappedMemory::operator=(MappedMemory&& other) noexcept {
@@ -31,21 +33,22 @@ Result<MappedMemory> MapAligned(size_t len, size_t align, int prot, int flags, i
   if (raw == MAP_FAILED) {
     return ErrnoError("mmap (reserve address space)");
   }
+  // Offsets into the reservation, so every address is derived from `raw`.
   const auto raw_start = reinterpret_cast<uint64_t>(raw);
-  const uint64_t start = (raw_start + align - 1) & ~(uint64_t{align} - 1);
-  const uint64_t end = start + len;
-  void* got = ::mmap(reinterpret_cast<void*>(start), len, prot, flags | MAP_FIXED, fd, off);
+  const size_t head = ((raw_start + align - 1) & ~(uint64_t{align} - 1)) - raw_start;
+  std::byte* start = static_cast<std::byte*>(raw) + head;
+  void* got = ::mmap(start, len, prot, flags | MAP_FIXED, fd, off);
   if (got == MAP_FAILED) {
     const int err = errno;
     ::munmap(raw, span);
     return ErrnoError("mmap", err);
   }
   // Give back the slop on both sides of the aligned mapping.
-  if (start > raw_start) {
-    ::munmap(raw, start - raw_start);
+  if (head > 0) {
+    ::munmap(raw, head);
   }
-  if (raw_start + span > end) {
-    ::munmap(reinterpret_cast<void*>(end), raw_start + span - end);
+  if (head < align) {
+    ::munmap(start + len, align - head);
   }
   return MappedMemory(got, len);
 }

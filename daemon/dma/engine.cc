@@ -4,15 +4,12 @@
 #include <cstdio>
 #include <set>
 #include <span>
+#include <string>
+
+#include "proto/hex.h"
 
 namespace vfiod::dma {
 namespace {
-
-std::string Hex(uint64_t v) {
-  char text[24];
-  std::snprintf(text, sizeof text, "0x%llx", static_cast<unsigned long long>(v));
-  return text;
-}
 
 // The folio size ScanContiguity may assume for the whole of a backing, or 0.
 uint64_t KnownFolioSize(const Backing& backing) {
@@ -72,12 +69,14 @@ DmaSpace::~DmaSpace() {
   if (shadow_.empty()) {
     return;
   }
+  // A destructor can only report, and only as far as stderr lets it.
   if (running_jobs_ != 0) {
-    std::fprintf(stderr, "vfiod: DmaSpace destroyed with %zu map jobs running\n", running_jobs_);
+    (void)std::fprintf(stderr, "vfiod: DmaSpace destroyed with %zu map jobs running\n",
+                       running_jobs_);
   }
   running_jobs_ = 0;
   if (auto done = UnmapAll(); !done) {
-    std::fprintf(stderr, "vfiod: DMA teardown: %s\n", done.error().message().c_str());
+    (void)std::fprintf(stderr, "vfiod: DMA teardown: %s\n", done.error().message().c_str());
   }
 }
 
@@ -199,6 +198,7 @@ std::vector<Mapping> DmaSpace::EntriesOf(uint64_t owner) const {
 
 std::vector<MappingReport> DmaSpace::Mappings() const {
   std::vector<MappingReport> out;
+  out.reserve(records_.size());
   for (const auto& [id, record] : records_) {
     out.push_back(record.report);
   }

@@ -10,8 +10,10 @@ MapJob::~MapJob() {
     return;
   }
   if (auto undone = Rollback(); !undone) {
-    std::fprintf(stderr, "vfiod: abandoned map job %llu: %s\n",
-                 static_cast<unsigned long long>(report_.id), undone.error().message().c_str());
+    // A destructor can only report, and only as far as stderr lets it.
+    (void)std::fprintf(stderr, "vfiod: abandoned map job %llu: %s\n",
+                       static_cast<unsigned long long>(report_.id),
+                       undone.error().message().c_str());
   }
 }
 

@@ -125,7 +125,7 @@ Result<uint64_t> IovaAllocator::Allocate(const IovaRequest& request) {
       continue;
     }
     if (auto place = FindPlace(request.size, request.max_iova, m, residue & (m - 1))) {
-      Take(*place, request.size);
+      VFIOD_TRY(Take(*place, request.size));
       return *place;
     }
   }
@@ -164,7 +164,7 @@ Result<uint64_t> IovaAllocator::AllocateFixed(const IovaRequest& request, uint64
     }
     return Fail(EEXIST, kOp, fmt::format("IOVA {:#x}-{:#x} overlaps {}", iova, last, what));
   }
-  Take(iova, request.size);
+  VFIOD_TRY(Take(iova, request.size));
   return iova;
 }
 
@@ -212,9 +212,13 @@ std::optional<uint64_t> IovaAllocator::FindPlace(uint64_t size, uint64_t max_iov
   return std::nullopt;
 }
 
-void IovaAllocator::Take(uint64_t iova, uint64_t size) {
-  uint64_t last = iova + (size - 1);
-  Interval hole = *free_.Containing(iova);
+Result<void> IovaAllocator::Take(uint64_t iova, uint64_t size) {
+  const uint64_t last = iova + (size - 1);
+  const std::optional<Interval> found = free_.Containing(iova);
+  if (!found || found->last < last) {
+    return Fail(EEXIST, kOp, fmt::format("IOVA {:#x}-{:#x} is not free", iova, last));
+  }
+  const Interval hole = *found;
   free_.Erase(hole.first);
   if (hole.first < iova) {
     free_.Insert(Interval{hole.first, iova - 1});
@@ -223,6 +227,7 @@ void IovaAllocator::Take(uint64_t iova, uint64_t size) {
     free_.Insert(Interval{last + 1, hole.last});
   }
   allocated_.emplace(iova, size);
+  return Ok();
 }
 
 Result<void> IovaAllocator::Free(uint64_t iova, uint64_t size) {

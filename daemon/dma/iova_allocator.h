@@ -85,7 +85,9 @@ class IovaAllocator {
   Result<uint64_t> AllocateFixed(const IovaRequest& request, uint64_t iova);
   std::optional<uint64_t> FindPlace(uint64_t size, uint64_t max_iova, uint64_t modulus,
                                     uint64_t residue) const;
-  void Take(uint64_t iova, uint64_t size);
+  /// Moves [iova, iova + size) from the free tree to the allocations. EEXIST
+  /// when it is not wholly free (the callers found it free: a bug if seen).
+  [[nodiscard]] Result<void> Take(uint64_t iova, uint64_t size);
   [[nodiscard]] bool InsideRanges(uint64_t first, uint64_t last) const;
 
   std::vector<kernel::IovaRange> ranges_;

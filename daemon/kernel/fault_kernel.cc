@@ -63,8 +63,9 @@ Result<size_t> ForwardingKernel::pwrite(int fd, const void* buf, size_t len, off
 Fault Fault::Ioctl(std::string_view name, uint64_t nth, int error) {
   std::optional<unsigned long> request = IoctlRequestByName(name);
   if (!request) {
-    std::fprintf(stderr, "vfiod: Fault::Ioctl: unknown ioctl %.*s\n", static_cast<int>(name.size()),
-                 name.data());
+    // About to abort: a failed message changes nothing.
+    (void)std::fprintf(stderr, "vfiod: Fault::Ioctl: unknown ioctl %.*s\n",
+                       static_cast<int>(name.size()), name.data());
     std::abort();
   }
   return Fault{KernelOp::kIoctl, request, nth, 1, error};

@@ -3,8 +3,10 @@
 #include <linux/vfio.h>
 
 #include <array>
-#include <cstdio>
+#include <string>
 #include <utility>
+
+#include "proto/hex.h"
 
 namespace vfiod::kernel {
 namespace {
@@ -42,9 +44,7 @@ std::string IoctlName(unsigned long request) {
       return std::string(n.name);
     }
   }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "ioctl 0x%lx", request);
-  return buf;
+  return "ioctl " + Hex(request);
 }
 
 std::optional<unsigned long> IoctlRequestByName(std::string_view name) {

@@ -44,7 +44,8 @@ int ModelIommu::CheckExtension(const ModelIommu* iommu, unsigned long extension)
 }
 
 Result<int> ModelIommu::Ioctl(unsigned long request, unsigned long arg) {
-  void* p = reinterpret_cast<void*>(arg);
+  // The ioctl ABI passes the argument as an integer that holds an address.
+  void* p = reinterpret_cast<void*>(arg);  // NOLINT(performance-no-int-to-ptr)
   switch (request) {
     case VFIO_CHECK_EXTENSION:
       return CheckExtension(this, arg);

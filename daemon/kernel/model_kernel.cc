@@ -26,7 +26,7 @@ namespace {
 constexpr std::string_view kVfioDir = "/dev/vfio/";
 
 [[noreturn]] void Die(const std::string& why) {
-  std::fprintf(stderr, "vfiod: ModelKernel: %s\n", why.c_str());
+  (void)std::fprintf(stderr, "vfiod: ModelKernel: %s\n", why.c_str());  // aborting either way
   std::abort();
 }
 
@@ -62,7 +62,7 @@ void DetachGroup(ModelGroupState& g) {
 
 // --- construction -------------------------------------------------------------
 
-ModelKernel::ModelKernel(ModelTopology topology, ModelKnobs knobs)
+ModelKernel::ModelKernel(ModelTopology topology, const ModelKnobs& knobs)
     : topology_(std::move(topology)), state_(std::make_unique<ModelState>(knobs)) {
   if (knobs.iova_pgsizes == 0 || (knobs.iova_pgsizes & -knobs.iova_pgsizes) < 4096) {
     Die("iova_pgsizes must include a page size of at least 4 KiB");

@@ -97,7 +97,7 @@ struct ModelState;  // model_state.h
 
 class ModelKernel final : public Kernel {
  public:
-  explicit ModelKernel(ModelTopology topology, ModelKnobs knobs = {});
+  explicit ModelKernel(ModelTopology topology, const ModelKnobs& knobs = {});
   ~ModelKernel() override;
   ModelKernel(const ModelKernel&) = delete;
   ModelKernel& operator=(const ModelKernel&) = delete;

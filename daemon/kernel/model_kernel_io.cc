@@ -111,10 +111,11 @@ Result<std::vector<ModelMapping>> ModelKernel::Mappings(int container_fd) const 
   if (c == nullptr) {
     return Fail(EBADF, "Mappings", "not a model container fd");
   }
-  if (!(*c)->iommu) {
+  const auto& iommu = (*c)->iommu;
+  if (!iommu) {
     return std::vector<ModelMapping>{};
   }
-  return (*c)->iommu->Mappings();
+  return iommu->Mappings();
 }
 
 uint64_t ModelKernel::IoctlCount(std::string_view name) const {

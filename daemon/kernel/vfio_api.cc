@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernel/cap_chain.h"
+#include "proto/hex.h"
 
 namespace vfiod::kernel {
 
@@ -50,12 +51,6 @@ namespace {
 constexpr int kMaxInfoRequeries = 4;
 
 uint64_t HostPageSize() { return static_cast<uint64_t>(::sysconf(_SC_PAGESIZE)); }
-
-std::string Hex(uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "0x%llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 /// Range check shared by map and unmap: size != 0, page-aligned, no wrap.
 Result<void> CheckRange(const char* op, const char* what, uint64_t addr, uint64_t size) {
