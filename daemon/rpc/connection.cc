@@ -13,7 +13,7 @@
 namespace vfiod::rpc {
 
 namespace {
-constexpr std::size_t kReadChunk = 64 * 1024;
+constexpr std::size_t kReadChunk = std::size_t{64} * 1024;
 }  // namespace
 
 Connection::Connection(asio::io_context& io, UniqueFd fd, std::shared_ptr<ConnectionInfo> info,
@@ -154,6 +154,7 @@ void Connection::WriteSome() {
   while (!out_.empty() && !closed_) {
     OutFrame& f = out_.front();
     std::vector<int> raw;
+    raw.reserve(f.fds.size());
     for (const UniqueFd& fd : f.fds) {
       raw.push_back(fd.get());
     }

@@ -27,7 +27,7 @@ void ReceivedFds::CloseAllBut(const std::vector<std::size_t>& keep) {
   }
 }
 
-bool CallContext::Notify(const std::string& method, nlohmann::json params) const {
+bool CallContext::Notify(const std::string& method, const nlohmann::json& params) const {
   if (cancelled() || !conn_->notify) {
     return false;
   }

@@ -71,7 +71,7 @@ class CallContext {
   /// Sends {"jsonrpc":"2.0","method":method,"params":params} to this
   /// connection (progress reports). Callable from any thread. Returns false if
   /// it was dropped: connection closed, or its output queue is full.
-  bool Notify(const std::string& method, nlohmann::json params) const;
+  bool Notify(const std::string& method, const nlohmann::json& params) const;
 
   /// True once the connection has closed: the reply will go nowhere, so a
   /// long handler should stop early and release what it took.

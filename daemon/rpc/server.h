@@ -40,6 +40,8 @@ class Server {
   Server(asio::io_context& io, const MethodRegistry& registry, ServerConfig config = {});
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
+  Server(Server&&) = delete;
+  Server& operator=(Server&&) = delete;
   /// Joins the worker pool. Call Stop() and stop/join the io_context threads
   /// first: pending io handlers refer to the server.
   ~Server();

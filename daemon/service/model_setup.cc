@@ -84,8 +84,9 @@ vfio::PciSysfs::WriteHook FakeSysfsKernelHook(std::filesystem::path root) {
       if (!driver.empty() && driver != "(null)" && !fs::exists(device / "driver")) {
         fs::path dir = root / "bus/pci/drivers" / driver;
         fs::create_directories(dir, ec);
-        std::ofstream(dir / "bind");
-        std::ofstream(dir / "unbind");
+        for (const char* name : {"bind", "unbind"}) {
+          const std::ofstream created(dir / name);  // an empty file is enough
+        }
         fs::create_directory_symlink(dir, device / "driver", ec);
       }
     } else if (path.filename() == "driver_override") {

@@ -1,7 +1,11 @@
 #include "service/policy.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cerrno>
+#include <optional>
+#include <string>
 #include <utility>
 
 namespace vfiod::service {
@@ -40,9 +44,7 @@ std::string JoinIndexes(const std::vector<size_t>& indexes) {
 }
 
 std::string DescribeDevice(const std::string& bdf, const DeviceId& dev) {
-  char id[16];
-  snprintf(id, sizeof(id), "%04x:%04x", dev.vendor, dev.device);
-  return bdf + " (" + id + ")";
+  return bdf + " (" + fmt::format("{:04x}:{:04x}", dev.vendor, dev.device) + ")";
 }
 
 std::string RuleWord(const std::vector<size_t>& indexes) {
@@ -102,10 +104,13 @@ Result<void> Policy::MayBind(const Identity& who, const DeviceId& dev) const {
   if (who.uid == kRoot) {
     return Ok();
   }
-  std::string bdf = *CanonicalBdf(dev.bdf);  // checked by MayUseDevice
+  const std::optional<std::string> bdf = CanonicalBdf(dev.bdf);
+  if (!bdf) {  // MayUseDevice refused it already
+    return Fail(EINVAL, "policy", "\"" + dev.bdf + "\" is not a PCI address");
+  }
   std::vector<size_t> granting;
   for (size_t i : RulesFor(who)) {
-    if (Lists(config_.rules[i], bdf, dev)) {
+    if (Lists(config_.rules[i], *bdf, dev)) {
       if (config_.rules[i].may_bind) {
         return Ok();
       }
@@ -114,7 +119,7 @@ Result<void> Policy::MayBind(const Identity& who, const DeviceId& dev) const {
   }
   return Fail(EACCES, "policy",
               RuleWord(granting) + " grant " + Describe(who) + " device " +
-                  DescribeDevice(bdf, dev) + " but no such rule sets may_bind");
+                  DescribeDevice(*bdf, dev) + " but no such rule sets may_bind");
 }
 
 bool Policy::IsRootOnly(std::string_view method) const {

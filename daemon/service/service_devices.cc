@@ -68,6 +68,9 @@ SResult<DeviceView> Service::DeviceInfo(const Caller& caller, const std::string&
 }
 
 std::optional<DeviceVfioView> Service::ProbeVfio(const vfio::PciDevice& pci) {
+  if (!pci.iommu_group) {  // not viable: the caller does not ask
+    return std::nullopt;
+  }
   const int group = *pci.iommu_group;
   std::shared_ptr<ManagedContainer> holder;
   {
