@@ -183,8 +183,7 @@ HandlerResult ServiceMethods::DeviceList(CallContext&, const json& params, const
 
 HandlerResult ServiceMethods::DeviceInfo(CallContext&, const json& params, const Caller& caller) {
   ParamReader p(params);
-  std::string bdf = p.Str("bdf");
-  CheckBdf(p.Path("bdf"), bdf);
+  std::string bdf = p.Bdf("bdf");
   p.Finish();
   auto d = service_.DeviceInfo(caller, bdf);
   if (!d) {
@@ -195,8 +194,7 @@ HandlerResult ServiceMethods::DeviceInfo(CallContext&, const json& params, const
 
 HandlerResult ServiceMethods::DeviceBind(CallContext&, const json& params, const Caller& caller) {
   ParamReader p(params);
-  std::string bdf = p.Str("bdf");
-  CheckBdf(p.Path("bdf"), bdf);
+  std::string bdf = p.Bdf("bdf");
   p.Finish();
   auto d = service_.BindDevice(caller, bdf);
   if (!d) {
@@ -207,8 +205,7 @@ HandlerResult ServiceMethods::DeviceBind(CallContext&, const json& params, const
 
 HandlerResult ServiceMethods::DeviceUnbind(CallContext&, const json& params, const Caller& caller) {
   ParamReader p(params);
-  std::string bdf = p.Str("bdf");
-  CheckBdf(p.Path("bdf"), bdf);
+  std::string bdf = p.Bdf("bdf");
   p.Finish();
   auto d = service_.UnbindDevice(caller, bdf);
   if (!d) {
@@ -220,8 +217,7 @@ HandlerResult ServiceMethods::DeviceUnbind(CallContext&, const json& params, con
 HandlerResult ServiceMethods::DeviceOpen(CallContext&, const json& params, const Caller& caller) {
   ParamReader p(params);
   uint64_t container = p.U64("container");
-  std::string bdf = p.Str("bdf");
-  CheckBdf(p.Path("bdf"), bdf);
+  std::string bdf = p.Bdf("bdf");
   p.Finish();
   auto opened = service_.OpenDevice(caller, container, bdf);
   if (!opened) {

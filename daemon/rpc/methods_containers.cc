@@ -250,8 +250,7 @@ HandlerResult ServiceMethods::DmaMapBar(CallContext&, const json& params, const 
   ParamReader p(params);
   service::MapBarRequest r;
   r.container = p.U64("container");
-  r.bdf = p.Str("bdf");
-  CheckBdf(p.Path("bdf"), r.bdf);
+  r.bdf = p.Bdf("bdf");
   auto bar = p.OptInt("bar", 0, 5);
   if (!bar) {
     throw ParamError(p.Path("bar") + ": missing");

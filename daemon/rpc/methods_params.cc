@@ -83,6 +83,12 @@ std::string ParamReader::Str(const char* key) {
   return *s;
 }
 
+std::string ParamReader::Bdf(const char* key) {
+  std::string bdf = Str(key);
+  CheckBdf(Path(key), bdf);
+  return bdf;
+}
+
 std::optional<std::string> ParamReader::OptStr(const char* key) {
   const nlohmann::json* v = Find(key);
   if (v == nullptr || v->is_null()) {

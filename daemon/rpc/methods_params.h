@@ -31,6 +31,8 @@ class ParamReader {
   [[nodiscard]] std::optional<int64_t> OptInt(const char* key, int64_t min, int64_t max);
   [[nodiscard]] std::string Str(const char* key);
   [[nodiscard]] std::optional<std::string> OptStr(const char* key);
+  /// The PCI address at `key` (required), checked with CheckBdf.
+  [[nodiscard]] std::string Bdf(const char* key);
   [[nodiscard]] bool OptBool(const char* key, bool fallback);
   [[nodiscard]] std::vector<std::string> StrArray(const char* key);
   /// The {"fd": n} reference at `key`: returns n.
