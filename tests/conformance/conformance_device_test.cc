@@ -4,21 +4,7 @@
 namespace vfiod::conformance {
 namespace {
 
-class Device : public Attached {
- protected:
-  void SetUp() override {
-    Attached::SetUp();
-    if (HasFatalFailure()) {
-      return;
-    }
-    auto fd = kernel::GetDeviceFd(k_, group_.get(), device());
-    ASSERT_TRUE(fd) << fd.error().message();
-    dev_ = KernelFd(&k_, *fd);
-  }
-  void TearDown() override { dev_.reset(); }  // before the group, or it stays busy
-
-  KernelFd dev_;
-};
+class Device : public DeviceOpen {};
 
 TEST_F(Conformance, DeviceFdNeedsAnIommuAndAKnownName) {
   KernelFd c = OpenContainer();

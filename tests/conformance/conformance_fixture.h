@@ -84,4 +84,20 @@ class Attached : public Conformance {
   KernelFd group_;  // declared last: closed first, which detaches it
 };
 
+/// Attached, plus the device's fd from VFIO_GROUP_GET_DEVICE_FD.
+class DeviceOpen : public Attached {
+ protected:
+  void SetUp() override {
+    Attached::SetUp();
+    if (HasFatalFailure()) {
+      return;
+    }
+    auto fd = kernel::GetDeviceFd(k_, group_.get(), device());
+    ASSERT_TRUE(fd) << fd.error().message();
+    dev_ = KernelFd(&k_, *fd);
+  }
+
+  KernelFd dev_;  // declared last: closed before the group, or it stays busy
+};
+
 }  // namespace vfiod::conformance

@@ -102,19 +102,7 @@ TEST_F(Attached, ClosedContainerLivesOnWhileTheGroupHoldsIt) {
   EXPECT_TRUE(kernel::GetDeviceInfo(k_, d.get()));
 }
 
-class DeviceFd : public Attached {
- protected:
-  void SetUp() override {
-    Attached::SetUp();
-    if (HasFatalFailure()) {
-      return;
-    }
-    auto fd = kernel::GetDeviceFd(k_, group_.get(), device());
-    ASSERT_TRUE(fd) << fd.error().message();
-    dev_ = KernelFd(&k_, *fd);
-  }
-  KernelFd dev_;  // declared last: closed first
-};
+class DeviceFd : public DeviceOpen {};
 
 TEST_F(DeviceFd, KeepsTheGroupBusy) {
   EXPECT_EQ(Errno(kernel::UnsetContainer(k_, group_.get())), EBUSY);
