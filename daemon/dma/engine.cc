@@ -11,22 +11,7 @@
 namespace vfiod::dma {
 namespace {
 
-// The folio size ScanContiguity may assume for the whole of a backing, or 0.
-uint64_t KnownFolioSize(const Backing& backing) {
-  switch (backing.kind()) {
-    case BackingKind::kHugetlb2M:
-    case BackingKind::kHugetlb1G:
-      return backing.page_size();
-    case BackingKind::kPages4K:
-      return kPage4K;
-    case BackingKind::kClientFd:  // hugetlbfs: its page size; shmem may hold THP
-      return backing.page_size() > kPage4K ? backing.page_size() : 0;
-    case BackingKind::kThp:
-    case BackingKind::kDeviceBar:
-      return 0;
-  }
-  return 0;
-}
+constexpr const char* kMapOp = "map DMA";
 
 // The largest IOMMU page size no bigger than `limit` (at least the granule).
 uint64_t LargestPageAtMost(uint64_t pgsizes, uint64_t limit) {
@@ -37,6 +22,53 @@ uint64_t LargestPageAtMost(uint64_t pgsizes, uint64_t limit) {
     }
   }
   return best;
+}
+
+std::unexpected<Error> SegmentError(size_t index, const std::string& why) {
+  return Fail(EINVAL, kMapOp, "segment " + std::to_string(index) + ": " + why);
+}
+
+// Adds "segment i" to an error about one segment's IOVA.
+std::unexpected<Error> InSegment(Error error, size_t index) {
+  error.detail =
+      "segment " + std::to_string(index) + (error.detail.empty() ? "" : ": " + error.detail);
+  return std::unexpected(std::move(error));
+}
+
+// EINVAL naming the first segment whose named IOVA range meets another's.
+Result<void> CheckDisjointIovas(const std::vector<SegmentReport>& list) {
+  std::vector<size_t> order(list.size());
+  for (size_t i = 0; i < order.size(); ++i) {
+    order[i] = i;
+  }
+  std::ranges::sort(order, {}, [&](size_t i) { return list[i].iova; });
+  for (size_t k = 1; k < order.size(); ++k) {
+    const SegmentReport& prev = list[order[k - 1]];
+    if (prev.iova + (prev.size - 1) >= list[order[k]].iova) {
+      return SegmentError(order[k], "IOVA range overlaps segment " + std::to_string(order[k - 1]));
+    }
+  }
+  return Ok();
+}
+
+// Sums the reports of several ranges into one.
+void Accumulate(ContiguityReport& total, const ContiguityReport& part) {
+  if (part.state == PhysState::kUnknown) {
+    total.state = PhysState::kUnknown;
+  }
+  total.pages += part.pages;
+  total.pages_not_present += part.pages_not_present;
+  total.run_count += part.run_count;
+  for (size_t k = 0; k < total.run_histogram.size(); ++k) {
+    total.run_histogram[k] += part.run_histogram[k];
+  }
+  total.folios_4k += part.folios_4k;
+  total.folios_2m += part.folios_2m;
+  total.folios_1g += part.folios_1g;
+  total.folios_other += part.folios_other;
+  if (total.note.empty()) {
+    total.note = part.note;
+  }
 }
 
 }  // namespace
@@ -83,7 +115,7 @@ DmaSpace::~DmaSpace() {
 Result<ContiguityScan> DmaSpace::Scan(const Backing& backing, uint64_t vaddr, uint64_t size) const {
   if (backing.mmio()) {
     // Device memory has no struct pages: nothing to learn from kpageflags. A
-    // BAR is physically contiguous and size-aligned, which BarCongruence uses.
+    // BAR is physically contiguous and size-aligned, which Place uses.
     ContiguityScan scan;
     scan.addr = vaddr;
     scan.len = size;
@@ -92,74 +124,191 @@ Result<ContiguityScan> DmaSpace::Scan(const Backing& backing, uint64_t vaddr, ui
     scan.report.note = "device MMIO: not scanned; a BAR is physically contiguous";
     return scan;
   }
-  uint64_t folio_size = KnownFolioSize(backing);
+  const FolioGeometry geometry = GeometryOf(backing);
+  uint64_t folio_size = geometry.exact ? geometry.folio_size : 0;
   if (folio_size != 0 && (!IsAligned(vaddr, folio_size) || !IsAligned(size, folio_size))) {
     folio_size = 0;  // part of a huge page: let the scan read the layout
   }
   return ScanContiguity(*reader_, vaddr, size, folio_size);
 }
 
-Result<std::unique_ptr<MapJob>> DmaSpace::BeginMap(MapRequest request) {
-  constexpr const char* kOp = "map DMA";
+Result<DmaSpace::Pieces> DmaSpace::CheckRequest(const MapRequest& request) const {
   if (!request.backing) {
-    return Fail(EINVAL, kOp, "no backing");
+    return Fail(EINVAL, kMapOp, "no backing");
+  }
+  const uint64_t limit = request.backing->size();
+  const uint64_t granule = allocator_.granule();
+  Pieces pieces;
+  if (request.segments.empty()) {
+    if (request.offset > limit) {
+      return Fail(EINVAL, kMapOp, "offset past the end of the backing");
+    }
+    const uint64_t size = request.size != 0 ? request.size : limit - request.offset;
+    if (size == 0 || size > limit - request.offset) {
+      return Fail(EINVAL, kMapOp, "range is empty or past the end of the backing");
+    }
+    if (!IsAligned(request.offset, granule) || !IsAligned(size, granule)) {
+      return Fail(EINVAL, kMapOp,
+                  "offset and size must be multiples of " + std::to_string(granule));
+    }
+    pieces.list.push_back({.offset = request.offset, .iova = 0, .size = size});
+    pieces.total = size;
+    return pieces;
+  }
+  pieces.fixed = request.segments.front().iova.has_value();
+  for (size_t i = 0; i < request.segments.size(); ++i) {
+    const MapSegment& seg = request.segments[i];
+    if (seg.size == 0) {
+      return SegmentError(i, "size is 0");
+    }
+    if (!IsAligned(seg.offset | seg.size, granule)) {
+      return SegmentError(i, "offset and size must be multiples of " + std::to_string(granule));
+    }
+    if (seg.offset > limit || seg.size > limit - seg.offset) {
+      return SegmentError(i, "outside the backing (" + std::to_string(limit) + " bytes)");
+    }
+    if (seg.iova.has_value() != pieces.fixed) {
+      return SegmentError(i, "either every segment names its IOVA or none does");
+    }
+    if (pieces.fixed &&
+        (!IsAligned(*seg.iova, granule) || *seg.iova > UINT64_MAX - (seg.size - 1))) {
+      return SegmentError(i, "IOVA " + Hex(*seg.iova) + " is not a multiple of " +
+                                 std::to_string(granule) + " or its range wraps");
+    }
+    if (pieces.total > UINT64_MAX - seg.size) {
+      return SegmentError(i, "the total size overflows");
+    }
+    pieces.total += seg.size;
+    pieces.list.push_back({.offset = seg.offset, .iova = seg.iova.value_or(0), .size = seg.size});
+  }
+  if (pieces.fixed && request.fixed_iova) {
+    return Fail(EINVAL, kMapOp, "fixed_iova given together with segment IOVAs");
+  }
+  if (pieces.fixed) {
+    VFIOD_TRY(CheckDisjointIovas(pieces.list));
+  }
+  return pieces;
+}
+
+Result<Congruence> DmaSpace::Place(const Backing& backing, const FolioGeometry& geometry,
+                                   uint64_t vaddr, uint64_t size,
+                                   const ContiguityScan* scan) const {
+  const uint64_t pgsizes = allocator_.page_sizes();
+  if (backing.mmio()) {
+    const uint64_t modulus = LargestPageAtMost(pgsizes, std::min(backing.alignment(), size));
+    return Congruence{modulus, vaddr & (modulus - 1)};
+  }
+  if (geometry.folio_size == 0) {
+    return ChooseCongruence(*scan, pgsizes);
+  }
+  // 2 MiB pages may still lie in 1 GiB-contiguous blocks: worth a few reads.
+  if (geometry.exact && geometry.folio_size == kPage2M && size >= kPage1G &&
+      (pgsizes & kPage1G) != 0 && IsAligned(vaddr, kPage2M)) {
+    if (auto giga = VFIOD_TRY(ProbeGigaCongruence(*reader_, vaddr, size))) {
+      return *giga;
+    }
+  }
+  return GeometryCongruence(vaddr, size, geometry.folio_size, pgsizes);
+}
+
+Result<void> DmaSpace::AllocateIovas(Pieces& pieces, const MapRequest& request,
+                                     const Congruence& congruence) {
+  if (!pieces.fixed) {
+    uint64_t iova = VFIOD_TRY(allocator_.Allocate({.size = pieces.total,
+                                                   .max_iova = request.max_iova,
+                                                   .fixed_iova = request.fixed_iova,
+                                                   .congruence_modulus = congruence.modulus,
+                                                   .congruence_residue = congruence.residue}));
+    for (SegmentReport& piece : pieces.list) {
+      piece.iova = iova;
+      iova += piece.size;
+    }
+    return Ok();
+  }
+  for (size_t i = 0; i < pieces.list.size(); ++i) {
+    const SegmentReport& piece = pieces.list[i];
+    auto taken = allocator_.Allocate(
+        {.size = piece.size, .max_iova = request.max_iova, .fixed_iova = piece.iova});
+    if (!taken) {
+      (void)FreeIovas(std::vector<SegmentReport>(pieces.list.begin(), pieces.list.begin() + i),
+                      false, 0);  // just allocated: cannot fail
+      return InSegment(taken.error(), i);
+    }
+  }
+  return Ok();
+}
+
+Result<void> DmaSpace::FreeIovas(const std::vector<SegmentReport>& placed, bool one_range,
+                                 uint64_t total) {
+  if (one_range) {
+    return placed.empty() ? Ok() : allocator_.Free(placed.front().iova, total);
+  }
+  Result<void> result = Ok();
+  for (const SegmentReport& piece : placed) {
+    auto freed = allocator_.Free(piece.iova, piece.size);
+    if (!freed && result) {
+      result = std::unexpected(freed.error());
+    }
+  }
+  return result;
+}
+
+Result<std::unique_ptr<MapJob>> DmaSpace::BeginMap(MapRequest request) {
+  Pieces pieces = VFIOD_TRY(CheckRequest(request));
+  if (!request.prot.read && !request.prot.write) {
+    return Fail(EINVAL, kMapOp, "neither read nor write access requested");
   }
   const Backing& backing = *request.backing;
-  const uint64_t granule = allocator_.granule();
-  if (request.offset > backing.size()) {
-    return Fail(EINVAL, kOp, "offset past the end of the backing");
-  }
-  const uint64_t size = request.size != 0 ? request.size : backing.size() - request.offset;
-  if (size == 0 || size > backing.size() - request.offset) {
-    return Fail(EINVAL, kOp, "range is empty or past the end of the backing");
-  }
-  if (!IsAligned(request.offset, granule) || !IsAligned(size, granule)) {
-    return Fail(EINVAL, kOp, "offset and size must be multiples of " + std::to_string(granule));
-  }
-  if (!request.prot.read && !request.prot.write) {
-    return Fail(EINVAL, kOp, "neither read nor write access requested");
-  }
   if (!backing.mmio()) {
-    VFIOD_TRY(CheckMemlockHeadroom(size));
+    VFIOD_TRY(CheckMemlockHeadroom(pieces.total));
   }
-  const uint64_t vaddr = backing.vaddr() + request.offset;
-  ContiguityScan scan = VFIOD_TRY(Scan(backing, vaddr, size));
-  Congruence congruence;
-  if (backing.mmio()) {
-    congruence.modulus =
-        LargestPageAtMost(allocator_.page_sizes(), std::min(backing.alignment(), size));
-    congruence.residue = vaddr & (congruence.modulus - 1);
-  } else {
-    congruence = ChooseCongruence(scan, allocator_.page_sizes());
+  const FolioGeometry geometry = GeometryOf(backing);
+  std::vector<ContiguityScan> scans;  // only when the geometry says nothing
+  if (!backing.mmio() && geometry.folio_size == 0) {
+    for (const SegmentReport& piece : pieces.list) {
+      scans.push_back(VFIOD_TRY(Scan(backing, backing.vaddr() + piece.offset, piece.size)));
+    }
   }
-  const uint64_t iova = VFIOD_TRY(allocator_.Allocate({.size = size,
-                                                       .max_iova = request.max_iova,
-                                                       .fixed_iova = request.fixed_iova,
-                                                       .congruence_modulus = congruence.modulus,
-                                                       .congruence_residue = congruence.residue}));
-  const Segment segment{
-      .vaddr = vaddr, .iova = iova, .size = size, .prot = request.prot, .folios = scan.folios};
-  auto ops = PlanMaps(std::span(&segment, 1), {.chunk_bytes = config_.chunk_bytes,
-                                               .dma_avail = EntriesLeft(),
-                                               .reserve_entries = config_.reserve_entries});
+  const uint64_t vaddr = backing.vaddr() + pieces.list.front().offset;
+  const Congruence congruence = VFIOD_TRY(Place(backing, geometry, vaddr, pieces.list.front().size,
+                                                scans.empty() ? nullptr : &scans.front()));
+  VFIOD_TRY(AllocateIovas(pieces, request, congruence));
+  std::vector<Segment> segments;
+  segments.reserve(pieces.list.size());
+  for (size_t i = 0; i < pieces.list.size(); ++i) {
+    const SegmentReport& piece = pieces.list[i];
+    segments.push_back({.vaddr = backing.vaddr() + piece.offset,
+                        .iova = piece.iova,
+                        .size = piece.size,
+                        .prot = request.prot,
+                        .folios = scans.empty() ? std::span<const Folio>() : scans[i].folios,
+                        .cut_align = geometry.folio_size});
+  }
+  auto ops = PlanMaps(segments, {.chunk_bytes = config_.chunk_bytes,
+                                 .dma_avail = EntriesLeft(),
+                                 .reserve_entries = config_.reserve_entries});
   if (!ops) {
-    (void)allocator_.Free(iova, size);  // just allocated: cannot fail
+    (void)FreeIovas(pieces.list, !pieces.fixed, pieces.total);  // just allocated
     return std::unexpected(ops.error());
   }
   MappingReport report{.id = next_id_++,
-                       .iova = iova,
-                       .size = size,
+                       .iova = pieces.list.front().iova,
+                       .size = pieces.total,
                        .vaddr = vaddr,
                        .backing = backing.kind(),
                        .pinned = !backing.mmio(),
                        .chunks = ops->size(),
                        .map_ioctls = 0,
                        .congruence = congruence,
-                       .contiguity = std::move(scan.report)};
+                       .segments = {},
+                       .contiguity = {}};
+  if (pieces.list.size() > 1) {
+    report.segments = std::move(pieces.list);
+  }
   entries_reserved_ += ops->size();
   ++running_jobs_;
   return std::unique_ptr<MapJob>(
-      new MapJob(*this, std::move(request), std::move(report), std::move(*ops)));
+      new MapJob(*this, std::move(request), std::move(report), !pieces.fixed, std::move(*ops)));
 }
 
 Result<MappingReport> DmaSpace::Map(MapRequest request) {
@@ -186,21 +335,61 @@ std::vector<Mapping> DmaSpace::ShadowEntries() const {
   return out;
 }
 
-std::vector<Mapping> DmaSpace::EntriesOf(uint64_t owner) const {
+std::vector<Mapping> DmaSpace::EntriesIn(uint64_t first, uint64_t last, uint64_t owner) const {
   std::vector<Mapping> out;
-  for (const auto& [iova, entry] : shadow_) {
-    if (entry.owner == owner) {
-      out.push_back({iova, entry.size});
+  for (auto it = shadow_.lower_bound(first); it != shadow_.end() && it->first <= last; ++it) {
+    if (owner == 0 || it->second.owner == owner) {
+      out.push_back({it->first, it->second.size});
     }
   }
   return out;
+}
+
+std::vector<SegmentReport> DmaSpace::PlacedOf(const Record& record) {
+  if (record.segments) {
+    return *record.segments;
+  }
+  return {{.offset = record.offset, .iova = record.iova, .size = record.size}};
+}
+
+std::vector<Mapping> DmaSpace::EntriesOf(uint64_t owner, const Record& record) const {
+  uint64_t first = record.iova;
+  uint64_t last = record.iova + (record.size - 1);
+  if (record.segments && !record.one_range) {
+    first = UINT64_MAX;
+    last = 0;
+    for (const SegmentReport& piece : *record.segments) {
+      first = std::min(first, piece.iova);
+      last = std::max(last, piece.iova + (piece.size - 1));
+    }
+  }
+  return EntriesIn(first, last, owner);
+}
+
+MappingReport DmaSpace::ReportOf(uint64_t id, const Record& record) const {
+  MappingReport report{
+      .id = id,
+      .iova = record.iova,
+      .size = record.size,
+      .vaddr = record.backing->vaddr() + record.offset,
+      .backing = record.backing->kind(),
+      .pinned = !record.backing->mmio(),
+      .chunks = record.chunks,
+      .map_ioctls = record.map_ioctls,
+      .congruence = {uint64_t{1} << record.congruence_shift, record.congruence_residue},
+      .segments = {},
+      .contiguity = {}};
+  if (record.segments) {
+    report.segments = *record.segments;
+  }
+  return report;
 }
 
 std::vector<MappingReport> DmaSpace::Mappings() const {
   std::vector<MappingReport> out;
   out.reserve(records_.size());
   for (const auto& [id, record] : records_) {
-    out.push_back(record.report);
+    out.push_back(ReportOf(id, record));
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.iova < b.iova; });
   return out;
@@ -211,7 +400,22 @@ Result<MappingReport> DmaSpace::Find(uint64_t id) const {
   if (it == records_.end()) {
     return Fail(ENOENT, "find mapping", "no mapping with id " + std::to_string(id));
   }
-  return it->second.report;
+  return ReportOf(id, it->second);
+}
+
+Result<ContiguityReport> DmaSpace::Contiguity(uint64_t id) {
+  auto it = records_.find(id);
+  if (it == records_.end()) {
+    return Fail(ENOENT, "mapping contiguity", "no mapping with id " + std::to_string(id));
+  }
+  const Record& record = it->second;
+  ContiguityReport total;
+  for (const SegmentReport& piece : PlacedOf(record)) {
+    ContiguityScan scan =
+        VFIOD_TRY(Scan(*record.backing, record.backing->vaddr() + piece.offset, piece.size));
+    Accumulate(total, scan.report);
+  }
+  return total;
 }
 
 void DmaSpace::DropShadowRange(uint64_t iova, uint64_t size) {
@@ -244,7 +448,14 @@ Result<void> DmaSpace::ExecuteUnmap(const UnmapOp& op, UnmapReport& report) {
 }
 
 Result<UnmapReport> DmaSpace::UnmapEntries(const std::vector<Mapping>& entries, bool teardown) {
-  const std::vector<Mapping> live = ShadowEntries();
+  if (entries.empty()) {
+    return UnmapReport{};
+  }
+  // Only the entries between the first and the last matter to the plan: a
+  // kept one among them splits the unmap; nothing outside is touched.
+  const std::vector<Mapping> live =
+      teardown ? ShadowEntries()
+               : EntriesIn(entries.front().iova, entries.back().iova + (entries.back().size - 1));
   const bool everything = teardown && entries.size() == live.size();
   const std::vector<UnmapOp> ops =
       VFIOD_TRY(PlanUnmaps(entries, live, everything && container_->features().unmap_all));
@@ -270,12 +481,12 @@ Result<UnmapReport> DmaSpace::Unmap(uint64_t id) {
   if (it == records_.end()) {
     return Fail(ENOENT, "unmap DMA", "no mapping with id " + std::to_string(id));
   }
-  auto unmapped = UnmapEntries(EntriesOf(id));
-  if (!EntriesOf(id).empty()) {
+  const Record& record = it->second;
+  auto unmapped = UnmapEntries(EntriesOf(id, record));
+  if (!EntriesOf(id, record).empty()) {
     return unmapped;  // an ioctl failed: the mapping stays, as the kernel holds it
   }
-  const MappingReport& report = it->second.report;
-  auto freed = allocator_.Free(report.iova, report.size);
+  auto freed = FreeIovas(PlacedOf(record), record.one_range, record.size);
   records_.erase(it);  // releases this mapping's share of the backing
   if (!freed) {
     return std::unexpected(freed.error());
@@ -297,7 +508,8 @@ Result<UnmapReport> DmaSpace::UnmapAll() {
       ++it;
       continue;
     }
-    (void)allocator_.Free(it->second.report.iova, it->second.report.size);  // exact allocation
+    const Record& record = it->second;
+    (void)FreeIovas(PlacedOf(record), record.one_range, record.size);  // exact allocations
     it = records_.erase(it);
   }
   return unmapped;

@@ -18,6 +18,7 @@
 
 #include "dma/backing.h"
 #include "dma/contiguity.h"
+#include "dma/geometry.h"
 #include "dma/iova_allocator.h"
 #include "dma/planner.h"
 #include "proto/result.h"
@@ -39,28 +40,59 @@ struct MapProgress {
   uint64_t bytes_total = 0;
 };
 
-/// What to map: [offset, offset + size) of `backing`.
-struct MapRequest {
-  std::shared_ptr<const Backing> backing;
-  uint64_t offset = 0;                 ///< a multiple of the IOMMU granule
-  uint64_t size = 0;                   ///< 0: the rest of the backing from `offset`
-  std::optional<uint64_t> fixed_iova;  ///< the client named the IOVA
-  uint64_t max_iova = UINT64_MAX;      ///< highest IOVA allowed: the device's DMA mask
-  Prot prot;
-  std::function<void(const MapProgress&)> on_chunk;  ///< called after each chunk; may be empty
+/// One piece of a scatter list: [offset, offset + size) of the request's
+/// backing, at `iova` when the client names it.
+struct MapSegment {
+  uint64_t offset = 0;  ///< a multiple of the IOMMU granule
+  uint64_t size = 0;    ///< a non-zero multiple of the IOMMU granule
+  std::optional<uint64_t> iova;
+  bool operator==(const MapSegment&) const = default;
 };
 
-/// One mapping, as reported to clients and logs.
-struct MappingReport {
-  uint64_t id = 0;  ///< unique within the DmaSpace, never reused
+/// What to map: [offset, offset + size) of `backing`, or the pieces listed in
+/// `segments`, as one mapping (one id, mapped and freed all or nothing).
+struct MapRequest {
+  std::shared_ptr<const Backing> backing;
+  uint64_t offset = 0;  ///< a multiple of the IOMMU granule (ignored with segments)
+  uint64_t size = 0;    ///< 0: the rest of the backing from `offset` (ignored with segments)
+  /// The client named the IOVA: of the range, or with segments that name no
+  /// IOVA, of the first segment (they follow back to back).
+  std::optional<uint64_t> fixed_iova;
+  uint64_t max_iova = UINT64_MAX;  ///< highest IOVA allowed: the device's DMA mask
+  Prot prot;
+  std::function<void(const MapProgress&)> on_chunk;  ///< called after each chunk; may be empty
+  /// A scatter list of `backing`; when non-empty it replaces offset/size.
+  /// Either every segment names its IOVA or none does; with none they are
+  /// placed back to back in one IOVA range of their total size (the device
+  /// sees one buffer), in list order.
+  std::vector<MapSegment> segments;
+};
+
+/// Where one segment of a scatter-list mapping went.
+struct SegmentReport {
+  uint64_t offset = 0;  ///< in the backing
   uint64_t iova = 0;
   uint64_t size = 0;
-  uint64_t vaddr = 0;  ///< in vfiod's address space
+  bool operator==(const SegmentReport&) const = default;
+};
+
+/// One mapping, as reported to clients and logs. Its contiguity report is
+/// computed on demand: DmaSpace::Contiguity.
+struct MappingReport {
+  uint64_t id = 0;     ///< unique within the DmaSpace, never reused
+  uint64_t iova = 0;   ///< of the first segment
+  uint64_t size = 0;   ///< bytes mapped (all segments)
+  uint64_t vaddr = 0;  ///< of the first segment, in vfiod's address space
   BackingKind backing = BackingKind::kPages4K;
   bool pinned = true;       ///< false for device MMIO
   uint64_t chunks = 0;      ///< MAP_DMA entries it occupies
   uint64_t map_ioctls = 0;  ///< MAP_DMA calls issued for it
-  Congruence congruence;    ///< the superpage congruence the IOVA was placed for
+  Congruence congruence;    ///< the superpage congruence the (first) IOVA was placed for
+  /// The pieces, in request order, when the request had two or more segments;
+  /// empty for a single range.
+  std::vector<SegmentReport> segments;
+  /// Transitional, always empty (state kKnown, 0 pages): kept only until the
+  /// service reads DmaSpace::Contiguity(id) instead; to be removed.
   ContiguityReport contiguity;
 };
 
@@ -88,11 +120,16 @@ class DmaSpace {
   ~DmaSpace();
 
   /// Checks and plans a map without any MAP_DMA: request checks, memlock
-  /// headroom, contiguity scan, IOVA placement, chunk plan, entry budget. The
-  /// IOVA range and the entries are reserved until the job ends.
+  /// headroom, IOVA placement (from the backing's geometry; pagemap is read
+  /// only for 2 MiB hugetlb of 1 GiB or more, a few entries), chunk plan,
+  /// entry budget. The IOVA ranges and the entries are reserved until the job
+  /// ends. Cost: O(segments * log n) in the n mappings of the space.
   /// EINVAL: no backing, size/offset misaligned or outside the backing, no
-  /// prot, fixed IOVA misaligned/outside the ranges/above max_iova; EEXIST:
-  /// fixed IOVA overlaps a mapping; ENOSPC: no IOVA room below max_iova, or the
+  /// prot, fixed IOVA misaligned/outside the ranges/above max_iova; for a
+  /// scatter list also (detail names the segment index) an empty segment,
+  /// some but not all segments naming an IOVA, fixed_iova together with
+  /// segment IOVAs, segment IOVAs overlapping each other; EEXIST: a fixed
+  /// IOVA overlaps a mapping; ENOSPC: no IOVA room below max_iova, or the
   /// plan would exhaust DMA_AVAIL (detail: entries needed and left);
   /// ENOMEM: RLIMIT_MEMLOCK would be exceeded; reader errors pass through.
   [[nodiscard]] Result<std::unique_ptr<MapJob>> BeginMap(MapRequest request);
@@ -116,7 +153,13 @@ class DmaSpace {
 
   /// The committed mappings, by IOVA.
   [[nodiscard]] std::vector<MappingReport> Mappings() const;
+  /// The mapping `id`. ENOENT: no such mapping. O(log n).
   [[nodiscard]] Result<MappingReport> Find(uint64_t id) const;
+  /// Scans the memory of mapping `id` now (pagemap, and kpageflags when the
+  /// folio sizes are not known) and summarises it, all segments together.
+  /// Device MMIO is not scanned: state kUnknown with a note.
+  /// ENOENT: no such mapping; errors of the page-info reader pass through.
+  [[nodiscard]] Result<ContiguityReport> Contiguity(uint64_t id);
   /// The shadow map: one entry per MAP_DMA entry the kernel holds, by IOVA
   /// (running jobs' chunks included).
   [[nodiscard]] std::vector<Mapping> ShadowEntries() const;
@@ -132,26 +175,62 @@ class DmaSpace {
     uint64_t size = 0;
     uint64_t owner = 0;  // mapping id
   };
-  struct Record {  // one committed mapping
-    MappingReport report;
+  /// One committed mapping, kept small (one per mapping, up to DMA_AVAIL of
+  /// them): the report is rebuilt from it on demand.
+  struct Record {
     std::shared_ptr<const Backing> backing;
+    // Two or more segments only; null for a single range.
+    std::unique_ptr<const std::vector<SegmentReport>> segments;
+    uint64_t offset = 0;              // of the first segment, in the backing
+    uint64_t iova = 0;                // of the first segment
+    uint64_t size = 0;                // all segments
+    uint32_t congruence_residue = 0;  // < modulus <= 1 GiB
+    uint32_t chunks = 0;
+    uint32_t map_ioctls = 0;
+    uint8_t congruence_shift = 12;  // log2 of the congruence modulus
+    bool one_range = true;          // one IOVA allocation [iova, iova + size)
+  };
+  /// A checked request: its segments resolved to offsets and sizes, in
+  /// request order; iova filled in when named (`fixed`) or once allocated.
+  struct Pieces {
+    std::vector<SegmentReport> list;
+    uint64_t total = 0;  // bytes
+    bool fixed = false;  // every segment named its IOVA
   };
 
   DmaSpace(std::shared_ptr<vfio::Container> container, EngineConfig config,
            std::unique_ptr<PageInfoReader> reader, IovaAllocator allocator,
            std::optional<uint32_t> entry_limit);
 
+  [[nodiscard]] Result<Pieces> CheckRequest(const MapRequest& request) const;
+  /// The congruence for [vaddr, vaddr + size): from the geometry, or from
+  /// `scan` when the geometry is unknown.
+  [[nodiscard]] Result<Congruence> Place(const Backing& backing, const FolioGeometry& geometry,
+                                         uint64_t vaddr, uint64_t size,
+                                         const ContiguityScan* scan) const;
+  /// Allocates the IOVAs of `pieces` (one range, or one per named segment).
+  [[nodiscard]] Result<void> AllocateIovas(Pieces& pieces, const MapRequest& request,
+                                           const Congruence& congruence);
+  /// Frees what AllocateIovas took for `placed`.
+  [[nodiscard]] Result<void> FreeIovas(const std::vector<SegmentReport>& placed, bool one_range,
+                                       uint64_t total);
+  [[nodiscard]] static std::vector<SegmentReport> PlacedOf(const Record& record);
   [[nodiscard]] Result<ContiguityScan> Scan(const Backing& backing, uint64_t vaddr,
                                             uint64_t size) const;
-  /// Unmaps exactly the shadow entries listed in `entries`; drops them from
-  /// the shadow as the kernel confirms. `teardown` allows one UNMAP_ALL when
-  /// `entries` is the whole shadow; otherwise only ranges holding nothing but
-  /// these entries are unmapped, so a mapping vfiod does not know of survives.
+  [[nodiscard]] MappingReport ReportOf(uint64_t id, const Record& record) const;
+  /// Unmaps exactly the shadow entries listed in `entries` (IOVA order); drops
+  /// them from the shadow as the kernel confirms. `teardown` allows one
+  /// UNMAP_ALL when `entries` is the whole shadow; otherwise only ranges
+  /// holding nothing but these entries are unmapped, so a mapping vfiod does
+  /// not know of survives.
   [[nodiscard]] Result<UnmapReport> UnmapEntries(const std::vector<Mapping>& entries,
                                                  bool teardown = false);
   [[nodiscard]] Result<void> ExecuteUnmap(const UnmapOp& op, UnmapReport& report);
   void DropShadowRange(uint64_t iova, uint64_t size);
-  [[nodiscard]] std::vector<Mapping> EntriesOf(uint64_t owner) const;
+  /// Shadow entries inside [first, last] (inclusive), of `owner` or (owner 0) anyone's.
+  [[nodiscard]] std::vector<Mapping> EntriesIn(uint64_t first, uint64_t last,
+                                               uint64_t owner = 0) const;
+  [[nodiscard]] std::vector<Mapping> EntriesOf(uint64_t owner, const Record& record) const;
 
   // Teardown: the destructor body unmaps first; then members go in reverse
   // order, records_ (releasing backings, whose memory is no longer pinned)
@@ -190,17 +269,25 @@ class MapJob {
 
  private:
   friend class DmaSpace;
-  MapJob(DmaSpace& space, MapRequest request, MappingReport report, std::vector<MapOp> ops)
+  MapJob(DmaSpace& space, MapRequest request, MappingReport report, bool one_range,
+         std::vector<MapOp> ops)
       : space_(&space),
         request_(std::move(request)),
         report_(std::move(report)),
+        one_range_(one_range),
         ops_(std::move(ops)) {}
   void Commit();
+  /// Records the mapping in the space (as committed, or what a failed rollback left).
+  void Store();
   [[nodiscard]] Result<void> Rollback();
+  /// The shadow entries this job has mapped so far.
+  [[nodiscard]] std::vector<Mapping> MappedEntries() const;
+  [[nodiscard]] std::vector<SegmentReport> Placed() const;
 
   DmaSpace* space_;
   MapRequest request_;  // holds the backing alive while chunks are mapped
   MappingReport report_;
+  bool one_range_;  // the IOVAs are one allocation (else one per segment)
   std::vector<MapOp> ops_;
   size_t next_ = 0;  // index of the next chunk
   uint64_t bytes_done_ = 0;

@@ -1,4 +1,5 @@
 // MapJob: one MAP_DMA chunk per step, undone in full when a chunk fails.
+#include <bit>
 #include <cstdio>
 
 #include "dma/engine.h"
@@ -59,25 +60,62 @@ Result<bool> MapJob::Step() {
   return true;
 }
 
+std::vector<Mapping> MapJob::MappedEntries() const {
+  if (ops_.empty()) {
+    return {};
+  }
+  // The plan is in IOVA order: its entries lie between the first and the last op.
+  const MapOp& last = ops_.back();
+  return space_->EntriesIn(ops_.front().iova, last.iova + (last.size - 1), report_.id);
+}
+
+std::vector<SegmentReport> MapJob::Placed() const {
+  if (!report_.segments.empty()) {
+    return report_.segments;
+  }
+  return {{.offset = report_.vaddr - request_.backing->vaddr(),
+           .iova = report_.iova,
+           .size = report_.size}};
+}
+
 void MapJob::Commit() {
   finished_ = true;
   --space_->running_jobs_;
-  space_->records_.emplace(report_.id, DmaSpace::Record{report_, request_.backing});
+  Store();
+}
+
+void MapJob::Store() {
+  DmaSpace::Record record{
+      .backing = request_.backing,
+      .segments = nullptr,
+      .offset = report_.vaddr - request_.backing->vaddr(),
+      .iova = report_.iova,
+      .size = report_.size,
+      .congruence_residue = static_cast<uint32_t>(report_.congruence.residue),
+      .chunks = static_cast<uint32_t>(report_.chunks),
+      .map_ioctls = static_cast<uint32_t>(report_.map_ioctls),
+      .congruence_shift = static_cast<uint8_t>(std::countr_zero(report_.congruence.modulus)),
+      .one_range = one_range_};
+  if (!report_.segments.empty()) {
+    record.segments = std::make_unique<const std::vector<SegmentReport>>(report_.segments);
+  }
+  space_->records_.emplace(report_.id, std::move(record));
 }
 
 Result<void> MapJob::Rollback() {
   finished_ = true;
   --space_->running_jobs_;
   space_->entries_reserved_ -= ops_.size() - next_;
-  auto undone = space_->UnmapEntries(space_->EntriesOf(report_.id));
-  if (space_->EntriesOf(report_.id).empty()) {
-    auto freed = space_->allocator_.Free(report_.iova, report_.size);
+  auto undone = space_->UnmapEntries(MappedEntries());
+  const size_t left = MappedEntries().size();
+  if (left == 0) {
+    auto freed = space_->FreeIovas(Placed(), one_range_, report_.size);
     return undone ? freed : std::unexpected(undone.error());  // e.g. an EIO count mismatch
   }
   // Some chunks could not be unmapped: keep them visible as a mapping of their
   // own (IOVA still allocated, backing still held) so UnmapAll can retry.
-  report_.chunks = space_->EntriesOf(report_.id).size();
-  space_->records_.emplace(report_.id, DmaSpace::Record{report_, request_.backing});
+  report_.chunks = left;
+  Store();
   return undone ? Fail(EIO, "roll back DMA map", "chunks left mapped")
                 : std::unexpected(undone.error());
 }

@@ -35,6 +35,9 @@ Result<void> CheckSegment(const Segment& s, size_t index) {
   if (!s.prot.read && !s.prot.write) {
     return fail("neither read nor write");
   }
+  if (s.cut_align != 0 && (s.cut_align & (s.cut_align - 1)) != 0) {
+    return fail("cut alignment is not a power of two");
+  }
   return Ok();
 }
 
@@ -46,6 +49,7 @@ struct Extent {
   uint64_t size = 0;
   Prot prot;
   std::vector<const Segment*> parts;
+  uint64_t cut_align = kPage4K;  // the largest of the parts'
 };
 
 bool Joins(const Extent& e, const Segment& s) {
@@ -73,10 +77,12 @@ Result<std::vector<Extent>> MergeSegments(std::span<const Segment> segments) {
       if (Joins(prev, *s)) {
         prev.size += s->size;
         prev.parts.push_back(s);
+        prev.cut_align = std::max(prev.cut_align, s->cut_align);
         continue;
       }
     }
-    extents.push_back(Extent{s->vaddr, s->iova, s->size, s->prot, {s}});
+    extents.push_back(
+        Extent{s->vaddr, s->iova, s->size, s->prot, {s}, std::max(s->cut_align, kPage4K)});
   }
   return extents;
 }
@@ -115,8 +121,14 @@ void CutExtent(const Extent& e, uint64_t chunk, std::vector<MapOp>* ops) {
   while (offset < e.size) {
     uint64_t left = e.size - offset;
     uint64_t len = std::min(left, chunk);
+    const uint64_t start = e.vaddr + offset;
+    if (len < left && e.cut_align > kPage4K) {
+      const uint64_t mask = e.cut_align - 1;
+      const uint64_t end = (start + len) & ~mask;
+      // No aligned end inside the chunk: keep the folio at `start` whole.
+      len = end > start ? end - start : std::min(left, ((start | mask) + 1) - start);
+    }
     if (len < left) {
-      uint64_t start = e.vaddr + offset;
       if (const Folio* f = FolioAcross(e, start + len)) {
         if (f->vaddr > start) {
           len = f->vaddr - start;  // end the chunk before the folio

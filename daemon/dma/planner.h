@@ -33,6 +33,10 @@ struct Segment {
   /// Merged neighbours may carry different lists; a cut is refused if
   /// either side's list has a folio across it.
   std::span<const Folio> folios;
+  /// Chunks end only at vaddr multiples of this (a power of two, the folio
+  /// size the backing's geometry guarantees), unless a chunk would be empty:
+  /// then it ends at the next multiple. 0 or 4 KiB: any page boundary.
+  uint64_t cut_align = 0;
 };
 
 /// One VFIO_IOMMU_MAP_DMA call.

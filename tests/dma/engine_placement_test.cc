@@ -45,8 +45,22 @@ class ContiguousReader final : public PageInfoReader {
   uint64_t first_pfn_;
 };
 
-TEST_F(EngineTest, IovaIsCongruentWithThePhysicalSuperpage) {
-  auto backing = Pages(4 * kPage2M);
+// A THP backing whose view is not 2 MiB aligned (the factories never make
+// one): its geometry says nothing, so the map path scans.
+std::shared_ptr<const Backing> MisalignedThp(uint64_t size) {
+  auto memory = MapAligned(size + kPage2M, kPage2M, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  EXPECT_TRUE(memory) << memory.error().message();
+  BackingParts parts;
+  parts.kind = BackingKind::kThp;
+  parts.vaddr = memory->vaddr() + kPage4K;
+  parts.size = size;
+  parts.memory = std::move(*memory);
+  return std::make_shared<const Backing>(Backing(std::move(parts)));
+}
+
+TEST_F(EngineTest, WithoutAGeometryTheIovaIsCongruentWithTheScannedSuperpage) {
+  auto backing = MisalignedThp(4 * kPage2M);
   // Physically contiguous, starting 12 KiB past a 2 MiB boundary.
   const uint64_t paddr = 0x40000000 + 0x3000;
   auto reader = std::make_unique<ContiguousReader>(backing->vaddr(), backing->size(), paddr);
@@ -59,20 +73,41 @@ TEST_F(EngineTest, IovaIsCongruentWithThePhysicalSuperpage) {
   EXPECT_EQ(report->congruence.modulus, kPage2M);
   EXPECT_EQ(report->congruence.residue, paddr % kPage2M);
   EXPECT_EQ(report->iova % kPage2M, paddr % kPage2M);  // so iova - paddr is 2 MiB aligned
-  EXPECT_EQ(report->contiguity.state, PhysState::kKnown);
-  EXPECT_EQ(report->contiguity.run_count, 1u);
+  auto contiguity = (*space)->Contiguity(report->id);
+  ASSERT_TRUE(contiguity) << contiguity.error().message();
+  EXPECT_EQ(contiguity->state, PhysState::kKnown);
+  EXPECT_EQ(contiguity->run_count, 1u);
 }
 
-TEST_F(EngineTest, ScatteredMemoryGetsNoCongruence) {
+TEST_F(EngineTest, FourKilobytePagesArePlacedWithoutReadingPagemap) {
+  auto backing = Pages(4 * kPage2M);
+  auto reader = std::make_unique<ContiguousReader>(backing->vaddr(), backing->size(), 0x40003000);
+  ContiguousReader* seen = reader.get();
+  auto space = DmaSpace::Create(container_, {}, std::move(reader));
+  ASSERT_TRUE(space) << space.error().message();
+  auto report = (*space)->Map({.backing = backing});
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_EQ(seen->reads_, 0);
+  EXPECT_EQ(report->congruence.modulus, kPage4K);
+  // The report, asked for, reads the memory and sees the one run.
+  auto contiguity = (*space)->Contiguity(report->id);
+  ASSERT_TRUE(contiguity) << contiguity.error().message();
+  EXPECT_GT(seen->reads_, 0);
+  EXPECT_EQ(contiguity->run_count, 1u);
+  EXPECT_EQ(contiguity->folios_4k, 4 * kPage2M / kPage4K);
+}
+
+TEST_F(EngineTest, ScatteredMemoryReportsItsAbsentPages) {
   auto backing = Pages(16 * kPage4K);
-  // Only every page on its own: each page its own run (absent pages).
+  // Only the first page is present.
   auto reader = std::make_unique<ContiguousReader>(backing->vaddr(), kPage4K, 0x1000000);
   auto space = DmaSpace::Create(container_, {}, std::move(reader));
   ASSERT_TRUE(space);
   auto report = (*space)->Map({.backing = backing});
   ASSERT_TRUE(report) << report.error().message();
   EXPECT_EQ(report->congruence.modulus, kPage4K);
-  EXPECT_EQ(report->contiguity.pages_not_present, 15u);
+  EXPECT_EQ((*space)->Contiguity(report->id)->pages_not_present, 15u);
+  EXPECT_EQ((*space)->Contiguity(report->id + 1).error().code, ENOENT);
 }
 
 TEST_F(EngineTest, DeviceBarIsMappedPeerToPeerWithoutPinning) {
@@ -122,18 +157,19 @@ TEST_F(EngineTest, ClientMemfdMapsAtItsOffset) {
   EXPECT_EQ(model_.LockedBytes(), 4 * kPage4K);
 }
 
-TEST_F(EngineTest, ThpBackingMapsWithARealScan) {
+TEST_F(EngineTest, ThpBackingIsPlacedForPmdFoliosAndScannedOnDemand) {
   auto backing = CreateThpBacking(2 * kPage2M, false);
   ASSERT_TRUE(backing) << backing.error().message();
   auto shared = std::make_shared<const Backing>(std::move(*backing));
   auto report = space_->Map({.backing = shared});
   ASSERT_TRUE(report) << report.error().message();
-  EXPECT_EQ(report->contiguity.pages, 2 * kPage2M / kPage4K);
   EXPECT_EQ(report->iova % report->congruence.modulus, report->congruence.residue);
-  if (report->contiguity.folios_2m > 0) {
-    // THP folios are naturally aligned, and the backing is 2 MiB aligned.
-    EXPECT_EQ(report->congruence.modulus, kPage2M);
-  }
+  // The backing is 2 MiB aligned: placed for PMD-sized folios, whatever the kernel gave.
+  EXPECT_EQ(report->congruence.modulus, kPage2M);
+  EXPECT_EQ(report->iova % kPage2M, 0u);
+  auto contiguity = space_->Contiguity(report->id);
+  ASSERT_TRUE(contiguity) << contiguity.error().message();
+  EXPECT_EQ(contiguity->pages, 2 * kPage2M / kPage4K);
 }
 
 // Maps 8 KiB from the middle of a 2 MiB hugetlb page (a range the scan cannot

@@ -21,7 +21,7 @@ TEST_F(EngineTest, MapsAndUnmapsOneBackingExactly) {
   EXPECT_TRUE(report->pinned);
   EXPECT_EQ(report->chunks, 1u);
   EXPECT_EQ(report->map_ioctls, 1u);
-  EXPECT_EQ(report->contiguity.pages, 16u);
+  EXPECT_EQ(space_->Contiguity(report->id)->pages, 16u);
   EXPECT_EQ(space_->ShadowEntries(), ModelEntries());
   EXPECT_EQ(ModelEntries(), (std::vector<Mapping>{{report->iova, 16 * kPage4K}}));
   EXPECT_EQ(model_.LockedBytes(), 16 * kPage4K);
