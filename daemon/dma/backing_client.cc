@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 #include <sys/vfs.h>
 
+#include <algorithm>
+
 #include "dma/backing.h"
 
 namespace vfiod::dma {
@@ -95,19 +97,41 @@ Result<Backing> AdoptClientFd(UniqueFd fd, uint64_t offset, uint64_t length) {
   VFIOD_TRY(CheckRange(offset, length, page, file_size));
   BackingParts parts;
   parts.kind = BackingKind::kClientFd;
-  parts.memory = VFIOD_TRY(MapAligned(length, page, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(),
-                                      static_cast<off_t>(offset)));
+  // The view sits where the file's largest folios can be mapped whole: a
+  // huge page boundary for hugetlbfs; for shmem, the view's vaddr congruent
+  // to the file offset mod 2 MiB, so a THP is mapped by one PMD here and the
+  // engine can place IOVAs for it without reading pagemap.
+  const uint64_t align = page > k4KiB ? page : k2MiB;
+  auto memory = MapAligned(length, align, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(),
+                           static_cast<off_t>(offset), offset % align);
+  if (!memory) {
+    // hugetlbfs reserves the pages of the file's holes at mmap time.
+    return page > k4KiB && memory.error().code == ENOMEM
+               ? Fail(ENOMEM, kOp,
+                      "the hugetlbfs file has holes and the " + std::to_string(page >> 10) +
+                          " kB hugepage pool cannot fill them: grow the pool or fallocate the "
+                          "file")
+               : std::unexpected(memory.error());
+  }
+  parts.memory = std::move(*memory);
   if (::madvise(parts.memory.addr(), length, MADV_DONTFORK) != 0) {
     return ErrnoError("madvise(MADV_DONTFORK)");
   }
-  // A hole in a hugetlbfs file with an empty pool fails here, not at DMA time.
-  VFIOD_TRY(PopulateWrite(parts.memory.addr(), length, page));
+  // Not populated: vfiod never touches the memory, and MAP_DMA's pinning
+  // faults the pages in. A shmem hole is simply allocated then (as THP when
+  // shmem_enabled allows "advise": hence the advice, best effort). A
+  // hugetlbfs hole was reserved by the mmap above; should the pool still
+  // fail, the fault inside pin_user_pages becomes EFAULT or ENOMEM from
+  // MAP_DMA (mm/gup.c vm_fault_to_errno), never a SIGBUS to vfiod.
+  if (page == k4KiB) {
+    (void)::madvise(parts.memory.addr(), length, MADV_HUGEPAGE);  // EINVAL without THP
+  }
   parts.fd = std::move(fd);
   parts.fd_offset = offset;
   parts.vaddr = parts.memory.vaddr();
   parts.size = length;
   parts.page_size = page;
-  parts.alignment = page;
+  parts.alignment = std::min(align, parts.vaddr & (~parts.vaddr + 1));  // lowest set bit
   return Backing(std::move(parts));
 }
 

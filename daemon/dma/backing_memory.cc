@@ -23,10 +23,12 @@ void MappedMemory::Reset() {
   }
 }
 
-Result<MappedMemory> MapAligned(size_t len, size_t align, int prot, int flags, int fd, off_t off) {
+Result<MappedMemory> MapAligned(size_t len, size_t align, int prot, int flags, int fd, off_t off,
+                                uint64_t phase) {
   const auto base_page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  if (len == 0 || !IsPowerOfTwo(align) || align < base_page || len > SIZE_MAX - align) {
-    return Fail(EINVAL, "mmap", "length 0 or alignment not a power of two");
+  if (len == 0 || !IsPowerOfTwo(align) || align < base_page || len > SIZE_MAX - align ||
+      !IsAligned(phase, base_page)) {
+    return Fail(EINVAL, "mmap", "length 0, alignment not a power of two or phase not page aligned");
   }
   const size_t span = len + align;
   void* raw = ::mmap(nullptr, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -35,7 +37,7 @@ Result<MappedMemory> MapAligned(size_t len, size_t align, int prot, int flags, i
   }
   // Offsets into the reservation, so every address is derived from `raw`.
   const auto raw_start = reinterpret_cast<uint64_t>(raw);
-  const size_t head = ((raw_start + align - 1) & ~(uint64_t{align} - 1)) - raw_start;
+  const size_t head = (phase - raw_start) & (uint64_t{align} - 1);  // start % align == phase
   std::byte* start = static_cast<std::byte*>(raw) + head;
   void* got = ::mmap(start, len, prot, flags | MAP_FIXED, fd, off);
   if (got == MAP_FAILED) {

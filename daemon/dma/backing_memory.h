@@ -39,13 +39,14 @@ class MappedMemory {
   size_t len_ = 0;
 };
 
-/// mmap(len, prot, flags, fd, off) at an address aligned to `align` (a power
-/// of two, at least the base page size). Reserves len + align of PROT_NONE
-/// address space, maps over its aligned part with MAP_FIXED and returns the
-/// slop. EINVAL: len 0 or align not a power of two; other errno from mmap
-/// (ENOMEM for a hugetlb mapping whose pages cannot be reserved).
+/// mmap(len, prot, flags, fd, off) at an address congruent to `phase` modulo
+/// `align` (a power of two, at least the base page size; phase a multiple of
+/// the base page size, reduced modulo align). Reserves len + align of
+/// PROT_NONE address space, maps over its aligned part with MAP_FIXED and
+/// returns the slop. EINVAL: len 0 or align not a power of two; other errno
+/// from mmap (ENOMEM for a hugetlb mapping whose pages cannot be reserved).
 [[nodiscard]] Result<MappedMemory> MapAligned(size_t len, size_t align, int prot, int flags, int fd,
-                                              off_t off);
+                                              off_t off, uint64_t phase = 0);
 
 /// Faults every page of [addr, addr + len) in, writable, without changing its
 /// contents. Uses MADV_POPULATE_WRITE so that a failure (hugetlb pool empty,

@@ -10,9 +10,11 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "dma/backing.h"
 #include "support/open_fds.h"
@@ -60,6 +62,33 @@ TEST(ClientFdTest, AdoptsAMemfdRangeAndSharesIt) {
   EXPECT_NE(::fcntl(client_view.get(), F_GET_SEALS) & F_SEAL_SHRINK, 0);
   EXPECT_EQ(::ftruncate(client_view.get(), 0), -1);
   EXPECT_EQ(errno, EPERM);
+}
+
+// Pages of [addr, addr + len) resident in the page cache.
+size_t ResidentPages(const void* addr, uint64_t len) {
+  std::vector<unsigned char> vec(len / k4KiB);
+  EXPECT_EQ(::mincore(const_cast<void*>(addr), len, vec.data()), 0);
+  return static_cast<size_t>(std::count_if(vec.begin(), vec.end(), [](auto v) { return v & 1; }));
+}
+
+TEST(ClientFdTest, ShmemViewIsCongruentWithTheFileOffsetModTwoMegabytes) {
+  auto whole = AdoptClientFd(MakeMemfd(2 * k2MiB), 0, 2 * k2MiB);
+  ASSERT_TRUE(whole) << whole.error().message();
+  EXPECT_TRUE(IsAligned(whole->vaddr(), k2MiB));
+  EXPECT_EQ(whole->alignment(), k2MiB);
+  auto slice = AdoptClientFd(MakeMemfd(2 * k2MiB), 3 * k4KiB, k2MiB);
+  ASSERT_TRUE(slice) << slice.error().message();
+  EXPECT_EQ(slice->vaddr() % k2MiB, 3 * k4KiB);
+  EXPECT_EQ(slice->alignment(), k4KiB);
+}
+
+TEST(ClientFdTest, ShmemIsNotPopulatedByTheAdoption) {
+  UniqueFd fd = MakeMemfd(64 * k4KiB);
+  UniqueFd client_view(::dup(fd.get()));
+  ASSERT_EQ(::pwrite(client_view.get(), "x", 1, 5 * k4KiB), 1);  // one page allocated
+  auto backing = AdoptClientFd(std::move(fd), 0, 64 * k4KiB);
+  ASSERT_TRUE(backing) << backing.error().message();
+  EXPECT_EQ(ResidentPages(backing->data(), 64 * k4KiB), 1u);
 }
 
 TEST(ClientFdTest, AcceptsAnAlreadySealedMemfd) {

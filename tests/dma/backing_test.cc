@@ -53,6 +53,14 @@ TEST(MapAlignedTest, ReturnsAnAlignedMappingAndFreesTheSlop) {
   EXPECT_EQ(errno, ENOMEM);
 }
 
+TEST(MapAlignedTest, PlacesTheMappingAtTheAskedPhase) {
+  auto memory = MapAligned(k4KiB * 3, k2MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                           -1, 0, 5 * k4KiB);
+  ASSERT_TRUE(memory) << memory.error().message();
+  EXPECT_EQ(memory->vaddr() % k2MiB, 5 * k4KiB);
+  EXPECT_FALSE(MapAligned(k4KiB, k2MiB, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, 1));
+}
+
 TEST(MapAlignedTest, RejectsBadAlignment) {
   auto memory = MapAligned(k4KiB, 3 * k4KiB, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_FALSE(memory);
@@ -127,6 +135,9 @@ TEST(ThpBackingTest, ShareableGivesAMemfd) {
   struct statfs fs {};
   ASSERT_EQ(::fstatfs(backing->fd(), &fs), 0);
   EXPECT_EQ(fs.f_type, TMPFS_MAGIC);
+  // The shmem view is PMD-mappable: the engine places it without a scan.
+  EXPECT_TRUE(IsAligned(backing->vaddr(), k2MiB));
+  EXPECT_EQ(backing->alignment(), k2MiB);
 }
 
 TEST(HugetlbBackingTest, RejectsUnsupportedPageSizeAndSize) {
