@@ -63,6 +63,33 @@ TEST_F(EngineFaultKernelTest, InjectedMapFailureAtEveryChunkLeavesNothing) {
   }
 }
 
+TEST_F(EngineFaultKernelTest, AScatterListFailingInItsMiddleSegmentLeavesNothing) {
+  const int fds = CountOpenFds();
+  // Three segments that cannot merge: one MAP_DMA each, the second fails.
+  faulty_.Arm(Fault::Ioctl("VFIO_IOMMU_MAP_DMA", 2, EFAULT));
+  auto report =
+      space_->Map({.backing = backing_,
+                   .segments = {{.offset = 0, .size = kPage4K, .iova = 0x100000},
+                                {.offset = 4 * kPage4K, .size = kPage4K, .iova = 0x200000},
+                                {.offset = 2 * kPage4K, .size = kPage4K, .iova = 0x300000}}});
+  faulty_.Clear();
+  ASSERT_FALSE(report);
+  EXPECT_EQ(report.error().code, EFAULT);
+  EXPECT_THAT(report.error().detail, HasSubstr("chunk 2 of 3"));
+  ExpectClean();
+  EXPECT_EQ(CountOpenFds(), fds);
+  // Back to back in one range, the same: the range is released too.
+  faulty_.Arm(Fault::Ioctl("VFIO_IOMMU_MAP_DMA", 2, ENOMEM));
+  report = space_->Map({.backing = backing_,
+                        .segments = {{.offset = 0, .size = kPage4K},
+                                     {.offset = 4 * kPage4K, .size = kPage4K},
+                                     {.offset = 2 * kPage4K, .size = kPage4K}}});
+  faulty_.Clear();
+  ASSERT_FALSE(report);
+  EXPECT_EQ(report.error().code, ENOMEM);
+  ExpectClean();
+}
+
 TEST_F(EngineFaultKernelTest, FailedRollbackKeepsWhatIsStillMappedForUnmapAll) {
   faulty_.Arm(Fault::Ioctl("VFIO_IOMMU_MAP_DMA", 3, ENOMEM));
   faulty_.Arm(Fault::Ioctl("VFIO_IOMMU_UNMAP_DMA", 1, EIO));

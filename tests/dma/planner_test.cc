@@ -161,6 +161,28 @@ TEST(PlanMaps, MergedSegmentsWithSeparateFolioListsStillProtectFolios) {
   EXPECT_EQ(Plan(segs, limits), expect);
 }
 
+TEST(PlanMaps, CutsOnlyAtTheGeometrysAlignment) {
+  Segment seg = Seg(k2M, 0x10000000, 4 * k2M);
+  seg.cut_align = k2M;
+  // 3 MiB chunks end at 2 MiB boundaries: four 2 MiB calls.
+  EXPECT_EQ(Plan(std::span(&seg, 1), Limits(3 * k2M / 2)),
+            (std::vector<MapOp>{{k2M, 0x10000000, k2M, kRW},
+                                {2 * k2M, 0x10000000 + k2M, k2M, kRW},
+                                {3 * k2M, 0x10000000 + 2 * k2M, k2M, kRW},
+                                {4 * k2M, 0x10000000 + 3 * k2M, k2M, kRW}}));
+  // A chunk smaller than the alignment keeps each aligned block whole; a
+  // start inside a block ends at the block's end.
+  Segment inside = Seg(k2M + 3 * k4K, 0x20000000, 2 * k2M);
+  inside.cut_align = k2M;
+  EXPECT_EQ(Plan(std::span(&inside, 1), Limits(16 * k4K)),
+            (std::vector<MapOp>{{k2M + 3 * k4K, 0x20000000, k2M - 3 * k4K, kRW},
+                                {2 * k2M, 0x20000000 + k2M - 3 * k4K, k2M, kRW},
+                                {3 * k2M, 0x20000000 + 2 * k2M - 3 * k4K, 3 * k4K, kRW}}));
+  Segment odd = Seg(0, 0, k4K);
+  odd.cut_align = 3 * k4K;
+  EXPECT_EQ(PlanMaps(std::span(&odd, 1), {}).error().code, EINVAL);
+}
+
 TEST(PlanMaps, EntryBudgetExactlyAtTheLimitPassesOneMoreFails) {
   std::vector<Segment> segs = {Seg(0x100000, 0x0, 8 * k4K)};
   MapLimits limits = Limits(k4K, 8);
