@@ -291,7 +291,7 @@ Result<std::unique_ptr<MapJob>> DmaSpace::BeginMap(MapRequest request) {
     (void)FreeIovas(pieces.list, !pieces.fixed, pieces.total);  // just allocated
     return std::unexpected(ops.error());
   }
-  MappingReport report{.id = next_id_++,
+  MappingReport report{.id = ReserveSlot(),
                        .iova = pieces.list.front().iova,
                        .size = pieces.total,
                        .vaddr = vaddr,
@@ -375,7 +375,7 @@ MappingReport DmaSpace::ReportOf(uint64_t id, const Record& record) const {
       .backing = record.backing->kind(),
       .pinned = !record.backing->mmio(),
       .chunks = record.chunks,
-      .map_ioctls = record.map_ioctls,
+      .map_ioctls = record.chunks,
       .congruence = {uint64_t{1} << record.congruence_shift, record.congruence_residue},
       .segments = {},
       .contiguity = {}};
@@ -385,30 +385,58 @@ MappingReport DmaSpace::ReportOf(uint64_t id, const Record& record) const {
   return report;
 }
 
+const DmaSpace::Record* DmaSpace::Lookup(uint64_t id) const {
+  const uint64_t index = id & 0xffffffff;
+  if (index == 0 || index > slots_.size()) {
+    return nullptr;
+  }
+  const Record& record = slots_[index - 1];
+  return record.backing && record.generation == id >> 32 ? &record : nullptr;
+}
+
+uint64_t DmaSpace::ReserveSlot() {
+  if (free_slots_.empty()) {
+    slots_.emplace_back();
+    return IdOf(slots_.back(), slots_.size() - 1);
+  }
+  const uint32_t index = free_slots_.back();
+  free_slots_.pop_back();
+  return IdOf(slots_[index], index);
+}
+
+void DmaSpace::ReleaseSlot(uint64_t id) {
+  Record& record = SlotOf(id);
+  const uint32_t generation = record.generation + 1;
+  record = Record{};
+  record.generation = generation == 0 ? 1 : generation;
+  free_slots_.push_back(static_cast<uint32_t>((id & 0xffffffff) - 1));
+}
+
 std::vector<MappingReport> DmaSpace::Mappings() const {
   std::vector<MappingReport> out;
-  out.reserve(records_.size());
-  for (const auto& [id, record] : records_) {
-    out.push_back(ReportOf(id, record));
+  for (size_t index = 0; index < slots_.size(); ++index) {
+    if (slots_[index].backing) {
+      out.push_back(ReportOf(IdOf(slots_[index], index), slots_[index]));
+    }
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.iova < b.iova; });
   return out;
 }
 
 Result<MappingReport> DmaSpace::Find(uint64_t id) const {
-  auto it = records_.find(id);
-  if (it == records_.end()) {
+  const Record* record = Lookup(id);
+  if (record == nullptr) {
     return Fail(ENOENT, "find mapping", "no mapping with id " + std::to_string(id));
   }
-  return ReportOf(id, it->second);
+  return ReportOf(id, *record);
 }
 
 Result<ContiguityReport> DmaSpace::Contiguity(uint64_t id) {
-  auto it = records_.find(id);
-  if (it == records_.end()) {
+  const Record* found = Lookup(id);
+  if (found == nullptr) {
     return Fail(ENOENT, "mapping contiguity", "no mapping with id " + std::to_string(id));
   }
-  const Record& record = it->second;
+  const Record& record = *found;
   ContiguityReport total;
   for (const SegmentReport& piece : PlacedOf(record)) {
     ContiguityScan scan =
@@ -477,17 +505,17 @@ Result<UnmapReport> DmaSpace::UnmapEntries(const std::vector<Mapping>& entries, 
 }
 
 Result<UnmapReport> DmaSpace::Unmap(uint64_t id) {
-  auto it = records_.find(id);
-  if (it == records_.end()) {
+  const Record* found = Lookup(id);
+  if (found == nullptr) {
     return Fail(ENOENT, "unmap DMA", "no mapping with id " + std::to_string(id));
   }
-  const Record& record = it->second;
+  const Record& record = *found;
   auto unmapped = UnmapEntries(EntriesOf(id, record));
   if (!EntriesOf(id, record).empty()) {
     return unmapped;  // an ioctl failed: the mapping stays, as the kernel holds it
   }
   auto freed = FreeIovas(PlacedOf(record), record.one_range, record.size);
-  records_.erase(it);  // releases this mapping's share of the backing
+  ReleaseSlot(id);  // releases this mapping's share of the backing
   if (!freed) {
     return std::unexpected(freed.error());
   }
@@ -503,14 +531,14 @@ Result<UnmapReport> DmaSpace::UnmapAll() {
   for (const auto& [iova, entry] : shadow_) {
     still_mapped.insert(entry.owner);
   }
-  for (auto it = records_.begin(); it != records_.end();) {
-    if (still_mapped.contains(it->first)) {
-      ++it;
+  for (size_t index = 0; index < slots_.size(); ++index) {
+    const Record& record = slots_[index];
+    const uint64_t id = IdOf(record, index);
+    if (!record.backing || still_mapped.contains(id)) {
       continue;
     }
-    const Record& record = it->second;
     (void)FreeIovas(PlacedOf(record), record.one_range, record.size);  // exact allocations
-    it = records_.erase(it);
+    ReleaseSlot(id);
   }
   return unmapped;
 }

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -79,14 +80,14 @@ struct SegmentReport {
 /// One mapping, as reported to clients and logs. Its contiguity report is
 /// computed on demand: DmaSpace::Contiguity.
 struct MappingReport {
-  uint64_t id = 0;     ///< unique within the DmaSpace, never reused
+  uint64_t id = 0;     ///< unique within the DmaSpace, not reused (never 0)
   uint64_t iova = 0;   ///< of the first segment
   uint64_t size = 0;   ///< bytes mapped (all segments)
   uint64_t vaddr = 0;  ///< of the first segment, in vfiod's address space
   BackingKind backing = BackingKind::kPages4K;
   bool pinned = true;       ///< false for device MMIO
   uint64_t chunks = 0;      ///< MAP_DMA entries it occupies
-  uint64_t map_ioctls = 0;  ///< MAP_DMA calls issued for it
+  uint64_t map_ioctls = 0;  ///< MAP_DMA calls issued for it (= chunks once committed)
   Congruence congruence;    ///< the superpage congruence the (first) IOVA was placed for
   /// The pieces, in request order, when the request had two or more segments;
   /// empty for a single range.
@@ -175,8 +176,9 @@ class DmaSpace {
     uint64_t size = 0;
     uint64_t owner = 0;  // mapping id
   };
-  /// One committed mapping, kept small (one per mapping, up to DMA_AVAIL of
-  /// them): the report is rebuilt from it on demand.
+  /// One mapping's slot, kept small (one per mapping, up to DMA_AVAIL of
+  /// them): the report is rebuilt from it on demand. Live when `backing` is
+  /// set; a running job's slot is reserved (not live, not free).
   struct Record {
     std::shared_ptr<const Backing> backing;
     // Two or more segments only; null for a single range.
@@ -185,10 +187,10 @@ class DmaSpace {
     uint64_t iova = 0;                // of the first segment
     uint64_t size = 0;                // all segments
     uint32_t congruence_residue = 0;  // < modulus <= 1 GiB
-    uint32_t chunks = 0;
-    uint32_t map_ioctls = 0;
-    uint8_t congruence_shift = 12;  // log2 of the congruence modulus
-    bool one_range = true;          // one IOVA allocation [iova, iova + size)
+    uint32_t chunks = 0;              // MAP_DMA entries (one MAP_DMA call each)
+    uint32_t generation = 1;          // of the slot: the id's upper half
+    uint8_t congruence_shift = 12;    // log2 of the congruence modulus
+    bool one_range = true;            // one IOVA allocation [iova, iova + size)
   };
   /// A checked request: its segments resolved to offsets and sizes, in
   /// request order; iova filled in when named (`fixed`) or once allocated.
@@ -218,6 +220,17 @@ class DmaSpace {
   [[nodiscard]] Result<ContiguityScan> Scan(const Backing& backing, uint64_t vaddr,
                                             uint64_t size) const;
   [[nodiscard]] MappingReport ReportOf(uint64_t id, const Record& record) const;
+  /// The live record of `id`, or null (no such slot, reserved, or stale id).
+  [[nodiscard]] const Record* Lookup(uint64_t id) const;
+  /// Takes a slot for a new mapping; returns its id. Reserved until stored.
+  [[nodiscard]] uint64_t ReserveSlot();
+  /// Empties the slot of `id` (releasing its backing share) for reuse under
+  /// a new generation, so `id` never names anything again.
+  void ReleaseSlot(uint64_t id);
+  [[nodiscard]] Record& SlotOf(uint64_t id) { return slots_[(id & 0xffffffff) - 1]; }
+  [[nodiscard]] static uint64_t IdOf(const Record& record, size_t index) {
+    return (uint64_t{record.generation} << 32) | (index + 1);
+  }
   /// Unmaps exactly the shadow entries listed in `entries` (IOVA order); drops
   /// them from the shadow as the kernel confirms. `teardown` allows one
   /// UNMAP_ALL when `entries` is the whole shadow; otherwise only ranges
@@ -233,18 +246,21 @@ class DmaSpace {
   [[nodiscard]] std::vector<Mapping> EntriesOf(uint64_t owner, const Record& record) const;
 
   // Teardown: the destructor body unmaps first; then members go in reverse
-  // order, records_ (releasing backings, whose memory is no longer pinned)
+  // order, slots_ (releasing backings, whose memory is no longer pinned)
   // before the container share, which must outlive every mapping.
   std::shared_ptr<vfio::Container> container_;
   EngineConfig config_;
   std::unique_ptr<PageInfoReader> reader_;
   IovaAllocator allocator_;
   std::optional<uint32_t> entry_limit_;  // DMA_AVAIL when the space was created
-  uint64_t next_id_ = 1;
-  uint64_t entries_reserved_ = 0;  // planned by running jobs, not yet mapped
+  uint64_t entries_reserved_ = 0;        // planned by running jobs, not yet mapped
   size_t running_jobs_ = 0;
-  std::map<uint64_t, Entry> shadow_;    // iova -> entry
-  std::map<uint64_t, Record> records_;  // id -> committed mapping
+  std::map<uint64_t, Entry> shadow_;  // iova -> entry
+  // Mapping ids are generation << 32 | (slot index + 1): never 0, O(1) to
+  // look up, and not reused while a slot's 32-bit generation has not wrapped.
+  // A deque: no per-mapping node, no slack of a doubling vector.
+  std::deque<Record> slots_;
+  std::vector<uint32_t> free_slots_;  // indexes of empty slots
 };
 
 /// A map in progress. Step() issues one MAP_DMA chunk; after the last one the

@@ -85,21 +85,18 @@ void MapJob::Commit() {
 }
 
 void MapJob::Store() {
-  DmaSpace::Record record{
-      .backing = request_.backing,
-      .segments = nullptr,
-      .offset = report_.vaddr - request_.backing->vaddr(),
-      .iova = report_.iova,
-      .size = report_.size,
-      .congruence_residue = static_cast<uint32_t>(report_.congruence.residue),
-      .chunks = static_cast<uint32_t>(report_.chunks),
-      .map_ioctls = static_cast<uint32_t>(report_.map_ioctls),
-      .congruence_shift = static_cast<uint8_t>(std::countr_zero(report_.congruence.modulus)),
-      .one_range = one_range_};
+  DmaSpace::Record& record = space_->SlotOf(report_.id);  // reserved by BeginMap
+  record.backing = request_.backing;
+  record.offset = report_.vaddr - request_.backing->vaddr();
+  record.iova = report_.iova;
+  record.size = report_.size;
+  record.congruence_residue = static_cast<uint32_t>(report_.congruence.residue);
+  record.chunks = static_cast<uint32_t>(report_.chunks);
+  record.congruence_shift = static_cast<uint8_t>(std::countr_zero(report_.congruence.modulus));
+  record.one_range = one_range_;
   if (!report_.segments.empty()) {
     record.segments = std::make_unique<const std::vector<SegmentReport>>(report_.segments);
   }
-  space_->records_.emplace(report_.id, std::move(record));
 }
 
 Result<void> MapJob::Rollback() {
@@ -110,6 +107,7 @@ Result<void> MapJob::Rollback() {
   const size_t left = MappedEntries().size();
   if (left == 0) {
     auto freed = space_->FreeIovas(Placed(), one_range_, report_.size);
+    space_->ReleaseSlot(report_.id);
     return undone ? freed : std::unexpected(undone.error());  // e.g. an EIO count mismatch
   }
   // Some chunks could not be unmapped: keep them visible as a mapping of their

@@ -38,6 +38,25 @@ TEST_F(EngineTest, MapsAndUnmapsOneBackingExactly) {
   EXPECT_EQ(space_->Unmap(report->id).error().code, ENOENT);
 }
 
+TEST_F(EngineTest, IdsOfFreedMappingsNeverComeBack) {
+  auto backing = Pages(4 * kPage4K);
+  std::vector<uint64_t> seen;
+  for (int round = 0; round < 3; ++round) {
+    auto report = space_->Map({.backing = backing});
+    ASSERT_TRUE(report) << report.error().message();
+    EXPECT_NE(report->id, 0u);
+    for (uint64_t old : seen) {
+      EXPECT_NE(report->id, old);
+      EXPECT_EQ(space_->Find(old).error().code, ENOENT);
+      EXPECT_EQ(space_->Unmap(old).error().code, ENOENT);
+    }
+    seen.push_back(report->id);
+    ASSERT_TRUE(space_->Unmap(report->id));
+  }
+  EXPECT_EQ(space_->Find(0).error().code, ENOENT);
+  EXPECT_EQ(space_->Find(UINT64_MAX).error().code, ENOENT);
+}
+
 TEST_F(EngineTest, MapsPartOfABacking) {
   auto backing = Pages(8 * kPage4K);
   auto report = space_->Map({.backing = backing, .offset = 2 * kPage4K, .size = 3 * kPage4K});
