@@ -21,7 +21,8 @@ dma::MapRequest Request(std::shared_ptr<const dma::Backing> backing,
           .fixed_iova = fixed_iova,
           .max_iova = kEduDmaLimit - 1,
           .prot = {},
-          .on_chunk = {}};
+          .on_chunk = {},
+          .segments = {}};
 }
 
 std::shared_ptr<const dma::Backing> Pages(uint64_t size) {
