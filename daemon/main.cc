@@ -124,13 +124,13 @@ int Run(const Options& options) {
   SetUpLogging(config->logging, options.foreground);
 
   const bool model = config->kernel == service::KernelKind::kModel;
-  vfio::PciSysfs sysfs(config->sysfs_root, model ? service::FakeSysfsKernelHook(config->sysfs_root)
-                                                 : vfio::PciSysfs::WriteHook{});
-  std::unique_ptr<kernel::Kernel> kernel =
-      model ? service::MakeModelKernel(*config, sysfs) : kernel::MakeLinuxKernel();
+  service::KernelAndSysfs seam =
+      model
+          ? service::MakeModelKernelAndSysfs(*config)
+          : service::KernelAndSysfs{kernel::MakeLinuxKernel(), vfio::PciSysfs(config->sysfs_root)};
   const service::Limits limits = config->limits;
   const service::SocketConfig socket = config->socket;
-  service::Service service(std::move(*config), std::move(kernel), std::move(sysfs));
+  service::Service service(std::move(*config), std::move(seam.kernel), std::move(seam.sysfs));
 
   rpc::MethodRegistry registry;
   rpc::ServiceMethods methods(service, kOpenRpcDocument);

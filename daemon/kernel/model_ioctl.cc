@@ -49,7 +49,7 @@ Result<int> GetStatus(ModelGroupState& g, void* arg) {
   st.flags = 0;
   if (g.container) {
     st.flags = VFIO_GROUP_FLAGS_CONTAINER_SET | VFIO_GROUP_FLAGS_VIABLE;
-  } else if (g.viable) {
+  } else if (g.Viable()) {
     st.flags = VFIO_GROUP_FLAGS_VIABLE;
   }
   std::memcpy(arg, &st, sizeof st);
@@ -71,7 +71,7 @@ Result<int> SetContainer(ModelState& s, ModelGroupState& g, const void* arg) {
   if (c == nullptr) {
     return Fail(EINVAL, kOp, "fd is not a VFIO container");
   }
-  if (!g.viable) {
+  if (!g.Viable()) {
     return Fail(EPERM, kOp, "group is not viable (a device is bound to a host driver)");
   }
   g.container = *c;
@@ -86,12 +86,8 @@ Result<int> GetDeviceFd(ModelState& s, ModelGroupState& g, const char* arg) {
     return Fail(EINVAL, kOp, "device name too long");
   }
   std::string_view name(arg, len);
-  ModelPciFunction* function = nullptr;
-  for (ModelPciFunction* f : g.functions) {
-    if (f->topo().bdf == name) {
-      function = f;
-    }
-  }
+  // Only devices bound to vfio-pci are in the group's device list.
+  ModelPciFunction* function = g.VfioDevice(name);
   if (function == nullptr) {
     return Fail(ENODEV, kOp, "no VFIO device of that name in the group");
   }

@@ -70,17 +70,12 @@ ModelKernel::ModelKernel(ModelTopology topology, const ModelKnobs& knobs)
   for (const ModelGroup& g : topology_.groups) {
     auto gs = std::make_unique<ModelGroupState>();
     gs->topo = &g;
-    gs->viable = true;
     for (const ModelDevice& d : g.devices) {
-      if (!d.bound_to_vfio) {
-        gs->viable = false;  // a host driver owns DMA of this group
-        continue;
-      }
       auto f = ModelPciFunction::Create(d);
       if (!f) {
         Die(f.error().message());
       }
-      gs->functions.push_back(f->get());
+      gs->members.push_back(ModelMember{f->get(), d.driver});
       state_->functions.push_back(std::move(*f));
     }
     state_->groups.push_back(std::move(gs));
@@ -119,6 +114,9 @@ Result<int> ModelKernel::open(const std::string& path, int flags) {
     if (number && g->topo->id == *number) {
       if (g->fd_open || g->open_devices > 0) {
         return Fail(EBUSY, op, "group is already open");
+      }
+      if (!g->Registered()) {  // vfio removes the group's cdev with its last device
+        return Fail(ENOENT, op, "no device of the group is bound to vfio-pci");
       }
       int fd = VFIOD_TRY(NewMemfd("vfio-group-" + std::string(rest), op));
       g->fd_open = true;

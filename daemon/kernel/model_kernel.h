@@ -17,8 +17,9 @@
 // Not modelled (known differences from Linux): only VFIO_TYPE1v2_IOMMU can be
 // set (type1 v1 and nesting give ENODEV); dirty-page tracking; INTx unmask
 // through an irqfd; BAR contents are plain memory, not device registers;
-// region offsets are packed (vfio-pci uses index << 40). MAP_DMA reads
-// /proc/self/maps to check the memory as get_user_pages() would (~0.1 ms).
+// region offsets are packed (vfio-pci uses index << 40); driver binding is
+// told to the model (SetDriver), it does not watch sysfs. MAP_DMA faults the
+// range in as pinning does (model_process.cc says how).
 #pragma once
 
 #include <cstdint>
@@ -44,14 +45,18 @@ struct ModelRegion {
   std::vector<SparseArea> sparse_mmap;
 };
 
+/// The driver whose devices VFIO can open.
+inline constexpr std::string_view kVfioPciDriver = "vfio-pci";
+
 /// One PCI function. The config region (index 7) is added by the model.
 struct ModelDevice {
   std::string bdf;  ///< "0000:00:03.0"
   uint16_t vendor_id = 0;
   uint16_t device_id = 0;
   uint32_t class_code = 0x00ff00;  ///< 24-bit class/subclass/prog-if
-  /// False: bound to a host driver, which makes its group not viable.
-  bool bound_to_vfio = true;
+  /// The driver at start: "vfio-pci"; "" (none: the group stays viable); or
+  /// a host driver's name, which makes the group not viable.
+  std::string driver = std::string(kVfioPciDriver);
   bool pcie = false;  ///< PCIe: 4 KiB config space and an ERR IRQ index
   bool can_reset = true;
   std::vector<ModelRegion> regions;  ///< BARs (0-5) and ROM (6)
@@ -116,6 +121,18 @@ class ModelKernel final : public Kernel {
   [[nodiscard]] const ModelTopology& topology() const { return topology_; }
   /// The IOMMU group of a device of the topology; ENODEV if unknown.
   [[nodiscard]] Result<int> GroupOf(std::string_view bdf) const;
+  /// Binds a device to `driver` ("vfio-pci", a host driver's name, or "" to
+  /// unbind), as an unbind followed by a probe in Linux 6.1, and with its
+  /// effects: a device on vfio-pci is in its group's device list (else
+  /// VFIO_GROUP_GET_DEVICE_FD is ENODEV; a group with none has no group file:
+  /// open is ENOENT); a host driver makes the group not viable. Atomic: on
+  /// error nothing changed. ENODEV: no such device; EBUSY: the device is on
+  /// vfio-pci and a device fd of it is open (Linux blocks the unbind until
+  /// the fd is closed; the model refuses instead), or `driver` claims kernel
+  /// DMA and the group is in a container (the probe fails with EBUSY).
+  Result<void> SetDriver(std::string_view bdf, std::string_view driver);
+  /// The driver a device is bound to ("" when none). ENODEV: no such device.
+  [[nodiscard]] Result<std::string> DriverOf(std::string_view bdf) const;
   /// Bytes pinned and charged to the memlock limit, over all containers.
   [[nodiscard]] uint64_t LockedBytes() const;
   void SetMemlockLimit(uint64_t bytes);

@@ -3,12 +3,16 @@
 //  - a container lives while its fd is open or a group is attached to it;
 //  - a group stays "opened" (a second open is EBUSY) while its fd or any of
 //    its device fds is open, as device fds hold the group file in Linux;
-//  - the IOMMU of a container goes away with its last group, unpinning.
+//  - the IOMMU of a container goes away with its last group, unpinning;
+//  - a group file exists (open() finds it) while a device of the group is
+//    bound to vfio-pci, or while the group is still open.
 #pragma once
 
 #include <map>
 #include <memory>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <unordered_map>
 #include <variant>
 #include <vector>
@@ -26,10 +30,32 @@ struct ModelContainer {
   std::optional<ModelIommu> iommu;       // set by VFIO_SET_IOMMU
 };
 
+/// True for the driver that registers devices with VFIO (vfio_pci_core):
+/// only its devices are in a group's device list.
+[[nodiscard]] bool RegistersWithVfio(std::string_view driver);
+/// True when binding `driver` claims the group's DMA for the kernel, which
+/// makes the group not viable (Linux 5.19+: a driver without
+/// driver_managed_dma; vfio-pci, pci-stub and pcieport set it, and a device
+/// with no driver claims nothing).
+[[nodiscard]] bool ClaimsKernelDma(std::string_view driver);
+
+/// A device of a group and the driver it is bound to ("" when none).
+struct ModelMember {
+  ModelPciFunction* function = nullptr;
+  std::string driver;
+};
+
 struct ModelGroupState {
+  /// The member bound to vfio-pci with this name; nullptr when none (it is
+  /// then not in the group's VFIO device list).
+  [[nodiscard]] ModelPciFunction* VfioDevice(std::string_view bdf) const;
+  /// No member's driver claims kernel DMA (iommu_group_dma_owner_claimed).
+  [[nodiscard]] bool Viable() const;
+  /// A member is bound to vfio-pci: the group file exists.
+  [[nodiscard]] bool Registered() const;
+
   const ModelGroup* topo = nullptr;
-  std::vector<ModelPciFunction*> functions;  // the vfio-bound devices of the group
-  bool viable = false;
+  std::vector<ModelMember> members;  // every device of the group, topology order
   bool fd_open = false;
   int open_devices = 0;
   std::shared_ptr<ModelContainer> container;

@@ -33,22 +33,23 @@ ModelTopology VmLikeTopology() {
   ivshmem.intx_count = 0;
   ivshmem.msi_count = 0;
 
-  auto ich9 = [](const char* bdf, uint16_t id, uint32_t cls, bool vfio) {
+  auto ich9 = [](const char* bdf, uint16_t id, uint32_t cls, const char* driver) {
     ModelDevice d;
     d.bdf = bdf;
     d.vendor_id = 0x8086;
     d.device_id = id;
     d.class_code = cls;
-    d.bound_to_vfio = vfio;
+    d.driver = driver;
     d.regions = {Bar(4, 64, kRegionFlagRead | kRegionFlagWrite)};
     return d;
   };
   return ModelTopology{{
-      ModelGroup{3, {edu}}, ModelGroup{4, {ivshmem}},
+      ModelGroup{3, {edu}},
+      ModelGroup{4, {ivshmem}},
       ModelGroup{7,
-                 {ich9("0000:00:1f.0", 0x2918, 0x060100, false),   // LPC, host driver
-                  ich9("0000:00:1f.2", 0x2922, 0x010601, false),   // AHCI, host driver
-                  ich9("0000:00:1f.3", 0x2930, 0x0c0500, true)}},  // SMBus, vfio-pci
+                 {ich9("0000:00:1f.0", 0x2918, 0x060100, "lpc_ich"),
+                  ich9("0000:00:1f.2", 0x2922, 0x010601, "ahci"),
+                  ich9("0000:00:1f.3", 0x2930, 0x0c0500, "vfio-pci")}},
   }};
 }
 

@@ -1,5 +1,7 @@
 #include "service/model_setup.h"
 
+#include <spdlog/spdlog.h>
+
 #include <fstream>
 #include <map>
 #include <string>
@@ -7,6 +9,9 @@
 namespace vfiod::service {
 
 namespace {
+
+// The driver of an unbound device absent from sysfs: some host driver.
+constexpr std::string_view kHostDriver = "host-driver";
 
 kernel::ModelRegion Region(uint32_t index, uint64_t size) {
   kernel::ModelRegion r;
@@ -24,8 +29,9 @@ kernel::ModelTopology ModelTopologyFrom(const ModelConfig& model, const vfio::Pc
     m.bdf = dev.bdf;
     m.vendor_id = dev.vendor;
     m.device_id = dev.device;
-    m.bound_to_vfio = dev.bound;
+    m.driver = dev.bound ? std::string(kernel::kVfioPciDriver) : std::string(kHostDriver);
     if (auto pci = sysfs.Get(dev.bdf); pci) {
+      m.driver = pci->driver;  // the tree is the truth the hook keeps in step
       m.class_code = pci->class_code;
       for (const auto& bar : pci->bars) {
         if (bar.size > 0 && !bar.io) {
@@ -47,7 +53,8 @@ kernel::ModelTopology ModelTopologyFrom(const ModelConfig& model, const vfio::Pc
   return topology;
 }
 
-std::unique_ptr<kernel::Kernel> MakeModelKernel(const Config& config, const vfio::PciSysfs& sysfs) {
+std::unique_ptr<kernel::ModelKernel> MakeModelKernel(const Config& config,
+                                                     const vfio::PciSysfs& sysfs) {
   kernel::ModelKnobs knobs;
   knobs.dma_entry_limit = config.model.dma_entry_limit;
   knobs.iova_ranges.clear();
@@ -66,33 +73,58 @@ std::string FirstLine(const std::filesystem::path& path) {
   return line;
 }
 
+/// Tells the model that `bdf` is now bound to `driver`; false (logged) when
+/// it refuses, and then the tree must not change either.
+bool ModelAgrees(kernel::ModelKernel* model, const std::string& bdf, const std::string& driver) {
+  if (model == nullptr) {
+    return true;
+  }
+  auto set = model->SetDriver(bdf, driver);
+  if (!set) {
+    spdlog::warn("model kernel: {}", set.error().message());
+  }
+  return set.has_value();
+}
+
 }  // namespace
 
-vfio::PciSysfs::WriteHook FakeSysfsKernelHook(std::filesystem::path root) {
-  return [root = std::move(root)](const std::filesystem::path& path, std::string_view value) {
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    std::string v(value);
-    while (!v.empty() && v.back() == '\n') {
-      v.pop_back();
-    }
-    const fs::path device = root / "bus/pci/devices" / v;
-    if (path.filename() == "unbind") {
-      fs::remove(device / "driver", ec);
-    } else if (path.filename() == "drivers_probe") {
-      std::string driver = FirstLine(device / "driver_override");
-      if (!driver.empty() && driver != "(null)" && !fs::exists(device / "driver")) {
-        fs::path dir = root / "bus/pci/drivers" / driver;
-        fs::create_directories(dir, ec);
-        for (const char* name : {"bind", "unbind"}) {
-          const std::ofstream created(dir / name);  // an empty file is enough
+vfio::PciSysfs::WriteHook FakeSysfsKernelHook(std::filesystem::path root,
+                                              kernel::ModelKernel* model) {
+  return
+      [root = std::move(root), model](const std::filesystem::path& path, std::string_view value) {
+        namespace fs = std::filesystem;
+        std::error_code ec;
+        std::string v(value);
+        while (!v.empty() && v.back() == '\n') {
+          v.pop_back();
         }
-        fs::create_directory_symlink(dir, device / "driver", ec);
-      }
-    } else if (path.filename() == "driver_override") {
-      std::ofstream(path) << (v.empty() ? std::string("(null)") : v) << "\n";
-    }
-  };
+        const fs::path device = root / "bus/pci/devices" / v;
+        if (path.filename() == "unbind") {
+          if (ModelAgrees(model, v, "")) {
+            fs::remove(device / "driver", ec);
+          }
+        } else if (path.filename() == "drivers_probe") {
+          std::string driver = FirstLine(device / "driver_override");
+          if (!driver.empty() && driver != "(null)" && !fs::exists(device / "driver") &&
+              ModelAgrees(model, v, driver)) {
+            fs::path dir = root / "bus/pci/drivers" / driver;
+            fs::create_directories(dir, ec);
+            for (const char* name : {"bind", "unbind"}) {
+              const std::ofstream created(dir / name);  // an empty file is enough
+            }
+            fs::create_directory_symlink(dir, device / "driver", ec);
+          }
+        } else if (path.filename() == "driver_override") {
+          std::ofstream(path) << (v.empty() ? std::string("(null)") : v) << "\n";
+        }
+      };
+}
+
+KernelAndSysfs MakeModelKernelAndSysfs(const Config& config) {
+  std::unique_ptr<kernel::ModelKernel> model =
+      MakeModelKernel(config, vfio::PciSysfs(config.sysfs_root));
+  vfio::PciSysfs sysfs(config.sysfs_root, FakeSysfsKernelHook(config.sysfs_root, model.get()));
+  return KernelAndSysfs{std::move(model), std::move(sysfs)};
 }
 
 }  // namespace vfiod::service
