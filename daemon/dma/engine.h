@@ -140,11 +140,13 @@ class DmaSpace {
   /// the range); after an error nothing of the request stays mapped.
   [[nodiscard]] Result<MappingReport> Map(MapRequest request);
 
-  /// Unmaps mapping `id` exactly, batched by the planner, and releases its
-  /// IOVA and its share of the backing. ENOENT: no such mapping; EIO: the
-  /// kernel reported unmapping another number of bytes than the shadow map
-  /// holds (the shadow is corrected: the range is gone either way); errno of
-  /// UNMAP_DMA, in which case the mapping is kept.
+  /// Unmaps mapping `id` exactly (all its segments), batched by the planner,
+  /// and releases its IOVA and its share of the backing. O(k log n) for its
+  /// k entries: only the shadow between its first and last IOVA is read.
+  /// ENOENT: no such mapping; EIO: the kernel reported unmapping another
+  /// number of bytes than the shadow map holds (the shadow is corrected: the
+  /// range is gone either way); errno of UNMAP_DMA, in which case the
+  /// mapping is kept.
   [[nodiscard]] Result<UnmapReport> Unmap(uint64_t id);
 
   /// Unmaps everything (container teardown): UNMAP_ALL when supported.
@@ -154,7 +156,7 @@ class DmaSpace {
 
   /// The committed mappings, by IOVA.
   [[nodiscard]] std::vector<MappingReport> Mappings() const;
-  /// The mapping `id`. ENOENT: no such mapping. O(log n).
+  /// The mapping `id`. ENOENT: no such mapping (or a freed one's id). O(1).
   [[nodiscard]] Result<MappingReport> Find(uint64_t id) const;
   /// Scans the memory of mapping `id` now (pagemap, and kpageflags when the
   /// folio sizes are not known) and summarises it, all segments together.

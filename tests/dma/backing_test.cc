@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <linux/magic.h>
+#include <linux/memfd.h>
 #include <sys/mman.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -189,6 +190,27 @@ void ExpectPoolExhaustion(uint64_t page) {
 }
 
 TEST(HugetlbBackingTest, EmptyTwoMegabytePoolFailsClearly) { ExpectPoolExhaustion(k2MiB); }
+
+// A client's hugetlbfs file with holes the pool cannot fill is refused at
+// adoption (the shared mmap reserves them), not left to fail at MAP_DMA.
+TEST(HugetlbBackingTest, ClientFileWithHolesBeyondThePoolIsRefusedAtAdoption) {
+  if (ReadCounter(Pool(k2MiB) + "nr_overcommit_hugepages") != 0) {
+    GTEST_SKIP() << "hugepage overcommit is on: the pool never looks exhausted";
+  }
+  const uint64_t size = (ReadCounter(Pool(k2MiB) + "free_hugepages") + 1) * k2MiB;
+  UniqueFd fd(
+      ::memfd_create("holes", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB | MFD_HUGE_2MB));
+  if (!fd.valid()) {
+    GTEST_SKIP() << "no 2 MiB hugetlbfs memfd on this kernel";
+  }
+  ASSERT_EQ(::ftruncate(fd.get(), static_cast<off_t>(size)), 0);
+  const int fds = CountOpenFds() - 1;
+  auto backing = AdoptClientFd(std::move(fd), 0, size);
+  ASSERT_FALSE(backing);
+  EXPECT_EQ(backing.error().code, ENOMEM);
+  EXPECT_THAT(backing.error().detail, HasSubstr("hugepage pool"));
+  EXPECT_EQ(CountOpenFds(), fds);
+}
 TEST(HugetlbBackingTest, EmptyOneGigabytePoolFailsClearly) { ExpectPoolExhaustion(k1GiB); }
 
 // Reserves `count` more 2 MiB pages for the test and gives them back after.
