@@ -1,5 +1,6 @@
 // Where the time of a map through vfiod goes: the daemon's steps for
-// dma.map_fd and dma.free, redone here with the same dma-layer calls.
+// dma.register + dma.map_fd {region} / dma.free, and for the one-shot
+// dma.map_fd {fd}, redone here with the daemon's own dma-layer code.
 #include <fcntl.h>
 
 #include <fstream>
@@ -8,7 +9,7 @@
 
 #include "common/stats.h"
 #include "dma/backing.h"
-#include "dma/contiguity.h"
+#include "guest/engine_probe.h"
 #include "guest/sections.h"
 
 namespace vfiod::bench {
@@ -25,53 +26,67 @@ uint64_t SmapsRollup(const std::string& name) {
   return 0;
 }
 
-// One pass; appends its timings to `out`.
-Result<void> OnePass(const GuestRig& rig, dma::PageInfoReader& reader, int fd, uint64_t size,
-                     Breakdown& out) {
+// The daemon's adoption of the client's fd (it receives a copy of it).
+Result<std::shared_ptr<const dma::Backing>> Adopt(int fd, uint64_t size, double& seconds) {
   UniqueFd copy(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
   if (!copy) {
     return ErrnoError("dup");
   }
-  const uint64_t pmd_before = SmapsRollup("ShmemPmdMapped");
   Result<dma::Backing> adopted = Fail(EINVAL, "adopt");
-  out.adopt_s.push_back(
-      TimeSeconds([&] { adopted = dma::AdoptClientFd(std::move(copy), 0, size); }));
-  auto backing = std::make_unique<dma::Backing>(VFIOD_TRY(std::move(adopted)));
-  // Is the view mapped so THPs can be PMD-mapped (2 MiB aligned), and were they?
-  out.view_offset_2m = backing->vaddr() % dma::kPage2M;
-  out.pmd_mapped = SmapsRollup("ShmemPmdMapped") - pmd_before;
-  // As DmaSpace::Scan for a client fd: hugetlbfs has a known folio size, shmem may hold THP.
-  const uint64_t folio = backing->page_size() > dma::kPage4K ? backing->page_size() : 0;
-  dma::Congruence congruence;
-  Result<void> scanned = Ok();
-  out.scan_s.push_back(TimeSeconds([&] {
-    auto scan = dma::ScanContiguity(reader, backing->vaddr(), size, folio);
-    if (!scan) {
-      scanned = std::unexpected(scan.error());
-      return;
-    }
-    congruence = dma::ChooseCongruence(*scan, rig.iova_pgsizes());
-  }));
-  VFIOD_TRY(scanned);
-  const uint64_t iova = kRawIova + congruence.residue;
-  Result<void> step = Ok();
-  out.map_s.push_back(TimeSeconds([&] { step = rig.Map(backing->vaddr(), iova, size); }));
-  VFIOD_TRY(step);
-  out.unmap_s.push_back(TimeSeconds([&] { step = rig.Unmap(iova, size); }));
-  VFIOD_TRY(step);
-  out.release_s.push_back(TimeSeconds([&] { backing.reset(); }));
+  seconds = TimeSeconds([&] { adopted = dma::AdoptClientFd(std::move(copy), 0, size); });
+  return std::make_shared<const dma::Backing>(VFIOD_TRY(std::move(adopted)));
+}
+
+// One region pass: map and unmap an adopted view; appends its timings.
+Result<void> RegionPass(EngineRig& engine, const std::shared_ptr<const dma::Backing>& view,
+                        Breakdown& out) {
+  const EngineMap mapped = VFIOD_TRY(EngineMapTimed(engine, view));
+  out.plan_s.push_back(mapped.plan_s);
+  out.map_s.push_back(mapped.map_s);
+  out.plan_reads.calls += mapped.reads.calls;
+  out.plan_reads.entries += mapped.reads.entries;
+  out.plan_reads.seconds += mapped.reads.seconds;
+  out.congruence = mapped.congruence.modulus;
+  out.unmap_s.push_back(VFIOD_TRY(EngineUnmapTimed(engine, mapped.id)));
+  return Ok();
+}
+
+// One one-shot pass: adopt, map, unmap, release; appends its timings.
+Result<void> OneShotPass(EngineRig& engine, int fd, uint64_t size, Breakdown& out) {
+  double adopt_s = 0;
+  std::shared_ptr<const dma::Backing> view = VFIOD_TRY(Adopt(fd, size, adopt_s));
+  out.adopt_s.push_back(adopt_s);
+  const EngineMap mapped = VFIOD_TRY(EngineMapTimed(engine, view));
+  out.oneshot_plan_s.push_back(mapped.plan_s);
+  out.oneshot_map_s.push_back(mapped.map_s);
+  out.oneshot_unmap_s.push_back(VFIOD_TRY(EngineUnmapTimed(engine, mapped.id)));
+  out.release_s.push_back(TimeSeconds([&] { view.reset(); }));  // the last share
   return Ok();
 }
 
 }  // namespace
 
 Result<Breakdown> BreakDownMapFd(const GuestRig& rig, int fd, uint64_t size, int loops) {
-  auto reader = VFIOD_TRY(dma::ProcPageInfoReader::Open());
-  Breakdown warmup;
-  VFIOD_TRY(OnePass(rig, *reader, fd, size, warmup));
+  EngineRig engine = VFIOD_TRY(OpenEngine(rig));
   Breakdown out;
+  const uint64_t pmd_before = SmapsRollup("ShmemPmdMapped");
+  std::shared_ptr<const dma::Backing> view = VFIOD_TRY(Adopt(fd, size, out.register_s));
+  out.view_offset_2m = view->vaddr() % dma::kPage2M;
+  {
+    // Untimed warm-up pair (TCG translates a kernel path on its first run);
+    // whether THPs got PMD-mapped in the view is read while it is mapped.
+    const EngineMap warm = VFIOD_TRY(EngineMapTimed(engine, view));
+    out.pmd_mapped = SmapsRollup("ShmemPmdMapped") - pmd_before;
+    VFIOD_TRY(EngineUnmapTimed(engine, warm.id));
+  }
   for (int i = 0; i < loops; ++i) {
-    VFIOD_TRY(OnePass(rig, *reader, fd, size, out));
+    VFIOD_TRY(RegionPass(engine, view, out));
+  }
+  view.reset();
+  Breakdown warmup;
+  VFIOD_TRY(OneShotPass(engine, fd, size, warmup));
+  for (int i = 0; i < loops; ++i) {
+    VFIOD_TRY(OneShotPass(engine, fd, size, out));
   }
   return out;
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "dma/contiguity.h"
+#include "guest/engine_probe.h"
 #include "guest/rig.h"
 
 namespace vfiod::bench {
@@ -33,18 +34,27 @@ struct Loops {
 [[nodiscard]] Result<Loops> RawLoops(const GuestRig& rig, uint64_t vaddr, uint64_t iova,
                                      uint64_t size, int loops);
 
-/// vfiod's steps for a dma.map_fd / dma.free, redone in this process with the
-/// daemon's own code, each timed: adopt the fd (checks, seal, mmap, populate),
-/// contiguity scan and congruence, MAP_DMA at a congruent IOVA, UNMAP_DMA,
-/// release of the backing (munmap, close).
+/// vfiod's steps for dma.map_fd / dma.free, redone in this process with the
+/// daemon's own code (dma::AdoptClientFd and the engine's DmaSpace on the
+/// rig's container), each timed. Region path (dma.register once, then
+/// dma.map_fd {region} / dma.free): the adoption once, then per pass the plan
+/// (DmaSpace::BeginMap: placement, IOVA, chunks), the MAP_DMA steps and the
+/// unmap. One-shot path (dma.map_fd {fd}): adopt, plan, MAP_DMA, unmap and
+/// release of the view every time.
 struct Breakdown {
-  std::vector<double> adopt_s;
-  std::vector<double> scan_s;
-  std::vector<double> map_s;
-  std::vector<double> unmap_s;
-  std::vector<double> release_s;
-  uint64_t view_offset_2m = 0;  ///< the daemon-side view's vaddr % 2 MiB
-  uint64_t pmd_mapped = 0;      ///< ShmemPmdMapped growth when the view was populated
+  double register_s = 0;        ///< region: AdoptClientFd, once
+  std::vector<double> plan_s;   ///< region: BeginMap
+  std::vector<double> map_s;    ///< region: MAP_DMA steps
+  std::vector<double> unmap_s;  ///< region: DmaSpace::Unmap
+  ReadCounts plan_reads;        ///< region: page-info reads of all timed plans together
+  std::vector<double> adopt_s;  ///< one-shot: AdoptClientFd
+  std::vector<double> oneshot_plan_s;
+  std::vector<double> oneshot_map_s;
+  std::vector<double> oneshot_unmap_s;
+  std::vector<double> release_s;  ///< one-shot: the view's munmap and close
+  uint64_t view_offset_2m = 0;    ///< the daemon-side view's vaddr % 2 MiB
+  uint64_t pmd_mapped = 0;        ///< ShmemPmdMapped growth from adoption to mapped
+  uint64_t congruence = 0;        ///< the modulus the engine placed the IOVA for
 };
 [[nodiscard]] Result<Breakdown> BreakDownMapFd(const GuestRig& rig, int fd, uint64_t size,
                                                int loops);

@@ -9,11 +9,11 @@
 
 namespace vfiod::bench {
 
-/// Makes up to `mappings` dma.alloc 4 KiB mappings (batches of 256) on one
-/// connection, reads /proc/<pid>/status before and after, then closes the
-/// connection (which frees them) and reads it again. The count is capped below
-/// the daemon's RLIMIT_NOFILE and vm.max_map_count (each mapping holds a memfd
-/// and a VMA); the JSON says what capped it.
+/// Registers one populated shmem memfd of `mappings` x 4 KiB (dma.register)
+/// and maps every 4 KiB slice of it as its own mapping (dma.map_fd {region},
+/// batches of 256) on one connection, reading /proc/<pid>/status before and
+/// after; then closes the connection (which frees them) and reads it again.
+/// Bytes per mapping = RssAnon growth / mappings made.
 [[nodiscard]] nlohmann::json MeasureFootprint(const DaemonProcess& daemon, uint64_t mappings);
 
 }  // namespace vfiod::bench

@@ -2,7 +2,8 @@
 //   vfioctl bench ping [--count N]                 round-trip latency (p50/p99)
 //   vfioctl bench rate [--clients N]... [--seconds S]   requests/s, N connections
 //   vfioctl bench map --device BDF [--size S] [--memory 4k|thp|hugetlb-2m|hugetlb-1g] [--loops N]
-//                                                  dma.map_fd / dma.free of a memfd
+//                     [--adopt-each]               dma.map_fd / dma.free of a memfd registered
+//                                                  once (or passed with every map)
 // The full benchmark suite (raw ioctls, the VM, micro-benchmarks) is
 // scripts/bench.sh; these commands share its client-side code (bench_load.h).
 #pragma once

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <span>
 #include <thread>
 
 #include "proto/jsonrpc.h"
@@ -63,6 +64,32 @@ Result<void> Populate(void* view, uint64_t size, uint64_t page) {
     bytes[off] = 0;
   }
   return Ok();
+}
+
+// `loops` times: dma.map_fd with `params` (and `fds`), then dma.free of the
+// mapping, each timed request to reply.
+Result<MapTimings> TimeMapLoops(client::Client& client, const nlohmann::json& params,
+                                std::span<const int> fds, int loops) {
+  MapTimings out;
+  for (int i = 0; i < loops; ++i) {
+    Clock::time_point start = Clock::now();
+    auto mapped = client.Call("dma.map_fd", params, fds, client::kNoTimeout);
+    out.map_s.push_back(Since(start));
+    if (!mapped) {
+      return CallFailed("dma.map_fd", mapped.error());
+    }
+    const uint64_t mapping = mapped->result.at("mapping");
+    out.ioctls = mapped->result.value("ioctls", uint64_t{0});
+    out.chunks = mapped->result.value("chunks", uint64_t{0});
+    out.iova = mapped->result.value("iova", uint64_t{0});
+    start = Clock::now();
+    auto freed = client.Call("dma.free", {{"mapping", mapping}}, {}, client::kNoTimeout);
+    out.unmap_s.push_back(Since(start));
+    if (!freed) {
+      return CallFailed("dma.free", freed.error());
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -127,29 +154,35 @@ Result<Rate> MeasureRate(const std::string& socket, const std::string& method, i
 
 Result<MapTimings> TimeMapFd(client::Client& client, uint64_t container, int fd, uint64_t size,
                              int loops) {
-  MapTimings out;
   const int fds[] = {fd};
-  for (int i = 0; i < loops; ++i) {
-    const nlohmann::json params = {
-        {"container", container}, {"fd", wire::FdRef(0)}, {"offset", 0}, {"size", size}};
-    Clock::time_point start = Clock::now();
-    auto mapped = client.Call("dma.map_fd", params, fds, client::kNoTimeout);
-    out.map_s.push_back(Since(start));
-    if (!mapped) {
-      return CallFailed("dma.map_fd", mapped.error());
-    }
-    const uint64_t mapping = mapped->result.at("mapping");
-    out.ioctls = mapped->result.value("ioctls", uint64_t{0});
-    out.chunks = mapped->result.value("chunks", uint64_t{0});
-    out.iova = mapped->result.value("iova", uint64_t{0});
-    start = Clock::now();
-    auto freed = client.Call("dma.free", {{"mapping", mapping}}, {}, client::kNoTimeout);
-    out.unmap_s.push_back(Since(start));
-    if (!freed) {
-      return CallFailed("dma.free", freed.error());
-    }
+  const nlohmann::json params = {
+      {"container", container}, {"fd", wire::FdRef(0)}, {"offset", 0}, {"size", size}};
+  return TimeMapLoops(client, params, fds, loops);
+}
+
+Result<uint64_t> RegisterRegion(client::Client& client, int fd, uint64_t size) {
+  const int fds[] = {fd};
+  auto made = client.Call("dma.register", {{"fd", wire::FdRef(0)}, {"offset", 0}, {"size", size}},
+                          fds, client::kNoTimeout);
+  if (!made) {
+    return CallFailed("dma.register", made.error());
   }
-  return out;
+  return made->result.at("region").get<uint64_t>();
+}
+
+Result<void> UnregisterRegion(client::Client& client, uint64_t region) {
+  auto done = client.Call("dma.unregister", {{"region", region}});
+  if (!done) {
+    return CallFailed("dma.unregister", done.error());
+  }
+  return Ok();
+}
+
+Result<MapTimings> TimeMapRegion(client::Client& client, uint64_t container, uint64_t region,
+                                 uint64_t size, int loops) {
+  const nlohmann::json params = {
+      {"container", container}, {"region", region}, {"offset", 0}, {"size", size}};
+  return TimeMapLoops(client, params, {}, loops);
 }
 
 Result<UniqueFd> MakeMemfd(uint64_t size, uint64_t page, bool thp, void** view) {

@@ -46,10 +46,25 @@ struct MapTimings {
 };
 
 /// `loops` times: dma.map_fd of [0, size) of `fd` (a memfd or hugetlbfs
-/// file, sealable) into `container`, then dma.free of it.
+/// file, sealable) into `container`, then dma.free of it. Every map passes
+/// the fd again, so the daemon adopts it (checks, seal, its own view) each time.
 /// Errors: EIO with the daemon's error as detail.
 [[nodiscard]] Result<MapTimings> TimeMapFd(client::Client& client, uint64_t container, int fd,
                                            uint64_t size, int loops);
+
+/// dma.register of [0, size) of `fd`: the daemon adopts the file once and
+/// returns the region id that later maps name instead of an fd.
+/// Errors: EIO with the daemon's error as detail.
+[[nodiscard]] Result<uint64_t> RegisterRegion(client::Client& client, int fd, uint64_t size);
+
+/// dma.unregister of `region`. Errors: EIO with the daemon's error as detail.
+[[nodiscard]] Result<void> UnregisterRegion(client::Client& client, uint64_t region);
+
+/// `loops` times: dma.map_fd of [0, size) of registered `region` into
+/// `container`, then dma.free of it. Nothing is passed or adopted per map.
+/// Errors: EIO with the daemon's error as detail.
+[[nodiscard]] Result<MapTimings> TimeMapRegion(client::Client& client, uint64_t container,
+                                               uint64_t region, uint64_t size, int loops);
 
 /// A memfd of `size` bytes, populated: `page` 0 for shmem (advised
 /// MADV_NOHUGEPAGE, or MADV_HUGEPAGE when `thp`), 2 MiB or 1 GiB for hugetlb.
