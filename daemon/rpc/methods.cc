@@ -31,6 +31,14 @@ wire::RpcError ToRpcError(const service::ServiceError& err) {
   return wire::MakeError(err.error, wire::kKernelError);
 }
 
+wire::RpcError ToRpcErrorForFd(const service::ServiceError& err) {
+  if (err.kind == ErrorKind::kKernel &&
+      (err.error.code == EBADF || err.error.op.find("fd") != std::string::npos)) {
+    return wire::MakeError(err.error, wire::kFdError);
+  }
+  return ToRpcError(err);
+}
+
 namespace {
 
 std::unexpected<wire::RpcError> Failed(const service::ServiceError& err) {
@@ -52,25 +60,29 @@ Result<void> ServiceMethods::Register(MethodRegistry& r) {
   VFIOD_TRY(Add(r, "device.info", &ServiceMethods::DeviceInfo, true));
   VFIOD_TRY(Add(r, "device.bind", &ServiceMethods::DeviceBind, true));
   VFIOD_TRY(Add(r, "device.unbind", &ServiceMethods::DeviceUnbind, true));
-  VFIOD_TRY(Add(r, "device.open", &ServiceMethods::DeviceOpen, true));
+  VFIOD_TRY(Add(r, "device.open", &ServiceMethods::DeviceOpen, true, /*reply_fds=*/1));
   VFIOD_TRY(Add(r, "container.create", &ServiceMethods::ContainerCreate, true));
   VFIOD_TRY(Add(r, "container.attach", &ServiceMethods::ContainerAttach, true));
   VFIOD_TRY(Add(r, "container.list", &ServiceMethods::ContainerList, false));
   VFIOD_TRY(Add(r, "container.info", &ServiceMethods::ContainerInfo, true));
   VFIOD_TRY(Add(r, "container.destroy", &ServiceMethods::ContainerDestroy, true));
-  VFIOD_TRY(Add(r, "dma.alloc", &ServiceMethods::DmaAlloc, true));
+  VFIOD_TRY(Add(r, "dma.alloc", &ServiceMethods::DmaAlloc, true, /*reply_fds=*/1));
   VFIOD_TRY(Add(r, "dma.map_fd", &ServiceMethods::DmaMapFd, true));
   VFIOD_TRY(Add(r, "dma.map_bar", &ServiceMethods::DmaMapBar, true));
   VFIOD_TRY(Add(r, "dma.list", &ServiceMethods::DmaList, false));
   VFIOD_TRY(Add(r, "dma.info", &ServiceMethods::DmaInfo, true));
   VFIOD_TRY(Add(r, "dma.free", &ServiceMethods::DmaFree, true));
+  VFIOD_TRY(Add(r, "dma.register", &ServiceMethods::DmaRegister, true));
+  VFIOD_TRY(Add(r, "dma.unregister", &ServiceMethods::DmaUnregister, true));
+  VFIOD_TRY(Add(r, "dma.regions", &ServiceMethods::DmaRegions, false));
   return Ok();
 }
 
 Result<void> ServiceMethods::Add(MethodRegistry& registry, const std::string& name, Body body,
-                                 bool blocking) {
+                                 bool blocking, std::size_t reply_fds) {
   MethodOptions options;
   options.blocking = blocking;
+  options.reply_fds = reply_fds;
   return registry.Register(
       name,
       [this, name, body](CallContext& ctx, const json& params) {

@@ -21,6 +21,10 @@ namespace vfiod::rpc {
 /// The JSON-RPC error for a service failure (kind -> vfiod code, errno in data).
 [[nodiscard]] wire::RpcError ToRpcError(const service::ServiceError& err);
 
+/// As ToRpcError, but a kernel error about the client's fd (EBADF, or an
+/// op naming the fd: wrong file, not sealable) is the fd error code.
+[[nodiscard]] wire::RpcError ToRpcErrorForFd(const service::ServiceError& err);
+
 class ServiceMethods {
  public:
   /// `openrpc` is the OpenRPC document served by rpc.discover (JSON text).
@@ -37,7 +41,7 @@ class ServiceMethods {
   using Json = nlohmann::json;
   using Body = HandlerResult (ServiceMethods::*)(CallContext&, const Json&, const service::Caller&);
   [[nodiscard]] Result<void> Add(MethodRegistry& registry, const std::string& name, Body body,
-                                 bool blocking);
+                                 bool blocking, std::size_t reply_fds = 0);
   [[nodiscard]] HandlerResult Invoke(const std::string& name, Body body, CallContext& ctx,
                                      const Json& params);
   [[nodiscard]] service::Caller CallerFor(CallContext& ctx);
@@ -63,6 +67,9 @@ class ServiceMethods {
   HandlerResult DmaList(CallContext&, const Json&, const service::Caller&);
   HandlerResult DmaInfo(CallContext&, const Json&, const service::Caller&);
   HandlerResult DmaFree(CallContext&, const Json&, const service::Caller&);
+  HandlerResult DmaRegister(CallContext&, const Json&, const service::Caller&);
+  HandlerResult DmaUnregister(CallContext&, const Json&, const service::Caller&);
+  HandlerResult DmaRegions(CallContext&, const Json&, const service::Caller&);
 
   service::Service& service_;
   Json openrpc_;

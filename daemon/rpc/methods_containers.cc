@@ -207,12 +207,16 @@ HandlerResult ServiceMethods::DmaMapFd(CallContext& ctx, const json& params, con
   ParamReader p(params);
   service::MapFdRequest r;
   r.container = p.U64("container");
-  size_t fd_index = p.FdRef("fd");
-  r.offset = p.OptU64("offset").value_or(0);
-  r.size = p.U64("size");
-  if (r.size == 0) {
-    throw ParamError(p.Path("size") + ": must be greater than zero");
+  r.region = p.OptU64("region");
+  if ((p.Raw("fd") != nullptr) == r.region.has_value()) {
+    throw ParamError(p.Path("fd") + ": give exactly one of fd and region");
   }
+  std::optional<size_t> fd_index;
+  if (!r.region) {
+    fd_index = p.FdRef("fd");
+  }
+  r.offset = p.OptU64("offset").value_or(0);
+  r.size = p.OptU64("size").value_or(0);
   CheckAligned(p.Path("offset"), r.offset, k4K);
   CheckAligned(p.Path("size"), r.size, k4K);
   CheckNoWrap(p.Path("offset"), r.offset, r.size);
@@ -225,20 +229,18 @@ HandlerResult ServiceMethods::DmaMapFd(CallContext& ctx, const json& params, con
   r.name = ReadName(p);
   bool progress = p.OptBool("progress", false);
   p.Finish();
-  auto fd = ctx.TakeFd(fd_index);
-  if (!fd) {
-    return std::unexpected(wire::MakeError(
-        wire::kFdError, fmt::format("params.fd: the message carried no fd #{}", fd_index)));
+  if (fd_index) {
+    auto fd = ctx.TakeFd(*fd_index);
+    if (!fd) {
+      return std::unexpected(wire::MakeError(
+          wire::kFdError, fmt::format("params.fd: the message carried no fd #{}", *fd_index)));
+    }
+    r.fd = std::move(*fd);
   }
-  r.fd = std::move(*fd);
   const uint64_t offset = r.offset;
   auto m = service_.MapFd(caller, std::move(r), ProgressTo(ctx, progress));
   if (!m) {
-    if (m.error().kind == service::ErrorKind::kKernel &&
-        (m.error().error.code == EBADF || m.error().error.op.find("fd") != std::string::npos)) {
-      return std::unexpected(wire::MakeError(m.error().error, wire::kFdError));
-    }
-    return Failed(m.error());
+    return std::unexpected(ToRpcErrorForFd(m.error()));
   }
   json j = MapResultJson(m->mapping);
   j["segments"] =

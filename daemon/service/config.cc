@@ -79,7 +79,7 @@ SocketConfig ReadSocket(const Json& j, const std::string& path, const NameResolv
 Limits ReadLimits(const Json& j, const std::string& path) {
   CheckObject(j, path,
               {"max_frame_bytes", "max_inflight_per_client", "max_clients", "worker_threads",
-               "map_chunk_bytes", "max_batch"});
+               "map_chunk_bytes", "max_batch", "max_regions"});
   Limits limits;
   IfPresent(j, path, "max_frame_bytes", [&](const Json& v, const std::string& p) {
     limits.max_frame_bytes = ReadSize(v, p, false);
@@ -96,6 +96,7 @@ Limits ReadLimits(const Json& j, const std::string& path) {
   count("max_clients", 65536, limits.max_clients);
   count("worker_threads", 256, limits.worker_threads);
   count("max_batch", 65536, limits.max_batch);
+  count("max_regions", 65536, limits.max_regions);
   IfPresent(j, path, "map_chunk_bytes", [&](const Json& v, const std::string& p) {
     limits.map_chunk_bytes = ReadSize(v, p, false);
     if (limits.map_chunk_bytes == 0 || limits.map_chunk_bytes % kPageSize != 0) {

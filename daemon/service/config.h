@@ -41,6 +41,7 @@ struct Limits {
   uint32_t worker_threads = 2;            ///< pool running blocking handlers (maps)
   uint64_t map_chunk_bytes = 1ULL << 30;  ///< largest single VFIO_IOMMU_MAP_DMA; page-aligned
   uint32_t max_batch = 256;               ///< largest JSON-RPC batch array
+  uint32_t max_regions = 256;             ///< registered regions per session (dma.register)
 };
 
 enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError, kCritical, kOff };

@@ -177,6 +177,22 @@ Result<MapResult> ManagedContainer::MapFd(MappingId mapping, MapFdRequest reques
   return MapResult{ViewOf(mapping, id_, report, "memfd"), UniqueFd()};
 }
 
+Result<MapResult> ManagedContainer::MapRegion(MappingId mapping,
+                                              std::shared_ptr<const dma::Backing> region,
+                                              const MapFdRequest& request,
+                                              const ProgressFn& progress) {
+  dma::MapRequest map;
+  map.backing = std::move(region);
+  map.offset = request.offset;
+  map.size = request.size;
+  map.fixed_iova = request.placement.iova;
+  map.max_iova = MaxIova(request.placement);
+  dma::MappingReport report = VFIOD_TRY(MapInChunks(std::move(map), progress));
+  state_->engine_ids[mapping] = report.id;
+  RefreshInfo();
+  return MapResult{ViewOf(mapping, id_, report, "memfd"), UniqueFd()};
+}
+
 Result<dma::MappingReport> ManagedContainer::MapInChunks(dma::MapRequest map,
                                                          const ProgressFn& progress) {
   std::unique_ptr<dma::MapJob> job = VFIOD_TRY(state_->space->BeginMap(std::move(map)));

@@ -57,6 +57,12 @@ class ManagedContainer {
                                         const ProgressFn& progress);
   [[nodiscard]] Result<MapResult> MapFd(MappingId mapping, MapFdRequest request,
                                         const ProgressFn& progress);
+  /// Maps [request.offset, +request.size) of a registered region's backing
+  /// (request.fd is unused); the mapping shares the backing.
+  [[nodiscard]] Result<MapResult> MapRegion(MappingId mapping,
+                                            std::shared_ptr<const dma::Backing> region,
+                                            const MapFdRequest& request,
+                                            const ProgressFn& progress);
   [[nodiscard]] Result<MapResult> MapBar(MappingId mapping, const MapBarRequest& request);
   /// Unmaps one mapping; reports the bytes unmapped and the ioctls it took.
   /// ENOENT: unknown mapping.

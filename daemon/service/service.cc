@@ -46,6 +46,7 @@ void Service::CloseSession(SessionId session) {
     if (sessions_.erase(session) == 0) {
       return;
     }
+    std::erase_if(regions_, [session](const auto& r) { return r.second.owner == session; });
     for (auto it = containers_.begin(); it != containers_.end();) {
       it->second.attached.erase(session);
       if (it->second.owner == session && it->second.name.empty() && it->second.managed) {
@@ -102,6 +103,7 @@ void Service::Shutdown() {
     }
     containers_.clear();
     sessions_.clear();
+    regions_.clear();
   }
   for (auto& slot : all) {
     Teardown(slot);

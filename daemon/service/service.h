@@ -8,8 +8,13 @@
 // a named container. A caller only ever sees and touches what it owns, what it
 // attached, or (root) everything.
 //
+// Registered regions (dma.register) belong to their session alone: no name,
+// never visible to another session, released when it closes. A mapping made
+// from a region holds the region's memory (a shared Backing) until it is
+// freed, whether or not the region is still registered.
+//
 // Concurrency. `mu_` guards the registries (sessions_, containers_, mappings_,
-// groups_held_, the usage counters). Each container has its own mutex that
+// regions_, groups_held_, the usage counters). Each container has its own mutex that
 // serializes all VFIO and DMA work on it (the DMA engine is single-threaded per
 // container). Lock order: a container's mutex may be held while taking `mu_`,
 // never the reverse, so long maps never block registry readers (ping, status).
@@ -24,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "dma/backing.h"
 #include "kernel/kernel.h"
 #include "service/config.h"
 #include "service/policy.h"
@@ -113,9 +119,28 @@ class Service {
   /// Returns bytes unmapped.
   [[nodiscard]] SResult<uint64_t> FreeMapping(const Caller& caller, MappingId mapping);
 
+  // --- registered regions ---------------------------------------------------
+  /// Adopts the client's memfd / hugetlbfs file (dma::AdoptClientFd: checks,
+  /// F_SEAL_SHRINK, vfiod's own view) as a region of the caller's session.
+  /// kQuota: the session has limits.max_regions regions; kInvalidParams:
+  /// offset past the end of the file; kKernel: AdoptClientFd's errors (EBADF,
+  /// EINVAL wrong file, misaligned, too short; EPERM sealing locked).
+  [[nodiscard]] SResult<RegionView> RegisterRegion(const Caller& caller, RegisterRequest request);
+  /// Drops the session's handle on `region`; its mappings stay valid until
+  /// freed. kNotFound: no such region in the caller's session.
+  [[nodiscard]] SResult<void> UnregisterRegion(const Caller& caller, RegionId region);
+  /// The caller's session's regions, by id.
+  [[nodiscard]] std::vector<RegionView> ListRegions(const Caller& caller) const;
+
  private:
   struct Session {
     Identity identity;
+    uint32_t regions = 0;  ///< registered regions, reserved ones included
+  };
+  /// A registered region: the adopted client file, owned by one session.
+  struct RegionSlot {
+    SessionId owner = 0;
+    std::shared_ptr<const dma::Backing> backing;
   };
   /// Registry entry of a container; the VFIO state lives in `managed`.
   struct ContainerSlot {
@@ -154,6 +179,14 @@ class Service {
   [[nodiscard]] SResult<MapResult> RunMap(const Caller& caller, ContainerId id,
                                           uint64_t pinned_bytes, const std::string& name,
                                           const MapWork& work);
+  /// The backing of the caller's session's region `id` (kNotFound otherwise).
+  [[nodiscard]] SResult<std::shared_ptr<const dma::Backing>> FindRegionLocked(const Caller& caller,
+                                                                              RegionId id,
+                                                                              const char* op) const;
+  /// Resolves a map_fd request's size (0: the rest of the file or region) and
+  /// checks its range against the region. Returns the backing for a region.
+  [[nodiscard]] SResult<std::shared_ptr<const dma::Backing>> ResolveMapFd(const Caller& caller,
+                                                                          MapFdRequest& request);
   /// Wraps `progress` so an unnamed map is abandoned once its session closed.
   [[nodiscard]] ProgressFn WatchSession(const Caller& caller, const std::string& name,
                                         const ProgressFn& progress);
@@ -184,6 +217,7 @@ class Service {
   std::map<SessionId, Session> sessions_;            // guarded by mu_
   std::map<ContainerId, ContainerSlot> containers_;  // guarded by mu_
   std::map<MappingId, MappingSlot> mappings_;        // guarded by mu_
+  std::map<RegionId, RegionSlot> regions_;           // guarded by mu_
   std::map<int, ContainerId> groups_held_;           // group -> container; guarded by mu_
   std::map<uid_t, Usage> usage_;                     // guarded by mu_
 };

@@ -83,11 +83,14 @@ SResult<MapResult> Service::Alloc(const Caller& caller, const AllocRequest& requ
 
 SResult<MapResult> Service::MapFd(const Caller& caller, MapFdRequest request,
                                   const ProgressFn& progress) {
-  VFIOD_TRY(CheckSize("dma.map_fd", request.size));
+  std::shared_ptr<const dma::Backing> region = VFIOD_TRY(ResolveMapFd(caller, request));
   const uint64_t size = request.size;
   std::string name = request.name;
   ProgressFn watched = WatchSession(caller, name, progress);
   return RunMap(caller, request.container, size, name, [&](ManagedContainer& c, MappingId id) {
+    if (region) {
+      return c.MapRegion(id, region, request, watched);
+    }
     return c.MapFd(id, std::move(request), watched);
   });
 }

@@ -21,6 +21,7 @@ namespace vfiod::service {
 using SessionId = uint64_t;
 using ContainerId = uint64_t;
 using MappingId = uint64_t;
+using RegionId = uint64_t;
 
 /// What the container's IOMMU supports (VFIO_CHECK_EXTENSION).
 struct ExtensionsView {
@@ -102,11 +103,29 @@ struct AllocRequest {
   std::string name;  ///< non-empty: the mapping outlives the session
 };
 
-struct MapFdRequest {
-  ContainerId container = 0;
+/// A client memory region: a memfd / hugetlbfs file the session registered
+/// once (dma.register) and maps slices of without passing its fd again.
+struct RegionView {
+  RegionId id = 0;
+  uint64_t file_offset = 0;  ///< where the region starts in the client's file
+  uint64_t size = 0;
+  uint64_t page_size = 0;  ///< the file's page size: offsets and sizes are multiples
+  std::string backing;     ///< "memfd", "hugetlb-2m" or "hugetlb-1g"
+};
+
+struct RegisterRequest {
   UniqueFd fd;  ///< the client's memfd / hugetlbfs file
   uint64_t offset = 0;
-  uint64_t size = 0;
+  uint64_t size = 0;  ///< 0: the rest of the file past `offset`
+};
+
+/// What dma.map_fd maps: [offset, offset + size) of the fd, or of the region.
+struct MapFdRequest {
+  ContainerId container = 0;
+  UniqueFd fd;                     ///< the client's memfd / hugetlbfs file, or
+  std::optional<RegionId> region;  ///< one of the session's registered regions
+  uint64_t offset = 0;
+  uint64_t size = 0;  ///< 0: the rest of the file or region past `offset`
   Placement placement;
   std::string name;
 };

@@ -116,9 +116,10 @@ enum class Launch { kDirect, kSystemdLike };
 class Daemon {
  public:
   /// Starts vfiod (path from VFIOD_BINARY) and waits until its socket answers.
-  /// `policy` replaces the default policy section.
+  /// `policy` replaces the default policy section; `limits` adds to (or
+  /// overrides) the limits section.
   explicit Daemon(json policy = DefaultPolicy(), std::string chunk = "2M",
-                  Launch launch = Launch::kDirect)
+                  Launch launch = Launch::kDirect, const json& limits = json::object())
       : launch_(launch) {
     std::string tmpl = (fs::temp_directory_path() / "vfiod-itest-XXXXXX").string();
     dir_ = ::mkdtemp(tmpl.data());
@@ -129,6 +130,7 @@ class Daemon {
                    {"limits", {{"map_chunk_bytes", chunk}, {"worker_threads", 4}}},
                    {"logging", {{"level", "debug"}, {"target", "stderr"}}},
                    {"policy", std::move(policy)}};
+    config["limits"].update(limits);
     if (InVm()) {
       config["kernel"] = "linux";
       config["sysfs_root"] = "/sys";

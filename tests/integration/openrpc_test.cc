@@ -39,7 +39,7 @@ TEST(OpenRpcTest, RegisteredMethodsEqualDocumentedMethods) {
     documented.insert(m["name"].get<std::string>());
   }
   EXPECT_EQ(registered, documented);
-  EXPECT_EQ(registered.size(), 21u);
+  EXPECT_EQ(registered.size(), 24u);
 }
 
 TEST(OpenRpcTest, DocumentIsOpenRpcWithResultsAndErrorsResolvable) {

@@ -1,0 +1,158 @@
+// Registered client memory regions (dma.register / dma.unregister) and the
+// resolution of dma.map_fd's source (an fd or a region). See service.h for
+// ownership and locking.
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include "service/service.h"
+
+namespace vfiod::service {
+
+namespace {
+
+std::string RegionBackingName(const dma::Backing& b) {
+  if (b.page_size() == dma::k1GiB) {
+    return "hugetlb-1g";
+  }
+  if (b.page_size() == dma::k2MiB) {
+    return "hugetlb-2m";
+  }
+  return "memfd";
+}
+
+RegionView ViewOf(RegionId id, const dma::Backing& b) {
+  return RegionView{id, b.fd_offset(), b.size(), b.page_size(), RegionBackingName(b)};
+}
+
+/// The bytes of the file past `offset` (for a size of 0: "the rest").
+/// kKernel (op names the fd, so the RPC layer reports an fd error) when the
+/// fd cannot be read; kInvalidParams when nothing is left past `offset`.
+SResult<uint64_t> RestOfFile(int fd, uint64_t offset, const char* op) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    return std::unexpected(ServiceError(ErrnoError(std::string(op) + ": fstat of the fd").error()));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return std::unexpected(ServiceError(Error{
+        EINVAL, std::string(op) + ": fd", "not a regular file: pass a memfd or hugetlbfs file"}));
+  }
+  const auto file_size = static_cast<uint64_t>(st.st_size);
+  if (offset >= file_size) {
+    return Refuse(ErrorKind::kInvalidParams, EINVAL, op,
+                  "params.offset: " + std::to_string(offset) +
+                      " is not before the end of the file (" + std::to_string(file_size) +
+                      " bytes)");
+  }
+  return file_size - offset;
+}
+
+}  // namespace
+
+SResult<RegionView> Service::RegisterRegion(const Caller& caller, RegisterRequest request) {
+  constexpr const char* kOp = "dma.register";
+  {
+    std::lock_guard lock(mu_);
+    auto session = sessions_.find(caller.session);
+    if (session == sessions_.end()) {
+      return Refuse(ErrorKind::kNotFound, ECONNRESET, kOp, "the session closed");
+    }
+    if (session->second.regions >= config_.limits.max_regions) {
+      return Refuse(ErrorKind::kQuota, EDQUOT, kOp,
+                    "regions: " + std::to_string(session->second.regions) +
+                        " registered on this connection, limit " +
+                        std::to_string(config_.limits.max_regions) + " (limits.max_regions)");
+    }
+    ++session->second.regions;  // reserved while the fd is adopted
+  }
+  auto adopt = [&]() -> SResult<std::shared_ptr<const dma::Backing>> {
+    if (request.size == 0 && request.fd.valid()) {
+      request.size = VFIOD_TRY(RestOfFile(request.fd.get(), request.offset, kOp));
+    }
+    return std::make_shared<const dma::Backing>(
+        VFIOD_TRY(dma::AdoptClientFd(std::move(request.fd), request.offset, request.size)));
+  };
+  SResult<std::shared_ptr<const dma::Backing>> backing = adopt();
+  std::lock_guard lock(mu_);
+  auto session = sessions_.find(caller.session);
+  if (!backing || session == sessions_.end()) {
+    if (session != sessions_.end()) {
+      --session->second.regions;
+    }
+    if (!backing) {
+      return std::unexpected(std::move(backing).error());
+    }
+    return Refuse(ErrorKind::kNotFound, ECONNRESET, kOp, "the session closed");
+  }
+  const RegionId id = next_id_++;
+  regions_.emplace(id, RegionSlot{caller.session, *backing});
+  spdlog::debug("region {}: session {} registered {:#x} bytes ({})", id, caller.session,
+                (*backing)->size(), RegionBackingName(**backing));
+  return ViewOf(id, **backing);
+}
+
+SResult<void> Service::UnregisterRegion(const Caller& caller, RegionId region) {
+  std::lock_guard lock(mu_);
+  VFIOD_TRY(FindRegionLocked(caller, region, "dma.unregister"));
+  regions_.erase(region);
+  if (auto session = sessions_.find(caller.session); session != sessions_.end()) {
+    --session->second.regions;
+  }
+  return {};
+}
+
+std::vector<RegionView> Service::ListRegions(const Caller& caller) const {
+  std::lock_guard lock(mu_);
+  std::vector<RegionView> out;
+  for (const auto& [id, slot] : regions_) {
+    if (slot.owner == caller.session) {
+      out.push_back(ViewOf(id, *slot.backing));
+    }
+  }
+  return out;
+}
+
+SResult<std::shared_ptr<const dma::Backing>> Service::FindRegionLocked(const Caller& caller,
+                                                                       RegionId id,
+                                                                       const char* op) const {
+  auto it = regions_.find(id);
+  if (it == regions_.end() || it->second.owner != caller.session) {
+    return Refuse(ErrorKind::kNotFound, ENOENT, op,
+                  "no region " + std::to_string(id) + " registered by this client");
+  }
+  return it->second.backing;
+}
+
+SResult<std::shared_ptr<const dma::Backing>> Service::ResolveMapFd(const Caller& caller,
+                                                                   MapFdRequest& request) {
+  constexpr const char* kOp = "dma.map_fd";
+  if (!request.region) {
+    if (request.size == 0) {
+      request.size = VFIOD_TRY(RestOfFile(request.fd.get(), request.offset, kOp));
+    }
+    return nullptr;
+  }
+  std::shared_ptr<const dma::Backing> backing;
+  {
+    std::lock_guard lock(mu_);
+    backing = VFIOD_TRY(FindRegionLocked(caller, *request.region, kOp));
+  }
+  const uint64_t page = backing->page_size();
+  const uint64_t size = backing->size();
+  if (request.offset % page != 0 || request.size % page != 0) {
+    return Refuse(
+        ErrorKind::kInvalidParams, EINVAL, kOp,
+        "params.offset/size: must be multiples of the region's page size " + std::to_string(page));
+  }
+  if (request.offset >= size || request.size > size - request.offset) {
+    return Refuse(ErrorKind::kInvalidParams, EINVAL, kOp,
+                  "params.offset/size: [" + std::to_string(request.offset) + ", +" +
+                      std::to_string(request.size) + ") is outside region " +
+                      std::to_string(*request.region) + " (" + std::to_string(size) + " bytes)");
+  }
+  if (request.size == 0) {
+    request.size = size - request.offset;
+  }
+  return backing;
+}
+
+}  // namespace vfiod::service
