@@ -1,8 +1,12 @@
 // type1v2 MAP_DMA / UNMAP_DMA semantics. The raw-ioctl cases bypass the
 // argument checks of vfio_api so that the kernel's own answer is tested.
 #include <linux/vfio.h>
+#include <unistd.h>
+
+#include <vector>
 
 #include "conformance_fixture.h"
+#include "proto/unique_fd.h"
 
 namespace vfiod::conformance {
 namespace {
@@ -148,6 +152,39 @@ TEST_F(Dma, MemoryTheDeviceMayWriteMustBeWritable) {
   EXPECT_EQ(Unmap(0x100000, 0x200000).value_or(0), kPage);
   ::munmap(ro, kPage);
   ::munmap(none, kPage);
+}
+
+TEST_F(Dma, PinningFaultsThePagesIn) {
+  constexpr size_t kPages = 4;
+  void* p =
+      ::mmap(nullptr, kPages * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  std::vector<unsigned char> resident(kPages);
+  ASSERT_EQ(::mincore(p, kPages * kPage, resident.data()), 0);
+  EXPECT_EQ(resident, std::vector<unsigned char>(kPages, 0));  // never touched
+  EXPECT_TRUE(Map(reinterpret_cast<uint64_t>(p), 0x100000, kPages * kPage));
+  ASSERT_EQ(::mincore(p, kPages * kPage, resident.data()), 0);
+  for (unsigned char r : resident) {
+    EXPECT_EQ(r & 1, 1);
+  }
+  EXPECT_EQ(Unmap(0x100000, kPages * kPage).value_or(0), kPages * kPage);
+  ::munmap(p, kPages * kPage);
+}
+
+TEST_F(Dma, MemoryPastTheEndOfItsFileIsEfault) {
+  UniqueFd memfd(::memfd_create("conformance", MFD_CLOEXEC));
+  ASSERT_TRUE(memfd.valid());
+  ASSERT_EQ(::ftruncate(memfd.get(), kPage), 0);
+  void* p = ::mmap(nullptr, 2 * kPage, PROT_READ | PROT_WRITE, MAP_SHARED, memfd.get(), 0);
+  ASSERT_NE(p, MAP_FAILED);
+  uint64_t vaddr = reinterpret_cast<uint64_t>(p);
+  // The second page is mapped but past the end of the file: touching it is
+  // SIGBUS, and pinning it fails.
+  EXPECT_EQ(Errno(Map(vaddr + kPage, 0x100000, kPage)), EFAULT);
+  EXPECT_EQ(Errno(Map(vaddr, 0x100000, 2 * kPage)), EFAULT);
+  EXPECT_TRUE(Map(vaddr, 0x100000, kPage));
+  EXPECT_EQ(Unmap(0x100000, 2 * kPage).value_or(0), kPage);
+  ::munmap(p, 2 * kPage);
 }
 
 TEST_F(Dma, EntryLimitIsEnospc) {

@@ -1,10 +1,13 @@
 #include "conformance_target.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
+#include <filesystem>
 #include <string_view>
 
 #include "kernel/model_kernel.h"
@@ -40,6 +43,30 @@ Result<int> SysfsGroupOf(const std::string& bdf) {
     return Fail(EINVAL, "readlink " + link, "unexpected target " + std::string(path));
   }
   return group;
+}
+
+std::string SysfsDevice(const std::string& bdf) { return "/sys/bus/pci/devices/" + bdf; }
+
+/// One write(), as sysfs attributes want.
+Result<void> WriteSysfs(const std::string& path, const std::string& value) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return ErrnoError("open " + path);
+  }
+  ssize_t n = ::write(fd, value.data(), value.size());
+  int saved = errno;
+  ::close(fd);
+  errno = saved;
+  if (n < 0) {
+    return ErrnoError("write '" + value + "' to " + path);
+  }
+  return Ok();
+}
+
+std::string SysfsDriverOf(const std::string& bdf) {
+  std::error_code ec;
+  auto target = std::filesystem::read_symlink(SysfsDevice(bdf) + "/driver", ec);
+  return ec ? "" : target.filename().string();
 }
 
 }  // namespace
@@ -91,6 +118,63 @@ Result<int> Target::GroupOf(const std::string& bdf) const {
     return model->GroupOf(bdf);
   }
   return SysfsGroupOf(bdf);
+}
+
+kernel::ModelKernel* Target::model() const {
+  return dynamic_cast<kernel::ModelKernel*>(kernel_.get());
+}
+
+std::vector<std::string> Target::GroupMembers(int group) const {
+  std::vector<std::string> out;
+  if (auto* m = model()) {
+    for (const kernel::ModelGroup& g : m->topology().groups) {
+      for (const kernel::ModelDevice& d : g.devices) {
+        if (g.id == group) {
+          out.push_back(d.bdf);
+        }
+      }
+    }
+  } else {
+    std::error_code ec;
+    std::filesystem::directory_iterator it(
+        "/sys/kernel/iommu_groups/" + std::to_string(group) + "/devices", ec);
+    for (; !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+      out.push_back(it->path().filename().string());
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string Target::DriverOf(const std::string& bdf) const {
+  if (auto* m = model()) {
+    return m->DriverOf(bdf).value_or("");
+  }
+  return SysfsDriverOf(bdf);
+}
+
+Result<void> Target::Unbind(const std::string& bdf) {
+  if (auto* m = model()) {
+    return m->SetDriver(bdf, "");
+  }
+  if (SysfsDriverOf(bdf).empty()) {
+    return Ok();
+  }
+  return WriteSysfs(SysfsDevice(bdf) + "/driver/unbind", bdf);
+}
+
+Result<std::string> Target::Probe(const std::string& bdf, const std::string& driver) {
+  if (auto* m = model()) {
+    if (auto set = m->SetDriver(bdf, driver); !set && set.error().code != EBUSY) {
+      return std::unexpected(set.error());
+    }
+    return DriverOf(bdf);
+  }
+  VFIOD_TRY(WriteSysfs(SysfsDevice(bdf) + "/driver_override", driver));
+  // A probe that fails (EBUSY from the IOMMU core, say) may or may not fail
+  // the write; what counts is where the device ends up.
+  (void)WriteSysfs("/sys/bus/pci/drivers_probe", bdf);
+  return SysfsDriverOf(bdf);
 }
 
 }  // namespace vfiod::conformance

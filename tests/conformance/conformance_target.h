@@ -6,9 +6,14 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "kernel/kernel.h"
 #include "proto/result.h"
+
+namespace vfiod::kernel {
+class ModelKernel;
+}
 
 namespace vfiod::conformance {
 
@@ -33,9 +38,25 @@ class Target {
   [[nodiscard]] const Options& options() const { return options_; }
   /// The IOMMU group number of a device (sysfs iommu_group, or the model).
   [[nodiscard]] Result<int> GroupOf(const std::string& bdf) const;
+  /// Every device of IOMMU group `group` (sysfs iommu_groups/N/devices, or
+  /// the model's topology), sorted.
+  [[nodiscard]] std::vector<std::string> GroupMembers(int group) const;
+  /// The driver `bdf` is bound to; "" when none (or no such device).
+  [[nodiscard]] std::string DriverOf(const std::string& bdf) const;
+
+  // Driver binding: sysfs writes on the real kernel (as root), as vfiod does
+  // them; ModelKernel::SetDriver on the model.
+  /// Unbinds `bdf` from its driver; nothing to do when it has none. Must not
+  /// be called while a device fd of it is open (Linux would block).
+  Result<void> Unbind(const std::string& bdf);
+  /// Lets `driver` probe the unbound `bdf` (driver_override, then
+  /// drivers_probe). Returns the driver the device is bound to afterwards:
+  /// "" when the probe failed (the kernel does not fail the write for that).
+  Result<std::string> Probe(const std::string& bdf, const std::string& driver);
 
  private:
   explicit Target(Options options);
+  [[nodiscard]] kernel::ModelKernel* model() const;
 
   Options options_;
   std::unique_ptr<kernel::Kernel> kernel_;
