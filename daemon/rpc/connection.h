@@ -72,11 +72,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Dispatch (connection_dispatch.cc).
   void OnFrame(wire::Frame frame);
   void OnBatch(nlohmann::json& doc, const std::shared_ptr<ReceivedFds>& fds, bool fd_error);
-  void Dispatch(const nlohmann::json& element, const std::shared_ptr<ReceivedFds>& fds,
-                bool fd_error, Done done);
-  void Run(const MethodRegistry::Method& method, std::shared_ptr<CallContext> ctx,
-           nlohmann::json params, std::optional<nlohmann::json> id, Done done);
-  void Finish(std::optional<nlohmann::json> id, HandlerResult result, const Done& done);
+  void SendBatch(Batch& batch);
+  /// Checks one request and runs it, or answers it at once. In a batch,
+  /// `reply_fd_budget` holds the fds its reply line may still carry: a method
+  /// declaring more is answered kFdError without running (nullptr: no batch).
+  void Dispatch(nlohmann::json element, const std::shared_ptr<ReceivedFds>& fds, bool fd_error,
+                std::size_t* reply_fd_budget, Done done);
+  void Run(const MethodRegistry::Method& method, CallContext ctx, nlohmann::json params,
+           std::optional<nlohmann::json> id, Done done);
+  void Finish(const MethodRegistry::Method& method, std::optional<nlohmann::json> id,
+              HandlerResult result, const Done& done);
   // Output (connection.cc).
   void Send(Outgoing out);
   bool NotifyFromAnyThread(nlohmann::json message);

@@ -31,6 +31,31 @@ std::vector<std::size_t> ParamFdRefs(const json& element) {
   return params == element.end() ? std::vector<std::size_t>{} : wire::CollectFdRefs(*params);
 }
 
+// The fd indexes any request of a line refers to (a single request or a batch).
+std::vector<std::size_t> LineFdRefs(const json& doc) {
+  if (!doc.is_array()) {
+    return ParamFdRefs(doc);
+  }
+  std::vector<std::size_t> refs;
+  for (const json& element : doc) {
+    auto more = ParamFdRefs(element);
+    refs.insert(refs.end(), more.begin(), more.end());
+  }
+  return refs;
+}
+
+// Shared by every line that carried no fds, so such a line allocates nothing
+// for them. Thread-safe like any ReceivedFds; it stays empty.
+const std::shared_ptr<ReceivedFds>& NoFds() {
+  static const auto kNone = std::make_shared<ReceivedFds>(std::vector<UniqueFd>{});
+  return kNone;
+}
+
+std::string BatchFdLimitDetail() {
+  return "a batch reply carries at most " + std::to_string(wire::kMaxFdsPerMessage) +
+         " fds: split the batch";
+}
+
 HandlerResult Invoke(const MethodRegistry::Method& method, CallContext& ctx, const json& params) {
   try {
     return method.handler(ctx, params);
@@ -58,12 +83,15 @@ void Connection::OnFrame(wire::Frame frame) {
   if (doc.is_discarded()) {
     return parse_error("the line is not valid JSON");
   }
-  auto fds = std::make_shared<ReceivedFds>(std::move(frame.fds));
+  std::shared_ptr<ReceivedFds> fds = NoFds();
+  if (!frame.fds.empty()) {
+    fds = std::make_shared<ReceivedFds>(std::move(frame.fds));
+    fds->CloseAllBut(LineFdRefs(doc));  // unreferenced fds never reach a handler
+  }
   if (doc.is_array()) {
     return OnBatch(doc, fds, frame.fd_error);
   }
-  fds->CloseAllBut(ParamFdRefs(doc));  // unreferenced fds never reach a handler
-  Dispatch(doc, fds, frame.fd_error, [this](std::optional<Outgoing> out) {
+  Dispatch(std::move(doc), fds, frame.fd_error, nullptr, [this](std::optional<Outgoing> out) {
     if (out) {
       Send(std::move(*out));
     }
@@ -76,51 +104,55 @@ void Connection::OnBatch(json& doc, const std::shared_ptr<ReceivedFds>& fds, boo
           {}});
     return;
   }
-  std::vector<std::size_t> keep;
-  for (const json& element : doc) {
-    auto refs = ParamFdRefs(element);
-    keep.insert(keep.end(), refs.begin(), refs.end());
-  }
-  fds->CloseAllBut(keep);
   auto batch = std::make_shared<Batch>();
   batch->slots.resize(doc.size());
   batch->remaining = doc.size();
+  // Every element's reply fds share one line: elements are charged what their
+  // method declares, in order, and those past the limit never run.
+  std::size_t reply_fd_budget = wire::kMaxFdsPerMessage;
   for (std::size_t i = 0; i < doc.size(); ++i) {
-    Dispatch(doc[i], fds, fd_error, [this, batch, i](std::optional<Outgoing> out) {
-      batch->slots[i] = std::move(out);
-      if (--batch->remaining > 0) {
-        return;
-      }
-      json replies = json::array();
-      std::vector<UniqueFd> all_fds;
-      for (auto& slot : batch->slots) {
-        if (!slot) {
-          continue;  // a notification
-        }
-        if (all_fds.size() + slot->fds.size() > wire::kMaxFdsPerMessage) {
-          slot->message = wire::MakeErrorResponse(
-              slot->message["id"],
-              wire::MakeError(wire::kFdError, "batch reply carries too many fds"));
-          slot->fds.clear();
-        }
-        if (auto result = slot->message.find("result"); result != slot->message.end()) {
-          wire::OffsetFdRefs(*result, all_fds.size());
-        }
-        for (auto& fd : slot->fds) {
-          all_fds.push_back(std::move(fd));
-        }
-        replies.push_back(std::move(slot->message));
-      }
-      if (!replies.empty()) {
-        Send({std::move(replies), std::move(all_fds)});
-      }
-    });
+    Dispatch(std::move(doc[i]), fds, fd_error, &reply_fd_budget,
+             [this, batch, i](std::optional<Outgoing> out) {
+               batch->slots[i] = std::move(out);
+               if (--batch->remaining == 0) {
+                 SendBatch(*batch);
+               }
+             });
   }
 }
 
-void Connection::Dispatch(const json& element, const std::shared_ptr<ReceivedFds>& fds,
-                          bool fd_error, Done done) {
-  auto req = ParseRequest(element);
+void Connection::SendBatch(Batch& batch) {
+  json replies = json::array();
+  std::vector<UniqueFd> all_fds;
+  for (auto& slot : batch.slots) {
+    if (!slot) {
+      continue;  // a notification
+    }
+    if (all_fds.size() + slot->fds.size() > wire::kMaxFdsPerMessage) {
+      // Unreachable while handlers keep to their declared reply_fds (Finish
+      // enforces it); kept so a bug can never make the whole line unsendable.
+      spdlog::error("rpc: connection {}: batch reply over {} fds", info_->id,
+                    wire::kMaxFdsPerMessage);
+      slot->message = wire::MakeErrorResponse(
+          slot->message["id"], wire::MakeError(wire::kInternalError, BatchFdLimitDetail()));
+      slot->fds.clear();
+    }
+    if (auto result = slot->message.find("result"); result != slot->message.end()) {
+      wire::OffsetFdRefs(*result, all_fds.size());
+    }
+    for (auto& fd : slot->fds) {
+      all_fds.push_back(std::move(fd));
+    }
+    replies.push_back(std::move(slot->message));
+  }
+  if (!replies.empty()) {
+    Send({std::move(replies), std::move(all_fds)});
+  }
+}
+
+void Connection::Dispatch(json element, const std::shared_ptr<ReceivedFds>& fds, bool fd_error,
+                          std::size_t* reply_fd_budget, Done done) {
+  auto req = ParseRequest(std::move(element));
   if (!req) {
     return done(Outgoing{wire::MakeErrorResponse(req.error().id, req.error().error), {}});
   }
@@ -155,30 +187,38 @@ void Connection::Dispatch(const json& element, const std::shared_ptr<ReceivedFds
                                    std::to_string(env_.config.max_inflight_per_connection) +
                                    " requests in flight on this connection");
   }
-  auto ctx = std::make_shared<CallContext>(info_, fds, req->id.value_or(nullptr));
+  // A notification's reply (and its fds) is never sent, so it costs no budget.
+  if (reply_fd_budget != nullptr && req->id) {
+    if (method->options.reply_fds > *reply_fd_budget) {
+      return answer(wire::kFdError, BatchFdLimitDetail());
+    }
+    *reply_fd_budget -= method->options.reply_fds;
+  }
+  CallContext ctx(info_, fds, req->id.value_or(nullptr));
   Run(*method, std::move(ctx), std::move(req->params), std::move(req->id), std::move(done));
 }
 
-void Connection::Run(const MethodRegistry::Method& method, std::shared_ptr<CallContext> ctx,
-                     json params, std::optional<json> id, Done done) {
+void Connection::Run(const MethodRegistry::Method& method, CallContext ctx, json params,
+                     std::optional<json> id, Done done) {
   ++inflight_;
   if (!method.options.blocking) {
-    Finish(std::move(id), Invoke(method, *ctx, params), done);
+    Finish(method, std::move(id), Invoke(method, ctx, params), done);
     return;
   }
   // The method lives in the registry, which is read-only while serving.
-  asio::post(env_.workers,
-             [self = shared_from_this(), &method, ctx = std::move(ctx), params = std::move(params),
-              id = std::move(id), done = std::move(done)]() mutable {
-               HandlerResult result = Invoke(method, *ctx, params);
-               asio::post(self->strand_, [self, id = std::move(id), result = std::move(result),
-                                          done = std::move(done)]() mutable {
-                 self->Finish(std::move(id), std::move(result), done);
-               });
-             });
+  asio::post(env_.workers, [self = shared_from_this(), &method, ctx = std::move(ctx),
+                            params = std::move(params), id = std::move(id),
+                            done = std::move(done)]() mutable {
+    HandlerResult result = Invoke(method, ctx, params);
+    asio::post(self->strand_, [self, &method, id = std::move(id), result = std::move(result),
+                               done = std::move(done)]() mutable {
+      self->Finish(method, std::move(id), std::move(result), done);
+    });
+  });
 }
 
-void Connection::Finish(std::optional<json> id, HandlerResult result, const Done& done) {
+void Connection::Finish(const MethodRegistry::Method& method, std::optional<json> id,
+                        HandlerResult result, const Done& done) {
   --inflight_;
   if (closed_) {
     MaybeReportClosed();  // the result and its fds are dropped here
@@ -190,14 +230,17 @@ void Connection::Finish(std::optional<json> id, HandlerResult result, const Done
     done(Outgoing{wire::MakeErrorResponse(*id, result.error()), {}});
   } else {
     std::size_t fd_count = result->fds.size();
-    bool refs_ok = fd_count <= wire::kMaxFdsPerMessage;
+    bool refs_ok = fd_count <= method.options.reply_fds;
     for (std::size_t ref : wire::CollectFdRefs(result->result)) {
       refs_ok = refs_ok && ref < fd_count;
     }
     if (refs_ok) {
       done(Outgoing{wire::MakeResult(*id, std::move(result->result)), std::move(result->fds)});
     } else {
-      spdlog::error("rpc: connection {}: handler returned bad fd references", info_->id);
+      spdlog::error(
+          "rpc: connection {}: handler returned {} fds (declared at most {}) or bad fd "
+          "references",
+          info_->id, fd_count, method.options.reply_fds);
       done(Outgoing{
           wire::MakeErrorResponse(*id, wire::MakeError(wire::kInternalError, "bad reply fds")),
           {}});

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "proto/fd_passing.h"
+
 namespace vfiod::rpc {
 
 Result<UniqueFd> ReceivedFds::Take(std::size_t index) {
@@ -38,6 +40,11 @@ Result<void> MethodRegistry::Register(const std::string& name, Handler handler,
                                       MethodOptions options) {
   if (name.empty() || !handler) {
     return Fail(EINVAL, "register method", "empty name or handler");
+  }
+  if (options.reply_fds > wire::kMaxFdsPerMessage) {
+    return Fail(
+        EINVAL, "register method",
+        name + ": a reply carries at most " + std::to_string(wire::kMaxFdsPerMessage) + " fds");
   }
   if (!methods_.emplace(name, Method{std::move(handler), options}).second) {
     return Fail(EEXIST, "register method", name);

@@ -106,6 +106,13 @@ struct MethodOptions {
   bool blocking = false;
   /// Accept positional (array) params; otherwise they are kInvalidParams.
   bool allow_array_params = false;
+  /// The most fds a successful reply may carry (at most
+  /// wire::kMaxFdsPerMessage). A batch line's reply carries the fds of all its
+  /// elements, so the server checks the declared totals before running any
+  /// element: the elements past the limit are answered kFdError without
+  /// running. A handler returning more fds than declared is a bug: its reply
+  /// becomes kInternalError and the fds are closed.
+  std::size_t reply_fds = 0;
 };
 
 /// Name -> handler. Filled before the server starts, read-only afterwards (so
@@ -117,7 +124,8 @@ class MethodRegistry {
     MethodOptions options;
   };
 
-  /// Adds a method. Errors: EEXIST (name taken), EINVAL (empty name or no handler).
+  /// Adds a method. Errors: EEXIST (name taken), EINVAL (empty name, no
+  /// handler, or options.reply_fds over wire::kMaxFdsPerMessage).
   [[nodiscard]] Result<void> Register(const std::string& name, Handler handler,
                                       MethodOptions options = {});
 

@@ -15,7 +15,9 @@ std::unexpected<RequestError> Invalid(std::string detail, json id = nullptr) {
 
 }  // namespace
 
-std::expected<Request, RequestError> ParseRequest(const json& j) {
+std::expected<Request, RequestError> ParseRequest(const json& j) { return ParseRequest(json(j)); }
+
+std::expected<Request, RequestError> ParseRequest(json&& j) {
   if (!j.is_object()) {
     return Invalid("a request must be an object");
   }
@@ -24,9 +26,9 @@ std::expected<Request, RequestError> ParseRequest(const json& j) {
     if (!ValidId(*id)) {
       return Invalid("id must be a string, an integer or null");
     }
-    req.id = *id;
+    req.id = std::move(*id);
   }
-  json answer_id = req.id.value_or(nullptr);
+  const json answer_id = req.id.value_or(nullptr);
   auto version = j.find("jsonrpc");
   if (version == j.end() || *version != wire::kVersion) {
     return Invalid("jsonrpc must be \"2.0\"", answer_id);
@@ -35,12 +37,12 @@ std::expected<Request, RequestError> ParseRequest(const json& j) {
   if (method == j.end() || !method->is_string()) {
     return Invalid("method must be a string", answer_id);
   }
-  req.method = method->get<std::string>();
+  req.method = std::move(method->get_ref<std::string&>());
   auto params = j.find("params");
   if (params == j.end()) {
     req.params = json::object();
   } else if (params->is_object() || params->is_array()) {
-    req.params = *params;
+    req.params = std::move(*params);
   } else {
     return Invalid("params must be an object or an array", answer_id);
   }

@@ -27,5 +27,8 @@ struct RequestError {
 /// "method", optional "params" (object or array) and optional "id" (string,
 /// integer or null). Anything else is kInvalidRequest.
 [[nodiscard]] std::expected<Request, RequestError> ParseRequest(const nlohmann::json& j);
+/// As above, but moves params and id out of `j` (left unspecified) instead of
+/// copying them: the server's path, which owns the parsed line.
+[[nodiscard]] std::expected<Request, RequestError> ParseRequest(nlohmann::json&& j);
 
 }  // namespace vfiod::rpc

@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <mutex>
 
@@ -21,10 +22,12 @@ using testing::ReadAll;
 using testing::RunningServer;
 using testing::SendWithAnyFdCount;
 
-// fds a handler chose to keep, so the test can count them.
+// fds a handler chose to keep, so the test can count them; and how many
+// memfds the server made.
 struct Kept {
   std::mutex mu;
   std::vector<UniqueFd> fds;
+  std::atomic<int> made{0};
 };
 
 MethodRegistry FdRegistry(Kept& kept) {
@@ -44,9 +47,19 @@ MethodRegistry FdRegistry(Kept& kept) {
     return Reply(json{{"written", text.size()}});
   }));
   // Returns a new memfd holding params.text.
-  EXPECT_TRUE(reg.Register("make_memfd", [](CallContext&, const json& p) -> HandlerResult {
+  EXPECT_TRUE(reg.Register("make_memfd",
+                           [&kept](CallContext&, const json& p) -> HandlerResult {
+                             std::vector<UniqueFd> fds;
+                             fds.push_back(MakeMemfd(p.at("text")));
+                             ++kept.made;
+                             return Reply(json{{"memfd", wire::FdRef(0)}}, std::move(fds));
+                           },
+                           {.reply_fds = 1}));
+  // Returns a memfd without declaring it (a handler bug).
+  EXPECT_TRUE(reg.Register("undeclared_fd", [&kept](CallContext&, const json&) -> HandlerResult {
     std::vector<UniqueFd> fds;
-    fds.push_back(MakeMemfd(p.at("text")));
+    fds.push_back(MakeMemfd("x"));
+    ++kept.made;
     return Reply(json{{"memfd", wire::FdRef(0)}}, std::move(fds));
   }));
   // Keeps the referenced fd.
@@ -164,6 +177,103 @@ TEST_F(ServerFds, TruncatedControlDataFailsTheMessageWithoutLeaks) {
       {mem.get()});
   EXPECT_EQ(peer_.ReadJson()["id"], 8);
   EXPECT_EQ(ReadAll(mem.get()), "ok");
+}
+
+json MakeMemfdCall(int id) {
+  return wire::MakeRequest("make_memfd", json{{"text", "m" + std::to_string(id)}}, id);
+}
+
+TEST_F(ServerFds, BatchPastTheReplyFdLimitRunsOnlyWhatFits) {
+  constexpr int kCalls = static_cast<int>(wire::kMaxFdsPerMessage) + 4;
+  json batch = json::array();
+  for (int id = 0; id < kCalls; ++id) {
+    batch.push_back(MakeMemfdCall(id));
+  }
+  peer_.WriteJson(batch);
+  wire::Frame frame = peer_.ReadFrame();
+  json replies = json::parse(frame.line);
+  ASSERT_EQ(replies.size(), static_cast<std::size_t>(kCalls)) << replies;
+  ASSERT_EQ(frame.fds.size(), wire::kMaxFdsPerMessage);
+  for (const json& r : replies) {
+    int id = r["id"];
+    if (id < static_cast<int>(wire::kMaxFdsPerMessage)) {
+      auto index = wire::AsFdRef(r["result"]["memfd"]);
+      ASSERT_TRUE(index) << r;
+      EXPECT_EQ(ReadAll(frame.fds[*index].get()), "m" + std::to_string(id));
+    } else {
+      EXPECT_EQ(r["error"]["code"], wire::kFdError) << r;
+      EXPECT_EQ(r["error"]["data"]["detail"],
+                "a batch reply carries at most 16 fds: split the batch");
+    }
+  }
+  // The surplus calls never ran: no memfd was made for them.
+  EXPECT_EQ(kept_.made.load(), static_cast<int>(wire::kMaxFdsPerMessage));
+}
+
+TEST_F(ServerFds, NotificationsAndFdlessCallsCostNoReplyFds) {
+  json batch = json::array();
+  for (int id = 0; id < static_cast<int>(wire::kMaxFdsPerMessage); ++id) {
+    batch.push_back(MakeMemfdCall(id));
+  }
+  batch.push_back(wire::MakeRequest("make_memfd", json{{"text", "note"}}, std::nullopt));
+  batch.push_back(wire::MakeRequest("ping", nullptr, 100));
+  peer_.WriteJson(batch);
+  wire::Frame frame = peer_.ReadFrame();
+  json replies = json::parse(frame.line);
+  ASSERT_EQ(replies.size(), wire::kMaxFdsPerMessage + 1) << replies;
+  EXPECT_EQ(frame.fds.size(), wire::kMaxFdsPerMessage);
+  for (const json& r : replies) {
+    EXPECT_TRUE(r.contains("result")) << r;
+  }
+  EXPECT_TRUE(testing::Eventually([&] { return kept_.made.load() == 17; }));
+}
+
+TEST_F(ServerFds, UndeclaredReplyFdsAreAnInternalErrorAndClosed) {
+  int before = CountOpenFds();
+  peer_.WriteJson(wire::MakeRequest("undeclared_fd", nullptr, 3));
+  wire::Frame frame = peer_.ReadFrame();
+  json reply = json::parse(frame.line);
+  EXPECT_EQ(reply["error"]["code"], wire::kInternalError) << reply;
+  EXPECT_TRUE(frame.fds.empty());
+  EXPECT_EQ(kept_.made.load(), 1);
+  EXPECT_EQ(CountOpenFds(), before);
+}
+
+TEST_F(ServerFds, BatchWithTruncatedClientFdsRunsNothing) {
+  int before = CountOpenFds();
+  {
+    constexpr int kCount = static_cast<int>(wire::kMaxFdsPerMessage) + 4;
+    std::vector<UniqueFd> mems;
+    std::vector<int> raw;
+    for (int i = 0; i < kCount; ++i) {
+      mems.push_back(MakeMemfd("m"));
+      raw.push_back(mems.back().get());
+    }
+    json batch =
+        json::array({wire::MakeRequest("keep", json{{"fd", wire::FdRef(0)}}, 1),
+                     wire::MakeRequest("keep", json{{"fd", wire::FdRef(1)}}, 2), MakeMemfdCall(3)});
+    std::string line = wire::ToLine(batch);
+    ASSERT_EQ(SendWithAnyFdCount(peer_.fd(), line, raw), static_cast<ssize_t>(line.size()));
+    json replies = peer_.ReadJson();
+    ASSERT_EQ(replies.size(), 3u) << replies;
+    for (const json& r : replies) {
+      EXPECT_EQ(r["error"]["code"], wire::kFdError) << r;
+    }
+  }
+  EXPECT_EQ(CountOpenFds(), before);
+  EXPECT_EQ(kept_.made.load(), 0);
+  std::lock_guard lock(kept_.mu);
+  EXPECT_TRUE(kept_.fds.empty());
+}
+
+TEST(MethodRegistry, RefusesMoreReplyFdsThanAMessageCarries) {
+  MethodRegistry reg;
+  auto handler = [](CallContext&, const json&) -> HandlerResult { return Reply(); };
+  EXPECT_TRUE(reg.Register("fits", handler, {.reply_fds = wire::kMaxFdsPerMessage}));
+  auto over = reg.Register("over", handler, {.reply_fds = wire::kMaxFdsPerMessage + 1});
+  ASSERT_FALSE(over);
+  EXPECT_EQ(over.error().code, EINVAL);
+  EXPECT_EQ(reg.Find("over"), nullptr);
 }
 
 TEST_F(ServerFds, FdsOfAClosedConnectionAreReleased) {
