@@ -220,12 +220,18 @@ HandlerResult ServiceMethods::DmaMapFd(CallContext& ctx, const json& params, con
   CheckAligned(p.Path("offset"), r.offset, k4K);
   CheckAligned(p.Path("size"), r.size, k4K);
   CheckNoWrap(p.Path("offset"), r.offset, r.size);
-  r.placement = ReadPlacement(p, r.size, k4K);
-  if (p.Raw("segments") != nullptr) {
-    throw ParamError(p.Path("segments") +
-                     ": scatter lists are not supported by this daemon; map each segment "
-                     "with its own dma.map_fd");
+  r.segments = ReadSegments(p, "segments");
+  if (!r.segments.empty()) {
+    for (const char* key : {"offset", "size"}) {
+      if (p.Raw(key) != nullptr) {
+        throw ParamError(p.Path(key) + ": not allowed with segments (each segment has its own)");
+      }
+    }
+    if (r.segments[0].iova && p.Raw("iova") != nullptr) {
+      throw ParamError(p.Path("iova") + ": not allowed when the segments name their iovas");
+    }
   }
+  r.placement = ReadPlacement(p, r.size, k4K);
   r.name = ReadName(p);
   bool progress = p.OptBool("progress", false);
   p.Finish();
@@ -237,14 +243,17 @@ HandlerResult ServiceMethods::DmaMapFd(CallContext& ctx, const json& params, con
     }
     r.fd = std::move(*fd);
   }
-  const uint64_t offset = r.offset;
+  const uint64_t offset = r.segments.empty() ? r.offset : r.segments[0].offset;
   auto m = service_.MapFd(caller, std::move(r), ProgressTo(ctx, progress));
   if (!m) {
     return std::unexpected(ToRpcErrorForFd(m.error()));
   }
   json j = MapResultJson(m->mapping);
   j["segments"] =
-      json::array({{{"offset", offset}, {"size", m->mapping.size}, {"iova", m->mapping.iova}}});
+      m->mapping.segments.empty()
+          ? json::array(
+                {{{"offset", offset}, {"size", m->mapping.size}, {"iova", m->mapping.iova}}})
+          : SegmentsJson(m->mapping.segments);
   return Reply(std::move(j));
 }
 

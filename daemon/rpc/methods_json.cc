@@ -151,10 +151,21 @@ json ContiguityJson(const dma::ContiguityReport& r) {
   return j;
 }
 
+json SegmentsJson(const std::vector<service::SegmentView>& segments) {
+  json out = json::array();
+  for (const auto& s : segments) {
+    out.push_back({{"offset", s.offset}, {"size", s.size}, {"iova", s.iova.value_or(0)}});
+  }
+  return out;
+}
+
 json MappingDetailJson(const service::MappingView& m) {
   json j = MappingSummaryJson(m);
   j["chunks"] = m.chunks;
   j["ioctls"] = m.ioctls;
+  if (!m.segments.empty()) {
+    j["segments"] = SegmentsJson(m.segments);
+  }
   if (m.contiguity) {
     j["contiguity"] = ContiguityJson(*m.contiguity);
   }

@@ -22,7 +22,10 @@ namespace vfiod::rpc {
 [[nodiscard]] nlohmann::json ContainerSummaryJson(const service::ContainerView& c);
 /// A dma.list entry.
 [[nodiscard]] nlohmann::json MappingSummaryJson(const service::MappingView& m);
-/// dma.info: the summary plus chunks, ioctls and the contiguity report.
+/// A scatter list's pieces: [{offset, size, iova}].
+[[nodiscard]] nlohmann::json SegmentsJson(const std::vector<service::SegmentView>& segments);
+/// dma.info: the summary plus chunks, ioctls, segments (a scatter list's
+/// pieces, when it has several) and the contiguity report.
 [[nodiscard]] nlohmann::json MappingDetailJson(const service::MappingView& m);
 [[nodiscard]] nlohmann::json ContiguityJson(const dma::ContiguityReport& r);
 /// "0x1234" style lower-case hex.

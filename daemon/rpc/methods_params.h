@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "service/views.h"
+
 namespace vfiod::rpc {
 
 /// A params field is missing, of the wrong type, or out of range.
@@ -53,6 +55,16 @@ class ParamReader {
   std::string prefix_;
   std::set<std::string> known_;
 };
+
+/// The most segments one scatter list may have.
+inline constexpr size_t kMaxSegments = 4096;
+
+/// The scatter list at `key` of dma.map_fd: 1 to kMaxSegments objects
+/// {offset, size, iova?}, sizes non-zero, everything 4 KiB aligned and not
+/// wrapping, every segment naming its iova or none, named iovas not
+/// overlapping each other. Throws ParamError naming the segment
+/// ("params.segments[3].size: ..."). Empty when `key` is absent.
+[[nodiscard]] std::vector<service::SegmentView> ReadSegments(ParamReader& p, const char* key);
 
 /// Throws ParamError unless `text` is a PCI address: [dddd:]bb:dd.f in hex.
 void CheckBdf(const std::string& path, const std::string& text);

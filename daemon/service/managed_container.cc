@@ -23,7 +23,6 @@ struct ManagedContainer::State {
   std::vector<std::shared_ptr<vfio::Group>> groups;
   std::unique_ptr<dma::DmaSpace> space;
   std::map<std::string, std::shared_ptr<vfio::Device>> devices;  // by BDF
-  std::map<MappingId, uint64_t> engine_ids;  // service mapping id -> DmaSpace id
 };
 
 namespace {
@@ -77,10 +76,8 @@ Result<dma::Backing> MakeBacking(const AllocRequest& r) {
   return Fail(EINVAL, "dma.alloc", "unknown backing");
 }
 
-MappingView ViewOf(MappingId id, ContainerId container, const dma::MappingReport& r,
-                   std::string backing) {
+MappingView ViewOf(ContainerId container, const dma::MappingReport& r, std::string backing) {
   MappingView v;
-  v.id = id;
   v.container = container;
   v.iova = r.iova;
   v.size = r.size;
@@ -88,8 +85,21 @@ MappingView ViewOf(MappingId id, ContainerId container, const dma::MappingReport
   v.chunks = r.chunks;
   v.ioctls = r.map_ioctls;
   v.mmio = !r.pinned;
-  v.contiguity = r.contiguity;
+  for (const dma::SegmentReport& piece : r.segments) {
+    v.segments.push_back(SegmentView{piece.offset, piece.size, piece.iova});
+  }
   return v;
+}
+
+/// The engine's scatter list for `segments`, offsets moved down by `base`.
+std::vector<dma::MapSegment> EngineSegments(const std::vector<SegmentView>& segments,
+                                            uint64_t base) {
+  std::vector<dma::MapSegment> out;
+  out.reserve(segments.size());
+  for (const SegmentView& s : segments) {
+    out.push_back(dma::MapSegment{s.offset - base, s.size, s.iova});
+  }
+  return out;
 }
 
 }  // namespace
@@ -146,8 +156,25 @@ void ManagedContainer::RefreshInfo() {
   }
 }
 
-Result<MapResult> ManagedContainer::Alloc(MappingId mapping, const AllocRequest& request,
-                                          const ProgressFn& progress) {
+ManagedContainer::Totals ManagedContainer::totals() const {
+  std::lock_guard lock(info_mu_);
+  return totals_;
+}
+
+void ManagedContainer::Count(const dma::MappingReport& report, bool added) {
+  std::lock_guard lock(info_mu_);
+  if (added) {
+    totals_.mappings += 1;
+    totals_.bytes += report.size;
+    totals_.entries += report.chunks;
+  } else {
+    totals_.mappings -= std::min<uint64_t>(totals_.mappings, 1);
+    totals_.bytes -= std::min(totals_.bytes, report.size);
+    totals_.entries -= std::min(totals_.entries, report.chunks);
+  }
+}
+
+Result<MapResult> ManagedContainer::Alloc(const AllocRequest& request, const ProgressFn& progress) {
   auto backing = std::make_shared<const dma::Backing>(VFIOD_TRY(MakeBacking(request)));
   dma::MapRequest map;
   map.backing = backing;
@@ -156,41 +183,51 @@ Result<MapResult> ManagedContainer::Alloc(MappingId mapping, const AllocRequest&
   map.max_iova = MaxIova(request.placement);
   UniqueFd client_fd = VFIOD_TRY(DupForClient(backing->fd()));
   dma::MappingReport report = VFIOD_TRY(MapInChunks(std::move(map), progress));
-  state_->engine_ids[mapping] = report.id;
   RefreshInfo();
-  return MapResult{ViewOf(mapping, id_, report, std::string(AllocBackingName(request.backing))),
-                   std::move(client_fd)};
+  return MapResult{ViewOf(id_, report, std::string(AllocBackingName(request.backing))),
+                   std::move(client_fd), report.id};
 }
 
-Result<MapResult> ManagedContainer::MapFd(MappingId mapping, MapFdRequest request,
-                                          const ProgressFn& progress) {
+Result<MapResult> ManagedContainer::MapFd(MapFdRequest request, const ProgressFn& progress) {
+  if (request.segments.empty()) {
+    auto backing = std::make_shared<const dma::Backing>(
+        VFIOD_TRY(dma::AdoptClientFd(std::move(request.fd), request.offset, request.size)));
+    MapFdRequest whole = std::move(request);
+    whole.size = backing->size();
+    return MapSlices(std::move(backing), whole, whole.offset, progress);
+  }
+  uint64_t end = 0;
+  for (const SegmentView& piece : request.segments) {
+    end = std::max(end, piece.offset + piece.size);
+  }
   auto backing = std::make_shared<const dma::Backing>(
-      VFIOD_TRY(dma::AdoptClientFd(std::move(request.fd), request.offset, request.size)));
-  dma::MapRequest map;
-  map.backing = backing;
-  map.size = request.size;
-  map.fixed_iova = request.placement.iova;
-  map.max_iova = MaxIova(request.placement);
-  dma::MappingReport report = VFIOD_TRY(MapInChunks(std::move(map), progress));
-  state_->engine_ids[mapping] = report.id;
-  RefreshInfo();
-  return MapResult{ViewOf(mapping, id_, report, "memfd"), UniqueFd()};
+      VFIOD_TRY(dma::AdoptClientFd(std::move(request.fd), 0, end)));
+  return MapSlices(std::move(backing), request, 0, progress);
 }
 
-Result<MapResult> ManagedContainer::MapRegion(MappingId mapping,
-                                              std::shared_ptr<const dma::Backing> region,
+Result<MapResult> ManagedContainer::MapRegion(std::shared_ptr<const dma::Backing> region,
                                               const MapFdRequest& request,
                                               const ProgressFn& progress) {
+  return MapSlices(std::move(region), request, 0, progress);
+}
+
+Result<MapResult> ManagedContainer::MapSlices(std::shared_ptr<const dma::Backing> backing,
+                                              const MapFdRequest& request, uint64_t base,
+                                              const ProgressFn& progress) {
   dma::MapRequest map;
-  map.backing = std::move(region);
-  map.offset = request.offset;
+  map.backing = std::move(backing);
+  map.offset = request.offset - base;
   map.size = request.size;
+  map.segments = EngineSegments(request.segments, base);
   map.fixed_iova = request.placement.iova;
   map.max_iova = MaxIova(request.placement);
   dma::MappingReport report = VFIOD_TRY(MapInChunks(std::move(map), progress));
-  state_->engine_ids[mapping] = report.id;
   RefreshInfo();
-  return MapResult{ViewOf(mapping, id_, report, "memfd"), UniqueFd()};
+  MappingView view = ViewOf(id_, report, "memfd");
+  for (SegmentView& piece : view.segments) {
+    piece.offset += base;
+  }
+  return MapResult{std::move(view), UniqueFd(), report.id};
 }
 
 Result<dma::MappingReport> ManagedContainer::MapInChunks(dma::MapRequest map,
@@ -201,6 +238,7 @@ Result<dma::MappingReport> ManagedContainer::MapInChunks(dma::MapRequest map,
     dma::MapProgress p = job->progress();
     bool go_on = !progress || progress(p.bytes_done, p.bytes_total);
     if (done) {
+      Count(job->report(), true);
       return job->report();
     }
     if (!go_on) {
@@ -230,7 +268,7 @@ Result<std::shared_ptr<vfio::Device>> ManagedContainer::DeviceFor(const std::str
   return std::unexpected(last);
 }
 
-Result<MapResult> ManagedContainer::MapBar(MappingId mapping, const MapBarRequest& request) {
+Result<MapResult> ManagedContainer::MapBar(const MapBarRequest& request) {
   auto device = VFIOD_TRY(DeviceFor(request.bdf));
   auto backing =
       std::make_shared<const dma::Backing>(VFIOD_TRY(dma::CreateBarBacking(device, request.bar)));
@@ -239,37 +277,48 @@ Result<MapResult> ManagedContainer::MapBar(MappingId mapping, const MapBarReques
   map.fixed_iova = request.placement.iova;
   map.max_iova = MaxIova(request.placement);
   dma::MappingReport report = VFIOD_TRY(state_->space->Map(std::move(map)));
-  state_->engine_ids[mapping] = report.id;
+  Count(report, true);
   RefreshInfo();
-  MappingView view = ViewOf(mapping, id_, report, "bar");
+  MappingView view = ViewOf(id_, report, "bar");
   uint64_t natural = std::min<uint64_t>(std::bit_ceil(backing->size()), dma::k1GiB);
   view.aligned = backing->vaddr() % natural == 0;
   view.mmio_no_pin = extensions_.mmio_no_pin;
-  view.contiguity.reset();
-  return MapResult{std::move(view), UniqueFd()};
+  return MapResult{std::move(view), UniqueFd(), report.id};
 }
 
-Result<dma::UnmapReport> ManagedContainer::Unmap(MappingId mapping) {
-  auto it = state_->engine_ids.find(mapping);
-  if (it == state_->engine_ids.end() || !state_->space) {
-    return Fail(ENOENT, "dma.free", "no mapping " + std::to_string(mapping));
+Result<dma::UnmapReport> ManagedContainer::Unmap(uint64_t engine_id) {
+  if (!state_->space) {
+    return Fail(ENOENT, "dma.free", "the container is closed");
   }
-  dma::UnmapReport report = VFIOD_TRY(state_->space->Unmap(it->second));
-  state_->engine_ids.erase(it);
+  dma::MappingReport record = VFIOD_TRY(state_->space->Find(engine_id));
+  dma::UnmapReport report = VFIOD_TRY(state_->space->Unmap(engine_id));
+  Count(record, false);
   RefreshInfo();
   return report;
 }
 
-std::optional<dma::ContiguityReport> ManagedContainer::Contiguity(MappingId mapping) {
-  auto it = state_->engine_ids.find(mapping);
-  if (it == state_->engine_ids.end() || !state_->space) {
+Result<dma::MappingReport> ManagedContainer::Describe(uint64_t engine_id) const {
+  if (!state_->space) {
+    return Fail(ENOENT, "dma.info", "the container is closed");
+  }
+  return state_->space->Find(engine_id);
+}
+
+std::optional<dma::ContiguityReport> ManagedContainer::Contiguity(uint64_t engine_id) {
+  if (!state_->space) {
     return std::nullopt;
   }
-  auto report = state_->space->Find(it->second);
-  if (!report || !report->pinned) {
+  auto record = state_->space->Find(engine_id);
+  if (!record || !record->pinned) {
     return std::nullopt;
   }
-  return report->contiguity;
+  auto report = state_->space->Contiguity(engine_id);
+  if (!report) {
+    spdlog::warn("container {}: contiguity of mapping {}: {}", id_, engine_id,
+                 report.error().message());
+    return std::nullopt;
+  }
+  return *report;
 }
 
 Result<OpenedDevice> ManagedContainer::OpenDevice(const std::string& bdf) {
@@ -309,7 +358,10 @@ dma::UnmapReport ManagedContainer::Close() {
       spdlog::error("container {}: unmap all: {}", id_, all.error().message());
     }
   }
-  s.engine_ids.clear();
+  {
+    std::lock_guard lock(info_mu_);
+    totals_ = {};
+  }
   s.devices.clear();
   s.space.reset();
   for (auto it = s.groups.rbegin(); it != s.groups.rend(); ++it) {

@@ -29,6 +29,10 @@ namespace vfiod::service {
 /// IOMMU is set, so it reads false here). The container is closed again.
 [[nodiscard]] Result<ExtensionsView> ProbeExtensions(kernel::Kernel& kernel);
 
+/// Fills the detail fields of `view` (chunks, ioctls, segments) from the
+/// engine's record of the mapping.
+void AddDetail(MappingView& view, const dma::MappingReport& report);
+
 class ManagedContainer {
  public:
   /// Opens a container, opens and attaches each group (in order), sets the
@@ -52,23 +56,37 @@ class ManagedContainer {
   /// True after Close(); needs mu().
   [[nodiscard]] bool closed() const { return closed_; }
 
-  // Everything below needs mu() held.
-  [[nodiscard]] Result<MapResult> Alloc(MappingId mapping, const AllocRequest& request,
-                                        const ProgressFn& progress);
-  [[nodiscard]] Result<MapResult> MapFd(MappingId mapping, MapFdRequest request,
-                                        const ProgressFn& progress);
-  /// Maps [request.offset, +request.size) of a registered region's backing
-  /// (request.fd is unused); the mapping shares the backing.
-  [[nodiscard]] Result<MapResult> MapRegion(MappingId mapping,
-                                            std::shared_ptr<const dma::Backing> region,
+  /// What the container holds: live mappings, their bytes and the VFIO
+  /// entries they use (leaf lock; safe under any lock).
+  struct Totals {
+    uint64_t mappings = 0;
+    uint64_t bytes = 0;
+    uint64_t entries = 0;
+  };
+  [[nodiscard]] Totals totals() const;
+
+  // Everything below needs mu() held. Mappings are named by the DmaSpace's
+  // id (MapResult::engine_id); the service keeps its own ids.
+  [[nodiscard]] Result<MapResult> Alloc(const AllocRequest& request, const ProgressFn& progress);
+  /// Adopts request.fd and maps [offset, +size) of it, or its segments (then
+  /// the file is adopted from offset 0 to the end of the last segment, so
+  /// segment offsets stay file offsets).
+  [[nodiscard]] Result<MapResult> MapFd(MapFdRequest request, const ProgressFn& progress);
+  /// Maps [request.offset, +request.size) of a registered region's backing,
+  /// or request.segments of it (request.fd is unused); the mapping shares
+  /// the backing.
+  [[nodiscard]] Result<MapResult> MapRegion(std::shared_ptr<const dma::Backing> region,
                                             const MapFdRequest& request,
                                             const ProgressFn& progress);
-  [[nodiscard]] Result<MapResult> MapBar(MappingId mapping, const MapBarRequest& request);
+  [[nodiscard]] Result<MapResult> MapBar(const MapBarRequest& request);
   /// Unmaps one mapping; reports the bytes unmapped and the ioctls it took.
   /// ENOENT: unknown mapping.
-  [[nodiscard]] Result<dma::UnmapReport> Unmap(MappingId mapping);
-  /// The contiguity report of a mapping, rescanned (nullopt for MMIO).
-  [[nodiscard]] std::optional<dma::ContiguityReport> Contiguity(MappingId mapping);
+  [[nodiscard]] Result<dma::UnmapReport> Unmap(uint64_t engine_id);
+  /// The engine's record of a mapping (chunks, ioctls, segments). ENOENT.
+  [[nodiscard]] Result<dma::MappingReport> Describe(uint64_t engine_id) const;
+  /// The contiguity report of a mapping, scanned now (nullopt for MMIO or
+  /// when the scan fails: the reason is logged).
+  [[nodiscard]] std::optional<dma::ContiguityReport> Contiguity(uint64_t engine_id);
   /// Opens (or reuses) vfiod's fd for `bdf` and returns a dup for the client.
   [[nodiscard]] Result<OpenedDevice> OpenDevice(const std::string& bdf);
   /// Region and IRQ information of `bdf` (its group must be in this container).
@@ -83,9 +101,15 @@ class ManagedContainer {
   explicit ManagedContainer(ContainerId id);
   void RefreshInfo();
   /// Maps `map` chunk by chunk, reporting to `progress` after each one and
-  /// abandoning (rolled back, ECANCELED) when it returns false.
+  /// abandoning (rolled back, ECANCELED) when it returns false. Counts the
+  /// new mapping in the totals.
   [[nodiscard]] Result<dma::MappingReport> MapInChunks(dma::MapRequest map,
                                                        const ProgressFn& progress);
+  /// Maps `region` [offset, +size) or the segments of `request` in it.
+  [[nodiscard]] Result<MapResult> MapSlices(std::shared_ptr<const dma::Backing> backing,
+                                            const MapFdRequest& request, uint64_t base,
+                                            const ProgressFn& progress);
+  void Count(const dma::MappingReport& report, bool added);
   /// vfiod's fd of `bdf`, opened from whichever group holds it; needs mu().
   [[nodiscard]] Result<std::shared_ptr<vfio::Device>> DeviceFor(const std::string& bdf);
 
@@ -96,6 +120,7 @@ class ManagedContainer {
   std::unique_ptr<State> state_;  // VFIO and DMA objects; guarded by mu_
   mutable std::mutex info_mu_;    // leaf lock
   kernel::IommuInfo info_;        // guarded by info_mu_
+  Totals totals_;                 // guarded by info_mu_
   ExtensionsView extensions_;     // set at creation, then constant
 };
 

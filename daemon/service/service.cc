@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "dma/engine.h"
 #include "service/managed_container.h"
 
 namespace vfiod::service {
@@ -40,7 +41,12 @@ SessionId Service::OpenSession(const Identity& identity) {
 
 void Service::CloseSession(SessionId session) {
   std::vector<ContainerSlot> owned;
-  std::vector<std::pair<MappingId, std::shared_ptr<ManagedContainer>>> loose;
+  struct Loose {
+    MappingId id;
+    uint64_t engine_id;
+    std::shared_ptr<ManagedContainer> managed;
+  };
+  std::vector<Loose> loose;
   {
     std::lock_guard lock(mu_);
     if (sessions_.erase(session) == 0) {
@@ -59,29 +65,26 @@ void Service::CloseSession(SessionId session) {
         ++it;
       }
     }
-    for (const auto& [id, slot] : mappings_) {
+    ForEachMappingLocked([&](MappingId id, const MappingSlot& slot) {
       if (slot.owner != session) {
-        continue;
+        return;
       }
-      auto c = containers_.find(slot.view.container);
+      auto c = containers_.find(slot.container);
       if (c != containers_.end() && c->second.managed) {
-        loose.emplace_back(id, c->second.managed);
+        loose.push_back(Loose{id, slot.engine_id, c->second.managed});
       }
-    }
+    });
   }
   // Mappings the session made in containers that survive it (named ones).
-  for (auto& [mapping, managed] : loose) {
-    std::lock_guard clock(managed->mu());
-    auto unmapped = managed->Unmap(mapping);
+  for (const Loose& m : loose) {
+    std::lock_guard clock(m.managed->mu());
+    auto unmapped = m.managed->Unmap(m.engine_id);
     std::lock_guard lock(mu_);
-    auto it = mappings_.find(mapping);
-    if (it != mappings_.end()) {
-      const MappingSlot& slot = it->second;
-      UnreserveLocked(slot.owner_uid, slot.view.mmio ? 0 : slot.view.size, 1, 0);
+    if (FindMappingLocked(m.id) != nullptr) {
       if (unmapped) {
         stats_.RecordUnmap(unmapped->bytes, unmapped->ioctls);
       }
-      mappings_.erase(it);
+      RemoveMappingLocked(m.id);
     }
   }
   uint64_t bytes = 0;
@@ -117,17 +120,16 @@ uint64_t Service::Teardown(const ContainerSlot& slot) {
     unmapped = slot.managed->Close();
   }
   std::lock_guard lock(mu_);
-  uint64_t count = 0;
-  for (auto it = mappings_.begin(); it != mappings_.end();) {
-    if (it->second.view.container == slot.id) {
-      const MappingSlot& m = it->second;
-      UnreserveLocked(m.owner_uid, m.view.mmio ? 0 : m.view.size, 1, 0);
-      it = mappings_.erase(it);
-      ++count;
-    } else {
-      ++it;
+  std::vector<MappingId> gone;
+  ForEachMappingLocked([&](MappingId id, const MappingSlot& m) {
+    if (m.container == slot.id) {
+      gone.push_back(id);
     }
+  });
+  for (MappingId id : gone) {
+    RemoveMappingLocked(id);
   }
+  const uint64_t count = gone.size();
   for (int group : slot.managed->groups()) {
     groups_held_.erase(group);
   }
@@ -153,10 +155,12 @@ StatusView Service::Status() const {
   s.clients = sessions_.size();
   s.containers = static_cast<uint64_t>(std::count_if(
       containers_.begin(), containers_.end(), [](const auto& c) { return c.second.managed; }));
-  s.mappings = mappings_.size();
-  for (const auto& [id, m] : mappings_) {
-    s.locked_bytes += m.view.mmio ? 0 : m.view.size;
-    s.dma_entries += m.view.chunks;
+  s.mappings = live_mappings_;
+  s.locked_bytes = pinned_bytes_;
+  for (const auto& [id, c] : containers_) {
+    if (c.managed) {
+      s.dma_entries += c.managed->totals().entries;  // a leaf lock
+    }
   }
   return s;
 }
@@ -234,13 +238,10 @@ ContainerView Service::ViewLocked(const ContainerSlot& slot) const {
   v.groups = slot.managed->groups();
   v.iommu = slot.managed->iommu_info();
   v.extensions = slot.managed->extensions();
-  for (const auto& [id, m] : mappings_) {
-    if (m.view.container == slot.id) {
-      ++v.mappings;
-      v.mapped_bytes += m.view.size;
-      v.dma_entries_used += m.view.chunks;
-    }
-  }
+  const ManagedContainer::Totals totals = slot.managed->totals();
+  v.mappings = totals.mappings;
+  v.mapped_bytes = totals.bytes;
+  v.dma_entries_used = totals.entries;
   return v;
 }
 
@@ -357,14 +358,26 @@ std::vector<ContainerView> Service::ListContainers(const Caller& caller) const {
 
 SResult<std::pair<ContainerView, std::vector<MappingView>>> Service::ContainerInfo(
     const Caller& caller, ContainerId container) {
-  auto managed = [&]() -> SResult<std::shared_ptr<ManagedContainer>> {
+  std::shared_ptr<ManagedContainer> managed;
+  std::vector<std::pair<MappingView, uint64_t>> found;
+  {
     std::lock_guard lock(mu_);
-    return FindContainerLocked(caller, container);
-  }();
-  if (!managed) {
-    return std::unexpected(managed.error());
+    managed = VFIOD_TRY(FindContainerLocked(caller, container));
+    found = VisibleMappingsLocked(caller, container);
   }
-  std::vector<MappingView> maps = VFIOD_TRY(ListMappings(caller, container));
+  std::vector<MappingView> maps;
+  maps.reserve(found.size());
+  {
+    std::lock_guard clock(managed->mu());
+    for (auto& [view, engine_id] : found) {
+      auto record = managed->closed() ? Result<dma::MappingReport>(Fail(ENOENT, "", ""))
+                                      : managed->Describe(engine_id);
+      if (record) {  // else freed meanwhile
+        AddDetail(view, *record);
+        maps.push_back(std::move(view));
+      }
+    }
+  }
   std::lock_guard lock(mu_);
   auto it = containers_.find(container);
   if (it == containers_.end() || !it->second.managed) {

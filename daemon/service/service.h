@@ -13,7 +13,7 @@
 // from a region holds the region's memory (a shared Backing) until it is
 // freed, whether or not the region is still registered.
 //
-// Concurrency. `mu_` guards the registries (sessions_, containers_, mappings_,
+// Concurrency. `mu_` guards the registries (sessions_, containers_, mapping slots,
 // regions_, groups_held_, the usage counters). Each container has its own mutex that
 // serializes all VFIO and DMA work on it (the DMA engine is single-threaded per
 // container). Lock order: a container's mutex may be held while taking `mu_`,
@@ -21,6 +21,7 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -152,11 +153,24 @@ class Service {
     std::shared_ptr<ManagedContainer> managed;  ///< null while being created
     std::vector<std::string> devices;           ///< as asked at creation (policy on attach)
   };
+  /// One live mapping, kept small (a container may hold 65535): the full
+  /// MappingView is rebuilt on demand, the rest from the engine's record.
+  /// Slots live in a deque and are reused; a mapping's id is
+  /// generation << 32 | (slot index + 1), so an id is never reused.
   struct MappingSlot {
-    MappingView view;
-    SessionId owner = 0;  ///< 0: named, survives its creator
+    ContainerId container = 0;  ///< 0: a free slot
+    SessionId owner = 0;        ///< 0: named, survives its creator
+    uint64_t engine_id = 0;     ///< the container DmaSpace's id of it
+    uint64_t iova = 0;
+    uint64_t size = 0;
+    uint32_t generation = 0;
     uid_t owner_uid = 0;
+    uint8_t backing = 0;  ///< index into the backing names (views.h)
+    uint8_t flags = 0;    ///< kSlotMmio | kSlotAligned | kSlotMmioNoPin
   };
+  static constexpr uint8_t kSlotMmio = 1;
+  static constexpr uint8_t kSlotAligned = 2;
+  static constexpr uint8_t kSlotMmioNoPin = 4;
   struct Usage {
     uint64_t locked_bytes = 0;
     uint64_t mappings = 0;
@@ -171,11 +185,38 @@ class Service {
                                             uint64_t containers);
   void UnreserveLocked(uid_t uid, uint64_t bytes, uint64_t mappings, uint64_t containers);
   [[nodiscard]] ContainerView ViewLocked(const ContainerSlot& slot) const;
+  /// The live slot of mapping `id`, or null.
+  [[nodiscard]] const MappingSlot* FindMappingLocked(MappingId id) const;
+  /// Records a new mapping (its quota already charged); returns its id.
+  MappingId AddMappingLocked(const MappingView& view, uint64_t engine_id, SessionId owner,
+                             uid_t uid, const std::string& name);
+  /// Forgets mapping `id`: gives back its quota, frees its slot.
+  void RemoveMappingLocked(MappingId id);
+  /// The summary view of a live slot (no chunks, ioctls, contiguity).
+  [[nodiscard]] MappingView SummaryLocked(MappingId id, const MappingSlot& slot) const;
+  /// Calls `fn(id, slot)` for every live mapping, in slot order.
+  template <class Fn>
+  void ForEachMappingLocked(Fn fn) const {
+    for (size_t i = 0; i < mapping_slots_.size(); ++i) {
+      if (mapping_slots_[i].container != 0) {
+        fn(IdOfSlot(i), mapping_slots_[i]);
+      }
+    }
+  }
+  [[nodiscard]] MappingId IdOfSlot(size_t index) const {
+    return (uint64_t{mapping_slots_[index].generation} << 32) | (index + 1);
+  }
+  /// Whether `caller` sees the mapping in `slot` (list, info, container.info).
+  [[nodiscard]] bool SeesMappingLocked(const Caller& caller, const MappingSlot& slot) const;
+  /// The caller's visible mappings (of `container` when set), with the
+  /// engine ids, summary fields only.
+  [[nodiscard]] std::vector<std::pair<MappingView, uint64_t>> VisibleMappingsLocked(
+      const Caller& caller, std::optional<ContainerId> container) const;
 
   /// Runs one map on container `id`: checks access, reserves the quota
   /// (`pinned_bytes`, one mapping), runs `work` under the container's mutex and
   /// records the mapping, or undoes the reservation when `work` fails.
-  using MapWork = std::function<Result<MapResult>(ManagedContainer&, MappingId)>;
+  using MapWork = std::function<Result<MapResult>(ManagedContainer&)>;
   [[nodiscard]] SResult<MapResult> RunMap(const Caller& caller, ContainerId id,
                                           uint64_t pinned_bytes, const std::string& name,
                                           const MapWork& work);
@@ -216,7 +257,11 @@ class Service {
   uint64_t next_id_ = 1;                             // guarded by mu_
   std::map<SessionId, Session> sessions_;            // guarded by mu_
   std::map<ContainerId, ContainerSlot> containers_;  // guarded by mu_
-  std::map<MappingId, MappingSlot> mappings_;        // guarded by mu_
+  std::deque<MappingSlot> mapping_slots_;            // guarded by mu_
+  std::vector<uint32_t> free_mapping_slots_;         // indexes; guarded by mu_
+  std::map<MappingId, std::string> mapping_names_;   // named mappings only; guarded by mu_
+  uint64_t live_mappings_ = 0;                       // guarded by mu_
+  uint64_t pinned_bytes_ = 0;                        // of live mappings; guarded by mu_
   std::map<RegionId, RegionSlot> regions_;           // guarded by mu_
   std::map<int, ContainerId> groups_held_;           // group -> container; guarded by mu_
   std::map<uid_t, Usage> usage_;                     // guarded by mu_

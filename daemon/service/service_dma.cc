@@ -2,6 +2,7 @@
 // listing and freeing. See service.h for the locking rules.
 #include <spdlog/spdlog.h>
 
+#include "dma/engine.h"
 #include "service/managed_container.h"
 #include "service/service.h"
 
@@ -35,12 +36,10 @@ ProgressFn Service::WatchSession(const Caller& caller, const std::string& name,
 SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_t pinned_bytes,
                                    const std::string& name, const MapWork& work) {
   std::shared_ptr<ManagedContainer> managed;
-  MappingId mapping = 0;
   {
     std::lock_guard lock(mu_);
     managed = VFIOD_TRY(FindContainerLocked(caller, id));
     VFIOD_TRY(ReserveLocked(caller, pinned_bytes, 1, 0));
-    mapping = next_id_++;
   }
   const uid_t uid = caller.identity.uid;
   std::lock_guard clock(managed->mu());
@@ -49,7 +48,7 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
     UnreserveLocked(uid, pinned_bytes, 1, 0);
     return Refuse(ErrorKind::kNotFound, ENOENT, "container", "destroyed while waiting");
   }
-  Result<MapResult> outcome = work(*managed, mapping);
+  Result<MapResult> outcome = work(*managed);
   std::lock_guard lock(mu_);
   if (!outcome) {
     UnreserveLocked(uid, pinned_bytes, 1, 0);
@@ -58,7 +57,7 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
   MappingView& view = outcome->mapping;
   if (name.empty() && !sessions_.contains(caller.session)) {
     // The client is gone (killed mid-request): nobody will ever free this.
-    (void)managed->Unmap(mapping);
+    (void)managed->Unmap(outcome->engine_id);
     UnreserveLocked(uid, pinned_bytes, 1, 0);
     return Refuse(ErrorKind::kNotFound, ECONNRESET, "dma", "the session closed during the map");
   }
@@ -66,9 +65,10 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
   UnreserveLocked(uid, pinned_bytes, 0, 0);
   usage_[uid].locked_bytes += pinned;  // the real figure, already within quota
   view.name = name;
-  mappings_[mapping] = MappingSlot{view, name.empty() ? caller.session : 0, uid};
+  view.id =
+      AddMappingLocked(view, outcome->engine_id, name.empty() ? caller.session : 0, uid, name);
   stats_.RecordMap(view.size, view.ioctls);
-  spdlog::debug("mapping {}: container {} iova {:#x} size {:#x} {} ({} ioctls)", mapping, id,
+  spdlog::debug("mapping {}: container {} iova {:#x} size {:#x} {} ({} ioctls)", view.id, id,
                 view.iova, view.size, view.backing, view.ioctls);
   return outcome;
 }
@@ -78,7 +78,7 @@ SResult<MapResult> Service::Alloc(const Caller& caller, const AllocRequest& requ
   VFIOD_TRY(CheckSize("dma.alloc", request.size));
   ProgressFn watched = WatchSession(caller, request.name, progress);
   return RunMap(caller, request.container, request.size, request.name,
-                [&](ManagedContainer& c, MappingId id) { return c.Alloc(id, request, watched); });
+                [&](ManagedContainer& c) { return c.Alloc(request, watched); });
 }
 
 SResult<MapResult> Service::MapFd(const Caller& caller, MapFdRequest request,
@@ -87,11 +87,11 @@ SResult<MapResult> Service::MapFd(const Caller& caller, MapFdRequest request,
   const uint64_t size = request.size;
   std::string name = request.name;
   ProgressFn watched = WatchSession(caller, name, progress);
-  return RunMap(caller, request.container, size, name, [&](ManagedContainer& c, MappingId id) {
+  return RunMap(caller, request.container, size, name, [&](ManagedContainer& c) {
     if (region) {
-      return c.MapRegion(id, region, request, watched);
+      return c.MapRegion(region, request, watched);
     }
-    return c.MapFd(id, std::move(request), watched);
+    return c.MapFd(std::move(request), watched);
   });
 }
 
@@ -106,7 +106,7 @@ SResult<MapResult> Service::MapBar(const Caller& caller, const MapBarRequest& re
   MapBarRequest canonical = request;
   canonical.bdf = dev.bdf;
   return RunMap(caller, request.container, 0, request.name,
-                [&](ManagedContainer& c, MappingId id) { return c.MapBar(id, canonical); });
+                [&](ManagedContainer& c) { return c.MapBar(canonical); });
 }
 
 SResult<std::vector<MappingView>> Service::ListMappings(
@@ -116,17 +116,8 @@ SResult<std::vector<MappingView>> Service::ListMappings(
     VFIOD_TRY(FindContainerLocked(caller, *container));
   }
   std::vector<MappingView> out;
-  for (const auto& [id, slot] : mappings_) {
-    if (container && slot.view.container != *container) {
-      continue;
-    }
-    auto c = containers_.find(slot.view.container);
-    bool visible = slot.owner == caller.session || caller.is_root() ||
-                   (c != containers_.end() && CanAccessLocked(caller, c->second) &&
-                    (slot.owner == 0 || slot.owner_uid == caller.identity.uid));
-    if (visible) {
-      out.push_back(slot.view);
-    }
+  for (auto& [view, engine_id] : VisibleMappingsLocked(caller, container)) {
+    out.push_back(std::move(view));
   }
   return out;
 }
@@ -134,56 +125,61 @@ SResult<std::vector<MappingView>> Service::ListMappings(
 SResult<MappingView> Service::MappingInfo(const Caller& caller, MappingId mapping) {
   std::shared_ptr<ManagedContainer> managed;
   MappingView view;
+  uint64_t engine_id = 0;
+  auto missing = Refuse(ErrorKind::kNotFound, ENOENT, "dma.info",
+                        "no mapping " + std::to_string(mapping) + " visible to this client");
   {
     std::lock_guard lock(mu_);
-    auto it = mappings_.find(mapping);
-    if (it == mappings_.end()) {
-      return Refuse(ErrorKind::kNotFound, ENOENT, "dma.info",
-                    "no mapping " + std::to_string(mapping));
+    const MappingSlot* slot = FindMappingLocked(mapping);
+    if (slot == nullptr) {
+      return missing;
     }
-    view = it->second.view;
+    view = SummaryLocked(mapping, *slot);
+    engine_id = slot->engine_id;
     managed = VFIOD_TRY(FindContainerLocked(caller, view.container));
   }
   std::lock_guard clock(managed->mu());
-  if (!managed->closed()) {
-    view.contiguity = managed->Contiguity(mapping);
+  auto record = managed->closed() ? Result<dma::MappingReport>(Fail(ENOENT, "dma.info", ""))
+                                  : managed->Describe(engine_id);
+  if (!record) {
+    return missing;  // freed or destroyed meanwhile
   }
+  AddDetail(view, *record);
+  view.contiguity = managed->Contiguity(engine_id);
   return view;
 }
 
 SResult<uint64_t> Service::FreeMapping(const Caller& caller, MappingId mapping) {
   std::shared_ptr<ManagedContainer> managed;
+  uint64_t engine_id = 0;
   {
     std::lock_guard lock(mu_);
-    auto it = mappings_.find(mapping);
+    const MappingSlot* slot = FindMappingLocked(mapping);
     auto missing = Refuse(ErrorKind::kNotFound, ENOENT, "dma.free",
                           "no mapping " + std::to_string(mapping) + " visible to this client");
-    if (it == mappings_.end()) {
+    if (slot == nullptr) {
       return missing;
     }
-    const MappingSlot& slot = it->second;
-    auto c = FindContainerLocked(caller, slot.view.container);
-    bool mine = slot.owner == caller.session || caller.is_root() ||
-                (slot.owner == 0 && slot.owner_uid == caller.identity.uid);
+    auto c = FindContainerLocked(caller, slot->container);
+    bool mine = slot->owner == caller.session || caller.is_root() ||
+                (slot->owner == 0 && slot->owner_uid == caller.identity.uid);
     if (!c || !mine) {
       return missing;
     }
     managed = *c;
+    engine_id = slot->engine_id;
   }
   std::lock_guard clock(managed->mu());
-  Result<dma::UnmapReport> unmapped = managed->Unmap(mapping);
+  Result<dma::UnmapReport> unmapped = managed->Unmap(engine_id);
   std::lock_guard lock(mu_);
-  auto it = mappings_.find(mapping);
-  if (it == mappings_.end()) {
+  if (FindMappingLocked(mapping) == nullptr) {
     return Refuse(ErrorKind::kNotFound, ENOENT, "dma.free", "freed meanwhile");
   }
   if (!unmapped) {
     return std::unexpected(ServiceError(unmapped.error()));
   }
-  const MappingSlot& slot = it->second;
-  UnreserveLocked(slot.owner_uid, slot.view.mmio ? 0 : slot.view.size, 1, 0);
+  RemoveMappingLocked(mapping);
   stats_.RecordUnmap(unmapped->bytes, unmapped->ioctls);
-  mappings_.erase(it);
   return unmapped->bytes;
 }
 

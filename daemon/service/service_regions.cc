@@ -125,32 +125,43 @@ SResult<std::shared_ptr<const dma::Backing>> Service::FindRegionLocked(const Cal
 SResult<std::shared_ptr<const dma::Backing>> Service::ResolveMapFd(const Caller& caller,
                                                                    MapFdRequest& request) {
   constexpr const char* kOp = "dma.map_fd";
-  if (!request.region) {
-    if (request.size == 0) {
-      request.size = VFIOD_TRY(RestOfFile(request.fd.get(), request.offset, kOp));
-    }
-    return nullptr;
-  }
   std::shared_ptr<const dma::Backing> backing;
-  {
+  uint64_t limit = UINT64_MAX;  // bytes of the file or region
+  std::string what = "the file";
+  if (request.region) {
     std::lock_guard lock(mu_);
     backing = VFIOD_TRY(FindRegionLocked(caller, *request.region, kOp));
-  }
-  const uint64_t page = backing->page_size();
-  const uint64_t size = backing->size();
-  if (request.offset % page != 0 || request.size % page != 0) {
-    return Refuse(
-        ErrorKind::kInvalidParams, EINVAL, kOp,
-        "params.offset/size: must be multiples of the region's page size " + std::to_string(page));
-  }
-  if (request.offset >= size || request.size > size - request.offset) {
+    limit = backing->size();
+    what = "region " + std::to_string(*request.region);
+  } else if (struct stat st{}; ::fstat(request.fd.get(), &st) == 0 && S_ISREG(st.st_mode)) {
+    limit = static_cast<uint64_t>(st.st_size);
+  }  // else AdoptClientFd says what is wrong with the fd
+  auto outside = [&](const std::string& field, uint64_t offset, uint64_t size) {
     return Refuse(ErrorKind::kInvalidParams, EINVAL, kOp,
-                  "params.offset/size: [" + std::to_string(request.offset) + ", +" +
-                      std::to_string(request.size) + ") is outside region " +
-                      std::to_string(*request.region) + " (" + std::to_string(size) + " bytes)");
+                  field + ": [" + std::to_string(offset) + ", +" + std::to_string(size) +
+                      ") is not inside " + what + " (" + std::to_string(limit) + " bytes)");
+  };
+  if (!request.segments.empty()) {
+    uint64_t total = 0;
+    for (size_t i = 0; i < request.segments.size(); ++i) {
+      const SegmentView& piece = request.segments[i];
+      if (piece.offset >= limit || piece.size > limit - piece.offset) {
+        return outside("params.segments[" + std::to_string(i) + "]", piece.offset, piece.size);
+      }
+      total += piece.size;
+    }
+    request.size = total;
+    return backing;
+  }
+  if (request.offset >= limit || request.size > limit - request.offset) {
+    return outside("params.offset/size", request.offset, request.size);
   }
   if (request.size == 0) {
-    request.size = size - request.offset;
+    if (limit == UINT64_MAX) {
+      request.size = VFIOD_TRY(RestOfFile(request.fd.get(), request.offset, kOp));
+    } else {
+      request.size = limit - request.offset;
+    }
   }
   return backing;
 }

@@ -70,6 +70,17 @@ struct ContainerView {
   uint64_t dma_entries_used = 0;
 };
 
+/// One piece of a scatter list: [offset, offset + size) of the file or
+/// region, at `iova` (asked for, or where it was placed).
+struct SegmentView {
+  uint64_t offset = 0;
+  uint64_t size = 0;
+  std::optional<uint64_t> iova;
+};
+
+/// A mapping as a client sees it. The service keeps only a small record per
+/// mapping and builds this on demand: the summary fields (id to mmio_no_pin)
+/// always, chunks/ioctls/segments/contiguity only where documented.
 struct MappingView {
   MappingId id = 0;
   ContainerId container = 0;
@@ -82,7 +93,10 @@ struct MappingView {
   bool mmio = false;
   bool aligned = false;      ///< BAR: mapped at its natural alignment in vfiod
   bool mmio_no_pin = false;  ///< BAR: mapped with the kernel's MMIO no-pin path
-  std::optional<dma::ContiguityReport> contiguity;
+  /// A scatter list's pieces (offsets in the file or region), in request
+  /// order; empty for a single range.
+  std::vector<SegmentView> segments;
+  std::optional<dma::ContiguityReport> contiguity;  ///< dma.info only
 };
 
 /// Where to put a mapping in IOVA space; unset fields leave vfiod free.
@@ -109,7 +123,7 @@ struct RegionView {
   RegionId id = 0;
   uint64_t file_offset = 0;  ///< where the region starts in the client's file
   uint64_t size = 0;
-  uint64_t page_size = 0;  ///< the file's page size: offsets and sizes are multiples
+  uint64_t page_size = 0;  ///< the file's page size (its folios: 4 KiB, 2 MiB, 1 GiB)
   std::string backing;     ///< "memfd", "hugetlb-2m" or "hugetlb-1g"
 };
 
@@ -126,6 +140,10 @@ struct MapFdRequest {
   std::optional<RegionId> region;  ///< one of the session's registered regions
   uint64_t offset = 0;
   uint64_t size = 0;  ///< 0: the rest of the file or region past `offset`
+  /// A scatter list of the file or region, mapped as one mapping; when
+  /// non-empty it replaces offset/size. placement.iova, if set, is the first
+  /// segment's IOVA (then no segment names one).
+  std::vector<SegmentView> segments;
   Placement placement;
   std::string name;
 };
@@ -141,7 +159,8 @@ struct MapBarRequest {
 /// A new mapping, with the fd handed to the client when there is one.
 struct MapResult {
   MappingView mapping;
-  UniqueFd fd;  ///< dma.alloc: a dup of the backing memfd; else invalid
+  UniqueFd fd;             ///< dma.alloc: a dup of the backing memfd; else invalid
+  uint64_t engine_id = 0;  ///< the container's DmaSpace id of it (service-internal)
 };
 
 struct OpenedDevice {

@@ -219,6 +219,118 @@ TEST_F(RegionTest, BadRequestsGetTheirDocumentedCodes) {
   EXPECT_EQ(Status()["mappings"], 0);
 }
 
+TEST_F(RegionTest, ScatterListIsOneMappingPlacedBackToBack) {
+  uint64_t region = Register(*client_);
+  json segments = json::array({{{"offset", 0}, {"size", 8192}},
+                               {{"offset", 65536}, {"size", 4096}},
+                               {{"offset", 16384}, {"size", 4096}}});
+  auto m =
+      Call("dma.map_fd", {{"container", container_}, {"region", region}, {"segments", segments}});
+  ASSERT_CALL_OK(m);
+  EXPECT_EQ(m->result["size"], 16384);
+  const json& placed = m->result["segments"];
+  ASSERT_EQ(placed.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(placed[i]["offset"], segments[i]["offset"]);
+    EXPECT_EQ(placed[i]["size"], segments[i]["size"]);
+  }
+  EXPECT_EQ(placed[0]["iova"], m->result["iova"]);
+  EXPECT_EQ(placed[1]["iova"].get<uint64_t>(), placed[0]["iova"].get<uint64_t>() + 8192);
+  EXPECT_EQ(placed[2]["iova"].get<uint64_t>(), placed[1]["iova"].get<uint64_t>() + 4096);
+  // Three pieces that are not adjacent in the region: three VFIO entries, as
+  // the model's type1 state holds them.
+  EXPECT_EQ(Status()["mappings"], 1);
+  EXPECT_EQ(Status()["dma_entries"], 3);
+  EXPECT_EQ(Status()["locked_bytes"], 16384);
+  auto info = Call("dma.info", {{"mapping", m->result["mapping"]}});
+  ASSERT_CALL_OK(info);
+  EXPECT_EQ(info->result["segments"], placed);
+  EXPECT_EQ(info->result["chunks"], 3);
+  auto freed = Call("dma.free", {{"mapping", m->result["mapping"]}});
+  ASSERT_CALL_OK(freed);
+  EXPECT_EQ(freed->result["unmapped_bytes"], 16384);
+  EXPECT_EQ(Status()["dma_entries"], 0);
+}
+
+TEST_F(RegionTest, ScatterListAtNamedIovasAndOfAPassedFd) {
+  uint64_t region = Register(*client_);
+  json named = json::array({{{"offset", 0}, {"size", 4096}, {"iova", 0x200000}},
+                            {{"offset", 4096}, {"size", 4096}, {"iova", 0x100000}}});
+  auto m = Call("dma.map_fd", {{"container", container_}, {"region", region}, {"segments", named}});
+  ASSERT_CALL_OK(m);
+  EXPECT_EQ(m->result["segments"][0]["iova"], 0x200000);
+  EXPECT_EQ(m->result["segments"][1]["iova"], 0x100000);
+  // All or nothing: a second list whose last piece hits the first mapping
+  // leaves nothing of itself behind.
+  json clash = json::array({{{"offset", 8192}, {"size", 4096}, {"iova", 0x300000}},
+                            {{"offset", 12288}, {"size", 4096}, {"iova", 0x100000}}});
+  auto refused =
+      Call("dma.map_fd", {{"container", container_}, {"region", region}, {"segments", clash}});
+  EXPECT_EQ(CodeOf(refused), wire::kKernelError);
+  EXPECT_EQ(Status()["mappings"], 1);
+  EXPECT_EQ(Status()["dma_entries"], 2);
+  // The fd form: segment offsets are file offsets.
+  UniqueFd memfd = MakeMemfd(kRegionBytes);
+  const int fds[] = {memfd.get()};
+  json pieces =
+      json::array({{{"offset", 0x20000}, {"size", 4096}}, {{"offset", 0}, {"size", 4096}}});
+  auto f = Call("dma.map_fd",
+                {{"container", container_}, {"fd", {{"fd", 0}}}, {"segments", pieces}}, fds);
+  ASSERT_CALL_OK(f);
+  EXPECT_EQ(f->result["segments"][0]["offset"], 0x20000);
+  EXPECT_EQ(f->result["segments"][1]["offset"], 0);
+  EXPECT_EQ(f->result["segments"][1]["iova"].get<uint64_t>(),
+            f->result["segments"][0]["iova"].get<uint64_t>() + 4096);
+  EXPECT_EQ(Status()["mappings"], 2);
+}
+
+TEST_F(RegionTest, BadScatterListsNameTheSegment) {
+  uint64_t region = Register(*client_);
+  auto seg = [](uint64_t offset, uint64_t size) {
+    return json{{"offset", offset}, {"size", size}};
+  };
+  auto at = [](uint64_t offset, uint64_t size, uint64_t iova) {
+    return json{{"offset", offset}, {"size", size}, {"iova", iova}};
+  };
+  json too_many = json::array();
+  for (int i = 0; i < 4097; ++i) {
+    too_many.push_back(seg(0, 4096));
+  }
+  struct Case {
+    json segments;
+    std::string detail;
+    json extra = json::object();
+  };
+  std::vector<Case> cases = {
+      {json::array(), "params.segments: must list"},
+      {too_many, "at most 4096"},
+      {json::array({seg(0, 4096), seg(4096, 0)}), "params.segments[1].size"},
+      {json::array({seg(0, 4096), seg(4096, 4096), seg(100, 4096)}), "params.segments[2].offset"},
+      {json::array({seg(0, 4096), seg(4096, 4097)}), "params.segments[1].size"},
+      {json::array({at(0, 8192, 0x100000), at(8192, 4096, 0x101000)}),
+       "params.segments[1].iova: overlaps segment 0"},
+      {json::array({at(0, 4096, 0x100000), seg(4096, 4096)}), "params.segments[1].iova: either"},
+      {json::array({seg(0, 4096), seg(kRegionBytes - 4096, 8192)}), "params.segments[1]"},
+      {json::array({seg(0, 4096), seg(kRegionBytes, 4096)}), "params.segments[1]"},
+      {json::array({seg(0, 4096)}), "params.offset", {{"offset", 0}}},
+      {json::array({seg(0, 4096)}), "params.size", {{"size", 4096}}},
+      {json::array({at(0, 4096, 0x100000)}), "params.iova", {{"iova", 0x200000}}},
+      {json::array({json{{"offset", 0}}}), "params.segments[0].size"},
+      {json::array({json{{"offset", 0}, {"size", 4096}, {"colour", 1}}}),
+       "params.segments[0].colour"},
+      {json{{"offset", 0}}, "params.segments: expected an array"},
+  };
+  for (const auto& k : cases) {
+    json params = {{"container", container_}, {"region", region}, {"segments", k.segments}};
+    params.update(k.extra);
+    auto r = Call("dma.map_fd", params);
+    EXPECT_EQ(CodeOf(r), wire::kInvalidParams) << k.detail;
+    EXPECT_NE(DetailOf(r).find(k.detail), std::string::npos) << DetailOf(r);
+  }
+  EXPECT_EQ(Status()["mappings"], 0);
+  EXPECT_EQ(Status()["locked_bytes"], 0);
+}
+
 TEST_F(RegionTest, RegionsPerConnectionAreCapped) {
   for (int i = 0; i < kMaxRegions; ++i) {
     EXPECT_NE(Register(*client_), 0u);
