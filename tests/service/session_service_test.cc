@@ -10,58 +10,19 @@
 
 #include "kernel/fault_kernel.h"
 #include "kernel/model_kernel.h"
+#include "model_service.h"
 #include "service/service.h"
 
 namespace vfiod::service {
 namespace {
 
 namespace fs = std::filesystem;
-constexpr const char* kEdu = "0000:00:03.0";
-constexpr const char* kIvshmem = "0000:00:04.0";
+using model_service::kEdu;
+using model_service::kIvshmem;
+using model_service::MakeTree;
+using model_service::Topology;
+
 constexpr uid_t kUser = 1000;
-
-void Write(const fs::path& p, const std::string& text) { std::ofstream(p) << text; }
-
-/// A sysfs tree with edu (group 3) and ivshmem (group 4) bound to vfio-pci.
-void MakeTree(const fs::path& root) {
-  fs::create_directories(root / "bus/pci/drivers/vfio-pci");
-  struct Dev {
-    const char* bdf;
-    const char* vendor;
-    const char* device;
-    int group;
-  };
-  for (const Dev& d : {Dev{kEdu, "0x1234", "0x11e8", 3}, Dev{kIvshmem, "0x1af4", "0x1110", 4}}) {
-    fs::path dir = root / "bus/pci/devices" / d.bdf;
-    fs::create_directories(dir);
-    Write(dir / "vendor", std::string(d.vendor) + "\n");
-    Write(dir / "device", std::string(d.device) + "\n");
-    Write(dir / "class", "0x00ff00\n");
-    Write(dir / "numa_node", "-1\n");
-    Write(dir / "resource", "0x00000000fea00000 0x00000000feafffff 0x0000000000040200\n");
-    fs::path g = root / "kernel/iommu_groups" / std::to_string(d.group);
-    fs::create_directories(g / "devices");
-    fs::create_directory_symlink(dir, g / "devices" / d.bdf);
-    fs::create_directory_symlink(g, dir / "iommu_group");
-    fs::create_directory_symlink(root / "bus/pci/drivers/vfio-pci", dir / "driver");
-  }
-}
-
-kernel::ModelTopology Topology() {
-  kernel::ModelTopology t;
-  for (auto [bdf, group] : {std::pair{kEdu, 3}, std::pair{kIvshmem, 4}}) {
-    kernel::ModelDevice d;
-    d.bdf = bdf;
-    d.vendor_id = 0x1234;
-    d.device_id = 0x11e8;
-    kernel::ModelRegion bar;
-    bar.index = 0;
-    bar.size = 1 << 20;
-    d.regions.push_back(bar);
-    t.groups.push_back(kernel::ModelGroup{group, {d}});
-  }
-  return t;
-}
 
 class SessionServiceTest : public ::testing::Test {
  protected:

@@ -1,0 +1,60 @@
+// The machine the service unit tests run on: a sysfs tree and a model
+// kernel topology with edu (group 3) and ivshmem (group 4) on vfio-pci.
+#pragma once
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "kernel/model_kernel.h"
+
+namespace vfiod::service::model_service {
+
+namespace fs = std::filesystem;
+inline constexpr const char* kEdu = "0000:00:03.0";
+inline constexpr const char* kIvshmem = "0000:00:04.0";
+
+inline void Write(const fs::path& p, const std::string& text) { std::ofstream(p) << text; }
+
+/// A sysfs tree with edu (group 3) and ivshmem (group 4) bound to vfio-pci.
+inline void MakeTree(const fs::path& root) {
+  fs::create_directories(root / "bus/pci/drivers/vfio-pci");
+  struct Dev {
+    const char* bdf;
+    const char* vendor;
+    const char* device;
+    int group;
+  };
+  for (const Dev& d : {Dev{kEdu, "0x1234", "0x11e8", 3}, Dev{kIvshmem, "0x1af4", "0x1110", 4}}) {
+    fs::path dir = root / "bus/pci/devices" / d.bdf;
+    fs::create_directories(dir);
+    Write(dir / "vendor", std::string(d.vendor) + "\n");
+    Write(dir / "device", std::string(d.device) + "\n");
+    Write(dir / "class", "0x00ff00\n");
+    Write(dir / "numa_node", "-1\n");
+    Write(dir / "resource", "0x00000000fea00000 0x00000000feafffff 0x0000000000040200\n");
+    fs::path g = root / "kernel/iommu_groups" / std::to_string(d.group);
+    fs::create_directories(g / "devices");
+    fs::create_directory_symlink(dir, g / "devices" / d.bdf);
+    fs::create_directory_symlink(g, dir / "iommu_group");
+    fs::create_directory_symlink(root / "bus/pci/drivers/vfio-pci", dir / "driver");
+  }
+}
+
+inline kernel::ModelTopology Topology() {
+  kernel::ModelTopology t;
+  for (auto [bdf, group] : {std::pair{kEdu, 3}, std::pair{kIvshmem, 4}}) {
+    kernel::ModelDevice d;
+    d.bdf = bdf;
+    d.vendor_id = 0x1234;
+    d.device_id = 0x11e8;
+    kernel::ModelRegion bar;
+    bar.index = 0;
+    bar.size = 1 << 20;
+    d.regions.push_back(bar);
+    t.groups.push_back(kernel::ModelGroup{group, {d}});
+  }
+  return t;
+}
+
+}  // namespace vfiod::service::model_service
