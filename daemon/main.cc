@@ -9,6 +9,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/systemd_sink.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 
@@ -68,6 +69,28 @@ void SetUpLogging(const service::LoggingConfig& config, bool foreground) {
   spdlog::set_default_logger(logger);
 }
 
+/// Raises RLIMIT_NOFILE's soft limit to the hard limit: every mapping may hold
+/// an fd (a memfd) in the daemon, so 65535 mappings need far more than the
+/// usual soft 1024. Asio uses epoll, never select(), so fds past 1024 are fine.
+void RaiseFdLimit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    spdlog::warn("getrlimit(RLIMIT_NOFILE): {}", ErrnoError("getrlimit").error().message());
+    return;
+  }
+  const rlim_t soft = limit.rlim_cur;
+  if (soft < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) {
+      spdlog::warn("setrlimit(RLIMIT_NOFILE, {}): {}", limit.rlim_max,
+                   ErrnoError("setrlimit").error().message());
+      limit.rlim_cur = soft;
+    }
+  }
+  spdlog::info("open files: soft limit {} (was {}), hard limit {}", limit.rlim_cur, soft,
+               limit.rlim_max);
+}
+
 /// The listening socket systemd passed (socket activation), if any.
 std::optional<UniqueFd> InheritedSocket() {
   int n = sd_listen_fds(1);
@@ -122,6 +145,7 @@ int Run(const Options& options) {
         *options.kernel == "model" ? service::KernelKind::kModel : service::KernelKind::kLinux;
   }
   SetUpLogging(config->logging, options.foreground);
+  RaiseFdLimit();
 
   const bool model = config->kernel == service::KernelKind::kModel;
   service::KernelAndSysfs seam =
