@@ -46,13 +46,9 @@ Result<dma::Backing> MakeBacking(const Kind& k) {
 
 // The full report, as dma.info asks the engine for it, timed while mapped.
 Result<std::pair<double, dma::ContiguityReport>> OnDemandReport(EngineRig& engine, uint64_t id) {
-  // TODO(bench): engine.space->Contiguity(id) once the engine has it.
-  const dma::MappingReport mapping = VFIOD_TRY(engine.space->Find(id));
-  auto reader = VFIOD_TRY(dma::ProcPageInfoReader::Open());
-  Result<dma::ContiguityScan> scan = Fail(EINVAL, "contiguity");
-  const double seconds =
-      TimeSeconds([&] { scan = dma::ScanContiguity(*reader, mapping.vaddr, mapping.size, 0); });
-  return std::pair{seconds, VFIOD_TRY(std::move(scan)).report};
+  Result<dma::ContiguityReport> report = Fail(EINVAL, "contiguity");
+  const double seconds = TimeSeconds([&] { report = engine.space->Contiguity(id); });
+  return std::pair{seconds, VFIOD_TRY(std::move(report))};
 }
 
 struct Samples {
