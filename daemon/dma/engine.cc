@@ -300,8 +300,7 @@ Result<std::unique_ptr<MapJob>> DmaSpace::BeginMap(MapRequest request) {
                        .chunks = ops->size(),
                        .map_ioctls = 0,
                        .congruence = congruence,
-                       .segments = {},
-                       .contiguity = {}};
+                       .segments = {}};
   if (pieces.list.size() > 1) {
     report.segments = std::move(pieces.list);
   }
@@ -377,8 +376,7 @@ MappingReport DmaSpace::ReportOf(uint64_t id, const Record& record) const {
       .chunks = record.chunks,
       .map_ioctls = record.chunks,
       .congruence = {uint64_t{1} << record.congruence_shift, record.congruence_residue},
-      .segments = {},
-      .contiguity = {}};
+      .segments = {}};
   if (record.segments) {
     report.segments = *record.segments;
   }

@@ -92,9 +92,6 @@ struct MappingReport {
   /// The pieces, in request order, when the request had two or more segments;
   /// empty for a single range.
   std::vector<SegmentReport> segments;
-  /// Transitional, always empty (state kKnown, 0 pages): kept only until the
-  /// service reads DmaSpace::Contiguity(id) instead; to be removed.
-  ContiguityReport contiguity;
 };
 
 /// What an unmap did.
