@@ -42,6 +42,13 @@ void OnParsed(CLI::App* sub, Dispatch& dispatch, Action action);
     Session& session, const std::string& method, const nlohmann::json& params,
     const std::function<void(std::ostream&, const nlohmann::json&)>& human);
 
+/// `dma register` (commands_dma_region.cc), added under `dma`.
+void AddRegisterCommand(CLI::App* dma, Dispatch& dispatch);
+
+/// A scatter list "OFF:SIZE[@IOVA],OFF:SIZE[@IOVA],..." as dma.map_fd's
+/// segments array.
+[[nodiscard]] std::expected<nlohmann::json, Failure> ParseSegmentList(const std::string& text);
+
 /// The table of mappings (dma.list entries, or container.info's mappings).
 void PrintMappingTable(std::ostream& out, const nlohmann::json& mappings);
 

@@ -1,4 +1,4 @@
-// `vfioctl dma alloc|map-fd|map-bar|list|info|free`.
+// `vfioctl dma alloc|map-fd|map-bar|list|info|free` (`register`: commands_dma_region.cc).
 //
 // Mappings, like containers, belong to the connection that made them unless
 // named: without --name a mapping made by vfioctl is unmapped when vfioctl
@@ -138,6 +138,7 @@ struct MapFdOptions {
   std::string file;
   uint64_t offset = 0;
   uint64_t size = 0;
+  std::string segments;  ///< a scatter list: OFF:SIZE[@IOVA],...
   std::string name;
   PlacementOptions placement;
 };
@@ -163,6 +164,20 @@ CmdResult MapFd(Session& session, const MapFdOptions& o) {
   if (!fd) {
     return std::unexpected(std::move(fd).error());
   }
+  auto container = session.ResolveContainer(o.container);
+  if (!container) {
+    return std::unexpected(std::move(container).error());
+  }
+  const int fds[] = {*fd};
+  if (!o.segments.empty()) {
+    auto segments = ParseSegmentList(o.segments);
+    if (!segments) {
+      return std::unexpected(std::move(segments).error());
+    }
+    json params = {{"container", *container}, {"fd", json{{"fd", 0}}}, {"segments", *segments}};
+    o.placement.AddTo(params);
+    return CreateMemoryMapping(session, "dma.map_fd", std::move(params), *container, o.name, fds);
+  }
   uint64_t size = o.size;
   if (size == 0) {
     struct stat st {};
@@ -171,14 +186,9 @@ CmdResult MapFd(Session& session, const MapFdOptions& o) {
     }
     size = static_cast<uint64_t>(st.st_size) - o.offset;
   }
-  auto container = session.ResolveContainer(o.container);
-  if (!container) {
-    return std::unexpected(std::move(container).error());
-  }
   json params = {
       {"container", *container}, {"fd", json{{"fd", 0}}}, {"offset", o.offset}, {"size", size}};
   o.placement.AddTo(params);
-  const int fds[] = {*fd};
   return CreateMemoryMapping(session, "dma.map_fd", std::move(params), *container, o.name, fds);
 }
 
@@ -288,9 +298,14 @@ void AddMapFd(CLI::App* dma, Dispatch& dispatch) {
   auto* fd = sub->add_option("--fd", o->fd, "an open descriptor vfioctl inherited (3<...)");
   auto* file = sub->add_option("--file", o->file, "a path to open, e.g. /proc/PID/fd/N");
   fd->excludes(file);
-  sub->add_option("--offset", o->offset, "offset in the file")->transform(SizeArg());
-  sub->add_option("--size", o->size, "bytes (default: the file's size past --offset)")
-      ->transform(SizeArg());
+  auto* offset = sub->add_option("--offset", o->offset, "offset in the file")->transform(SizeArg());
+  auto* size = sub->add_option("--size", o->size, "bytes (default: the file's size past --offset)")
+                   ->transform(SizeArg());
+  sub->add_option("--segments", o->segments,
+                  "a scatter list OFF:SIZE[@IOVA],... mapped as one mapping (back to back in "
+                  "IOVA unless every piece names its IOVA)")
+      ->excludes(size)
+      ->excludes(offset);
   o->placement.Add(sub, true);
   sub->add_option("--name,-n", o->name, "keep the mapping after vfioctl exits, under this name");
   OnParsed(sub, dispatch, [o, fd, file](Session& s) {
@@ -321,6 +336,7 @@ void AddDmaCommands(CLI::App& app, Dispatch& dispatch) {
   AddAlloc(dma, dispatch);
   AddMapFd(dma, dispatch);
   AddMapBar(dma, dispatch);
+  AddRegisterCommand(dma, dispatch);
 
   auto l = std::make_shared<ListOptions>();
   CLI::App* list = dma->add_subcommand("list", "Your mappings");

@@ -203,6 +203,44 @@ TEST_F(VfioctlTest, MapFdPassesAnInheritedMemfdOrAPath) {
   EXPECT_RUN_OK(Ctl({"container", "destroy", "fdc"}));
 }
 
+TEST_F(VfioctlTest, RegisterMapsSlicesAndMapFdTakesAScatterList) {
+  ASSERT_EQ(Ctl({"container", "create", kEdu, "--name", "rc"}).exit, 0);
+  UniqueFd memfd(::memfd_create("vfioctl-region", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  ASSERT_TRUE(memfd);
+  ASSERT_EQ(::ftruncate(memfd.get(), 1 << 20), 0);
+
+  RunResult reg = Ctl({"--json", "dma", "register", "rc", "/proc/self/fd/3", "--slice", "0:64K",
+                       "--slice", "1M-64K:64K@0x400000", "--name", "sl"},
+                      WithFd3(memfd.get()));
+  ASSERT_EQ(reg.exit, 1) << "1M-64K is not a size: " << reg.Describe();
+  reg = Ctl({"--json", "dma", "register", "rc", "/proc/self/fd/3", "--slice", "0:64K", "--slice",
+             "960K:64K@0x400000", "--name", "sl"},
+            WithFd3(memfd.get()));
+  ASSERT_EQ(reg.exit, 0) << reg.Describe();
+  json r = reg.Json();
+  EXPECT_EQ(r["region"]["size"], 1u << 20);
+  ASSERT_EQ(r["mappings"].size(), 2u);
+  EXPECT_EQ(r["mappings"][1]["iova"], 0x400000);
+  // Named slices outlive vfioctl (the region itself went with its connection).
+  EXPECT_EQ(Ctl({"--json", "dma", "list", "--container", "rc"}).Json().size(), 2u);
+
+  RunResult sg = Ctl(
+      {"--json", "dma", "map-fd", "rc", "--fd", "3", "--segments", "0:4K,128K:8K", "--name", "sg"},
+      WithFd3(memfd.get()));
+  ASSERT_EQ(sg.exit, 0) << sg.Describe();
+  json s = sg.Json();
+  EXPECT_EQ(s["size"], 12u << 10);
+  ASSERT_EQ(s["segments"].size(), 2u);
+  EXPECT_EQ(s["segments"][1]["offset"], 128u << 10);
+  EXPECT_EQ(s["segments"][1]["iova"].get<uint64_t>(),
+            s["segments"][0]["iova"].get<uint64_t>() + 4096);
+  EXPECT_EQ(
+      Ctl({"dma", "map-fd", "rc", "--fd", "3", "--segments", "0:4K,oops"}, WithFd3(memfd.get()))
+          .exit,
+      1);
+  EXPECT_RUN_OK(Ctl({"container", "destroy", "rc"}));
+}
+
 TEST_F(VfioctlTest, RpcPassthroughPrintsTheResult) {
   RunResult r = Ctl({"--json", "rpc", "device.info", json({{"bdf", kEdu}}).dump()});
   EXPECT_RUN_OK(r);
