@@ -3,6 +3,8 @@
 // the edu device fd and a DMA buffer from vfiod only, and drives an edu DMA
 // round trip with them: the bytes it wrote into the buffer come back through
 // the device, which proves the IOMMU mapping vfiod made is the client's memory.
+// The same again through a registered region: a slice, and a two-piece
+// scatter list the device reads across the boundary of its pieces.
 //
 // The edu registers are driven straight through the device fd the client
 // received (regions located with VFIO_DEVICE_GET_REGION_INFO through the kernel
@@ -49,6 +51,77 @@ struct Bar0 {
     return "edu DMA did not complete; ";
   }
 };
+
+/// Bytes [0, len) of a pattern that differs per `seed`.
+void Fill(uint8_t* p, uint32_t len, uint8_t seed) {
+  for (uint32_t i = 0; i < len; ++i) {
+    p[i] = static_cast<uint8_t>(i * 13 + seed);
+  }
+}
+
+/// The same round trip through client memory that never came from dma.alloc:
+/// a memfd registered once as a region, a slice of it, and a two-piece
+/// scatter list read by the device across the boundary of its pieces (which
+/// are 128 KiB apart in the file and back to back in IOVA).
+std::string DriveEduThroughRegion(client::Client& c, uint64_t container, const Bar0& edu) {
+  constexpr uint64_t kSize = 1 << 20;
+  UniqueFd memfd(::memfd_create("edu-region", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!memfd || ::ftruncate(memfd.get(), kSize) != 0) {
+    return "memfd failed; ";
+  }
+  const int fds[] = {memfd.get()};
+  auto region = c.Call("dma.register", {{"fd", {{"fd", 0}}}}, fds);
+  if (!region) {
+    return "dma.register: " + region.error().Describe();
+  }
+  const json id = region->result["region"];
+  auto slice = c.Call("dma.map_fd", {{"container", container},
+                                     {"region", id},
+                                     {"offset", 0x10000},
+                                     {"size", 0x4000},
+                                     {"dma_mask_bits", 28}});
+  json two = json::array(
+      {{{"offset", 0x20000}, {"size", 0x1000}}, {{"offset", 0x40000}, {"size", 0x1000}}});
+  auto scatter =
+      c.Call("dma.map_fd",
+             {{"container", container}, {"region", id}, {"segments", two}, {"dma_mask_bits", 28}});
+  if (!slice || !scatter) {
+    return "dma.map_fd of the region: " + (slice ? scatter : slice).error().Describe();
+  }
+  void* mem = ::mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_SHARED, memfd.get(), 0);
+  if (mem == MAP_FAILED) {
+    return "mmap of the memfd failed; ";
+  }
+  auto* bytes = static_cast<uint8_t*>(mem);
+  std::string f;
+  const uint64_t slice_iova = slice->result["iova"];
+  const uint32_t len = 2048;
+  Fill(bytes + 0x10000, len, 5);
+  std::memset(bytes + 0x12000, 0, len);
+  f += edu.Dma(slice_iova, kEduBuffer, len, false);
+  f += edu.Dma(kEduBuffer, slice_iova + 0x2000, len, true);
+  if (std::memcmp(bytes + 0x10000, bytes + 0x12000, len) != 0) {
+    f += "the region slice did not round-trip through the device; ";
+  }
+  // The last 1 KiB of piece 0 and the first 1 KiB of piece 1, as one read.
+  const uint64_t boundary = scatter->result["segments"][1]["iova"];
+  Fill(bytes + 0x21000 - len / 2, len / 2, 9);
+  Fill(bytes + 0x40000, len / 2, 77);
+  std::memset(bytes + 0x12000, 0, len);
+  f += edu.Dma(boundary - len / 2, kEduBuffer, len, false);
+  f += edu.Dma(kEduBuffer, slice_iova + 0x2000, len, true);
+  if (std::memcmp(bytes + 0x12000, bytes + 0x21000 - len / 2, len / 2) != 0 ||
+      std::memcmp(bytes + 0x12000 + len / 2, bytes + 0x40000, len / 2) != 0) {
+    f += "the scatter list did not read back across its segment boundary; ";
+  }
+  ::munmap(mem, kSize);
+  for (const auto* m : {&slice, &scatter}) {
+    if (!c.Call("dma.free", {{"mapping", (*m)->result["mapping"]}})) {
+      f += "dma.free failed; ";
+    }
+  }
+  return f;
+}
 
 /// The client side: everything from vfiod, as uid 65534.
 std::string DriveEduAsClient(const std::string& socket, const std::string& bdf) {
@@ -117,6 +190,7 @@ std::string DriveEduAsClient(const std::string& socket, const std::string& bdf) 
     f += "the bytes did not come back through the device; ";
   }
   ::munmap(mem, 1 << 20);
+  f += DriveEduThroughRegion(*c, container, edu);
   ::munmap(bar, bar0_info->size);
   auto freed = c->Call("container.destroy", {{"container", container}});
   if (!freed) {
