@@ -183,8 +183,8 @@ std::expected<void, wire::RpcError> Client::ReadMore(Clock::time_point deadline)
   if (ready == 0) {
     return std::unexpected(wire::MakeError(wire::kClientTimeout, "waiting for the reply"));
   }
-  std::vector<char> buf(size_t{64} * 1024);
-  auto got = wire::RecvWithFds(fd_.get(), buf);
+  read_buf_.resize(size_t{64} * 1024);  // allocated and cleared once, not per reply
+  auto got = wire::RecvWithFds(fd_.get(), read_buf_);
   if (!got && got.error().code == EAGAIN) {
     return {};  // a spurious wakeup: poll again
   }
@@ -193,7 +193,7 @@ std::expected<void, wire::RpcError> Client::ReadMore(Clock::time_point deadline)
     fd_.reset();
     return Transport("receive", err, "the daemon closed the connection");
   }
-  framer_->Feed({buf.data(), got->bytes}, std::move(got->fds), got->fds_truncated);
+  framer_->Feed({read_buf_.data(), got->bytes}, std::move(got->fds), got->fds_truncated);
   if (framer_->overflowed()) {
     fd_.reset();
     return Protocol("reply line longer than " + std::to_string(kMaxReplyBytes) + " bytes");

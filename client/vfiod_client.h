@@ -99,6 +99,7 @@ class Client {
 
   UniqueFd fd_;
   std::unique_ptr<wire::LineFramer> framer_;  // behind a pointer to keep Client movable
+  std::vector<char> read_buf_;                // ReadMore's buffer, reused by every read
   NotificationHandler on_notification_;
   std::int64_t next_id_ = 1;
 };

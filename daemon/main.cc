@@ -168,7 +168,7 @@ int Run(const Options& options) {
   server_config.max_connections = limits.max_clients;
   server_config.worker_threads = limits.worker_threads;
 
-  asio::io_context io;
+  asio::io_context io(1);  // concurrency hint: only this thread runs it
   auto server = std::make_unique<rpc::Server>(io, registry, server_config);
   server->AddCloseHook([&methods](rpc::ConnectionId id, const rpc::PeerCredentials&) {
     methods.OnConnectionClosed(id);

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 namespace vfiod::wire {
 
@@ -74,6 +75,27 @@ Result<std::size_t> SendWithFds(int sock, std::span<const char> data, std::span<
     c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
     std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
   }
+  ssize_t n = -1;
+  do {
+    n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    return ErrnoError("sendmsg");
+  }
+  return static_cast<std::size_t>(n);
+}
+
+Result<std::size_t> SendParts(int sock, std::span<const std::span<const char>> parts) {
+  if (parts.empty() || parts.size() > kMaxSendParts) {
+    return Fail(EINVAL, "sendmsg", "1 to " + std::to_string(kMaxSendParts) + " parts");
+  }
+  iovec iov[kMaxSendParts];
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    iov[i] = {const_cast<char*>(parts[i].data()), parts[i].size()};  // not written
+  }
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = parts.size();
   ssize_t n = -1;
   do {
     n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);

@@ -43,4 +43,11 @@ struct Received {
 [[nodiscard]] Result<std::size_t> SendWithFds(int sock, std::span<const char> data,
                                               std::span<const int> fds);
 
+/// One sendmsg() of the concatenation of `parts` on `sock` with MSG_NOSIGNAL,
+/// carrying no fds (several lines in one syscall). Returns the bytes
+/// accepted, which may end inside any part. At most kMaxSendParts parts.
+/// Errors: EINVAL (no parts, or too many), EAGAIN, EPIPE, ECONNRESET; EINTR retried.
+inline constexpr std::size_t kMaxSendParts = 64;
+[[nodiscard]] Result<std::size_t> SendParts(int sock, std::span<const std::span<const char>> parts);
+
 }  // namespace vfiod::wire

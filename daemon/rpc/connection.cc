@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/post.hpp>
 
@@ -95,8 +96,15 @@ void Connection::ReadSome() {
     got->fds.clear();
   }
   framer_.Feed({read_buf_.data(), got->bytes}, std::move(got->fds), got->fds_truncated);
+  // The replies of the lines this read brought leave together (one sendmsg
+  // when they carry no fds) once every line was handled.
+  corked_ = true;
   while (framer_.has_frame() && !closed_) {
     OnFrame(framer_.Pop());
+  }
+  corked_ = false;
+  if (!writing_ && !out_.empty()) {
+    WriteSome();
   }
   if (framer_.overflowed() && !closed_) {
     spdlog::warn("rpc: connection {}: frame over {} bytes, closing", info_->id,
@@ -144,22 +152,54 @@ void Connection::Send(Outgoing out) {
   OutFrame frame{wire::ToLine(out.message), std::move(out.fds), 0};
   queued_bytes_ += frame.bytes.size();
   out_.push_back(std::move(frame));
-  if (!writing_) {
+  if (!writing_ && !corked_) {
     WriteSome();
+  }
+}
+
+Result<std::size_t> Connection::SendFront() {
+  OutFrame& f = out_.front();
+  if (!f.fds.empty()) {
+    // Its fds travel with its first byte, in a sendmsg with no other line.
+    std::vector<int> raw;
+    raw.reserve(f.fds.size());
+    for (const UniqueFd& fd : f.fds) {
+      raw.push_back(fd.get());
+    }
+    auto sent = wire::SendWithFds(socket_.native_handle(), f.bytes, raw);
+    if (sent) {
+      f.fds.clear();  // the peer holds its own copies once any byte went out
+    }
+    return sent;
+  }
+  std::span<const char> parts[wire::kMaxSendParts];
+  std::size_t count = 0;
+  for (const OutFrame& next : out_) {
+    if (count == wire::kMaxSendParts || (count > 0 && !next.fds.empty())) {
+      break;
+    }
+    parts[count++] = std::span<const char>(next.bytes).subspan(next.sent);
+  }
+  return wire::SendParts(socket_.native_handle(), {parts, count});
+}
+
+void Connection::Consume(std::size_t sent) {
+  while (sent > 0) {
+    OutFrame& f = out_.front();
+    std::size_t part = std::min(sent, f.bytes.size() - f.sent);
+    f.sent += part;
+    sent -= part;
+    if (f.sent == f.bytes.size()) {
+      queued_bytes_ -= f.bytes.size();
+      out_.pop_front();
+    }
   }
 }
 
 void Connection::WriteSome() {
   writing_ = false;
   while (!out_.empty() && !closed_) {
-    OutFrame& f = out_.front();
-    std::vector<int> raw;
-    raw.reserve(f.fds.size());
-    for (const UniqueFd& fd : f.fds) {
-      raw.push_back(fd.get());
-    }
-    std::span<const char> rest(f.bytes.data() + f.sent, f.bytes.size() - f.sent);
-    auto sent = wire::SendWithFds(socket_.native_handle(), rest, raw);
+    auto sent = SendFront();
     if (!sent) {
       if (sent.error().code == EAGAIN) {
         writing_ = true;
@@ -175,12 +215,7 @@ void Connection::WriteSome() {
       CloseNow();
       return;
     }
-    f.sent += *sent;
-    f.fds.clear();  // the peer holds its own copies once any byte went out
-    if (f.sent == f.bytes.size()) {
-      queued_bytes_ -= f.bytes.size();
-      out_.pop_front();
-    }
+    Consume(*sent);
   }
   AfterOutputDrained();
 }

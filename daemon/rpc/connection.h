@@ -86,6 +86,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Send(Outgoing out);
   bool NotifyFromAnyThread(nlohmann::json message);
   void WriteSome();
+  /// One sendmsg from the front of out_: a line with fds alone, else as many
+  /// fd-less lines as fit in one call. Errors as wire::SendWithFds.
+  Result<std::size_t> SendFront();
+  /// Marks `sent` bytes from the front of out_ as written.
+  void Consume(std::size_t sent);
   void AfterOutputDrained();
   void CloseNow();
   void MaybeReportClosed();
@@ -103,6 +108,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::size_t inflight_ = 0;
   bool reading_ = false;            // an async_wait for input is pending
   bool writing_ = false;            // WriteSome is waiting for POLLOUT
+  bool corked_ = false;             // ReadSome is handling lines: Send only queues
   bool read_paused_ = false;        // output over the limit: resume when drained
   bool stop_reading_ = false;       // peer EOF or fatal framing error
   bool close_after_flush_ = false;  // oversized frame: reply, then close

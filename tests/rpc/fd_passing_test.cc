@@ -117,5 +117,30 @@ TEST(FdPassing, ClosedPeerIsEpipeNotSignal) {
   EXPECT_EQ(sent.error().code, EPIPE);
 }
 
+TEST(FdPassing, SendPartsWritesThePartsInOrderInOneCall) {
+  SocketPair sp;
+  const std::string first = "{\"a\":1}\n";
+  const std::string second = "{\"b\":2}\n";
+  const std::span<const char> parts[] = {first, second};
+  auto sent = SendParts(sp.a.get(), parts);
+  ASSERT_TRUE(sent) << sent.error().message();
+  EXPECT_EQ(*sent, first.size() + second.size());
+  char buf[64];
+  auto got = RecvWithFds(sp.b.get(), buf);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(std::string(buf, got->bytes), first + second);
+}
+
+TEST(FdPassing, SendPartsRejectsNoneAndTooMany) {
+  SocketPair sp;
+  auto none = SendParts(sp.a.get(), {});
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, EINVAL);
+  std::vector<std::span<const char>> many(kMaxSendParts + 1, std::string_view("x"));
+  auto too_many = SendParts(sp.a.get(), many);
+  ASSERT_FALSE(too_many);
+  EXPECT_EQ(too_many.error().code, EINVAL);
+}
+
 }  // namespace
 }  // namespace vfiod::wire

@@ -266,6 +266,27 @@ TEST_F(ServerFds, BatchWithTruncatedClientFdsRunsNothing) {
   EXPECT_TRUE(kept_.fds.empty());
 }
 
+TEST_F(ServerFds, PipelinedLinesKeepTheirOrderAndEachReplyItsOwnFds) {
+  // Four lines in one write: their replies are written together, but a reply
+  // with fds still travels alone with them (the wire rule).
+  std::string lines =
+      wire::ToLine(wire::MakeRequest("ping", nullptr, 1)) + wire::ToLine(MakeMemfdCall(2)) +
+      wire::ToLine(wire::MakeRequest("ping", nullptr, 3)) + wire::ToLine(MakeMemfdCall(4));
+  peer_.Write(lines);
+  for (int id = 1; id <= 4; ++id) {
+    wire::Frame frame = peer_.ReadFrame();
+    json reply = json::parse(frame.line);
+    ASSERT_EQ(reply["id"], id) << reply;
+    if (id % 2 == 1) {
+      EXPECT_EQ(reply["result"], "pong");
+      EXPECT_TRUE(frame.fds.empty());
+    } else {
+      ASSERT_EQ(frame.fds.size(), 1u) << reply;
+      EXPECT_EQ(ReadAll(frame.fds[0].get()), "m" + std::to_string(id));
+    }
+  }
+}
+
 TEST(MethodRegistry, RefusesMoreReplyFdsThanAMessageCarries) {
   MethodRegistry reg;
   auto handler = [](CallContext&, const json&) -> HandlerResult { return Reply(); };
