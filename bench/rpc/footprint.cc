@@ -14,8 +14,9 @@
 namespace vfiod::bench {
 namespace {
 
-// Calls per JSON-RPC batch: the daemon's default max_batch (replies carry no fds).
-constexpr uint64_t kBatch = 256;
+// Calls per JSON-RPC batch: the daemon's default max_inflight_per_client
+// (every call of a batch counts as in flight).
+constexpr uint64_t kBatch = 32;
 // The size of each mapping: one 4 KiB page of the registered region.
 constexpr uint64_t kSlice = 4096;
 
