@@ -52,11 +52,13 @@ MethodRegistry ClientRegistry(Gate& gate) {
     EXPECT_EQ(::pwrite(fd->get(), text.data(), text.size(), 0), static_cast<ssize_t>(text.size()));
     return Reply(json(true));
   }));
-  EXPECT_TRUE(reg.Register("make_memfd", [](CallContext&, const json& p) -> HandlerResult {
-    std::vector<UniqueFd> fds;
-    fds.push_back(MakeMemfd(p.at("text")));
-    return Reply(json{{"memfd", wire::FdRef(0)}}, std::move(fds));
-  }));
+  EXPECT_TRUE(reg.Register("make_memfd",
+                           [](CallContext&, const json& p) -> HandlerResult {
+                             std::vector<UniqueFd> fds;
+                             fds.push_back(MakeMemfd(p.at("text")));
+                             return Reply(json{{"memfd", wire::FdRef(0)}}, std::move(fds));
+                           },
+                           {.reply_fds = 1}));
   EXPECT_TRUE(reg.Register("progress",
                            [](CallContext& ctx, const json& p) -> HandlerResult {
                              for (int i = 0; i < p.at("steps").get<int>(); ++i) {
