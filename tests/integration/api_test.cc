@@ -9,45 +9,19 @@
 #include <cstring>
 #include <set>
 
-#include "daemon_harness.h"
+#include "model_daemon_fixture.h"
 #include "proto/errors.h"
 
 namespace vfiod::itest {
 namespace {
 
-class ApiTest : public ::testing::Test {
+class ApiTest : public ModelDaemonTest {
  protected:
-  void SetUp() override {
-    if (InVm()) {
-      GTEST_SKIP() << "model-kernel scenario; the VM runs VmEduTest";
-    }
-    daemon_ = std::make_unique<Daemon>();
-    client_ = std::make_unique<client::Client>(daemon_->Connect());
-  }
-  void TearDown() override {
-    if (daemon_) {
-      // Every scenario ends with a clean shutdown (exit 0: under the
-      // sanitizers that also means no leak or memory error in the daemon).
-      client_.reset();
-      EXPECT_EQ(daemon_->Stop(), 0) << ReadAll(daemon_->log_path());
-    }
-  }
-  client::CallResult Call(const std::string& method, const json& params = json::object(),
-                          std::span<const int> fds = {}) {
-    return client_->Call(method, params, fds);
-  }
-  json Status() {
-    auto r = Call("status");
-    return r ? r->result : json();
-  }
   uint64_t CreateEduContainer() {
     auto r = Call("container.create", {{"devices", {kEdu}}});
     EXPECT_TRUE(r.has_value()) << r.error().Describe();
     return r ? r->result["container"].get<uint64_t>() : 0;
   }
-
-  std::unique_ptr<Daemon> daemon_;
-  std::unique_ptr<client::Client> client_;
 };
 
 TEST_F(ApiTest, PingVersionStatusStats) {

@@ -5,7 +5,7 @@
 // against the real kernel by tests/conformance/conformance_binding_test.cc).
 #include <gtest/gtest.h>
 
-#include "daemon_harness.h"
+#include "model_daemon_fixture.h"
 #include "proto/errors.h"
 
 namespace vfiod::itest {
@@ -13,24 +13,8 @@ namespace {
 
 constexpr const char* kLpc = "0000:00:1f.0";  // lpc_ich, in kNonViable's group
 
-class ModelBindingTest : public ::testing::Test {
+class ModelBindingTest : public ModelDaemonTest {
  protected:
-  void SetUp() override {
-    if (InVm()) {
-      GTEST_SKIP() << "model-kernel scenario";
-    }
-    daemon_ = std::make_unique<Daemon>();
-    client_ = std::make_unique<client::Client>(daemon_->Connect());
-  }
-  void TearDown() override {
-    if (daemon_) {
-      client_.reset();
-      EXPECT_EQ(daemon_->Stop(), 0) << ReadAll(daemon_->log_path());
-    }
-  }
-  client::CallResult Call(const std::string& method, const json& params = json::object()) {
-    return client_->Call(method, params);
-  }
   /// errno_name of a failed call's data ("" when absent).
   static std::string ErrnoNameOf(const client::CallResult& r) {
     if (r || !r.error().data.is_object() || !r.error().data.contains("errno_name")) {
@@ -38,9 +22,6 @@ class ModelBindingTest : public ::testing::Test {
     }
     return r.error().data["errno_name"].get<std::string>();
   }
-
-  std::unique_ptr<Daemon> daemon_;
-  std::unique_ptr<client::Client> client_;
 };
 
 TEST_F(ModelBindingTest, UnboundDeviceCannotBeOpenedUntilBoundAgain) {

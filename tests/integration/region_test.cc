@@ -9,7 +9,7 @@
 
 #include <thread>
 
-#include "daemon_harness.h"
+#include "model_daemon_fixture.h"
 #include "proto/errors.h"
 
 namespace vfiod::itest {
@@ -28,32 +28,20 @@ UniqueFd MakeMemfd(uint64_t size) {
   return fd;
 }
 
-class RegionTest : public ::testing::Test {
+class RegionTest : public ModelDaemonTest {
  protected:
   void SetUp() override {
-    if (InVm()) {
-      GTEST_SKIP() << "model-kernel scenario; the VM runs VmEduTest";
+    ModelDaemonTest::SetUp();
+    if (IsSkipped()) {
+      return;
     }
-    daemon_ = std::make_unique<Daemon>(Daemon::DefaultPolicy(), "2M", Launch::kDirect,
-                                       json{{"max_regions", kMaxRegions}});
-    client_ = std::make_unique<client::Client>(daemon_->Connect());
     auto c = Call("container.create", {{"devices", {kEdu}}});
     ASSERT_CALL_OK(c);
     container_ = c->result["container"];
   }
-  void TearDown() override {
-    if (daemon_) {
-      client_.reset();
-      EXPECT_EQ(daemon_->Stop(), 0) << ReadAll(daemon_->log_path());
-    }
-  }
-  client::CallResult Call(const std::string& method, const json& params = json::object(),
-                          std::span<const int> fds = {}) {
-    return client_->Call(method, params, fds);
-  }
-  json Status() {
-    auto r = Call("status");
-    return r ? r->result : json();
+  std::unique_ptr<Daemon> MakeDaemon() override {
+    return std::make_unique<Daemon>(Daemon::DefaultPolicy(), "2M", Launch::kDirect,
+                                    json{{"max_regions", kMaxRegions}});
   }
   /// Registers a fresh memfd of kRegionBytes; returns the region id (0 on failure).
   uint64_t Register(client::Client& c, json extra = json::object()) {
@@ -74,8 +62,6 @@ class RegionTest : public ::testing::Test {
     return c.Call("dma.map_fd", params);
   }
 
-  std::unique_ptr<Daemon> daemon_;
-  std::unique_ptr<client::Client> client_;
   uint64_t container_ = 0;
 };
 
