@@ -30,6 +30,18 @@ void AdoptFds(msghdr& msg, std::vector<UniqueFd>& out) {
   }
 }
 
+// sendmsg() with MSG_NOSIGNAL, retried on EINTR: the bytes accepted.
+Result<std::size_t> SendMsg(int sock, const msghdr& msg) {
+  ssize_t n = -1;
+  do {
+    n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    return ErrnoError("sendmsg");
+  }
+  return static_cast<std::size_t>(n);
+}
+
 }  // namespace
 
 Result<Received> RecvWithFds(int sock, std::span<char> buf) {
@@ -75,14 +87,7 @@ Result<std::size_t> SendWithFds(int sock, std::span<const char> data, std::span<
     c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
     std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
   }
-  ssize_t n = -1;
-  do {
-    n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) {
-    return ErrnoError("sendmsg");
-  }
-  return static_cast<std::size_t>(n);
+  return SendMsg(sock, msg);
 }
 
 Result<std::size_t> SendParts(int sock, std::span<const std::span<const char>> parts) {
@@ -96,14 +101,7 @@ Result<std::size_t> SendParts(int sock, std::span<const std::span<const char>> p
   msghdr msg{};
   msg.msg_iov = iov;
   msg.msg_iovlen = parts.size();
-  ssize_t n = -1;
-  do {
-    n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) {
-    return ErrnoError("sendmsg");
-  }
-  return static_cast<std::size_t>(n);
+  return SendMsg(sock, msg);
 }
 
 }  // namespace vfiod::wire
