@@ -148,8 +148,10 @@ Result<void> DmaSpace::AllocateIovas(Pieces& pieces, const MapRequest& request,
     auto taken = allocator_.Allocate(
         {.size = piece.size, .max_iova = request.max_iova, .fixed_iova = piece.iova});
     if (!taken) {
-      (void)FreeIovas(std::vector<SegmentReport>(pieces.list.begin(), pieces.list.begin() + i),
-                      false, 0);  // just allocated: cannot fail
+      (void)FreeIovas(
+          std::vector<SegmentReport>(pieces.list.begin(),
+                                     pieces.list.begin() + static_cast<std::ptrdiff_t>(i)),
+          false, 0);  // just allocated: cannot fail
       return InSegment(taken.error(), i);
     }
   }

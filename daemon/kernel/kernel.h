@@ -22,7 +22,12 @@ namespace vfiod::kernel {
 /// calls from worker threads.
 class Kernel {
  public:
+  Kernel() = default;
   virtual ~Kernel() = default;
+  Kernel(const Kernel&) = delete;
+  Kernel& operator=(const Kernel&) = delete;
+  Kernel(Kernel&&) = delete;
+  Kernel& operator=(Kernel&&) = delete;
 
   /// open(2) with O_CLOEXEC added. Returns the new fd, owned by the caller,
   /// who must release it with close() on this same Kernel (see KernelFd).

@@ -34,11 +34,13 @@ service::SegmentView ReadSegment(const nlohmann::json& item, const std::string& 
 void CheckIovasApart(const std::vector<service::SegmentView>& list, const std::string& path) {
   std::vector<size_t> order(list.size());
   std::iota(order.begin(), order.end(), size_t{0});
-  std::sort(order.begin(), order.end(),
-            [&](size_t a, size_t b) { return *list[a].iova < *list[b].iova; });
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return list[a].iova.value_or(0) < list[b].iova.value_or(0);
+  });
   for (size_t k = 1; k < order.size(); ++k) {
     const service::SegmentView& before = list[order[k - 1]];
-    if (*list[order[k]].iova - *before.iova < before.size) {
+    // Every segment names its IOVA here (checked by the caller).
+    if (list[order[k]].iova.value_or(0) - before.iova.value_or(0) < before.size) {
       const size_t later = std::max(order[k], order[k - 1]);
       const size_t earlier = std::min(order[k], order[k - 1]);
       throw ParamError(path + "[" + std::to_string(later) + "].iova: overlaps segment " +
