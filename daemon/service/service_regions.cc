@@ -91,8 +91,11 @@ SResult<RegionView> Service::RegisterRegion(const Caller& caller, RegisterReques
 }
 
 SResult<void> Service::UnregisterRegion(const Caller& caller, RegionId region) {
+  // Declared before the lock, so it is released after it: if this was the
+  // region's last reference, the munmap of its view must not hold mu_.
+  std::shared_ptr<const dma::Backing> released;
   std::lock_guard lock(mu_);
-  VFIOD_TRY(FindRegionLocked(caller, region, "dma.unregister"));
+  released = VFIOD_TRY(FindRegionLocked(caller, region, "dma.unregister"));
   regions_.erase(region);
   if (auto session = sessions_.find(caller.session); session != sessions_.end()) {
     --session->second.regions;
