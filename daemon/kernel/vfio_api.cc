@@ -349,6 +349,17 @@ Result<void> DisableIrqs(Kernel& k, int device, uint32_t index) {
   return Ok();
 }
 
+Result<void> UnmaskIrq(Kernel& k, int device, uint32_t index, uint32_t vector) {
+  vfio_irq_set hdr{};
+  hdr.argsz = sizeof hdr;
+  hdr.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK;
+  hdr.index = index;
+  hdr.start = vector;
+  hdr.count = 1;
+  VFIOD_TRY(k.ioctl(device, VFIO_DEVICE_SET_IRQS, &hdr));
+  return Ok();
+}
+
 Result<void> ResetDevice(Kernel& k, int device) {
   VFIOD_TRY(k.ioctl_value(device, VFIO_DEVICE_RESET, 0));
   return Ok();

@@ -167,6 +167,11 @@ struct DmaMap {
                                           std::span<const int> fds);
 /// VFIO_DEVICE_SET_IRQS with DATA_NONE|ACTION_TRIGGER and count 0: disable the index.
 [[nodiscard]] Result<void> DisableIrqs(Kernel& k, int device, uint32_t index);
+/// VFIO_DEVICE_SET_IRQS with DATA_NONE|ACTION_UNMASK for `vector`: re-enables
+/// an interrupt the kernel masked when it fired (INTx is AUTOMASKED: one
+/// interrupt per unmask). EINVAL: INTx not enabled or a vector other than 0;
+/// ENOTTY: the index cannot be masked (MSI and MSI-X on vfio-pci).
+[[nodiscard]] Result<void> UnmaskIrq(Kernel& k, int device, uint32_t index, uint32_t vector);
 /// VFIO_DEVICE_RESET. ENOTTY/EINVAL when the device cannot be reset.
 [[nodiscard]] Result<void> ResetDevice(Kernel& k, int device);
 

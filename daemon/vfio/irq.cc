@@ -62,6 +62,13 @@ Result<void> IrqSet::Disable() {
   return Ok();
 }
 
+Result<void> IrqSet::Unmask(uint32_t vector) const {
+  if (!device_ || vector >= eventfds_.size()) {
+    return Fail(EINVAL, "VFIO_DEVICE_SET_IRQS", "unmask: no vector " + std::to_string(vector));
+  }
+  return kernel::UnmaskIrq(device_->kernel(), device_->fd(), index_, vector);
+}
+
 int IrqSet::eventfd(uint32_t vector) const {
   return vector < eventfds_.size() ? eventfds_[vector].get() : -1;
 }

@@ -42,6 +42,12 @@ class IrqSet {
   /// ETIMEDOUT: nothing arrived in time; EINVAL: bad vector.
   [[nodiscard]] Result<uint64_t> Wait(uint32_t vector, std::chrono::milliseconds timeout) const;
 
+  /// Re-enables `vector` after its interrupt was handled. INTx is masked by
+  /// the kernel each time it fires (IRQ_INFO's AUTOMASKED): without this, an
+  /// INTx set signals once. EINVAL: bad vector; ENOTTY: the index cannot be
+  /// masked (MSI/MSI-X are never masked by the kernel and need no unmask).
+  [[nodiscard]] Result<void> Unmask(uint32_t vector) const;
+
   /// Disables the index now (the destructor does it otherwise). Idempotent.
   [[nodiscard]] Result<void> Disable();
 

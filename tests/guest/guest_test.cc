@@ -87,6 +87,39 @@ TEST_F(GuestTest, NonViableGroupIsRefusedWithTheBlockingMembers) {
   EXPECT_THAT(group.error().detail, ::testing::Not(HasSubstr(nonviable_bdf_)));
 }
 
+// VFIO masks INTx each time it fires (AUTOMASKED): a second interrupt is not
+// signalled until the driver unmasks, and one pending at the unmask is.
+TEST_F(GuestTest, IntxIsSignalledOncePerUnmask) {
+  ASSERT_TRUE(OpenEdu());
+  auto info = edu_->device()->IrqInfo(kernel::kPciIntxIrqIndex);
+  ASSERT_TRUE(info.has_value()) << info.error().message();
+  ASSERT_EQ(info->count, 1u) << "edu declares interrupt pin A";
+  EXPECT_TRUE(info->maskable());
+  auto intx = vfio::IrqSet::Enable(edu_->device(), kernel::kPciIntxIrqIndex, 1);
+  ASSERT_TRUE(intx.has_value()) << intx.error().message();
+  const auto wait = std::chrono::seconds(5);
+  const auto quiet = std::chrono::milliseconds(300);
+  edu_->RaiseIrq(1);
+  auto fired = intx->Wait(0, wait);
+  ASSERT_TRUE(fired.has_value()) << fired.error().message();
+  EXPECT_EQ(*fired, 1u);
+  edu_->AckIrqs();
+  edu_->RaiseIrq(2);  // masked since the first interrupt
+  EXPECT_EQ(intx->Wait(0, quiet).error().code, ETIMEDOUT);
+  ASSERT_TRUE(intx->Unmask(0).has_value());  // still asserted: signalled now
+  fired = intx->Wait(0, wait);
+  ASSERT_TRUE(fired.has_value()) << fired.error().message();
+  EXPECT_EQ(*fired, 1u);
+  edu_->AckIrqs();
+  ASSERT_TRUE(intx->Unmask(0).has_value());  // nothing pending: stays quiet
+  EXPECT_EQ(intx->Wait(0, quiet).error().code, ETIMEDOUT);
+  edu_->RaiseIrq(4);
+  fired = intx->Wait(0, wait);
+  ASSERT_TRUE(fired.has_value()) << fired.error().message();
+  edu_->AckIrqs();
+  EXPECT_EQ(intx->Unmask(1).error().code, EINVAL);
+}
+
 struct DmaCase {
   MemoryKind kind;
   uint64_t size;  ///< buffer size

@@ -3,7 +3,7 @@
 // IOMMU mapping really carries device DMA.
 //
 // Registers (BAR0, 1 MiB MMIO): 0x00 ident, 0x04 liveness (reads back ~value),
-// 0x24 IRQ status, 0x64 IRQ acknowledge, 0x80 DMA source, 0x88 DMA
+// 0x24 IRQ status, 0x60 IRQ raise, 0x64 IRQ acknowledge, 0x80 DMA source, 0x88 DMA
 // destination, 0x90 DMA count, 0x98 DMA command (bit0 start/busy, bit1
 // direction 1 = device->RAM, bit2 raise an IRQ when done). The device's own
 // buffer sits at device address 0x40000, 4096 bytes.
@@ -47,6 +47,12 @@ class EduDevice {
   /// Writes `value` to the liveness register and returns what it reads back (~value).
   [[nodiscard]] uint32_t Liveness(uint32_t value) const;
 
+  /// Sets `bits` in the interrupt status register, which raises the device's
+  /// interrupt (MSI when enabled, else INTx, held until acknowledged).
+  void RaiseIrq(uint32_t bits) const { Write32(kIrqRaise, bits); }
+  /// Acknowledges every pending interrupt bit (drops INTx).
+  void AckIrqs() const;
+
   /// Routes the DMA-done interrupt to an eventfd through MSI (one vector).
   [[nodiscard]] Result<void> EnableMsi();
 
@@ -64,6 +70,7 @@ class EduDevice {
   static constexpr uint32_t kIdent = 0x00;
   static constexpr uint32_t kLiveness = 0x04;
   static constexpr uint32_t kIrqStatus = 0x24;
+  static constexpr uint32_t kIrqRaise = 0x60;
   static constexpr uint32_t kIrqAck = 0x64;
   static constexpr uint32_t kDmaSrc = 0x80;
   static constexpr uint32_t kDmaDst = 0x88;
@@ -76,7 +83,6 @@ class EduDevice {
   void Write32(uint32_t reg, uint32_t value) const;
   void Write64(uint32_t reg, uint64_t value) const;
   [[nodiscard]] Result<void> PollDone(std::chrono::milliseconds timeout) const;
-  void AckIrqs() const;
 
   // Teardown order (reverse of declaration): MSI is disabled and its eventfd
   // closed first, then BAR0 is unmapped, then the device share is dropped.

@@ -213,6 +213,21 @@ TEST_F(VfioObjectsTest, MsiEventfdReceivesTheModelsTrigger) {
   EXPECT_EQ(irqs.Wait(1, std::chrono::milliseconds(1)).error().code, EINVAL);
 }
 
+TEST_F(VfioObjectsTest, IntxSignalsOncePerUnmask) {
+  auto dev = OpenDevice(kEdu, kEduGroup);
+  auto intx = IrqSet::Enable(dev, kernel::kPciIntxIrqIndex, 1).value();
+  EXPECT_TRUE(model_.TriggerIrq(dev->fd(), kernel::kPciIntxIrqIndex, 0).value());
+  EXPECT_FALSE(model_.TriggerIrq(dev->fd(), kernel::kPciIntxIrqIndex, 0).value());  // automasked
+  EXPECT_EQ(intx.Wait(0, std::chrono::seconds(5)).value(), 1u);
+  ASSERT_TRUE(intx.Unmask(0).has_value());
+  EXPECT_TRUE(model_.TriggerIrq(dev->fd(), kernel::kPciIntxIrqIndex, 0).value());
+  EXPECT_EQ(intx.Wait(0, std::chrono::seconds(5)).value(), 1u);
+  EXPECT_EQ(intx.Unmask(1).error().code, EINVAL);
+  ASSERT_TRUE(intx.Disable().has_value());
+  auto msi = IrqSet::Enable(dev, kernel::kPciMsiIrqIndex, 1).value();
+  EXPECT_EQ(msi.Unmask(0).error().code, ENOTTY);
+}
+
 TEST_F(VfioObjectsTest, IrqSetDisablesOnDestruction) {
   auto dev = OpenDevice(kEdu, kEduGroup);
   {
