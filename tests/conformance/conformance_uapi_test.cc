@@ -132,6 +132,22 @@ TEST_F(DeviceFd, IrqEventfdsEnableAndDisable) {
   ::close(efd);
 }
 
+TEST_F(DeviceFd, IrqUnmaskOnlyForEnabledIntx) {
+  int efd = ::eventfd(0, EFD_CLOEXEC);
+  ASSERT_GE(efd, 0);
+  int fds[] = {efd};
+  const uint32_t intx = kernel::kPciIntxIrqIndex;
+  EXPECT_EQ(Errno(kernel::UnmaskIrq(k_, dev_.get(), intx, 0)), EINVAL);  // not enabled
+  ASSERT_TRUE(kernel::SetIrqEventfds(k_, dev_.get(), kernel::kPciMsiIrqIndex, 0, fds));
+  EXPECT_EQ(Errno(kernel::UnmaskIrq(k_, dev_.get(), kernel::kPciMsiIrqIndex, 0)), ENOTTY);
+  ASSERT_TRUE(kernel::DisableIrqs(k_, dev_.get(), kernel::kPciMsiIrqIndex));
+  ASSERT_TRUE(kernel::SetIrqEventfds(k_, dev_.get(), intx, 0, fds));
+  EXPECT_TRUE(kernel::UnmaskIrq(k_, dev_.get(), intx, 0));
+  EXPECT_EQ(Errno(kernel::UnmaskIrq(k_, dev_.get(), intx, 1)), EINVAL);  // INTx has one vector
+  ASSERT_TRUE(kernel::DisableIrqs(k_, dev_.get(), intx));
+  ::close(efd);
+}
+
 TEST_F(DeviceFd, RegionInfoWithoutCapsKeepsArgsz) {
   vfio_region_info r{};
   r.argsz = sizeof r + 64;  // room to spare is fine
