@@ -6,15 +6,19 @@
 # <kind>-latest.json). Not part of the test command.
 #
 # Environment: VFIOD_BENCH_BUILD (build dir, default build-bench),
-# VFIOD_BENCH_LOOPS (map/unmap pairs per figure, default 5),
+# VFIOD_BENCH_LOOPS (map/unmap pairs per figure of items 2-5, default 5),
+# VFIOD_BENCH_MAP_LOOPS (interleaved rounds per map table row, item 1, default 20),
 # VFIOD_BENCH_SIZES (map table sizes, default 256M,1G),
 # VFIOD_BENCH_SKIP (comma list of micro,rpc,vm to leave out),
-# VFIOD_VM_MEM (guest RAM, default 4G: 1 GiB of it is the 1G hugepage).
+# VFIOD_BENCH_SECTIONS (the VM's sections, default all: map,batch,contig,place,bar),
+# VFIOD_VM_MEM (guest RAM, default 6G: the map table holds a raw buffer and a
+# memfd of each row at once, and 2 GiB of it are two 1G hugepages reserved at boot).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build=${VFIOD_BENCH_BUILD:-build-bench}
 loops=${VFIOD_BENCH_LOOPS:-5}
+map_loops=${VFIOD_BENCH_MAP_LOOPS:-20}
 sizes=${VFIOD_BENCH_SIZES:-256M,1G}
 skip=",${VFIOD_BENCH_SKIP:-},"
 out=bench-results
@@ -55,9 +59,11 @@ fi
 if [[ $skip != *,vm,* ]]; then
   echo; echo "== 1-5. in the test VM (real kernel, TCG: ratios are the result)"
   vm_status=0
-  VFIOD_VM_MEM=${VFIOD_VM_MEM:-4G} tests/vm/vm_run.sh --timeout 3000 -- \
+  VFIOD_VM_MEM=${VFIOD_VM_MEM:-6G} VFIOD_VM_HUGEPAGES_1G=${VFIOD_VM_HUGEPAGES_1G:-2} \
+    tests/vm/vm_run.sh --timeout 3000 -- \
     "$PWD/$build/bench/vfiod_bench_guest" --vfiod "$PWD/$build/daemon/vfiod" \
-    --loops "$loops" --sizes "$sizes" >"$out/.vm.json" || vm_status=$?
+    --loops "$loops" --map-loops "$map_loops" --sizes "$sizes" ${VFIOD_BENCH_SECTIONS:+--sections "$VFIOD_BENCH_SECTIONS"} \
+    >"$out/.vm.json" || vm_status=$?
   if [[ $vm_status -eq 77 ]]; then
     echo "VM not available: items 1-5 skipped"
   else

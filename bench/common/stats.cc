@@ -40,13 +40,14 @@ Summary Summarize(std::vector<double> samples) {
   s.min = samples.front();
   s.max = samples.back();
   s.p50 = Percentile(samples, 50);
+  s.p90 = Percentile(samples, 90);
   s.p99 = Percentile(samples, 99);
   return s;
 }
 
 nlohmann::json ToJson(const Summary& s) {
-  return {{"count", s.count}, {"mean", s.mean}, {"min", s.min},
-          {"max", s.max},     {"p50", s.p50},   {"p99", s.p99}};
+  return {{"count", s.count}, {"mean", s.mean}, {"min", s.min}, {"max", s.max},
+          {"p50", s.p50},     {"p90", s.p90},   {"p99", s.p99}};
 }
 
 double GBps(uint64_t bytes, double seconds) {

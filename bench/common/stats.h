@@ -31,6 +31,7 @@ struct Summary {
   double min = 0;
   double max = 0;
   double p50 = 0;
+  double p90 = 0;
   double p99 = 0;
 };
 

@@ -71,6 +71,8 @@ int Main(int argc, char** argv) {
   CLI::App app{"vfiod benchmarks 1-5 (in the test VM, real kernel)"};
   app.add_option("--vfiod", options.vfiod, "the vfiod binary (for the map table)");
   app.add_option("--loops", options.loops, "map/unmap pairs per figure")->capture_default_str();
+  app.add_option("--map-loops", options.map_loops, "interleaved rounds per map table row (item 1)")
+      ->capture_default_str();
   app.add_option("--sizes", sizes, "map table sizes (4K, THP, 2M rows)")->capture_default_str();
   app.add_option("--sections", sections, "which of map,batch,contig,place,bar")
       ->capture_default_str();

@@ -22,7 +22,8 @@ struct GuestOptions {
   std::string edu_bdf;          ///< vfiod's container device (item 1)
   std::string nvme_bdf;         ///< the raw container's device
   std::string ivshmem_bdf;      ///< the BAR of item 5
-  int loops = 5;                ///< map/unmap pairs averaged per figure
+  int loops = 5;                ///< map/unmap pairs averaged per figure (items 2-5, breakdown)
+  int map_loops = 20;           ///< interleaved rounds per row of the map table (item 1)
   std::vector<uint64_t> sizes;  ///< table sizes for 4K, THP, 2M (1G: 1 GiB only)
 };
 
@@ -62,7 +63,8 @@ struct Breakdown {
 /// The mean of `samples` (0 for none).
 [[nodiscard]] double Mean(const std::vector<double>& samples);
 
-/// {"mean_s", "gbps", "samples"} for one operation on `bytes`.
+/// {"mean_s", "median_s", "min_s", "gbps" (of the mean), "samples"} for one
+/// operation on `bytes`.
 [[nodiscard]] nlohmann::json OpJson(const std::vector<double>& samples, uint64_t bytes);
 
 nlohmann::json RunMapTable(const GuestRig& rig, const GuestOptions& options);

@@ -104,7 +104,9 @@ truncate -s 16M "$run/nvme.img"
 # QEMU option values double their commas.
 qesc() { echo "${1//,/,,}"; }
 append="console=ttyS0 quiet panic=-1 intel_iommu=on"
-append+=" hugepagesz=1G hugepages=1 hugepagesz=2M hugepages=64"
+# VFIOD_VM_HUGEPAGES_1G: 1 GiB pages reserved at boot (they cannot be relied
+# on at run time); the benchmark's map table needs 2 (raw buffer and memfd).
+append+=" hugepagesz=1G hugepages=${VFIOD_VM_HUGEPAGES_1G:-1} hugepagesz=2M hugepages=64"
 # shellcheck disable=SC2054  # commas separate QEMU sub-options
 qemu_args=(
   -nodefaults -no-user-config -display none -no-reboot
