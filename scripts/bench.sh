@@ -60,7 +60,7 @@ if [[ $skip != *,vm,* ]]; then
   echo; echo "== 1-5. in the test VM (real kernel, TCG: ratios are the result)"
   vm_status=0
   VFIOD_VM_MEM=${VFIOD_VM_MEM:-6G} VFIOD_VM_HUGEPAGES_1G=${VFIOD_VM_HUGEPAGES_1G:-2} \
-    tests/vm/vm_run.sh --timeout 3000 -- \
+    tests/vm/vm_run.sh --timeout 3000 --env "VFIOD_BENCH_HOST_LOADAVG=$(cat /proc/loadavg)" -- \
     "$PWD/$build/bench/vfiod_bench_guest" --vfiod "$PWD/$build/daemon/vfiod" \
     --loops "$loops" --map-loops "$map_loops" --sizes "$sizes" ${VFIOD_BENCH_SECTIONS:+--sections "$VFIOD_BENCH_SECTIONS"} \
     >"$out/.vm.json" || vm_status=$?

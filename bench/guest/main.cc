@@ -97,6 +97,7 @@ int Main(int argc, char** argv) {
 
   nlohmann::json doc = {
       {"machine", MachineFacts()},
+      {"host_loadavg_at_start", EnvOr("VFIOD_BENCH_HOST_LOADAVG", "")},
       {"guest", PrepareGuest()},
       {"devices",
        {{"vfiod", options.edu_bdf}, {"raw", options.nvme_bdf}, {"bar", options.ivshmem_bdf}}}};

@@ -115,6 +115,22 @@ Result<std::vector<double>> RunRounds(std::vector<Column>& columns, int rounds,
   return round_trips;
 }
 
+Result<std::vector<Loops>> InterleavedRawLoops(const GuestRig& rig,
+                                               const std::vector<RawTarget>& targets, uint64_t size,
+                                               int loops) {
+  std::vector<Column> columns;
+  for (const RawTarget& t : targets) {
+    columns.push_back({"raw", RawPair(rig, t.vaddr, t.iova, size), {}, {}});
+  }
+  VFIOD_TRY(RunRounds(
+      columns, loops, [] { return Result<double>(0.0); }, 0));
+  std::vector<Loops> out;
+  for (Column& column : columns) {
+    out.push_back({std::move(column.samples.map_s), std::move(column.samples.unmap_s)});
+  }
+  return out;
+}
+
 nlohmann::json OpJson(const std::vector<double>& samples, uint64_t bytes) {
   return {{"mean_s", Mean(samples)},
           {"median_s", Median(samples)},

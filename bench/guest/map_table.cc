@@ -6,6 +6,7 @@
 // columns of a row run interleaved, round by round (map_rounds.h).
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <numeric>
 
@@ -18,24 +19,6 @@
 #include "vfioctl/bench_load.h"
 
 namespace vfiod::bench {
-
-Result<Loops> RawLoops(const GuestRig& rig, uint64_t vaddr, uint64_t iova, uint64_t size,
-                       int loops) {
-  // One untimed pair first: under TCG the first run of a kernel path pays
-  // for translating it, which is not what the table is about.
-  VFIOD_TRY(rig.Map(vaddr, iova, size));
-  VFIOD_TRY(rig.Unmap(iova, size));
-  Loops out;
-  for (int i = 0; i < loops; ++i) {
-    Result<void> mapped = Ok();
-    out.map_s.push_back(TimeSeconds([&] { mapped = rig.Map(vaddr, iova, size); }));
-    VFIOD_TRY(mapped);
-    Result<void> unmapped = Ok();
-    out.unmap_s.push_back(TimeSeconds([&] { unmapped = rig.Unmap(iova, size); }));
-    VFIOD_TRY(unmapped);
-  }
-  return out;
-}
 
 double Mean(const std::vector<double>& samples) {
   return samples.empty() ? 0
@@ -101,6 +84,18 @@ nlohmann::json RatioOf(const nlohmann::json& raw, const nlohmann::json& via, con
           {"unmap", Ratio(raw["unmap"][stat].get<double>(), via["unmap"][stat].get<double>())}};
 }
 
+// The median over rounds of raw / vfiod within the same round: a paired
+// figure, robust to load that drifts between rounds.
+double PairedMedian(const nlohmann::json& raw, const nlohmann::json& via, const char* op) {
+  const auto& a = raw[op]["samples"];
+  const auto& b = via[op]["samples"];
+  std::vector<double> ratios;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+    ratios.push_back(Ratio(a[i].get<double>(), b[i].get<double>()));
+  }
+  return Summarize(std::move(ratios)).p50;
+}
+
 // The ratios of a row, from its columns' JSON, and the bound a
 // request-to-reply path cannot pass: raw / (raw + round trip), with the
 // row's idle ping (p50, the typical one; and the mean) as the round trip.
@@ -110,6 +105,8 @@ void AddRatios(nlohmann::json& row) {
   row["ratio_median"] = RatioOf(raw, row["vfiod"], "median_s");
   row["ratio_min"] = RatioOf(raw, row["vfiod"], "min_s");
   row["ratio_server"] = RatioOf(raw, row["vfiod"]["server"], "mean_s");
+  row["ratio_paired_median"] = {{"map", PairedMedian(raw, row["vfiod"], "map")},
+                                {"unmap", PairedMedian(raw, row["vfiod"], "unmap")}};
   row["ratio_oneshot"] = RatioOf(raw, row["vfiod_oneshot"], "mean_s");
   row["ratio_vs_raw_memfd"] = RatioOf(row["raw_memfd"], row["vfiod"], "mean_s");
   const auto bound = [&](const char* op, double round_trip) {

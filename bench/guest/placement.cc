@@ -13,7 +13,7 @@ nlohmann::json RunPlacement(const GuestRig& rig, const GuestOptions& options) {
   const uint64_t size = options.sizes.empty() ? dma::kPage1G / 4 : options.sizes.front();
   std::fprintf(stderr,
                "\n== 4. IOVA placement: %s of 2 MiB hugetlb at an aligned IOVA vs 4 KiB off (avg "
-               "of %d loops)\n",
+               "of %d interleaved loops)\n",
                SizeName(size).c_str(), options.loops);
   const uint64_t pool_2m = ReadNumber("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages");
   (void)SetHugepagePool(dma::kPage2M, std::max(pool_2m, size / dma::kPage2M));
@@ -23,11 +23,14 @@ nlohmann::json RunPlacement(const GuestRig& rig, const GuestOptions& options) {
     if (!buf) {
       out = {{"error", buf.error().message()}};
     } else {
-      auto aligned = RawLoops(rig, buf->vaddr(), kRawIova, size, options.loops);
-      auto skewed = RawLoops(rig, buf->vaddr(), kRawIova + dma::kPage4K, size, options.loops);
-      if (!aligned || !skewed) {
-        out = {{"error", (aligned ? skewed : aligned).error().message()}};
+      auto both = InterleavedRawLoops(
+          rig, {{buf->vaddr(), kRawIova}, {buf->vaddr(), kRawIova + dma::kPage4K}}, size,
+          options.loops);
+      if (!both) {
+        out = {{"error", both.error().message()}};
       } else {
+        const Loops* aligned = &(*both)[0];
+        const Loops* skewed = &(*both)[1];
         const double map_cost = Ratio(Mean(skewed->map_s), Mean(aligned->map_s));
         const double unmap_cost = Ratio(Mean(skewed->unmap_s), Mean(aligned->unmap_s));
         std::fprintf(stderr, "  %-22s MAP %.5f s (%.1f GB/s)  UNMAP %.5f s (%.1f GB/s)\n",

@@ -27,13 +27,22 @@ struct GuestOptions {
   std::vector<uint64_t> sizes;  ///< table sizes for 4K, THP, 2M (1G: 1 GiB only)
 };
 
-/// Raw map/unmap timings of one buffer at one IOVA, `loops` times.
+/// Raw map/unmap timings of one buffer at one IOVA, one pair per loop.
 struct Loops {
   std::vector<double> map_s;
   std::vector<double> unmap_s;
 };
-[[nodiscard]] Result<Loops> RawLoops(const GuestRig& rig, uint64_t vaddr, uint64_t iova,
-                                     uint64_t size, int loops);
+
+/// Raw map/unmap of `size` bytes at each (vaddr, iova) of `targets`,
+/// interleaved: one warm-up pair each, then `loops` rounds of one pair per
+/// target in rotating order (map_rounds.h). One Loops per target, in order.
+struct RawTarget {
+  uint64_t vaddr = 0;
+  uint64_t iova = 0;
+};
+[[nodiscard]] Result<std::vector<Loops>> InterleavedRawLoops(const GuestRig& rig,
+                                                             const std::vector<RawTarget>& targets,
+                                                             uint64_t size, int loops);
 
 /// vfiod's steps for dma.map_fd / dma.free, redone in this process with the
 /// daemon's own code (dma::AdoptClientFd and the engine's DmaSpace on the

@@ -70,6 +70,39 @@ Result<UniqueFd> PopulatedMemfd(uint64_t size) {
   return fd;
 }
 
+// After the client closed: waits (up to 30 s) until the session's release
+// is visible (the region's view unmapped: RssShmem back to what it was with
+// the region registered and nothing mapped; fewer fds than then: the
+// connection and the region's memfd closed), then until RssAnon holds still
+// for 200 ms (the heap returned, if it is). False when it timed out.
+bool WaitForRelease(pid_t pid, const nlohmann::json& with_region) {
+  const Clock::time_point start = Clock::now();
+  const auto timed_out = [&] { return SecondsSince(start) > 30; };
+  const auto released = [&](const nlohmann::json& now) {
+    return now["rss_shmem"].get<uint64_t>() <=
+               with_region["rss_shmem"].get<uint64_t>() + (1 << 20) &&
+           now["fds"].get<uint64_t>() < with_region["fds"].get<uint64_t>();
+  };
+  while (!released(Snapshot(pid))) {
+    if (timed_out()) {
+      return false;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  uint64_t anon = Snapshot(pid)["rss_anon"].get<uint64_t>();
+  for (;;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const uint64_t now = Snapshot(pid)["rss_anon"].get<uint64_t>();
+    if (now == anon) {
+      return true;
+    }
+    if (timed_out()) {
+      return false;
+    }
+    anon = now;
+  }
+}
+
 }  // namespace
 
 nlohmann::json MeasureFootprint(const DaemonProcess& daemon, uint64_t mappings) {
@@ -114,10 +147,7 @@ nlohmann::json MeasureFootprint(const DaemonProcess& daemon, uint64_t mappings) 
                               {"rss_shmem", delta("rss_shmem")}};
   const Clock::time_point closing = Clock::now();
   c = Fail(ECONNRESET, "closed");  // the session ends: vfiod frees its mappings and region
-  for (int i = 0;
-       i < 600 && Snapshot(pid)["fds"].get<uint64_t>() > out["idle"]["fds"].get<uint64_t>(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  out["released"] = WaitForRelease(pid, out["with_region"]);
   out["seconds_to_release"] = SecondsSince(closing);
   out["after_close"] = Snapshot(pid);
   return out;

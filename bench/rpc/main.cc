@@ -157,10 +157,11 @@ void PrintFootprint(const nlohmann::json& f) {
                f["seconds_to_map"].get<double>());
   std::fprintf(stderr,
                "  after the client closed: VmRSS %.1f MiB (anon %.1f MiB), %llu fds (released in "
-               "%.1f s)\n",
+               "%.1f s%s)\n",
                mib(f["after_close"], "vm_rss"), mib(f["after_close"], "rss_anon"),
                static_cast<unsigned long long>(f["after_close"]["fds"].get<uint64_t>()),
-               f["seconds_to_release"].get<double>());
+               f["seconds_to_release"].get<double>(),
+               f.value("released", false) ? "" : "; NOT released within 30 s");
   if (f.contains("model_share") && f["model_share"].contains("heap_in_use_per_entry")) {
     const double model = f["model_share"]["rss_anon_per_entry"].get<double>();
     std::fprintf(stderr,

@@ -128,6 +128,11 @@ CmdResult Map(Session& session, const BenchOptions& o) {
   const auto mean = [](const std::vector<double>& v) {
     return std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size());
   };
+  const auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return Percentile(v, 50);
+  };
+  const auto least = [](const std::vector<double>& v) { return *std::ranges::min_element(v); };
   const double gb = static_cast<double>(o.size) / 1e9;
   const nlohmann::json r = {{"memory", o.memory},
                             {"mode", o.adopt_each ? "fd" : "region"},
@@ -137,13 +142,21 @@ CmdResult Map(Session& session, const BenchOptions& o) {
                             {"unmap_s", mean(t->unmap_s)},
                             {"map_gbps", gb / mean(t->map_s)},
                             {"unmap_gbps", gb / mean(t->unmap_s)},
+                            {"map_median_s", median(t->map_s)},
+                            {"unmap_median_s", median(t->unmap_s)},
+                            {"map_min_s", least(t->map_s)},
+                            {"unmap_min_s", least(t->unmap_s)},
+                            {"map_samples_s", t->map_s},
+                            {"unmap_samples_s", t->unmap_s},
                             {"ioctls", t->ioctls},
                             {"iova", t->iova}};
   session.Emit(r, [&](std::ostream& out) {
     out << "VFIO MAP DMA in " << r["map_s"].get<double>() << " s (" << r["map_gbps"].get<double>()
-        << " GB/s)\nVFIO UNMAP DMA in " << r["unmap_s"].get<double>() << " s ("
-        << r["unmap_gbps"].get<double>() << " GB/s)\n(through vfiod, request to reply, average of "
-        << o.loops
+        << " GB/s), median " << r["map_median_s"].get<double>() << " s, min "
+        << r["map_min_s"].get<double>() << " s\nVFIO UNMAP DMA in " << r["unmap_s"].get<double>()
+        << " s (" << r["unmap_gbps"].get<double>() << " GB/s), median "
+        << r["unmap_median_s"].get<double>() << " s, min " << r["unmap_min_s"].get<double>()
+        << " s\n(through vfiod, request to reply, average of " << o.loops
         << (o.adopt_each ? "; the fd passed and adopted by every map)\n"
                          : "; the memfd registered once, untimed)\n");
   });

@@ -1,0 +1,295 @@
+#!/usr/bin/env python3
+"""Markdown tables for BENCHMARKS.md, generated from the JSON that
+scripts/bench.sh writes (bench-results/{vm,rpc,micro}-*.json). Nothing here
+measures or types a figure: every cell is read from a run's JSON.
+
+  bench/report.py [--vm F] [--rpc F] [--micro F]            print every table
+  bench/report.py ... --update BENCHMARKS.md                rewrite the blocks
+      between <!-- generated:NAME --> and <!-- /generated:NAME --> in place
+"""
+import argparse
+import json
+import re
+import sys
+
+
+def secs(x):
+    return f"{x:.5f} s"
+
+
+def cell(op):
+    """'0.00331 s (81.2 GB/s)' from an OpJson."""
+    return f"{op['mean_s']:.5f} s ({op['gbps']:.1f} GB/s)"
+
+
+def size_name(n):
+    for unit, shift in (("G", 30), ("M", 20), ("K", 10)):
+        if n % (1 << shift) == 0:
+            return f"{n >> shift}{unit}"
+    return str(n)
+
+
+def table(head, rows):
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def map_rows(vm):
+    return [r for r in vm["map_table"]["rows"] if "error" not in r]
+
+
+def map_errors(vm):
+    return [f"{r['memory']} {size_name(r['size'])}: {r['error']}"
+            for r in vm["map_table"]["rows"] if "error" in r]
+
+
+def map_table(vm, op):
+    """The issue's table for MAP or UNMAP: mean of the rounds, ratio with
+    median/min ratios and the round-trip bound beside it."""
+    key = "map" if op == "MAP" else "unmap"
+    head = ["memory", "size", f"raw {op}", f"raw memfd {op}", f"vfiod {op}", "**ratio**",
+            "median", "min", "paired", "bound", "daemon-only", f"one-shot {op}", "one-shot ratio"]
+    rows = []
+    for r in map_rows(vm):
+        miss = r["ratio"][key] < 0.97
+        bound_short = r["round_trip_over_3pct"][key]
+        mark = "" if not miss else (" (rt)" if bound_short else " (!)")
+        rows.append([r["memory"], size_name(r["size"]), cell(r["raw"][key]),
+                     cell(r["raw_memfd"][key]), cell(r["vfiod"][key]),
+                     f"**{r['ratio'][key]:.3f}**{mark}", f"{r['ratio_median'][key]:.3f}",
+                     f"{r['ratio_min'][key]:.3f}", f"{r['ratio_paired_median'][key]:.3f}",
+                     f"{r['bound'][key]:.3f}",
+                     f"{r['ratio_server'][key]:.3f}", cell(r["vfiod_oneshot"][key]),
+                     f"{r['ratio_oneshot'][key]:.3f}"])
+    return table(head, rows)
+
+
+def map_gap_table(vm):
+    head = ["memory", "size", "idle ping p50 / p90", "client map", "daemon map",
+            "gap map p50 / p90", "client free", "daemon free", "gap free p50 / p90",
+            "engine plan", "engine MAP_DMA", "engine unmap", "reads/plan", "view %2M",
+            "PMD-mapped"]
+    rows = []
+    for r in map_rows(vm):
+        v, b, p = r["vfiod"], r["breakdown"], r["ping_s"]
+        n = max(len(b["plan"]["samples"]), 1)
+        rows.append([
+            r["memory"], size_name(r["size"]),
+            f"{p['p50'] * 1e3:.2f} / {p['p90'] * 1e3:.2f} ms",
+            secs(v["map"]["mean_s"]), secs(v["server"]["map"]["mean_s"]),
+            f"{v['gap']['map']['p50'] * 1e3:.2f} / {v['gap']['map']['p90'] * 1e3:.2f} ms",
+            secs(v["unmap"]["mean_s"]), secs(v["server"]["unmap"]["mean_s"]),
+            f"{v['gap']['unmap']['p50'] * 1e3:.2f} / {v['gap']['unmap']['p90'] * 1e3:.2f} ms",
+            secs(b["plan"]["mean_s"]), secs(b["map"]["mean_s"]), secs(b["unmap"]["mean_s"]),
+            b["plan_reads"]["calls"] // n, hex(b["view_vaddr_mod_2m"]),
+            f"{b['view_shmem_pmd_mapped_bytes'] >> 20} MiB"])
+    return table(head, rows)
+
+
+def map_misses(vm):
+    """Which cells miss 0.97, and whether the round trip alone explains it."""
+    lines = []
+    for r in map_rows(vm):
+        for key in ("map", "unmap"):
+            ratio = r["ratio"][key]
+            if ratio >= 0.97:
+                continue
+            bound = r["bound"][key]
+            why = (f"the round trip alone is over 3% of the map (bound {bound:.3f})"
+                   if r["round_trip_over_3pct"][key]
+                   else f"the round trip is within 3% (bound {bound:.3f}): not explained by it")
+            lines.append(f"- {r['memory']} {size_name(r['size'])} {key}: {ratio:.3f}; {why}")
+    met = sum(1 for r in map_rows(vm) for k in ("map", "unmap") if r["ratio"][k] >= 0.97)
+    total = 2 * len(map_rows(vm))
+    lines.insert(0, f"Cells at or above 0.97: {met} of {total}.")
+    lines += [f"- error: {e}" for e in map_errors(vm)]
+    return "\n".join(lines)
+
+
+def batching_table(vm):
+    b = vm["batching"]
+    head = ["L", "runs", "naive map", "planner map", "speedup", "naive ioctls", "planner ioctls",
+            "naive unmap", "planner unmap", "speedup"]
+    rows = [[r["run_pages"], r["runs"], secs(r["naive"]["map"]["mean_s"]),
+             secs(r["planner"]["map"]["mean_s"]), f"**{r['map_speedup']:.1f}x**",
+             r["naive"]["map_ioctls"], f"**{r['planner']['map_ioctls']}**",
+             secs(r["naive"]["unmap"]["mean_s"]), secs(r["planner"]["unmap"]["mean_s"]),
+             f"**{r['unmap_speedup']:.1f}x**"] for r in b["rows"]]
+    return table(head, rows)
+
+
+def contiguity_table(vm):
+    head = ["backing", "size", "first plan", "plan", "reads/plan", "MAP_DMA", "**plan / map**",
+            "report on demand", "report / map", "runs", "2M folios", "1G folios"]
+    rows = []
+    for r in vm["contiguity"]["rows"]:
+        if "error" in r:
+            rows.append([r.get("backing", "?"), "", "error: " + r["error"]] + [""] * 9)
+            continue
+        rows.append([r["backing"], size_name(r["size"]), f"{r['first_plan_s']:.6f} s",
+                     f"{r['plan']['mean_s']:.6f} s", f"{r['plan_reads']['calls_per_map']:.0f}",
+                     f"{r['map']['mean_s']:.6f} s", f"**{100 * r['fraction_of_map']:.2f}%**",
+                     f"{r['report_on_demand']['mean_s']:.6f} s",
+                     f"{100 * r['report_fraction_of_map']:.1f}%", r["runs"], r["folios_2m"],
+                     r["folios_1g"]])
+    return table(head, rows)
+
+
+def placement_table(vm):
+    p = vm["placement"]
+    if "error" in p:
+        return "error: " + p["error"]
+    rows = [[name, cell(p[k]["map"]), cell(p[k]["unmap"])]
+            for name, k in (("2 MiB-aligned IOVA", "aligned"), ("IOVA + 4 KiB", "misaligned_4k"))]
+    rows.append(["misaligned / aligned time", f"**{p['slowdown']['map']:.2f}x**",
+                 f"**{p['slowdown']['unmap']:.2f}x**"])
+    return (f"{size_name(p['size'])} of 2 MiB hugetlb, {p['loops']} interleaved loops\n\n"
+            + table(["IOVA", "MAP", "UNMAP"], rows))
+
+
+def bar_table(vm):
+    b = vm["bar"]
+    if "error" in b:
+        return "error: " + b["error"]
+    rows = [[k, cell(b[k]["map"]), secs(b[k]["unmap"]["mean_s"])]
+            for k in ("aligned", "mmap_4k_off", "iova_4k_off")]
+    return (f"BAR of {size_name(b['bar_size'])}, {b['loops']} interleaved loops; time vs aligned: "
+            f"mmap 4K off {b['unaligned_mmap_slowdown']:.2f}x, IOVA 4K off "
+            f"{b['unaligned_iova_slowdown']:.2f}x\n\n" + table(["mapping", "MAP", "UNMAP"], rows))
+
+
+def us(x):
+    return f"{x * 1e6:.1f} us"
+
+
+def latency_table(rpc):
+    lat = rpc["latency"]
+    r, v = lat["raw_s"], lat["vfiod_s"]
+    q = lat["quietest_round"]
+    rows = [["raw unix ping-pong", us(r["p50"]), us(r["p99"]), us(r["mean"])],
+            ["vfiod `ping`", us(v["p50"]), us(v["p99"]), us(v["mean"])],
+            ["ratio", f"**{lat['ratio_p50']:.2f}x**", f"**{lat['ratio_p99']:.2f}x**", ""],
+            ["quietest round: raw / vfiod", f"{us(q['raw_s']['p50'])} / {us(q['vfiod_s']['p50'])}",
+             f"{us(q['raw_s']['p99'])} / {us(q['vfiod_s']['p99'])}", ""],
+            ["quietest round ratio", f"**{q['ratio_p50']:.2f}x**", f"**{q['ratio_p99']:.2f}x**",
+             ""]]
+    return table(["", "p50", "p99", "mean"], rows)
+
+
+def rate_table(rpc):
+    rates = rpc["rates"]
+    head = ["clients"] + [str(r["clients"]) for r in rates]
+    rows = [["req/s (best)"] + [f"{r['per_second']:.0f}" for r in rates],
+            ["req/s (every pass)"] + [" ".join(f"{x['per_second']:.0f}" for x in r["runs"])
+                                      for r in rates],
+            ["errors"] + [str(r["errors"]) for r in rates]]
+    return table(head, rows)
+
+
+def memory_table(rpc):
+    m = rpc["memory"]
+    mib = lambda b: f"{b / (1 << 20):.1f} MiB"
+    rows = [[k, mib(m[k]["vm_rss"]), mib(m[k]["rss_anon"]), mib(m[k]["rss_shmem"]), m[k]["fds"],
+             m[k]["vmas"]] for k in ("idle", "with_region", "mapped", "after_close") if k in m]
+    per = m["bytes_per_mapping"]["rss_anon"]
+    share = m.get("model_share", {})
+    model = share.get("rss_anon_per_entry")
+    text = table(["", "VmRSS", "RssAnon (heap)", "RssShmem", "fds", "VMAs"], rows)
+    text += (f"\n\n{m['mappings']} mappings of {m['slice_bytes']} B slices in "
+             f"{m['seconds_to_map']:.1f} s; **{per:.0f} B of daemon heap per mapping**")
+    if model is not None:
+        text += (f", of which the model kernel's type1 entries measured alone: {model:.0f} B "
+                 f"RssAnon ({share['heap_in_use_per_entry']:.0f} B malloc'd) per entry; "
+                 f"**vfiod's own: {per - model:.0f} B**")
+    if "released" in m:
+        text += (f"; after the client closed: released {'yes' if m['released'] else 'NO'} in "
+                 f"{m['seconds_to_release']:.1f} s")
+    return text + "."
+
+
+def micro_table(micro):
+    rows = []
+    for b in micro["benchmarks"]:
+        extra = ", ".join(f"{k} {b[k]:.0f}" for k in ("ioctls", "runs", "folios_2m", "unmapped")
+                          if k in b)
+        if "items_per_second" in b:
+            extra += (", " if extra else "") + f"{b['items_per_second'] / 1e6:.1f} M items/s"
+        rows.append([f"`{b['name']}`", f"{b['cpu_time']:.2f} {b['time_unit']}",
+                     f"{b['real_time']:.2f} {b['time_unit']}", extra])
+    return table(["benchmark", "CPU time", "wall time", "counters"], rows)
+
+
+def machine(doc, label):
+    m = doc.get("machine") or doc.get("context", {})
+    if "kernel" in m:
+        return f"{label}: {m['cpu']}, {m['cpus']} CPUs, Linux {m['kernel']}, loadavg {m['loadavg']}"
+    return f"{label}: {m.get('num_cpus')} CPUs, load_avg {m.get('load_avg')}"
+
+
+def blocks(vm, rpc, micro):
+    out = {}
+    if vm:
+        sections = {"batching": batching_table, "contiguity": contiguity_table,
+                    "placement": placement_table, "bar": bar_table}
+        for name, fn in sections.items():
+            if name in vm:
+                out[name] = fn(vm)
+    if vm and "map_table" in vm:
+        host = vm.get("host_loadavg_at_start")
+        out["vm-machine"] = machine(vm, "guest") + (f"; host loadavg at start {host}" if host else "") + (
+            f"; guest RAM {vm['guest'].get('mem_total_kb', 0) >> 10} MiB, hugepages 2M "
+            f"{vm['guest'].get('hugepages_2m')} / 1G {vm['guest'].get('hugepages_1g')} at start; "
+            f"{vm['map_table']['loops']} interleaved rounds per map table row, "
+            f"{vm['map_table']['breakdown_loops']} loops elsewhere")
+        out["map"] = map_table(vm, "MAP")
+        out["unmap"] = map_table(vm, "UNMAP")
+        out["map-gap"] = map_gap_table(vm)
+        out["map-misses"] = map_misses(vm)
+    if rpc:
+        out["rpc-machine"] = machine(rpc, "host")
+        if "latency" in rpc:
+            out["latency"] = latency_table(rpc)
+        if "rates" in rpc:
+            out["rates"] = rate_table(rpc)
+        if "memory" in rpc:
+            out["memory"] = memory_table(rpc)
+    if micro:
+        out["micro"] = micro_table(micro)
+    return out
+
+
+def load(path):
+    if not path:
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--vm")
+    ap.add_argument("--rpc")
+    ap.add_argument("--micro")
+    ap.add_argument("--update", help="rewrite the generated blocks of this Markdown file")
+    a = ap.parse_args()
+    out = blocks(load(a.vm), load(a.rpc), load(a.micro))
+    if not a.update:
+        for name, text in out.items():
+            print(f"<!-- generated:{name} -->\n{text}\n<!-- /generated:{name} -->\n")
+        return 0
+    with open(a.update) as f:
+        doc = f.read()
+    for name, text in out.items():
+        pattern = re.compile(rf"(<!-- generated:{re.escape(name)} -->\n).*?(\n<!-- /generated:"
+                             rf"{re.escape(name)} -->)", re.S)
+        doc, n = pattern.subn(lambda m: m.group(1) + text + m.group(2), doc)
+        if n == 0:
+            print(f"report: no block '{name}' in {a.update}", file=sys.stderr)
+    with open(a.update, "w") as f:
+        f.write(doc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
