@@ -9,6 +9,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -33,9 +34,12 @@ struct ConnectionEnv {
   std::function<void(const std::shared_ptr<ConnectionInfo>&)> on_closed;
 };
 
-/// A served connection. Every member below the strand is owned by strand_:
-/// only code running on it touches them (queued_bytes_ is also read, never
-/// written, by other threads to decide on dropping notifications).
+/// A served connection. Input, dispatch and closing are owned by strand_: only
+/// code running on it touches those members. The output side (the queue, the
+/// socket's write end, the in-flight count and the flags other threads must
+/// see) is guarded by out_mu_, because the worker that ran a blocking handler
+/// writes that call's reply itself: the reply then wakes only the client, not
+/// the io thread as well (see SendFromAnyThread).
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(asio::io_context& io, UniqueFd fd, std::shared_ptr<ConnectionInfo> info,
@@ -62,8 +66,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::vector<UniqueFd> fds;
     std::size_t sent = 0;
   };
+  /// Where a reply goes: a batch slot, or (empty) straight to the output.
   using Done = std::function<void(std::optional<Outgoing>)>;
   struct Batch;
+  /// How writing the queue ended.
+  enum class Flushed { kDrained, kBlocked, kFailed };
 
   // Input (connection.cc).
   void WaitReadable();
@@ -76,22 +83,52 @@ class Connection : public std::enable_shared_from_this<Connection> {
   /// Checks one request and runs it, or answers it at once. In a batch,
   /// `reply_fd_budget` holds the fds its reply line may still carry: a method
   /// declaring more is answered kFdError without running (nullptr: no batch).
+  /// `done` receives the reply of a batch element; a single request (empty
+  /// `done`) is answered straight to the output.
   void Dispatch(nlohmann::json element, const std::shared_ptr<ReceivedFds>& fds, bool fd_error,
                 std::size_t* reply_fd_budget, Done done);
+  void Deliver(const Done& done, std::optional<Outgoing> out);
   void Run(const MethodRegistry::Method& method, CallContext ctx, nlohmann::json params,
            std::optional<nlohmann::json> id, Done done);
+  /// On the strand: the end of a non-blocking call (`counted` false) or of a
+  /// blocking batch element (`counted`: it was in flight).
   void Finish(const MethodRegistry::Method& method, std::optional<nlohmann::json> id,
-              HandlerResult result, const Done& done);
-  // Output (connection.cc).
+              HandlerResult result, const Done& done, bool counted);
+  /// On the worker that ran a blocking single request: its reply leaves from here.
+  void FinishOnWorker(const MethodRegistry::Method& method, std::optional<nlohmann::json> id,
+                      HandlerResult result);
+  /// The reply line for a finished call (checks the fds the handler returned).
+  [[nodiscard]] Outgoing MakeReply(const MethodRegistry::Method& method, const nlohmann::json& id,
+                                   HandlerResult result) const;
+  // Output (connection_output.cc).
+  /// On the strand: queues `out` and writes unless corked or a write is owed.
   void Send(Outgoing out);
-  bool NotifyFromAnyThread(nlohmann::json message);
-  void WriteSome();
+  bool NotifyFromAnyThread(const nlohmann::json& message);
+  /// From any thread: queues `frame` (if any; dropped when closed) behind what
+  /// is queued, ends a call when `call_finished`, and writes the queue with a
+  /// non-blocking sendmsg unless a write is owed already. What only the strand
+  /// can do (wait for POLLOUT, close, resume reading, report the close) is
+  /// posted to it. Returns false if the frame was dropped.
+  bool SendFromAnyThread(std::optional<OutFrame> frame, bool call_finished);
+  /// On the strand: writes the queue. `owner` is the caller that took the
+  /// owed write (the POLLOUT wait, or a worker's hand-over); others return
+  /// at once while a write is owed.
+  void WriteSome(bool owner);
+  /// Writes the queue until it is empty or the socket is full. Needs out_mu_.
+  Flushed FlushLocked(Error& error);
   /// One sendmsg from the front of out_: a line with fds alone, else as many
-  /// fd-less lines as fit in one call. Errors as wire::SendWithFds.
+  /// fd-less lines as fit in one call. Errors as wire::SendWithFds. Needs out_mu_.
   Result<std::size_t> SendFront();
-  /// Marks `sent` bytes from the front of out_ as written.
+  /// Marks `sent` bytes from the front of out_ as written. Needs out_mu_.
   void Consume(std::size_t sent);
+  /// Waits for POLLOUT on the strand, then WriteSome(owner). Needs out_mu_.
+  void ArmWriteWait();
+  /// On the strand, after another thread changed the output or the calls in
+  /// flight: closes, resumes reading or reports the close as needed.
+  void Settle();
   void AfterOutputDrained();
+  /// No call in flight, nothing queued, no write owed.
+  [[nodiscard]] bool Idle();
   void CloseNow();
   void MaybeReportClosed();
 
@@ -99,21 +136,26 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ConnectionEnv env_;
   asio::strand<asio::io_context::executor_type> strand_;
   // The socket holds the connection's fd; it is declared after the strand it
-  // runs on and closed explicitly by CloseNow().
+  // runs on and closed explicitly by CloseNow() (under out_mu_, so no worker
+  // writes to a closed, reused fd number).
   asio::local::stream_protocol::socket socket_;
+  int fd_ = -1;  // socket_'s fd, for writers off the strand (under out_mu_, while !closed_)
   wire::LineFramer framer_;
   std::vector<char> read_buf_;
-  std::deque<OutFrame> out_;
-  std::atomic<std::size_t> queued_bytes_{0};
-  std::size_t inflight_ = 0;
-  bool reading_ = false;            // an async_wait for input is pending
-  bool writing_ = false;            // WriteSome is waiting for POLLOUT
-  bool corked_ = false;             // ReadSome is handling lines: Send only queues
+  bool reading_ = false;  // an async_wait for input is pending
+  bool corked_ = false;   // ReadSome is handling lines: Send only queues
+  bool close_reported_ = false;
+
+  std::mutex out_mu_;
+  std::deque<OutFrame> out_;                  // guarded by out_mu_
+  std::atomic<std::size_t> queued_bytes_{0};  // changed under out_mu_; read anywhere
+  std::size_t inflight_ = 0;                  // blocking calls running; guarded by out_mu_
+  bool write_owed_ = false;  // a POLLOUT wait or a hand-over to the strand is pending; guarded
+  // Written on the strand under out_mu_ (read there without it, elsewhere with it).
   bool read_paused_ = false;        // output over the limit: resume when drained
   bool stop_reading_ = false;       // peer EOF or fatal framing error
   bool close_after_flush_ = false;  // oversized frame: reply, then close
   bool closed_ = false;
-  bool close_reported_ = false;
 };
 
 }  // namespace vfiod::rpc

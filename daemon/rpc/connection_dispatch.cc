@@ -91,11 +91,7 @@ void Connection::OnFrame(wire::Frame frame) {
   if (doc.is_array()) {
     return OnBatch(doc, fds, frame.fd_error);
   }
-  Dispatch(std::move(doc), fds, frame.fd_error, nullptr, [this](std::optional<Outgoing> out) {
-    if (out) {
-      Send(std::move(*out));
-    }
-  });
+  Dispatch(std::move(doc), fds, frame.fd_error, nullptr, Done());
 }
 
 void Connection::OnBatch(json& doc, const std::shared_ptr<ReceivedFds>& fds, bool fd_error) {
@@ -154,15 +150,17 @@ void Connection::Dispatch(json element, const std::shared_ptr<ReceivedFds>& fds,
                           std::size_t* reply_fd_budget, Done done) {
   auto req = ParseRequest(std::move(element));
   if (!req) {
-    return done(Outgoing{wire::MakeErrorResponse(req.error().id, req.error().error), {}});
+    return Deliver(done, Outgoing{wire::MakeErrorResponse(req.error().id, req.error().error), {}});
   }
   auto answer = [&](int code, std::string detail) {
     if (!req->id) {
       spdlog::debug("rpc: connection {}: notification {} dropped: {}", info_->id, req->method,
                     detail);
-      return done(std::nullopt);
+      return Deliver(done, std::nullopt);
     }
-    done(Outgoing{wire::MakeErrorResponse(*req->id, wire::MakeError(code, std::move(detail))), {}});
+    Deliver(
+        done,
+        Outgoing{wire::MakeErrorResponse(*req->id, wire::MakeError(code, std::move(detail))), {}});
   };
   if (fd_error) {
     return answer(wire::kFdError, "fd control data truncated: at most " +
@@ -182,7 +180,12 @@ void Connection::Dispatch(json element, const std::shared_ptr<ReceivedFds>& fds,
                                         " but the message carried " + std::to_string(fds->size()));
     }
   }
-  if (inflight_ >= env_.config.max_inflight_per_connection) {
+  bool busy = false;
+  {
+    std::lock_guard lock(out_mu_);
+    busy = inflight_ >= env_.config.max_inflight_per_connection;
+  }
+  if (busy) {
     return answer(wire::kBusy, "more than " +
                                    std::to_string(env_.config.max_inflight_per_connection) +
                                    " requests in flight on this connection");
@@ -198,57 +201,92 @@ void Connection::Dispatch(json element, const std::shared_ptr<ReceivedFds>& fds,
   Run(*method, std::move(ctx), std::move(req->params), std::move(req->id), std::move(done));
 }
 
+void Connection::Deliver(const Done& done, std::optional<Outgoing> out) {
+  if (done) {
+    done(std::move(out));
+  } else if (out) {
+    Send(std::move(*out));
+  }
+}
+
 void Connection::Run(const MethodRegistry::Method& method, CallContext ctx, json params,
                      std::optional<json> id, Done done) {
-  ++inflight_;
   if (!method.options.blocking) {
-    Finish(method, std::move(id), Invoke(method, ctx, params), done);
+    // It ends before anything else of this connection runs: never in flight.
+    Finish(method, std::move(id), Invoke(method, ctx, params), done, /*counted=*/false);
     return;
+  }
+  {
+    std::lock_guard lock(out_mu_);
+    ++inflight_;
   }
   // The method lives in the registry, which is read-only while serving.
   asio::post(env_.workers, [self = shared_from_this(), &method, ctx = std::move(ctx),
                             params = std::move(params), id = std::move(id),
                             done = std::move(done)]() mutable {
     HandlerResult result = Invoke(method, ctx, params);
+    if (!done) {
+      // A single request: its reply leaves from this thread, waking only the
+      // client (the strand is not involved unless the socket is full).
+      self->FinishOnWorker(method, std::move(id), std::move(result));
+      return;
+    }
     asio::post(self->strand_, [self, &method, id = std::move(id), result = std::move(result),
                                done = std::move(done)]() mutable {
-      self->Finish(method, std::move(id), std::move(result), done);
+      self->Finish(method, std::move(id), std::move(result), done, /*counted=*/true);
     });
   });
 }
 
+Connection::Outgoing Connection::MakeReply(const MethodRegistry::Method& method, const json& id,
+                                           HandlerResult result) const {
+  if (!result) {
+    return Outgoing{wire::MakeErrorResponse(id, result.error()), {}};
+  }
+  std::size_t fd_count = result->fds.size();
+  bool refs_ok = fd_count <= method.options.reply_fds;
+  for (std::size_t ref : wire::CollectFdRefs(result->result)) {
+    refs_ok = refs_ok && ref < fd_count;
+  }
+  if (refs_ok) {
+    return Outgoing{wire::MakeResult(id, std::move(result->result)), std::move(result->fds)};
+  }
+  spdlog::error(
+      "rpc: connection {}: handler returned {} fds (declared at most {}) or bad fd references",
+      info_->id, fd_count, method.options.reply_fds);
+  return Outgoing{
+      wire::MakeErrorResponse(id, wire::MakeError(wire::kInternalError, "bad reply fds")), {}};
+}
+
 void Connection::Finish(const MethodRegistry::Method& method, std::optional<json> id,
-                        HandlerResult result, const Done& done) {
-  --inflight_;
+                        HandlerResult result, const Done& done, bool counted) {
+  if (counted) {
+    std::lock_guard lock(out_mu_);
+    --inflight_;
+  }
   if (closed_) {
     MaybeReportClosed();  // the result and its fds are dropped here
     return;
   }
   if (!id) {
-    done(std::nullopt);
-  } else if (!result) {
-    done(Outgoing{wire::MakeErrorResponse(*id, result.error()), {}});
+    Deliver(done, std::nullopt);
   } else {
-    std::size_t fd_count = result->fds.size();
-    bool refs_ok = fd_count <= method.options.reply_fds;
-    for (std::size_t ref : wire::CollectFdRefs(result->result)) {
-      refs_ok = refs_ok && ref < fd_count;
-    }
-    if (refs_ok) {
-      done(Outgoing{wire::MakeResult(*id, std::move(result->result)), std::move(result->fds)});
-    } else {
-      spdlog::error(
-          "rpc: connection {}: handler returned {} fds (declared at most {}) or bad fd "
-          "references",
-          info_->id, fd_count, method.options.reply_fds);
-      done(Outgoing{
-          wire::MakeErrorResponse(*id, wire::MakeError(wire::kInternalError, "bad reply fds")),
-          {}});
-    }
+    Deliver(done, MakeReply(method, *id, std::move(result)));
   }
-  if (stop_reading_ && inflight_ == 0 && out_.empty()) {
+  if (stop_reading_ && Idle()) {
     CloseNow();
   }
+}
+
+void Connection::FinishOnWorker(const MethodRegistry::Method& method, std::optional<json> id,
+                                HandlerResult result) {
+  std::optional<OutFrame> frame;
+  if (id && !info_->closed.load(std::memory_order_acquire)) {
+    // Built and serialised here, off the io thread.
+    Outgoing out = MakeReply(method, *id, std::move(result));
+    frame = OutFrame{wire::ToLine(out.message), std::move(out.fds), 0};
+  }
+  SendFromAnyThread(std::move(frame), /*call_finished=*/true);
 }
 
 }  // namespace vfiod::rpc
