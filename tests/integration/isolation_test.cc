@@ -8,6 +8,7 @@
 
 #include "as_user.h"
 #include "daemon_harness.h"
+#include "forked_client.h"
 #include "proto/errors.h"
 
 namespace vfiod::itest {
@@ -152,47 +153,32 @@ TEST_F(IsolationTest, KilledClientLeavesNothingBehind) {
   ASSERT_CALL_OK(kept);
   json before = Status();
 
-  int ready[2];
-  ASSERT_EQ(::pipe2(ready, O_CLOEXEC), 0);
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    auto c = client::Client::Connect(daemon_->socket());
-    if (!c) {
-      ::_exit(1);
-    }
-    auto made = c->Call("container.create", {{"devices", {kEdu}}});
+  ForkedClient killed(daemon_->socket(), [](client::Client& c, const ForkedClient::Signal& signal) {
+    auto made = c.Call("container.create", {{"devices", {kEdu}}});
     if (!made) {
-      ::_exit(2);
+      return 2;
     }
     uint64_t id = made->result["container"];
-    (void)c->Call("dma.alloc", {{"container", id}, {"size", 1 << 20}, {"backing", "4k"}});
+    (void)c.Call("dma.alloc", {{"container", id}, {"size", 1 << 20}, {"backing", "4k"}});
     // Tell the parent, then start a long map (64 chunks) and get killed in it.
-    c->OnNotification([&](const std::string&, const json&) { (void)!::write(ready[1], "m", 1); });
-    (void)!::write(ready[1], "r", 1);
-    (void)c->Call("dma.alloc",
-                  {{"container", id}, {"size", 128 << 20}, {"backing", "4k"}, {"progress", true}});
-    ::pause();
-    ::_exit(0);
-  }
-  ::close(ready[1]);
-  char first = 0;
-  ASSERT_EQ(::read(ready[0], &first, 1), 1);
-  char second = 0;
-  (void)::read(ready[0], &second, 1);  // the first progress report (or EOF)
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, nullptr, 0);
-  ::close(ready[0]);
+    c.OnNotification([&](const std::string&, const json&) { signal('m'); });
+    signal('r');
+    (void)c.Call("dma.alloc",
+                 {{"container", id}, {"size", 128 << 20}, {"backing", "4k"}, {"progress", true}});
+    return 0;
+  });
+  ASSERT_TRUE(killed.started());
+  ASSERT_EQ(killed.Next(), 'r');
+  (void)killed.Next();  // the first progress report (or the end of the pipe)
+  killed.Kill();
 
   // Release is asynchronous (the close hook runs once the killed client's map
   // has finished): wait, bounded, for the figures to settle back.
-  json after;
-  for (int i = 0; i < 2000; ++i) {
-    after = StatusOnceClientsAre(1);
-    if (after["mappings"] == before["mappings"] && after["containers"] == before["containers"]) {
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  json after = AwaitStatus([&] { return StatusOnceClientsAre(1); },
+                           [&](const json& s) {
+                             return s["mappings"] == before["mappings"] &&
+                                    s["containers"] == before["containers"];
+                           });
   EXPECT_EQ(after["containers"], before["containers"]);
   EXPECT_EQ(after["mappings"], before["mappings"]);
   EXPECT_EQ(after["locked_bytes"], before["locked_bytes"]);

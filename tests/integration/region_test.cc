@@ -9,6 +9,7 @@
 
 #include <thread>
 
+#include "forked_client.h"
 #include "model_daemon_fixture.h"
 #include "proto/errors.h"
 
@@ -337,45 +338,30 @@ TEST_F(RegionTest, KilledClientWithRegionsAndMappingsLeavesTheFiguresWhereTheyWe
   uint64_t mine = Register(*client_);
   ASSERT_CALL_OK(MapSlice(*client_, mine, 0, 8192));
   json before = Status();
-  int ready[2];
-  ASSERT_EQ(::pipe2(ready, O_CLOEXEC), 0);
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    auto c = client::Client::Connect(daemon_->socket());
-    if (!c) {
-      ::_exit(1);
-    }
-    auto made = c->Call("container.create", {{"devices", {kIvshmem}}});
-    uint64_t region = Register(*c);
+  ForkedClient killed(daemon_->socket(), [this](client::Client& c,
+                                                const ForkedClient::Signal& signal) {
+    auto made = c.Call("container.create", {{"devices", {kIvshmem}}});
+    uint64_t region = Register(c);
     if (!made || region == 0) {
-      ::_exit(2);
+      return 2;
     }
     json params = {{"container", made->result["container"]}, {"region", region}, {"size", 4096}};
     for (uint64_t offset = 0; offset < 16 * 4096; offset += 4096) {
       params["offset"] = offset;
-      if (!c->Call("dma.map_fd", params)) {
-        ::_exit(3);
+      if (!c.Call("dma.map_fd", params)) {
+        return 3;
       }
     }
-    (void)!::write(ready[1], "r", 1);
-    ::pause();
-    ::_exit(0);
-  }
-  ::close(ready[1]);
-  char got = 0;
-  ASSERT_EQ(::read(ready[0], &got, 1), 1);
-  ::close(ready[0]);
+    signal('r');
+    return 0;
+  });
+  ASSERT_TRUE(killed.started());
+  ASSERT_EQ(killed.Next(), 'r');
   EXPECT_EQ(Status()["mappings"], before["mappings"].get<uint64_t>() + 16);
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, nullptr, 0);
-  json after;
-  for (int i = 0; i < 1000; ++i) {
-    after = Status();
-    if (after["clients"] == 1 && after["mappings"] == before["mappings"]) {
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  killed.Kill();
+  json after = AwaitStatus(
+      [&] { return Status(); },
+      [&](const json& s) { return s["clients"] == 1 && s["mappings"] == before["mappings"]; });
   EXPECT_EQ(after["containers"], before["containers"]);
   EXPECT_EQ(after["mappings"], before["mappings"]);
   EXPECT_EQ(after["locked_bytes"], before["locked_bytes"]);
