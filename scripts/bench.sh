@@ -6,8 +6,8 @@
 # <kind>-latest.json). Not part of the test command.
 #
 # Environment: VFIOD_BENCH_BUILD (build dir, default build-bench),
-# VFIOD_BENCH_LOOPS (map/unmap pairs per figure of items 2-5, default 5),
-# VFIOD_BENCH_MAP_LOOPS (interleaved rounds per map table row, item 1, default 20),
+# VFIOD_BENCH_LOOPS (map/unmap pairs per figure of items 2-5, default 8),
+# VFIOD_BENCH_MAP_LOOPS (interleaved rounds per map table row, item 1, default 30),
 # VFIOD_BENCH_SIZES (map table sizes, default 256M,1G),
 # VFIOD_BENCH_SKIP (comma list of micro,rpc,vm to leave out),
 # VFIOD_BENCH_SECTIONS (the VM's sections, default all: map,batch,contig,place,bar),
@@ -17,8 +17,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build=${VFIOD_BENCH_BUILD:-build-bench}
-loops=${VFIOD_BENCH_LOOPS:-5}
-map_loops=${VFIOD_BENCH_MAP_LOOPS:-20}
+loops=${VFIOD_BENCH_LOOPS:-8}
+map_loops=${VFIOD_BENCH_MAP_LOOPS:-30}
 sizes=${VFIOD_BENCH_SIZES:-256M,1G}
 skip=",${VFIOD_BENCH_SKIP:-},"
 out=bench-results

@@ -23,7 +23,7 @@ struct GuestOptions {
   std::string nvme_bdf;         ///< the raw container's device
   std::string ivshmem_bdf;      ///< the BAR of item 5
   int loops = 5;                ///< map/unmap pairs averaged per figure (items 2-5, breakdown)
-  int map_loops = 20;           ///< interleaved rounds per row of the map table (item 1)
+  int map_loops = 30;           ///< interleaved rounds per row of the map table (item 1)
   std::vector<uint64_t> sizes;  ///< table sizes for 4K, THP, 2M (1G: 1 GiB only)
 };
 
