@@ -131,8 +131,8 @@ void ModelKernel::close(int fd) {
   std::lock_guard lock(mu_);
   auto it = state_->fds.find(fd);
   if (it != state_->fds.end()) {
-    ModelObject obj = std::move(it->second);
-    state_->fds.erase(it);
+    // Handled in place and erased last (nothing here touches the fd table).
+    ModelObject& obj = it->second;
     if (auto* g = std::get_if<ModelGroupState*>(&obj)) {
       (*g)->fd_open = false;
       if ((*g)->open_devices == 0) {
@@ -146,6 +146,7 @@ void ModelKernel::close(int fd) {
     }
     // A container fd: dropping the table's reference is all; attached
     // groups keep the container (and its IOMMU) alive.
+    state_->fds.erase(it);
   }
   UniqueFd::CloseOrDie(fd);
 }
