@@ -1,7 +1,11 @@
 // Locked-memory accounting: VFIO pins count against RLIMIT_MEMLOCK (VmLck)
 // unless the process holds CAP_IPC_LOCK.
+#include <linux/capability.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <array>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -10,8 +14,6 @@
 
 namespace vfiod::dma {
 namespace {
-
-constexpr int kCapIpcLock = 14;
 
 // The value of one "Name:\tvalue" line of /proc/self/status, or "" if absent.
 std::string StatusField(const std::string& name) {
@@ -28,12 +30,16 @@ std::string StatusField(const std::string& name) {
   return {};
 }
 
+// One capget(2): this runs before every map, where reading and parsing
+// /proc/self/status would cost more than a small MAP_DMA.
 bool HasIpcLock() {
-  const std::string hex = StatusField("CapEff");
-  if (hex.empty()) {
+  __user_cap_header_struct header{.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+  std::array<__user_cap_data_struct, _LINUX_CAPABILITY_U32S_3> data{};
+  if (::syscall(SYS_capget, &header, data.data()) != 0) {
     return false;
   }
-  return ((std::stoull(hex, nullptr, 16) >> kCapIpcLock) & 1U) != 0;
+  static_assert(CAP_IPC_LOCK < 32);
+  return ((data[0].effective >> CAP_IPC_LOCK) & 1U) != 0;
 }
 
 }  // namespace

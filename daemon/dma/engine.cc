@@ -171,18 +171,16 @@ std::optional<uint32_t> DmaSpace::EntriesLeft() const {
 std::vector<Mapping> DmaSpace::ShadowEntries() const {
   std::vector<Mapping> out;
   out.reserve(shadow_.size());
-  for (const auto& [iova, entry] : shadow_) {
-    out.push_back({iova, entry.size});
+  for (const ShadowEntry& entry : shadow_.All()) {
+    out.push_back({entry.iova, entry.size});
   }
   return out;
 }
 
 std::vector<Mapping> DmaSpace::EntriesIn(uint64_t first, uint64_t last, uint64_t owner) const {
   std::vector<Mapping> out;
-  for (auto it = shadow_.lower_bound(first); it != shadow_.end() && it->first <= last; ++it) {
-    if (owner == 0 || it->second.owner == owner) {
-      out.push_back({it->first, it->second.size});
-    }
+  for (const ShadowEntry& entry : shadow_.In(first, last, SlotNumberOf(owner))) {
+    out.push_back({entry.iova, entry.size});
   }
   return out;
 }
@@ -247,6 +245,10 @@ uint64_t DmaSpace::ReserveSlot() {
 
 void DmaSpace::ReleaseSlot(uint64_t id) {
   Record& record = SlotOf(id);
+  if (record.backing) {  // a committed record (a reserved one was never counted)
+    --live_mappings_;
+    live_bytes_ -= record.size;
+  }
   const uint32_t generation = record.generation + 1;
   record = Record{};
   record.generation = generation == 0 ? 1 : generation;
@@ -287,13 +289,6 @@ Result<ContiguityReport> DmaSpace::Contiguity(uint64_t id) {
   return total;
 }
 
-void DmaSpace::DropShadowRange(uint64_t iova, uint64_t size) {
-  auto it = shadow_.lower_bound(iova);
-  while (it != shadow_.end() && it->first - iova < size) {
-    it = shadow_.erase(it);
-  }
-}
-
 Result<void> DmaSpace::ExecuteUnmap(const UnmapOp& op, UnmapReport& report) {
   auto bytes = op.all ? container_->UnmapAll() : container_->Unmap(op.iova, op.size);
   ++report.ioctls;
@@ -304,9 +299,10 @@ Result<void> DmaSpace::ExecuteUnmap(const UnmapOp& op, UnmapReport& report) {
   // The call succeeded, so the kernel holds nothing in the range any more,
   // whatever the count says: the shadow follows the kernel.
   if (op.all) {
-    shadow_.clear();
+    report.entries += shadow_.size();
+    shadow_.Clear();
   } else {
-    DropShadowRange(op.iova, op.size);
+    report.entries += shadow_.EraseRange(op.iova, op.size);
   }
   if (*bytes != op.expected_bytes) {
     return Fail(EIO, op.all ? "VFIO_IOMMU_UNMAP_DMA(ALL)" : "VFIO_IOMMU_UNMAP_DMA",
@@ -360,6 +356,9 @@ Result<UnmapReport> DmaSpace::Unmap(uint64_t id) {
   if (!freed) {
     return std::unexpected(freed.error());
   }
+  if (unmapped) {
+    unmapped->mappings = 1;
+  }
   return unmapped;
 }
 
@@ -368,18 +367,23 @@ Result<UnmapReport> DmaSpace::UnmapAll() {
     return Fail(EBUSY, "unmap all DMA", std::to_string(running_jobs_) + " map jobs still running");
   }
   auto unmapped = UnmapEntries(ShadowEntries(), /*teardown=*/true);
-  std::set<uint64_t> still_mapped;
-  for (const auto& [iova, entry] : shadow_) {
+  std::set<uint32_t> still_mapped;  // slot numbers
+  for (const ShadowEntry& entry : shadow_.All()) {
     still_mapped.insert(entry.owner);
   }
+  uint64_t released = 0;
   for (size_t index = 0; index < slots_.size(); ++index) {
     const Record& record = slots_[index];
     const uint64_t id = IdOf(record, index);
-    if (!record.backing || still_mapped.contains(id)) {
+    if (!record.backing || still_mapped.contains(SlotNumberOf(id))) {
       continue;
     }
     (void)FreeIovas(PlacedOf(record), record.one_range, record.size);  // exact allocations
     ReleaseSlot(id);
+    ++released;
+  }
+  if (unmapped) {
+    unmapped->mappings = released;
   }
   return unmapped;
 }

@@ -12,7 +12,6 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -22,6 +21,7 @@
 #include "dma/geometry.h"
 #include "dma/iova_allocator.h"
 #include "dma/planner.h"
+#include "dma/shadow_map.h"
 #include "proto/result.h"
 #include "vfio/container.h"
 
@@ -96,8 +96,19 @@ struct MappingReport {
 
 /// What an unmap did.
 struct UnmapReport {
-  uint64_t bytes = 0;   ///< bytes the kernel reported unmapped
-  uint64_t ioctls = 0;  ///< UNMAP_DMA calls issued
+  uint64_t bytes = 0;     ///< bytes the kernel reported unmapped
+  uint64_t ioctls = 0;    ///< UNMAP_DMA calls issued
+  uint64_t entries = 0;   ///< kernel (shadow) entries removed
+  uint64_t mappings = 0;  ///< mappings released (their slots freed)
+};
+
+/// What a DmaSpace holds: committed mappings (a failed rollback's leftovers
+/// included), their bytes, and the kernel entries in the shadow map.
+struct SpaceUsage {
+  uint64_t mappings = 0;
+  uint64_t bytes = 0;
+  uint64_t entries = 0;
+  bool operator==(const SpaceUsage&) const = default;
 };
 
 class MapJob;
@@ -165,16 +176,14 @@ class DmaSpace {
   [[nodiscard]] std::vector<Mapping> ShadowEntries() const;
   /// DMA entries still usable (nullopt when the kernel does not report DMA_AVAIL).
   [[nodiscard]] std::optional<uint32_t> EntriesLeft() const;
+  /// The committed mappings, their bytes and the kernel entries held. O(1).
+  [[nodiscard]] SpaceUsage usage() const { return {live_mappings_, live_bytes_, shadow_.size()}; }
   [[nodiscard]] const IovaAllocator& allocator() const { return allocator_; }
   [[nodiscard]] size_t running_jobs() const { return running_jobs_; }
   [[nodiscard]] const vfio::Container& container() const { return *container_; }
 
  private:
   friend class MapJob;
-  struct Entry {  // one MAP_DMA entry the kernel holds
-    uint64_t size = 0;
-    uint64_t owner = 0;  // mapping id
-  };
   /// One mapping's slot, kept small (one per mapping, up to DMA_AVAIL of
   /// them): the report is rebuilt from it on demand. Live when `backing` is
   /// set; a running job's slot is reserved (not live, not free).
@@ -230,6 +239,10 @@ class DmaSpace {
   [[nodiscard]] static uint64_t IdOf(const Record& record, size_t index) {
     return (uint64_t{record.generation} << 32) | (index + 1);
   }
+  /// The slot number (index + 1) of mapping `id`: what shadow entries name.
+  [[nodiscard]] static uint32_t SlotNumberOf(uint64_t id) {
+    return static_cast<uint32_t>(id & 0xffffffff);
+  }
   /// Unmaps exactly the shadow entries listed in `entries` (IOVA order); drops
   /// them from the shadow as the kernel confirms. `teardown` allows one
   /// UNMAP_ALL when `entries` is the whole shadow; otherwise only ranges
@@ -238,7 +251,6 @@ class DmaSpace {
   [[nodiscard]] Result<UnmapReport> UnmapEntries(const std::vector<Mapping>& entries,
                                                  bool teardown = false);
   [[nodiscard]] Result<void> ExecuteUnmap(const UnmapOp& op, UnmapReport& report);
-  void DropShadowRange(uint64_t iova, uint64_t size);
   /// Shadow entries inside [first, last] (inclusive), of `owner` or (owner 0) anyone's.
   [[nodiscard]] std::vector<Mapping> EntriesIn(uint64_t first, uint64_t last,
                                                uint64_t owner = 0) const;
@@ -254,7 +266,9 @@ class DmaSpace {
   std::optional<uint32_t> entry_limit_;  // DMA_AVAIL when the space was created
   uint64_t entries_reserved_ = 0;        // planned by running jobs, not yet mapped
   size_t running_jobs_ = 0;
-  std::map<uint64_t, Entry> shadow_;  // iova -> entry
+  uint64_t live_mappings_ = 0;  // committed records
+  uint64_t live_bytes_ = 0;     // their sizes
+  ShadowMap shadow_;            // the kernel's entries, by IOVA, naming their slot
   // Mapping ids are generation << 32 | (slot index + 1): never 0, O(1) to
   // look up, and not reused while a slot's 32-bit generation has not wrapped.
   // A deque: no per-mapping node, no slack of a doubling vector.
@@ -292,7 +306,8 @@ class MapJob {
         one_range_(one_range),
         ops_(std::move(ops)) {}
   void Commit();
-  /// Records the mapping in the space (as committed, or what a failed rollback left).
+  /// Records the mapping in the space (as committed, or what a failed rollback
+  /// left), moving the backing share into the record: the job is finished.
   void Store();
   [[nodiscard]] Result<void> Rollback();
   /// The shadow entries this job has mapped so far.

@@ -1,6 +1,7 @@
 // MapJob: one MAP_DMA chunk per step, undone in full when a chunk fails.
 #include <bit>
 #include <cstdio>
+#include <utility>
 
 #include "dma/engine.h"
 
@@ -46,7 +47,7 @@ Result<bool> MapJob::Step() {
     }
     return std::unexpected(std::move(error));
   }
-  space_->shadow_.emplace(op.iova, DmaSpace::Entry{.size = op.size, .owner = report_.id});
+  space_->shadow_.Insert(op.iova, op.size, DmaSpace::SlotNumberOf(report_.id));
   --space_->entries_reserved_;
   ++next_;
   bytes_done_ += op.size;
@@ -86,8 +87,14 @@ void MapJob::Commit() {
 
 void MapJob::Store() {
   DmaSpace::Record& record = space_->SlotOf(report_.id);  // reserved by BeginMap
-  record.backing = request_.backing;
+  if (!record.backing) {
+    ++space_->live_mappings_;
+  } else {
+    space_->live_bytes_ -= record.size;  // stored again (a rollback's leftovers)
+  }
+  space_->live_bytes_ += report_.size;
   record.offset = report_.vaddr - request_.backing->vaddr();
+  record.backing = std::move(request_.backing);  // the job is finished: the record holds it now
   record.iova = report_.iova;
   record.size = report_.size;
   record.congruence_residue = static_cast<uint32_t>(report_.congruence.residue);

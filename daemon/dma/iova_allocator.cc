@@ -132,7 +132,7 @@ Result<uint64_t> IovaAllocator::Allocate(const IovaRequest& request) {
   return Fail(ENOSPC, kOp,
               fmt::format("no free IOVA space of {:#x} bytes at or below {:#x} ({:#x} bytes free, "
                           "{} allocations)",
-                          request.size, request.max_iova, free_bytes(), allocated_.size()));
+                          request.size, request.max_iova, free_bytes(), allocations_));
 }
 
 Result<uint64_t> IovaAllocator::AllocateFixed(const IovaRequest& request, uint64_t iova) {
@@ -154,15 +154,11 @@ Result<uint64_t> IovaAllocator::AllocateFixed(const IovaRequest& request, uint64
   }
   std::optional<Interval> hole = free_.Containing(iova);
   if (!hole || hole->last < last) {
-    // Inside one range but not wholly free: an allocation overlaps. The one
-    // with the greatest start <= last is such an allocation.
-    auto taken = allocated_.upper_bound(last);
-    std::string what = "an allocation";
-    if (taken != allocated_.begin()) {
-      --taken;
-      what = fmt::format("the allocation at {:#x} (+{:#x})", taken->first, taken->second);
-    }
-    return Fail(EEXIST, kOp, fmt::format("IOVA {:#x}-{:#x} overlaps {}", iova, last, what));
+    // Inside one range but not wholly free: an allocation overlaps.
+    const uint64_t taken = hole ? hole->last + 1 : iova;
+    return Fail(EEXIST, kOp,
+                fmt::format("IOVA {:#x}-{:#x} overlaps an allocation (allocated at {:#x})", iova,
+                            last, taken));
   }
   VFIOD_TRY(Take(iova, request.size));
   return iova;
@@ -226,22 +222,28 @@ Result<void> IovaAllocator::Take(uint64_t iova, uint64_t size) {
   if (last < hole.last) {
     free_.Insert(Interval{last + 1, hole.last});
   }
-  allocated_.emplace(iova, size);
+  ++allocations_;
   return Ok();
 }
 
 Result<void> IovaAllocator::Free(uint64_t iova, uint64_t size) {
-  auto it = allocated_.find(iova);
-  if (it == allocated_.end()) {
-    return Fail(ENOENT, "iova free", fmt::format("no allocation starts at {:#x}", iova));
+  if (size == 0 || ((iova | size) & (granule_ - 1)) != 0 || iova + (size - 1) < iova ||
+      !InsideRanges(iova, iova + (size - 1))) {
+    return Fail(EINVAL, "iova free",
+                fmt::format("{:#x} (+{:#x}) is empty, misaligned, wraps or lies outside the "
+                            "IOVA ranges",
+                            iova, size));
   }
-  if (it->second != size) {
-    return Fail(
-        EINVAL, "iova free",
-        fmt::format("allocation at {:#x} has size {:#x}, not {:#x}", iova, it->second, size));
-  }
-  allocated_.erase(it);
   Interval hole{iova, iova + (size - 1)};
+  // Wholly allocated: no free interval starts inside it or reaches into it.
+  const std::optional<Interval> below = free_.Floor(hole.last);
+  if (below && below->last >= hole.first) {
+    return Fail(ENOENT, "iova free",
+                fmt::format("{:#x}-{:#x} is not allocated: {:#x}-{:#x} of it is free", hole.first,
+                            hole.last, std::max(below->first, hole.first),
+                            std::min(below->last, hole.last)));
+  }
+  --allocations_;
   // Coalesce with free neighbours; ranges never touch, so neighbours are in
   // the same IOVA range.
   if (hole.first > 0) {

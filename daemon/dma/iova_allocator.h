@@ -6,7 +6,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
-#include <map>
 #include <optional>
 #include <span>
 #include <vector>
@@ -44,8 +43,10 @@ struct IovaRequest {
 /// "lowest interval with at least L bytes" is one descent. (std::map plus a
 /// size index cannot answer "lowest address with room" under a DMA-mask limit
 /// without a scan; a size-keyed set alone would give best fit, not low
-/// addresses.) Allocations live in a std::map keyed by IOVA, so Free checks
-/// that it frees exactly what was allocated.
+/// addresses.) Allocations are not recorded one by one: the allocated space
+/// is the complement of the free space within the ranges, and the caller (the
+/// DMA engine's mapping record) already knows each allocation's IOVA and
+/// size, so a node per allocation would only double the memory per mapping.
 ///
 /// Not thread-safe: the owning container's strand serialises calls.
 class IovaAllocator {
@@ -66,15 +67,18 @@ class IovaAllocator {
   /// ENOSPC: no free place below max_iova is large enough.
   [[nodiscard]] Result<uint64_t> Allocate(const IovaRequest& request);
 
-  /// Returns [iova, iova+size) to the free space. It must be exactly one
-  /// earlier allocation. ENOENT: no allocation starts at iova;
-  /// EINVAL: the allocation there has another size.
+  /// Returns [iova, iova+size) to the free space, coalescing it with free
+  /// neighbours. It should be exactly one earlier allocation (the caller's
+  /// record says which); the allocator checks only that all of it is
+  /// allocated. EINVAL: size 0, misaligned, wrapping, or outside the ranges;
+  /// ENOENT: part of it is free (a double free, or never allocated).
   [[nodiscard]] Result<void> Free(uint64_t iova, uint64_t size);
 
   /// Smallest IOMMU page (the alignment granule).
   [[nodiscard]] uint64_t granule() const { return granule_; }
   [[nodiscard]] uint64_t page_sizes() const { return pgsizes_; }
-  [[nodiscard]] size_t allocation_count() const { return allocated_.size(); }
+  /// Allocations made and not freed.
+  [[nodiscard]] size_t allocation_count() const { return allocations_; }
   /// Bytes still free in the IOVA ranges (saturates at 2^64 - 1).
   [[nodiscard]] uint64_t free_bytes() const { return free_.TotalBytes(); }
   /// The usable ranges after trimming to the granule.
@@ -85,8 +89,8 @@ class IovaAllocator {
   Result<uint64_t> AllocateFixed(const IovaRequest& request, uint64_t iova);
   std::optional<uint64_t> FindPlace(uint64_t size, uint64_t max_iova, uint64_t modulus,
                                     uint64_t residue) const;
-  /// Moves [iova, iova + size) from the free tree to the allocations. EEXIST
-  /// when it is not wholly free (the callers found it free: a bug if seen).
+  /// Takes [iova, iova + size) out of the free tree. EEXIST when it is not
+  /// wholly free (the callers found it free: a bug if seen).
   [[nodiscard]] Result<void> Take(uint64_t iova, uint64_t size);
   [[nodiscard]] bool InsideRanges(uint64_t first, uint64_t last) const;
 
@@ -94,7 +98,7 @@ class IovaAllocator {
   uint64_t pgsizes_ = 0;
   uint64_t granule_ = 0;
   FreeIntervalTree free_;
-  std::map<uint64_t, uint64_t> allocated_;  // iova -> size
+  size_t allocations_ = 0;
 };
 
 }  // namespace vfiod::dma

@@ -63,9 +63,18 @@ Result<int> ModelIommu::Ioctl(unsigned long request, unsigned long arg) {
 std::vector<ModelMapping> ModelIommu::Mappings() const {
   std::vector<ModelMapping> out;
   for (const auto& [iova, d] : dmas_) {
-    out.push_back({iova, d.size, d.vaddr, d.read, d.write, d.charged});
+    out.push_back({iova, d.size, d.vaddr(), d.has(Dma::kRead), d.has(Dma::kWrite),
+                   Charged(dmas_.find(iova))});
   }
   return out;
+}
+
+uint64_t ModelIommu::Charged(DmaMap::const_iterator it) const {
+  if (it->second.has(Dma::kChargedAll)) {
+    return it->second.size;
+  }
+  auto partial = partial_charges_.find(it->first);
+  return partial == partial_charges_.end() ? 0 : partial->second;
 }
 
 uint64_t ModelIommu::MinPage() const {
@@ -143,11 +152,12 @@ Result<void> ModelIommu::DoMap(uint32_t flags, uint64_t vaddr, uint64_t iova, ui
     if (found == dmas_.end()) {
       return Fail(ENOENT, kMapOp, "no mapping to update");
     }
-    if (!found->second.vaddr_invalid || found->first != iova || found->second.size != size) {
+    if (!found->second.has(Dma::kVaddrInvalid) || found->first != iova ||
+        found->second.size != size) {
       return Fail(EINVAL, kMapOp, "FLAG_VADDR must match one invalidated mapping");
     }
-    found->second.vaddr = vaddr;
-    found->second.vaddr_invalid = false;
+    found->second.vaddr_flags =
+        vaddr | (found->second.vaddr_flags & Dma::kFlags & ~Dma::kVaddrInvalid);
     return Ok();
   }
   if (found != dmas_.end()) {
@@ -160,7 +170,12 @@ Result<void> ModelIommu::DoMap(uint32_t flags, uint64_t vaddr, uint64_t iova, ui
     return Fail(EINVAL, kMapOp, "outside the IOMMU's IOVA ranges");
   }
   uint64_t charged = VFIOD_TRY(pinner_.Pin(vaddr, size, write));
-  dmas_.emplace(iova, Dma{size, vaddr, read, write, false, charged});
+  const uint64_t bits = (read ? Dma::kRead : 0) | (write ? Dma::kWrite : 0) |
+                        (charged == size ? Dma::kChargedAll : 0);
+  dmas_.emplace(iova, Dma{size, vaddr | bits});
+  if (charged != 0 && charged != size) {
+    partial_charges_.emplace(iova, charged);
+  }
   --dma_avail_;
   return Ok();
 }
@@ -214,7 +229,7 @@ Result<uint64_t> ModelIommu::DoUnmap(uint32_t flags, uint64_t iova, uint64_t siz
   auto it = dmas_.lower_bound(iova);
   if (invalidate) {
     for (auto v = it; v != dmas_.end() && v->first <= last; ++v) {
-      if (v->second.vaddr_invalid) {
+      if (v->second.has(Dma::kVaddrInvalid)) {
         return Fail(EINVAL, kUnmapOp, "vaddr already invalidated");
       }
     }
@@ -223,7 +238,7 @@ Result<uint64_t> ModelIommu::DoUnmap(uint32_t flags, uint64_t iova, uint64_t siz
   while (it != dmas_.end() && it->first <= last) {
     unmapped += it->second.size;
     if (invalidate) {
-      it->second.vaddr_invalid = true;
+      it->second.vaddr_flags |= Dma::kVaddrInvalid;
       ++it;
     } else {
       auto next = std::next(it);
@@ -271,7 +286,8 @@ bool ModelIommu::InIovaRanges(uint64_t first, uint64_t last) const {
 }
 
 void ModelIommu::Remove(DmaMap::iterator it) {
-  pinner_.Unpin(it->second.charged);
+  pinner_.Unpin(Charged(it));
+  partial_charges_.erase(it->first);
   dmas_.erase(it);
   ++dma_avail_;
 }

@@ -49,14 +49,21 @@ class ModelIommu {
   [[nodiscard]] std::vector<ModelMapping> Mappings() const;
 
  private:
+  // One entry, 16 bytes (a container may hold 65535; in Linux this state is
+  // kernel memory, here it is the daemon's heap): the flags ride in the low
+  // bits of the vaddr, which is aligned to the smallest IOMMU page.
   struct Dma {
+    static constexpr uint64_t kRead = 1;
+    static constexpr uint64_t kWrite = 2;
+    static constexpr uint64_t kVaddrInvalid = 4;  // VFIO_DMA_UNMAP_FLAG_VADDR
+    static constexpr uint64_t kChargedAll = 8;    // charged == size (else 0 or partial_charges_)
+    static constexpr uint64_t kFlags = 15;
     uint64_t size = 0;
-    uint64_t vaddr = 0;
-    bool read = false;
-    bool write = false;
-    bool vaddr_invalid = false;  // VFIO_DMA_UNMAP_FLAG_VADDR
-    uint64_t charged = 0;
+    uint64_t vaddr_flags = 0;
+    [[nodiscard]] uint64_t vaddr() const { return vaddr_flags & ~kFlags; }
+    [[nodiscard]] bool has(uint64_t flag) const { return (vaddr_flags & flag) != 0; }
   };
+  static_assert(sizeof(Dma) == 16);
   using DmaMap = std::map<uint64_t, Dma>;  // by IOVA; intervals never overlap
 
   Result<int> GetInfo(void* arg) const;
@@ -70,10 +77,14 @@ class ModelIommu {
   [[nodiscard]] bool InIovaRanges(uint64_t first, uint64_t last) const;
   [[nodiscard]] uint64_t MinPage() const;
   void Remove(DmaMap::iterator it);
+  /// The bytes pinning the entry at `it` charged against the memlock limit.
+  [[nodiscard]] uint64_t Charged(DmaMap::const_iterator it) const;
 
   const ModelKnobs knobs_;
   ModelPinner& pinner_;
   DmaMap dmas_;
+  // Charges of entries that are partly MMIO (neither 0 nor their size), by IOVA.
+  std::map<uint64_t, uint64_t> partial_charges_;
   uint32_t dma_avail_;
 };
 

@@ -134,7 +134,7 @@ Result<std::shared_ptr<ManagedContainer>> ManagedContainer::Create(kernel::Kerne
   engine.chunk_bytes = limits.map_chunk_bytes;
   s.space = VFIOD_TRY(dma::DmaSpace::Create(s.container, engine));
   self->extensions_ = ToView(s.container->features());
-  self->RefreshInfo();
+  self->info_ = VFIOD_TRY(s.container->IommuInfo());  // nothing mapped yet
   return self;
 }
 
@@ -142,36 +142,22 @@ ExtensionsView ManagedContainer::extensions() const { return extensions_; }
 
 kernel::IommuInfo ManagedContainer::iommu_info() const {
   std::lock_guard lock(info_mu_);
-  return info_;
+  kernel::IommuInfo info = info_;
+  if (info.dma_avail) {
+    *info.dma_avail -= static_cast<uint32_t>(std::min<uint64_t>(*info.dma_avail, totals_.entries));
+  }
+  return info;
 }
 
-void ManagedContainer::RefreshInfo() {
-  if (!state_->container || !state_->container->iommu_set()) {
-    return;
-  }
-  auto info = state_->container->IommuInfo();
-  if (info) {
-    std::lock_guard lock(info_mu_);
-    info_ = std::move(*info);
-  }
+void ManagedContainer::Publish() {
+  const dma::SpaceUsage usage = state_->space ? state_->space->usage() : dma::SpaceUsage{};
+  std::lock_guard lock(info_mu_);
+  totals_ = Totals{usage.mappings, usage.bytes, usage.entries};
 }
 
 ManagedContainer::Totals ManagedContainer::totals() const {
   std::lock_guard lock(info_mu_);
   return totals_;
-}
-
-void ManagedContainer::Count(const dma::MappingReport& report, bool added) {
-  std::lock_guard lock(info_mu_);
-  if (added) {
-    totals_.mappings += 1;
-    totals_.bytes += report.size;
-    totals_.entries += report.chunks;
-  } else {
-    totals_.mappings -= std::min<uint64_t>(totals_.mappings, 1);
-    totals_.bytes -= std::min(totals_.bytes, report.size);
-    totals_.entries -= std::min(totals_.entries, report.chunks);
-  }
 }
 
 Result<MapResult> ManagedContainer::Alloc(const AllocRequest& request, const ProgressFn& progress) {
@@ -183,7 +169,6 @@ Result<MapResult> ManagedContainer::Alloc(const AllocRequest& request, const Pro
   map.max_iova = MaxIova(request.placement);
   UniqueFd client_fd = VFIOD_TRY(DupForClient(backing->fd()));
   dma::MappingReport report = VFIOD_TRY(MapInChunks(std::move(map), progress));
-  RefreshInfo();
   return MapResult{ViewOf(id_, report, std::string(AllocBackingName(request.backing))),
                    std::move(client_fd), report.id};
 }
@@ -222,7 +207,6 @@ Result<MapResult> ManagedContainer::MapSlices(std::shared_ptr<const dma::Backing
   map.fixed_iova = request.placement.iova;
   map.max_iova = MaxIova(request.placement);
   dma::MappingReport report = VFIOD_TRY(MapInChunks(std::move(map), progress));
-  RefreshInfo();
   MappingView view = ViewOf(id_, report, "memfd");
   for (SegmentView& piece : view.segments) {
     piece.offset += base;
@@ -234,15 +218,21 @@ Result<dma::MappingReport> ManagedContainer::MapInChunks(dma::MapRequest map,
                                                          const ProgressFn& progress) {
   std::unique_ptr<dma::MapJob> job = VFIOD_TRY(state_->space->BeginMap(std::move(map)));
   for (;;) {
-    bool done = VFIOD_TRY(job->Step());
+    auto step = job->Step();
+    if (!step) {
+      Publish();  // a rollback that left chunks keeps them as a mapping
+      return std::unexpected(step.error());
+    }
     dma::MapProgress p = job->progress();
     bool go_on = !progress || progress(p.bytes_done, p.bytes_total);
-    if (done) {
-      Count(job->report(), true);
+    if (*step) {
+      Publish();
       return job->report();
     }
     if (!go_on) {
       // Destroying the unfinished job unmaps its chunks and frees its IOVA.
+      job.reset();
+      Publish();
       return Fail(ECANCELED, "dma.map",
                   "abandoned after " + std::to_string(p.bytes_done) + " of " +
                       std::to_string(p.bytes_total) + " bytes");
@@ -276,9 +266,12 @@ Result<MapResult> ManagedContainer::MapBar(const MapBarRequest& request) {
   map.backing = backing;
   map.fixed_iova = request.placement.iova;
   map.max_iova = MaxIova(request.placement);
-  dma::MappingReport report = VFIOD_TRY(state_->space->Map(std::move(map)));
-  Count(report, true);
-  RefreshInfo();
+  const Result<dma::MappingReport> mapped = state_->space->Map(std::move(map));
+  Publish();
+  if (!mapped) {
+    return std::unexpected(mapped.error());
+  }
+  const dma::MappingReport& report = *mapped;
   MappingView view = ViewOf(id_, report, "bar");
   uint64_t natural = std::min<uint64_t>(std::bit_ceil(backing->size()), dma::k1GiB);
   view.aligned = backing->vaddr() % natural == 0;
@@ -290,11 +283,9 @@ Result<dma::UnmapReport> ManagedContainer::Unmap(uint64_t engine_id) {
   if (!state_->space) {
     return Fail(ENOENT, "dma.free", "the container is closed");
   }
-  dma::MappingReport record = VFIOD_TRY(state_->space->Find(engine_id));
-  dma::UnmapReport report = VFIOD_TRY(state_->space->Unmap(engine_id));
-  Count(record, false);
-  RefreshInfo();
-  return report;
+  auto unmapped = state_->space->Unmap(engine_id);
+  Publish();  // also after an error: an EIO count mismatch still releases it
+  return unmapped;
 }
 
 Result<dma::MappingReport> ManagedContainer::Describe(uint64_t engine_id) const {

@@ -51,7 +51,11 @@ class ManagedContainer {
   [[nodiscard]] ContainerId id() const { return id_; }
   [[nodiscard]] const std::vector<int>& groups() const { return group_numbers_; }
   [[nodiscard]] ExtensionsView extensions() const;
-  /// The IOMMU info as of the last map/unmap (leaf lock; safe under any lock).
+  /// The IOMMU info read when the container was created, with DMA_AVAIL
+  /// kept current from the engine's entry count (the kernel's dma_avail is
+  /// its entry limit less the entries mapped, and only vfiod maps in its
+  /// containers), so no map or unmap pays for a VFIO_IOMMU_GET_INFO.
+  /// Leaf lock; safe under any lock.
   [[nodiscard]] kernel::IommuInfo iommu_info() const;
   /// True after Close(); needs mu().
   [[nodiscard]] bool closed() const { return closed_; }
@@ -99,17 +103,18 @@ class ManagedContainer {
  private:
   struct State;
   explicit ManagedContainer(ContainerId id);
-  void RefreshInfo();
+  /// Copies the engine's usage into totals_ (needs mu()): after every map,
+  /// unmap and close, so the leaf-locked readers see what the kernel holds.
+  void Publish();
   /// Maps `map` chunk by chunk, reporting to `progress` after each one and
-  /// abandoning (rolled back, ECANCELED) when it returns false. Counts the
-  /// new mapping in the totals.
+  /// abandoning (rolled back, ECANCELED) when it returns false. Publishes
+  /// the new totals.
   [[nodiscard]] Result<dma::MappingReport> MapInChunks(dma::MapRequest map,
                                                        const ProgressFn& progress);
   /// Maps `region` [offset, +size) or the segments of `request` in it.
   [[nodiscard]] Result<MapResult> MapSlices(std::shared_ptr<const dma::Backing> backing,
                                             const MapFdRequest& request, uint64_t base,
                                             const ProgressFn& progress);
-  void Count(const dma::MappingReport& report, bool added);
   /// vfiod's fd of `bdf`, opened from whichever group holds it; needs mu().
   [[nodiscard]] Result<std::shared_ptr<vfio::Device>> DeviceFor(const std::string& bdf);
 
@@ -119,7 +124,7 @@ class ManagedContainer {
   bool closed_ = false;           // guarded by mu_
   std::unique_ptr<State> state_;  // VFIO and DMA objects; guarded by mu_
   mutable std::mutex info_mu_;    // leaf lock
-  kernel::IommuInfo info_;        // guarded by info_mu_
+  kernel::IommuInfo info_;        // at creation (DMA_AVAIL then: the limit); guarded by info_mu_
   Totals totals_;                 // guarded by info_mu_
   ExtensionsView extensions_;     // set at creation, then constant
 };

@@ -2,6 +2,7 @@
 // service_dma.cc, device operations in service_devices.cc.
 #include "service/service.h"
 
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -47,12 +48,14 @@ void Service::CloseSession(SessionId session) {
     std::shared_ptr<ManagedContainer> managed;
   };
   std::vector<Loose> loose;
+  size_t regions = 0;
   {
     std::lock_guard lock(mu_);
     if (sessions_.erase(session) == 0) {
       return;
     }
-    std::erase_if(regions_, [session](const auto& r) { return r.second.owner == session; });
+    regions =
+        std::erase_if(regions_, [session](const auto& r) { return r.second.owner == session; });
     for (auto it = containers_.begin(); it != containers_.end();) {
       it->second.attached.erase(session);
       if (it->second.owner == session && it->second.name.empty() && it->second.managed) {
@@ -93,6 +96,13 @@ void Service::CloseSession(SessionId session) {
   }
   spdlog::info("session {} closed: {} containers released, {} mappings unmapped ({} bytes)",
                session, owned.size(), loose.size(), bytes);
+  if (!owned.empty() || !loose.empty() || regions != 0) {
+    owned.clear();  // the last references to the torn-down containers
+    loose.clear();
+    // glibc keeps freed heap for reuse; a session that held many mappings
+    // leaves megabytes of it. Once per session, off every lock.
+    ::malloc_trim(0);
+  }
 }
 
 void Service::Shutdown() {

@@ -23,7 +23,9 @@ ProgressFn Service::WatchSession(const Caller& caller, const std::string& name,
                                  const ProgressFn& progress) {
   return [this, session = caller.session, named = !name.empty(), &progress](uint64_t done,
                                                                             uint64_t total) {
-    if (!named) {
+    // After the last chunk there is nothing left to abandon, and RunMap
+    // checks the session itself: no registry lock on a one-chunk map.
+    if (!named && done < total) {
       std::lock_guard lock(mu_);  // allowed: the container's mutex may be held
       if (!sessions_.contains(session)) {
         return false;  // nobody will ever use or free this mapping
@@ -89,7 +91,7 @@ SResult<MapResult> Service::MapFd(const Caller& caller, MapFdRequest request,
   ProgressFn watched = WatchSession(caller, name, progress);
   return RunMap(caller, request.container, size, name, [&](ManagedContainer& c) {
     if (region) {
-      return c.MapRegion(region, request, watched);
+      return c.MapRegion(std::move(region), request, watched);
     }
     return c.MapFd(std::move(request), watched);
   });

@@ -26,11 +26,15 @@ TEST_F(EngineTest, MapsAndUnmapsOneBackingExactly) {
   EXPECT_EQ(ModelEntries(), (std::vector<Mapping>{{report->iova, 16 * kPage4K}}));
   EXPECT_EQ(model_.LockedBytes(), 16 * kPage4K);
   EXPECT_EQ(model_.Mappings(container_->fd())->front().vaddr, backing->vaddr());
+  EXPECT_EQ(space_->usage(), (SpaceUsage{.mappings = 1, .bytes = 16 * kPage4K, .entries = 1}));
 
   auto unmapped = space_->Unmap(report->id);
   ASSERT_TRUE(unmapped) << unmapped.error().message();
   EXPECT_EQ(unmapped->bytes, 16 * kPage4K);
   EXPECT_EQ(unmapped->ioctls, 1u);
+  EXPECT_EQ(unmapped->entries, 1u);
+  EXPECT_EQ(unmapped->mappings, 1u);
+  EXPECT_EQ(space_->usage(), SpaceUsage{});
   EXPECT_TRUE(ModelEntries().empty());
   EXPECT_TRUE(space_->ShadowEntries().empty());
   EXPECT_EQ(model_.LockedBytes(), 0u);
@@ -168,9 +172,13 @@ TEST_F(EngineTest, UnmapAllUsesOneCallAndReleasesEverything) {
     ASSERT_TRUE(space_->Map({.backing = Pages(2 * kPage4K)}));
   }
   const uint64_t unmaps = UnmapCalls();
+  EXPECT_EQ(space_->usage(), (SpaceUsage{.mappings = 3, .bytes = 6 * kPage4K, .entries = 3}));
   auto all = space_->UnmapAll();
   ASSERT_TRUE(all) << all.error().message();
   EXPECT_EQ(all->bytes, 6 * kPage4K);
+  EXPECT_EQ(all->entries, 3u);
+  EXPECT_EQ(all->mappings, 3u);
+  EXPECT_EQ(space_->usage(), SpaceUsage{});
   EXPECT_EQ(UnmapCalls(), unmaps + 1);
   EXPECT_TRUE(ModelEntries().empty());
   EXPECT_TRUE(space_->Mappings().empty());
@@ -183,7 +191,10 @@ TEST_F(EngineTest, UnmapKeepsTheNeighbours) {
   auto b = space_->Map({.backing = Pages(2 * kPage4K)});
   auto c = space_->Map({.backing = Pages(2 * kPage4K)});
   ASSERT_TRUE(a && b && c);
-  ASSERT_TRUE(space_->Unmap(b->id));
+  auto unmapped = space_->Unmap(b->id);
+  ASSERT_TRUE(unmapped);
+  EXPECT_EQ(unmapped->entries, 1u);
+  EXPECT_EQ(space_->usage(), (SpaceUsage{.mappings = 2, .bytes = 4 * kPage4K, .entries = 2}));
   EXPECT_EQ(ModelEntries(), (std::vector<Mapping>{{a->iova, a->size}, {c->iova, c->size}}));
   EXPECT_EQ(space_->ShadowEntries(), ModelEntries());
   EXPECT_EQ(space_->Mappings().size(), 2u);
@@ -204,6 +215,7 @@ TEST_F(EngineTest, UnmapSizeMismatchIsReportedAndTheShadowFollowsTheKernel) {
   EXPECT_TRUE(space_->ShadowEntries().empty());
   EXPECT_TRUE(space_->Mappings().empty());
   EXPECT_EQ(space_->allocator().allocation_count(), 0u);
+  EXPECT_EQ(space_->usage(), SpaceUsage{});  // released although the count was off
 }
 
 TEST_F(EngineTest, UnmapAllThatSweepsAForeignMappingIsAMismatch) {

@@ -161,14 +161,35 @@ TEST(IovaAllocator, CongruenceFallsBackWhenOnlyAnUnalignedPlaceIsLeft) {
   EXPECT_EQ(*iova, k4K);
 }
 
-TEST(IovaAllocator, FreeMustMatchAnAllocationExactly) {
+TEST(IovaAllocator, FreeRefusesSpaceThatIsNotAllocated) {
   IovaAllocator a = VmAllocator();
   uint64_t iova = a.Allocate(Sized(0x10000)).value();
-  EXPECT_EQ(a.Free(iova + k4K, k4K).error().code, ENOENT);
-  EXPECT_EQ(a.Free(iova, k4K).error().code, EINVAL);
+  EXPECT_EQ(iova, 0u);
+  EXPECT_EQ(a.Free(iova + 0x10000, k4K).error().code, ENOENT);     // free space
+  EXPECT_EQ(a.Free(iova + 0xf000, 2 * k4K).error().code, ENOENT);  // runs into free space
+  EXPECT_EQ(a.Free(iova + 0x800, k4K).error().code, EINVAL);       // misaligned
+  EXPECT_EQ(a.Free(iova, 0).error().code, EINVAL);
+  EXPECT_EQ(a.Free(0xfee00000, k4K).error().code, EINVAL);  // the MSI window: outside the ranges
   EXPECT_EQ(a.allocation_count(), 1u);
   EXPECT_TRUE(a.Free(iova, 0x10000));
+  EXPECT_EQ(a.allocation_count(), 0u);
   EXPECT_EQ(a.Free(iova, 0x10000).error().code, ENOENT);  // a double free
+  EXPECT_EQ(a.Free(iova, k4K).error().code, ENOENT);
+}
+
+TEST(IovaAllocator, FreeBetweenAllocationsCoalescesWithBothNeighbours) {
+  IovaAllocator a = VmAllocator();
+  const uint64_t low = a.Allocate(Sized(k4K)).value();
+  const uint64_t mid = a.Allocate(Sized(k4K)).value();
+  const uint64_t high = a.Allocate(Sized(k4K)).value();
+  ASSERT_EQ(mid, low + k4K);
+  ASSERT_EQ(high, mid + k4K);
+  ASSERT_TRUE(a.Free(low, k4K));
+  ASSERT_TRUE(a.Free(high, k4K));
+  EXPECT_EQ(a.Free(mid + k4K, k4K).error().code, ENOENT);  // freed already
+  ASSERT_TRUE(a.Free(mid, k4K));
+  // One hole again from 0: a fixed allocation across all three pages fits.
+  EXPECT_EQ(a.Allocate(Fixed(0, 3 * k4K)).value(), 0u);
 }
 
 TEST(IovaAllocator, FreeingEverythingRestoresOneWholeRange) {

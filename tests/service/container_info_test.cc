@@ -1,0 +1,121 @@
+// container.info on the model kernel: DMA_AVAIL follows the entries mapped
+// (down after a map by its chunks, up after a free) without a
+// VFIO_IOMMU_GET_INFO per map or unmap, and the container's totals follow
+// the engine through maps, frees and a failed map.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "kernel/fault_kernel.h"
+#include "kernel/model_kernel.h"
+#include "model_service.h"
+#include "service/service.h"
+
+namespace vfiod::service {
+namespace {
+
+namespace fs = std::filesystem;
+using model_service::kEdu;
+using model_service::kIvshmem;
+using model_service::MakeTree;
+using model_service::Topology;
+
+constexpr uint64_t kChunk = 2 << 20;
+constexpr const char* kGetInfo = "VFIO_IOMMU_GET_INFO";
+
+class ContainerInfoTest : public ::testing::Test {
+ protected:
+  ContainerInfoTest() : model_(Topology()) {
+    std::string tmpl = (fs::temp_directory_path() / "vfiod-info-XXXXXX").string();
+    root_ = ::mkdtemp(tmpl.data());
+    MakeTree(root_);
+    Config config;
+    config.limits.map_chunk_bytes = kChunk;
+    auto faulty = std::make_unique<kernel::FaultInjectingKernel>(model_);
+    faulty_ = faulty.get();
+    service_ = std::make_unique<Service>(config, std::move(faulty), vfio::PciSysfs(root_));
+    root_caller_ = Caller{service_->OpenSession(Identity{0, 0, {}}), Identity{0, 0, {}}};
+  }
+  ~ContainerInfoTest() override {
+    service_.reset();
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+  }
+  ContainerView Info(ContainerId id) {
+    auto info = service_->ContainerInfo(root_caller_, id);
+    EXPECT_TRUE(info.has_value());
+    return info ? info->first : ContainerView{};
+  }
+  AllocRequest Alloc(ContainerId c, uint64_t size) {
+    AllocRequest r;
+    r.container = c;
+    r.size = size;
+    return r;
+  }
+
+  kernel::ModelKernel model_;  // outlives the service, which uses it through faulty_
+  kernel::FaultInjectingKernel* faulty_ = nullptr;
+  fs::path root_;
+  std::unique_ptr<Service> service_;
+  Caller root_caller_;
+};
+
+TEST_F(ContainerInfoTest, DmaAvailGoesDownAfterAMapAndUpAfterAFree) {
+  auto c = service_->CreateContainer(root_caller_, {kEdu, kIvshmem}, "");
+  ASSERT_TRUE(c.has_value()) << c.error().error.message();
+  ASSERT_TRUE(c->iommu.dma_avail.has_value());
+  const uint32_t limit = *c->iommu.dma_avail;
+  EXPECT_EQ(limit, kernel::ModelKnobs{}.dma_entry_limit);  // nothing mapped yet
+  const uint64_t get_info_calls = faulty_->IoctlCalls(kGetInfo);
+
+  auto four = service_->Alloc(root_caller_, Alloc(c->id, 4 * kChunk), {});
+  ASSERT_TRUE(four.has_value()) << four.error().error.message();
+  EXPECT_EQ(four->mapping.chunks, 4u);
+  ContainerView view = Info(c->id);
+  EXPECT_EQ(view.iommu.dma_avail, limit - 4);
+  EXPECT_EQ(view.dma_entries_used, 4u);
+  EXPECT_EQ(view.mappings, 1u);
+  EXPECT_EQ(view.mapped_bytes, 4 * kChunk);
+
+  auto bar = service_->MapBar(root_caller_, MapBarRequest{c->id, kIvshmem, 0, {}, ""});
+  ASSERT_TRUE(bar.has_value()) << bar.error().error.message();
+  view = Info(c->id);
+  EXPECT_EQ(view.iommu.dma_avail, limit - 5);
+  EXPECT_EQ(view.mappings, 2u);
+
+  ASSERT_TRUE(service_->FreeMapping(root_caller_, four->mapping.id).has_value());
+  view = Info(c->id);
+  EXPECT_EQ(view.iommu.dma_avail, limit - 1);
+  EXPECT_EQ(view.dma_entries_used, 1u);
+  EXPECT_EQ(view.mappings, 1u);
+  EXPECT_EQ(view.mapped_bytes, bar->mapping.size);
+
+  ASSERT_TRUE(service_->FreeMapping(root_caller_, bar->mapping.id).has_value());
+  view = Info(c->id);
+  EXPECT_EQ(view.iommu.dma_avail, limit);
+  EXPECT_EQ(view.mappings, 0u);
+  EXPECT_EQ(view.mapped_bytes, 0u);
+  // Maps, frees and info calls asked the kernel for nothing but the DMA.
+  EXPECT_EQ(faulty_->IoctlCalls(kGetInfo), get_info_calls);
+}
+
+TEST_F(ContainerInfoTest, AFailedMapLeavesTheTotalsAsTheyWere) {
+  auto c = service_->CreateContainer(root_caller_, {kEdu}, "");
+  ASSERT_TRUE(c.has_value()) << c.error().error.message();
+  const uint32_t limit = *c->iommu.dma_avail;
+  auto one = service_->Alloc(root_caller_, Alloc(c->id, kChunk), {});
+  ASSERT_TRUE(one.has_value()) << one.error().error.message();
+  // The third chunk fails: the two before it are unmapped again.
+  faulty_->Arm(kernel::Fault::Ioctl("VFIO_IOMMU_MAP_DMA", 3, EFAULT));
+  auto failed = service_->Alloc(root_caller_, Alloc(c->id, 4 * kChunk), {});
+  ASSERT_FALSE(failed.has_value());
+  faulty_->Clear();
+  const ContainerView view = Info(c->id);
+  EXPECT_EQ(view.iommu.dma_avail, limit - 1);
+  EXPECT_EQ(view.dma_entries_used, 1u);
+  EXPECT_EQ(view.mappings, 1u);
+  EXPECT_EQ(view.mapped_bytes, kChunk);
+}
+
+}  // namespace
+}  // namespace vfiod::service
