@@ -1,6 +1,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <iostream>
 #include <numeric>
@@ -85,12 +86,44 @@ CmdResult RunRate(Session& session, const BenchOptions& o) {
   return {};
 }
 
+// Idle pings after each map/free pair: the round trip of a request that does
+// no work, measured at the same moments as the maps.
+constexpr int kPingsPerPair = 5;
+
+// `loops` times: one map/free pair (of the registered `region`, or of `fd`
+// passed with the map when region is 0), then kPingsPerPair timed pings.
+Result<MapTimings> TimePairs(client::Client& client, uint64_t container, int fd, uint64_t region,
+                             uint64_t size, int loops, std::vector<double>& pings) {
+  MapTimings all;
+  for (int i = 0; i < loops; ++i) {
+    const MapTimings one = VFIOD_TRY(region != 0 ? TimeMapRegion(client, container, region, size, 1)
+                                                 : TimeMapFd(client, container, fd, size, 1));
+    all.map_s.push_back(one.map_s.front());
+    all.unmap_s.push_back(one.unmap_s.front());
+    all.ioctls = one.ioctls;
+    all.chunks = one.chunks;
+    all.iova = one.iova;
+    for (int p = 0; p < kPingsPerPair; ++p) {
+      const auto start = std::chrono::steady_clock::now();
+      if (auto reply = client.Call("ping"); !reply) {
+        return Fail(EIO, "ping", reply.error().Describe());
+      }
+      pings.push_back(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+  }
+  return all;
+}
+
 // Registers `fd` once (untimed, as a program touches its memory before
-// timing), times map/free of the region `loops` times, then unregisters it.
-Result<MapTimings> TimeRegisteredMaps(client::Client& client, uint64_t container, int fd,
-                                      uint64_t size, int loops) {
+// timing) unless `adopt_each`, times the pairs, then unregisters it.
+Result<MapTimings> TimeMaps(client::Client& client, uint64_t container, int fd, uint64_t size,
+                            int loops, bool adopt_each, std::vector<double>& pings) {
+  if (adopt_each) {
+    return TimePairs(client, container, fd, 0, size, loops, pings);
+  }
   const uint64_t region = VFIOD_TRY(RegisterRegion(client, fd, size));
-  auto timings = TimeMapRegion(client, container, region, size, loops);
+  auto timings = TimePairs(client, container, fd, region, size, loops, pings);
   auto dropped = UnregisterRegion(client, region);
   if (timings && !dropped) {
     return std::unexpected(dropped.error());
@@ -119,8 +152,8 @@ CmdResult Map(Session& session, const BenchOptions& o) {
     return std::unexpected(FailureFor("container.create", made.error()));
   }
   const uint64_t container = made->result.at("container");
-  auto t = o.adopt_each ? TimeMapFd(*client, container, fd->get(), o.size, o.loops)
-                        : TimeRegisteredMaps(*client, container, fd->get(), o.size, o.loops);
+  std::vector<double> pings;
+  auto t = TimeMaps(*client, container, fd->get(), o.size, o.loops, o.adopt_each, pings);
   ::munmap(view, o.size);
   if (!t) {
     return Failed(t.error());
@@ -149,7 +182,9 @@ CmdResult Map(Session& session, const BenchOptions& o) {
                             {"map_samples_s", t->map_s},
                             {"unmap_samples_s", t->unmap_s},
                             {"ioctls", t->ioctls},
-                            {"iova", t->iova}};
+                            {"iova", t->iova},
+                            {"round_trip_median_s", median(pings)},
+                            {"round_trip_mean_s", mean(pings)}};
   session.Emit(r, [&](std::ostream& out) {
     out << "VFIO MAP DMA in " << r["map_s"].get<double>() << " s (" << r["map_gbps"].get<double>()
         << " GB/s), median " << r["map_median_s"].get<double>() << " s, min "
@@ -158,7 +193,10 @@ CmdResult Map(Session& session, const BenchOptions& o) {
         << r["unmap_median_s"].get<double>() << " s, min " << r["unmap_min_s"].get<double>()
         << " s\n(through vfiod, request to reply, average of " << o.loops
         << (o.adopt_each ? "; the fd passed and adopted by every map)\n"
-                         : "; the memfd registered once, untimed)\n");
+                         : "; the memfd registered once, untimed)\n")
+        << "idle round trip between the pairs: median " << r["round_trip_median_s"].get<double>()
+        << " s, mean " << r["round_trip_mean_s"].get<double>()
+        << " s (a request-to-reply map costs at least the raw map plus this)\n";
   });
   return {};
 }
