@@ -119,6 +119,46 @@ def map_misses(vm):
     return "\n".join(lines)
 
 
+def span(values, fmt="{:.2f}"):
+    values = list(values)
+    return (fmt + "-" + fmt).format(min(values), max(values)) if values else "n/a"
+
+
+def map_facts(vm):
+    """Figures the text of item 1 leans on, computed from the rows."""
+    rows = map_rows(vm)
+    ops = ("map", "unmap")
+    cells = [(r, k) for r in rows for k in ops]
+    near = [c for c in cells if c[0]["ratio"][c[1]] >= c[0]["bound"][c[1]] - 0.03]
+    spread = [abs(r["raw"][k]["mean_s"] - r["raw_memfd"][k]["mean_s"]) / r["raw"][k]["mean_s"]
+              for r, k in cells]
+    gap_per_ping = [r["vfiod"]["gap"][k]["p50"] / r["ping_s"]["mean"] for r, k in cells]
+    facts = [
+        "the daemon's own time against raw (daemon-only ratio): map "
+        + span(r["ratio_server"]["map"] for r in rows) + ", unmap "
+        + span(r["ratio_server"]["unmap"] for r in rows),
+        "the engine's plan (`BeginMap`) per map: "
+        + span((r["breakdown"]["plan"]["mean_s"] * 1e3 for r in rows), "{:.2f}")
+        + " ms, against its MAP_DMA steps of "
+        + span((r["breakdown"]["map"]["mean_s"] * 1e3 for r in rows), "{:.1f}") + " ms",
+        "client minus daemon per call, p50: map "
+        + span((r["vfiod"]["gap"]["map"]["p50"] * 1e3 for r in rows), "{:.2f}") + " ms, free "
+        + span((r["vfiod"]["gap"]["unmap"]["p50"] * 1e3 for r in rows), "{:.2f}") + " ms",
+        "the idle round trip of the rows: mean "
+        + span((r["ping_s"]["mean"] * 1e3 for r in rows), "{:.2f}") + " ms, p50 "
+        + span((r["ping_s"]["p50"] * 1e3 for r in rows), "{:.2f}") + " ms, p90 "
+        + span((r["ping_s"]["p90"] * 1e3 for r in rows), "{:.2f}") + " ms",
+        "per-call gap p50 / the row's mean idle round trip: " + span(gap_per_ping),
+        f"cells within 0.03 of their bound or above it: {len(near)} of {len(cells)}",
+        "raw against raw memfd (the same ioctl on the same kind of memory), difference of the "
+        "means: " + span((100 * x for x in spread), "{:.0f}") + "%",
+        "one-shot (`dma.map_fd {fd}`) ratio: map "
+        + span(r["ratio_oneshot"]["map"] for r in rows) + ", unmap "
+        + span(r["ratio_oneshot"]["unmap"] for r in rows),
+    ]
+    return "\n".join("- " + f for f in facts)
+
+
 def batching_table(vm):
     b = vm["batching"]
     head = ["L", "runs", "naive map", "planner map", "speedup", "naive ioctls", "planner ioctls",
@@ -328,6 +368,7 @@ def blocks(vm, rpc, micro):
         out["unmap"] = map_table(vm, "UNMAP")
         out["map-gap"] = map_gap_table(vm)
         out["map-misses"] = map_misses(vm)
+        out["map-facts"] = map_facts(vm)
     if rpc:
         out["rpc-machine"] = machine(rpc, "host")
         if "latency" in rpc:
