@@ -254,9 +254,11 @@ def memory_table(rpc):
         text += (f", of which the model kernel's type1 entries measured alone: {model:.0f} B "
                  f"RssAnon ({share['heap_in_use_per_entry']:.0f} B malloc'd) per entry; "
                  f"**vfiod's own: {per - model:.0f} B**")
+    if "heap_returned" in m:
+        text += f"; heap returned after the close: {'yes' if m['heap_returned'] else 'NO'}"
     if "released" in m:
         text += (f"; after the client closed: released {'yes' if m['released'] else 'NO'} in "
-                 f"{m['seconds_to_release']:.1f} s")
+                 f"{m.get('seconds_to_release', 0):.1f} s")
     return text + "."
 
 

@@ -73,34 +73,47 @@ Result<UniqueFd> PopulatedMemfd(uint64_t size) {
 // After the client closed: waits (up to 30 s) until the session's release
 // is visible (the region's view unmapped: RssShmem back to what it was with
 // the region registered and nothing mapped; fewer fds than then: the
-// connection and the region's memfd closed), then until RssAnon holds still
-// for 200 ms (the heap returned, if it is). False when it timed out.
-bool WaitForRelease(pid_t pid, const nlohmann::json& with_region) {
-  const Clock::time_point start = Clock::now();
-  const auto timed_out = [&] { return SecondsSince(start) > 30; };
-  const auto released = [&](const nlohmann::json& now) {
+// connection and the region's memfd closed). Freeing does not shrink RSS,
+// and the mappings may still be torn down then, so it then gives the heap
+// up to 5 s to come back (RssAnon below halfway between the registered and
+// the mapped figure) and 500 ms to hold still. Returns {"released",
+// "seconds_to_release", "heap_returned"}.
+nlohmann::json WaitForRelease(pid_t pid, const nlohmann::json& with_region,
+                              const nlohmann::json& mapped) {
+  const auto anon = [&] { return Snapshot(pid)["rss_anon"].get<uint64_t>(); };
+  const auto released = [&] {
+    const nlohmann::json now = Snapshot(pid);
     return now["rss_shmem"].get<uint64_t>() <=
                with_region["rss_shmem"].get<uint64_t>() + (1 << 20) &&
            now["fds"].get<uint64_t>() < with_region["fds"].get<uint64_t>();
   };
-  while (!released(Snapshot(pid))) {
-    if (timed_out()) {
-      return false;
+  const auto poll_until = [](double seconds, const auto& done) {
+    const Clock::time_point start = Clock::now();
+    while (!done()) {
+      if (SecondsSince(start) > seconds) {
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return true;
+  };
+  const Clock::time_point closed = Clock::now();
+  if (!poll_until(30, released)) {
+    return {{"released", false}, {"heap_returned", false}};
   }
-  uint64_t anon = Snapshot(pid)["rss_anon"].get<uint64_t>();
-  for (;;) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    const uint64_t now = Snapshot(pid)["rss_anon"].get<uint64_t>();
-    if (now == anon) {
-      return true;
-    }
-    if (timed_out()) {
-      return false;
-    }
-    anon = now;
-  }
+  const double release_s = SecondsSince(closed);
+  const uint64_t halfway =
+      (with_region["rss_anon"].get<uint64_t>() + mapped["rss_anon"].get<uint64_t>()) / 2;
+  const bool returned = poll_until(5, [&] { return anon() < halfway; });
+  uint64_t last = anon();
+  (void)poll_until(10, [&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(450));
+    const uint64_t now = anon();
+    const bool still = now == last;
+    last = now;
+    return still;
+  });
+  return {{"released", true}, {"seconds_to_release", release_s}, {"heap_returned", returned}};
 }
 
 }  // namespace
@@ -145,10 +158,8 @@ nlohmann::json MeasureFootprint(const DaemonProcess& daemon, uint64_t mappings) 
   out["bytes_per_mapping"] = {{"rss_anon", delta("rss_anon")},
                               {"vm_rss", delta("vm_rss")},
                               {"rss_shmem", delta("rss_shmem")}};
-  const Clock::time_point closing = Clock::now();
   c = Fail(ECONNRESET, "closed");  // the session ends: vfiod frees its mappings and region
-  out["released"] = WaitForRelease(pid, out["with_region"]);
-  out["seconds_to_release"] = SecondsSince(closing);
+  out.update(WaitForRelease(pid, out["with_region"], out["mapped"]));
   out["after_close"] = Snapshot(pid);
   return out;
 }

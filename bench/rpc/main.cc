@@ -160,8 +160,10 @@ void PrintFootprint(const nlohmann::json& f) {
                "%.1f s%s)\n",
                mib(f["after_close"], "vm_rss"), mib(f["after_close"], "rss_anon"),
                static_cast<unsigned long long>(f["after_close"]["fds"].get<uint64_t>()),
-               f["seconds_to_release"].get<double>(),
-               f.value("released", false) ? "" : "; NOT released within 30 s");
+               f.value("seconds_to_release", 0.0),
+               !f.value("released", false)       ? "; NOT released within 30 s"
+               : f.value("heap_returned", false) ? "; heap returned"
+                                                 : "; heap NOT returned within 5 s");
   if (f.contains("model_share") && f["model_share"].contains("heap_in_use_per_entry")) {
     const double model = f["model_share"]["rss_anon_per_entry"].get<double>();
     std::fprintf(stderr,
