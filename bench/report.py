@@ -294,7 +294,8 @@ def target_rows(vm, rpc):
                      "own time: %.2f-%.2f of raw" % (*rng("map"), *rng("unmap"),
                                                       vm["map_table"]["loops"], min(server),
                                                       max(server)),
-                     f"{met(len(good) == len(cells))}: {len(good)} of {len(cells)} cells; of the "
+                     f"{met(len(good) == len(cells))}: {len(good)} of {len(cells)} cells at or "
+                     f"above 0.97; of the "
                      f"{len(cells) - len(good)} missed, {len(out_of_reach)} have an idle round "
                      f"trip over 3% of the raw time (item 1)"])
     if vm and "batching" in vm:
