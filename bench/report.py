@@ -156,6 +156,17 @@ def map_facts(vm):
         + span(r["ratio_oneshot"]["map"] for r in rows) + ", unmap "
         + span(r["ratio_oneshot"]["unmap"] for r in rows),
     ]
+    unreachable = []
+    for r in rows:
+        fastest = r["ping_s"]["min"]
+        for k in ops:
+            raw = r["raw"][k]["mean_s"]
+            if raw / (raw + fastest) < 0.97:
+                unreachable.append(f"{r['memory']} {size_name(r['size'])} {k} "
+                                   f"({raw / (raw + fastest):.3f})")
+    facts.append("cells whose bound is below 0.97 even with the fastest idle round trip seen in "
+                 "the row (" + span((r["ping_s"]["min"] * 1e3 for r in rows), "{:.2f}")
+                 + " ms): " + (", ".join(unreachable) if unreachable else "none"))
     return "\n".join("- " + f for f in facts)
 
 
