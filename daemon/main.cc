@@ -4,8 +4,8 @@
 // releasing every container and mapping.
 //
 // Threads: the main thread runs the io_context (socket I/O, signals, the
-// watchdog timer); the rpc server's worker pool runs blocking methods and the
-// connection-close hooks.
+// watchdog timer); the rpc server's worker pool runs blocking methods (and
+// writes their replies) and the connection-close hooks.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/systemd_sink.h>
 #include <spdlog/spdlog.h>

@@ -69,16 +69,17 @@ bool Connection::SendFromAnyThread(std::optional<OutFrame> frame, bool call_fini
       }
     }
   }
-  auto self = shared_from_this();
+  // In the common case (the reply went out whole) nothing is posted: the
+  // strand, and the io thread running it, stay asleep.
   if (flushed == Flushed::kBlocked) {
-    asio::post(strand_, [self] { self->WriteSome(/*owner=*/true); });
+    asio::post(strand_, [self = shared_from_this()] { self->WriteSome(/*owner=*/true); });
   } else if (flushed == Flushed::kFailed) {
-    asio::post(strand_, [self, message = error.message()] {
+    asio::post(strand_, [self = shared_from_this(), message = error.message()] {
       spdlog::info("rpc: connection {}: {}", self->info_->id, message);
       self->CloseNow();
     });
   } else if (settle) {
-    asio::post(strand_, [self] { self->Settle(); });
+    asio::post(strand_, [self = shared_from_this()] { self->Settle(); });
   }
   return queued;
 }

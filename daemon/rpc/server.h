@@ -4,7 +4,9 @@
 // Threads: the caller runs the io_context (one or more threads); each
 // connection's state lives on its own strand, the server's connection table on
 // server_strand_. Handlers marked blocking and the close hooks run on the
-// server's worker pool, never on an io thread.
+// server's worker pool, never on an io thread; the worker that ran a blocking
+// single request also writes its reply (see Connection), so such a call costs
+// the io thread no second wake-up.
 #pragma once
 
 #include <sys/types.h>
