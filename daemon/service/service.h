@@ -190,8 +190,11 @@ class Service {
   /// Records a new mapping (its quota already charged); returns its id.
   MappingId AddMappingLocked(const MappingView& view, uint64_t engine_id, SessionId owner,
                              uid_t uid, const std::string& name);
-  /// Forgets mapping `id`: gives back its quota, frees its slot.
+  /// Forgets mapping `id`: gives back its quota, frees its slot. When no
+  /// mapping is left, the slots' memory is given back too.
   void RemoveMappingLocked(MappingId id);
+  /// Drops every (free) slot, keeping the ids unique: see mapping_generation_floor_.
+  void ReleaseMappingSlotsLocked();
   /// The summary view of a live slot (no chunks, ioctls, contiguity).
   [[nodiscard]] MappingView SummaryLocked(MappingId id, const MappingSlot& slot) const;
   /// Calls `fn(id, slot)` for every live mapping, in slot order.
@@ -259,6 +262,7 @@ class Service {
   std::map<ContainerId, ContainerSlot> containers_;  // guarded by mu_
   std::deque<MappingSlot> mapping_slots_;            // guarded by mu_
   std::vector<uint32_t> free_mapping_slots_;         // indexes; guarded by mu_
+  uint32_t mapping_generation_floor_ = 0;            // of new slots: past every released one; mu_
   std::map<MappingId, std::string> mapping_names_;   // named mappings only; guarded by mu_
   uint64_t live_mappings_ = 0;                       // guarded by mu_
   uint64_t pinned_bytes_ = 0;                        // of live mappings; guarded by mu_

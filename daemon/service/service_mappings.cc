@@ -13,6 +13,9 @@ namespace vfiod::service {
 
 namespace {
 
+// Slots kept when nothing is mapped; past this many they are given back.
+constexpr size_t kSlotsKeptIdle = 256;
+
 constexpr std::array<std::string_view, 6> kBackingNames = {"4k",         "thp",   "hugetlb-2m",
                                                            "hugetlb-1g", "memfd", "bar"};
 
@@ -46,7 +49,7 @@ MappingId Service::AddMappingLocked(const MappingView& view, uint64_t engine_id,
                                     uid_t uid, const std::string& name) {
   size_t index = mapping_slots_.size();
   if (free_mapping_slots_.empty()) {
-    mapping_slots_.emplace_back();
+    mapping_slots_.emplace_back().generation = mapping_generation_floor_;
   } else {
     index = free_mapping_slots_.back();
     free_mapping_slots_.pop_back();
@@ -89,6 +92,18 @@ void Service::RemoveMappingLocked(MappingId id) {
   slot = MappingSlot{};
   slot.generation = next_generation;  // the freed id is never handed out again
   free_mapping_slots_.push_back(static_cast<uint32_t>(index));
+  if (live_mappings_ == 0 && mapping_slots_.size() > kSlotsKeptIdle) {
+    ReleaseMappingSlotsLocked();
+  }
+}
+
+void Service::ReleaseMappingSlotsLocked() {
+  // New slots start past every generation used, so no freed id comes back.
+  for (const MappingSlot& slot : mapping_slots_) {
+    mapping_generation_floor_ = std::max(mapping_generation_floor_, slot.generation);
+  }
+  std::deque<MappingSlot>().swap(mapping_slots_);
+  std::vector<uint32_t>().swap(free_mapping_slots_);
 }
 
 MappingView Service::SummaryLocked(MappingId id, const MappingSlot& slot) const {
