@@ -48,14 +48,22 @@ void Service::CloseSession(SessionId session) {
     std::shared_ptr<ManagedContainer> managed;
   };
   std::vector<Loose> loose;
-  size_t regions = 0;
+  // The session's regions leave the table under mu_ but are released after
+  // it: the last reference unmaps the daemon's view, which must not hold mu_.
+  std::vector<std::shared_ptr<const dma::Backing>> regions;
   {
     std::lock_guard lock(mu_);
     if (sessions_.erase(session) == 0) {
       return;
     }
-    regions =
-        std::erase_if(regions_, [session](const auto& r) { return r.second.owner == session; });
+    for (auto it = regions_.begin(); it != regions_.end();) {
+      if (it->second.owner == session) {
+        regions.push_back(std::move(it->second.backing));
+        it = regions_.erase(it);
+      } else {
+        ++it;
+      }
+    }
     for (auto it = containers_.begin(); it != containers_.end();) {
       it->second.attached.erase(session);
       if (it->second.owner == session && it->second.name.empty() && it->second.managed) {
@@ -96,9 +104,10 @@ void Service::CloseSession(SessionId session) {
   }
   spdlog::info("session {} closed: {} containers released, {} mappings unmapped ({} bytes)",
                session, owned.size(), loose.size(), bytes);
-  if (!owned.empty() || !loose.empty() || regions != 0) {
+  if (!owned.empty() || !loose.empty() || !regions.empty()) {
     owned.clear();  // the last references to the torn-down containers
     loose.clear();
+    regions.clear();
     // glibc keeps freed heap for reuse; a session that held many mappings
     // leaves megabytes of it. Once per session, off every lock.
     ::malloc_trim(0);
