@@ -14,32 +14,19 @@
 namespace vfiod::service {
 namespace {
 
-namespace fs = std::filesystem;
 using model_service::kEdu;
 using model_service::kIvshmem;
-using model_service::MakeTree;
-using model_service::Topology;
 
 constexpr uint64_t kChunk = 2 << 20;
 constexpr const char* kGetInfo = "VFIO_IOMMU_GET_INFO";
 
-class ContainerInfoTest : public ::testing::Test {
+class ContainerInfoTest : public model_service::ModelServiceTest {
  protected:
-  ContainerInfoTest() : model_(Topology()) {
-    std::string tmpl = (fs::temp_directory_path() / "vfiod-info-XXXXXX").string();
-    root_ = ::mkdtemp(tmpl.data());
-    MakeTree(root_);
+  ContainerInfoTest() {
     Config config;
     config.limits.map_chunk_bytes = kChunk;
-    auto faulty = std::make_unique<kernel::FaultInjectingKernel>(model_);
-    faulty_ = faulty.get();
-    service_ = std::make_unique<Service>(config, std::move(faulty), vfio::PciSysfs(root_));
+    Start(config);
     root_caller_ = Caller{service_->OpenSession(Identity{0, 0, {}}), Identity{0, 0, {}}};
-  }
-  ~ContainerInfoTest() override {
-    service_.reset();
-    std::error_code ec;
-    fs::remove_all(root_, ec);
   }
   ContainerView Info(ContainerId id) {
     auto info = service_->ContainerInfo(root_caller_, id);
@@ -53,10 +40,6 @@ class ContainerInfoTest : public ::testing::Test {
     return r;
   }
 
-  kernel::ModelKernel model_;  // outlives the service, which uses it through faulty_
-  kernel::FaultInjectingKernel* faulty_ = nullptr;
-  fs::path root_;
-  std::unique_ptr<Service> service_;
   Caller root_caller_;
 };
 

@@ -2,11 +2,17 @@
 // kernel topology with edu (group 3) and ivshmem (group 4) on vfio-pci.
 #pragma once
 
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 
+#include "kernel/fault_kernel.h"
 #include "kernel/model_kernel.h"
+#include "service/service.h"
 
 namespace vfiod::service::model_service {
 
@@ -56,5 +62,31 @@ inline kernel::ModelTopology Topology() {
   }
   return t;
 }
+
+/// A fixture: a Service on the model kernel, seen through a fault-injecting
+/// wrapper, over a fresh sysfs tree in a temporary folder (removed after).
+class ModelServiceTest : public ::testing::Test {
+ protected:
+  ModelServiceTest() : model_(Topology()) {}
+  ~ModelServiceTest() override {
+    service_.reset();
+    std::error_code ec;
+    fs::remove_all(root_, ec);
+  }
+  /// Builds the tree and the service; call once, from the derived constructor.
+  void Start(const Config& config) {
+    std::string tmpl = (fs::temp_directory_path() / "vfiod-svc-XXXXXX").string();
+    root_ = ::mkdtemp(tmpl.data());
+    MakeTree(root_);
+    auto faulty = std::make_unique<kernel::FaultInjectingKernel>(model_);
+    faulty_ = faulty.get();
+    service_ = std::make_unique<Service>(config, std::move(faulty), vfio::PciSysfs(root_));
+  }
+
+  kernel::ModelKernel model_;  // outlives the service, which uses it through faulty_
+  kernel::FaultInjectingKernel* faulty_ = nullptr;
+  fs::path root_;
+  std::unique_ptr<Service> service_;
+};
 
 }  // namespace vfiod::service::model_service

@@ -17,8 +17,6 @@
 namespace vfiod::service {
 namespace {
 
-namespace fs = std::filesystem;
-
 UniqueFd Memfd(uint64_t size) {
   UniqueFd fd(
       static_cast<int>(::syscall(SYS_memfd_create, "region-svc", MFD_CLOEXEC | MFD_ALLOW_SEALING)));
@@ -28,22 +26,12 @@ UniqueFd Memfd(uint64_t size) {
   return fd;
 }
 
-class RegionServiceTest : public ::testing::Test {
+class RegionServiceTest : public model_service::ModelServiceTest {
  protected:
   RegionServiceTest() {
-    std::string tmpl = (fs::temp_directory_path() / "vfiod-region-XXXXXX").string();
-    root_ = ::mkdtemp(tmpl.data());
-    model_service::MakeTree(root_);
     Config config;
     config.limits.max_regions = 2;
-    service_ = std::make_unique<Service>(
-        config, std::make_unique<kernel::ModelKernel>(model_service::Topology()),
-        vfio::PciSysfs(root_));
-  }
-  ~RegionServiceTest() override {
-    service_.reset();
-    std::error_code ec;
-    fs::remove_all(root_, ec);
+    Start(config);
   }
   Caller Open() {
     Identity id{0, 0, {}};
@@ -63,9 +51,6 @@ class RegionServiceTest : public ::testing::Test {
     r.size = size;
     return service_->MapFd(who, std::move(r), {});
   }
-
-  fs::path root_;
-  std::unique_ptr<Service> service_;
 };
 
 TEST_F(RegionServiceTest, RegionsBelongToTheirSessionAndAreCapped) {

@@ -16,20 +16,14 @@
 namespace vfiod::service {
 namespace {
 
-namespace fs = std::filesystem;
 using model_service::kEdu;
 using model_service::kIvshmem;
-using model_service::MakeTree;
-using model_service::Topology;
 
 constexpr uid_t kUser = 1000;
 
-class SessionServiceTest : public ::testing::Test {
+class SessionServiceTest : public model_service::ModelServiceTest {
  protected:
-  SessionServiceTest() : model_(Topology()) {
-    std::string tmpl = (fs::temp_directory_path() / "vfiod-svc-XXXXXX").string();
-    root_ = ::mkdtemp(tmpl.data());
-    MakeTree(root_);
+  SessionServiceTest() {
     Config config;
     config.limits.map_chunk_bytes = 2 << 20;
     PolicyRule rule;
@@ -40,15 +34,8 @@ class SessionServiceTest : public ::testing::Test {
     rule.devices = {edu};
     rule.quota = Quota{.locked_bytes = 4 << 20, .mappings = 2, .containers = 1};
     config.policy.rules = {rule};
-    auto faulty = std::make_unique<kernel::FaultInjectingKernel>(model_);
-    faulty_ = faulty.get();
-    service_ = std::make_unique<Service>(config, std::move(faulty), vfio::PciSysfs(root_));
+    Start(config);
     baseline_fds_ = model_.OpenFdCount();
-  }
-  ~SessionServiceTest() override {
-    service_.reset();
-    std::error_code ec;
-    fs::remove_all(root_, ec);
   }
   Caller Open(uid_t uid) {
     Identity id{uid, uid, {}};
@@ -61,10 +48,6 @@ class SessionServiceTest : public ::testing::Test {
     return r;
   }
 
-  kernel::ModelKernel model_;  // outlives the service, which uses it through faulty_
-  kernel::FaultInjectingKernel* faulty_ = nullptr;
-  fs::path root_;
-  std::unique_ptr<Service> service_;
   size_t baseline_fds_ = 0;
 };
 
