@@ -40,7 +40,7 @@ Connection::~Connection() { spdlog::debug("rpc: connection {} freed", info_->id)
 
 void Connection::Start() {
   std::weak_ptr<Connection> weak = weak_from_this();
-  info_->notify = [weak](nlohmann::json message) {
+  info_->notify = [weak](const nlohmann::json& message) {
     auto self = weak.lock();
     return self && self->NotifyFromAnyThread(message);
   };
