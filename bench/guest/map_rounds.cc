@@ -85,17 +85,6 @@ PairFn VfiodPair(client::Client& client, std::function<Result<vfioctl::MapTiming
   };
 }
 
-Result<double> TimePing(client::Client& client) {
-  Result<void> ok = Ok();
-  const double seconds = TimeSeconds([&] {
-    if (auto reply = client.Call("ping"); !reply) {
-      ok = Fail(EIO, "ping", reply.error().Describe());
-    }
-  });
-  VFIOD_TRY(ok);
-  return seconds;
-}
-
 Result<std::vector<double>> RunRounds(std::vector<Column>& columns, int rounds,
                                       const std::function<Result<double>()>& ping, int pings) {
   for (Column& column : columns) {

@@ -56,9 +56,6 @@ struct Column {
 [[nodiscard]] PairFn VfiodPair(client::Client& client,
                                std::function<Result<vfioctl::MapTimings>()> pair);
 
-/// Round trip of one `ping` on `client`, seconds. EIO when the call fails.
-[[nodiscard]] Result<double> TimePing(client::Client& client);
-
 /// Runs one warm-up pair of every column (under TCG the first run of a kernel
 /// path pays for translating it), then `rounds` rounds. Round r runs one pair
 /// of each column, starting at column r % n, so that no column is always

@@ -149,7 +149,7 @@ Result<nlohmann::json> MeasureColumns(const GuestRig& rig, Vfiod& vfiod, const B
        {},
        {}});
   const std::vector<double> pings = VFIOD_TRY(RunRounds(
-      columns, rounds, [&] { return TimePing(vfiod.client); }, kPingsPerRound));
+      columns, rounds, [&] { return vfioctl::TimePing(vfiod.client); }, kPingsPerRound));
   nlohmann::json out = {
       {"rounds", rounds}, {"ping_s", ToJson(Summarize(pings))}, {"ping_samples_s", pings}};
   for (const Column& column : columns) {

@@ -1,7 +1,6 @@
 #include <sys/mman.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <iostream>
 #include <numeric>
@@ -104,12 +103,7 @@ Result<MapTimings> TimePairs(client::Client& client, uint64_t container, int fd,
     all.chunks = one.chunks;
     all.iova = one.iova;
     for (int p = 0; p < kPingsPerPair; ++p) {
-      const auto start = std::chrono::steady_clock::now();
-      if (auto reply = client.Call("ping"); !reply) {
-        return Fail(EIO, "ping", reply.error().Describe());
-      }
-      pings.push_back(
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      pings.push_back(VFIOD_TRY(TimePing(client)));
     }
   }
   return all;

@@ -94,6 +94,16 @@ Result<MapTimings> TimeMapLoops(client::Client& client, const nlohmann::json& pa
 
 }  // namespace
 
+Result<double> TimePing(client::Client& client) {
+  const Clock::time_point start = Clock::now();
+  auto reply = client.Call("ping");
+  const double seconds = Since(start);
+  if (!reply) {
+    return CallFailed("ping", reply.error());
+  }
+  return seconds;
+}
+
 Result<std::vector<double>> CallLatencies(const std::string& socket, const std::string& method,
                                           int count) {
   auto client = VFIOD_TRY(client::Client::Connect(socket));

@@ -19,6 +19,10 @@ namespace vfiod::vfioctl {
 [[nodiscard]] Result<std::vector<double>> CallLatencies(const std::string& socket,
                                                         const std::string& method, int count);
 
+/// Round trip of one `ping` on `client`, in seconds (the idle round trip a
+/// request-to-reply call cannot go under). EIO when the call fails.
+[[nodiscard]] Result<double> TimePing(client::Client& client);
+
 /// What MeasureRate saw.
 struct Rate {
   int clients = 0;

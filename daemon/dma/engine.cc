@@ -225,11 +225,11 @@ MappingReport DmaSpace::ReportOf(uint64_t id, const Record& record) const {
 }
 
 const DmaSpace::Record* DmaSpace::Lookup(uint64_t id) const {
-  const uint64_t index = id & 0xffffffff;
-  if (index == 0 || index > slots_.size()) {
+  const uint64_t number = SlotNumberOf(id);
+  if (number == 0 || number > slots_.size()) {
     return nullptr;
   }
-  const Record& record = slots_[index - 1];
+  const Record& record = slots_[number - 1];
   return record.backing && record.generation == id >> 32 ? &record : nullptr;
 }
 
@@ -252,7 +252,7 @@ void DmaSpace::ReleaseSlot(uint64_t id) {
   const uint32_t generation = record.generation + 1;
   record = Record{};
   record.generation = generation == 0 ? 1 : generation;
-  free_slots_.push_back(static_cast<uint32_t>((id & 0xffffffff) - 1));
+  free_slots_.push_back(SlotNumberOf(id) - 1);
 }
 
 std::vector<MappingReport> DmaSpace::Mappings() const {

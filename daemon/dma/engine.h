@@ -235,7 +235,7 @@ class DmaSpace {
   /// Empties the slot of `id` (releasing its backing share) for reuse under
   /// a new generation, so `id` never names anything again.
   void ReleaseSlot(uint64_t id);
-  [[nodiscard]] Record& SlotOf(uint64_t id) { return slots_[(id & 0xffffffff) - 1]; }
+  [[nodiscard]] Record& SlotOf(uint64_t id) { return slots_[SlotNumberOf(id) - 1]; }
   [[nodiscard]] static uint64_t IdOf(const Record& record, size_t index) {
     return (uint64_t{record.generation} << 32) | (index + 1);
   }

@@ -62,9 +62,10 @@ Result<int> ModelIommu::Ioctl(unsigned long request, unsigned long arg) {
 
 std::vector<ModelMapping> ModelIommu::Mappings() const {
   std::vector<ModelMapping> out;
-  for (const auto& [iova, d] : dmas_) {
-    out.push_back({iova, d.size, d.vaddr(), d.has(Dma::kRead), d.has(Dma::kWrite),
-                   Charged(dmas_.find(iova))});
+  for (auto it = dmas_.begin(); it != dmas_.end(); ++it) {
+    const Dma& d = it->second;
+    out.push_back(
+        {it->first, d.size, d.vaddr(), d.has(Dma::kRead), d.has(Dma::kWrite), Charged(it)});
   }
   return out;
 }
