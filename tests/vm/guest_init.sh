@@ -7,6 +7,7 @@
 #   out: share/status   (the command's exit status), share/setup_error
 #        (why the guest could not run it), share/dmesg.log
 # The console is ttyS0; the command's stdout goes to ttyS1, stderr to ttyS2.
+# The console line VFIOD_VM_COMMAND_STARTED says the command is about to run.
 
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -146,6 +147,8 @@ run_command() {
     set -- "$@" /usr/bin/setpriv --reuid="$AS_USER" --regid="$AS_USER" --clear-groups
   fi
   log "devices bound, running the command${AS_USER:+ as uid $AS_USER}"
+  # vm_run.sh boots again a guest that dies before this line, never after it.
+  echo VFIOD_VM_COMMAND_STARTED
   chroot "$R" "$@" /bin/bash /run/vfiod-vm/cmd.sh \
     </dev/null >/dev/ttyS1 2>/dev/ttyS2
   status=$?
