@@ -27,6 +27,7 @@
 #include "rpc/method_registry.h"
 #include "rpc/methods.h"
 #include "rpc/server.h"
+#include "rpc/server_limits.h"
 #include "service/config.h"
 #include "service/model_setup.h"
 #include "service/service.h"
@@ -162,11 +163,7 @@ int Run(const Options& options) {
     spdlog::critical("registering methods: {}", ok.error().message());
     return 70;  // EX_SOFTWARE
   }
-  rpc::ServerConfig server_config;
-  server_config.max_frame_bytes = limits.max_frame_bytes;
-  server_config.max_inflight_per_connection = limits.max_inflight_per_client;
-  server_config.max_connections = limits.max_clients;
-  server_config.worker_threads = limits.worker_threads;
+  const rpc::ServerConfig server_config = rpc::ServerConfigFromLimits(limits);
 
   asio::io_context io(1);  // concurrency hint: only this thread runs it
   auto server = std::make_unique<rpc::Server>(io, registry, server_config);

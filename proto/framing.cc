@@ -65,11 +65,15 @@ Frame LineFramer::Pop() {
   return f;
 }
 
-std::size_t JsonNestingDepth(std::string_view text) {
+JsonOutline OutlineJson(std::string_view text) {
+  JsonOutline out;
   std::size_t depth = 0;
-  std::size_t deepest = 0;
+  std::size_t top_commas = 0;
   bool in_string = false;
   bool escaped = false;
+  bool array = false;       // the first non-blank character was '['
+  bool array_empty = true;  // nothing but blanks inside it so far
+  bool started = false;
   for (char c : text) {
     if (in_string) {
       if (escaped) {
@@ -81,15 +85,31 @@ std::size_t JsonNestingDepth(std::string_view text) {
       }
       continue;
     }
+    bool blank = c == ' ' || c == '\t' || c == '\r' || c == '\n';
+    if (!started && !blank) {
+      started = true;
+      array = c == '[';
+    }
+    bool closes_outer = (c == ']' || c == '}') && depth == 1;
+    if (array && depth >= 1 && !blank && !closes_outer) {
+      array_empty = false;
+    }
     if (c == '"') {
       in_string = true;
     } else if (c == '[' || c == '{') {
-      deepest = std::max(deepest, ++depth);
+      out.depth = std::max(out.depth, ++depth);
     } else if ((c == ']' || c == '}') && depth > 0) {
       --depth;
+    } else if (c == ',' && depth == 1) {
+      ++top_commas;
     }
   }
-  return deepest;
+  if (array && !array_empty) {
+    out.array_elements = top_commas + 1;
+  }
+  return out;
 }
+
+std::size_t JsonNestingDepth(std::string_view text) { return OutlineJson(text).depth; }
 
 }  // namespace vfiod::wire

@@ -60,8 +60,20 @@ class LineFramer {
   std::size_t stray_fds_ = 0;
 };
 
-/// The deepest nesting of arrays/objects in `text`, ignoring brackets inside
-/// strings. Used before parsing to refuse values deeper than kMaxJsonDepth.
+/// What a cheap scan of a line's JSON text sees before it is parsed.
+struct JsonOutline {
+  /// The deepest nesting of arrays/objects, ignoring brackets inside strings.
+  std::size_t depth = 0;
+  /// When the text starts with '[': its top-level elements (commas at depth 1
+  /// plus one, or 0 for "[]"); 0 otherwise. Exact for valid JSON.
+  std::size_t array_elements = 0;
+};
+
+/// Scans `text` once, without building anything. Used before parsing to
+/// refuse values deeper than kMaxJsonDepth and batches longer than a limit.
+[[nodiscard]] JsonOutline OutlineJson(std::string_view text);
+
+/// OutlineJson(text).depth.
 [[nodiscard]] std::size_t JsonNestingDepth(std::string_view text);
 
 }  // namespace vfiod::wire

@@ -124,4 +124,30 @@ std::string ToLine(const json& j) {
   return line;
 }
 
+std::string ToLine(const json& reply, std::string_view result_text, bool newline) {
+  // "result" sorts last among the keys of a reply, so the text ends in "null}".
+  std::string line = reply.dump(-1, ' ', false, json::error_handler_t::replace);
+  constexpr std::string_view kNullEnd = "null}";
+  if (!line.ends_with(kNullEnd)) {  // not a MakeResult(id, nullptr): the slow, general way
+    json whole = reply;
+    whole["result"] = json::parse(result_text, nullptr, false);
+    line = ToLine(whole);
+    return newline ? line : line.substr(0, line.size() - 1);
+  }
+  line.resize(line.size() - kNullEnd.size());
+  line.reserve(line.size() + result_text.size() + 2);
+  line.append(result_text);
+  line.push_back('}');
+  if (newline) {
+    line.push_back('\n');
+  }
+  return line;
+}
+
+RpcError MakeLimitError(std::string_view limit, std::string detail) {
+  RpcError e = MakeError(kBusy, std::move(detail));
+  e.data["limit"] = std::string(limit);
+  return e;
+}
+
 }  // namespace vfiod::wire

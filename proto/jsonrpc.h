@@ -69,4 +69,16 @@ void OffsetFdRefs(nlohmann::json& j, std::size_t offset);
 /// is replaced rather than thrown on.
 [[nodiscard]] std::string ToLine(const nlohmann::json& j);
 
+/// The line of `reply` = MakeResult(id, nullptr) with `result_text` (compact
+/// JSON text, serialised once ahead) as its result, spliced in without being
+/// parsed or copied into a JSON value: the same bytes as
+/// ToLine(MakeResult(id, json::parse(result_text))). Without '\n' when
+/// `newline` is false (a batch element).
+[[nodiscard]] std::string ToLine(const nlohmann::json& reply, std::string_view result_text,
+                                 bool newline = true);
+
+/// A server limit was reached: kBusy with data {"detail": detail, "limit":
+/// limit}, `limit` naming the config key (limits.<limit>) that decided.
+[[nodiscard]] RpcError MakeLimitError(std::string_view limit, std::string detail);
+
 }  // namespace vfiod::wire

@@ -24,7 +24,8 @@ Connection::Connection(asio::io_context& io, UniqueFd fd, std::shared_ptr<Connec
       strand_(asio::make_strand(io)),
       socket_(strand_),
       framer_(env_.config.max_frame_bytes),
-      read_buf_(kReadChunk) {
+      read_buf_(kReadChunk),
+      deadline_(strand_) {
   // On failure the socket stays closed, `fd` closes here, and Start() reports
   // the connection closed at once.
   boost::system::error_code ec;
@@ -46,6 +47,8 @@ void Connection::Start() {
   };
   asio::post(strand_, [self = shared_from_this()] {
     if (self->socket_.is_open()) {
+      self->last_input_ = Clock::now();
+      self->ArmNextDeadline();
       self->WaitReadable();
     } else {
       self->CloseNow();
@@ -57,6 +60,8 @@ void Connection::Close() {
   asio::post(strand_, [self = shared_from_this()] { self->CloseNow(); });
 }
 
+bool Connection::OutputFull() const { return queued_bytes_.load() >= env_.config.max_output_bytes; }
+
 void Connection::WaitReadable() {
   if (closed_ || reading_ || stop_reading_) {
     return;
@@ -65,12 +70,22 @@ void Connection::WaitReadable() {
     // Under the lock: a worker that drains the queue sees read_paused_ and
     // hands the resumption back (SendFromAnyThread).
     std::lock_guard lock(out_mu_);
-    if (queued_bytes_.load() >= env_.config.max_output_bytes) {
+    if (OutputFull()) {
       read_paused_ = true;  // AfterOutputDrained resumes
       return;
     }
   }
   reading_ = true;
+  if (framer_.has_frame() || framer_.overflowed()) {
+    // Lines held back by back-pressure go before any new input.
+    asio::post(strand_, [self = shared_from_this()] {
+      self->reading_ = false;
+      if (!self->closed_) {
+        self->HandleLines();
+      }
+    });
+    return;
+  }
   socket_.async_wait(asio::socket_base::wait_read,
                      asio::bind_executor(strand_, [self = shared_from_this()](auto ec) {
                        self->reading_ = false;
@@ -100,32 +115,45 @@ void Connection::ReadSome() {
                  info_->id, got->fds.size());
     got->fds.clear();
   }
+  bool had_partial = framer_.partial_bytes() > 0;
   framer_.Feed({read_buf_.data(), got->bytes}, std::move(got->fds), got->fds_truncated);
-  // The replies of the lines this read brought leave together (one sendmsg
-  // when they carry no fds) once every line was handled.
+  NoteInput(had_partial);
+  HandleLines();
+}
+
+void Connection::HandleLines() {
+  // The replies of the lines handled here leave together (one sendmsg when
+  // they carry no fds). Output is checked after every line, so a read full of
+  // lines with large replies queues at most max_output_bytes plus one reply;
+  // the lines left wait in the framer until the client has read.
   corked_ = true;
-  while (framer_.has_frame() && !closed_) {
+  while (framer_.has_frame() && !closed_ && !OutputFull()) {
     OnFrame(framer_.Pop());
   }
   corked_ = false;
   WriteSome(/*owner=*/false);
-  if (framer_.overflowed() && !closed_) {
-    spdlog::warn("rpc: connection {}: frame over {} bytes, closing", info_->id,
-                 env_.config.max_frame_bytes);
-    {
-      std::lock_guard lock(out_mu_);
-      stop_reading_ = true;
-      close_after_flush_ = true;
-    }
-    Send({wire::MakeErrorResponse(
-              nullptr,
-              wire::MakeError(wire::kFrameTooLarge,
-                              "line longer than " + std::to_string(env_.config.max_frame_bytes) +
-                                  " bytes; closing the connection")),
-          {}});
+  if (framer_.overflowed() && !framer_.has_frame() && !closed_ && !stop_reading_) {
+    OnOversizedLine();
     return;
   }
   WaitReadable();
+}
+
+void Connection::OnOversizedLine() {
+  spdlog::warn("rpc: connection {}: frame over {} bytes, closing", info_->id,
+               env_.config.max_frame_bytes);
+  {
+    std::lock_guard lock(out_mu_);
+    stop_reading_ = true;
+    close_after_flush_ = true;
+  }
+  Send({wire::MakeErrorResponse(
+            nullptr,
+            wire::MakeError(wire::kFrameTooLarge, "line longer than " +
+                                                      std::to_string(env_.config.max_frame_bytes) +
+                                                      " bytes; closing the connection")),
+        {},
+        nullptr});
 }
 
 void Connection::OnPeerEof() {
@@ -160,6 +188,7 @@ void Connection::CloseNow() {
     out_.clear();
     queued_bytes_ = 0;
   }
+  deadline_.cancel();
   framer_ = wire::LineFramer(env_.config.max_frame_bytes);  // closes fds of a partial line
   spdlog::info("rpc: connection {} closed (uid {}, pid {})", info_->id, info_->peer.uid,
                info_->peer.pid);

@@ -4,8 +4,10 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -13,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "proto/framing.h"
@@ -42,6 +45,8 @@ struct ConnectionEnv {
 /// the io thread as well (see SendFromAnyThread).
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
+  using Clock = std::chrono::steady_clock;
+
   Connection(asio::io_context& io, UniqueFd fd, std::shared_ptr<ConnectionInfo> info,
              ConnectionEnv env);
   Connection(const Connection&) = delete;
@@ -57,8 +62,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
  private:
   /// A reply ready to be written: the message and the fds it refers to.
   struct Outgoing {
-    nlohmann::json message;
+    nlohmann::json message;  ///< MakeResult(id, nullptr) when result_text is set
     std::vector<UniqueFd> fds;
+    std::shared_ptr<const std::string> result_text;  ///< see Reply::result_text
+    /// The reply's text (wire::ToLine), with or without the '\n'.
+    [[nodiscard]] std::string Line(bool newline = true) const;
   };
   /// A line queued for output; fds leave with its first byte.
   struct OutFrame {
@@ -73,20 +81,41 @@ class Connection : public std::enable_shared_from_this<Connection> {
   enum class Flushed { kDrained, kBlocked, kFailed };
 
   // Input (connection.cc).
+  /// Handles the lines the framer holds back, or waits for input; unless the
+  /// output is over the limit (then AfterOutputDrained resumes).
   void WaitReadable();
   void ReadSome();
+  /// Handles the complete lines the framer holds, one at a time, until the
+  /// output queue passes max_output_bytes; then writes and waits for more.
+  void HandleLines();
+  void OnOversizedLine();
   void OnPeerEof();
+  [[nodiscard]] bool OutputFull() const;
+  // Timeouts (connection_timeouts.cc), all on the strand.
+  /// After a read: restarts the line clock when a new incomplete line began.
+  void NoteInput(bool had_partial);
+  /// (Re)arms the timer to fire no later than `when`.
+  void ArmDeadline(Clock::time_point when);
+  void OnDeadline();
+  /// Arms the timer for NextDeadline(), or to look again later when none applies.
+  void ArmNextDeadline();
+  /// When the idle or line timeout of the present state expires (nullopt:
+  /// none applies now, e.g. a call is in flight).
+  [[nodiscard]] std::optional<Clock::time_point> NextDeadline();
+  /// Sends one kBusy line naming `limit` if the socket takes it, and closes.
+  void CloseForLimit(std::string_view limit, std::string detail);
   // Dispatch (connection_dispatch.cc).
   void OnFrame(wire::Frame frame);
   void OnBatch(nlohmann::json& doc, const std::shared_ptr<ReceivedFds>& fds, bool fd_error);
   void SendBatch(Batch& batch);
-  /// Checks one request and runs it, or answers it at once. In a batch,
-  /// `reply_fd_budget` holds the fds its reply line may still carry: a method
-  /// declaring more is answered kFdError without running (nullptr: no batch).
-  /// `done` receives the reply of a batch element; a single request (empty
-  /// `done`) is answered straight to the output.
+  /// Checks one request and runs it, or answers it at once. In a batch
+  /// (`batch` not null), an element is answered without running when the
+  /// batch's replies so far reached max_batch_reply_bytes (kBusy), or when its
+  /// method declares more reply fds than the batch line may still carry
+  /// (kFdError). `done` receives the reply of a batch element; a single
+  /// request (empty `done`) is answered straight to the output.
   void Dispatch(nlohmann::json element, const std::shared_ptr<ReceivedFds>& fds, bool fd_error,
-                std::size_t* reply_fd_budget, Done done);
+                Batch* batch, Done done);
   void Deliver(const Done& done, std::optional<Outgoing> out);
   void Run(const MethodRegistry::Method& method, CallContext ctx, nlohmann::json params,
            std::optional<nlohmann::json> id, Done done);
@@ -103,6 +132,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Output (connection_output.cc).
   /// On the strand: queues `out` and writes unless corked or a write is owed.
   void Send(Outgoing out);
+  /// On the strand: queues a whole line ('\n' included) and its fds, likewise.
+  void SendLine(std::string line, std::vector<UniqueFd> fds);
   bool NotifyFromAnyThread(const nlohmann::json& message);
   /// From any thread: queues `frame` (if any; dropped when closed) behind what
   /// is queued, ends a call when `call_finished`, and writes the queue with a
@@ -119,7 +150,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   /// One sendmsg from the front of out_: a line with fds alone, else as many
   /// fd-less lines as fit in one call. Errors as wire::SendWithFds. Needs out_mu_.
   Result<std::size_t> SendFront();
-  /// Marks `sent` bytes from the front of out_ as written. Needs out_mu_.
+  /// Marks `sent` bytes from the front of out_ as written; notes the time
+  /// when the queue empties (the idle clock). Needs out_mu_.
   void Consume(std::size_t sent);
   /// Waits for POLLOUT on the strand, then WriteSome(owner). Needs out_mu_.
   void ArmWriteWait();
@@ -142,14 +174,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
   int fd_ = -1;  // socket_'s fd, for writers off the strand (under out_mu_, while !closed_)
   wire::LineFramer framer_;
   std::vector<char> read_buf_;
-  bool reading_ = false;  // an async_wait for input is pending
-  bool corked_ = false;   // ReadSome is handling lines: Send only queues
+  bool reading_ = false;  // an async_wait for input (or a HandleLines) is pending
+  bool corked_ = false;   // HandleLines is handling lines: Send only queues
   bool close_reported_ = false;
+  // The idle and line timeouts: one timer, re-armed by OnDeadline, which
+  // re-reads the state (so the paths that change it need not touch it).
+  asio::steady_timer deadline_;
+  Clock::time_point last_input_;     // the last read that brought bytes
+  Clock::time_point partial_since_;  // the line clock of the incomplete line
 
   std::mutex out_mu_;
   std::deque<OutFrame> out_;                  // guarded by out_mu_
   std::atomic<std::size_t> queued_bytes_{0};  // changed under out_mu_; read anywhere
   std::size_t inflight_ = 0;                  // blocking calls running; guarded by out_mu_
+  Clock::time_point last_output_;             // the queue last emptied; guarded by out_mu_
   bool write_owed_ = false;  // a POLLOUT wait or a hand-over to the strand is pending; guarded
   // Written on the strand under out_mu_ (read there without it, elsewhere with it).
   bool read_paused_ = false;        // output over the limit: resume when drained

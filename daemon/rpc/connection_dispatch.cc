@@ -17,8 +17,17 @@ using nlohmann::json;
 /// The replies of one batch line, gathered until every element has finished.
 /// Owned by the strand like the rest of the connection.
 struct Connection::Batch {
-  std::vector<std::optional<Outgoing>> slots;
+  /// Per element, in order: its reply text (without '\n'; empty for a
+  /// notification), or, when the reply carries fds, the reply itself: its fd
+  /// references are offset when the line is put together.
+  std::vector<std::string> texts;
+  std::vector<std::optional<Outgoing>> with_fds;
   std::size_t remaining = 0;
+  /// Bytes of the replies produced so far: max_batch_reply_bytes stops it.
+  std::size_t reply_bytes = 0;
+  /// Fds the batch line may still carry: elements are charged what their
+  /// method declares, in order, and those past the limit never run.
+  std::size_t reply_fd_budget = wire::kMaxFdsPerMessage;
 };
 
 namespace {
@@ -72,16 +81,29 @@ void Connection::OnFrame(wire::Frame frame) {
   if (frame.line.find_first_not_of(" \t\r") == std::string::npos) {
     return;  // blank line: nothing to answer; its fds (if any) close here
   }
-  auto parse_error = [&](std::string detail) {
-    Send({wire::MakeErrorResponse(nullptr, wire::MakeError(wire::kParseError, std::move(detail))),
-          {}});
+  auto refuse = [&](int code, std::string detail) {
+    Send({wire::MakeErrorResponse(nullptr, wire::MakeError(code, std::move(detail))), {}, nullptr});
   };
-  if (wire::JsonNestingDepth(frame.line) > wire::kMaxJsonDepth) {
-    return parse_error("nesting deeper than " + std::to_string(wire::kMaxJsonDepth));
+  // nlohmann's parser takes a NUL byte for the end of the input and would
+  // accept what precedes it; JSON text never holds one (RFC 8259).
+  if (frame.line.find('\0') != std::string::npos) {
+    return refuse(wire::kParseError, "the line holds a NUL byte");
   }
+  wire::JsonOutline outline = wire::OutlineJson(frame.line);
+  if (outline.depth > wire::kMaxJsonDepth) {
+    return refuse(wire::kParseError, "nesting deeper than " + std::to_string(wire::kMaxJsonDepth));
+  }
+  // Counted before parsing: an over-long batch never becomes a JSON value,
+  // and none of it runs.
+  if (outline.array_elements > env_.config.max_batch) {
+    return refuse(wire::kInvalidRequest,
+                  "a batch of " + std::to_string(outline.array_elements) + " requests; at most " +
+                      std::to_string(env_.config.max_batch) + " (limits.max_batch)");
+  }
+  // Strict: anything but blanks after the value is a parse error.
   json doc = json::parse(frame.line, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) {
-    return parse_error("the line is not valid JSON");
+    return refuse(wire::kParseError, "the line is not valid JSON");
   }
   std::shared_ptr<ReceivedFds> fds = NoFds();
   if (!frame.fds.empty()) {
@@ -91,25 +113,32 @@ void Connection::OnFrame(wire::Frame frame) {
   if (doc.is_array()) {
     return OnBatch(doc, fds, frame.fd_error);
   }
-  Dispatch(std::move(doc), fds, frame.fd_error, nullptr, Done());
+  Dispatch(std::move(doc), fds, frame.fd_error, /*batch=*/nullptr, Done());
 }
 
 void Connection::OnBatch(json& doc, const std::shared_ptr<ReceivedFds>& fds, bool fd_error) {
   if (doc.empty()) {
     Send({wire::MakeErrorResponse(nullptr, wire::MakeError(wire::kInvalidRequest, "empty batch")),
-          {}});
+          {},
+          nullptr});
     return;
   }
   auto batch = std::make_shared<Batch>();
-  batch->slots.resize(doc.size());
+  batch->texts.resize(doc.size());
+  batch->with_fds.resize(doc.size());
   batch->remaining = doc.size();
-  // Every element's reply fds share one line: elements are charged what their
-  // method declares, in order, and those past the limit never run.
-  std::size_t reply_fd_budget = wire::kMaxFdsPerMessage;
   for (std::size_t i = 0; i < doc.size(); ++i) {
-    Dispatch(std::move(doc[i]), fds, fd_error, &reply_fd_budget,
+    // Non-blocking elements answer within Dispatch, so the reply budget is
+    // charged in array order before the next element runs.
+    Dispatch(std::move(doc[i]), fds, fd_error, batch.get(),
              [this, batch, i](std::optional<Outgoing> out) {
-               batch->slots[i] = std::move(out);
+               if (out && out->fds.empty()) {
+                 batch->texts[i] = out->Line(/*newline=*/false);
+                 batch->reply_bytes += batch->texts[i].size() + 1;
+               } else if (out) {
+                 batch->reply_bytes += out->message.dump().size() + 1;
+                 batch->with_fds[i] = std::move(out);
+               }
                if (--batch->remaining == 0) {
                  SendBatch(*batch);
                }
@@ -118,50 +147,66 @@ void Connection::OnBatch(json& doc, const std::shared_ptr<ReceivedFds>& fds, boo
 }
 
 void Connection::SendBatch(Batch& batch) {
-  json replies = json::array();
+  std::string line = "[";
   std::vector<UniqueFd> all_fds;
-  for (auto& slot : batch.slots) {
-    if (!slot) {
+  for (std::size_t i = 0; i < batch.texts.size(); ++i) {
+    std::string text = std::move(batch.texts[i]);
+    if (std::optional<Outgoing>& slot = batch.with_fds[i]) {
+      if (all_fds.size() + slot->fds.size() > wire::kMaxFdsPerMessage) {
+        // Unreachable while handlers keep to their declared reply_fds (Finish
+        // enforces it); kept so a bug can never make the whole line unsendable.
+        spdlog::error("rpc: connection {}: batch reply over {} fds", info_->id,
+                      wire::kMaxFdsPerMessage);
+        slot->message = wire::MakeErrorResponse(
+            slot->message["id"], wire::MakeError(wire::kInternalError, BatchFdLimitDetail()));
+        slot->fds.clear();
+      }
+      if (auto result = slot->message.find("result"); result != slot->message.end()) {
+        wire::OffsetFdRefs(*result, all_fds.size());
+      }
+      for (auto& fd : slot->fds) {
+        all_fds.push_back(std::move(fd));
+      }
+      text = slot->Line(/*newline=*/false);
+    }
+    if (text.empty()) {
       continue;  // a notification
     }
-    if (all_fds.size() + slot->fds.size() > wire::kMaxFdsPerMessage) {
-      // Unreachable while handlers keep to their declared reply_fds (Finish
-      // enforces it); kept so a bug can never make the whole line unsendable.
-      spdlog::error("rpc: connection {}: batch reply over {} fds", info_->id,
-                    wire::kMaxFdsPerMessage);
-      slot->message = wire::MakeErrorResponse(
-          slot->message["id"], wire::MakeError(wire::kInternalError, BatchFdLimitDetail()));
-      slot->fds.clear();
+    if (line.size() > 1) {
+      line.push_back(',');
     }
-    if (auto result = slot->message.find("result"); result != slot->message.end()) {
-      wire::OffsetFdRefs(*result, all_fds.size());
-    }
-    for (auto& fd : slot->fds) {
-      all_fds.push_back(std::move(fd));
-    }
-    replies.push_back(std::move(slot->message));
+    line += text;
   }
-  if (!replies.empty()) {
-    Send({std::move(replies), std::move(all_fds)});
+  if (line.size() > 1) {
+    line += "]\n";
+    SendLine(std::move(line), std::move(all_fds));
   }
 }
 
 void Connection::Dispatch(json element, const std::shared_ptr<ReceivedFds>& fds, bool fd_error,
-                          std::size_t* reply_fd_budget, Done done) {
+                          Batch* batch, Done done) {
   auto req = ParseRequest(std::move(element));
   if (!req) {
-    return Deliver(done, Outgoing{wire::MakeErrorResponse(req.error().id, req.error().error), {}});
+    return Deliver(
+        done, Outgoing{wire::MakeErrorResponse(req.error().id, req.error().error), {}, nullptr});
   }
-  auto answer = [&](int code, std::string detail) {
+  auto answer_error = [&](const wire::RpcError& error) {
     if (!req->id) {
       spdlog::debug("rpc: connection {}: notification {} dropped: {}", info_->id, req->method,
-                    detail);
+                    error.Describe());
       return Deliver(done, std::nullopt);
     }
-    Deliver(
-        done,
-        Outgoing{wire::MakeErrorResponse(*req->id, wire::MakeError(code, std::move(detail))), {}});
+    Deliver(done, Outgoing{wire::MakeErrorResponse(*req->id, error), {}, nullptr});
   };
+  auto answer = [&](int code, std::string detail) {
+    answer_error(wire::MakeError(code, std::move(detail)));
+  };
+  if (batch != nullptr && batch->reply_bytes >= env_.config.max_batch_reply_bytes) {
+    return answer_error(wire::MakeLimitError("max_batch_reply_bytes",
+                                             "not run: the batch's replies passed " +
+                                                 std::to_string(env_.config.max_batch_reply_bytes) +
+                                                 " bytes (limits.max_batch_reply_bytes)"));
+  }
   if (fd_error) {
     return answer(wire::kFdError, "fd control data truncated: at most " +
                                       std::to_string(wire::kMaxFdsPerMessage) +
@@ -191,11 +236,11 @@ void Connection::Dispatch(json element, const std::shared_ptr<ReceivedFds>& fds,
                                    " requests in flight on this connection");
   }
   // A notification's reply (and its fds) is never sent, so it costs no budget.
-  if (reply_fd_budget != nullptr && req->id) {
-    if (method->options.reply_fds > *reply_fd_budget) {
+  if (batch != nullptr && req->id) {
+    if (method->options.reply_fds > batch->reply_fd_budget) {
       return answer(wire::kFdError, BatchFdLimitDetail());
     }
-    *reply_fd_budget -= method->options.reply_fds;
+    batch->reply_fd_budget -= method->options.reply_fds;
   }
   CallContext ctx(info_, fds, req->id.value_or(nullptr));
   Run(*method, std::move(ctx), std::move(req->params), std::move(req->id), std::move(done));
@@ -241,7 +286,17 @@ void Connection::Run(const MethodRegistry::Method& method, CallContext ctx, json
 Connection::Outgoing Connection::MakeReply(const MethodRegistry::Method& method, const json& id,
                                            HandlerResult result) const {
   if (!result) {
-    return Outgoing{wire::MakeErrorResponse(id, result.error()), {}};
+    return Outgoing{wire::MakeErrorResponse(id, result.error()), {}, nullptr};
+  }
+  if (result->result_text) {
+    if (!result->fds.empty()) {
+      spdlog::error("rpc: connection {}: a pre-serialised result with fds", info_->id);
+      return Outgoing{
+          wire::MakeErrorResponse(id, wire::MakeError(wire::kInternalError, "bad reply fds")),
+          {},
+          nullptr};
+    }
+    return Outgoing{wire::MakeResult(id, nullptr), {}, std::move(result->result_text)};
   }
   std::size_t fd_count = result->fds.size();
   bool refs_ok = fd_count <= method.options.reply_fds;
@@ -249,13 +304,16 @@ Connection::Outgoing Connection::MakeReply(const MethodRegistry::Method& method,
     refs_ok = refs_ok && ref < fd_count;
   }
   if (refs_ok) {
-    return Outgoing{wire::MakeResult(id, std::move(result->result)), std::move(result->fds)};
+    return Outgoing{wire::MakeResult(id, std::move(result->result)), std::move(result->fds),
+                    nullptr};
   }
   spdlog::error(
       "rpc: connection {}: handler returned {} fds (declared at most {}) or bad fd references",
       info_->id, fd_count, method.options.reply_fds);
   return Outgoing{
-      wire::MakeErrorResponse(id, wire::MakeError(wire::kInternalError, "bad reply fds")), {}};
+      wire::MakeErrorResponse(id, wire::MakeError(wire::kInternalError, "bad reply fds")),
+      {},
+      nullptr};
 }
 
 void Connection::Finish(const MethodRegistry::Method& method, std::optional<json> id,
@@ -284,7 +342,7 @@ void Connection::FinishOnWorker(const MethodRegistry::Method& method, std::optio
   if (id && !info_->closed.load(std::memory_order_acquire)) {
     // Built and serialised here, off the io thread.
     Outgoing out = MakeReply(method, *id, std::move(result));
-    frame = OutFrame{wire::ToLine(out.message), std::move(out.fds), 0};
+    frame = OutFrame{out.Line(), std::move(out.fds), 0};
   }
   SendFromAnyThread(std::move(frame), /*call_finished=*/true);
 }

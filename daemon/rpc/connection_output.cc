@@ -27,11 +27,29 @@ bool Connection::NotifyFromAnyThread(const nlohmann::json& message) {
   return SendFromAnyThread(OutFrame{wire::ToLine(message), {}, 0}, /*call_finished=*/false);
 }
 
+std::string Connection::Outgoing::Line(bool newline) const {
+  if (result_text) {
+    return wire::ToLine(message, *result_text, newline);
+  }
+  std::string line = wire::ToLine(message);
+  if (!newline) {
+    line.pop_back();
+  }
+  return line;
+}
+
 void Connection::Send(Outgoing out) {
   if (closed_) {
     return;  // the fds in `out` close here
   }
-  OutFrame frame{wire::ToLine(out.message), std::move(out.fds), 0};
+  SendLine(out.Line(), std::move(out.fds));
+}
+
+void Connection::SendLine(std::string line, std::vector<UniqueFd> fds) {
+  if (closed_) {
+    return;
+  }
+  OutFrame frame{std::move(line), std::move(fds), 0};
   {
     std::lock_guard lock(out_mu_);
     queued_bytes_ += frame.bytes.size();
@@ -167,6 +185,9 @@ void Connection::Consume(std::size_t sent) {
       out_.pop_front();
     }
   }
+  if (out_.empty()) {
+    last_output_ = Clock::now();
+  }
 }
 
 void Connection::Settle() {
@@ -190,6 +211,7 @@ void Connection::AfterOutputDrained() {
       std::lock_guard lock(out_mu_);
       read_paused_ = false;
     }
+    partial_since_ = Clock::now();  // the line clock stopped while paused
     WaitReadable();
   }
 }

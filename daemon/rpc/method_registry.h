@@ -89,9 +89,18 @@ struct Reply {
   Reply() = default;
   Reply(nlohmann::json r) : result(std::move(r)) {}  // NOLINT: implicit by design
   Reply(nlohmann::json r, std::vector<UniqueFd> f) : result(std::move(r)), fds(std::move(f)) {}
+  /// A result that is compact JSON text serialised once ahead and shared by
+  /// every reply (rpc.discover): spliced into the reply line as it is, never
+  /// parsed or copied into a JSON value. It must hold no fd references.
+  static Reply Text(std::shared_ptr<const std::string> text) {
+    Reply r;
+    r.result_text = std::move(text);
+    return r;
+  }
 
-  nlohmann::json result;
+  nlohmann::json result;  ///< unused when result_text is set
   std::vector<UniqueFd> fds;
+  std::shared_ptr<const std::string> result_text;
 };
 
 using HandlerResult = std::expected<Reply, wire::RpcError>;

@@ -48,7 +48,8 @@ std::unexpected<wire::RpcError> Failed(const service::ServiceError& err) {
 }  // namespace
 
 ServiceMethods::ServiceMethods(service::Service& service, const std::string& openrpc)
-    : service_(service), openrpc_(json::parse(openrpc, nullptr, false)) {}
+    : service_(service),
+      openrpc_(std::make_shared<const std::string>(json::parse(openrpc, nullptr, false).dump())) {}
 
 Result<void> ServiceMethods::Register(MethodRegistry& r) {
   VFIOD_TRY(Add(r, "rpc.discover", &ServiceMethods::Discover, false));
@@ -154,7 +155,7 @@ void ServiceMethods::OnConnectionClosed(ConnectionId id) {
 
 HandlerResult ServiceMethods::Discover(CallContext&, const json& params, const Caller&) {
   ParamReader(params).Finish();
-  return Reply(openrpc_);
+  return Reply::Text(openrpc_);
 }
 
 HandlerResult ServiceMethods::Ping(CallContext&, const json& params, const Caller&) {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -72,7 +73,9 @@ class ServiceMethods {
   HandlerResult DmaRegions(CallContext&, const Json&, const service::Caller&);
 
   service::Service& service_;
-  Json openrpc_;
+  // The OpenRPC document as compact JSON text, serialised once: every
+  // rpc.discover reply splices it in (no per-call copy or parse).
+  std::shared_ptr<const std::string> openrpc_;
   std::mutex mu_;
   std::map<ConnectionId, service::SessionId> sessions_;  // guarded by mu_
 };

@@ -1,12 +1,14 @@
 #include "rpc/server.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/post.hpp>
 #include <chrono>
 
+#include "proto/jsonrpc.h"
 #include "rpc/listen_socket.h"
 #include "rpc/peer_credentials.h"
 
@@ -15,6 +17,14 @@ namespace vfiod::rpc {
 namespace {
 constexpr int kAcceptsPerWakeup = 16;
 constexpr auto kAcceptRetry = std::chrono::milliseconds(100);
+
+// One error line (id null) to a refused peer. Best effort: a fresh socket's
+// buffer takes it at once, and nothing waits for a peer that does not read.
+void SendRefusal(int fd, const Refusal& refused) {
+  std::string line = wire::ToLine(
+      wire::MakeErrorResponse(nullptr, wire::MakeLimitError(refused.limit, refused.detail)));
+  (void)!::send(fd, line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+}
 }  // namespace
 
 Server::Server(asio::io_context& io, const MethodRegistry& registry, ServerConfig config)
@@ -24,7 +34,8 @@ Server::Server(asio::io_context& io, const MethodRegistry& registry, ServerConfi
       workers_(config.worker_threads == 0 ? 1 : config.worker_threads),
       server_strand_(asio::make_strand(io)),
       listener_(server_strand_),
-      accept_retry_(server_strand_) {}
+      accept_retry_(server_strand_),
+      admission_(config) {}
 
 Server::~Server() {
   workers_.join();
@@ -127,14 +138,16 @@ void Server::AcceptPending() {
 }
 
 void Server::Serve(UniqueFd fd) {
-  if (connections_.size() >= config_.max_connections) {
-    spdlog::warn("rpc: connection limit {} reached, refusing one", config_.max_connections);
-    return;  // fd closes: the client sees EOF
-  }
   auto peer = ReadPeerCredentials(fd.get());
   if (!peer) {
     spdlog::warn("rpc: refusing connection: {}", peer.error().message());
     return;
+  }
+  if (auto refused = admission_.Admit(peer->uid)) {
+    spdlog::warn("rpc: refusing a connection of uid {} (pid {}): {}", peer->uid, peer->pid,
+                 refused->detail);
+    SendRefusal(fd.get(), *refused);
+    return;  // fd closes: the client reads the error line, then EOF
   }
   auto info = std::make_shared<ConnectionInfo>();
   info->id = ++next_id_;
@@ -154,6 +167,7 @@ void Server::OnClosed(const std::shared_ptr<ConnectionInfo>& info) {
   // hooks (which may free DMA memory, slowly) to the worker pool.
   asio::post(server_strand_, [this, info] {
     connections_.erase(info->id);
+    admission_.Release(info->peer.uid);
     asio::post(workers_, [this, info] {
       for (const CloseHook& hook : close_hooks_) {
         hook(info->id, info->peer);

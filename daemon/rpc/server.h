@@ -26,6 +26,7 @@
 
 #include "proto/result.h"
 #include "proto/unique_fd.h"
+#include "rpc/admission.h"
 #include "rpc/connection.h"
 #include "rpc/method_registry.h"
 #include "rpc/server_config.h"
@@ -82,10 +83,11 @@ class Server {
   asio::thread_pool workers_;
   asio::strand<asio::io_context::executor_type> server_strand_;
   // Owned by server_strand_: the listening socket, the retry timer after
-  // EMFILE, the connection table and the id counter.
+  // EMFILE, the connection table, its accounting and the id counter.
   asio::posix::stream_descriptor listener_;
   asio::steady_timer accept_retry_;
   std::map<ConnectionId, std::shared_ptr<Connection>> connections_;
+  Admission admission_;  // who holds how many of connections_
   ConnectionId next_id_ = 0;
   std::string unlink_path_;  // set by Listen(), removed by Stop()
   bool stopped_ = false;

@@ -1,6 +1,8 @@
-// Tunables of the JSON-RPC server (filled from the daemon's config file).
+// Tunables of the JSON-RPC server (filled from the daemon's config file by
+// ServerConfigFromLimits, server_limits.h).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 
 namespace vfiod::rpc {
@@ -14,13 +16,41 @@ struct ServerConfig {
   /// Requests (and notifications) of one connection being handled at once;
   /// the surplus is answered kBusy at once and costs the others nothing.
   std::size_t max_inflight_per_connection = 32;
-  /// Output queued for one connection. Past it the server stops reading that
-  /// connection (back-pressure) and drops its progress notifications.
+  /// Output queued for one connection. Once the queue passes it (checked
+  /// after every line, not only between reads) the server handles no further
+  /// line of that connection and stops reading it until the queue has
+  /// drained, and drops its progress notifications. A client that never
+  /// reads makes the server hold at most this plus one reply line.
   std::size_t max_output_bytes = 8 << 20;
+  /// Elements of one batch array; a longer batch is refused whole (one
+  /// kInvalidRequest reply, id null) and none of it runs.
+  std::size_t max_batch = 256;
+  /// Reply bytes of one batch: once its elements' replies (in array order, as
+  /// they are produced) reach it, the elements not yet started are not run
+  /// and are answered kBusy with data.limit "max_batch_reply_bytes".
+  std::size_t max_batch_reply_bytes = 1 << 20;
   /// Threads running handlers marked blocking, and close hooks.
   std::size_t worker_threads = 4;
-  /// Connections open at once; more are accepted and closed straight away.
+  /// Connections open at once for everyone but root. Past it a connection is
+  /// refused (one kBusy line, then closed) unless its peer is uid 0, which may
+  /// use `root_reserved_connections` more.
   std::size_t max_connections = 1024;
+  /// Connections open at once per non-root uid (root is not limited).
+  std::size_t max_connections_per_user = 16;
+  /// Slots beyond max_connections only uid 0 may use, so root can always
+  /// connect (to look and to clean up) whatever other users hold.
+  std::size_t root_reserved_connections = 4;
+  /// A connection with no call in flight, nothing queued or unsent, no
+  /// partial line and nothing received or sent for this long is closed
+  /// (after one kBusy line, data.limit "idle_timeout"). Zero: never.
+  std::chrono::milliseconds idle_timeout{std::chrono::seconds(300)};
+  /// A connection holding an incomplete line this long while the server is
+  /// reading it is closed (after one kBusy line, data.limit "line_timeout").
+  /// The clock starts with the read that brought the line's first byte, or
+  /// when reading resumed after back-pressure. Zero: never.
+  std::chrono::milliseconds line_timeout{std::chrono::seconds(10)};
+
+  friend bool operator==(const ServerConfig&, const ServerConfig&) = default;
 };
 
 }  // namespace vfiod::rpc

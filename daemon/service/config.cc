@@ -76,11 +76,38 @@ SocketConfig ReadSocket(const Json& j, const std::string& path, const NameResolv
   return socket;
 }
 
+constexpr std::string_view kLimitKeys[] = {"max_frame_bytes",       "max_inflight_per_client",
+                                           "max_clients",           "worker_threads",
+                                           "map_chunk_bytes",       "max_batch",
+                                           "max_regions",           "max_output_bytes",
+                                           "max_batch_reply_bytes", "max_clients_per_user",
+                                           "idle_timeout",          "line_timeout"};
+
+// A size in [min, max] bytes; `range` says so in the message.
+void ReadBoundedSize(const Json& j, const std::string& path, std::string_view key, uint64_t min,
+                     uint64_t max, std::string_view range, uint64_t& out) {
+  IfPresent(j, path, key, [&](const Json& v, const std::string& p) {
+    out = ReadSize(v, p, false);
+    if (out < min || out > max) {
+      Bad(p, "must be between " + std::string(range));
+    }
+  });
+}
+
 Limits ReadLimits(const Json& j, const std::string& path) {
-  CheckObject(j, path,
-              {"max_frame_bytes", "max_inflight_per_client", "max_clients", "worker_threads",
-               "map_chunk_bytes", "max_batch", "max_regions"});
+  CheckObject(j, path, kLimitKeys);
   Limits limits;
+  ReadBoundedSize(j, path, "max_output_bytes", 64ULL << 10, 1ULL << 30, "64K and 1G",
+                  limits.max_output_bytes);
+  ReadBoundedSize(j, path, "max_batch_reply_bytes", 4ULL << 10, 1ULL << 30, "4K and 1G",
+                  limits.max_batch_reply_bytes);
+  auto seconds = [&](std::string_view key, uint32_t& out) {
+    IfPresent(j, path, key, [&](const Json& v, const std::string& p) {
+      out = static_cast<uint32_t>(ReadInteger(v, p, 0, 86400));
+    });
+  };
+  seconds("idle_timeout", limits.idle_timeout);
+  seconds("line_timeout", limits.line_timeout);
   IfPresent(j, path, "max_frame_bytes", [&](const Json& v, const std::string& p) {
     limits.max_frame_bytes = ReadSize(v, p, false);
     if (limits.max_frame_bytes < 4096 || limits.max_frame_bytes > (256ULL << 20)) {
@@ -97,6 +124,7 @@ Limits ReadLimits(const Json& j, const std::string& path) {
   count("worker_threads", 256, limits.worker_threads);
   count("max_batch", 65536, limits.max_batch);
   count("max_regions", 65536, limits.max_regions);
+  count("max_clients_per_user", 65536, limits.max_clients_per_user);
   IfPresent(j, path, "map_chunk_bytes", [&](const Json& v, const std::string& p) {
     limits.map_chunk_bytes = ReadSize(v, p, false);
     if (limits.map_chunk_bytes == 0 || limits.map_chunk_bytes % kPageSize != 0) {
@@ -196,6 +224,8 @@ NameResolver SystemNameResolver() {
   };
   return names;
 }
+
+std::span<const std::string_view> LimitKeys() { return kLimitKeys; }
 
 Result<Config> ParseConfig(std::string_view text, const NameResolver& names) {
   try {

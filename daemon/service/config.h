@@ -11,6 +11,7 @@
 #include <functional>
 #include <limits>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,14 +36,26 @@ struct SocketConfig {
 enum class KernelKind { kLinux, kModel };
 
 struct Limits {
-  uint64_t max_frame_bytes = 1ULL << 20;  ///< largest JSON-RPC line accepted
-  uint32_t max_inflight_per_client = 32;  ///< requests one connection may have running
-  uint32_t max_clients = 128;             ///< concurrent connections
-  uint32_t worker_threads = 2;            ///< pool running blocking handlers (maps)
-  uint64_t map_chunk_bytes = 1ULL << 30;  ///< largest single VFIO_IOMMU_MAP_DMA; page-aligned
-  uint32_t max_batch = 256;               ///< largest JSON-RPC batch array
-  uint32_t max_regions = 256;             ///< registered regions per session (dma.register)
+  uint64_t max_frame_bytes = 1ULL << 20;        ///< largest JSON-RPC line accepted
+  uint32_t max_inflight_per_client = 32;        ///< requests one connection may have running
+  uint32_t max_clients = 128;                   ///< concurrent connections
+  uint32_t worker_threads = 2;                  ///< pool running blocking handlers (maps)
+  uint64_t map_chunk_bytes = 1ULL << 30;        ///< largest single VFIO_IOMMU_MAP_DMA; page-aligned
+  uint32_t max_batch = 256;                     ///< largest JSON-RPC batch array
+  uint32_t max_regions = 256;                   ///< registered regions per session (dma.register)
+  uint64_t max_output_bytes = 8ULL << 20;       ///< replies queued for one connection before
+                                                ///< the server stops reading it
+  uint64_t max_batch_reply_bytes = 1ULL << 20;  ///< reply bytes of one batch past which its
+                                                ///< remaining elements are not run
+  uint32_t max_clients_per_user = 16;           ///< connections one non-root uid may hold
+  uint32_t idle_timeout = 300;                  ///< seconds a connection may sit idle; 0: forever
+  uint32_t line_timeout = 10;                   ///< seconds an incomplete line may wait; 0: forever
+  friend bool operator==(const Limits&, const Limits&) = default;
 };
+
+/// The keys of the "limits" section, as the parser accepts them (tests check
+/// that each one reaches the component that enforces it).
+[[nodiscard]] std::span<const std::string_view> LimitKeys();
 
 enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError, kCritical, kOff };
 enum class LogTarget { kAuto, kJournal, kStderr };

@@ -107,7 +107,7 @@ void Bad(const std::string& path, std::string message) {
 }
 
 void CheckObject(const Json& value, const std::string& path,
-                 std::initializer_list<std::string_view> allowed) {
+                 std::span<const std::string_view> allowed) {
   if (!value.is_object()) {
     Bad(path, "expected an object");
   }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -35,7 +36,11 @@ struct ConfigError {
 
 /// Throws unless `value` is an object whose keys are all in `allowed`.
 void CheckObject(const Json& value, const std::string& path,
-                 std::initializer_list<std::string_view> allowed);
+                 std::span<const std::string_view> allowed);
+inline void CheckObject(const Json& value, const std::string& path,
+                        std::initializer_list<std::string_view> allowed) {
+  CheckObject(value, path, std::span<const std::string_view>(allowed.begin(), allowed.size()));
+}
 /// Throws unless `value` is an array; returns it.
 const Json& RequireArray(const Json& value, const std::string& path);
 

@@ -99,5 +99,22 @@ TEST(JsonNestingDepth, CountsBracketsOutsideStrings) {
   EXPECT_EQ(JsonNestingDepth(std::string(100, '[')), 100u);
 }
 
+TEST(OutlineJson, CountsTopLevelArrayElementsOutsideStrings) {
+  EXPECT_EQ(OutlineJson("[]").array_elements, 0u);
+  EXPECT_EQ(OutlineJson(" [ ] ").array_elements, 0u);
+  EXPECT_EQ(OutlineJson("[1]").array_elements, 1u);
+  EXPECT_EQ(OutlineJson(R"([{"a":[1,2,3]},{"b":"x,y,]"},[4,5]])").array_elements, 3u);
+  EXPECT_EQ(OutlineJson(R"({"a":[1,2]})").array_elements, 0u);  // not an array
+  EXPECT_EQ(OutlineJson(R"("[1,2]")").array_elements, 0u);      // a string
+  std::string batch = "[";
+  for (int i = 0; i < 5000; ++i) {
+    batch += std::string(i == 0 ? "" : ",") + R"({"jsonrpc":"2.0","id":1,"method":"ping"})";
+  }
+  batch += "]";
+  JsonOutline outline = OutlineJson(batch);
+  EXPECT_EQ(outline.array_elements, 5000u);
+  EXPECT_EQ(outline.depth, 2u);
+}
+
 }  // namespace
 }  // namespace vfiod::wire

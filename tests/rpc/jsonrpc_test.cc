@@ -64,5 +64,36 @@ TEST(Messages, ToLineNeverThrowsOnBadUtf8) {
   EXPECT_EQ(line.find('\n'), line.size() - 1);
 }
 
+TEST(Messages, ResultTextIsSplicedToTheSameBytesAsAParsedResult) {
+  const std::string text = R"({"methods":[{"name":"a\"b"}],"n":[1,2.5,null],"openrpc":"1.2.6"})";
+  for (const json& id : {json(7), json("x\"y"), json(nullptr)}) {
+    EXPECT_EQ(ToLine(MakeResult(id, nullptr), text), ToLine(MakeResult(id, json::parse(text))));
+    std::string bare = ToLine(MakeResult(id, nullptr), text, /*newline=*/false);
+    EXPECT_EQ(bare + "\n", ToLine(MakeResult(id, json::parse(text))));
+  }
+  // Not the reply shape it expects: still correct, by the general path.
+  json other = {{"jsonrpc", "2.0"}, {"id", 1}, {"result", nullptr}, {"zz", 1}};
+  json expected = other;
+  expected["result"] = json::parse(text);
+  EXPECT_EQ(ToLine(other, text), ToLine(expected));
+}
+
+TEST(RpcErrors, LimitErrorNamesTheLimit) {
+  RpcError e = MakeLimitError("max_clients_per_user", "too many");
+  EXPECT_EQ(e.code, kBusy);
+  EXPECT_EQ(e.data["limit"], "max_clients_per_user");
+  EXPECT_EQ(e.data["detail"], "too many");
+}
+
+// nlohmann's parser stops at a NUL byte as if the input ended there: the
+// reason the server refuses any line holding one before parsing it.
+TEST(Messages, NlohmannTakesANulByteForTheEndOfInput) {
+  std::string line = std::string(R"({"jsonrpc":"2.0","id":1,"method":"ping"})") + '\0' + "junk";
+  json doc = json::parse(line, nullptr, false);
+  EXPECT_FALSE(doc.is_discarded()) << "nlohmann now refuses it: the server's check stays anyway";
+  json trailing = json::parse(R"({"a":1} x)", nullptr, false);
+  EXPECT_TRUE(trailing.is_discarded());  // strict parsing refuses trailing text
+}
+
 }  // namespace
 }  // namespace vfiod::wire

@@ -1,0 +1,194 @@
+// The transport's limits on the real vfiod binary: batch length, strict JSON
+// text, the batch reply budget, back-pressure for a client that never reads,
+// the per-user share of connections and root's reserve, the idle and line
+// timeouts, and the daemon's peak memory under all of these at once.
+// Each test runs on the model kernel on the host, and on the real kernel in
+// the VM (VFIOD_IN_VM=1): none needs a device.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "as_user.h"
+#include "daemon_harness.h"
+#include "proto/errors.h"
+#include "proto/jsonrpc.h"
+#include "raw_conn.h"
+
+namespace vfiod::itest {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr uid_t kOther = 65533;  // a second unprivileged uid (no passwd entry needed)
+
+json Policy() {
+  return {{"rules", json::array({{{"users", json::array({kNobody, kOther})},
+                                  {"devices", json::array({kEdu})}}})}};
+}
+
+std::string Req(const std::string& method, int id) {
+  return wire::ToLine(wire::MakeRequest(method, nullptr, id));
+}
+
+std::string BatchOf(const std::string& method, std::size_t n) {
+  std::string line = "[";
+  for (std::size_t i = 0; i < n; ++i) {
+    line += (i == 0 ? "" : ",") + wire::MakeRequest(method, nullptr, i).dump();
+  }
+  return line + "]\n";
+}
+
+int CodeOf(const json& reply) {
+  return reply.is_object() && reply.contains("error") ? reply["error"].value("code", 0) : 0;
+}
+
+std::string LimitOf(const json& reply) {
+  return CodeOf(reply) != 0 ? reply["error"].value("data", json::object()).value("limit", "") : "";
+}
+
+/// A ping from `uid` on a fresh connection: "" when answered, else why not.
+std::string PingAs(const std::string& socket, uid_t uid) {
+  return RunAs(uid, uid, [&]() -> std::string {
+    RawConn c(socket);
+    c.Write(Req("ping", 1));
+    json reply = c.ReadJson();
+    return reply.is_object() && reply.contains("result")
+               ? ""
+               : "uid " + std::to_string(uid) + ": " + reply.dump();
+  });
+}
+
+TEST(LimitsTest, ABatchOverMaxBatchIsRefusedWholeAndNothingRuns) {
+  Daemon daemon(Policy());
+  RawConn c(daemon.socket());
+  for (std::size_t n : {257u, 5000u}) {
+    // container.create first: were anything of the batch run, a container would exist.
+    std::string batch = BatchOf("ping", n);
+    batch.replace(1, 0,
+                  wire::MakeRequest("container.create", {{"devices", {kEdu}}}, 99).dump() + ",");
+    ASSERT_TRUE(c.Write(batch));
+    json reply = c.ReadJson();
+    ASSERT_TRUE(reply.is_object()) << reply.dump().substr(0, 300);
+    EXPECT_EQ(CodeOf(reply), wire::kInvalidRequest) << reply;
+    EXPECT_TRUE(reply["id"].is_null());
+  }
+  c.Write(Req("container.list", 1));
+  json list = c.ReadJson();
+  ASSERT_TRUE(list.contains("result")) << list;
+  EXPECT_EQ(list["result"].size(), 0u) << list;
+  c.Write(BatchOf("ping", 256));
+  json replies = c.ReadJson();
+  ASSERT_TRUE(replies.is_array());
+  EXPECT_EQ(replies.size(), 256u);
+}
+
+TEST(LimitsTest, ANulByteOrTrailingTextIsAParseError) {
+  Daemon daemon(Policy());
+  RawConn c(daemon.socket());
+  std::string ping = R"({"jsonrpc":"2.0","id":1,"method":"ping"})";
+  for (const std::string& bad :
+       {ping + std::string(1, '\0'), ping + std::string(1, '\0') + "x", ping + " 1", ping + "}"}) {
+    ASSERT_TRUE(c.Write(bad + "\n"));
+    json reply = c.ReadJson();
+    EXPECT_EQ(CodeOf(reply), wire::kParseError) << reply;
+    EXPECT_TRUE(reply["id"].is_null());
+  }
+  c.Write(ping + "\n");
+  EXPECT_TRUE(c.ReadJson().contains("result"));
+}
+
+TEST(LimitsTest, ABatchOfDiscoverIsCutAtTheReplyBudget) {
+  Daemon daemon(Policy(), "2M", Launch::kDirect, {{"max_batch_reply_bytes", "256K"}});
+  RawConn c(daemon.socket());
+  c.Write(BatchOf("rpc.discover", 256));
+  std::string line = c.ReadLine();
+  json replies = json::parse(line, nullptr, false);
+  ASSERT_TRUE(replies.is_array()) << line.substr(0, 300);
+  ASSERT_EQ(replies.size(), 256u);
+  std::size_t answered = 0;
+  for (std::size_t i = 0; i < replies.size(); ++i) {
+    EXPECT_EQ(replies[i]["id"], i);
+    if (replies[i].contains("result")) {
+      EXPECT_EQ(answered, i) << "an answer after a cut element";
+      ++answered;
+    } else {
+      EXPECT_EQ(LimitOf(replies[i]), "max_batch_reply_bytes") << replies[i];
+    }
+  }
+  const std::size_t doc = replies[0]["result"].dump().size();
+  EXPECT_GE(answered * doc, 256u << 10);
+  EXPECT_LT((answered - 1) * doc, 256u << 10);
+  EXPECT_LT(line.size(), (256u << 10) + doc + 256 * 200) << "over the budget plus one reply";
+}
+
+TEST(LimitsTest, AClientThatNeverReadsIsNotReadEither) {
+  Daemon daemon(Policy(), "2M", Launch::kDirect, {{"max_output_bytes", "1M"}});
+  RawConn hog(daemon.socket());
+  // 64 KiB of rpc.discover lines: ~1,300 replies of ~24 KB (30 MB) if all were answered.
+  std::string lines;
+  while (lines.size() < (64u << 10)) {
+    lines += Req("rpc.discover", static_cast<int>(lines.size()));
+  }
+  std::size_t sent = 0;
+  for (int round = 0; round < 8; ++round) {
+    sent += hog.WriteSome(lines, 500ms);
+  }
+  // The daemon stopped reading: most of what the hog wrote is still unsent.
+  EXPECT_LT(sent, 8 * lines.size());
+  // Everyone else is served meanwhile.
+  RawConn other(daemon.socket());
+  other.Write(Req("ping", 1));
+  EXPECT_TRUE(other.ReadJson().contains("result"));
+  std::size_t peak = PeakRssKiB(daemon.pid());
+  std::printf("daemon VmHWM with a 1M output limit and a hog: %zu KiB\n", peak);
+  EXPECT_LT(peak, 64u << 10);
+}
+
+TEST(LimitsTest, OneUserCannotLockOthersOrRootOut) {
+  Daemon daemon(Policy());
+  HeldConnections hog(daemon.socket(), kNobody, 200);
+  ASSERT_TRUE(hog.report().is_object()) << hog.report();
+  EXPECT_EQ(hog.report()["accepted"], 16) << hog.report();
+  EXPECT_EQ(hog.report()["refused"], 184) << hog.report();
+  EXPECT_EQ(hog.report()["limits"], json::array({"max_clients_per_user"})) << hog.report();
+  EXPECT_EQ(PingAs(daemon.socket(), kOther), "");
+  EXPECT_EQ(PingAs(daemon.socket(), 0), "");
+}
+
+TEST(LimitsTest, RootHasAReserveWhenOthersFillMaxClients) {
+  Daemon daemon(Policy(), "2M", Launch::kDirect, {{"max_clients", 6}, {"max_clients_per_user", 3}});
+  HeldConnections a(daemon.socket(), kNobody, 3);
+  HeldConnections b(daemon.socket(), kOther, 5);
+  EXPECT_EQ(a.report()["accepted"], 3) << a.report();
+  EXPECT_EQ(b.report()["accepted"], 3) << b.report();
+  EXPECT_EQ(b.report()["limits"], json::array({"max_clients_per_user"})) << b.report();
+  // 6 of 6 used: a third user is refused by the total, root is not.
+  HeldConnections c(daemon.socket(), 65532, 1);
+  EXPECT_EQ(c.report()["refused"], 1) << c.report();
+  EXPECT_EQ(c.report()["limits"], json::array({"max_clients"})) << c.report();
+  EXPECT_EQ(PingAs(daemon.socket(), 0), "");
+}
+
+TEST(LimitsTest, AnIdleConnectionIsClosedAfterOneErrorLine) {
+  Daemon daemon(Policy(), "2M", Launch::kDirect, {{"idle_timeout", 1}});
+  RawConn c(daemon.socket());
+  c.Write(Req("ping", 1));
+  EXPECT_TRUE(c.ReadJson().contains("result"));
+  json bye = c.ReadJson();
+  EXPECT_EQ(CodeOf(bye), wire::kBusy) << bye;
+  EXPECT_EQ(LimitOf(bye), "idle_timeout");
+  EXPECT_EQ(c.ReadLine(), "<eof>");
+}
+
+TEST(LimitsTest, AnIncompleteLineIsClosedAfterTheLineTimeout) {
+  Daemon daemon(Policy(), "2M", Launch::kDirect, {{"line_timeout", 1}});
+  RawConn c(daemon.socket());
+  c.Write(R"({"jsonrpc":"2.0","id":1,)");
+  json bye = c.ReadJson();
+  EXPECT_EQ(CodeOf(bye), wire::kBusy) << bye;
+  EXPECT_EQ(LimitOf(bye), "line_timeout");
+  EXPECT_EQ(c.ReadLine(), "<eof>");
+}
+
+}  // namespace
+}  // namespace vfiod::itest
