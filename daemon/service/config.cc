@@ -79,7 +79,7 @@ SocketConfig ReadSocket(const Json& j, const std::string& path, const NameResolv
 Limits ReadLimits(const Json& j, const std::string& path) {
   CheckObject(j, path,
               {"max_frame_bytes", "max_inflight_per_client", "max_clients", "worker_threads",
-               "map_chunk_bytes", "max_batch", "max_regions"});
+               "map_chunk_bytes", "max_batch", "max_regions", "max_locked_bytes"});
   Limits limits;
   IfPresent(j, path, "max_frame_bytes", [&](const Json& v, const std::string& p) {
     limits.max_frame_bytes = ReadSize(v, p, false);
@@ -102,6 +102,11 @@ Limits ReadLimits(const Json& j, const std::string& path) {
     if (limits.map_chunk_bytes == 0 || limits.map_chunk_bytes % kPageSize != 0) {
       Bad(p, "must be a non-zero multiple of the 4K page size");
     }
+  });
+  IfPresent(j, path, "max_locked_bytes", [&](const Json& v, const std::string& p) {
+    // null: the default, a share of MemTotal resolved at start.
+    limits.max_locked_bytes =
+        v.is_null() ? std::nullopt : std::optional<uint64_t>(ReadSize(v, p, true));
   });
   return limits;
 }
