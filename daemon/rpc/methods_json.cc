@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "service/config.h"
+
 namespace vfiod::rpc {
 
 using nlohmann::json;
@@ -20,7 +22,11 @@ json ToJson(const service::StatusView& s) {
           {"api_version", s.api_version},   {"extensions", ToJson(s.extensions)},
           {"uptime_s", s.uptime_s},         {"clients", s.clients},
           {"containers", s.containers},     {"mappings", s.mappings},
-          {"locked_bytes", s.locked_bytes}, {"dma_entries", s.dma_entries}};
+          {"locked_bytes", s.locked_bytes}, {"dma_entries", s.dma_entries},
+          {"region_locked_bytes", s.region_locked_bytes},
+          {"max_locked_bytes", s.max_locked_bytes == service::kUnlimited
+                                   ? json(nullptr)
+                                   : json(s.max_locked_bytes)}};
 }
 
 namespace {

@@ -81,7 +81,8 @@ constexpr std::string_view kLimitKeys[] = {"max_frame_bytes",       "max_infligh
                                            "map_chunk_bytes",       "max_batch",
                                            "max_regions",           "max_output_bytes",
                                            "max_batch_reply_bytes", "max_clients_per_user",
-                                           "idle_timeout",          "line_timeout"};
+                                           "idle_timeout",          "line_timeout",
+                                           "max_locked_bytes"};
 
 // A size in [min, max] bytes; `range` says so in the message.
 void ReadBoundedSize(const Json& j, const std::string& path, std::string_view key, uint64_t min,
@@ -130,6 +131,11 @@ Limits ReadLimits(const Json& j, const std::string& path) {
     if (limits.map_chunk_bytes == 0 || limits.map_chunk_bytes % kPageSize != 0) {
       Bad(p, "must be a non-zero multiple of the 4K page size");
     }
+  });
+  IfPresent(j, path, "max_locked_bytes", [&](const Json& v, const std::string& p) {
+    // null: the default, a share of MemTotal resolved at start.
+    limits.max_locked_bytes =
+        v.is_null() ? std::nullopt : std::optional<uint64_t>(ReadSize(v, p, true));
   });
   return limits;
 }

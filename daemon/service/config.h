@@ -50,12 +50,22 @@ struct Limits {
   uint32_t max_clients_per_user = 16;           ///< connections one non-root uid may hold
   uint32_t idle_timeout = 300;                  ///< seconds a connection may sit idle; 0: forever
   uint32_t line_timeout = 10;                   ///< seconds an incomplete line may wait; 0: forever
+  /// Bytes vfiod may hold locked for all clients together (root's included):
+  /// a machine safety limit above the per-user quotas. kUnlimited for none;
+  /// nullopt (the key absent or null): kDefaultLockedShare of MemTotal, read at start
+  /// (ResolveMaxLockedBytes).
+  std::optional<uint64_t> max_locked_bytes;
   friend bool operator==(const Limits&, const Limits&) = default;
 };
 
 /// The keys of the "limits" section, as the parser accepts them (tests check
 /// that each one reaches the component that enforces it).
 [[nodiscard]] std::span<const std::string_view> LimitKeys();
+
+/// The default limits.max_locked_bytes as a share of MemTotal: 3/4 leaves the
+/// rest of the machine room to run (and vfiod's clients room to be killed).
+inline constexpr uint64_t kDefaultLockedShareNum = 3;
+inline constexpr uint64_t kDefaultLockedShareDen = 4;
 
 enum class LogLevel { kTrace, kDebug, kInfo, kWarn, kError, kCritical, kOff };
 enum class LogTarget { kAuto, kJournal, kStderr };
@@ -156,6 +166,16 @@ struct NameResolver {
 /// Parses a size: a non-negative integer or a string of digits with an optional
 /// binary suffix K, M, G or T ("512M" = 512 MiB). nullopt when malformed or it overflows.
 [[nodiscard]] std::optional<uint64_t> ParseSize(std::string_view text);
+
+/// kDefaultLockedShare of the MemTotal line of `meminfo` (the text of
+/// /proc/meminfo); nullopt when it has no well-formed MemTotal line.
+[[nodiscard]] std::optional<uint64_t> DefaultMaxLockedBytes(std::string_view meminfo);
+
+/// limits.max_locked_bytes when set, else DefaultMaxLockedBytes of
+/// `meminfo_path`'s text; kUnlimited when that file cannot be read or parsed
+/// (the caller logs it: the per-user quotas still apply).
+[[nodiscard]] uint64_t ResolveMaxLockedBytes(const Limits& limits,
+                                             const std::string& meminfo_path = "/proc/meminfo");
 
 /// Canonical lower-case "dddd:bb:dd.f" for a full PCI address; nullopt if malformed.
 [[nodiscard]] std::optional<std::string> CanonicalBdf(std::string_view text);

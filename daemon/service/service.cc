@@ -22,7 +22,14 @@ Service::Service(Config config, std::unique_ptr<kernel::Kernel> kernel, vfio::Pc
       kernel_(std::move(kernel)),
       sysfs_(std::move(sysfs)),
       policy_(config_.policy),
-      started_(std::chrono::steady_clock::now()) {
+      started_(std::chrono::steady_clock::now()),
+      max_locked_bytes_(ResolveMaxLockedBytes(config_.limits)) {
+  if (max_locked_bytes_ == kUnlimited) {
+    spdlog::warn("no daemon-wide cap on locked memory (limits.max_locked_bytes)");
+  } else {
+    spdlog::info("locked memory capped at {} bytes for all clients (limits.max_locked_bytes)",
+                 max_locked_bytes_);
+  }
   if (auto ext = ProbeExtensions(*kernel_); ext) {
     extensions_ = *ext;
   } else {
@@ -175,7 +182,9 @@ StatusView Service::Status() const {
   s.containers = static_cast<uint64_t>(std::count_if(
       containers_.begin(), containers_.end(), [](const auto& c) { return c.second.managed; }));
   s.mappings = live_mappings_;
-  s.locked_bytes = pinned_bytes_;
+  s.region_locked_bytes = held_->Total();
+  s.locked_bytes = pinned_bytes_ + s.region_locked_bytes;
+  s.max_locked_bytes = max_locked_bytes_;
   for (const auto& [id, c] : containers_) {
     if (c.managed) {
       s.dma_entries += c.managed->totals().entries;  // a leaf lock
@@ -214,24 +223,53 @@ SResult<std::shared_ptr<ManagedContainer>> Service::FindContainerLocked(const Ca
   return it->second.managed;
 }
 
+namespace {
+bool Over(uint64_t used, uint64_t more, uint64_t limit) {
+  return limit != kUnlimited && (more > limit || used > limit - more);
+}
+}  // namespace
+
+uint64_t Service::TotalLockedLocked() const {
+  uint64_t total = held_->Total();
+  for (const auto& [uid, use] : usage_) {
+    total += use.locked_bytes;
+  }
+  return total;
+}
+
+SResult<void> Service::CheckLockedLocked(const Caller& caller, uint64_t bytes) const {
+  if (bytes == 0) {
+    return {};
+  }
+  const Quota quota = policy_.QuotaFor(caller.identity);
+  auto use = usage_.find(caller.identity.uid);
+  const uint64_t mine =
+      (use == usage_.end() ? 0 : use->second.locked_bytes) + held_->Of(caller.identity.uid);
+  if (Over(mine, bytes, quota.locked_bytes)) {
+    return Refuse(ErrorKind::kQuota, EDQUOT, "quota",
+                  "locked_bytes: " + std::to_string(mine) + " in use + " + std::to_string(bytes) +
+                      " asked > " + std::to_string(quota.locked_bytes));
+  }
+  if (const uint64_t all = TotalLockedLocked(); Over(all, bytes, max_locked_bytes_)) {
+    return Refuse(ErrorKind::kQuota, EDQUOT, "quota",
+                  "limits.max_locked_bytes: " + std::to_string(all) +
+                      " locked for all clients + " + std::to_string(bytes) + " asked > " +
+                      std::to_string(max_locked_bytes_) + " (the daemon-wide cap)");
+  }
+  return {};
+}
+
 SResult<void> Service::ReserveLocked(const Caller& caller, uint64_t bytes, uint64_t mappings,
                                      uint64_t containers) {
-  Quota quota = policy_.QuotaFor(caller.identity);
+  VFIOD_TRY(CheckLockedLocked(caller, bytes));
+  const Quota quota = policy_.QuotaFor(caller.identity);
   Usage& use = usage_[caller.identity.uid];
-  auto over = [](uint64_t used, uint64_t more, uint64_t limit) {
-    return limit != kUnlimited && (more > limit || used > limit - more);
-  };
-  if (over(use.locked_bytes, bytes, quota.locked_bytes)) {
-    return Refuse(ErrorKind::kQuota, EDQUOT, "quota",
-                  "locked_bytes: " + std::to_string(use.locked_bytes) + " in use + " +
-                      std::to_string(bytes) + " asked > " + std::to_string(quota.locked_bytes));
-  }
-  if (over(use.mappings, mappings, quota.mappings)) {
+  if (Over(use.mappings, mappings, quota.mappings)) {
     return Refuse(ErrorKind::kQuota, EDQUOT, "quota",
                   "mappings: " + std::to_string(use.mappings) + " in use, limit " +
                       std::to_string(quota.mappings));
   }
-  if (over(use.containers, containers, quota.containers)) {
+  if (Over(use.containers, containers, quota.containers)) {
     return Refuse(ErrorKind::kQuota, EDQUOT, "quota",
                   "containers: " + std::to_string(use.containers) + " in use, limit " +
                       std::to_string(quota.containers));

@@ -13,6 +13,22 @@
 // from a region holds the region's memory (a shared Backing) until it is
 // freed, whether or not the region is still registered.
 //
+// Locked memory. Every byte vfiod keeps pinned or reserved for a client is
+// charged to the client's uid (policy quota locked_bytes; root: unlimited) and
+// to the daemon-wide cap limits.max_locked_bytes (root included), both checked
+// in ReserveLocked/CheckLockedLocked, refused with kQuota. A mapping charges
+// its size while it lives (MMIO: nothing). A registered hugetlbfs region is
+// charged its whole size at dma.register, because vfiod holding the file keeps
+// its huge pages (reserved at the view's mmap) out of the pool whether or not
+// anything is mapped; the charge is a LockedCharges::Hold that lives inside the
+// region's shared Backing, so it is given back exactly when vfiod lets go of
+// those pages: at dma.unregister or session close, or, when mappings made from
+// the region still hold its memory then, when the last of them is freed.
+// Mappings made from such a region are "covered" (kSlotCovered): their pages
+// are the region's, already charged, so they charge no locked bytes (one
+// mapping each, still). A memfd region (4 KiB shmem, swappable until mapped)
+// is not charged at dma.register; its mappings charge their size as any map.
+//
 // Concurrency. `mu_` guards the registries (sessions_, containers_, mapping slots,
 // regions_, groups_held_, the usage counters). Each container has its own mutex that
 // serializes all VFIO and DMA work on it (the DMA engine is single-threaded per
@@ -33,6 +49,7 @@
 #include "dma/backing.h"
 #include "kernel/kernel.h"
 #include "service/config.h"
+#include "service/locked_charges.h"
 #include "service/policy.h"
 #include "service/service_error.h"
 #include "service/stats.h"
@@ -123,7 +140,11 @@ class Service {
   // --- registered regions ---------------------------------------------------
   /// Adopts the client's memfd / hugetlbfs file (dma::AdoptClientFd: checks,
   /// F_SEAL_SHRINK, vfiod's own view) as a region of the caller's session.
-  /// kQuota: the session has limits.max_regions regions; kInvalidParams:
+  /// A hugetlbfs region is charged its size in locked bytes until its memory
+  /// is released (see "Locked memory" above).
+  /// kQuota: the session has limits.max_regions regions, or a hugetlbfs
+  /// region does not fit the caller's locked_bytes quota or the daemon-wide
+  /// cap (limits.max_locked_bytes); kInvalidParams:
   /// offset past the end of the file; kKernel: AdoptClientFd's errors (EBADF,
   /// EINVAL wrong file, misaligned, too short; EPERM sealing locked).
   [[nodiscard]] SResult<RegionView> RegisterRegion(const Caller& caller, RegisterRequest request);
@@ -171,6 +192,7 @@ class Service {
   static constexpr uint8_t kSlotMmio = 1;
   static constexpr uint8_t kSlotAligned = 2;
   static constexpr uint8_t kSlotMmioNoPin = 4;
+  static constexpr uint8_t kSlotCovered = 8;  ///< of a charged region: charges no bytes
   struct Usage {
     uint64_t locked_bytes = 0;
     uint64_t mappings = 0;
@@ -183,13 +205,23 @@ class Service {
       const Caller& caller, ContainerId id) const;
   [[nodiscard]] SResult<void> ReserveLocked(const Caller& caller, uint64_t bytes, uint64_t mappings,
                                             uint64_t containers);
+  /// kQuota unless `bytes` more locked bytes fit the caller's quota and the
+  /// daemon-wide cap (limits.max_locked_bytes). Charges nothing.
+  [[nodiscard]] SResult<void> CheckLockedLocked(const Caller& caller, uint64_t bytes) const;
+  /// Locked bytes charged to everyone: reservations, mappings, held regions.
+  [[nodiscard]] uint64_t TotalLockedLocked() const;
   void UnreserveLocked(uid_t uid, uint64_t bytes, uint64_t mappings, uint64_t containers);
   [[nodiscard]] ContainerView ViewLocked(const ContainerSlot& slot) const;
   /// The live slot of mapping `id`, or null.
   [[nodiscard]] const MappingSlot* FindMappingLocked(MappingId id) const;
   /// Records a new mapping (its quota already charged); returns its id.
+  /// `covered`: made from a charged region, so it charges no locked bytes.
   MappingId AddMappingLocked(const MappingView& view, uint64_t engine_id, SessionId owner,
-                             uid_t uid, const std::string& name);
+                             uid_t uid, const std::string& name, bool covered = false);
+  /// The locked bytes a live slot charges (0: MMIO or covered).
+  [[nodiscard]] static uint64_t ChargedBytes(const MappingSlot& slot) {
+    return (slot.flags & (kSlotMmio | kSlotCovered)) != 0 ? 0 : slot.size;
+  }
   /// Forgets mapping `id`: gives back its quota, frees its slot. When no
   /// mapping is left, the slots' memory is given back too.
   void RemoveMappingLocked(MappingId id);
@@ -219,10 +251,21 @@ class Service {
   /// Runs one map on container `id`: checks access, reserves the quota
   /// (`pinned_bytes`, one mapping), runs `work` under the container's mutex and
   /// records the mapping, or undoes the reservation when `work` fails.
+  /// `covered`: the memory is a charged region's (pass 0 pinned_bytes).
   using MapWork = std::function<Result<MapResult>(ManagedContainer&)>;
   [[nodiscard]] SResult<MapResult> RunMap(const Caller& caller, ContainerId id,
                                           uint64_t pinned_bytes, const std::string& name,
-                                          const MapWork& work);
+                                          const MapWork& work, bool covered = false);
+  /// Charges an adopted region's hugetlb pages (kQuota when over the quota or
+  /// the cap) and moves it into a shared Backing that carries the charge; a
+  /// memfd region is moved in uncharged. `adopted` is left alone on failure,
+  /// so the caller can release it outside mu_.
+  [[nodiscard]] SResult<std::shared_ptr<const dma::Backing>> ChargeRegionLocked(
+      const Caller& caller, dma::Backing& adopted);
+  /// Whether dma.register charges a region of this memory: hugetlbfs pages.
+  [[nodiscard]] static bool IsChargedRegion(const dma::Backing& region) {
+    return region.page_size() > dma::k4KiB;
+  }
   /// The backing of the caller's session's region `id` (kNotFound otherwise).
   [[nodiscard]] SResult<std::shared_ptr<const dma::Backing>> FindRegionLocked(const Caller& caller,
                                                                               RegionId id,
@@ -255,6 +298,10 @@ class Service {
   Stats stats_;
   ExtensionsView extensions_;
   const std::chrono::steady_clock::time_point started_;
+  const uint64_t max_locked_bytes_;  // limits.max_locked_bytes, resolved at start
+  // Charges of registered hugetlb regions; shared with the Holds inside their
+  // Backings, which may outlive the service. Its own leaf lock.
+  const std::shared_ptr<LockedCharges> held_ = std::make_shared<LockedCharges>();
 
   mutable std::mutex mu_;
   uint64_t next_id_ = 1;                             // guarded by mu_

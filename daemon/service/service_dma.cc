@@ -36,7 +36,7 @@ ProgressFn Service::WatchSession(const Caller& caller, const std::string& name,
 }
 
 SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_t pinned_bytes,
-                                   const std::string& name, const MapWork& work) {
+                                   const std::string& name, const MapWork& work, bool covered) {
   std::shared_ptr<ManagedContainer> managed;
   {
     std::lock_guard lock(mu_);
@@ -63,12 +63,13 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
     UnreserveLocked(uid, pinned_bytes, 1, 0);
     return Refuse(ErrorKind::kNotFound, ECONNRESET, "dma", "the session closed during the map");
   }
-  const uint64_t pinned = view.mmio ? 0 : view.size;
+  const uint64_t pinned = view.mmio || covered ? 0 : view.size;
   UnreserveLocked(uid, pinned_bytes, 0, 0);
   usage_[uid].locked_bytes += pinned;  // the real figure, already within quota
   view.name = name;
   view.id =
-      AddMappingLocked(view, outcome->engine_id, name.empty() ? caller.session : 0, uid, name);
+      AddMappingLocked(view, outcome->engine_id, name.empty() ? caller.session : 0, uid, name,
+                       covered);
   stats_.RecordMap(view.size, view.ioctls);
   spdlog::debug("mapping {}: container {} iova {:#x} size {:#x} {} ({} ioctls)", view.id, id,
                 view.iova, view.size, view.backing, view.ioctls);
@@ -86,15 +87,21 @@ SResult<MapResult> Service::Alloc(const Caller& caller, const AllocRequest& requ
 SResult<MapResult> Service::MapFd(const Caller& caller, MapFdRequest request,
                                   const ProgressFn& progress) {
   std::shared_ptr<const dma::Backing> region = VFIOD_TRY(ResolveMapFd(caller, request));
-  const uint64_t size = request.size;
+  // A hugetlb region's pages are charged as long as the region's memory is
+  // held (service.h, "Locked memory"); its slices charge nothing more.
+  const bool covered = region && IsChargedRegion(*region);
+  const uint64_t size = covered ? 0 : request.size;
   std::string name = request.name;
   ProgressFn watched = WatchSession(caller, name, progress);
-  return RunMap(caller, request.container, size, name, [&](ManagedContainer& c) {
-    if (region) {
-      return c.MapRegion(std::move(region), request, watched);
-    }
-    return c.MapFd(std::move(request), watched);
-  });
+  return RunMap(
+      caller, request.container, size, name,
+      [&](ManagedContainer& c) {
+        if (region) {
+          return c.MapRegion(std::move(region), request, watched);
+        }
+        return c.MapFd(std::move(request), watched);
+      },
+      covered);
 }
 
 SResult<MapResult> Service::MapBar(const Caller& caller, const MapBarRequest& request) {

@@ -46,7 +46,7 @@ const Service::MappingSlot* Service::FindMappingLocked(MappingId id) const {
 }
 
 MappingId Service::AddMappingLocked(const MappingView& view, uint64_t engine_id, SessionId owner,
-                                    uid_t uid, const std::string& name) {
+                                    uid_t uid, const std::string& name, bool covered) {
   size_t index = mapping_slots_.size();
   if (free_mapping_slots_.empty()) {
     mapping_slots_.emplace_back().generation = mapping_generation_floor_;
@@ -64,13 +64,13 @@ MappingId Service::AddMappingLocked(const MappingView& view, uint64_t engine_id,
   slot.backing = BackingIndex(view.backing);
   slot.flags =
       static_cast<uint8_t>((view.mmio ? kSlotMmio : 0) | (view.aligned ? kSlotAligned : 0) |
-                           (view.mmio_no_pin ? kSlotMmioNoPin : 0));
+                           (view.mmio_no_pin ? kSlotMmioNoPin : 0) | (covered ? kSlotCovered : 0));
   const MappingId id = IdOfSlot(index);
   if (!name.empty()) {
     mapping_names_[id] = name;
   }
   ++live_mappings_;
-  pinned_bytes_ += view.mmio ? 0 : view.size;
+  pinned_bytes_ += ChargedBytes(slot);
   return id;
 }
 
@@ -81,7 +81,7 @@ void Service::RemoveMappingLocked(MappingId id) {
   }
   const size_t index = (id & 0xffffffff) - 1;
   MappingSlot& slot = mapping_slots_[index];
-  const uint64_t pinned = (slot.flags & kSlotMmio) != 0 ? 0 : slot.size;
+  const uint64_t pinned = ChargedBytes(slot);
   UnreserveLocked(slot.owner_uid, pinned, 1, 0);
   pinned_bytes_ -= std::min(pinned_bytes_, pinned);
   --live_mappings_;

@@ -64,30 +64,52 @@ SResult<RegionView> Service::RegisterRegion(const Caller& caller, RegisterReques
     }
     ++session->second.regions;  // reserved while the fd is adopted
   }
-  auto adopt = [&]() -> SResult<std::shared_ptr<const dma::Backing>> {
+  auto adopt = [&]() -> SResult<dma::Backing> {
     if (request.size == 0 && request.fd.valid()) {
       request.size = VFIOD_TRY(RestOfFile(request.fd.get(), request.offset, kOp));
     }
-    return std::make_shared<const dma::Backing>(
-        VFIOD_TRY(dma::AdoptClientFd(std::move(request.fd), request.offset, request.size)));
+    return VFIOD_TRY(dma::AdoptClientFd(std::move(request.fd), request.offset, request.size));
   };
-  SResult<std::shared_ptr<const dma::Backing>> backing = adopt();
+  // Declared before the lock, so a refused region is released after it.
+  SResult<dma::Backing> adopted = adopt();
   std::lock_guard lock(mu_);
   auto session = sessions_.find(caller.session);
-  if (!backing || session == sessions_.end()) {
+  SResult<std::shared_ptr<const dma::Backing>> backing =
+      Refuse(ErrorKind::kNotFound, ECONNRESET, kOp, "the session closed");
+  if (!adopted) {
+    backing = std::unexpected(std::move(adopted).error());
+  } else if (session != sessions_.end()) {
+    backing = ChargeRegionLocked(caller, *adopted);
+  }
+  if (!backing) {
     if (session != sessions_.end()) {
       --session->second.regions;
     }
-    if (!backing) {
-      return std::unexpected(std::move(backing).error());
-    }
-    return Refuse(ErrorKind::kNotFound, ECONNRESET, kOp, "the session closed");
+    return std::unexpected(std::move(backing).error());
   }
   const RegionId id = next_id_++;
   regions_.emplace(id, RegionSlot{caller.session, *backing});
   spdlog::debug("region {}: session {} registered {:#x} bytes ({})", id, caller.session,
                 (*backing)->size(), RegionBackingName(**backing));
   return ViewOf(id, **backing);
+}
+
+SResult<std::shared_ptr<const dma::Backing>> Service::ChargeRegionLocked(const Caller& caller,
+                                                                         dma::Backing& adopted) {
+  if (!IsChargedRegion(adopted)) {
+    return std::make_shared<const dma::Backing>(std::move(adopted));
+  }
+  VFIOD_TRY(CheckLockedLocked(caller, adopted.size()));
+  // The charge is declared first, so it is given back only after the view is
+  // unmapped and the file closed: the pages are back in the pool by then.
+  struct Charged {
+    LockedCharges::Hold charge;
+    dma::Backing backing;
+  };
+  auto charged = std::make_shared<Charged>(
+      Charged{held_->Charge(caller.identity.uid, adopted.size()), std::move(adopted)});
+  const dma::Backing* view = &charged->backing;
+  return std::shared_ptr<const dma::Backing>(std::move(charged), view);
 }
 
 SResult<void> Service::UnregisterRegion(const Caller& caller, RegionId region) {

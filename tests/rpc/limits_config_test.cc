@@ -66,6 +66,16 @@ class ServiceProbe : public service::model_service::ModelServiceTest {
     EXPECT_TRUE(mapped.has_value()) << mapped.error().error.message();
     return faulty_->IoctlCalls("VFIO_IOMMU_MAP_DMA") - before;
   }
+  /// Whether root may allocate 16 KiB (the daemon-wide locked cap binds root too).
+  bool RootMay16K() {
+    service::Caller root = Root();
+    auto c = service_->CreateContainer(root, {service::model_service::kEdu}, "");
+    EXPECT_TRUE(c.has_value());
+    service::AllocRequest r;
+    r.container = c ? c->id : 0;
+    r.size = 16 << 10;
+    return service_->Alloc(root, r, {}).has_value();
+  }
   /// Regions one session registers before the service refuses one (at most 300).
   int RegionsAccepted() {
     service::Caller root = Root();
@@ -139,6 +149,15 @@ std::map<std::string, Probe> Probes() {
                                    : "regions accepted: " + std::to_string(dflt) + " and " +
                                          std::to_string(changed) + ", not 256 and 3";
                       }};
+  p["max_locked_bytes"] = {"8K",
+                           [](const ServerConfig&, const ServerConfig&, const Config& d,
+                              const Config& c) -> std::string {
+                             bool dflt = ServiceProbe(d).RootMay16K();
+                             bool changed = ServiceProbe(c).RootMay16K();
+                             return dflt && !changed ? ""
+                                                     : "a 16K allocation under an 8K cap was not "
+                                                       "refused (or the default refused it)";
+                           }};
   return p;
 }
 
