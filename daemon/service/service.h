@@ -129,6 +129,8 @@ class Service {
                                          const ProgressFn& progress);
   [[nodiscard]] SResult<MapResult> MapFd(const Caller& caller, MapFdRequest request,
                                          const ProgressFn& progress);
+  /// Maps a device BAR (peer to peer, nothing pinned). kInvalidParams: not an
+  /// implemented memory BAR, or the device's group is not in the container.
   [[nodiscard]] SResult<MapResult> MapBar(const Caller& caller, const MapBarRequest& request);
   /// The caller's mappings, optionally of one container.
   [[nodiscard]] SResult<std::vector<MappingView>> ListMappings(

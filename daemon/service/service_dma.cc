@@ -2,6 +2,8 @@
 // listing and freeing. See service.h for the locking rules.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "dma/engine.h"
 #include "service/managed_container.h"
 #include "service/service.h"
@@ -111,6 +113,19 @@ SResult<MapResult> Service::MapBar(const Caller& caller, const MapBarRequest& re
     return Refuse(ErrorKind::kInvalidParams, EINVAL, "dma.map_bar",
                   "bar: BAR " + std::to_string(request.bar) + " of " + dev.bdf +
                       " is not an implemented memory BAR");
+  }
+  {
+    // As for device.open: a device of another container (or of none) is the
+    // caller's mistake, not something to try on the kernel.
+    std::lock_guard lock(mu_);
+    auto managed = VFIOD_TRY(FindContainerLocked(caller, request.container));
+    const auto& groups = managed->groups();
+    if (!dev.iommu_group ||
+        std::find(groups.begin(), groups.end(), *dev.iommu_group) == groups.end()) {
+      return Refuse(
+          ErrorKind::kInvalidParams, EINVAL, "dma.map_bar",
+          dev.bdf + "'s IOMMU group is not in container " + std::to_string(request.container));
+    }
   }
   MapBarRequest canonical = request;
   canonical.bdf = dev.bdf;
