@@ -97,7 +97,7 @@ def rpc_seeds():
             req("dma.map_fd", {"container": c, "fd": {"fd": 0}}, 4))) + with_fds(EVENTFD, lines(
             req("dma.register", {"fd": {"fd": 0}}, 5))),
         "regions": with_fds(MEMFD_SEALED_64K, lines(req("dma.register", {"fd": {"fd": 0}}))) +
-        lines(create()) + NEXT + lines(
+        NEXT + lines(create()) + NEXT + lines(
             req("dma.regions", None, 3),
             req("dma.map_fd", {"container": c, "region": r, "offset": 4096, "size": 4096}, 4),
             req("dma.unregister", {"region": r}, 5), req("dma.list", None, 6)),

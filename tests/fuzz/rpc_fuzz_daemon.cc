@@ -73,7 +73,9 @@ FuzzDaemon::FuzzDaemon() {
   std::string tmpl = (fs::temp_directory_path() / "vfiod-fuzz-XXXXXX").string();
   FUZZ_CHECK(::mkdtemp(tmpl.data()) != nullptr);
   dir_ = tmpl;
-  fs::permissions(dir_, fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+  // The client connects as uid 65534 with the process's gid 0.
+  fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                            fs::perms::others_read | fs::perms::others_exec);
   tree::MakeTree(dir_ / "sys");
   auto config = service::ParseConfig(ConfigText(dir_));
   FUZZ_CHECK(config.has_value());
@@ -117,7 +119,12 @@ UniqueFd FuzzDaemon::Connect() const {
   std::strncpy(addr.sun_path, socket_path_.c_str(), sizeof(addr.sun_path) - 1);
   SetThreadEuid(kClientUid);  // SO_PEERCRED records the connecting thread's euid
   const int rc = ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
+  const int connect_errno = errno;
   SetThreadEuid(0);
+  if (rc != 0) {
+    (void)std::fprintf(stderr, "connect %s: %s\n", socket_path_.c_str(),
+                       std::strerror(connect_errno));
+  }
   FUZZ_CHECK(rc == 0);
   return fd;
 }

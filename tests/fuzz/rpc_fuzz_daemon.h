@@ -41,6 +41,7 @@ class FuzzDaemon {
   /// rebinds devices the client unbound. Then status must count nothing.
   [[nodiscard]] bool Restore();
   [[nodiscard]] service::Service& service() { return *service_; }
+  [[nodiscard]] std::size_t connection_count() const { return server_->connection_count(); }
 
  private:
   std::filesystem::path dir_;

@@ -5,7 +5,7 @@
 // client shuts down its write side and reads until the daemon closes.
 //
 // Invariants checked after every input:
-//  - the daemon closes the connection (within 10 s) after answering every
+//  - the daemon closes the connection (within 20 s) after answering every
 //    line it owes a reply (exactly; at most that plus the kFrameTooLarge
 //    reply when a line was too long), each reply a well-formed response;
 //  - the session's close hook runs, after which only named containers
@@ -16,13 +16,16 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fuzz_check.h"
@@ -36,7 +39,10 @@ namespace vfiod::fuzz {
 namespace {
 
 using nlohmann::json;
-constexpr int kTimeoutMs = 10000;
+// Long enough for a loaded machine (the daemon does everything in milliseconds).
+constexpr int kTimeoutMs = 20000;
+// VFIOD_FUZZ_LOG=1: the daemon logs and the replies are printed (debugging an input).
+const bool kTrace = std::getenv("VFIOD_FUZZ_LOG") != nullptr;
 
 int CountOpenFds() {
   DIR* dir = ::opendir("/proc/self/fd");
@@ -182,6 +188,9 @@ class Client {
   }
 
   void Check(const wire::Frame& frame) {
+    if (kTrace) {
+      (void)std::fprintf(stderr, "reply: %.300s\n", frame.line.c_str());
+    }
     const json reply = json::parse(frame.line, nullptr, /*allow_exceptions=*/false);
     FUZZ_CHECK(!reply.is_discarded());
     if (reply.is_object() && reply.contains("method")) {
@@ -230,8 +239,14 @@ void RunSession(std::string_view input) {
       }
       stream += bytes;
     }
-    FUZZ_CHECK(client.Finish());
+    const bool closed = client.Finish();
     const OwedReplies owed = RepliesOwed(stream, kMaxFrameBytes);
+    if (!closed) {
+      (void)std::fprintf(stderr,
+                         "no close after the half-close: %zu replies of %zu owed, %zu open\n",
+                         client.replies(), owed.lines, daemon.connection_count());
+    }
+    FUZZ_CHECK(closed);
     if (owed.overflow) {
       FUZZ_CHECK(client.frame_too_large() && client.replies() <= owed.lines + 1);
     } else {
@@ -244,7 +259,17 @@ void RunSession(std::string_view input) {
   const service::StatusView status = daemon.service().Status();
   FUZZ_CHECK(status.containers == 0 && status.mappings == 0 && status.locked_bytes == 0 &&
              status.dma_entries == 0);
-  FUZZ_CHECK(CountOpenFds() == fds_before);
+  // A worker drops the request's copy of a received fd just after the call's
+  // reply: that close may come a moment after the close hook. A leak stays.
+  int fds_after = CountOpenFds();
+  for (int i = 0; i < 2000 && fds_after != fds_before; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    fds_after = CountOpenFds();
+  }
+  if (kTrace) {
+    (void)std::fprintf(stderr, "fds %d before, %d after\n", fds_before, fds_after);
+  }
+  FUZZ_CHECK(fds_after == fds_before);
 }
 
 }  // namespace
