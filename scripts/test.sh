@@ -26,3 +26,6 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DVFIOD_SANITIZE=ON -DVFIOD_BE
 cmake --build build-asan -j"$jobs"
 echo "== unit tests under ASan+UBSan"
 ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE vm
+
+echo "== fuzz targets (20 s each from the seed corpus, regressions replayed)"
+./scripts/fuzz.sh 20

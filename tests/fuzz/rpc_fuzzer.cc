@@ -1,0 +1,281 @@
+// libFuzzer target: one client session against the whole in-process daemon on
+// the model kernel (rpc_fuzz_daemon.h): framing, fd passing, JSON-RPC parsing,
+// dispatch and every method. The input is the client's byte stream, split
+// into writes that may carry fds (rpc_fuzz_input.h). After the writes the
+// client shuts down its write side and reads until the daemon closes.
+//
+// Invariants checked after every input:
+//  - the daemon closes the connection (within 20 s) after answering every
+//    line it owes a reply (exactly; at most that plus the kFrameTooLarge
+//    reply when a line was too long), each reply a well-formed response;
+//  - the session's close hook runs, after which only named containers
+//    remain; once they are destroyed, status counts nothing;
+//  - the process holds exactly the fds it held before the session.
+#include <dirent.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fuzz_check.h"
+#include "proto/errors.h"
+#include "proto/fd_passing.h"
+#include "proto/framing.h"
+#include "rpc_fuzz_daemon.h"
+#include "rpc_fuzz_input.h"
+
+namespace vfiod::fuzz {
+namespace {
+
+using nlohmann::json;
+// Long enough for a loaded machine (the daemon does everything in milliseconds).
+constexpr int kTimeoutMs = 20000;
+// VFIOD_FUZZ_LOG=1: the daemon logs and the replies are printed (debugging an input).
+const bool kTrace = std::getenv("VFIOD_FUZZ_LOG") != nullptr;
+
+int CountOpenFds() {
+  DIR* dir = ::opendir("/proc/self/fd");
+  FUZZ_CHECK(dir != nullptr);
+  int count = 0;
+  while (::readdir(dir) != nullptr) {
+    ++count;
+  }
+  ::closedir(dir);
+  return count;
+}
+
+// One sendmsg of `bytes` with `fds` as SCM_RIGHTS (any count, unlike
+// wire::SendWithFds, so the daemon also sees truncated control data).
+ssize_t SendWithFds(int sock, std::string_view bytes, const std::vector<UniqueFd>& fds) {
+  iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+  if (!fds.empty()) {
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    for (std::size_t i = 0; i < fds.size(); ++i) {
+      const int fd = fds[i].get();
+      std::memcpy(CMSG_DATA(cmsg) + i * sizeof(int), &fd, sizeof(int));
+    }
+  }
+  return ::sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+bool IsResponse(const json& r) {
+  if (!r.is_object() || !r.contains("id") || r.contains("result") == r.contains("error")) {
+    return false;
+  }
+  auto version = r.find("jsonrpc");
+  if (version == r.end() || *version != "2.0") {
+    return false;
+  }
+  auto error = r.find("error");
+  return error == r.end() || (error->is_object() && error->contains("message") &&
+                              error->contains("code") && error->at("code").is_number_integer());
+}
+
+// The client side of one session: what it read back.
+class Client {
+ public:
+  explicit Client(UniqueFd fd) : fd_(std::move(fd)) {}
+
+  // Sends every write; false once the daemon closed (it may, after an
+  // overlong line), which ends the writing.
+  bool Send(const ClientWrite& write) {
+    std::string_view rest = write.bytes;
+    std::vector<UniqueFd> fds = MakeFds(write.fds);
+    while (!rest.empty()) {
+      const ssize_t sent = SendWithFds(fd_.get(), rest, fds);
+      if (sent < 0 && errno == EAGAIN) {
+        FUZZ_CHECK(Wait(POLLOUT));
+        continue;
+      }
+      if (sent < 0) {
+        FUZZ_CHECK(errno == EPIPE || errno == ECONNRESET);
+        return false;
+      }
+      rest.remove_prefix(static_cast<std::size_t>(sent));
+      fds.clear();  // they went with the first byte
+    }
+    return true;
+  }
+
+  // Half-closes and reads until the daemon closes; false on timeout.
+  bool Finish() {
+    ::shutdown(fd_.get(), SHUT_WR);
+    while (!eof_) {
+      if (!Wait(0)) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // Replaces the placeholders of `bytes` (rpc_fuzz_input.h) with ids the
+  // daemon returned so far, first waiting for every reply `sent` is owed.
+  std::string Substitute(std::string_view bytes, std::string_view sent) {
+    if (bytes.find('#') == std::string_view::npos) {
+      return std::string(bytes);
+    }
+    const std::size_t owed = RepliesOwed(sent, kMaxFrameBytes).lines;
+    while (!eof_ && replies_ < owed) {
+      FUZZ_CHECK(Wait(0));
+    }
+    return ReplacePlaceholders(bytes, ids_);
+  }
+
+  [[nodiscard]] std::size_t replies() const { return replies_; }
+  [[nodiscard]] bool frame_too_large() const { return frame_too_large_; }
+
+ private:
+  // Reads what is there; waits up to kTimeoutMs for `events` (or input).
+  bool Wait(short events) {
+    pollfd p{fd_.get(), static_cast<short>(events | POLLIN), 0};
+    if (::poll(&p, 1, kTimeoutMs) != 1) {
+      return false;
+    }
+    if ((p.revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+      Read();
+    }
+    return true;
+  }
+
+  void Read() {
+    auto got = wire::RecvWithFds(fd_.get(), buf_);
+    if (!got) {
+      FUZZ_CHECK(got.error().code == EAGAIN || got.error().code == ECONNRESET);
+      eof_ = got.error().code == ECONNRESET;
+      return;
+    }
+    eof_ = got->bytes == 0;
+    framer_.Feed({buf_.data(), got->bytes}, std::move(got->fds), got->fds_truncated);
+    while (framer_.has_frame()) {
+      Check(framer_.Pop());  // the reply's fds close with the frame
+    }
+  }
+
+  // Notes the ids a result names, for the placeholders of later writes.
+  void Remember(const json& response) {
+    auto result = response.find("result");
+    if (result == response.end() || !result->is_object()) {
+      return;
+    }
+    for (auto& [key, ids] :
+         {std::pair{"container", &ids_.containers}, std::pair{"mapping", &ids_.mappings},
+          std::pair{"region", &ids_.regions}}) {
+      auto id = result->find(key);
+      if (id != result->end() && id->is_number_unsigned()) {
+        ids->push_back(id->get<uint64_t>());
+      }
+    }
+  }
+
+  void Check(const wire::Frame& frame) {
+    if (kTrace) {
+      (void)std::fprintf(stderr, "reply: %.300s\n", frame.line.c_str());
+    }
+    const json reply = json::parse(frame.line, nullptr, /*allow_exceptions=*/false);
+    FUZZ_CHECK(!reply.is_discarded());
+    if (reply.is_object() && reply.contains("method")) {
+      return;  // a progress notification
+    }
+    if (reply.is_array()) {
+      FUZZ_CHECK(!reply.empty());
+      for (const json& r : reply) {
+        FUZZ_CHECK(IsResponse(r));
+        Remember(r);
+      }
+    } else {
+      FUZZ_CHECK(IsResponse(reply));
+      Remember(reply);
+      frame_too_large_ = frame_too_large_ || (reply.contains("error") &&
+                                              reply.at("error").at("code") == wire::kFrameTooLarge);
+    }
+    ++replies_;
+  }
+
+  UniqueFd fd_;
+  std::vector<char> buf_ = std::vector<char>(64 * 1024);
+  wire::LineFramer framer_{1 << 26};
+  SessionIds ids_;
+  std::size_t replies_ = 0;
+  bool frame_too_large_ = false;
+  bool eof_ = false;
+};
+
+FuzzDaemon& Daemon() {
+  static FuzzDaemon* daemon = new FuzzDaemon();  // lives as long as the process
+  return *daemon;
+}
+
+void RunSession(std::string_view input) {
+  FuzzDaemon& daemon = Daemon();
+  const int fds_before = CountOpenFds();
+  {
+    Client client(daemon.Connect());
+    std::string stream;
+    for (ClientWrite write : SplitWrites(input)) {
+      const std::string bytes = client.Substitute(write.bytes, stream);
+      write.bytes = bytes;
+      if (!client.Send(write)) {
+        break;
+      }
+      stream += bytes;
+    }
+    const bool closed = client.Finish();
+    const OwedReplies owed = RepliesOwed(stream, kMaxFrameBytes);
+    if (!closed) {
+      (void)std::fprintf(stderr,
+                         "no close after the half-close: %zu replies of %zu owed, %zu open\n",
+                         client.replies(), owed.lines, daemon.connection_count());
+    }
+    FUZZ_CHECK(closed);
+    if (owed.overflow) {
+      FUZZ_CHECK(client.frame_too_large() && client.replies() <= owed.lines + 1);
+    } else {
+      FUZZ_CHECK(client.replies() == owed.lines);
+    }
+  }
+  FUZZ_CHECK(daemon.WaitAllClosed());
+  FUZZ_CHECK(daemon.service().Status().clients == 0);
+  FUZZ_CHECK(daemon.Restore());
+  const service::StatusView status = daemon.service().Status();
+  FUZZ_CHECK(status.containers == 0 && status.mappings == 0 && status.locked_bytes == 0 &&
+             status.dma_entries == 0);
+  // A worker drops the request's copy of a received fd just after the call's
+  // reply: that close may come a moment after the close hook. A leak stays.
+  int fds_after = CountOpenFds();
+  for (int i = 0; i < 2000 && fds_after != fds_before; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    fds_after = CountOpenFds();
+  }
+  if (kTrace) {
+    (void)std::fprintf(stderr, "fds %d before, %d after\n", fds_before, fds_after);
+  }
+  FUZZ_CHECK(fds_after == fds_before);
+}
+
+}  // namespace
+}  // namespace vfiod::fuzz
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  vfiod::fuzz::RunSession(std::string_view(reinterpret_cast<const char*>(data), size));
+  return 0;
+}
