@@ -53,7 +53,7 @@ class BadInputTest : public ::testing::TestWithParam<CatalogueRow> {
       }
     }
     if (!failed.empty()) {
-      std::fprintf(stderr, "foreign fixture: %s\n", failed.c_str());
+      (void)std::fprintf(stderr, "foreign fixture: %s\n", failed.c_str());
       std::abort();
     }
     for (const auto& [k, v] : fx.vars) {
