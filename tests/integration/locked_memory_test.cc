@@ -127,8 +127,11 @@ void HugetlbRegisterScenario(const std::string& bdf) {
   EXPECT_EQ(RunAs(kNobody, kNobody, [&] { return RegisterHugetlbAsClient(daemon.socket(), bdf); }),
             "");
   client::Client root = daemon.Connect();
-  json s =
-      AwaitStatus([&] { return StatusOf(root); }, [](const json& j) { return j["clients"] == 1; });
+  // The session's regions are released after it leaves the table (the
+  // munmap of a region's view runs off the registry lock), so the charge may
+  // outlive "clients == 1" by that munmap: wait for both.
+  json s = AwaitStatus([&] { return StatusOf(root); },
+                       [](const json& j) { return j["clients"] == 1 && j["locked_bytes"] == 0; });
   EXPECT_EQ(s["locked_bytes"], 0) << s.dump();
   EXPECT_EQ(s["region_locked_bytes"], 0) << s.dump();
   EXPECT_EQ(HugepagePool2M::Free(), free_before);  // vfiod let go of every page
