@@ -18,15 +18,19 @@ json ToJson(const service::ExtensionsView& e) {
 }
 
 json ToJson(const service::StatusView& s) {
-  return {{"version", s.version},           {"kernel", s.kernel},
-          {"api_version", s.api_version},   {"extensions", ToJson(s.extensions)},
-          {"uptime_s", s.uptime_s},         {"clients", s.clients},
-          {"containers", s.containers},     {"mappings", s.mappings},
-          {"locked_bytes", s.locked_bytes}, {"dma_entries", s.dma_entries},
+  return {{"version", s.version},
+          {"kernel", s.kernel},
+          {"api_version", s.api_version},
+          {"extensions", ToJson(s.extensions)},
+          {"uptime_s", s.uptime_s},
+          {"clients", s.clients},
+          {"containers", s.containers},
+          {"mappings", s.mappings},
+          {"locked_bytes", s.locked_bytes},
+          {"dma_entries", s.dma_entries},
           {"region_locked_bytes", s.region_locked_bytes},
-          {"max_locked_bytes", s.max_locked_bytes == service::kUnlimited
-                                   ? json(nullptr)
-                                   : json(s.max_locked_bytes)}};
+          {"max_locked_bytes",
+           s.max_locked_bytes == service::kUnlimited ? json(nullptr) : json(s.max_locked_bytes)}};
 }
 
 namespace {

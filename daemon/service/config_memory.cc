@@ -27,8 +27,8 @@ std::optional<uint64_t> DefaultMaxLockedBytes(std::string_view meminfo) {
   line.remove_prefix(digits);
   uint64_t kib = 0;
   auto [end, ec] = std::from_chars(line.data(), line.data() + line.size(), kib);
-  if (ec != std::errc() || std::string_view(end, line.data() + line.size()) != " kB" ||
-      kib == 0 || kib > (UINT64_MAX >> 10) / kDefaultLockedShareNum) {
+  if (ec != std::errc() || std::string_view(end, line.data() + line.size()) != " kB" || kib == 0 ||
+      kib > (UINT64_MAX >> 10) / kDefaultLockedShareNum) {
     return std::nullopt;
   }
   return (kib << 10) / kDefaultLockedShareDen * kDefaultLockedShareNum;

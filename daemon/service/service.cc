@@ -252,9 +252,9 @@ SResult<void> Service::CheckLockedLocked(const Caller& caller, uint64_t bytes) c
   }
   if (const uint64_t all = TotalLockedLocked(); Over(all, bytes, max_locked_bytes_)) {
     return Refuse(ErrorKind::kQuota, EDQUOT, "quota",
-                  "limits.max_locked_bytes: " + std::to_string(all) +
-                      " locked for all clients + " + std::to_string(bytes) + " asked > " +
-                      std::to_string(max_locked_bytes_) + " (the daemon-wide cap)");
+                  "limits.max_locked_bytes: " + std::to_string(all) + " locked for all clients + " +
+                      std::to_string(bytes) + " asked > " + std::to_string(max_locked_bytes_) +
+                      " (the daemon-wide cap)");
   }
   return {};
 }

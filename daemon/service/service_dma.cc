@@ -69,9 +69,8 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
   UnreserveLocked(uid, pinned_bytes, 0, 0);
   usage_[uid].locked_bytes += pinned;  // the real figure, already within quota
   view.name = name;
-  view.id =
-      AddMappingLocked(view, outcome->engine_id, name.empty() ? caller.session : 0, uid, name,
-                       covered);
+  view.id = AddMappingLocked(view, outcome->engine_id, name.empty() ? caller.session : 0, uid, name,
+                             covered);
   stats_.RecordMap(view.size, view.ioctls);
   spdlog::debug("mapping {}: container {} iova {:#x} size {:#x} {} ({} ioctls)", view.id, id,
                 view.iova, view.size, view.backing, view.ioctls);

@@ -40,10 +40,10 @@ struct StatusView {
   uint64_t clients = 0;
   uint64_t containers = 0;
   uint64_t mappings = 0;
-  uint64_t locked_bytes = 0;  ///< charged locked bytes: mappings and hugetlb regions
+  uint64_t locked_bytes = 0;         ///< charged locked bytes: mappings and hugetlb regions
   uint64_t region_locked_bytes = 0;  ///< the part held by registered hugetlb regions
   uint64_t max_locked_bytes = 0;     ///< limits.max_locked_bytes (kUnlimited: none)
-  uint64_t dma_entries = 0;   ///< VFIO mapping entries in use, all containers
+  uint64_t dma_entries = 0;          ///< VFIO mapping entries in use, all containers
 };
 
 /// The VFIO view of a device (only when it is bound to vfio-pci, usable).

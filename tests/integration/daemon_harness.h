@@ -117,9 +117,11 @@ class Daemon {
  public:
   /// Starts vfiod (path from VFIOD_BINARY) and waits until its socket answers.
   /// `policy` replaces the default policy section; `limits` adds to (or
-  /// overrides) the limits section.
+  /// overrides) the limits section; `patch` is merged into the whole config
+  /// last (RFC 7386, e.g. {"logging": {"level": "warn"}}).
   explicit Daemon(json policy = DefaultPolicy(), std::string chunk = "2M",
-                  Launch launch = Launch::kDirect, const json& limits = json::object())
+                  Launch launch = Launch::kDirect, const json& limits = json::object(),
+                  const json& patch = json::object())
       : launch_(launch) {
     std::string tmpl = (fs::temp_directory_path() / "vfiod-itest-XXXXXX").string();
     dir_ = ::mkdtemp(tmpl.data());
@@ -145,6 +147,7 @@ class Daemon {
                                    ModelDev("0000:00:1f.0", "8086", "2918", 7, false),
                                    ModelDev(kUnbound, "8086", "100e", 5, false)})}};
     }
+    config.merge_patch(patch);
     WriteFile(dir_ / "vfiod.json", config.dump(2));
     Start();
   }

@@ -19,11 +19,11 @@
 namespace vfiod::service {
 namespace {
 
+using model_service::kEdu;
+using model_service::kIvshmem;
 using ::testing::HasSubstr;
 using ::vfiod::testing::CountOpenFds;
 using ::vfiod::testing::HugepagePool2M;
-using model_service::kEdu;
-using model_service::kIvshmem;
 
 constexpr uid_t kUser = 1000;
 constexpr uint64_t k2M = 2 << 20;
@@ -159,8 +159,8 @@ TEST_F(LockedMemoryTest, MmioMappingsAreOutsideTheCap) {
 TEST_F(LockedMemoryTest, MemfdRegionIsChargedOnlyByItsSlices) {
   Caller user = Open(kUser);
   const ContainerId uc = Container(user, kEdu);
-  UniqueFd fd(static_cast<int>(
-      ::syscall(SYS_memfd_create, "locked-svc", MFD_CLOEXEC | MFD_ALLOW_SEALING)));
+  UniqueFd fd(
+      static_cast<int>(::syscall(SYS_memfd_create, "locked-svc", MFD_CLOEXEC | MFD_ALLOW_SEALING)));
   ASSERT_EQ(::ftruncate(fd.get(), 8 << 20), 0);
   auto region = service_->RegisterRegion(user, RegisterRequest{std::move(fd), 0, 0});
   ASSERT_TRUE(region.has_value()) << region.error().error.message();
@@ -180,9 +180,7 @@ class HugetlbRegionTest : public LockedMemoryTest {
     }
     free_before_ = HugepagePool2M::Free();
   }
-  UniqueFd HugeFile(uint64_t pages) {
-    return UniqueFd(HugepagePool2M::Memfd(pages * k2M));
-  }
+  UniqueFd HugeFile(uint64_t pages) { return UniqueFd(HugepagePool2M::Memfd(pages * k2M)); }
   HugepagePool2M pool_{6};
   uint64_t free_before_ = 0;
 };
@@ -220,8 +218,8 @@ TEST_F(HugetlbRegionTest, RegisterChargesTheRegionAndSlicesChargeNothingMore) {
   s = service_->Status();
   EXPECT_EQ(s.region_locked_bytes, 0u);
   EXPECT_EQ(s.locked_bytes, 0u);
-  EXPECT_EQ(HugepagePool2M::Free(), free_before_);  // the pages are back
-  EXPECT_TRUE(Alloc(user, uc, 4 << 20).has_value());          // and so is the quota
+  EXPECT_EQ(HugepagePool2M::Free(), free_before_);    // the pages are back
+  EXPECT_TRUE(Alloc(user, uc, 4 << 20).has_value());  // and so is the quota
 }
 
 TEST_F(HugetlbRegionTest, UnregisterAndSessionCloseGiveTheChargeBack) {
