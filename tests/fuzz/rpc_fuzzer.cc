@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
@@ -43,6 +44,18 @@ using nlohmann::json;
 constexpr int kTimeoutMs = 20000;
 // VFIOD_FUZZ_LOG=1: the daemon logs and the replies are printed (debugging an input).
 const bool kTrace = std::getenv("VFIOD_FUZZ_LOG") != nullptr;
+
+// On a hang: every thread's stack, if gdb is there, then the invariant fails.
+void CheckNoHang(bool answered, const char* what) {
+  if (answered) {
+    return;
+  }
+  (void)std::fprintf(stderr, "no answer from the daemon for %d ms: %s\n", kTimeoutMs, what);
+  const std::string gdb = "gdb -batch -q -ex 'thread apply all bt' -p " +
+                          std::to_string(::getpid()) + " 2>/dev/null | grep -E '^#|^Thread' >&2";
+  (void)std::system(gdb.c_str());
+  FUZZ_CHECK(answered);
+}
 
 int CountOpenFds() {
   DIR* dir = ::opendir("/proc/self/fd");
@@ -104,7 +117,7 @@ class Client {
     while (!rest.empty()) {
       const ssize_t sent = SendWithFds(fd_.get(), rest, fds);
       if (sent < 0 && errno == EAGAIN) {
-        FUZZ_CHECK(Wait(POLLOUT));
+        CheckNoHang(Wait(POLLOUT), "waiting to write");
         continue;
       }
       if (sent < 0) {
@@ -136,7 +149,7 @@ class Client {
     }
     const std::size_t owed = RepliesOwed(sent, kMaxFrameBytes).lines;
     while (!eof_ && replies_ < owed) {
-      FUZZ_CHECK(Wait(0));
+      CheckNoHang(Wait(0), "waiting for the replies owed before a placeholder");
     }
     return ReplacePlaceholders(bytes, ids_);
   }
@@ -246,7 +259,7 @@ void RunSession(std::string_view input) {
                          "no close after the half-close: %zu replies of %zu owed, %zu open\n",
                          client.replies(), owed.lines, daemon.connection_count());
     }
-    FUZZ_CHECK(closed);
+    CheckNoHang(closed, "waiting for the close after the half-close");
     if (owed.overflow) {
       FUZZ_CHECK(client.frame_too_large() && client.replies() <= owed.lines + 1);
     } else {
