@@ -41,7 +41,11 @@ void PrintStatus(std::ostream& out, const json& s) {
   PrintField(out, "clients", Field(s, "clients"));
   PrintField(out, "containers", Field(s, "containers"));
   PrintField(out, "mappings", Field(s, "mappings"));
-  PrintField(out, "locked memory", SizeField(s, "locked_bytes"));
+  const bool capped = s.contains("max_locked_bytes") && !s["max_locked_bytes"].is_null();
+  PrintField(out, "locked memory",
+             SizeField(s, "locked_bytes") + " (hugetlb regions " +
+                 SizeField(s, "region_locked_bytes") + "), cap " +
+                 (capped ? SizeField(s, "max_locked_bytes") : std::string("unlimited")));
   PrintField(out, "dma entries", Field(s, "dma_entries"));
 }
 
