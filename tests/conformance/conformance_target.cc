@@ -1,11 +1,13 @@
 #include "conformance_target.h"
 
 #include <fcntl.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string_view>
@@ -118,6 +120,19 @@ Result<int> Target::GroupOf(const std::string& bdf) const {
     return model->GroupOf(bdf);
   }
   return SysfsGroupOf(bdf);
+}
+
+std::pair<int, int> Target::Release() const {
+  if (model() != nullptr) {
+    return {6, 1};
+  }
+  struct utsname u {};
+  int major = 0;
+  int minor = 0;
+  if (::uname(&u) == 0 && std::sscanf(u.release, "%d.%d", &major, &minor) == 2) {
+    return {major, minor};
+  }
+  return {0, 0};
 }
 
 kernel::ModelKernel* Target::model() const {

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernel/kernel.h"
@@ -41,6 +42,11 @@ class Target {
   /// Every device of IOMMU group `group` (sysfs iommu_groups/N/devices, or
   /// the model's topology), sorted.
   [[nodiscard]] std::vector<std::string> GroupMembers(int group) const;
+  /// The kernel release whose type1 rules the target follows, as
+  /// {major, minor}: uname's on the real kernel; {6, 1} on the model, which
+  /// models Debian 12's 6.1. Rules that changed between the kernels of the
+  /// test bed name the release they hold from (see conformance/README.md).
+  [[nodiscard]] std::pair<int, int> Release() const;
   /// The driver `bdf` is bound to; "" when none (or no such device).
   [[nodiscard]] std::string DriverOf(const std::string& bdf) const;
 
