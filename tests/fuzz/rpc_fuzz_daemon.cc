@@ -13,6 +13,7 @@
 
 #include "fuzz_check.h"
 #include "model_service.h"  // tests/service: the sysfs tree of the service tests
+#include "rpc/server_limits.h"
 #include "service/config.h"
 #include "service/model_setup.h"
 
@@ -87,12 +88,8 @@ FuzzDaemon::FuzzDaemon() {
   registry_ = std::make_unique<rpc::MethodRegistry>();
   methods_ = std::make_unique<rpc::ServiceMethods>(*service_, kOpenRpcDocument);
   FUZZ_CHECK(methods_->Register(*registry_).has_value());
-  rpc::ServerConfig server_config;
-  server_config.max_frame_bytes = limits.max_frame_bytes;
-  server_config.max_inflight_per_connection = limits.max_inflight_per_client;
-  server_config.max_connections = limits.max_clients;
-  server_config.worker_threads = limits.worker_threads;
-  server_ = std::make_unique<rpc::Server>(io_, *registry_, server_config);
+  // The transport limits as main.cc sets them (batch, output and timeouts included).
+  server_ = std::make_unique<rpc::Server>(io_, *registry_, rpc::ServerConfigFromLimits(limits));
   server_->AddCloseHook([this](rpc::ConnectionId id, const rpc::PeerCredentials&) {
     methods_->OnConnectionClosed(id);
   });
