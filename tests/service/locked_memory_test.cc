@@ -19,6 +19,7 @@
 namespace vfiod::service {
 namespace {
 
+using model_service::EduConfig;
 using model_service::kEdu;
 using model_service::kIvshmem;
 using ::testing::HasSubstr;
@@ -69,17 +70,8 @@ TEST(MaxLockedBytesConfigTest, DefaultIsThreeQuartersOfMemTotal) {
 
 /// kUser may use edu with a 4 MiB quota; the daemon-wide cap is `cap`.
 Config CappedConfig(uint64_t cap) {
-  Config config;
-  config.limits.map_chunk_bytes = k2M;
+  Config config = EduConfig(kUser, Quota{.locked_bytes = 4 << 20, .mappings = 4, .containers = 1});
   config.limits.max_locked_bytes = cap;
-  PolicyRule rule;
-  rule.uids = {kUser};
-  DevicePattern edu;
-  edu.kind = DevicePattern::Kind::kBdf;
-  edu.bdf = kEdu;
-  rule.devices = {edu};
-  rule.quota = Quota{.locked_bytes = 4 << 20, .mappings = 4, .containers = 1};
-  config.policy.rules = {rule};
   return config;
 }
 
@@ -100,15 +92,6 @@ class LockedMemoryTest : public model_service::ModelServiceTest {
     r.container = c;
     r.size = size;
     return service_->Alloc(who, r, {});
-  }
-  SResult<MapResult> Slice(const Caller& who, ContainerId c, RegionId region, uint64_t offset,
-                           uint64_t size) {
-    MapFdRequest r;
-    r.container = c;
-    r.region = region;
-    r.offset = offset;
-    r.size = size;
-    return service_->MapFd(who, std::move(r), {});
   }
 };
 

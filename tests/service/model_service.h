@@ -63,6 +63,22 @@ inline kernel::ModelTopology Topology() {
   return t;
 }
 
+/// A config whose one policy rule lets `uid` use edu with `quota`, mapping in
+/// chunks of 2 MiB.
+inline Config EduConfig(uid_t uid, Quota quota) {
+  Config config;
+  config.limits.map_chunk_bytes = 2 << 20;
+  PolicyRule rule;
+  rule.uids = {uid};
+  DevicePattern edu;
+  edu.kind = DevicePattern::Kind::kBdf;
+  edu.bdf = kEdu;
+  rule.devices = {edu};
+  rule.quota = quota;
+  config.policy.rules = {rule};
+  return config;
+}
+
 /// A fixture: a Service on the model kernel, seen through a fault-injecting
 /// wrapper, over a fresh sysfs tree in a temporary folder (removed after).
 class ModelServiceTest : public ::testing::Test {
@@ -81,6 +97,17 @@ class ModelServiceTest : public ::testing::Test {
     auto faulty = std::make_unique<kernel::FaultInjectingKernel>(model_);
     faulty_ = faulty.get();
     service_ = std::make_unique<Service>(config, std::move(faulty), vfio::PciSysfs(root_));
+  }
+
+  /// Maps [offset, +size) of the caller's registered `region` into container `c`.
+  SResult<MapResult> Slice(const Caller& who, ContainerId c, RegionId region, uint64_t offset,
+                           uint64_t size) {
+    MapFdRequest r;
+    r.container = c;
+    r.region = region;
+    r.offset = offset;
+    r.size = size;
+    return service_->MapFd(who, std::move(r), {});
   }
 
   kernel::ModelKernel model_;  // outlives the service, which uses it through faulty_

@@ -42,15 +42,6 @@ class RegionServiceTest : public model_service::ModelServiceTest {
     EXPECT_TRUE(r.has_value()) << r.error().error.message();
     return r ? r->id : 0;
   }
-  SResult<MapResult> Slice(const Caller& who, ContainerId c, RegionId region, uint64_t offset,
-                           uint64_t size) {
-    MapFdRequest r;
-    r.container = c;
-    r.region = region;
-    r.offset = offset;
-    r.size = size;
-    return service_->MapFd(who, std::move(r), {});
-  }
 };
 
 TEST_F(RegionServiceTest, RegionsBelongToTheirSessionAndAreCapped) {

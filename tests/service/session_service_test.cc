@@ -16,6 +16,7 @@
 namespace vfiod::service {
 namespace {
 
+using model_service::EduConfig;
 using model_service::kEdu;
 using model_service::kIvshmem;
 
@@ -24,17 +25,7 @@ constexpr uid_t kUser = 1000;
 class SessionServiceTest : public model_service::ModelServiceTest {
  protected:
   SessionServiceTest() {
-    Config config;
-    config.limits.map_chunk_bytes = 2 << 20;
-    PolicyRule rule;
-    rule.uids = {kUser};
-    DevicePattern edu;
-    edu.kind = DevicePattern::Kind::kBdf;
-    edu.bdf = kEdu;
-    rule.devices = {edu};
-    rule.quota = Quota{.locked_bytes = 4 << 20, .mappings = 2, .containers = 1};
-    config.policy.rules = {rule};
-    Start(config);
+    Start(EduConfig(kUser, Quota{.locked_bytes = 4 << 20, .mappings = 2, .containers = 1}));
     baseline_fds_ = model_.OpenFdCount();
   }
   Caller Open(uid_t uid) {
