@@ -35,9 +35,14 @@ void AddDevice(const fs::path& root, const std::string& bdf, int group) {
   fs::create_directory_symlink(drv, dir / "driver");
 }
 
+nlohmann::json ModelDevice(const char* bdf, int group) {
+  return {{"bdf", bdf}, {"vendor", "1234"}, {"device", "11e8"}, {"group", group}, {"bound", true}};
+}
+
 }  // namespace
 
-Result<DaemonProcess> StartModelDaemon(const std::string& binary, int worker_threads) {
+Result<DaemonProcess> StartModelDaemon(const std::string& binary, int worker_threads,
+                                       const nlohmann::json& patch) {
   char tmpl[] = "/tmp/vfiod-bench-rpc-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) {
     return ErrnoError("mkdtemp");
@@ -47,20 +52,21 @@ Result<DaemonProcess> StartModelDaemon(const std::string& binary, int worker_thr
   fs::create_directories(dir / "sys/kernel/iommu_groups");
   Write(dir / "sys/bus/pci/drivers_probe", "");
   AddDevice(dir / "sys", kModelEdu, 3);
-  const nlohmann::json config = {
+  AddDevice(dir / "sys", kModelSecond, 4);
+  nlohmann::json config = {
       {"socket", {{"group", nullptr}, {"mode", "0600"}}},
       {"kernel", "model"},
       {"sysfs_root", (dir / "sys").string()},
       {"model",
-       {{"devices", nlohmann::json::array({{{"bdf", kModelEdu},
-                                            {"vendor", "1234"},
-                                            {"device", "11e8"},
-                                            {"group", 3},
-                                            {"bound", true}}})}}},
+       {{"devices",
+         nlohmann::json::array({ModelDevice(kModelEdu, 3), ModelDevice(kModelSecond, 4)})}}},
       {"limits",
        {{"map_chunk_bytes", "1G"}, {"worker_threads", worker_threads}, {"max_clients", 1024}}},
       {"logging", {{"level", "warn"}, {"target", "stderr"}}},
       {"policy", {{"rules", nlohmann::json::array()}}}};
+  if (!patch.is_null()) {
+    config.merge_patch(patch);
+  }
   return DaemonProcess::Start(binary, dir.string(), config);
 }
 

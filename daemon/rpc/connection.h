@@ -6,7 +6,6 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <chrono>
 #include <deque>
 #include <functional>
@@ -20,6 +19,7 @@
 
 #include "proto/framing.h"
 #include "proto/unique_fd.h"
+#include "rpc/fair_executor.h"
 #include "rpc/method_registry.h"
 #include "rpc/server_config.h"
 
@@ -30,7 +30,9 @@ namespace asio = boost::asio;
 /// What a connection needs from its server.
 struct ConnectionEnv {
   const MethodRegistry* registry = nullptr;
-  asio::thread_pool::executor_type workers;
+  /// Runs the blocking calls, queued by the peer's uid (the server's; it
+  /// outlives every connection).
+  FairExecutor* workers = nullptr;
   ServerConfig config;
   /// Called once on the connection's strand when the connection has closed
   /// and none of its calls is still running.

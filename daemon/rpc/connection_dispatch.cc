@@ -265,10 +265,11 @@ void Connection::Run(const MethodRegistry::Method& method, CallContext ctx, json
     std::lock_guard lock(out_mu_);
     ++inflight_;
   }
-  // The method lives in the registry, which is read-only while serving.
-  asio::post(env_.workers, [self = shared_from_this(), &method, ctx = std::move(ctx),
-                            params = std::move(params), id = std::move(id),
-                            done = std::move(done)]() mutable {
+  // The method lives in the registry, which is read-only while serving. The
+  // call waits in its user's queue: one user's flood cannot hold back others.
+  env_.workers->Post(info_->peer.uid, [self = shared_from_this(), &method, ctx = std::move(ctx),
+                                       params = std::move(params), id = std::move(id),
+                                       done = std::move(done)]() mutable {
     HandlerResult result = Invoke(method, ctx, params);
     if (!done) {
       // A single request: its reply leaves from this thread, waking only the

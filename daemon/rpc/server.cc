@@ -25,20 +25,27 @@ void SendRefusal(int fd, const Refusal& refused) {
       wire::MakeErrorResponse(nullptr, wire::MakeLimitError(refused.limit, refused.detail)));
   (void)!::send(fd, line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
+// Close hooks: four threads, at most one of them on one user's clean-ups, so
+// a user whose clean-up waits (for a map still running on a named container
+// it used) holds one closer, and the others' clean-ups go on.
+constexpr std::size_t kCloseThreads = 4;
+constexpr std::size_t kClosesPerUser = 1;
 }  // namespace
 
 Server::Server(asio::io_context& io, const MethodRegistry& registry, ServerConfig config)
     : io_(io),
       registry_(registry),
       config_(config),
-      workers_(config.worker_threads == 0 ? 1 : config.worker_threads),
+      workers_(config.worker_threads, config.blocking_per_user, "vfiod-worker"),
+      closers_(kCloseThreads, kClosesPerUser, "vfiod-closer"),
       server_strand_(asio::make_strand(io)),
       listener_(server_strand_),
       accept_retry_(server_strand_),
       admission_(config) {}
 
 Server::~Server() {
-  workers_.join();
+  workers_.Join();
+  closers_.Join();
   if (!unlink_path_.empty()) {
     ::unlink(unlink_path_.c_str());
   }
@@ -152,7 +159,7 @@ void Server::Serve(UniqueFd fd) {
   auto info = std::make_shared<ConnectionInfo>();
   info->id = ++next_id_;
   info->peer = std::move(*peer);
-  ConnectionEnv env{&registry_, workers_.get_executor(), config_,
+  ConnectionEnv env{&registry_, &workers_, config_,
                     [this](const std::shared_ptr<ConnectionInfo>& closed) { OnClosed(closed); }};
   spdlog::info("rpc: connection {} from uid {} gid {} pid {}", info->id, info->peer.uid,
                info->peer.gid, info->peer.pid);
@@ -164,11 +171,12 @@ void Server::Serve(UniqueFd fd) {
 
 void Server::OnClosed(const std::shared_ptr<ConnectionInfo>& info) {
   // Runs on the connection's strand: hand the table update to ours, and the
-  // hooks (which may free DMA memory, slowly) to the worker pool.
+  // hooks (which may free DMA memory, slowly) to the closers, not behind the
+  // calls queued for the workers.
   asio::post(server_strand_, [this, info] {
     connections_.erase(info->id);
     admission_.Release(info->peer.uid);
-    asio::post(workers_, [this, info] {
+    closers_.Post(info->peer.uid, [this, info] {
       for (const CloseHook& hook : close_hooks_) {
         hook(info->id, info->peer);
       }

@@ -3,10 +3,14 @@
 //
 // Threads: the caller runs the io_context (one or more threads); each
 // connection's state lives on its own strand, the server's connection table on
-// server_strand_. Handlers marked blocking and the close hooks run on the
-// server's worker pool, never on an io thread; the worker that ran a blocking
-// single request also writes its reply (see Connection), so such a call costs
-// the io thread no second wake-up.
+// server_strand_. Handlers marked blocking run on workers_, never on an io
+// thread, queued per user (the peer's uid) and taken in turns, with at most
+// ServerConfig::blocking_per_user of one user's calls running at once (see
+// FairQueue); the worker that ran a blocking single request also writes its
+// reply (see Connection), so such a call costs the io thread no second
+// wake-up. Close hooks run on closers_, threads of their own: a session's
+// clean-up never waits in the queue behind client calls, and one user's slow
+// clean-up (or clean-ups) holds one closer at most.
 #pragma once
 
 #include <sys/types.h>
@@ -16,7 +20,6 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <functional>
 #include <map>
 #include <memory>
@@ -28,13 +31,14 @@
 #include "proto/unique_fd.h"
 #include "rpc/admission.h"
 #include "rpc/connection.h"
+#include "rpc/fair_executor.h"
 #include "rpc/method_registry.h"
 #include "rpc/server_config.h"
 
 namespace vfiod::rpc {
 
-/// Runs on a worker thread after a connection closed and all its calls
-/// finished: the place to free what the connection's client held.
+/// Runs on a closer thread (not a worker) after a connection closed and all
+/// its calls finished: the place to free what the connection's client held.
 using CloseHook = std::function<void(ConnectionId id, const PeerCredentials& peer)>;
 
 class Server {
@@ -79,8 +83,10 @@ class Server {
   const MethodRegistry& registry_;
   ServerConfig config_;
   std::vector<CloseHook> close_hooks_;  // fixed once Start() ran
-  // The pool is joined by the destructor before the io objects below it go.
-  asio::thread_pool workers_;
+  // Both are joined by the destructor (workers first: a call may still be
+  // running when the last close is reported) before the io objects below go.
+  FairExecutor workers_;
+  FairExecutor closers_;
   asio::strand<asio::io_context::executor_type> server_strand_;
   // Owned by server_strand_: the listening socket, the retry timer after
   // EMFILE, the connection table, its accounting and the id counter.

@@ -29,8 +29,12 @@ struct ServerConfig {
   /// they are produced) reach it, the elements not yet started are not run
   /// and are answered kBusy with data.limit "max_batch_reply_bytes".
   std::size_t max_batch_reply_bytes = 1 << 20;
-  /// Threads running handlers marked blocking, and close hooks.
+  /// Threads running handlers marked blocking (close hooks have their own).
   std::size_t worker_threads = 4;
+  /// Blocking calls of one user (peer uid) running at once, over all its
+  /// connections; the rest wait in its queue while other users take turns.
+  /// 0: worker_threads - 1, so one user never holds every worker.
+  std::size_t blocking_per_user = 0;
   /// Connections open at once for everyone but root. Past it a connection is
   /// refused (one kBusy line, then closed) unless its peer is uid 0, which may
   /// use `root_reserved_connections` more.

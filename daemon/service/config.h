@@ -131,6 +131,10 @@ struct ModelConfig {
   /// Defaults: the x86 ranges the QEMU VM reports (the MSI window excluded).
   std::vector<IovaRange> iova_ranges{{0, 0xfedfffff}, {0xfef00000, 0x7fffffffff}};
   uint32_t dma_entry_limit = 65535;  ///< vfio_iommu_type1's default
+  /// Microseconds each VFIO_IOMMU_MAP_DMA sleeps per MiB it maps (0: none),
+  /// outside the model's lock, as pinning takes time on Linux: long maps for
+  /// fairness tests and benchmarks (kernel::MapDelayKernel).
+  uint32_t map_dma_us_per_mib = 0;
 };
 
 struct Config {

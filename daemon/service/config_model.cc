@@ -59,7 +59,7 @@ IovaRange ReadIovaRange(const Json& j, const std::string& path) {
 }  // namespace
 
 ModelConfig ReadModelSection(const Json& j, const std::string& path) {
-  CheckObject(j, path, {"devices", "iova_ranges", "dma_entry_limit"});
+  CheckObject(j, path, {"devices", "iova_ranges", "dma_entry_limit", "map_dma_us_per_mib"});
   ModelConfig model;
   IfPresent(j, path, "devices", [&](const Json& v, const std::string& p) {
     std::set<std::string> seen;
@@ -85,6 +85,9 @@ ModelConfig ReadModelSection(const Json& j, const std::string& path) {
   });
   IfPresent(j, path, "dma_entry_limit", [&](const Json& v, const std::string& p) {
     model.dma_entry_limit = static_cast<uint32_t>(ReadInteger(v, p, 1, 0x7fffffff));
+  });
+  IfPresent(j, path, "map_dma_us_per_mib", [&](const Json& v, const std::string& p) {
+    model.map_dma_us_per_mib = static_cast<uint32_t>(ReadInteger(v, p, 0, 1'000'000));
   });
   return model;
 }

@@ -1,7 +1,10 @@
 #include "service/model_setup.h"
 
+#include "kernel/map_delay_kernel.h"
+
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <fstream>
 #include <map>
 #include <string>
@@ -124,7 +127,14 @@ KernelAndSysfs MakeModelKernelAndSysfs(const Config& config) {
   std::unique_ptr<kernel::ModelKernel> model =
       MakeModelKernel(config, vfio::PciSysfs(config.sysfs_root));
   vfio::PciSysfs sysfs(config.sysfs_root, FakeSysfsKernelHook(config.sysfs_root, model.get()));
-  return KernelAndSysfs{std::move(model), std::move(sysfs)};
+  if (config.model.map_dma_us_per_mib == 0) {
+    return KernelAndSysfs{std::move(model), std::move(sysfs)};
+  }
+  // The wrapper owns the model; the hook's pointer to it stays good.
+  return KernelAndSysfs{std::make_unique<kernel::MapDelayKernel>(
+                            std::move(model),
+                            std::chrono::microseconds(config.model.map_dma_us_per_mib)),
+                        std::move(sysfs)};
 }
 
 }  // namespace vfiod::service

@@ -288,7 +288,11 @@ class Service {
   [[nodiscard]] SResult<vfio::PciDevice> FindDevice(const Caller& caller,
                                                     const std::string& bdf) const;
   [[nodiscard]] DeviceView MakeDeviceView(const Caller& caller, vfio::PciDevice pci) const;
-  [[nodiscard]] std::optional<DeviceVfioView> ProbeVfio(const vfio::PciDevice& pci);
+  /// VFIO details of `pci` through the container holding its group (waiting
+  /// for it only if `caller` can use it; else nullopt while it is busy), or
+  /// through a short-lived container when none holds it.
+  [[nodiscard]] std::optional<DeviceVfioView> ProbeVfio(const Caller& caller,
+                                                        const vfio::PciDevice& pci);
 
   // Declaration order is teardown order in reverse: the registries (which
   // hold containers, whose VFIO fds close through kernel_) go before kernel_.

@@ -62,17 +62,19 @@ SResult<std::vector<DeviceView>> Service::ListDevices(const Caller& caller) {
 SResult<DeviceView> Service::DeviceInfo(const Caller& caller, const std::string& bdf) {
   DeviceView v = MakeDeviceView(caller, VFIOD_TRY(LookupDevice(bdf)));
   if (v.permitted && v.viable && v.pci.driver == "vfio-pci") {
-    v.vfio = ProbeVfio(v.pci);
+    v.vfio = ProbeVfio(caller, v.pci);
   }
   return v;
 }
 
-std::optional<DeviceVfioView> Service::ProbeVfio(const vfio::PciDevice& pci) {
+std::optional<DeviceVfioView> Service::ProbeVfio(const Caller& caller,
+                                                 const vfio::PciDevice& pci) {
   if (!pci.iommu_group) {  // not viable: the caller does not ask
     return std::nullopt;
   }
   const int group = *pci.iommu_group;
   std::shared_ptr<ManagedContainer> holder;
+  bool holder_is_callers = false;
   {
     std::lock_guard lock(mu_);
     auto held = groups_held_.find(group);
@@ -82,13 +84,22 @@ std::optional<DeviceVfioView> Service::ProbeVfio(const vfio::PciDevice& pci) {
         return std::nullopt;  // being created or probed right now
       }
       holder = c->second.managed;
+      holder_is_callers = CanAccessLocked(caller, c->second);
     } else {
       groups_held_[group] = kProbeHolder;
     }
   }
   Result<DeviceVfioView> view = Fail(ENOENT, "probe");
   if (holder) {
-    std::lock_guard clock(holder->mu());
+    // The caller may wait for work on a container it can use, never for
+    // another user's (a long map there): then the details are left out.
+    std::unique_lock clock(holder->mu(), std::defer_lock);
+    if (holder_is_callers) {
+      clock.lock();
+    } else if (!clock.try_lock()) {
+      spdlog::debug("device.info {}: its container is busy; no VFIO details", pci.bdf);
+      return std::nullopt;
+    }
     if (!holder->closed()) {
       view = holder->ProbeDevice(pci.bdf);
     }

@@ -53,7 +53,7 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
     return Refuse(ErrorKind::kNotFound, ENOENT, "container", "destroyed while waiting");
   }
   Result<MapResult> outcome = work(*managed);
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   if (!outcome) {
     UnreserveLocked(uid, pinned_bytes, 1, 0);
     return std::unexpected(ServiceError(std::move(outcome).error()));
@@ -61,7 +61,11 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
   MappingView& view = outcome->mapping;
   if (name.empty() && !sessions_.contains(caller.session)) {
     // The client is gone (killed mid-request): nobody will ever free this.
+    // The unmap is a kernel call: not under mu_, which every user's calls
+    // need (the container's mutex, still held, keeps it ours meanwhile).
+    lock.unlock();
     (void)managed->Unmap(outcome->engine_id);
+    lock.lock();
     UnreserveLocked(uid, pinned_bytes, 1, 0);
     return Refuse(ErrorKind::kNotFound, ECONNRESET, "dma", "the session closed during the map");
   }

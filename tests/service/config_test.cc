@@ -60,6 +60,7 @@ TEST(ConfigTest, EmptyObjectGivesDocumentedDefaults) {
   EXPECT_EQ(config.model.iova_ranges[0].last, 0xfedfffffu);
   EXPECT_EQ(config.model.iova_ranges[1].start, 0xfef00000u);
   EXPECT_EQ(config.model.dma_entry_limit, 65535u);
+  EXPECT_EQ(config.model.map_dma_us_per_mib, 0u);
 }
 
 TEST(ConfigTest, ShippedDefaultFileLoadsAndMatchesTheBuiltInDefaults) {
@@ -138,7 +139,7 @@ TEST(ConfigTest, FullExampleIsReadIntoTypedFields) {
                            "group": 3, "bound": true},
                           {"bdf": "0000:00:04.0", "vendor": 6900, "device": 4368, "group": 4}],
               "iova_ranges": [{"start": 0, "last": 4095}, {"start": 8192, "last": 16383}],
-              "dma_entry_limit": 10}
+              "dma_entry_limit": 10, "map_dma_us_per_mib": 250}
   })");
   EXPECT_EQ(config.socket.path, "/tmp/v.sock");
   EXPECT_EQ(config.socket.gid, 2000u);
@@ -183,6 +184,7 @@ TEST(ConfigTest, FullExampleIsReadIntoTypedFields) {
   EXPECT_EQ(config.model.iova_ranges[1].start, 8192u);
   EXPECT_EQ(config.model.iova_ranges[1].last, 16383u);
   EXPECT_EQ(config.model.dma_entry_limit, 10u);
+  EXPECT_EQ(config.model.map_dma_us_per_mib, 250u);
 }
 
 TEST(ConfigTest, QuotaFieldsLeftOutKeepTheirDefaults) {
@@ -279,6 +281,8 @@ TEST(ConfigTest, CountsOutsideTheirRangeAreRefused) {
             "limits.max_frame_bytes: must be between 4K and 256M");
   EXPECT_EQ(Refusal(R"({"model": {"dma_entry_limit": 0}})"),
             "model.dma_entry_limit: must be between 1 and 2147483647");
+  EXPECT_EQ(Refusal(R"({"model": {"map_dma_us_per_mib": 1000001}})"),
+            "model.map_dma_us_per_mib: must be between 0 and 1000000");
 }
 
 TEST(ConfigTest, PathsMustBeAbsoluteAndFitASocketAddress) {
