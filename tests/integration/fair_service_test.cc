@@ -54,11 +54,11 @@ class FairServiceTest : public ::testing::Test {
     }
   }
 
-  /// One flood connection: attaches the named container and sends its
+  /// One flood connection `c`: attaches the named container and sends its
   /// batches; counts the maps that failed into `failures`. Returns when its
-  /// last reply arrived (monotonic ns).
-  uint64_t Flood(std::atomic<int>& failures) {
-    client::Client c = daemon_->Connect();
+  /// last reply arrived (monotonic ns). The caller keeps `c` open, and with
+  /// it the mappings (a closed session's are freed).
+  static uint64_t Flood(client::Client& c, std::atomic<int>& failures) {
     auto attached = c.Call("container.attach", {{"name", "flood"}});
     if (!attached) {
       failures += kBatchesPerConnection * kMapsPerBatch;
@@ -115,9 +115,13 @@ TEST_F(FairServiceTest, AnotherUsersCallsCompleteWhileOneUserFloodsLongMaps) {
   ASSERT_CALL_OK(owner.Call("container.create", {{"devices", {kIvshmem}}, {"name", "flood"}}));
   std::atomic<int> failures{0};
   std::vector<uint64_t> ended(kFloodConnections, 0);
+  std::vector<client::Client> clients;
+  for (int i = 0; i < kFloodConnections; ++i) {
+    clients.push_back(daemon_->Connect());
+  }
   std::vector<std::thread> flood;
   for (int i = 0; i < kFloodConnections; ++i) {
-    flood.emplace_back([&, i] { ended[i] = Flood(failures); });
+    flood.emplace_back([&, i] { ended[i] = Flood(clients[i], failures); });
   }
   // Start once the flood is under way (its first map is done).
   auto status_now = [&] {
