@@ -56,7 +56,8 @@ json Rounds(client::Client& c, uint64_t container, int rounds) {
   auto c = client::Client::Connect(socket);
   auto made = c ? c->Call("container.create", {{"devices", {device}}}) : client::CallResult();
   FILE* orders = ::fdopen(in, "r");
-  for (int rounds = 0; std::fscanf(orders, "r %d\n", &rounds) == 1;) {
+  // " r %d": a trailing "\n" would make fscanf wait for the next order.
+  for (int rounds = 0; std::fscanf(orders, " r %d", &rounds) == 1;) {
     if (!c) {
       say({{"error", "connect: " + c.error().message()}});
     } else if (!made) {
