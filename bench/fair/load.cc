@@ -41,8 +41,8 @@ json Rounds(client::Client& c, uint64_t container, int rounds) {
   return out;
 }
 
-[[noreturn]] void ChildMain(const std::string& socket, const std::string& device, uid_t uid,
-                            int in, int out) {
+[[noreturn]] void ChildMain(const std::string& socket, const std::string& device, uid_t uid, int in,
+                            int out) {
   FILE* answers = ::fdopen(out, "w");
   auto say = [&](const json& j) {
     std::fprintf(answers, "%s\n", j.dump().c_str());
@@ -142,8 +142,7 @@ void Flood::Loop(uint64_t container) {
     ++errors_;
     return;
   }
-  const json params = {
-      {"container", container}, {"size", plan_.size}, {"backing", plan_.backing}};
+  const json params = {{"container", container}, {"size", plan_.size}, {"backing", plan_.backing}};
   const std::vector<client::BatchCall> maps(plan_.inflight, client::BatchCall{"dma.alloc", params});
   while (!stop_.load()) {
     auto mapped = c->Batch(maps, {}, client::kNoTimeout);

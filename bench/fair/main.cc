@@ -27,8 +27,8 @@ constexpr uid_t kOtherUid = 65534;
 struct Options {
   std::string vfiod;
   int rounds = 100;
-  int workers = 2;           // the shipped default (limits.worker_threads)
-  uint32_t us_per_mib = 0;   // model only; 0: not set (an older vfiod has no such key)
+  int workers = 2;          // the shipped default (limits.worker_threads)
+  uint32_t us_per_mib = 0;  // model only; 0: not set (an older vfiod has no such key)
   FloodPlan flood;
   std::string json_path;
 };
@@ -39,11 +39,11 @@ std::string EnvOr(const char* name, const char* fallback) {
 }
 
 json Policy(const std::string& device) {
-  return {{"rules", json::array({{{"users", json::array({kOtherUid})},
-                                  {"devices", json::array({device})},
-                                  {"quota", {{"locked_bytes", "16M"},
-                                             {"mappings", 4},
-                                             {"containers", 1}}}}})}};
+  return {
+      {"rules",
+       json::array({{{"users", json::array({kOtherUid})},
+                     {"devices", json::array({device})},
+                     {"quota", {{"locked_bytes", "16M"}, {"mappings", 4}, {"containers", 1}}}}})}};
 }
 
 /// vfiod for the run, the other user's device in `other_device`.
@@ -130,9 +130,9 @@ int Run(Options& o) {
   std::fprintf(stderr, "other user (uid %u), microseconds: p50 p99 max\n", kOtherUid);
   PrintRow("idle", doc["other_user_us"]["idle"]);
   PrintRow("flooded", doc["other_user_us"]["flooded"]);
-  std::fprintf(stderr, "flood: %d connections x %d in flight x %s (%s): %s\n",
-               o.flood.connections, o.flood.inflight, SizeName(o.flood.size).c_str(),
-               o.flood.backing.c_str(), flood_figures.dump().c_str());
+  std::fprintf(stderr, "flood: %d connections x %d in flight x %s (%s): %s\n", o.flood.connections,
+               o.flood.inflight, SizeName(o.flood.size).c_str(), o.flood.backing.c_str(),
+               flood_figures.dump().c_str());
   if (o.json_path.empty()) {
     std::cout << doc.dump() << "\n";
     return 0;

@@ -50,9 +50,9 @@ class FairExecutor {
 
   const std::size_t cap_;
   std::mutex mu_;
-  std::condition_variable wake_;  // a task may start, or stopping_ was set
-  FairQueue queue_;               // guarded by mu_
-  bool stopping_ = false;         // guarded by mu_
+  std::condition_variable wake_;      // a task may start, or stopping_ was set
+  FairQueue queue_;                   // guarded by mu_
+  bool stopping_ = false;             // guarded by mu_
   std::vector<std::thread> threads_;  // started by the constructor, joined by Join()
 };
 

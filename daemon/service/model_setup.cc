@@ -1,13 +1,13 @@
 #include "service/model_setup.h"
 
-#include "kernel/map_delay_kernel.h"
-
 #include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <fstream>
 #include <map>
 #include <string>
+
+#include "kernel/map_delay_kernel.h"
 
 namespace vfiod::service {
 
@@ -131,10 +131,10 @@ KernelAndSysfs MakeModelKernelAndSysfs(const Config& config) {
     return KernelAndSysfs{std::move(model), std::move(sysfs)};
   }
   // The wrapper owns the model; the hook's pointer to it stays good.
-  return KernelAndSysfs{std::make_unique<kernel::MapDelayKernel>(
-                            std::move(model),
-                            std::chrono::microseconds(config.model.map_dma_us_per_mib)),
-                        std::move(sysfs)};
+  return KernelAndSysfs{
+      std::make_unique<kernel::MapDelayKernel>(
+          std::move(model), std::chrono::microseconds(config.model.map_dma_us_per_mib)),
+      std::move(sysfs)};
 }
 
 }  // namespace vfiod::service

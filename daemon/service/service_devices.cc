@@ -67,8 +67,7 @@ SResult<DeviceView> Service::DeviceInfo(const Caller& caller, const std::string&
   return v;
 }
 
-std::optional<DeviceVfioView> Service::ProbeVfio(const Caller& caller,
-                                                 const vfio::PciDevice& pci) {
+std::optional<DeviceVfioView> Service::ProbeVfio(const Caller& caller, const vfio::PciDevice& pci) {
   if (!pci.iommu_group) {  // not viable: the caller does not ask
     return std::nullopt;
   }

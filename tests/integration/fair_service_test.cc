@@ -64,9 +64,8 @@ class FairServiceTest : public ::testing::Test {
       failures += kBatchesPerConnection * kMapsPerBatch;
       return MonotonicNs();
     }
-    json params = {{"container", attached->result["container"]},
-                   {"size", kFloodMapBytes},
-                   {"backing", "4k"}};
+    json params = {
+        {"container", attached->result["container"]}, {"size", kFloodMapBytes}, {"backing", "4k"}};
     std::vector<client::BatchCall> calls(kMapsPerBatch, client::BatchCall{"dma.alloc", params});
     for (int b = 0; b < kBatchesPerConnection; ++b) {
       auto replies = c.Batch(calls, {}, client::kNoTimeout);
@@ -128,8 +127,7 @@ TEST_F(FairServiceTest, AnotherUsersCallsCompleteWhileOneUserFloodsLongMaps) {
     auto s = owner.Call("status");
     return s ? s->result : json();
   };
-  json under_way = AwaitStatus(status_now,
-                               [](const json& s) { return s["mappings"] >= 1; });
+  json under_way = AwaitStatus(status_now, [](const json& s) { return s["mappings"] >= 1; });
   EXPECT_GE(under_way["mappings"], 1);
 
   std::string other = RunAs(kNobody, kNobody, [&] { return OtherUsersRounds(daemon_->socket()); });

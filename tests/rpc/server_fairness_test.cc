@@ -65,8 +65,8 @@ class ServerFairness : public ::testing::Test {
   }
 
   void Start(std::size_t workers) {
-    server_ = std::make_unique<RunningServer>(
-        registry_, ServerConfig{.worker_threads = workers}, Hooks());
+    server_ = std::make_unique<RunningServer>(registry_, ServerConfig{.worker_threads = workers},
+                                              Hooks());
   }
   [[nodiscard]] const std::string& socket() const { return server_->socket_path(); }
 
