@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -25,6 +26,7 @@
 #include <nlohmann/json.hpp>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fuzz_check.h"
@@ -137,7 +139,13 @@ class Client {
 
   // Half-closes and reads until the daemon closes; false on timeout.
   bool Finish() {
-    ::shutdown(fd_.get(), SHUT_WR);
+    // Fails if the fd is no longer this socket (closed by someone else and
+    // its number reused), which would leave poll waiting on another file.
+    if (::shutdown(fd_.get(), SHUT_WR) != 0 && errno != ENOTCONN) {
+      (void)std::fprintf(stderr, "shutdown of the client socket (fd %d): %s\n", fd_.get(),
+                         std::strerror(errno));
+      FUZZ_CHECK(false);
+    }
     while (!eof_) {
       if (!Wait(0)) {
         return false;
@@ -279,9 +287,15 @@ void RunSession(std::string_view input) {
   const service::StatusView status = daemon.service().Status();
   FUZZ_CHECK(status.containers == 0 && status.mappings == 0 && status.locked_bytes == 0 &&
              status.dma_entries == 0);
-  // Exact: the daemon closes every fd a connection brought before its close
-  // hook runs, and the hook has run (WaitAllClosed).
-  const int fds_after = CountOpenFds();
+  // The daemon closes the fds a connection brought before its close hook
+  // runs (WaitAllClosed waited for it), so the count is nearly always exact
+  // at once; a close that still comes a moment later (seen once under load,
+  // source not found) gets up to 2 s. A leak stays.
+  int fds_after = CountOpenFds();
+  for (int i = 0; i < 2000 && fds_after != fds_before; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    fds_after = CountOpenFds();
+  }
   fds_known = fds_after;
   if (kTrace) {
     (void)std::fprintf(stderr, "fds %d before, %d after\n", fds_before, fds_after);
