@@ -75,6 +75,16 @@ HandlerResult Invoke(const MethodRegistry::Method& method, CallContext& ctx, con
   }
 }
 
+// Runs a call on a worker and frees its context and params before the reply
+// leaves: the received fds no handler took close here, so they are closed
+// before the connection can be reported closed (before the close hooks run).
+HandlerResult InvokeOnWorker(const MethodRegistry::Method& method, CallContext&& ctx,
+                             json&& params) {
+  CallContext call = std::move(ctx);
+  const json owned = std::move(params);
+  return Invoke(method, call, owned);
+}
+
 }  // namespace
 
 void Connection::OnFrame(wire::Frame frame) {
@@ -270,7 +280,7 @@ void Connection::Run(const MethodRegistry::Method& method, CallContext ctx, json
   env_.workers->Post(info_->peer.uid, [self = shared_from_this(), &method, ctx = std::move(ctx),
                                        params = std::move(params), id = std::move(id),
                                        done = std::move(done)]() mutable {
-    HandlerResult result = Invoke(method, ctx, params);
+    HandlerResult result = InvokeOnWorker(method, std::move(ctx), std::move(params));
     if (!done) {
       // A single request: its reply leaves from this thread, waking only the
       // client (the strand is not involved unless the socket is full).

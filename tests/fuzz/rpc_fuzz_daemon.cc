@@ -92,6 +92,9 @@ FuzzDaemon::FuzzDaemon() {
   server_ = std::make_unique<rpc::Server>(io_, *registry_, rpc::ServerConfigFromLimits(limits));
   server_->AddCloseHook([this](rpc::ConnectionId id, const rpc::PeerCredentials&) {
     methods_->OnConnectionClosed(id);
+    std::lock_guard lock(mu_);
+    ++closed_;
+    closed_cv_.notify_all();
   });
   FUZZ_CHECK(server_->Listen(socket_path_, 0666).has_value());
   server_->Start();
@@ -108,7 +111,7 @@ FuzzDaemon::~FuzzDaemon() {
   fs::remove_all(dir_, ec);
 }
 
-UniqueFd FuzzDaemon::Connect() const {
+UniqueFd FuzzDaemon::Connect() {
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   FUZZ_CHECK(fd);
   sockaddr_un addr{};
@@ -123,17 +126,15 @@ UniqueFd FuzzDaemon::Connect() const {
                        std::strerror(connect_errno));
   }
   FUZZ_CHECK(rc == 0);
+  std::lock_guard lock(mu_);
+  ++connected_;
   return fd;
 }
 
-bool FuzzDaemon::WaitAllClosed() const {
-  for (int i = 0; i < 100000; ++i) {
-    if (server_->connection_count() == 0) {
-      return true;
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
-  }
-  return false;
+bool FuzzDaemon::WaitAllClosed() {
+  std::unique_lock lock(mu_);
+  return closed_cv_.wait_for(lock, std::chrono::seconds(10),
+                             [this] { return closed_ == connected_; });
 }
 
 bool FuzzDaemon::Restore() {

@@ -6,8 +6,10 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <condition_variable>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -32,10 +34,10 @@ class FuzzDaemon {
   FuzzDaemon& operator=(const FuzzDaemon&) = delete;
 
   /// A new client connection, its peer credentials those of kClientUid.
-  [[nodiscard]] UniqueFd Connect() const;
-  /// Waits (up to 10 s) until the server has no connection left and every
-  /// close hook has run; false on timeout.
-  [[nodiscard]] bool WaitAllClosed() const;
+  [[nodiscard]] UniqueFd Connect();
+  /// Waits (up to 10 s) until the close hook of every connection Connect()
+  /// made has run; false on timeout. Woken by the hook, no polling.
+  [[nodiscard]] bool WaitAllClosed();
   /// Puts the daemon back to its start state after a session: destroys the
   /// named containers that outlive it (false if an unnamed one survived) and
   /// rebinds devices the client unbound. Then status must count nothing.
@@ -44,6 +46,11 @@ class FuzzDaemon {
   [[nodiscard]] std::size_t connection_count() const { return server_->connection_count(); }
 
  private:
+  /// Connections made, and close hooks run (the last thing a close does).
+  std::mutex mu_;
+  std::condition_variable closed_cv_;
+  std::size_t connected_ = 0;  // guarded by mu_
+  std::size_t closed_ = 0;     // guarded by mu_
   std::filesystem::path dir_;
   std::string socket_path_;
   // Teardown runs bottom-up: the server (joining its workers) before the

@@ -1,5 +1,8 @@
 // fd passing through the server, both ways, and fd hygiene.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -16,6 +19,7 @@ namespace {
 
 using nlohmann::json;
 using testing::CountOpenFds;
+using testing::Eventually;
 using testing::MakeMemfd;
 using testing::RawPeer;
 using testing::ReadAll;
@@ -306,6 +310,72 @@ TEST_F(ServerFds, FdsOfAClosedConnectionAreReleased) {
     other.Write("{\"jsonrpc\":\"2.0\"", {a.get()});
   }
   EXPECT_TRUE(testing::Eventually([&] { return CountOpenFds() == before; }));
+}
+
+// True once no process holds a write end of the pipe `read_end` belongs to.
+bool WriteEndsClosed(int read_end) {
+  pollfd p{read_end, POLLIN, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & POLLHUP) != 0;
+}
+
+// Keeps the calling thread, and the threads it starts, on one CPU while it
+// lives: a thread that is woken then usually runs before the waker finishes.
+class OnOneCpu {
+ public:
+  OnOneCpu() {
+    EXPECT_EQ(::sched_getaffinity(0, sizeof(saved_), &saved_), 0);
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(::sched_getcpu(), &one);
+    EXPECT_EQ(::sched_setaffinity(0, sizeof(one), &one), 0);
+  }
+  ~OnOneCpu() { (void)::sched_setaffinity(0, sizeof(saved_), &saved_); }
+  OnOneCpu(const OnOneCpu&) = delete;
+  OnOneCpu& operator=(const OnOneCpu&) = delete;
+
+ private:
+  cpu_set_t saved_{};
+};
+
+// The fds a line brought that no handler took are closed before the close
+// hooks run, so a hook (and whoever counts fds after it, like the rpc fuzz
+// target) never finds one still open. The call is blocking and its params
+// large: the worker that ran it spends a while freeing them, and when it
+// freed the call's fds only after that, after the reply, the close hook,
+// woken meanwhile on another worker (on the same CPU), found them open.
+TEST(ServerFdHygiene, ReceivedFdsAreClosedBeforeTheCloseHookRuns) {
+  MethodRegistry reg;
+  ASSERT_TRUE(reg.Register(
+      "look", [](CallContext&, const json&) -> HandlerResult { return Reply(json(true)); },
+      {.blocking = true}));
+  json pad = json::array();
+  for (int i = 0; i < 200000; ++i) {
+    pad.push_back(json::array());  // each one a heap block to free
+  }
+  OnOneCpu pinned;
+  for (int session = 0; session < 3; ++session) {
+    int ends[2] = {-1, -1};
+    ASSERT_EQ(::pipe2(ends, O_CLOEXEC), 0);
+    UniqueFd read_end(ends[0]);
+    UniqueFd write_end(ends[1]);
+    std::atomic<int> hooks{0};
+    std::atomic<bool> open_in_hook{false};
+    CloseHook hook = [&](ConnectionId, const PeerCredentials&) {
+      open_in_hook = !WriteEndsClosed(read_end.get());
+      ++hooks;
+    };
+    RunningServer server(reg, ServerConfig{.max_frame_bytes = 8 << 20, .worker_threads = 2},
+                         {hook});
+    RawPeer peer(server.socket_path());
+    peer.WriteJson(wire::MakeRequest("look", json{{"fd", wire::FdRef(0)}, {"pad", pad}}, 1),
+                   {write_end.get()});
+    write_end.reset();
+    ASSERT_EQ(::shutdown(peer.fd(), SHUT_WR), 0);
+    EXPECT_EQ(peer.ReadJson()["result"], true);
+    EXPECT_TRUE(peer.WaitEof());
+    ASSERT_TRUE(Eventually([&] { return hooks.load() == 1; }));
+    EXPECT_FALSE(open_in_hook.load()) << "session " << session;
+  }
 }
 
 }  // namespace
