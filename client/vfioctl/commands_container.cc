@@ -57,9 +57,7 @@ void PrintContainer(std::ostream& out, const json& c) {
 }
 
 /// A user or group as given on the command line: a number stays a number.
-json IdOrName(const std::string& text) {
-  return IsId(text) ? json(std::stoull(text)) : json(text);
-}
+json IdOrName(const std::string& text) { return IsId(text) ? json(std::stoull(text)) : json(text); }
 
 json IdsOrNames(const std::vector<std::string>& list) {
   json out = json::array();

@@ -53,10 +53,10 @@ void PrintStatus(std::ostream& out, const json& s) {
     for (const json& u : Member(l, "holders")) {
       holders += (holders.empty() ? "uid " : ", uid ") + u.dump();
     }
-    PrintField(out, "lingering", "groups " + Field(l, "groups") + " of container " +
-                                     Field(l, "container") + " held by a device fd of " +
-                                     (holders.empty() ? "?" : holders) + " for " +
-                                     Field(l, "seconds") + " s");
+    PrintField(out, "lingering",
+               "groups " + Field(l, "groups") + " of container " + Field(l, "container") +
+                   " held by a device fd of " + (holders.empty() ? "?" : holders) + " for " +
+                   Field(l, "seconds") + " s");
   }
 }
 

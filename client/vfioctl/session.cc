@@ -88,7 +88,8 @@ std::expected<uid_t, Failure> Session::NameOwner() const {
   }
   const passwd* entry = ::getpwnam(options_.owner.c_str());
   if (entry == nullptr) {
-    return std::unexpected(Failure{Exit::kUsage, "--owner: no user named '" + options_.owner + "'"});
+    return std::unexpected(
+        Failure{Exit::kUsage, "--owner: no user named '" + options_.owner + "'"});
   }
   return entry->pw_uid;
 }
@@ -99,7 +100,8 @@ std::expected<uint64_t, Failure> Session::ResolveContainer(const std::string& re
   }
   json params = {{"name", ref}};
   if (!options_.owner.empty()) {
-    params["owner"] = IsId(options_.owner) ? json(std::stoull(options_.owner)) : json(options_.owner);
+    params["owner"] =
+        IsId(options_.owner) ? json(std::stoull(options_.owner)) : json(options_.owner);
   }
   auto attached = Call("container.attach", params);
   if (!attached) {

@@ -90,7 +90,7 @@ struct ModelState final : ModelPinner {
   /// client, an mmap) still holds the file: still open for VFIO, like Linux.
   std::vector<ModelDeviceFd> held_devices;
   uint64_t next_mark = 0;
-  std::map<uint64_t, uint64_t> mmio;         // device mmaps: start -> end
+  std::map<uint64_t, uint64_t> mmio;  // device mmaps: start -> end
 };
 
 /// Detaches a group from its container; the container loses its IOMMU (and

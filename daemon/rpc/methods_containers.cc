@@ -147,8 +147,7 @@ HandlerResult ServiceMethods::ContainerUnshare(CallContext&, const json& params,
   return ShareOrUnshare(params, caller, false);
 }
 
-HandlerResult ServiceMethods::ShareOrUnshare(const json& params, const Caller& caller,
-                                             bool share) {
+HandlerResult ServiceMethods::ShareOrUnshare(const json& params, const Caller& caller, bool share) {
   ParamReader p(params);
   uint64_t id = p.U64("container");
   service::ShareList who = ReadShareList(p);

@@ -53,12 +53,9 @@ json ConfigJson(const service::ConfigSpaceView& c) {
   for (uint8_t id : c.capabilities) {
     caps.push_back(Hex(id, 2));
   }
-  return {{"command", Hex(c.command, 4)},
-          {"status", Hex(c.status, 4)},
-          {"interrupt_pin", c.interrupt_pin},
-          {"msi_vectors", c.msi_vectors},
-          {"msix_vectors", c.msix_vectors},
-          {"capabilities", std::move(caps)}};
+  return {{"command", Hex(c.command, 4)},     {"status", Hex(c.status, 4)},
+          {"interrupt_pin", c.interrupt_pin}, {"msi_vectors", c.msi_vectors},
+          {"msix_vectors", c.msix_vectors},   {"capabilities", std::move(caps)}};
 }
 }  // namespace
 
@@ -152,19 +149,18 @@ json ContainerJson(const service::ContainerView& c) {
 }
 
 json ContainerSummaryJson(const service::ContainerView& c) {
-  return {{"container", c.id},          {"name", c.name},
-          {"owner_uid", c.owner_uid},    {"shared_with", SharedJson(c.shared)},
-          {"groups", c.groups},          {"mappings", c.mappings},
+  return {{"container", c.id},
+          {"name", c.name},
+          {"owner_uid", c.owner_uid},
+          {"shared_with", SharedJson(c.shared)},
+          {"groups", c.groups},
+          {"mappings", c.mappings},
           {"mapped_bytes", c.mapped_bytes}};
 }
 
 json MappingSummaryJson(const service::MappingView& m) {
-  json j = {{"mapping", m.id},
-            {"container", m.container},
-            {"owner_uid", m.owner_uid},
-            {"iova", m.iova},
-            {"size", m.size},
-            {"backing", m.backing}};
+  json j = {{"mapping", m.id}, {"container", m.container}, {"owner_uid", m.owner_uid},
+            {"iova", m.iova},  {"size", m.size},           {"backing", m.backing}};
   if (!m.name.empty()) {
     j["name"] = m.name;
   }

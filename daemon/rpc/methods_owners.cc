@@ -56,8 +56,7 @@ uid_t ReadUser(const std::string& path, const json& value) {
   passwd entry{};
   passwd* found = nullptr;
   std::vector<char> buf(16384);
-  if (::getpwnam_r(name.c_str(), &entry, buf.data(), buf.size(), &found) != 0 ||
-      found == nullptr) {
+  if (::getpwnam_r(name.c_str(), &entry, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
     throw ParamError(path + ": no user named '" + name + "'");
   }
   return found->pw_uid;
@@ -71,8 +70,7 @@ gid_t ReadGroup(const std::string& path, const json& value) {
   group entry{};
   group* found = nullptr;
   std::vector<char> buf(65536);
-  if (::getgrnam_r(name.c_str(), &entry, buf.data(), buf.size(), &found) != 0 ||
-      found == nullptr) {
+  if (::getgrnam_r(name.c_str(), &entry, buf.data(), buf.size(), &found) != 0 || found == nullptr) {
     throw ParamError(path + ": no group named '" + name + "'");
   }
   return found->gr_gid;
@@ -96,12 +94,10 @@ service::ShareList ReadShareList(ParamReader& p) {
       add(p.Path(key) + "[" + std::to_string(i) + "]", (*list)[i]);
     }
   };
-  each("users", [&](const std::string& path, const json& v) {
-    out.users.insert(ReadUser(path, v));
-  });
-  each("groups", [&](const std::string& path, const json& v) {
-    out.groups.insert(ReadGroup(path, v));
-  });
+  each("users",
+       [&](const std::string& path, const json& v) { out.users.insert(ReadUser(path, v)); });
+  each("groups",
+       [&](const std::string& path, const json& v) { out.groups.insert(ReadGroup(path, v)); });
   return out;
 }
 

@@ -14,9 +14,9 @@ namespace vfiod::service {
 struct ConfigSpaceView {
   uint16_t command = 0;
   uint16_t status = 0;
-  uint8_t interrupt_pin = 0;  ///< 0: no INTx; 1-4: INTA-INTD
-  uint32_t msi_vectors = 0;   ///< MSI: vectors the function can request (0: no MSI)
-  uint32_t msix_vectors = 0;  ///< MSI-X: table size (0: no MSI-X)
+  uint8_t interrupt_pin = 0;          ///< 0: no INTx; 1-4: INTA-INTD
+  uint32_t msi_vectors = 0;           ///< MSI: vectors the function can request (0: no MSI)
+  uint32_t msix_vectors = 0;          ///< MSI-X: table size (0: no MSI-X)
   std::vector<uint8_t> capabilities;  ///< capability ids in list order
 };
 

@@ -129,13 +129,13 @@ class ManagedContainer {
   const ContainerId id_;
   std::vector<int> group_numbers_;
   std::mutex mu_;
-  bool closed_ = false;           // guarded by mu_
-  std::unique_ptr<State> state_;  // VFIO and DMA objects; guarded by mu_
+  bool closed_ = false;                      // guarded by mu_
+  std::unique_ptr<State> state_;             // VFIO and DMA objects; guarded by mu_
   std::map<int, std::set<uid_t>> handouts_;  // group -> users given a device fd; mu_
-  mutable std::mutex info_mu_;    // leaf lock
-  kernel::IommuInfo info_;        // at creation (DMA_AVAIL then: the limit); guarded by info_mu_
-  Totals totals_;                 // guarded by info_mu_
-  ExtensionsView extensions_;     // set at creation, then constant
+  mutable std::mutex info_mu_;               // leaf lock
+  kernel::IommuInfo info_;     // at creation (DMA_AVAIL then: the limit); guarded by info_mu_
+  Totals totals_;              // guarded by info_mu_
+  ExtensionsView extensions_;  // set at creation, then constant
 };
 
 }  // namespace vfiod::service

@@ -84,8 +84,7 @@ bool ModelAgrees(kernel::ModelKernel* model, const std::string& bdf, const std::
   auto set = model->SetDriver(bdf, driver);
   if (!set && set.error().code == EWOULDBLOCK) {
     // On Linux this write would hang the daemon for ever: fail as loudly.
-    spdlog::critical("model kernel: {} (vfiod must refuse before writing)",
-                     set.error().message());
+    spdlog::critical("model kernel: {} (vfiod must refuse before writing)", set.error().message());
     std::abort();
   }
   if (!set) {

@@ -222,8 +222,10 @@ StatusView Service::StatusFor(const Caller& caller) {
   }
   const uid_t uid = caller.identity.uid;
   std::lock_guard lock(mu_);
-  s.clients = static_cast<uint64_t>(std::count_if(
-      sessions_.begin(), sessions_.end(), [&](const auto& e) { return e.second.identity.uid == uid; }));
+  s.clients =
+      static_cast<uint64_t>(std::count_if(sessions_.begin(), sessions_.end(), [&](const auto& e) {
+        return e.second.identity.uid == uid;
+      }));
   s.containers = 0;
   s.dma_entries = 0;
   for (const auto& [id, c] : containers_) {
@@ -322,6 +324,5 @@ void Service::UnreserveLocked(uid_t uid, uint64_t bytes, uint64_t mappings, uint
   use.mappings -= std::min(use.mappings, mappings);
   use.containers -= std::min(use.containers, containers);
 }
-
 
 }  // namespace vfiod::service

@@ -271,14 +271,16 @@ class Service {
   [[nodiscard]] SResult<void> Authorize(const Caller& caller, const MappingSlot& slot,
                                         Access access, const char* op) const;
   /// The same decision for a region (its session's alone; root may see it).
-  [[nodiscard]] SResult<void> Authorize(const Caller& caller, const RegionSlot& slot,
-                                        Access access, const char* op) const;
+  [[nodiscard]] SResult<void> Authorize(const Caller& caller, const RegionSlot& slot, Access access,
+                                        const char* op) const;
   /// The container `id` after Authorize (kNotFound when there is none).
   [[nodiscard]] SResult<ContainerSlot*> ContainerForLocked(const Caller& caller, ContainerId id,
                                                            Access access, const char* op);
   /// The container's ManagedContainer after Authorize.
-  [[nodiscard]] SResult<std::shared_ptr<ManagedContainer>> FindContainerLocked(
-      const Caller& caller, ContainerId id, Access access, const char* op);
+  [[nodiscard]] SResult<std::shared_ptr<ManagedContainer>> FindContainerLocked(const Caller& caller,
+                                                                               ContainerId id,
+                                                                               Access access,
+                                                                               const char* op);
   /// The live mapping `id` after Authorize (kNotFound when there is none).
   [[nodiscard]] SResult<const MappingSlot*> MappingForLocked(const Caller& caller, MappingId id,
                                                              Access access, const char* op) const;

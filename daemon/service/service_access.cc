@@ -39,8 +39,7 @@ std::unexpected<ServiceError> Hidden(const char* op, const std::string& what) {
 }  // namespace
 
 bool Service::OwnsLocked(const Caller& caller, const ContainerSlot& slot) {
-  return slot.name.empty() ? slot.owner == caller.session
-                           : slot.owner_uid == caller.identity.uid;
+  return slot.name.empty() ? slot.owner == caller.session : slot.owner_uid == caller.identity.uid;
 }
 
 bool Service::SharedWithLocked(const Caller& caller, const ContainerSlot& slot) {
@@ -88,8 +87,8 @@ SResult<void> Service::Authorize(const Caller& caller, const MappingSlot& slot, 
   if (c == containers_.end()) {
     return Hidden(op, "such mapping");
   }
-  const bool owner = slot.owner == 0 ? slot.owner_uid == caller.identity.uid
-                                     : slot.owner == caller.session;
+  const bool owner =
+      slot.owner == 0 ? slot.owner_uid == caller.identity.uid : slot.owner == caller.session;
   if (caller.is_root() || (owner && c->second.managed)) {
     return {};
   }

@@ -69,8 +69,8 @@ SResult<ContainerView> Service::CreateContainer(const Caller& caller,
       groups_held_[g] = id;
     }
     // A placeholder keeps the name and groups taken while the container is built.
-    containers_[id] = ContainerSlot{
-        id, name, caller.session, caller.identity.uid, share, nullptr, std::move(devices)};
+    containers_[id] = ContainerSlot{id,    name,    caller.session,    caller.identity.uid,
+                                    share, nullptr, std::move(devices)};
   }
   auto managed = ManagedContainer::Create(*kernel_, sysfs_, id, groups, config_.limits);
   ContainerSlot orphan;

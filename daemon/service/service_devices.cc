@@ -68,8 +68,7 @@ SResult<DeviceView> Service::DeviceInfo(const Caller& caller, const std::string&
   return v;
 }
 
-std::optional<DeviceVfioView> Service::ProbeVfio(const Caller& caller,
-                                                 const vfio::PciDevice& pci) {
+std::optional<DeviceVfioView> Service::ProbeVfio(const Caller& caller, const vfio::PciDevice& pci) {
   if (!pci.iommu_group) {  // not viable: the caller does not ask
     return std::nullopt;
   }
@@ -129,9 +128,9 @@ SResult<DeviceView> Service::UnbindDevice(const Caller& caller, const std::strin
     RecheckLingering();
     std::lock_guard lock(mu_);
     if (auto holder = GroupHolderLocked(*group)) {
-      return Refuse(ErrorKind::kBusy, EBUSY, "device.unbind",
-                    dev.bdf + "'s IOMMU group " + std::to_string(*group) + " is held by " +
-                        *holder);
+      return Refuse(
+          ErrorKind::kBusy, EBUSY, "device.unbind",
+          dev.bdf + "'s IOMMU group " + std::to_string(*group) + " is held by " + *holder);
     }
     groups_held_[*group] = kUnbinding;  // no container takes it meanwhile
   }

@@ -67,8 +67,8 @@ void Service::RecheckLingering() {
       for (uid_t holder : slot.holders) {
         UnreserveLocked(holder, 0, 0, 1);
       }
-      spdlog::info("container {}: the device fds handed to {} are closed; its groups are free",
-                   id, Uids(slot.holders));
+      spdlog::info("container {}: the device fds handed to {} are closed; its groups are free", id,
+                   Uids(slot.holders));
       lingering_.erase(id);
     }
   }

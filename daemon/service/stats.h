@@ -51,8 +51,8 @@ class Stats {
 
  private:
   mutable std::mutex mu_;
-  StatsSnapshot data_;                        // guarded by mu_
-  std::map<uid_t, StatsSnapshot> by_uid_;     // guarded by mu_
+  StatsSnapshot data_;                     // guarded by mu_
+  std::map<uid_t, StatsSnapshot> by_uid_;  // guarded by mu_
 };
 
 }  // namespace vfiod::service

@@ -48,9 +48,9 @@ struct ShareList {
 struct LingeringView {
   ContainerId container = 0;
   uid_t owner_uid = 0;
-  std::vector<int> groups;    ///< still held
-  std::vector<uid_t> holders; ///< the users handed a device fd of these groups
-  uint64_t seconds = 0;       ///< since the container was destroyed
+  std::vector<int> groups;     ///< still held
+  std::vector<uid_t> holders;  ///< the users handed a device fd of these groups
+  uint64_t seconds = 0;        ///< since the container was destroyed
 };
 
 struct StatusView {
@@ -62,10 +62,10 @@ struct StatusView {
   uint64_t clients = 0;
   uint64_t containers = 0;
   uint64_t mappings = 0;
-  uint64_t locked_bytes = 0;         ///< charged locked bytes: mappings and hugetlb regions
-  uint64_t region_locked_bytes = 0;  ///< the part held by registered hugetlb regions
-  uint64_t max_locked_bytes = 0;     ///< limits.max_locked_bytes (kUnlimited: none)
-  uint64_t dma_entries = 0;          ///< VFIO mapping entries in use, all containers
+  uint64_t locked_bytes = 0;             ///< charged locked bytes: mappings and hugetlb regions
+  uint64_t region_locked_bytes = 0;      ///< the part held by registered hugetlb regions
+  uint64_t max_locked_bytes = 0;         ///< limits.max_locked_bytes (kUnlimited: none)
+  uint64_t dma_entries = 0;              ///< VFIO mapping entries in use, all containers
   std::vector<LingeringView> lingering;  ///< root: all; others: where they hold or own
 };
 
@@ -79,7 +79,7 @@ struct DeviceVfioView {
 struct DeviceView {
   vfio::PciDevice pci;
   bool viable = false;
-  bool permitted = false;  ///< the caller may use it under the policy
+  bool permitted = false;                 ///< the caller may use it under the policy
   std::optional<ConfigSpaceView> config;  ///< device.info: read from sysfs
   std::optional<DeviceVfioView> vfio;     ///< device.info: through the caller's container
 };

@@ -126,9 +126,9 @@ class FakeSysfsTree {
     if (edu) {
       put16(0x06, 0x0010);  // status: capability list
       c[0x34] = 0x40;
-      c[0x3d] = 1;              // INTA
-      c[0x40] = 0x05;           // MSI, last in the chain
-      put16(0x42, 0x0080);      // 64-bit address, one vector
+      c[0x3d] = 1;          // INTA
+      c[0x40] = 0x05;       // MSI, last in the chain
+      put16(0x42, 0x0080);  // 64-bit address, one vector
     }
     return c;
   }

@@ -57,8 +57,8 @@ struct Outcome {
 /// Calls `method` as `uid` from a forked child on its own connection (so
 /// its unnamed objects go when the child does). With `memfd`, the call
 /// carries a 1 MiB sealed memfd as fd 0.
-Outcome CallAs(const std::string& socket, uid_t uid, const std::string& method,
-               const json& params, bool memfd = false) {
+Outcome CallAs(const std::string& socket, uid_t uid, const std::string& method, const json& params,
+               bool memfd = false) {
   std::string text = RunAs(uid, uid, [&]() -> std::string {
     auto c = client::Client::Connect(socket);
     if (!c) {
@@ -134,8 +134,7 @@ class TenancyTest : public ::testing::Test {
   /// The result of a call that must succeed (a failed one fails the test).
   json Must(uid_t uid, const std::string& method, const json& params) {
     Outcome o = As(uid, method, params);
-    EXPECT_EQ(o.code, 0) << Name(uid) << " " << method << " " << params.dump() << ": "
-                         << o.detail;
+    EXPECT_EQ(o.code, 0) << Name(uid) << " " << method << " " << params.dump() << ": " << o.detail;
     return o.result;
   }
   /// Status as root, once the forked callers' sessions are gone.
@@ -221,30 +220,53 @@ TEST_F(TenancyTest, EveryMethodByEveryKindOfCaller) {
 
   const std::vector<Row> rows = {
       {"info by id", "container.info", in_c({}), {kOk, kOk, kHidden, kOk}},
-      {"attach, caller's own names", "container.attach", fixed({{"name", "A1"}}),
+      {"attach, caller's own names",
+       "container.attach",
+       fixed({{"name", "A1"}}),
        {kOk, kHidden, kHidden, kHidden}},
-      {"attach by owner uid", "container.attach", fixed({{"name", "A1"}, {"owner", kOwner}}),
+      {"attach by owner uid",
+       "container.attach",
+       fixed({{"name", "A1"}, {"owner", kOwner}}),
        {kOk, kOk, kHidden, kOk}},
       {"share", "container.share", in_c({{"users", {4242}}}), {kOk, kDenied, kHidden, kOk}},
       {"unshare", "container.unshare", in_c({{"users", {4242}}}), {kOk, kDenied, kHidden, kOk}},
-      {"destroy by id", "container.destroy", fresh_container, {kOk, kDenied, kHidden, kOk},
-       false, cleanup_container},
-      {"alloc into it", "dma.alloc", in_c({{"size", 4096}, {"backing", "4k"}}),
+      {"destroy by id",
+       "container.destroy",
+       fresh_container,
+       {kOk, kDenied, kHidden, kOk},
+       false,
+       cleanup_container},
+      {"alloc into it",
+       "dma.alloc",
+       in_c({{"size", 4096}, {"backing", "4k"}}),
        {kOk, kOk, kHidden, kOk}},
-      {"map a memfd into it", "dma.map_fd", in_c({{"fd", {{"fd", 0}}}, {"size", 4096}}),
-       {kOk, kOk, kHidden, kOk}, true},
-      {"map a BAR into it", "dma.map_bar", in_c({{"bdf", kEdu}, {"bar", 0}}),
+      {"map a memfd into it",
+       "dma.map_fd",
+       in_c({{"fd", {{"fd", 0}}}, {"size", 4096}}),
+       {kOk, kOk, kHidden, kOk},
+       true},
+      {"map a BAR into it",
+       "dma.map_bar",
+       in_c({{"bdf", kEdu}, {"bar", 0}}),
        {kOk, kOk, kHidden, kOk}},
       {"open its device", "device.open", in_c({{"bdf", kEdu}}), {kOk, kOk, kHidden, kOk}},
       {"list its mappings", "dma.list", in_c({}), {kOk, kOk, kHidden, kOk}},
-      {"info of the owner's mapping", "dma.info", fixed({{"mapping", m}}),
+      {"info of the owner's mapping",
+       "dma.info",
+       fixed({{"mapping", m}}),
        {kOk, kOk, kHidden, kOk}},
       {"free the owner's mapping", "dma.free", owners_mapping, {kOk, kDenied, kHidden, kOk}},
-      {"free the shared user's mapping", "dma.free", shared_users_mapping,
+      {"free the shared user's mapping",
+       "dma.free",
+       shared_users_mapping,
        {kOk, kOk, kHidden, kOk}},
-      {"map from root's region", "dma.map_fd", in_c({{"region", r}}),
+      {"map from root's region",
+       "dma.map_fd",
+       in_c({{"region", r}}),
        {kHidden, kHidden, kHidden, kHidden}},
-      {"unregister root's region", "dma.unregister", fixed({{"region", r}}),
+      {"unregister root's region",
+       "dma.unregister",
+       fixed({{"region", r}}),
        {kHidden, kHidden, kHidden, kHidden}},
   };
   for (const Row& row : rows) {
@@ -252,8 +274,8 @@ TEST_F(TenancyTest, EveryMethodByEveryKindOfCaller) {
       const json params = row.params();
       Outcome got = As(kCallers[i], row.method, params, row.memfd);
       EXPECT_EQ(got.code, row.expect[i])
-          << row.what << " (" << row.method << " " << params.dump() << ") as "
-          << Name(kCallers[i]) << ": " << (got.code == 0 ? got.result.dump() : got.detail);
+          << row.what << " (" << row.method << " " << params.dump() << ") as " << Name(kCallers[i])
+          << ": " << (got.code == 0 ? got.result.dump() : got.detail);
       if (got.code == kHidden && !params.contains("owner")) {  // as for an id nobody holds
         EXPECT_EQ(got.detail.find("uid " + std::to_string(kOwner)), std::string::npos)
             << row.what << ": a hidden object's owner leaked: " << got.detail;
@@ -270,8 +292,8 @@ TEST_F(TenancyTest, EveryMethodByEveryKindOfCaller) {
                             [&](const json& e) { return e["container"] == c; });
     EXPECT_EQ(sees, uid != kOther) << Name(uid);
     json maps = Must(uid, "dma.list", json::object());
-    bool sees_m = std::any_of(maps.begin(), maps.end(),
-                              [&](const json& e) { return e["mapping"] == m; });
+    bool sees_m =
+        std::any_of(maps.begin(), maps.end(), [&](const json& e) { return e["mapping"] == m; });
     EXPECT_EQ(sees_m, uid != kOther) << Name(uid);
     // Regions are a connection's own: only root sees another's.
     json regions = Must(uid, "dma.regions", json::object());
@@ -411,8 +433,7 @@ TEST_F(TenancyTest, ADeviceFdThatOutlivesItsContainerKeepsItsGroupCharged) {
   EXPECT_EQ(CodeOf(unbind), wire::kBusy);
   EXPECT_NE(DetailOf(unbind).find("uid 1003"), std::string::npos) << DetailOf(unbind);
   // Still charged to the holder: its one container is used up.
-  EXPECT_EQ(As(kHolder, "container.create", {{"devices", {kIvshmem}}}).code,
-            wire::kQuotaExceeded);
+  EXPECT_EQ(As(kHolder, "container.create", {{"devices", {kIvshmem}}}).code, wire::kQuotaExceeded);
   EXPECT_EQ(Must(kHolder, "status", json::object())["lingering"].size(), 1u);
   EXPECT_EQ(Must(kOther, "status", json::object())["lingering"].size(), 0u);
   // The fd closes with the process: everything returns to baseline.

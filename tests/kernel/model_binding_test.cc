@@ -1,7 +1,7 @@
 // Driver binding on the model (ModelKernel::SetDriver) and what it changes
 // for VFIO: the group's device list, the group file, viability, and the
-// EBUSY cases (and the unbind Linux would block). The rules the real kernel can show are also in the
-// conformance suite (conformance_binding_test.cc), run in the VM.
+// EBUSY cases (and the unbind Linux would block). The rules the real kernel can show are also in
+// the conformance suite (conformance_binding_test.cc), run in the VM.
 #include <gtest/gtest.h>
 
 #include <thread>

@@ -143,8 +143,7 @@ TEST_F(SessionServiceTest, NamedContainerOutlivesItsSessionUntilShutdown) {
   EXPECT_EQ(service_->AttachContainer(other, "ring", kUser).error().kind, ErrorKind::kNotFound);
   ASSERT_TRUE(service_->ShareContainer(again, c->id, ShareList{{kUser + 1}, {}}, true));
   // Shared now, but the policy grants kUser + 1 no device of it.
-  EXPECT_EQ(service_->AttachContainer(other, "ring", kUser).error().kind,
-            ErrorKind::kPermission);
+  EXPECT_EQ(service_->AttachContainer(other, "ring", kUser).error().kind, ErrorKind::kPermission);
   service_->Shutdown();
   EXPECT_EQ(model_.LockedBytes(), 0u);
   EXPECT_EQ(model_.OpenFdCount(), baseline_fds_);
