@@ -205,7 +205,7 @@ class Service {
   /// Drops the session's handle on `region`; its mappings stay valid until
   /// freed. kNotFound: no such region in the caller's session.
   [[nodiscard]] SResult<void> UnregisterRegion(const Caller& caller, RegionId region);
-  /// The caller's session's regions, by id (root: every session's).
+  /// The caller's session's regions, by id.
   [[nodiscard]] std::vector<RegionView> ListRegions(const Caller& caller) const;
 
  private:

@@ -57,13 +57,14 @@ SResult<ContainerView> Service::CreateContainer(const Caller& caller,
         }
       }
     }
+    VFIOD_TRY(ReserveLocked(caller, 0, 0, 1));  // quota first, as before the groups
     for (int g : groups) {
       if (auto holder = GroupHolderLocked(g)) {
+        UnreserveLocked(caller.identity.uid, 0, 0, 1);
         return Refuse(ErrorKind::kBusy, EBUSY, "container.create",
                       "IOMMU group " + std::to_string(g) + " is held by " + *holder);
       }
     }
-    VFIOD_TRY(ReserveLocked(caller, 0, 0, 1));
     id = next_id_++;
     for (int g : groups) {
       groups_held_[g] = id;

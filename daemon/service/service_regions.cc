@@ -129,7 +129,7 @@ std::vector<RegionView> Service::ListRegions(const Caller& caller) const {
   std::lock_guard lock(mu_);
   std::vector<RegionView> out;
   for (const auto& [id, slot] : regions_) {
-    if (Authorize(caller, slot, Access::kSee, "dma.regions")) {
+    if (Authorize(caller, slot, Access::kUse, "dma.regions")) {
       out.push_back(ViewOf(id, *slot.backing));
     }
   }
