@@ -56,6 +56,9 @@ TEST_F(SessionServiceTest, ClosingASessionReleasesEverythingItOwns) {
   EXPECT_EQ(service_->Status().mappings, 2u);
   EXPECT_GT(model_.OpenFdCount(), baseline_fds_);
 
+  // The client closes the device fd it was handed (an open one would keep
+  // the group held: lingering) and its session ends.
+  { auto closed = std::move(*dev); }
   service_->CloseSession(a.session);
   StatusView s = service_->Status();
   EXPECT_EQ(s.clients, 0u);
