@@ -1,9 +1,11 @@
-// `vfioctl container create|attach|list|info|destroy`.
+// `vfioctl container create|attach|share|unshare|list|info|destroy`.
 //
 // A container belongs to the connection that made it, and vfioctl's
 // connection ends when the command does: an unnamed container is released the
 // moment `container create` returns. Give it --name to keep it until
-// `container destroy`; every other command accepts the name in place of the id.
+// `container destroy`; every other command accepts the name in place of the
+// id. Names are per user: a name is always one of yours unless --owner names
+// another user, whose container must then be shared with you.
 #include <iostream>
 #include <string>
 #include <vector>
@@ -19,10 +21,24 @@ using nlohmann::json;
 
 namespace {
 
+std::string SharedText(const json& c) {
+  std::string text;
+  const json& with = Member(c, "shared_with");
+  for (const json& u : Member(with, "users")) {
+    text += (text.empty() ? "uid " : ", uid ") + u.dump();
+  }
+  for (const json& g : Member(with, "groups")) {
+    text += (text.empty() ? "gid " : ", gid ") + g.dump();
+  }
+  return text.empty() ? "-" : text;
+}
+
 void PrintContainer(std::ostream& out, const json& c) {
   std::string name = Field(c, "name");
   PrintField(out, "container",
              Field(c, "container") + (name.empty() ? " (unnamed)" : " '" + name + "' (named)"));
+  PrintField(out, "owner", "uid " + Field(c, "owner_uid"));
+  PrintField(out, "shared with", SharedText(c));
   PrintField(out, "groups", Field(c, "groups"));
   std::string ranges;
   for (const json& r : Member(c, "iova_ranges")) {
@@ -40,15 +56,31 @@ void PrintContainer(std::ostream& out, const json& c) {
   PrintField(out, "extensions", ext.empty() ? "-" : ext);
 }
 
+/// A user or group as given on the command line: a number stays a number.
+json IdOrName(const std::string& text) { return IsId(text) ? json(std::stoull(text)) : json(text); }
+
+json IdsOrNames(const std::vector<std::string>& list) {
+  json out = json::array();
+  for (const auto& item : list) {
+    out.push_back(IdOrName(item));
+  }
+  return out;
+}
+
 struct CreateOptions {
   std::vector<std::string> devices;
   std::string name;
+  std::vector<std::string> users;
+  std::vector<std::string> groups;
 };
 
 CmdResult Create(Session& session, const CreateOptions& o) {
   json params = {{"devices", o.devices}};
   if (!o.name.empty()) {
     params["name"] = o.name;
+  }
+  if (!o.users.empty() || !o.groups.empty()) {
+    params["share_with"] = {{"users", IdsOrNames(o.users)}, {"groups", IdsOrNames(o.groups)}};
   }
   auto result = CallAndEmit(session, "container.create", params, PrintContainer);
   if (result && o.name.empty() && !session.json_output()) {
@@ -88,6 +120,41 @@ CmdResult Destroy(Session& session, const RefOptions& o) {
                      });
 }
 
+struct ShareOptions {
+  std::string container;
+  std::vector<std::string> users;
+  std::vector<std::string> groups;
+};
+
+CmdResult Share(Session& session, const ShareOptions& o, const char* method) {
+  if (o.users.empty() && o.groups.empty()) {
+    return std::unexpected(Failure{Exit::kUsage, "name at least one --user or --group"});
+  }
+  auto id = session.ResolveContainer(o.container);
+  if (!id) {
+    return std::unexpected(std::move(id).error());
+  }
+  json params = {{"container", *id}};
+  if (!o.users.empty()) {
+    params["users"] = IdsOrNames(o.users);
+  }
+  if (!o.groups.empty()) {
+    params["groups"] = IdsOrNames(o.groups);
+  }
+  return CallAndEmit(session, method, params, PrintContainer);
+}
+
+CLI::App* AddShareCommand(CLI::App* container, Dispatch& dispatch, const char* verb,
+                          const char* method, const char* help) {
+  auto o = std::make_shared<ShareOptions>();
+  CLI::App* sub = container->add_subcommand(verb, help);
+  sub->add_option("container", o->container, "container id or name")->required();
+  sub->add_option("--user,-u", o->users, "a user (name or uid); repeatable");
+  sub->add_option("--group,-g", o->groups, "a group (name or gid); repeatable");
+  OnParsed(sub, dispatch, [o, method](Session& s) { return Share(s, *o, method); });
+  return sub;
+}
+
 void PrintContainerList(std::ostream& out, const json& list) {
   Table table({"CONTAINER", "NAME", "OWNER", "GROUPS", "MAPPINGS", "MAPPED"});
   for (const json& c : list) {
@@ -114,19 +181,35 @@ void AddContainerCommands(CLI::App& app, Dispatch& dispatch) {
       container->add_subcommand("create", "Create a container holding the IOMMU groups of DEVICES");
   create->add_option("devices", c->devices, "PCI addresses")->required();
   create->add_option("--name,-n", c->name,
-                     "keep the container after vfioctl exits, under this name");
+                     "keep the container after vfioctl exits, under this name (yours alone)");
+  create->add_option("--share-user", c->users,
+                     "let this user (name or uid) use it too, if the policy permits; repeatable");
+  create->add_option("--share-group", c->groups,
+                     "let this group's members (name or gid) use it too; repeatable");
   OnParsed(create, dispatch, [c](Session& s) { return Create(s, *c); });
 
   auto a = std::make_shared<std::string>();
   CLI::App* attach = container->add_subcommand(
-      "attach", "Check that a named container can be used (policy: all its devices)");
+      "attach",
+      "Check that a named container can be used: one of yours, or --owner's if shared with you "
+      "(policy: all its devices)");
   attach->add_option("name", *a, "container name")->required();
   OnParsed(attach, dispatch, [a](Session& s) {
-    return CallAndEmit(s, "container.attach", json{{"name", *a}}, PrintContainer);
+    json params = {{"name", *a}};
+    if (!s.options().owner.empty()) {
+      params["owner"] = IdOrName(s.options().owner);
+    }
+    return CallAndEmit(s, "container.attach", params, PrintContainer);
   });
 
+  AddShareCommand(container, dispatch, "share", "container.share",
+                  "Let other users or groups use your container (owner or root)");
+  AddShareCommand(container, dispatch, "unshare", "container.unshare",
+                  "Stop sharing your container with users or groups (their mappings stay)");
+
   OnParsed(
-      container->add_subcommand("list", "Your containers (root: everyone's)"), dispatch,
+      container->add_subcommand("list", "Your containers and those shared with you (root: all)"),
+      dispatch,
       [](Session& s) { return CallAndEmit(s, "container.list", nullptr, PrintContainerList); });
 
   auto i = std::make_shared<RefOptions>();

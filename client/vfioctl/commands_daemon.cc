@@ -47,6 +47,17 @@ void PrintStatus(std::ostream& out, const json& s) {
                  SizeField(s, "region_locked_bytes") + "), cap " +
                  (capped ? SizeField(s, "max_locked_bytes") : std::string("unlimited")));
   PrintField(out, "dma entries", Field(s, "dma_entries"));
+  // Groups of destroyed containers a handed-out device fd still holds.
+  for (const json& l : Member(s, "lingering")) {
+    std::string holders;
+    for (const json& u : Member(l, "holders")) {
+      holders += (holders.empty() ? "uid " : ", uid ") + u.dump();
+    }
+    PrintField(out, "lingering",
+               "groups " + Field(l, "groups") + " of container " + Field(l, "container") +
+                   " held by a device fd of " + (holders.empty() ? "?" : holders) + " for " +
+                   Field(l, "seconds") + " s");
+  }
 }
 
 std::string Counters(const json& c) {

@@ -26,6 +26,9 @@ void AddGlobalOptions(CLI::App& app, GlobalOptions& options) {
   app.add_flag("--json,-j", options.json,
                "print the RPC result verbatim, one JSON value per line (stable for scripts)");
   app.add_flag("--no-progress", options.no_progress, "no progress bar for long maps");
+  app.add_option("--owner,-o", options.owner,
+                 "use the container and mapping names of this user (name or uid); "
+                 "without it, names are your own");
 }
 
 void AddAllCommands(CLI::App& app, Dispatch& dispatch) {

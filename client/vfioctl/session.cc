@@ -1,5 +1,8 @@
 #include "vfioctl/session.h"
 
+#include <pwd.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <iostream>
@@ -76,41 +79,64 @@ CallOutcome Session::CallWithProgress(const std::string& method, json params,
   return reply;
 }
 
+std::expected<uid_t, Failure> Session::NameOwner() const {
+  if (options_.owner.empty()) {
+    return ::getuid();
+  }
+  if (IsId(options_.owner)) {
+    return static_cast<uid_t>(std::stoull(options_.owner));
+  }
+  const passwd* entry = ::getpwnam(options_.owner.c_str());
+  if (entry == nullptr) {
+    return std::unexpected(
+        Failure{Exit::kUsage, "--owner: no user named '" + options_.owner + "'"});
+  }
+  return entry->pw_uid;
+}
+
 std::expected<uint64_t, Failure> Session::ResolveContainer(const std::string& ref) {
   if (IsId(ref)) {
     return std::stoull(ref);
   }
-  auto list = Call("container.list");
-  if (!list) {
-    return std::unexpected(std::move(list).error());
+  json params = {{"name", ref}};
+  if (!options_.owner.empty()) {
+    params["owner"] =
+        IsId(options_.owner) ? json(std::stoull(options_.owner)) : json(options_.owner);
   }
-  for (const json& c : list->result) {
-    if (c.value("name", std::string()) == ref) {
-      return c.at("container").get<uint64_t>();
-    }
-  }
-  auto attached = Call("container.attach", json{{"name", ref}});
+  auto attached = Call("container.attach", params);
   if (!attached) {
     return std::unexpected(std::move(attached).error());
   }
-  return attached->result.at("container").get<uint64_t>();
+  const json& c = attached->result;
+  const uint64_t id = c.at("container").get<uint64_t>();
+  const uid_t owner = c.value("owner_uid", ::getuid());
+  if (owner != ::getuid()) {
+    std::cerr << "vfioctl: using container '" << ref << "' (id " << id << ") of uid " << owner
+              << '\n';
+  }
+  return id;
 }
 
 std::expected<uint64_t, Failure> Session::ResolveMapping(const std::string& ref) {
   if (IsId(ref)) {
     return std::stoull(ref);
   }
+  auto owner = NameOwner();
+  if (!owner) {
+    return std::unexpected(std::move(owner).error());
+  }
   auto list = Call("dma.list");
   if (!list) {
     return std::unexpected(std::move(list).error());
   }
   for (const json& m : list->result) {
-    if (m.value("name", std::string()) == ref) {
+    if (m.value("name", std::string()) == ref && m.value("owner_uid", uid_t{0}) == *owner) {
       return m.at("mapping").get<uint64_t>();
     }
   }
-  return std::unexpected(
-      Failure{Exit::kRpcError, "dma: no mapping named '" + ref + "' visible to this client"});
+  return std::unexpected(Failure{Exit::kRpcError, "dma: uid " + std::to_string(*owner) +
+                                                      " has no mapping named '" + ref +
+                                                      "' visible to this client"});
 }
 
 void Session::Emit(const json& result, const std::function<void(std::ostream&)>& human) const {

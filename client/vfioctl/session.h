@@ -25,6 +25,7 @@ struct GlobalOptions {
   bool timeout_given = false;           ///< --timeout was on the command line
   bool json = false;                    ///< --json: print the RPC result verbatim
   bool no_progress = false;             ///< --no-progress
+  std::string owner;                    ///< --owner: whose names to use ("": the caller's)
 };
 
 using CallOutcome = std::expected<client::Response, Failure>;
@@ -45,14 +46,20 @@ class Session {
   [[nodiscard]] CallOutcome CallWithProgress(const std::string& method, nlohmann::json params,
                                              std::span<const int> fds = {});
 
-  /// A container named by id ("3") or by name ("demo"). A name is looked up
-  /// among the containers this client may see (container.list: the caller's
-  /// own, named ones included); failing that, it is attached (container.attach,
-  /// which the policy checks), which also makes it usable on this connection.
+  /// A container named by id ("3") or by name ("demo"). A name is one of the
+  /// caller's own names, or of the user --owner names: container.attach
+  /// resolves it in that owner's names only (and checks that the caller may
+  /// use it), so another user's container is never used unless asked for.
+  /// When it belongs to someone else, a note on stderr says whose it is.
   [[nodiscard]] std::expected<uint64_t, Failure> ResolveContainer(const std::string& ref);
 
-  /// A mapping named by id or by the name it was given (searched in dma.list).
+  /// A mapping named by id or by the name it was given: one of the caller's
+  /// own mappings (or --owner's), searched in dma.list.
   [[nodiscard]] std::expected<uint64_t, Failure> ResolveMapping(const std::string& ref);
+
+  /// The uid whose names are used: --owner's (a uid or a user name), else the
+  /// caller's. kUsage failure for an unknown user name.
+  [[nodiscard]] std::expected<uid_t, Failure> NameOwner() const;
 
   [[nodiscard]] const GlobalOptions& options() const { return options_; }
   [[nodiscard]] bool json_output() const { return options_.json; }

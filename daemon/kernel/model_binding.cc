@@ -71,8 +71,14 @@ Result<void> ModelKernel::SetDriver(std::string_view bdf, std::string_view drive
   if (member->driver == driver) {
     return Ok();
   }
+  ReapHeldDevices(*state_);
   if (RegistersWithVfio(member->driver) && member->function->open_count() > 0) {
-    return Fail(EBUSY, op, "a device fd is open (Linux would block the unbind until it closes)");
+    // Linux does not fail here: vfio_unregister_group_dev() waits, in the
+    // writer's sysfs write, until every fd of the device is closed. The model
+    // cannot wait for ever, so it says "would block"; a caller that reaches
+    // this has a bug a real kernel would show as a hang.
+    return Fail(EWOULDBLOCK, op,
+                "a device fd is open: Linux would block this unbind until it is closed");
   }
   if (ClaimsKernelDma(driver) && group->container) {
     return Fail(EBUSY, op, "the group is in a VFIO container: the driver cannot claim its DMA");

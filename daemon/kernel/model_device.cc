@@ -85,12 +85,41 @@ void ModelPciFunction::ResetConfig() {
   config_[0x3d] = topo_.intx_count > 0 ? 1 : 0;  // interrupt pin INTA
 }
 
-Result<int> ModelPciFunction::NewFd() const {
-  int fd = ::fcntl(backing_.get(), F_DUPFD_CLOEXEC, 0);
-  if (fd < 0) {
+namespace {
+
+// OFD lock marks sit far past the backing's end, one byte per device fd.
+constexpr off_t kMarkBase = off_t{1} << 52;
+
+struct flock MarkLock(uint64_t mark) {
+  struct flock lock {};
+  lock.l_type = F_WRLCK;
+  lock.l_whence = SEEK_SET;
+  lock.l_start = kMarkBase + static_cast<off_t>(mark);
+  lock.l_len = 1;
+  return lock;
+}
+
+}  // namespace
+
+Result<int> ModelPciFunction::NewFd(uint64_t mark) const {
+  const std::string self = "/proc/self/fd/" + std::to_string(backing_.get());
+  UniqueFd fd(::open(self.c_str(), O_RDWR | O_CLOEXEC));
+  if (!fd) {
     return ErrnoError("VFIO_GROUP_GET_DEVICE_FD");
   }
-  return fd;
+  struct flock lock = MarkLock(mark);
+  if (::fcntl(fd.get(), F_OFD_SETLK, &lock) != 0) {
+    return ErrnoError("VFIO_GROUP_GET_DEVICE_FD: mark");
+  }
+  return fd.release();
+}
+
+bool ModelPciFunction::StillReferenced(uint64_t mark) const {
+  struct flock probe = MarkLock(mark);
+  if (::fcntl(backing_.get(), F_OFD_GETLK, &probe) != 0) {
+    return false;
+  }
+  return probe.l_type != F_UNLCK;
 }
 
 void ModelPciFunction::Closed() {

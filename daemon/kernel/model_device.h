@@ -21,8 +21,14 @@ class ModelPciFunction {
   static Result<std::unique_ptr<ModelPciFunction>> Create(const ModelDevice& topo);
 
   [[nodiscard]] const ModelDevice& topo() const { return topo_; }
-  /// A new fd on the backing memory (a device fd to hand out).
-  Result<int> NewFd() const;
+  /// A new device fd to hand out: its own open file description of the
+  /// backing memory, marked with an OFD lock at `mark`, so that the model can
+  /// tell when the last reference to it (a dup a client received, an mmap)
+  /// is gone, as Linux's file refcount does (StillReferenced).
+  Result<int> NewFd(uint64_t mark) const;
+  /// Whether the device fd marked `mark` is still open somewhere (its OFD
+  /// lock is held), although the fd the model handed out was closed.
+  [[nodiscard]] bool StillReferenced(uint64_t mark) const;
   /// The device fd's ioctls (GET_INFO, GET_REGION_INFO, GET_IRQ_INFO,
   /// SET_IRQS, RESET). ENOTTY for others.
   Result<int> Ioctl(unsigned long request, unsigned long arg);

@@ -94,10 +94,11 @@ Result<int> GetDeviceFd(ModelState& s, ModelGroupState& g, const char* arg) {
   if (!g.container || !g.container->iommu) {
     return Fail(EINVAL, kOp, "group has no container with an IOMMU");
   }
-  int fd = VFIOD_TRY(function->NewFd());
+  const uint64_t mark = s.next_mark++;
+  int fd = VFIOD_TRY(function->NewFd(mark));
   function->Opened();
   ++g.open_devices;
-  s.fds.emplace(fd, ModelDeviceFd{&g, function});
+  s.fds.emplace(fd, ModelDeviceFd{&g, function, mark});
   return fd;
 }
 
@@ -111,6 +112,7 @@ Result<int> GroupIoctl(ModelState& s, ModelGroupState& g, unsigned long request,
     case VFIO_GROUP_SET_CONTAINER:
       return SetContainer(s, g, p);
     case VFIO_GROUP_UNSET_CONTAINER:
+      ReapHeldDevices(s);
       if (!g.container) {
         return Fail(EINVAL, "VFIO_GROUP_UNSET_CONTAINER", "group has no container");
       }

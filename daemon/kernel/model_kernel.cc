@@ -49,6 +49,23 @@ std::optional<int> ParseGroupNumber(std::string_view rest) {
 
 }  // namespace
 
+void ReleaseDevice(const ModelDeviceFd& d) {
+  d.function->Closed();
+  if (--d.group->open_devices == 0 && !d.group->fd_open) {
+    DetachGroup(*d.group);
+  }
+}
+
+void ReapHeldDevices(ModelState& s) {
+  std::erase_if(s.held_devices, [](const ModelDeviceFd& d) {
+    if (d.function->StillReferenced(d.mark)) {
+      return false;
+    }
+    ReleaseDevice(d);
+    return true;
+  });
+}
+
 void DetachGroup(ModelGroupState& g) {
   std::shared_ptr<ModelContainer> c = std::move(g.container);
   if (!c) {
@@ -110,6 +127,7 @@ Result<int> ModelKernel::open(const std::string& path, int flags) {
     return fd;
   }
   std::optional<int> number = ParseGroupNumber(rest);
+  ReapHeldDevices(*state_);  // a client's copy of a device fd may have closed
   for (auto& g : state_->groups) {
     if (number && g->topo->id == *number) {
       if (g->fd_open || g->open_devices > 0) {
@@ -139,10 +157,15 @@ void ModelKernel::close(int fd) {
         DetachGroup(**g);
       }
     } else if (auto* d = std::get_if<ModelDeviceFd>(&obj)) {
-      d->function->Closed();
-      if (--d->group->open_devices == 0 && !d->group->fd_open) {
-        DetachGroup(*d->group);
+      const ModelDeviceFd device = *d;
+      state_->fds.erase(it);
+      UniqueFd::CloseOrDie(fd);
+      if (device.function->StillReferenced(device.mark)) {
+        state_->held_devices.push_back(device);  // a copy lives on elsewhere
+      } else {
+        ReleaseDevice(device);
       }
+      return;
     }
     // A container fd: dropping the table's reference is all; attached
     // groups keep the container (and its IOMMU) alive.

@@ -126,10 +126,10 @@ class ModelKernel final : public Kernel {
   /// effects: a device on vfio-pci is in its group's device list (else
   /// VFIO_GROUP_GET_DEVICE_FD is ENODEV; a group with none has no group file:
   /// open is ENOENT); a host driver makes the group not viable. Atomic: on
-  /// error nothing changed. ENODEV: no such device; EBUSY: the device is on
-  /// vfio-pci and a device fd of it is open (Linux blocks the unbind until
-  /// the fd is closed; the model refuses instead), or `driver` claims kernel
-  /// DMA and the group is in a container (the probe fails with EBUSY).
+  /// error nothing changed. ENODEV: no such device; EWOULDBLOCK: the device
+  /// is on vfio-pci and a device fd of it is open (Linux blocks the unbind
+  /// until the fd is closed; the model says it would); EBUSY: `driver` claims
+  /// kernel DMA and the group is in a container (the probe fails with EBUSY).
   Result<void> SetDriver(std::string_view bdf, std::string_view driver);
   /// The driver a device is bound to ("" when none). ENODEV: no such device.
   [[nodiscard]] Result<std::string> DriverOf(std::string_view bdf) const;

@@ -2,7 +2,8 @@
 // follow the kernel's references:
 //  - a container lives while its fd is open or a group is attached to it;
 //  - a group stays "opened" (a second open is EBUSY) while its fd or any of
-//    its device fds is open, as device fds hold the group file in Linux;
+//    its device fds is open, as device fds hold the group file in Linux; a
+//    device fd counts as open while any copy of it is (held_devices);
 //  - the IOMMU of a container goes away with its last group, unpinning;
 //  - a group file exists (open() finds it) while a device of the group is
 //    bound to vfio-pci, or while the group is still open.
@@ -64,6 +65,7 @@ struct ModelGroupState {
 struct ModelDeviceFd {
   ModelGroupState* group = nullptr;
   ModelPciFunction* function = nullptr;
+  uint64_t mark = 0;  ///< its OFD lock (ModelPciFunction::NewFd)
 };
 
 using ModelObject = std::variant<std::shared_ptr<ModelContainer>, ModelGroupState*, ModelDeviceFd>;
@@ -84,11 +86,23 @@ struct ModelState final : ModelPinner {
   std::vector<std::unique_ptr<ModelPciFunction>> functions;
   std::vector<std::unique_ptr<ModelGroupState>> groups;
   std::unordered_map<int, ModelObject> fds;  // every fd the model handed out
-  std::map<uint64_t, uint64_t> mmio;         // device mmaps: start -> end
+  /// Device fds closed by their opener while a copy (a dup sent to a
+  /// client, an mmap) still holds the file: still open for VFIO, like Linux.
+  std::vector<ModelDeviceFd> held_devices;
+  uint64_t next_mark = 0;
+  std::map<uint64_t, uint64_t> mmio;  // device mmaps: start -> end
 };
 
 /// Detaches a group from its container; the container loses its IOMMU (and
 /// every mapping, unpinned) when its last group leaves.
 void DetachGroup(ModelGroupState& g);
+
+/// The last reference to a device fd is gone: the device closes (reset on
+/// its last close) and the group lets go of the container if nothing else
+/// holds it.
+void ReleaseDevice(const ModelDeviceFd& d);
+
+/// Releases the held devices whose last copy has been closed meanwhile.
+void ReapHeldDevices(ModelState& s);
 
 }  // namespace vfiod::kernel

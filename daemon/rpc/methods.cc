@@ -64,6 +64,8 @@ Result<void> ServiceMethods::Register(MethodRegistry& r) {
   VFIOD_TRY(Add(r, "device.open", &ServiceMethods::DeviceOpen, true, /*reply_fds=*/1));
   VFIOD_TRY(Add(r, "container.create", &ServiceMethods::ContainerCreate, true));
   VFIOD_TRY(Add(r, "container.attach", &ServiceMethods::ContainerAttach, true));
+  VFIOD_TRY(Add(r, "container.share", &ServiceMethods::ContainerShare, false));
+  VFIOD_TRY(Add(r, "container.unshare", &ServiceMethods::ContainerUnshare, false));
   VFIOD_TRY(Add(r, "container.list", &ServiceMethods::ContainerList, false));
   VFIOD_TRY(Add(r, "container.info", &ServiceMethods::ContainerInfo, true));
   VFIOD_TRY(Add(r, "container.destroy", &ServiceMethods::ContainerDestroy, true));
@@ -97,7 +99,7 @@ HandlerResult ServiceMethods::Invoke(const std::string& name, Body body, CallCon
   auto start = std::chrono::steady_clock::now();
   HandlerResult result;
   try {
-    Caller caller = CallerFor(ctx);
+    Caller caller = CallerFor(ctx);  // does not throw
     if (auto allowed = service_.CheckMethodAllowed(caller, name); !allowed) {
       result = Failed(allowed.error());
     } else {
@@ -111,7 +113,8 @@ HandlerResult ServiceMethods::Invoke(const std::string& name, Body body, CallCon
   auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
                     std::chrono::steady_clock::now() - start)
                     .count();
-  service_.stats().RecordRequest(name, static_cast<uint64_t>(micros), !result.has_value());
+  service_.stats().RecordRequest(ctx.peer().uid, name, static_cast<uint64_t>(micros),
+                                 !result.has_value());
   if (!result) {
     spdlog::debug("{} from uid {}: {}", name, ctx.peer().uid, result.error().Describe());
   }
@@ -169,14 +172,14 @@ HandlerResult ServiceMethods::Version(CallContext&, const json& params, const Ca
   return Reply(json{{"version", s.version}, {"api", s.api_version}});
 }
 
-HandlerResult ServiceMethods::Status(CallContext&, const json& params, const Caller&) {
+HandlerResult ServiceMethods::Status(CallContext&, const json& params, const Caller& caller) {
   ParamReader(params).Finish();
-  return Reply(ToJson(service_.Status()));
+  return Reply(ToJson(service_.StatusFor(caller)));
 }
 
-HandlerResult ServiceMethods::Stats(CallContext&, const json& params, const Caller&) {
+HandlerResult ServiceMethods::Stats(CallContext&, const json& params, const Caller& caller) {
   ParamReader(params).Finish();
-  return Reply(ToJson(service_.stats().Snapshot()));
+  return Reply(ToJson(service_.StatsFor(caller)));
 }
 
 // --- devices -------------------------------------------------------------------------

@@ -59,6 +59,10 @@ class ServiceMethods {
   HandlerResult DeviceOpen(CallContext&, const Json&, const service::Caller&);
   HandlerResult ContainerCreate(CallContext&, const Json&, const service::Caller&);
   HandlerResult ContainerAttach(CallContext&, const Json&, const service::Caller&);
+  HandlerResult ContainerShare(CallContext&, const Json&, const service::Caller&);
+  HandlerResult ContainerUnshare(CallContext&, const Json&, const service::Caller&);
+  /// container.share (`share`) or container.unshare.
+  HandlerResult ShareOrUnshare(const Json& params, const service::Caller& caller, bool share);
   HandlerResult ContainerList(CallContext&, const Json&, const service::Caller&);
   HandlerResult ContainerInfo(CallContext&, const Json&, const service::Caller&);
   HandlerResult ContainerDestroy(CallContext&, const Json&, const service::Caller&);

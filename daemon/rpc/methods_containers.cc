@@ -107,8 +107,14 @@ HandlerResult ServiceMethods::ContainerCreate(CallContext&, const json& params,
     CheckBdf(p.Path("devices") + "[" + std::to_string(i) + "]", devices[i]);
   }
   std::string name = ReadName(p);
+  service::ShareList share;
+  if (const json* with = p.Raw("share_with")) {
+    ParamReader sub(*with, p.Path("share_with"));
+    share = ReadShareList(sub);
+    sub.Finish();
+  }
   p.Finish();
-  auto c = service_.CreateContainer(caller, devices, name);
+  auto c = service_.CreateContainer(caller, devices, name, share);
   if (!c) {
     return Failed(c.error());
   }
@@ -119,8 +125,37 @@ HandlerResult ServiceMethods::ContainerAttach(CallContext&, const json& params,
                                               const Caller& caller) {
   ParamReader p(params);
   std::string name = p.Str("name");
+  std::optional<uid_t> owner;
+  if (const json* who = p.Raw("owner")) {
+    owner = ReadUser(p.Path("owner"), *who);
+  }
   p.Finish();
-  auto c = service_.AttachContainer(caller, name);
+  auto c = service_.AttachContainer(caller, name, owner);
+  if (!c) {
+    return Failed(c.error());
+  }
+  return Reply(ContainerJson(*c));
+}
+
+HandlerResult ServiceMethods::ContainerShare(CallContext&, const json& params,
+                                             const Caller& caller) {
+  return ShareOrUnshare(params, caller, true);
+}
+
+HandlerResult ServiceMethods::ContainerUnshare(CallContext&, const json& params,
+                                               const Caller& caller) {
+  return ShareOrUnshare(params, caller, false);
+}
+
+HandlerResult ServiceMethods::ShareOrUnshare(const json& params, const Caller& caller, bool share) {
+  ParamReader p(params);
+  uint64_t id = p.U64("container");
+  service::ShareList who = ReadShareList(p);
+  p.Finish();
+  if (who.empty()) {
+    throw ParamError("params: name at least one of users and groups");
+  }
+  auto c = service_.ShareContainer(caller, id, who, share);
   if (!c) {
     return Failed(c.error());
   }

@@ -18,6 +18,14 @@ json ToJson(const service::ExtensionsView& e) {
 }
 
 json ToJson(const service::StatusView& s) {
+  json lingering = json::array();
+  for (const auto& l : s.lingering) {
+    lingering.push_back({{"container", l.container},
+                         {"owner_uid", l.owner_uid},
+                         {"groups", l.groups},
+                         {"holders", l.holders},
+                         {"seconds", l.seconds}});
+  }
   return {{"version", s.version},
           {"kernel", s.kernel},
           {"api_version", s.api_version},
@@ -30,7 +38,8 @@ json ToJson(const service::StatusView& s) {
           {"dma_entries", s.dma_entries},
           {"region_locked_bytes", s.region_locked_bytes},
           {"max_locked_bytes",
-           s.max_locked_bytes == service::kUnlimited ? json(nullptr) : json(s.max_locked_bytes)}};
+           s.max_locked_bytes == service::kUnlimited ? json(nullptr) : json(s.max_locked_bytes)},
+          {"lingering", std::move(lingering)}};
 }
 
 namespace {
@@ -38,6 +47,16 @@ json Counters(const service::DmaCounters& c) {
   return {{"calls", c.calls}, {"bytes", c.bytes}, {"ioctls", c.ioctls}};
 }
 json GroupJson(const std::optional<int>& group) { return group ? json(*group) : json(nullptr); }
+json SharedJson(const service::ShareList& s) { return {{"users", s.users}, {"groups", s.groups}}; }
+json ConfigJson(const service::ConfigSpaceView& c) {
+  json caps = json::array();
+  for (uint8_t id : c.capabilities) {
+    caps.push_back(Hex(id, 2));
+  }
+  return {{"command", Hex(c.command, 4)},     {"status", Hex(c.status, 4)},
+          {"interrupt_pin", c.interrupt_pin}, {"msi_vectors", c.msi_vectors},
+          {"msix_vectors", c.msix_vectors},   {"capabilities", std::move(caps)}};
+}
 }  // namespace
 
 json ToJson(const service::StatsSnapshot& s) {
@@ -87,6 +106,9 @@ json DeviceDetailJson(const service::DeviceView& d) {
                     {"is64", b.is_64bit}});
   }
   j["bars"] = std::move(bars);
+  if (d.config) {
+    j["config"] = ConfigJson(*d.config);
+  }
   if (d.vfio) {
     json regions = json::array();
     for (const auto& r : d.vfio->regions) {
@@ -117,6 +139,8 @@ json ContainerJson(const service::ContainerView& c) {
   }
   return {{"container", c.id},
           {"name", c.name},
+          {"owner_uid", c.owner_uid},
+          {"shared_with", SharedJson(c.shared)},
           {"groups", c.groups},
           {"iova_ranges", std::move(ranges)},
           {"iova_pgsizes", c.iommu.iova_pgsizes},
@@ -125,16 +149,18 @@ json ContainerJson(const service::ContainerView& c) {
 }
 
 json ContainerSummaryJson(const service::ContainerView& c) {
-  return {{"container", c.id},  {"name", c.name},         {"owner_uid", c.owner_uid},
-          {"groups", c.groups}, {"mappings", c.mappings}, {"mapped_bytes", c.mapped_bytes}};
+  return {{"container", c.id},
+          {"name", c.name},
+          {"owner_uid", c.owner_uid},
+          {"shared_with", SharedJson(c.shared)},
+          {"groups", c.groups},
+          {"mappings", c.mappings},
+          {"mapped_bytes", c.mapped_bytes}};
 }
 
 json MappingSummaryJson(const service::MappingView& m) {
-  json j = {{"mapping", m.id},
-            {"container", m.container},
-            {"iova", m.iova},
-            {"size", m.size},
-            {"backing", m.backing}};
+  json j = {{"mapping", m.id}, {"container", m.container}, {"owner_uid", m.owner_uid},
+            {"iova", m.iova},  {"size", m.size},           {"backing", m.backing}};
   if (!m.name.empty()) {
     j["name"] = m.name;
   }

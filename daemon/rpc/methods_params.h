@@ -66,6 +66,19 @@ inline constexpr size_t kMaxSegments = 4096;
 /// ("params.segments[3].size: ..."). Empty when `key` is absent.
 [[nodiscard]] std::vector<service::SegmentView> ReadSegments(ParamReader& p, const char* key);
 
+/// The most users (or groups) one share list or share request may name.
+inline constexpr size_t kMaxShareEntries = 64;
+
+/// A user given as a uid (a number, or a string of digits) or a user name,
+/// looked up in the system's user database (getpwnam_r). Throws ParamError
+/// "<path>: ..." for an unknown name or a value of another type.
+[[nodiscard]] uid_t ReadUser(const std::string& path, const nlohmann::json& value);
+/// A group given as a gid or a group name (getgrnam_r); as ReadUser.
+[[nodiscard]] gid_t ReadGroup(const std::string& path, const nlohmann::json& value);
+/// The optional "users" and "groups" arrays of `p` (each at most
+/// kMaxShareEntries entries of ReadUser / ReadGroup).
+[[nodiscard]] service::ShareList ReadShareList(ParamReader& p);
+
 /// Throws ParamError unless `text` is a PCI address: [dddd:]bb:dd.f in hex.
 void CheckBdf(const std::string& path, const std::string& text);
 /// Throws ParamError "<path>: <why>" unless `value` is a multiple of `align`.

@@ -312,9 +312,15 @@ std::optional<dma::ContiguityReport> ManagedContainer::Contiguity(uint64_t engin
   return *report;
 }
 
-Result<OpenedDevice> ManagedContainer::OpenDevice(const std::string& bdf) {
+Result<OpenedDevice> ManagedContainer::OpenDevice(const std::string& bdf, int group, uid_t uid) {
   auto device = VFIOD_TRY(DeviceFor(bdf));
-  return OpenedDevice{bdf, VFIOD_TRY(DupForClient(device->fd())), device->info()};
+  OpenedDevice opened{bdf, VFIOD_TRY(DupForClient(device->fd())), device->info()};
+  handouts_[group].insert(uid);
+  return opened;
+}
+
+bool ManagedContainer::HasDeviceOpen(const std::string& bdf) const {
+  return state_->devices.contains(bdf);
 }
 
 Result<DeviceVfioView> ManagedContainer::ProbeDevice(const std::string& bdf) {

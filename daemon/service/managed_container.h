@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -91,9 +92,16 @@ class ManagedContainer {
   /// The contiguity report of a mapping, scanned now (nullopt for MMIO or
   /// when the scan fails: the reason is logged).
   [[nodiscard]] std::optional<dma::ContiguityReport> Contiguity(uint64_t engine_id);
-  /// Opens (or reuses) vfiod's fd for `bdf` and returns a dup for the client.
-  [[nodiscard]] Result<OpenedDevice> OpenDevice(const std::string& bdf);
-  /// Region and IRQ information of `bdf` (its group must be in this container).
+  /// Opens (or reuses) vfiod's fd for `bdf` and returns a dup for the client,
+  /// remembering that `uid` was handed a device fd of `group` (see handouts()).
+  [[nodiscard]] Result<OpenedDevice> OpenDevice(const std::string& bdf, int group, uid_t uid);
+  /// The groups a device fd was handed out of, with the users it went to.
+  /// Such a fd may outlive the container (the service re-checks). Needs mu().
+  [[nodiscard]] const std::map<int, std::set<uid_t>>& handouts() const { return handouts_; }
+  /// Whether vfiod has the device `bdf` open in this container. Needs mu().
+  [[nodiscard]] bool HasDeviceOpen(const std::string& bdf) const;
+  /// Region and IRQ information of `bdf` (its group must be in this container;
+  /// opens the device when vfiod has not yet).
   [[nodiscard]] Result<DeviceVfioView> ProbeDevice(const std::string& bdf);
   /// Releases everything in teardown order: mappings (UNMAP_ALL, or one by
   /// one), device fds, groups detached, the container fd. Reports what was
@@ -121,12 +129,13 @@ class ManagedContainer {
   const ContainerId id_;
   std::vector<int> group_numbers_;
   std::mutex mu_;
-  bool closed_ = false;           // guarded by mu_
-  std::unique_ptr<State> state_;  // VFIO and DMA objects; guarded by mu_
-  mutable std::mutex info_mu_;    // leaf lock
-  kernel::IommuInfo info_;        // at creation (DMA_AVAIL then: the limit); guarded by info_mu_
-  Totals totals_;                 // guarded by info_mu_
-  ExtensionsView extensions_;     // set at creation, then constant
+  bool closed_ = false;                      // guarded by mu_
+  std::unique_ptr<State> state_;             // VFIO and DMA objects; guarded by mu_
+  std::map<int, std::set<uid_t>> handouts_;  // group -> users given a device fd; mu_
+  mutable std::mutex info_mu_;               // leaf lock
+  kernel::IommuInfo info_;     // at creation (DMA_AVAIL then: the limit); guarded by info_mu_
+  Totals totals_;              // guarded by info_mu_
+  ExtensionsView extensions_;  // set at creation, then constant
 };
 
 }  // namespace vfiod::service

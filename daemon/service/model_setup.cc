@@ -2,7 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
+<<<<<<< HEAD
 #include <chrono>
+=======
+#include <cerrno>
+#include <cstdlib>
+>>>>>>> tenants2
 #include <fstream>
 #include <map>
 #include <string>
@@ -83,6 +88,11 @@ bool ModelAgrees(kernel::ModelKernel* model, const std::string& bdf, const std::
     return true;
   }
   auto set = model->SetDriver(bdf, driver);
+  if (!set && set.error().code == EWOULDBLOCK) {
+    // On Linux this write would hang the daemon for ever: fail as loudly.
+    spdlog::critical("model kernel: {} (vfiod must refuse before writing)", set.error().message());
+    std::abort();
+  }
   if (!set) {
     spdlog::warn("model kernel: {}", set.error().message());
   }

@@ -32,7 +32,9 @@ namespace vfiod::service {
 /// stores the value as the kernel shows it ("(null)" when cleared). With a
 /// `model` (which must outlive the hook), an unbind or probe the model refuses
 /// (ModelKernel::SetDriver: EBUSY) leaves the link as it was, as a failed
-/// probe or a blocked unbind would; the model is told of each change.
+/// probe would; the model is told of each change. An unbind Linux would block
+/// for ever (a device fd open: EWOULDBLOCK) aborts the daemon, so a test that
+/// gets vfiod there fails as loudly as a hung daemon would.
 [[nodiscard]] vfio::PciSysfs::WriteHook FakeSysfsKernelHook(std::filesystem::path root,
                                                             kernel::ModelKernel* model = nullptr);
 

@@ -53,6 +53,7 @@ void Service::CloseSession(SessionId session) {
     MappingId id;
     uint64_t engine_id;
     std::shared_ptr<ManagedContainer> managed;
+    uid_t uid;
   };
   std::vector<Loose> loose;
   // The session's regions leave the table under mu_ but are released after
@@ -72,7 +73,6 @@ void Service::CloseSession(SessionId session) {
       }
     }
     for (auto it = containers_.begin(); it != containers_.end();) {
-      it->second.attached.erase(session);
       if (it->second.owner == session && it->second.name.empty() && it->second.managed) {
         owned.push_back(std::move(it->second));
         it = containers_.erase(it);
@@ -89,7 +89,7 @@ void Service::CloseSession(SessionId session) {
       }
       auto c = containers_.find(slot.container);
       if (c != containers_.end() && c->second.managed) {
-        loose.push_back(Loose{id, slot.engine_id, c->second.managed});
+        loose.push_back(Loose{id, slot.engine_id, c->second.managed, slot.owner_uid});
       }
     });
   }
@@ -100,7 +100,7 @@ void Service::CloseSession(SessionId session) {
     std::lock_guard lock(mu_);
     if (FindMappingLocked(m.id) != nullptr) {
       if (unmapped) {
-        stats_.RecordUnmap(unmapped->bytes, unmapped->ioctls);
+        stats_.RecordUnmap(m.uid, unmapped->bytes, unmapped->ioctls);
       }
       RemoveMappingLocked(m.id);
     }
@@ -141,30 +141,50 @@ void Service::Shutdown() {
 
 uint64_t Service::Teardown(const ContainerSlot& slot) {
   dma::UnmapReport unmapped;
+  std::map<int, std::set<uid_t>> handed;
   {
     std::lock_guard clock(slot.managed->mu());  // waits for a map in progress
     unmapped = slot.managed->Close();
+    handed = slot.managed->handouts();
   }
-  std::lock_guard lock(mu_);
-  std::vector<MappingId> gone;
-  ForEachMappingLocked([&](MappingId id, const MappingSlot& m) {
-    if (m.container == slot.id) {
-      gone.push_back(id);
+  bool lingers = false;
+  {
+    std::lock_guard lock(mu_);
+    std::vector<MappingId> gone;
+    ForEachMappingLocked([&](MappingId id, const MappingSlot& m) {
+      if (m.container == slot.id) {
+        gone.push_back(id);
+      }
+    });
+    for (MappingId id : gone) {
+      RemoveMappingLocked(id);
     }
-  });
-  for (MappingId id : gone) {
-    RemoveMappingLocked(id);
+    LingeringSlot held{slot.owner_uid, {}, {}, std::chrono::steady_clock::now(), false};
+    for (int group : slot.managed->groups()) {
+      if (auto h = handed.find(group); h != handed.end()) {
+        held.groups.push_back(group);  // stays in groups_held_ until re-checked
+        held.holders.insert(h->second.begin(), h->second.end());
+      } else {
+        groups_held_.erase(group);
+      }
+    }
+    UnreserveLocked(slot.owner_uid, 0, 0, 1);
+    if (!held.groups.empty()) {
+      for (uid_t holder : held.holders) {
+        usage_[holder].containers += 1;  // charged while it may hold the group
+      }
+      lingering_[slot.id] = std::move(held);
+      lingers = true;
+    }
+    if (!gone.empty()) {
+      stats_.RecordUnmap(slot.owner_uid, unmapped.bytes, unmapped.ioctls);
+    }
+    spdlog::debug("container {} closed ({} mappings, {} bytes unmapped)", slot.id, gone.size(),
+                  unmapped.bytes);
   }
-  const uint64_t count = gone.size();
-  for (int group : slot.managed->groups()) {
-    groups_held_.erase(group);
+  if (lingers) {
+    RecheckLingering();  // most clients closed their device fds already
   }
-  UnreserveLocked(slot.owner_uid, 0, 0, 1);
-  if (count > 0) {
-    stats_.RecordUnmap(unmapped.bytes, unmapped.ioctls);
-  }
-  spdlog::debug("container {} closed ({} mappings, {} bytes unmapped)", slot.id, count,
-                unmapped.bytes);
   return unmapped.bytes;
 }
 
@@ -190,7 +210,45 @@ StatusView Service::Status() const {
       s.dma_entries += c.managed->totals().entries;  // a leaf lock
     }
   }
+  s.lingering = LingeringViewsLocked(std::nullopt);
   return s;
+}
+
+StatusView Service::StatusFor(const Caller& caller) {
+  RecheckLingering();
+  StatusView s = Status();
+  if (caller.is_root()) {
+    return s;
+  }
+  const uid_t uid = caller.identity.uid;
+  std::lock_guard lock(mu_);
+  s.clients =
+      static_cast<uint64_t>(std::count_if(sessions_.begin(), sessions_.end(), [&](const auto& e) {
+        return e.second.identity.uid == uid;
+      }));
+  s.containers = 0;
+  s.dma_entries = 0;
+  for (const auto& [id, c] : containers_) {
+    if (c.managed && c.owner_uid == uid) {
+      ++s.containers;
+      s.dma_entries += c.managed->totals().entries;
+    }
+  }
+  s.mappings = 0;
+  s.region_locked_bytes = held_->Of(uid);
+  s.locked_bytes = s.region_locked_bytes;
+  ForEachMappingLocked([&](MappingId, const MappingSlot& m) {
+    if (m.owner_uid == uid) {
+      ++s.mappings;
+      s.locked_bytes += ChargedBytes(m);
+    }
+  });
+  s.lingering = LingeringViewsLocked(uid);
+  return s;
+}
+
+StatsSnapshot Service::StatsFor(const Caller& caller) const {
+  return stats_.Snapshot(caller.is_root() ? std::nullopt : std::optional(caller.identity.uid));
 }
 
 SResult<void> Service::CheckMethodAllowed(const Caller& caller, const std::string& method) const {
@@ -202,26 +260,6 @@ SResult<void> Service::CheckMethodAllowed(const Caller& caller, const std::strin
 }
 
 // --- registry helpers (mu_ held) ------------------------------------------------
-
-bool Service::CanAccessLocked(const Caller& caller, const ContainerSlot& slot) const {
-  if (!slot.managed) {
-    return false;  // still being created
-  }
-  if (caller.is_root() || slot.owner == caller.session || slot.attached.contains(caller.session)) {
-    return true;
-  }
-  return !slot.name.empty() && slot.owner_uid == caller.identity.uid;
-}
-
-SResult<std::shared_ptr<ManagedContainer>> Service::FindContainerLocked(const Caller& caller,
-                                                                        ContainerId id) const {
-  auto it = containers_.find(id);
-  if (it == containers_.end() || !CanAccessLocked(caller, it->second)) {
-    return Refuse(ErrorKind::kNotFound, ENOENT, "container",
-                  "no container " + std::to_string(id) + " visible to this client");
-  }
-  return it->second.managed;
-}
 
 namespace {
 bool Over(uint64_t used, uint64_t more, uint64_t limit) {
@@ -285,182 +323,6 @@ void Service::UnreserveLocked(uid_t uid, uint64_t bytes, uint64_t mappings, uint
   use.locked_bytes -= std::min(use.locked_bytes, bytes);
   use.mappings -= std::min(use.mappings, mappings);
   use.containers -= std::min(use.containers, containers);
-}
-
-ContainerView Service::ViewLocked(const ContainerSlot& slot) const {
-  ContainerView v;
-  v.id = slot.id;
-  v.name = slot.name;
-  v.owner_uid = slot.owner_uid;
-  v.groups = slot.managed->groups();
-  v.iommu = slot.managed->iommu_info();
-  v.extensions = slot.managed->extensions();
-  const ManagedContainer::Totals totals = slot.managed->totals();
-  v.mappings = totals.mappings;
-  v.mapped_bytes = totals.bytes;
-  v.dma_entries_used = totals.entries;
-  return v;
-}
-
-// --- containers ------------------------------------------------------------------
-
-SResult<ContainerView> Service::CreateContainer(const Caller& caller,
-                                                const std::vector<std::string>& bdfs,
-                                                const std::string& name) {
-  if (bdfs.empty()) {
-    return Refuse(ErrorKind::kInvalidParams, EINVAL, "container.create",
-                  "devices: at least one device is needed");
-  }
-  std::vector<int> groups;
-  for (const auto& bdf : bdfs) {
-    vfio::PciDevice dev = VFIOD_TRY(FindDevice(caller, bdf));
-    if (!dev.iommu_group) {
-      return Refuse(ErrorKind::kInvalidParams, ENODEV, "container.create",
-                    dev.bdf + " has no IOMMU group (is the IOMMU enabled?)");
-    }
-    if (std::find(groups.begin(), groups.end(), *dev.iommu_group) == groups.end()) {
-      groups.push_back(*dev.iommu_group);
-    }
-  }
-  ContainerId id = 0;
-  {
-    std::lock_guard lock(mu_);
-    if (!name.empty()) {
-      for (const auto& [cid, slot] : containers_) {
-        if (slot.name == name) {
-          return Refuse(ErrorKind::kBusy, EEXIST, "container.create",
-                        "a container named '" + name + "' exists");
-        }
-      }
-    }
-    VFIOD_TRY(ReserveLocked(caller, 0, 0, 1));
-    for (int g : groups) {
-      if (auto it = groups_held_.find(g); it != groups_held_.end()) {
-        UnreserveLocked(caller.identity.uid, 0, 0, 1);
-        return Refuse(ErrorKind::kBusy, EBUSY, "container.create",
-                      "IOMMU group " + std::to_string(g) + " is in use by another container");
-      }
-    }
-    id = next_id_++;
-    for (int g : groups) {
-      groups_held_[g] = id;
-    }
-    // A placeholder keeps the name taken while the container is being built.
-    containers_[id] =
-        ContainerSlot{id, name, caller.session, caller.identity.uid, {}, nullptr, bdfs};
-  }
-  auto managed = ManagedContainer::Create(*kernel_, sysfs_, id, groups, config_.limits);
-  ContainerSlot orphan;
-  {
-    std::lock_guard lock(mu_);
-    if (!managed) {
-      for (int g : groups) {
-        groups_held_.erase(g);
-      }
-      containers_.erase(id);
-      UnreserveLocked(caller.identity.uid, 0, 0, 1);
-      return std::unexpected(ServiceError(managed.error()));
-    }
-    ContainerSlot& slot = containers_[id];
-    slot.managed = std::move(*managed);
-    if (sessions_.contains(caller.session) || !name.empty()) {
-      spdlog::info("container {} created by uid {} ({} groups){}", id, caller.identity.uid,
-                   groups.size(), name.empty() ? "" : ", named " + name);
-      return ViewLocked(slot);
-    }
-    // The client went away while the container was built: nobody can use it.
-    orphan = std::move(slot);
-    containers_.erase(id);
-  }
-  Teardown(orphan);
-  return Refuse(ErrorKind::kNotFound, ECONNRESET, "container.create", "the session closed");
-}
-
-SResult<ContainerView> Service::AttachContainer(const Caller& caller, const std::string& name) {
-  std::vector<std::string> devices;
-  {
-    std::lock_guard lock(mu_);
-    auto it = std::find_if(containers_.begin(), containers_.end(), [&](const auto& c) {
-      return c.second.managed && !c.second.name.empty() && c.second.name == name;
-    });
-    if (it == containers_.end()) {
-      return Refuse(ErrorKind::kNotFound, ENOENT, "container.attach",
-                    "no named container '" + name + "'");
-    }
-    devices = it->second.devices;
-  }
-  for (const auto& bdf : devices) {
-    VFIOD_TRY(FindDevice(caller, bdf));  // policy: every device of the container
-  }
-  std::lock_guard lock(mu_);
-  for (auto& [id, slot] : containers_) {
-    if (slot.managed && slot.name == name) {
-      slot.attached.insert(caller.session);
-      return ViewLocked(slot);
-    }
-  }
-  return Refuse(ErrorKind::kNotFound, ENOENT, "container.attach", "destroyed meanwhile");
-}
-
-std::vector<ContainerView> Service::ListContainers(const Caller& caller) const {
-  std::lock_guard lock(mu_);
-  std::vector<ContainerView> out;
-  for (const auto& [id, slot] : containers_) {
-    if (CanAccessLocked(caller, slot)) {
-      out.push_back(ViewLocked(slot));
-    }
-  }
-  return out;
-}
-
-SResult<std::pair<ContainerView, std::vector<MappingView>>> Service::ContainerInfo(
-    const Caller& caller, ContainerId container) {
-  std::shared_ptr<ManagedContainer> managed;
-  std::vector<std::pair<MappingView, uint64_t>> found;
-  {
-    std::lock_guard lock(mu_);
-    managed = VFIOD_TRY(FindContainerLocked(caller, container));
-    found = VisibleMappingsLocked(caller, container);
-  }
-  std::vector<MappingView> maps;
-  maps.reserve(found.size());
-  {
-    std::lock_guard clock(managed->mu());
-    for (auto& [view, engine_id] : found) {
-      auto record = managed->closed() ? Result<dma::MappingReport>(Fail(ENOENT, "", ""))
-                                      : managed->Describe(engine_id);
-      if (record) {  // else freed meanwhile
-        AddDetail(view, *record);
-        maps.push_back(std::move(view));
-      }
-    }
-  }
-  std::lock_guard lock(mu_);
-  auto it = containers_.find(container);
-  if (it == containers_.end() || !it->second.managed) {
-    return Refuse(ErrorKind::kNotFound, ENOENT, "container", "destroyed meanwhile");
-  }
-  return std::make_pair(ViewLocked(it->second), std::move(maps));
-}
-
-SResult<uint64_t> Service::DestroyContainer(const Caller& caller, ContainerId container) {
-  ContainerSlot slot;
-  {
-    std::lock_guard lock(mu_);
-    auto it = containers_.find(container);
-    if (it == containers_.end() || !CanAccessLocked(caller, it->second)) {
-      return Refuse(ErrorKind::kNotFound, ENOENT, "container.destroy",
-                    "no container " + std::to_string(container) + " visible to this client");
-    }
-    if (!caller.is_root() && it->second.owner_uid != caller.identity.uid) {
-      return Refuse(ErrorKind::kPermission, EPERM, "container.destroy",
-                    "only its owner (uid " + std::to_string(it->second.owner_uid) +
-                        ") or root may destroy it");
-    }
-    slot = std::move(it->second);
-    containers_.erase(it);
-  }
-  return Teardown(slot);
 }
 
 }  // namespace vfiod::service

@@ -2,14 +2,24 @@
 // independent of the transport: the RPC layer calls these with the caller's
 // identity and translates the results to JSON.
 //
-// Ownership. A container or mapping belongs to the session (connection) that
-// made it and is released when that session closes, unless it was given a
-// name: then it lives until destroyed, and other permitted callers may attach
-// a named container. A caller only ever sees and touches what it owns, what it
-// attached, or (root) everything.
+// Ownership. Every container, mapping and region has an owner uid. A
+// container or mapping belongs to the session (connection) that made it and
+// is released when that session closes, unless it was given a name: then it
+// belongs to its owner's uid and lives until destroyed. Names are per owner
+// (two users may both name a container "ring"; container.attach resolves a
+// name in one owner's names, the caller's unless told another). A container
+// is used only by its owner, by the users and groups its owner shared it with
+// (container.create share_with, container.share), who must also be permitted
+// every device of it by the policy, and by root.
+//
+// Authorization. Every method reaches containers, mappings and regions
+// through one decision, Authorize() (service_access.cc, where the rules are
+// written down); nothing else decides access. An object the caller may not
+// see is reported as not found (kNotFound: its existence is not leaked); one
+// it may see but not act on as kPermission.
 //
 // Registered regions (dma.register) belong to their session alone: no name,
-// never visible to another session, released when it closes. A mapping made
+// never usable by another session, released when it closes. A mapping made
 // from a region holds the region's memory (a shared Backing) until it is
 // freed, whether or not the region is still registered.
 //
@@ -29,11 +39,18 @@
 // mapping each, still). A memfd region (4 KiB shmem, swappable until mapped)
 // is not charged at dma.register; its mappings charge their size as any map.
 //
+// Device fds. A device fd vfiod hands out (device.open) may outlive its
+// container. When a container is destroyed while such an fd may still be
+// open (its group cannot be opened again: EBUSY), the group stays held and
+// charged to the users it was handed to ("lingering", shown by status) until
+// a re-check (status, container.create, device.unbind) finds it free.
+//
 // Concurrency. `mu_` guards the registries (sessions_, containers_, mapping slots,
-// regions_, groups_held_, the usage counters). Each container has its own mutex that
-// serializes all VFIO and DMA work on it (the DMA engine is single-threaded per
-// container). Lock order: a container's mutex may be held while taking `mu_`,
+// regions_, groups_held_, lingering_, the usage counters). Each container has its own
+// mutex that serializes all VFIO and DMA work on it (the DMA engine is single-threaded
+// per container). Lock order: a container's mutex may be held while taking `mu_`,
 // never the reverse, so long maps never block registry readers (ping, status).
+// No kernel call that may wait (group probes, sysfs writes) runs under `mu_`.
 #pragma once
 
 #include <chrono>
@@ -42,6 +59,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -67,6 +85,13 @@ struct Caller {
   [[nodiscard]] bool is_root() const { return identity.uid == 0; }
 };
 
+/// What a caller wants to do with an object (see Service::Authorize).
+enum class Access {
+  kSee,     ///< list it, read its info
+  kUse,     ///< map into a container, open its devices; map from a region
+  kManage,  ///< destroy, share, unshare a container; free a mapping
+};
+
 class Service {
  public:
   /// Builds the service over `kernel` (the daemon's kernel seam, owned here).
@@ -89,7 +114,15 @@ class Service {
   void Shutdown();
 
   // --- daemon ---------------------------------------------------------------
+  /// The daemon's totals (every container, mapping and lingering group).
   [[nodiscard]] StatusView Status() const;
+  /// Status as `caller` may see it: root the totals, anyone else the figures
+  /// of its own uid (its sessions, containers, mappings, locked bytes, the
+  /// lingering groups it holds or owned). Re-checks the lingering groups first.
+  [[nodiscard]] StatusView StatusFor(const Caller& caller);
+  /// The request and DMA counters `caller` may see (root: the totals; others:
+  /// those of its own uid).
+  [[nodiscard]] StatsSnapshot StatsFor(const Caller& caller) const;
   [[nodiscard]] Stats& stats() { return stats_; }
   [[nodiscard]] const Config& config() const { return config_; }
   /// kPermission when `method` is root-only and the caller is not root.
@@ -98,10 +131,17 @@ class Service {
 
   // --- devices --------------------------------------------------------------
   [[nodiscard]] SResult<std::vector<DeviceView>> ListDevices(const Caller& caller);
-  /// kNotFound: no such device (or the BDF is malformed: kInvalidParams).
+  /// The sysfs facts of a device and its config space (read from sysfs; no
+  /// VFIO open). The VFIO regions and IRQs only when a container the caller
+  /// may use holds the device's group. kNotFound: no such device (or the BDF
+  /// is malformed: kInvalidParams).
   [[nodiscard]] SResult<DeviceView> DeviceInfo(const Caller& caller, const std::string& bdf);
   /// kPermission unless root or may_bind; kBusy when the device's group is in use.
   [[nodiscard]] SResult<DeviceView> BindDevice(const Caller& caller, const std::string& bdf);
+  /// Unbinds the device (vfio-pci: back to its native driver). Refused at once,
+  /// never blocking in the kernel: kBusy when its group is in a container, or
+  /// held by a device fd vfiod handed out (the detail names the holder), or
+  /// cannot be opened (someone else holds a device fd). kPermission as BindDevice.
   [[nodiscard]] SResult<DeviceView> UnbindDevice(const Caller& caller, const std::string& bdf);
   /// The device's group must be in the container. kNotFound for an unknown
   /// container or device, kPermission when the policy does not allow it.
@@ -109,14 +149,26 @@ class Service {
                                                  const std::string& bdf);
 
   // --- containers -----------------------------------------------------------
-  /// Opens a type1v2 container with the groups of `bdfs` attached. kQuota,
-  /// kPermission, kNotFound, kBusy (group in use or name taken), kKernel.
+  /// Opens a type1v2 container with the groups of `bdfs` attached, owned by
+  /// the caller and shared with `share`. kQuota, kPermission, kNotFound,
+  /// kBusy (group in use or held by a lingering device fd; the caller's own
+  /// name taken), kKernel.
   [[nodiscard]] SResult<ContainerView> CreateContainer(const Caller& caller,
                                                        const std::vector<std::string>& bdfs,
-                                                       const std::string& name);
-  /// Grants the caller access to a named container (policy: every device).
+                                                       const std::string& name,
+                                                       const ShareList& share = {});
+  /// The container `owner` (default: the caller) named `name`, when the
+  /// caller may use it (Authorize kUse: owner, shared with and permitted
+  /// every device, or root). kNotFound: no such name of that owner visible
+  /// to the caller; kPermission: shared, but a device is not permitted.
   [[nodiscard]] SResult<ContainerView> AttachContainer(const Caller& caller,
-                                                       const std::string& name);
+                                                       const std::string& name,
+                                                       std::optional<uid_t> owner = std::nullopt);
+  /// Adds (`share` true) or removes the users and groups of `who` to the
+  /// container's share list. Owner or root only (kPermission for a user it is
+  /// shared with, kNotFound for others). Existing mappings stay.
+  [[nodiscard]] SResult<ContainerView> ShareContainer(const Caller& caller, ContainerId container,
+                                                      const ShareList& who, bool share);
   [[nodiscard]] std::vector<ContainerView> ListContainers(const Caller& caller) const;
   /// The container and its mappings.
   [[nodiscard]] SResult<std::pair<ContainerView, std::vector<MappingView>>> ContainerInfo(
@@ -164,17 +216,26 @@ class Service {
   /// A registered region: the adopted client file, owned by one session.
   struct RegionSlot {
     SessionId owner = 0;
+    uid_t owner_uid = 0;
     std::shared_ptr<const dma::Backing> backing;
   };
   /// Registry entry of a container; the VFIO state lives in `managed`.
   struct ContainerSlot {
     ContainerId id = 0;
-    std::string name;
+    std::string name;     ///< unique among its owner's names; empty: unnamed
     SessionId owner = 0;  ///< creating session; 0 once named and orphaned
     uid_t owner_uid = 0;
-    std::set<SessionId> attached;               ///< sessions that attached (named only)
+    ShareList shared;                           ///< who else may use it
     std::shared_ptr<ManagedContainer> managed;  ///< null while being created
-    std::vector<std::string> devices;           ///< as asked at creation (policy on attach)
+    std::vector<DeviceId> devices;              ///< policy for whoever else uses it
+  };
+  /// A destroyed container whose groups a handed-out device fd still holds.
+  struct LingeringSlot {
+    uid_t owner_uid = 0;
+    std::vector<int> groups;  ///< still in groups_held_
+    std::set<uid_t> holders;  ///< each charged one container until released
+    std::chrono::steady_clock::time_point since;
+    bool probing = false;  ///< a re-check is running (off mu_)
   };
   /// One live mapping, kept small (a container may hold 65535): the full
   /// MappingView is rebuilt on demand, the rest from the engine's record.
@@ -201,10 +262,35 @@ class Service {
     uint64_t containers = 0;
   };
 
+  // --- authorization (service_access.cc); all require mu_ held -------------
+  /// THE access decision: may `caller` do `access` to the container? Ok, or
+  /// kNotFound (may not see it; `op` names the request) or kPermission.
+  [[nodiscard]] SResult<void> Authorize(const Caller& caller, const ContainerSlot& slot,
+                                        Access access, const char* op) const;
+  /// The same decision for a mapping (its container's rules, and its owner).
+  [[nodiscard]] SResult<void> Authorize(const Caller& caller, const MappingSlot& slot,
+                                        Access access, const char* op) const;
+  /// The same decision for a region (its session's alone; root may see it).
+  [[nodiscard]] SResult<void> Authorize(const Caller& caller, const RegionSlot& slot, Access access,
+                                        const char* op) const;
+  /// The container `id` after Authorize (kNotFound when there is none).
+  [[nodiscard]] SResult<ContainerSlot*> ContainerForLocked(const Caller& caller, ContainerId id,
+                                                           Access access, const char* op);
+  /// The container's ManagedContainer after Authorize.
+  [[nodiscard]] SResult<std::shared_ptr<ManagedContainer>> FindContainerLocked(const Caller& caller,
+                                                                               ContainerId id,
+                                                                               Access access,
+                                                                               const char* op);
+  /// The live mapping `id` after Authorize (kNotFound when there is none).
+  [[nodiscard]] SResult<const MappingSlot*> MappingForLocked(const Caller& caller, MappingId id,
+                                                             Access access, const char* op) const;
+  /// Whether the caller is the container's owner (its session for an unnamed
+  /// one, its uid for a named one); used by Authorize only.
+  [[nodiscard]] static bool OwnsLocked(const Caller& caller, const ContainerSlot& slot);
+  /// Whether the container is shared with the caller's uid or one of its groups.
+  [[nodiscard]] static bool SharedWithLocked(const Caller& caller, const ContainerSlot& slot);
+
   // Registry helpers; all require mu_ held.
-  [[nodiscard]] bool CanAccessLocked(const Caller& caller, const ContainerSlot& slot) const;
-  [[nodiscard]] SResult<std::shared_ptr<ManagedContainer>> FindContainerLocked(
-      const Caller& caller, ContainerId id) const;
   [[nodiscard]] SResult<void> ReserveLocked(const Caller& caller, uint64_t bytes, uint64_t mappings,
                                             uint64_t containers);
   /// kQuota unless `bytes` more locked bytes fit the caller's quota and the
@@ -243,8 +329,6 @@ class Service {
   [[nodiscard]] MappingId IdOfSlot(size_t index) const {
     return (uint64_t{mapping_slots_[index].generation} << 32) | (index + 1);
   }
-  /// Whether `caller` sees the mapping in `slot` (list, info, container.info).
-  [[nodiscard]] bool SeesMappingLocked(const Caller& caller, const MappingSlot& slot) const;
   /// The caller's visible mappings (of `container` when set), with the
   /// engine ids, summary fields only.
   [[nodiscard]] std::vector<std::pair<MappingView, uint64_t>> VisibleMappingsLocked(
@@ -281,16 +365,31 @@ class Service {
                                         const ProgressFn& progress);
   /// Tears down a container already removed from containers_ (takes its
   /// mutex, so waits for work in progress); forgets its mappings and groups.
+  /// Groups a device fd was handed out of stay held as lingering until a
+  /// re-check (done here at once) finds them free.
   uint64_t Teardown(const ContainerSlot& slot);
+  /// Probes every lingering group (off mu_) and releases those that are free
+  /// again: their groups leave groups_held_, their holders are refunded.
+  void RecheckLingering();
+  /// Whether something still holds `group` open: opening it fails with
+  /// EBUSY (a device fd holds the group file). Never blocks; no lock held.
+  [[nodiscard]] bool GroupStillHeld(int group);
+  /// "uid 1000 (container 5, destroyed)": who holds `group`, when vfiod knows
+  /// it holds it; nullopt when it is free. Needs mu_.
+  [[nodiscard]] std::optional<std::string> GroupHolderLocked(int group) const;
+  /// The lingering containers, all (nullopt) or those `uid` holds or owned.
+  [[nodiscard]] std::vector<LingeringView> LingeringViewsLocked(std::optional<uid_t> uid) const;
   /// The device `bdf` names (kInvalidParams: malformed; kNotFound: absent).
   [[nodiscard]] SResult<vfio::PciDevice> LookupDevice(const std::string& bdf) const;
   /// LookupDevice, then the policy's MayUseDevice (kPermission).
   [[nodiscard]] SResult<vfio::PciDevice> FindDevice(const Caller& caller,
                                                     const std::string& bdf) const;
+  /// The sysfs unbind of `dev` (vfio-pci: back to its native driver); needs
+  /// no lock (takes bind_mu_) and the group reserved in groups_held_.
+  [[nodiscard]] SResult<void> SysfsUnbind(const vfio::PciDevice& dev);
   [[nodiscard]] DeviceView MakeDeviceView(const Caller& caller, vfio::PciDevice pci) const;
-  /// VFIO details of `pci` through the container holding its group (waiting
-  /// for it only if `caller` can use it; else nullopt while it is busy), or
-  /// through a short-lived container when none holds it.
+  /// The VFIO view of `pci` through the container holding its group, when
+  /// the caller may use that container; nullopt otherwise (nothing opened).
   [[nodiscard]] std::optional<DeviceVfioView> ProbeVfio(const Caller& caller,
                                                         const vfio::PciDevice& pci);
 
@@ -321,6 +420,7 @@ class Service {
   uint64_t pinned_bytes_ = 0;                        // of live mappings; guarded by mu_
   std::map<RegionId, RegionSlot> regions_;           // guarded by mu_
   std::map<int, ContainerId> groups_held_;           // group -> container; guarded by mu_
+  std::map<ContainerId, LingeringSlot> lingering_;   // destroyed, groups held; mu_
   std::map<uid_t, Usage> usage_;                     // guarded by mu_
 };
 

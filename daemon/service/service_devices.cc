@@ -10,7 +10,7 @@ namespace {
 
 DeviceId IdOf(const vfio::PciDevice& dev) { return DeviceId{dev.bdf, dev.vendor, dev.device}; }
 
-constexpr ContainerId kProbeHolder = ~ContainerId{0};  // a group held by a device.info probe
+constexpr ContainerId kUnbinding = ~ContainerId{0};  // a group whose device is being unbound
 
 }  // namespace
 
@@ -61,6 +61,7 @@ SResult<std::vector<DeviceView>> Service::ListDevices(const Caller& caller) {
 
 SResult<DeviceView> Service::DeviceInfo(const Caller& caller, const std::string& bdf) {
   DeviceView v = MakeDeviceView(caller, VFIOD_TRY(LookupDevice(bdf)));
+  v.config = ReadConfigSpace(sysfs_.root() / "bus/pci/devices" / v.pci.bdf / "config");
   if (v.permitted && v.viable && v.pci.driver == "vfio-pci") {
     v.vfio = ProbeVfio(caller, v.pci);
   }
@@ -71,50 +72,28 @@ std::optional<DeviceVfioView> Service::ProbeVfio(const Caller& caller, const vfi
   if (!pci.iommu_group) {  // not viable: the caller does not ask
     return std::nullopt;
   }
-  const int group = *pci.iommu_group;
   std::shared_ptr<ManagedContainer> holder;
-  bool holder_is_callers = false;
   {
     std::lock_guard lock(mu_);
-    auto held = groups_held_.find(group);
-    if (held != groups_held_.end()) {
-      auto c = containers_.find(held->second);
-      if (c == containers_.end() || !c->second.managed) {
-        return std::nullopt;  // being created or probed right now
-      }
-      holder = c->second.managed;
-      holder_is_callers = CanAccessLocked(caller, c->second);
-    } else {
-      groups_held_[group] = kProbeHolder;
+    auto held = groups_held_.find(*pci.iommu_group);
+    if (held == groups_held_.end()) {
+      return std::nullopt;  // in no container: nothing is opened to describe it
     }
+    auto c = containers_.find(held->second);
+    if (c == containers_.end() || !Authorize(caller, c->second, Access::kUse, "device.info")) {
+      return std::nullopt;  // lingering, being created, or someone else's
+    }
+    holder = c->second.managed;
   }
-  Result<DeviceVfioView> view = Fail(ENOENT, "probe");
-  if (holder) {
-    // The caller may wait for work on a container it can use, never for
-    // another user's (a long map there): then the details are left out.
-    std::unique_lock clock(holder->mu(), std::defer_lock);
-    if (holder_is_callers) {
-      clock.lock();
-    } else if (!clock.try_lock()) {
-      spdlog::debug("device.info {}: its container is busy; no VFIO details", pci.bdf);
-      return std::nullopt;
-    }
-    if (!holder->closed()) {
-      view = holder->ProbeDevice(pci.bdf);
-    }
-  } else {
-    // Nobody has the group: look through a short-lived container of our own.
-    auto temp = ManagedContainer::Create(*kernel_, sysfs_, 0, {group}, config_.limits);
-    if (temp) {
-      std::lock_guard clock((*temp)->mu());
-      view = (*temp)->ProbeDevice(pci.bdf);
-      (*temp)->Close();
-    } else {
-      view = std::unexpected(temp.error());
-    }
-    std::lock_guard lock(mu_);
-    groups_held_.erase(group);
+  if (!holder) {
+    return std::nullopt;  // being created right now
   }
+  // Only a user who may use the container waits for its work (a long map).
+  std::lock_guard clock(holder->mu());
+  if (holder->closed()) {
+    return std::nullopt;
+  }
+  Result<DeviceVfioView> view = holder->ProbeDevice(pci.bdf);
   if (!view) {
     spdlog::debug("device.info {}: no VFIO details: {}", pci.bdf, view.error().message());
     return std::nullopt;
@@ -146,13 +125,41 @@ SResult<DeviceView> Service::UnbindDevice(const Caller& caller, const std::strin
       return std::unexpected(ServiceError(ErrorKind::kPermission, ok.error()));
     }
   }
-  if (dev.iommu_group) {
+  // Refused here, never in the kernel: Linux blocks the unbind of a device
+  // whose fd is open until it closes, and would hold bind_mu_ meanwhile.
+  std::optional<int> group = dev.iommu_group;
+  if (group) {
+    RecheckLingering();
     std::lock_guard lock(mu_);
-    if (groups_held_.contains(*dev.iommu_group)) {
-      return Refuse(ErrorKind::kBusy, EBUSY, "device.unbind",
-                    "the device's IOMMU group is in a container; destroy it first");
+    if (auto holder = GroupHolderLocked(*group)) {
+      return Refuse(
+          ErrorKind::kBusy, EBUSY, "device.unbind",
+          dev.bdf + "'s IOMMU group " + std::to_string(*group) + " is held by " + *holder);
     }
+    groups_held_[*group] = kUnbinding;  // no container takes it meanwhile
   }
+  auto release = [&] {
+    if (group) {
+      std::lock_guard lock(mu_);
+      groups_held_.erase(*group);
+    }
+  };
+  if (group && dev.driver == "vfio-pci" && GroupStillHeld(*group)) {
+    release();
+    return Refuse(ErrorKind::kBusy, EBUSY, "device.unbind",
+                  dev.bdf + "'s IOMMU group " + std::to_string(*group) +
+                      " is open elsewhere (a device fd not from vfiod?)");
+  }
+  auto done = SysfsUnbind(dev);
+  release();
+  if (!done) {
+    return std::unexpected(std::move(done).error());
+  }
+  spdlog::info("{} unbound from '{}' by uid {}", dev.bdf, dev.driver, caller.identity.uid);
+  return MakeDeviceView(caller, VFIOD_TRY(LookupDevice(dev.bdf)));
+}
+
+SResult<void> Service::SysfsUnbind(const vfio::PciDevice& dev) {
   std::lock_guard bind(bind_mu_);
   if (dev.driver == "vfio-pci") {
     // Undo vfio-pci: clear the override, unbind, let the native driver probe.
@@ -162,8 +169,7 @@ SResult<DeviceView> Service::UnbindDevice(const Caller& caller, const std::strin
   } else if (!dev.driver.empty()) {
     VFIOD_TRY(sysfs_.Unbind(dev.bdf));
   }
-  spdlog::info("{} unbound from '{}' by uid {}", dev.bdf, dev.driver, caller.identity.uid);
-  return MakeDeviceView(caller, VFIOD_TRY(LookupDevice(dev.bdf)));
+  return {};
 }
 
 SResult<OpenedDevice> Service::OpenDevice(const Caller& caller, ContainerId container,
@@ -172,7 +178,7 @@ SResult<OpenedDevice> Service::OpenDevice(const Caller& caller, ContainerId cont
   std::shared_ptr<ManagedContainer> managed;
   {
     std::lock_guard lock(mu_);
-    managed = VFIOD_TRY(FindContainerLocked(caller, container));
+    managed = VFIOD_TRY(FindContainerLocked(caller, container, Access::kUse, "device.open"));
   }
   const auto& groups = managed->groups();
   if (!dev.iommu_group ||
@@ -184,7 +190,7 @@ SResult<OpenedDevice> Service::OpenDevice(const Caller& caller, ContainerId cont
   if (managed->closed()) {
     return Refuse(ErrorKind::kNotFound, ENOENT, "container", "destroyed meanwhile");
   }
-  return managed->OpenDevice(dev.bdf);
+  return managed->OpenDevice(dev.bdf, *dev.iommu_group, caller.identity.uid);
 }
 
 }  // namespace vfiod::service

@@ -42,7 +42,7 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
   std::shared_ptr<ManagedContainer> managed;
   {
     std::lock_guard lock(mu_);
-    managed = VFIOD_TRY(FindContainerLocked(caller, id));
+    managed = VFIOD_TRY(FindContainerLocked(caller, id, Access::kUse, "dma"));
     VFIOD_TRY(ReserveLocked(caller, pinned_bytes, 1, 0));
   }
   const uid_t uid = caller.identity.uid;
@@ -75,7 +75,7 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
   view.name = name;
   view.id = AddMappingLocked(view, outcome->engine_id, name.empty() ? caller.session : 0, uid, name,
                              covered);
-  stats_.RecordMap(view.size, view.ioctls);
+  stats_.RecordMap(uid, view.size, view.ioctls);
   spdlog::debug("mapping {}: container {} iova {:#x} size {:#x} {} ({} ioctls)", view.id, id,
                 view.iova, view.size, view.backing, view.ioctls);
   return outcome;
@@ -121,7 +121,8 @@ SResult<MapResult> Service::MapBar(const Caller& caller, const MapBarRequest& re
     // As for device.open: a device of another container (or of none) is the
     // caller's mistake, not something to try on the kernel.
     std::lock_guard lock(mu_);
-    auto managed = VFIOD_TRY(FindContainerLocked(caller, request.container));
+    auto managed =
+        VFIOD_TRY(FindContainerLocked(caller, request.container, Access::kUse, "dma.map_bar"));
     const auto& groups = managed->groups();
     if (!dev.iommu_group ||
         std::find(groups.begin(), groups.end(), *dev.iommu_group) == groups.end()) {
@@ -140,7 +141,12 @@ SResult<std::vector<MappingView>> Service::ListMappings(
     const Caller& caller, std::optional<ContainerId> container) const {
   std::lock_guard lock(mu_);
   if (container) {
-    VFIOD_TRY(FindContainerLocked(caller, *container));
+    auto it = containers_.find(*container);
+    if (it == containers_.end()) {
+      return Refuse(ErrorKind::kNotFound, ENOENT, "dma.list",
+                    "no container " + std::to_string(*container) + " visible to this client");
+    }
+    VFIOD_TRY(Authorize(caller, it->second, Access::kSee, "dma.list"));
   }
   std::vector<MappingView> out;
   for (auto& [view, engine_id] : VisibleMappingsLocked(caller, container)) {
@@ -153,23 +159,20 @@ SResult<MappingView> Service::MappingInfo(const Caller& caller, MappingId mappin
   std::shared_ptr<ManagedContainer> managed;
   MappingView view;
   uint64_t engine_id = 0;
-  auto missing = Refuse(ErrorKind::kNotFound, ENOENT, "dma.info",
-                        "no mapping " + std::to_string(mapping) + " visible to this client");
   {
     std::lock_guard lock(mu_);
-    const MappingSlot* slot = FindMappingLocked(mapping);
-    if (slot == nullptr) {
-      return missing;
-    }
+    const MappingSlot* slot =
+        VFIOD_TRY(MappingForLocked(caller, mapping, Access::kSee, "dma.info"));
     view = SummaryLocked(mapping, *slot);
     engine_id = slot->engine_id;
-    managed = VFIOD_TRY(FindContainerLocked(caller, view.container));
+    managed = containers_.at(slot->container).managed;
   }
   std::lock_guard clock(managed->mu());
   auto record = managed->closed() ? Result<dma::MappingReport>(Fail(ENOENT, "dma.info", ""))
                                   : managed->Describe(engine_id);
-  if (!record) {
-    return missing;  // freed or destroyed meanwhile
+  if (!record) {  // freed or destroyed meanwhile
+    return Refuse(ErrorKind::kNotFound, ENOENT, "dma.info",
+                  "no mapping " + std::to_string(mapping) + " visible to this client");
   }
   AddDetail(view, *record);
   view.contiguity = managed->Contiguity(engine_id);
@@ -181,19 +184,9 @@ SResult<uint64_t> Service::FreeMapping(const Caller& caller, MappingId mapping) 
   uint64_t engine_id = 0;
   {
     std::lock_guard lock(mu_);
-    const MappingSlot* slot = FindMappingLocked(mapping);
-    auto missing = Refuse(ErrorKind::kNotFound, ENOENT, "dma.free",
-                          "no mapping " + std::to_string(mapping) + " visible to this client");
-    if (slot == nullptr) {
-      return missing;
-    }
-    auto c = FindContainerLocked(caller, slot->container);
-    bool mine = slot->owner == caller.session || caller.is_root() ||
-                (slot->owner == 0 && slot->owner_uid == caller.identity.uid);
-    if (!c || !mine) {
-      return missing;
-    }
-    managed = *c;
+    const MappingSlot* slot =
+        VFIOD_TRY(MappingForLocked(caller, mapping, Access::kManage, "dma.free"));
+    managed = containers_.at(slot->container).managed;
     engine_id = slot->engine_id;
   }
   std::lock_guard clock(managed->mu());
@@ -206,7 +199,7 @@ SResult<uint64_t> Service::FreeMapping(const Caller& caller, MappingId mapping) 
     return std::unexpected(ServiceError(unmapped.error()));
   }
   RemoveMappingLocked(mapping);
-  stats_.RecordUnmap(unmapped->bytes, unmapped->ioctls);
+  stats_.RecordUnmap(caller.identity.uid, unmapped->bytes, unmapped->ioctls);
   return unmapped->bytes;
 }
 

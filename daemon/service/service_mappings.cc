@@ -110,6 +110,7 @@ MappingView Service::SummaryLocked(MappingId id, const MappingSlot& slot) const 
   MappingView v;
   v.id = id;
   v.container = slot.container;
+  v.owner_uid = slot.owner_uid;
   if (auto name = mapping_names_.find(id); name != mapping_names_.end()) {
     v.name = name->second;
   }
@@ -122,20 +123,12 @@ MappingView Service::SummaryLocked(MappingId id, const MappingSlot& slot) const 
   return v;
 }
 
-bool Service::SeesMappingLocked(const Caller& caller, const MappingSlot& slot) const {
-  if (slot.owner == caller.session || caller.is_root()) {
-    return true;
-  }
-  auto c = containers_.find(slot.container);
-  return c != containers_.end() && CanAccessLocked(caller, c->second) &&
-         (slot.owner == 0 || slot.owner_uid == caller.identity.uid);
-}
-
 std::vector<std::pair<MappingView, uint64_t>> Service::VisibleMappingsLocked(
     const Caller& caller, std::optional<ContainerId> container) const {
   std::vector<std::pair<MappingView, uint64_t>> out;
   ForEachMappingLocked([&](MappingId id, const MappingSlot& slot) {
-    if ((!container || slot.container == *container) && SeesMappingLocked(caller, slot)) {
+    if ((!container || slot.container == *container) &&
+        Authorize(caller, slot, Access::kSee, "dma.list")) {
       out.emplace_back(SummaryLocked(id, slot), slot.engine_id);
     }
   });

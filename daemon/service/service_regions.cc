@@ -88,7 +88,7 @@ SResult<RegionView> Service::RegisterRegion(const Caller& caller, RegisterReques
     return std::unexpected(std::move(backing).error());
   }
   const RegionId id = next_id_++;
-  regions_.emplace(id, RegionSlot{caller.session, *backing});
+  regions_.emplace(id, RegionSlot{caller.session, caller.identity.uid, *backing});
   spdlog::debug("region {}: session {} registered {:#x} bytes ({})", id, caller.session,
                 (*backing)->size(), RegionBackingName(**backing));
   return ViewOf(id, **backing);
@@ -129,7 +129,7 @@ std::vector<RegionView> Service::ListRegions(const Caller& caller) const {
   std::lock_guard lock(mu_);
   std::vector<RegionView> out;
   for (const auto& [id, slot] : regions_) {
-    if (slot.owner == caller.session) {
+    if (Authorize(caller, slot, Access::kUse, "dma.regions")) {
       out.push_back(ViewOf(id, *slot.backing));
     }
   }
@@ -140,10 +140,11 @@ SResult<std::shared_ptr<const dma::Backing>> Service::FindRegionLocked(const Cal
                                                                        RegionId id,
                                                                        const char* op) const {
   auto it = regions_.find(id);
-  if (it == regions_.end() || it->second.owner != caller.session) {
+  if (it == regions_.end()) {
     return Refuse(ErrorKind::kNotFound, ENOENT, op,
                   "no region " + std::to_string(id) + " registered by this client");
   }
+  VFIOD_TRY(Authorize(caller, it->second, Access::kUse, op));
   return it->second.backing;
 }
 

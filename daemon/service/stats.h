@@ -1,9 +1,14 @@
-// Request and DMA counters served by the `stats` method.
+// Request and DMA counters served by the `stats` method: the daemon's
+// totals (root's view) and the same counters per calling uid (what a
+// non-root caller sees: its own requests and its own maps and unmaps).
 #pragma once
+
+#include <sys/types.h>
 
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 
 namespace vfiod::service {
@@ -33,19 +38,21 @@ struct StatsSnapshot {
 };
 
 /// Thread-safe counters; every member is guarded by mu_. Recording is cheap
-/// (one lock, a map lookup) so it is done on whichever thread ran the request.
+/// (one lock, two map lookups) so it is done on whichever thread ran the request.
 class Stats {
  public:
-  /// Counts one request of `method` that took `micros` and failed when `failed`.
-  void RecordRequest(const std::string& method, uint64_t micros, bool failed);
-  /// Counts one map (or unmap) of `bytes` that took `ioctls` ioctls.
-  void RecordMap(uint64_t bytes, uint64_t ioctls);
-  void RecordUnmap(uint64_t bytes, uint64_t ioctls);
-  [[nodiscard]] StatsSnapshot Snapshot() const;
+  /// Counts one request of `method` by `uid` that took `micros` and failed when `failed`.
+  void RecordRequest(uid_t uid, const std::string& method, uint64_t micros, bool failed);
+  /// Counts one map (or unmap) of `bytes` that took `ioctls` ioctls, done for `uid`.
+  void RecordMap(uid_t uid, uint64_t bytes, uint64_t ioctls);
+  void RecordUnmap(uid_t uid, uint64_t bytes, uint64_t ioctls);
+  /// The daemon's totals (no uid), or the counters of `uid` alone.
+  [[nodiscard]] StatsSnapshot Snapshot(std::optional<uid_t> uid = std::nullopt) const;
 
  private:
   mutable std::mutex mu_;
-  StatsSnapshot data_;  // guarded by mu_
+  StatsSnapshot data_;                     // guarded by mu_
+  std::map<uid_t, StatsSnapshot> by_uid_;  // guarded by mu_
 };
 
 }  // namespace vfiod::service

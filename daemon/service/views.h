@@ -7,12 +7,14 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "dma/contiguity.h"
 #include "kernel/vfio_api.h"
 #include "proto/unique_fd.h"
+#include "service/config_space.h"
 #include "vfio/pci_sysfs.h"
 
 namespace vfiod::service {
@@ -31,6 +33,26 @@ struct ExtensionsView {
   bool mmio_no_pin = false;
 };
 
+/// Who besides its owner may use a container (container.create's share_with,
+/// container.share / container.unshare): users by uid, groups by gid (a
+/// caller is in a group when it is its primary or a supplementary group).
+struct ShareList {
+  std::set<uid_t> users;
+  std::set<gid_t> groups;
+  [[nodiscard]] bool empty() const { return users.empty() && groups.empty(); }
+};
+
+/// A destroyed container whose IOMMU groups are still held by a device fd
+/// vfiod handed out (re-opening the group fails with EBUSY). The groups stay
+/// charged (one container each holder) until the fds close.
+struct LingeringView {
+  ContainerId container = 0;
+  uid_t owner_uid = 0;
+  std::vector<int> groups;     ///< still held
+  std::vector<uid_t> holders;  ///< the users handed a device fd of these groups
+  uint64_t seconds = 0;        ///< since the container was destroyed
+};
+
 struct StatusView {
   std::string version;
   std::string kernel;  ///< "linux" or "model"
@@ -40,10 +62,11 @@ struct StatusView {
   uint64_t clients = 0;
   uint64_t containers = 0;
   uint64_t mappings = 0;
-  uint64_t locked_bytes = 0;         ///< charged locked bytes: mappings and hugetlb regions
-  uint64_t region_locked_bytes = 0;  ///< the part held by registered hugetlb regions
-  uint64_t max_locked_bytes = 0;     ///< limits.max_locked_bytes (kUnlimited: none)
-  uint64_t dma_entries = 0;          ///< VFIO mapping entries in use, all containers
+  uint64_t locked_bytes = 0;             ///< charged locked bytes: mappings and hugetlb regions
+  uint64_t region_locked_bytes = 0;      ///< the part held by registered hugetlb regions
+  uint64_t max_locked_bytes = 0;         ///< limits.max_locked_bytes (kUnlimited: none)
+  uint64_t dma_entries = 0;              ///< VFIO mapping entries in use, all containers
+  std::vector<LingeringView> lingering;  ///< root: all; others: where they hold or own
 };
 
 /// The VFIO view of a device (only when it is bound to vfio-pci, usable).
@@ -56,14 +79,16 @@ struct DeviceVfioView {
 struct DeviceView {
   vfio::PciDevice pci;
   bool viable = false;
-  bool permitted = false;  ///< the caller may use it under the policy
-  std::optional<DeviceVfioView> vfio;
+  bool permitted = false;                 ///< the caller may use it under the policy
+  std::optional<ConfigSpaceView> config;  ///< device.info: read from sysfs
+  std::optional<DeviceVfioView> vfio;     ///< device.info: through the caller's container
 };
 
 struct ContainerView {
   ContainerId id = 0;
   std::string name;  ///< empty when the container belongs to its session
   uid_t owner_uid = 0;
+  ShareList shared;  ///< who else may use it
   std::vector<int> groups;
   kernel::IommuInfo iommu;
   ExtensionsView extensions;
@@ -87,6 +112,7 @@ struct MappingView {
   MappingId id = 0;
   ContainerId container = 0;
   std::string name;
+  uid_t owner_uid = 0;
   uint64_t iova = 0;
   uint64_t size = 0;
   std::string backing;  ///< "4k", "thp", "hugetlb-2m", "hugetlb-1g", "memfd", "bar"

@@ -74,6 +74,13 @@ TEST_F(ApiTest, DeviceListAndInfo) {
   EXPECT_TRUE(by_bdf[kEdu]["permitted"].get<bool>());
   EXPECT_FALSE(by_bdf[kNonViable]["viable"].get<bool>());
 
+  // In no container: sysfs and config space only, no device is opened.
+  auto unheld = Call("device.info", {{"bdf", kEdu}});
+  ASSERT_CALL_OK(unheld);
+  EXPECT_FALSE(unheld->result.contains("regions")) << unheld->result.dump();
+  EXPECT_TRUE(unheld->result.contains("config")) << unheld->result.dump();
+  // In the caller's container: the VFIO view too.
+  ASSERT_CALL_OK(Call("container.create", {{"devices", {kEdu}}}));
   auto info = Call("device.info", {{"bdf", "00:03.0"}});
   ASSERT_CALL_OK(info);
   EXPECT_EQ(info->result["bdf"], kEdu);

@@ -98,6 +98,7 @@ class FakeSysfsTree {
     WriteFile(dir / "driver_override", "(null)\n");
     WriteFile(dir / "numa_node", "-1\n");
     WriteFile(dir / "resource", resource);
+    WriteFile(dir / "config", ConfigSpace(vendor, device, bdf == kEdu));
     fs::path gdir = root_ / "kernel/iommu_groups" / std::to_string(group);
     fs::create_directories(gdir / "devices");
     fs::create_directory_symlink(dir, gdir / "devices" / bdf);
@@ -107,6 +108,29 @@ class FakeSysfsTree {
     WriteFile(drv / "bind", "");
     WriteFile(drv / "unbind", "");
     fs::create_directory_symlink(drv, dir / "driver");
+  }
+
+  /// The first 256 bytes of config space. Edu's as QEMU builds it: INTA and
+  /// one MSI capability (64-bit, one vector) at 0x40; the others none.
+  static std::string ConfigSpace(const std::string& vendor, const std::string& device, bool edu) {
+    std::string c(256, '\0');
+    auto put16 = [&](size_t at, unsigned long v) {
+      c[at] = static_cast<char>(v & 0xff);
+      c[at + 1] = static_cast<char>((v >> 8) & 0xff);
+    };
+    put16(0x00, std::stoul(vendor, nullptr, 16));
+    put16(0x02, std::stoul(device, nullptr, 16));
+    c[0x0a] = static_cast<char>(0xff);  // class 0x00ff00
+    put16(0x2c, 0x1af4);
+    put16(0x2e, 0x1100);
+    if (edu) {
+      put16(0x06, 0x0010);  // status: capability list
+      c[0x34] = 0x40;
+      c[0x3d] = 1;          // INTA
+      c[0x40] = 0x05;       // MSI, last in the chain
+      put16(0x42, 0x0080);  // 64-bit address, one vector
+    }
+    return c;
   }
 
   static constexpr const char* kEmptyResource =

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,8 +28,9 @@ class ForkedClient {
   using Body = std::function<int(client::Client&, const Signal&)>;
 
   /// Forks a child that connects to `socket` (exit code 1 if it cannot) and
-  /// runs `body`. The parent continues at once.
-  ForkedClient(const std::string& socket, const Body& body) {
+  /// runs `body`, as `uid` (its own group too) when given. The parent
+  /// continues at once.
+  ForkedClient(const std::string& socket, const Body& body, int uid = -1) {
     int pipe_fds[2] = {-1, -1};
     if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
       return;
@@ -36,6 +38,10 @@ class ForkedClient {
     pid_ = ::fork();
     if (pid_ == 0) {
       ::close(pipe_fds[0]);
+      if (uid >= 0 && (::setgroups(0, nullptr) != 0 || ::setresgid(uid, uid, uid) != 0 ||
+                       ::setresuid(uid, uid, uid) != 0)) {
+        ::_exit(1);
+      }
       auto c = client::Client::Connect(socket);
       if (!c) {
         ::_exit(1);

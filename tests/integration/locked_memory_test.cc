@@ -168,7 +168,7 @@ TEST(LockedMemoryItest, CapHoldsEveryClientRootIncluded) {
         !ok) {
       f += "2M alloc: " + ok.error().Describe() + "; ";
     }
-    if (StatusOf(c)["locked_bytes"] != 6 << 20) {
+    if (StatusOf(c)["locked_bytes"] != k2M) {  // a user's status: its own figures
       f += "status: " + StatusOf(c).dump() + "; ";
     }
     return f;

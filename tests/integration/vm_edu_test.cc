@@ -18,39 +18,12 @@
 
 #include "as_user.h"
 #include "daemon_harness.h"
+#include "edu_bar.h"
 #include "kernel/kernel.h"
 #include "kernel/vfio_api.h"
 
 namespace vfiod::itest {
 namespace {
-
-constexpr uint32_t kEduIdent = 0x00, kEduSrc = 0x80, kEduDst = 0x88, kEduCount = 0x90,
-                   kEduCmd = 0x98;
-constexpr uint64_t kEduBuffer = 0x40000;
-
-struct Bar0 {
-  volatile uint8_t* base = nullptr;
-  uint32_t Read32(uint32_t reg) const { return *reinterpret_cast<volatile uint32_t*>(base + reg); }
-  void Write32(uint32_t reg, uint32_t v) const {
-    *reinterpret_cast<volatile uint32_t*>(base + reg) = v;
-  }
-  void Write64(uint32_t reg, uint64_t v) const {
-    *reinterpret_cast<volatile uint64_t*>(base + reg) = v;
-  }
-  std::string Dma(uint64_t src, uint64_t dst, uint32_t len, bool to_ram) const {
-    Write64(kEduSrc, src);
-    Write64(kEduDst, dst);
-    Write64(kEduCount, len);
-    Write32(kEduCmd, 1u | (to_ram ? 2u : 0u));
-    for (int i = 0; i < 100000; ++i) {
-      if ((Read32(kEduCmd) & 1u) == 0) {
-        return "";
-      }
-      std::this_thread::sleep_for(std::chrono::microseconds(100));
-    }
-    return "edu DMA did not complete; ";
-  }
-};
 
 /// Bytes [0, len) of a pattern that differs per `seed`.
 void Fill(uint8_t* p, uint32_t len, uint8_t seed) {

@@ -56,6 +56,9 @@ TEST_F(SessionServiceTest, ClosingASessionReleasesEverythingItOwns) {
   EXPECT_EQ(service_->Status().mappings, 2u);
   EXPECT_GT(model_.OpenFdCount(), baseline_fds_);
 
+  // The client closes the device fd it was handed (an open one would keep
+  // the group held: lingering) and its session ends.
+  { auto closed = std::move(*dev); }
   service_->CloseSession(a.session);
   StatusView s = service_->Status();
   EXPECT_EQ(s.clients, 0u);
@@ -133,11 +136,17 @@ TEST_F(SessionServiceTest, NamedContainerOutlivesItsSessionUntilShutdown) {
   EXPECT_EQ(s.containers, 1u);
   EXPECT_EQ(s.mappings, 1u);  // the unnamed one went with the session
   EXPECT_EQ(model_.LockedBytes(), 4096u);
-  // The same user comes back and finds it; another needs the policy to attach.
+  // The same user comes back and finds it; another user's "ring" is its own
+  // name, and kUser's ring stays invisible to it until shared.
   Caller again = Open(kUser);
   EXPECT_EQ(service_->ListContainers(again).size(), 1u);
+  EXPECT_TRUE(service_->AttachContainer(again, "ring").has_value());
   Caller other = Open(kUser + 1);
-  EXPECT_EQ(service_->AttachContainer(other, "ring").error().kind, ErrorKind::kPermission);
+  EXPECT_EQ(service_->AttachContainer(other, "ring").error().kind, ErrorKind::kNotFound);
+  EXPECT_EQ(service_->AttachContainer(other, "ring", kUser).error().kind, ErrorKind::kNotFound);
+  ASSERT_TRUE(service_->ShareContainer(again, c->id, ShareList{{kUser + 1}, {}}, true));
+  // Shared now, but the policy grants kUser + 1 no device of it.
+  EXPECT_EQ(service_->AttachContainer(other, "ring", kUser).error().kind, ErrorKind::kPermission);
   service_->Shutdown();
   EXPECT_EQ(model_.LockedBytes(), 0u);
   EXPECT_EQ(model_.OpenFdCount(), baseline_fds_);

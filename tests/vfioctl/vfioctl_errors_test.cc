@@ -106,16 +106,37 @@ TEST_F(VfioctlErrorsTest, PolicyRefusalsAre3) {
   EXPECT_EQ(AsNobody({"container", "destroy", "q"}).exit, 0);  // its owner may
 }
 
-TEST_F(VfioctlErrorsTest, ANamedContainerIsAttachedByAnotherPermittedUser) {
+TEST_F(VfioctlErrorsTest, AnotherUsersNamedContainerIsUsedOnlyWhenSharedAndAskedFor) {
   ASSERT_EQ(Ctl({"container", "create", kEdu, "--name", "shared"}).exit, 0);  // root's
-  // nobody does not own it: the name is resolved by container.attach (policy: edu only).
-  RunResult alloc = AsNobody({"--json", "dma", "alloc", "shared", "2M", "--name", "theirs"});
+  // A name is nobody's own: root's "shared" is neither found nor attached.
+  RunResult mine = AsNobody({"dma", "alloc", "shared", "2M"});
+  EXPECT_EXIT_CODE(mine, 4);
+  EXPECT_NE(mine.err.find("no container named 'shared'"), std::string::npos) << mine.err;
+  // Not shared: even with --owner it stays invisible.
+  EXPECT_EXIT_CODE(AsNobody({"--owner", "0", "dma", "alloc", "shared", "2M"}), 4);
+  ASSERT_EQ(Ctl({"container", "share", "shared", "--user", std::to_string(kNobody)}).exit, 0);
+  RunResult alloc =
+      AsNobody({"--owner", "root", "--json", "dma", "alloc", "shared", "2M", "--name", "theirs"});
   ASSERT_EQ(alloc.exit, 0) << alloc.Describe();
+  EXPECT_NE(alloc.err.find("of uid 0"), std::string::npos) << alloc.err;  // says whose
   RunResult list = Ctl({"--json", "dma", "list"});
   ASSERT_EQ(list.Json().size(), 1u) << list.Describe();
   EXPECT_EQ(list.Json()[0]["name"], "theirs");
-  EXPECT_EXIT_CODE(AsNobody({"container", "destroy", "shared"}), 3);  // only its owner
+  EXPECT_EQ(list.Json()[0]["owner_uid"], kNobody);
+  // Names of mappings are per owner too: root has no mapping "theirs".
+  EXPECT_EXIT_CODE(Ctl({"dma", "info", "theirs"}), 4);
+  EXPECT_EQ(AsNobody({"dma", "info", "theirs"}).exit, 0);
+  // Owner only: the refusal follows the line saying whose container it is.
+  RunResult destroy = AsNobody({"--owner", "0", "container", "destroy", "shared"});
+  EXPECT_EQ(destroy.exit, 3) << destroy.Describe();
+  EXPECT_NE(destroy.err.find("of uid 0\n"), std::string::npos) << destroy.err;
+  EXPECT_NE(destroy.err.find("only its owner"), std::string::npos) << destroy.err;
+  // nobody may have its own "shared" (on ivshmem it is not permitted, so edu is needed: busy).
+  EXPECT_EXIT_CODE(AsNobody({"container", "create", kEdu, "--name", "shared"}), 4);
   EXPECT_EQ(Ctl({"container", "destroy", "shared"}).exit, 0);
+  RunResult own = AsNobody({"container", "create", kEdu, "--name", "shared"});
+  EXPECT_EQ(own.exit, 0) << own.Describe();
+  EXPECT_EQ(AsNobody({"container", "destroy", "shared"}).exit, 0);
 }
 
 TEST_F(VfioctlErrorsTest, OtherDaemonErrorsAre4) {

@@ -1,0 +1,193 @@
+// Container operations of the service: create, attach (by owner and name),
+// share, list, info, destroy. Access goes through Authorize (service_access.cc).
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "service/managed_container.h"
+#include "service/service.h"
+
+namespace vfiod::service {
+
+ContainerView Service::ViewLocked(const ContainerSlot& slot) const {
+  ContainerView v;
+  v.id = slot.id;
+  v.name = slot.name;
+  v.owner_uid = slot.owner_uid;
+  v.shared = slot.shared;
+  v.groups = slot.managed->groups();
+  v.iommu = slot.managed->iommu_info();
+  v.extensions = slot.managed->extensions();
+  const ManagedContainer::Totals totals = slot.managed->totals();
+  v.mappings = totals.mappings;
+  v.mapped_bytes = totals.bytes;
+  v.dma_entries_used = totals.entries;
+  return v;
+}
+
+SResult<ContainerView> Service::CreateContainer(const Caller& caller,
+                                                const std::vector<std::string>& bdfs,
+                                                const std::string& name, const ShareList& share) {
+  if (bdfs.empty()) {
+    return Refuse(ErrorKind::kInvalidParams, EINVAL, "container.create",
+                  "devices: at least one device is needed");
+  }
+  std::vector<int> groups;
+  std::vector<DeviceId> devices;
+  for (const auto& bdf : bdfs) {
+    vfio::PciDevice dev = VFIOD_TRY(FindDevice(caller, bdf));
+    if (!dev.iommu_group) {
+      return Refuse(ErrorKind::kInvalidParams, ENODEV, "container.create",
+                    dev.bdf + " has no IOMMU group (is the IOMMU enabled?)");
+    }
+    if (std::find(groups.begin(), groups.end(), *dev.iommu_group) == groups.end()) {
+      groups.push_back(*dev.iommu_group);
+    }
+    devices.push_back(DeviceId{dev.bdf, dev.vendor, dev.device});
+  }
+  RecheckLingering();  // a group a closed device fd held is free again
+  ContainerId id = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (!name.empty()) {
+      for (const auto& [cid, slot] : containers_) {
+        if (slot.name == name && slot.owner_uid == caller.identity.uid) {
+          return Refuse(ErrorKind::kBusy, EEXIST, "container.create",
+                        "you have a container named '" + name + "' already");
+        }
+      }
+    }
+    VFIOD_TRY(ReserveLocked(caller, 0, 0, 1));  // quota first, as before the groups
+    for (int g : groups) {
+      if (auto holder = GroupHolderLocked(g)) {
+        UnreserveLocked(caller.identity.uid, 0, 0, 1);
+        return Refuse(ErrorKind::kBusy, EBUSY, "container.create",
+                      "IOMMU group " + std::to_string(g) + " is held by " + *holder);
+      }
+    }
+    id = next_id_++;
+    for (int g : groups) {
+      groups_held_[g] = id;
+    }
+    // A placeholder keeps the name and groups taken while the container is built.
+    containers_[id] = ContainerSlot{id,    name,    caller.session,    caller.identity.uid,
+                                    share, nullptr, std::move(devices)};
+  }
+  auto managed = ManagedContainer::Create(*kernel_, sysfs_, id, groups, config_.limits);
+  ContainerSlot orphan;
+  {
+    std::lock_guard lock(mu_);
+    if (!managed) {
+      for (int g : groups) {
+        groups_held_.erase(g);
+      }
+      containers_.erase(id);
+      UnreserveLocked(caller.identity.uid, 0, 0, 1);
+      return std::unexpected(ServiceError(managed.error()));
+    }
+    ContainerSlot& slot = containers_[id];
+    slot.managed = std::move(*managed);
+    if (sessions_.contains(caller.session) || !name.empty()) {
+      spdlog::info("container {} created by uid {} ({} groups){}{}", id, caller.identity.uid,
+                   groups.size(), name.empty() ? "" : ", named " + name,
+                   share.empty() ? "" : ", shared");
+      return ViewLocked(slot);
+    }
+    // The client went away while the container was built: nobody can use it.
+    orphan = std::move(slot);
+    containers_.erase(id);
+  }
+  Teardown(orphan);
+  return Refuse(ErrorKind::kNotFound, ECONNRESET, "container.create", "the session closed");
+}
+
+SResult<ContainerView> Service::AttachContainer(const Caller& caller, const std::string& name,
+                                                std::optional<uid_t> owner) {
+  const uid_t of = owner.value_or(caller.identity.uid);
+  std::lock_guard lock(mu_);
+  auto it = std::find_if(containers_.begin(), containers_.end(), [&](const auto& c) {
+    return !c.second.name.empty() && c.second.name == name && c.second.owner_uid == of;
+  });
+  auto missing = Refuse(ErrorKind::kNotFound, ENOENT, "container.attach",
+                        "uid " + std::to_string(of) + " has no container named '" + name +
+                            "' visible to this client");
+  if (it == containers_.end()) {
+    return missing;
+  }
+  if (auto ok = Authorize(caller, it->second, Access::kUse, "container.attach"); !ok) {
+    return ok.error().kind == ErrorKind::kNotFound ? missing : std::unexpected(ok.error());
+  }
+  return ViewLocked(it->second);
+}
+
+SResult<ContainerView> Service::ShareContainer(const Caller& caller, ContainerId container,
+                                               const ShareList& who, bool share) {
+  const char* op = share ? "container.share" : "container.unshare";
+  std::lock_guard lock(mu_);
+  ContainerSlot* slot = VFIOD_TRY(ContainerForLocked(caller, container, Access::kManage, op));
+  for (uid_t u : who.users) {
+    share ? (void)slot->shared.users.insert(u) : (void)slot->shared.users.erase(u);
+  }
+  for (gid_t g : who.groups) {
+    share ? (void)slot->shared.groups.insert(g) : (void)slot->shared.groups.erase(g);
+  }
+  spdlog::info("container {}: {} {} users, {} groups (by uid {})", container,
+               share ? "shared with" : "unshared from", who.users.size(), who.groups.size(),
+               caller.identity.uid);
+  return ViewLocked(*slot);
+}
+
+std::vector<ContainerView> Service::ListContainers(const Caller& caller) const {
+  std::lock_guard lock(mu_);
+  std::vector<ContainerView> out;
+  for (const auto& [id, slot] : containers_) {
+    if (Authorize(caller, slot, Access::kSee, "container.list")) {
+      out.push_back(ViewLocked(slot));
+    }
+  }
+  return out;
+}
+
+SResult<std::pair<ContainerView, std::vector<MappingView>>> Service::ContainerInfo(
+    const Caller& caller, ContainerId container) {
+  std::shared_ptr<ManagedContainer> managed;
+  std::vector<std::pair<MappingView, uint64_t>> found;
+  {
+    std::lock_guard lock(mu_);
+    managed = VFIOD_TRY(FindContainerLocked(caller, container, Access::kSee, "container.info"));
+    found = VisibleMappingsLocked(caller, container);
+  }
+  std::vector<MappingView> maps;
+  maps.reserve(found.size());
+  {
+    std::lock_guard clock(managed->mu());
+    for (auto& [view, engine_id] : found) {
+      auto record = managed->closed() ? Result<dma::MappingReport>(Fail(ENOENT, "", ""))
+                                      : managed->Describe(engine_id);
+      if (record) {  // else freed meanwhile
+        AddDetail(view, *record);
+        maps.push_back(std::move(view));
+      }
+    }
+  }
+  std::lock_guard lock(mu_);
+  auto it = containers_.find(container);
+  if (it == containers_.end() || !it->second.managed) {
+    return Refuse(ErrorKind::kNotFound, ENOENT, "container.info", "destroyed meanwhile");
+  }
+  return std::make_pair(ViewLocked(it->second), std::move(maps));
+}
+
+SResult<uint64_t> Service::DestroyContainer(const Caller& caller, ContainerId container) {
+  ContainerSlot slot;
+  {
+    std::lock_guard lock(mu_);
+    ContainerSlot* found =
+        VFIOD_TRY(ContainerForLocked(caller, container, Access::kManage, "container.destroy"));
+    slot = std::move(*found);
+    containers_.erase(container);
+  }
+  return Teardown(slot);
+}
+
+}  // namespace vfiod::service
