@@ -2,12 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
-<<<<<<< HEAD
-#include <chrono>
-=======
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
->>>>>>> tenants2
 #include <fstream>
 #include <map>
 #include <string>
