@@ -1,6 +1,7 @@
 // FairExecutor on real threads: one user's blocked work leaves a thread for
 // the others, tasks posted by tasks run before Join returns, and nothing runs
 // after it. No timing: gates and futures only (the waits are hang guards).
+#include "gate.h"
 #include "rpc/fair_executor.h"
 
 #include <gtest/gtest.h>
@@ -21,37 +22,7 @@ constexpr Tenant kA = 1000;
 constexpr Tenant kB = 1001;
 constexpr auto kHangGuard = std::chrono::seconds(60);
 
-/// Holds tasks until opened; counts the ones waiting.
-class Gate {
- public:
-  void Wait() {
-    std::unique_lock lock(mu_);
-    ++waiting_;
-    changed_.notify_all();
-    changed_.wait(lock, [this] { return open_; });
-    --waiting_;
-  }
-  void Open() {
-    std::lock_guard lock(mu_);
-    open_ = true;
-    changed_.notify_all();
-  }
-  /// Waits until exactly `n` tasks wait here (false after the guard).
-  bool AwaitWaiting(int n) {
-    std::unique_lock lock(mu_);
-    return changed_.wait_for(lock, kHangGuard, [&] { return waiting_ == n; });
-  }
-  int waiting() {
-    std::lock_guard lock(mu_);
-    return waiting_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable changed_;
-  bool open_ = false;
-  int waiting_ = 0;
-};
+using testing::Gate;
 
 TEST(FairExecutor, DefaultCapKeepsOneThreadOutOfAnyOneUsersReach) {
   EXPECT_EQ(FairExecutor::DefaultCap(4), 3u);

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <mutex>
 
+#include "gate.h"
 #include "proto/errors.h"
 #include "test_harness.h"
 
@@ -19,32 +20,7 @@ using testing::Eventually;
 using testing::RawPeer;
 using testing::RunningServer;
 
-/// A gate blocking handlers until the test opens it.
-class Gate {
- public:
-  void Wait() {
-    std::unique_lock lock(mu_);
-    ++waiting_;
-    cv_.notify_all();
-    cv_.wait(lock, [this] { return open_; });
-    --waiting_;
-  }
-  void Open() {
-    std::lock_guard lock(mu_);
-    open_ = true;
-    cv_.notify_all();
-  }
-  int waiting() {
-    std::lock_guard lock(mu_);
-    return waiting_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool open_ = false;
-  int waiting_ = 0;
-};
+using testing::Gate;
 
 struct Observed {
   std::mutex mu;

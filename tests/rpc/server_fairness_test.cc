@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include "gate.h"
 #include "test_harness.h"
 
 namespace vfiod::rpc {
@@ -20,31 +21,7 @@ using testing::Eventually;
 using testing::RawPeer;
 using testing::RunningServer;
 
-/// Holds handlers until opened; counts the ones waiting.
-class Gate {
- public:
-  void Wait() {
-    std::unique_lock lock(mu_);
-    ++waiting_;
-    cv_.wait(lock, [this] { return open_; });
-    --waiting_;
-  }
-  void Open() {
-    std::lock_guard lock(mu_);
-    open_ = true;
-    cv_.notify_all();
-  }
-  int waiting() {
-    std::lock_guard lock(mu_);
-    return waiting_;
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool open_ = false;
-  int waiting_ = 0;
-};
+using testing::Gate;
 
 class ServerFairness : public ::testing::Test {
  protected:
