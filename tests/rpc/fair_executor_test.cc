@@ -1,7 +1,6 @@
 // FairExecutor on real threads: one user's blocked work leaves a thread for
 // the others, tasks posted by tasks run before Join returns, and nothing runs
 // after it. No timing: gates and futures only (the waits are hang guards).
-#include "gate.h"
 #include "rpc/fair_executor.h"
 
 #include <gtest/gtest.h>
@@ -14,6 +13,8 @@
 #include <mutex>
 #include <string>
 #include <vector>
+
+#include "gate.h"
 
 namespace vfiod::rpc {
 namespace {
