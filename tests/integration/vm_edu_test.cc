@@ -122,49 +122,18 @@ std::string DriveEduAsClient(const std::string& socket, const std::string& bdf) 
     return "dma.alloc: " + (buf ? std::string("no fd") : buf.error().Describe());
   }
   const uint64_t iova = buf->result["iova"];
-  const int device_fd = dev->fds[0].get();
-
-  auto kernel = kernel::MakeLinuxKernel();
-  auto bar0_info = kernel::GetRegionInfo(*kernel, device_fd, kernel::kPciBar0RegionIndex);
-  auto cfg_info = kernel::GetRegionInfo(*kernel, device_fd, kernel::kPciConfigRegionIndex);
-  if (!bar0_info || !cfg_info) {
-    return "region info failed";
-  }
-  uint16_t command = 0;
-  auto read = kernel->pread(device_fd, &command, 2, static_cast<off_t>(cfg_info->offset + 4));
-  command |= 0x6;  // memory space + bus master
-  auto wrote = kernel->pwrite(device_fd, &command, 2, static_cast<off_t>(cfg_info->offset + 4));
-  if (!read || !wrote) {
-    return "config space access failed";
-  }
-  void* bar = ::mmap(nullptr, bar0_info->size, PROT_READ | PROT_WRITE, MAP_SHARED, device_fd,
-                     static_cast<off_t>(bar0_info->offset));
-  if (bar == MAP_FAILED) {
-    return "mmap BAR0 failed";
-  }
-  Bar0 edu{static_cast<volatile uint8_t*>(bar)};
-  std::string f;
-  if ((edu.Read32(kEduIdent) & 0xff) != 0xed) {
-    f += "BAR0 ident is not edu's; ";
+  EduDevice edu;
+  std::string f = edu.Open(dev->fds[0].get());
+  if (!f.empty()) {
+    return f;
   }
   void* mem = ::mmap(nullptr, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, buf->fds[0].get(), 0);
   if (mem == MAP_FAILED) {
     return f + "mmap of the DMA buffer failed";
   }
-  auto* bytes = static_cast<uint8_t*>(mem);
-  const uint32_t len = 2048;
-  for (uint32_t i = 0; i < len; ++i) {
-    bytes[i] = static_cast<uint8_t>(i * 7 + 3);
-  }
-  std::memset(bytes + 8192, 0, len);
-  f += edu.Dma(iova, kEduBuffer, len, false);        // RAM -> device
-  f += edu.Dma(kEduBuffer, iova + 8192, len, true);  // device -> RAM
-  if (std::memcmp(bytes, bytes + 8192, len) != 0) {
-    f += "the bytes did not come back through the device; ";
-  }
+  f += edu.RoundTrip(static_cast<uint8_t*>(mem), iova, 2048, 3);
   ::munmap(mem, 1 << 20);
-  f += DriveEduThroughRegion(*c, container, edu);
-  ::munmap(bar, bar0_info->size);
+  f += DriveEduThroughRegion(*c, container, edu.bar());
   auto freed = c->Call("container.destroy", {{"container", container}});
   if (!freed) {
     f += "container.destroy: " + freed.error().Describe();
