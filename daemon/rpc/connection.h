@@ -60,6 +60,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   /// Closes the connection from any thread (server shutdown).
   void Close();
   [[nodiscard]] ConnectionId id() const { return info_->id; }
+  /// From any thread: calls `done` on the strand with one line naming the
+  /// connection's state (calls in flight, output queued or owed, whether it
+  /// reads, lines held): for a report on a client that waits for an answer.
+  void Describe(std::function<void(std::string)> done);
 
  private:
   /// A reply ready to be written: the message and the fds it refers to.

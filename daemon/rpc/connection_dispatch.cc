@@ -85,6 +85,9 @@ HandlerResult InvokeOnWorker(const MethodRegistry::Method& method, CallContext&&
   return Invoke(method, call, owned);
 }
 
+// Closes a result's fds now, not when the caller's frame ends.
+void DropResult(HandlerResult&& result) { [[maybe_unused]] HandlerResult gone = std::move(result); }
+
 }  // namespace
 
 void Connection::OnFrame(wire::Frame frame) {
@@ -334,7 +337,12 @@ void Connection::Finish(const MethodRegistry::Method& method, std::optional<json
     --inflight_;
   }
   if (closed_) {
-    MaybeReportClosed();  // the result and its fds are dropped here
+    // Everything the call leaves is dropped before the close can be reported
+    // (before the close hooks run): the result's fds, and through `done` a
+    // batch's gathered replies and their fds once its last element ends.
+    DropResult(std::move(result));
+    Deliver(done, std::nullopt);
+    MaybeReportClosed();
     return;
   }
   if (!id) {
@@ -355,6 +363,7 @@ void Connection::FinishOnWorker(const MethodRegistry::Method& method, std::optio
     Outgoing out = MakeReply(method, *id, std::move(result));
     frame = OutFrame{out.Line(), std::move(out.fds), 0};
   }
+  DropResult(std::move(result));  // closed: its fds close before the close is reported
   SendFromAnyThread(std::move(frame), /*call_finished=*/true);
 }
 

@@ -7,6 +7,7 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/post.hpp>
 #include <chrono>
+#include <future>
 
 #include "proto/jsonrpc.h"
 #include "rpc/listen_socket.h"
@@ -183,6 +184,33 @@ void Server::OnClosed(const std::shared_ptr<ConnectionInfo>& info) {
       --connection_count_;
     });
   });
+}
+
+std::vector<std::string> Server::DescribeConnections(std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  auto table = std::make_shared<std::promise<std::vector<std::shared_ptr<Connection>>>>();
+  auto listed = table->get_future();
+  asio::post(server_strand_, [this, table] {
+    std::vector<std::shared_ptr<Connection>> open;
+    for (const auto& [id, conn] : connections_) {
+      open.push_back(conn);
+    }
+    table->set_value(std::move(open));
+  });
+  if (listed.wait_until(until) != std::future_status::ready) {
+    return {"the server's strand did not answer"};
+  }
+  std::vector<std::string> lines;
+  for (const std::shared_ptr<Connection>& conn : listed.get()) {
+    auto line = std::make_shared<std::promise<std::string>>();
+    auto described = line->get_future();
+    conn->Describe([line](std::string text) { line->set_value(std::move(text)); });
+    lines.push_back(described.wait_until(until) == std::future_status::ready
+                        ? described.get()
+                        : "connection " + std::to_string(conn->id()) +
+                              ": its strand did not answer");
+  }
+  return lines;
 }
 
 }  // namespace vfiod::rpc

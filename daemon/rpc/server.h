@@ -20,6 +20,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -68,6 +69,10 @@ class Server {
   void Start();
   /// Stops accepting and closes every connection; thread-safe, idempotent.
   void Stop();
+
+  /// One line per open connection (Connection::Describe), read on their
+  /// strands; waits at most `timeout` for the io thread. For reports of a hang.
+  [[nodiscard]] std::vector<std::string> DescribeConnections(std::chrono::milliseconds timeout);
 
   /// Open connections (for tests and status).
   [[nodiscard]] std::size_t connection_count() const { return connection_count_.load(); }

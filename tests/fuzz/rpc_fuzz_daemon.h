@@ -6,12 +6,14 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <condition_variable>
 #include <filesystem>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "proto/unique_fd.h"
 #include "rpc/method_registry.h"
@@ -44,6 +46,9 @@ class FuzzDaemon {
   [[nodiscard]] bool Restore();
   [[nodiscard]] service::Service& service() { return *service_; }
   [[nodiscard]] std::size_t connection_count() const { return server_->connection_count(); }
+  [[nodiscard]] std::vector<std::string> DescribeConnections() {
+    return server_->DescribeConnections(std::chrono::seconds(5));
+  }
 
  private:
   /// Connections made, and close hooks run (the last thing a close does).
