@@ -109,12 +109,14 @@ class Backing {
                                                  const NumaPolicy& numa = {});
 
 /// Takes a client's fd and maps [offset, offset + length) of it. Accepted: a
-/// regular file on tmpfs/shmem (a memfd) or on hugetlbfs, opened read-write,
-/// that can be (or already is) sealed F_SEAL_SHRINK, at least offset + length
-/// long; offset and length multiples of the file's page size.
-/// Errors: EBADF not an open fd; EINVAL wrong file type or file system, not a
-/// memfd, not read-write, misaligned offset/length, or too short (detail says
-/// which); EPERM sealing is locked (F_SEAL_SEAL) without F_SEAL_SHRINK.
+/// regular file on tmpfs/shmem (a memfd, or a file opened by path) or on
+/// hugetlbfs, opened read-write, at least offset + length long; offset and
+/// length multiples of the file's page size. The file is sealed F_SEAL_SHRINK
+/// when its sealing is open; a file whose sealing is locked (F_SEAL_SEAL) is
+/// taken unsealed: vfiod never touches the view, so the client shrinking or
+/// punching the file cannot fault vfiod (see backing_client.cc).
+/// Errors: EBADF not an open fd; EINVAL wrong file type or file system, not
+/// read-write, misaligned offset/length, or too short (detail says which).
 [[nodiscard]] Result<Backing> AdoptClientFd(UniqueFd fd, uint64_t offset, uint64_t length);
 
 /// ENOMEM with an actionable detail when pinning `bytes` more would exceed

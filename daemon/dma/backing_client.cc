@@ -49,20 +49,25 @@ Result<uint64_t> CheckFile(int fd) {
   return static_cast<uint64_t>(st.st_size);
 }
 
-// Seals the file against shrinking, so the pages vfiod pins stay in the file.
-Result<void> SealShrink(int fd) {
+// Seals the file against shrinking where its sealing is open (a memfd made
+// with MFD_ALLOW_SEALING): the client then cannot take pages from under
+// vfiod's view. A file whose sealing is locked (F_SEAL_SEAL: any file opened
+// by path on tmpfs or hugetlbfs, as DPDK and QEMU make them, or a memfd made
+// without MFD_ALLOW_SEALING) is taken unsealed. That is safe because vfiod
+// never touches the memory of its view (no populate, no read, no write: the
+// pin in MAP_DMA faults the pages in, and contiguity comes from pagemap), so
+// a truncation or a punched hole cannot fault vfiod: pinned pages stay with
+// the device until vfiod unmaps them, and a later pin of a page the client
+// dropped fails inside MAP_DMA (EFAULT, an error to that request, never a
+// SIGBUS: mm/gup.c turns VM_FAULT_SIGBUS into -EFAULT).
+Result<void> SealShrinkIfOpen(int fd) {
   const int seals = ::fcntl(fd, F_GET_SEALS);
   if (seals < 0) {
     return ErrnoError(std::string(kOp) + ": fcntl(F_GET_SEALS)", errno,
-                      "fd does not support sealing: pass a memfd");
+                      "fd does not support sealing: pass a memfd or a tmpfs/hugetlbfs file");
   }
-  if ((seals & F_SEAL_SHRINK) != 0) {
-    return Ok();
-  }
-  if ((seals & F_SEAL_SEAL) != 0) {
-    return Fail(EPERM, kOp,
-                "file cannot be sealed against shrinking (F_SEAL_SEAL is set): create it with "
-                "memfd_create(MFD_ALLOW_SEALING)");
+  if ((seals & (F_SEAL_SHRINK | F_SEAL_SEAL)) != 0) {
+    return Ok();  // sealed already, or locked: taken as it is (above)
   }
   if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) != 0) {
     return ErrnoError(std::string(kOp) + ": fcntl(F_ADD_SEALS)");
@@ -92,8 +97,9 @@ Result<Backing> AdoptClientFd(UniqueFd fd, uint64_t offset, uint64_t length) {
   }
   const uint64_t file_size = VFIOD_TRY(CheckFile(fd.get()));
   const uint64_t page = VFIOD_TRY(CheckFileSystem(fd.get()));
-  VFIOD_TRY(SealShrink(fd.get()));
-  // Checked after sealing: the size can no longer drop beneath the check.
+  VFIOD_TRY(SealShrinkIfOpen(fd.get()));
+  // Checked after sealing (when the file could be sealed, its size can no
+  // longer drop beneath the check; when not, a later shrink is harmless).
   VFIOD_TRY(CheckRange(offset, length, page, file_size));
   BackingParts parts;
   parts.kind = BackingKind::kClientFd;

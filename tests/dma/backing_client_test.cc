@@ -100,9 +100,32 @@ TEST(ClientFdTest, AcceptsAnAlreadySealedMemfd) {
 
 TEST(ClientFdTest, RefusesNoFd) { ExpectRefused(UniqueFd(), 0, k4KiB, EBADF); }
 
-TEST(ClientFdTest, RefusesAMemfdThatCannotBeSealed) {
-  const Error error = ExpectRefused(MakeMemfd(k4KiB, 0), 0, k4KiB, EPERM);
-  EXPECT_THAT(error.detail, HasSubstr("F_SEAL_SEAL"));
+// A memfd made without MFD_ALLOW_SEALING has its sealing locked (F_SEAL_SEAL)
+// from the start, as every file opened by path on tmpfs or hugetlbfs: taken
+// unsealed, and the client may then shrink and punch it under vfiod's view
+// without faulting vfiod (which never touches that memory).
+TEST(ClientFdTest, TakesAFileWhoseSealingIsLockedUnsealed) {
+  UniqueFd fd = MakeMemfd(4 * k4KiB, 0);
+  UniqueFd client_view(::dup(fd.get()));
+  auto backing = AdoptClientFd(std::move(fd), 0, 4 * k4KiB);
+  ASSERT_TRUE(backing) << backing.error().message();
+  EXPECT_EQ(::fcntl(client_view.get(), F_GET_SEALS), F_SEAL_SEAL);  // nothing added
+  EXPECT_EQ(::fallocate(client_view.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, k4KiB),
+            0);
+  EXPECT_EQ(::ftruncate(client_view.get(), 0), 0);
+  EXPECT_EQ(backing->size(), 4 * k4KiB);  // the view stays; vfiod never reads it
+}
+
+// A tmpfs file opened by path (not a memfd), as drivers make them under /dev/shm.
+TEST(ClientFdTest, TakesATmpfsFileOpenedByPath) {
+  UniqueFd fd(::open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+  struct statfs fs {};
+  ASSERT_TRUE(fd && ::fstatfs(fd.get(), &fs) == 0 && fs.f_type == TMPFS_MAGIC)
+      << "/dev/shm is not a tmpfs";
+  ASSERT_EQ(::ftruncate(fd.get(), 2 * k4KiB), 0);
+  auto backing = AdoptClientFd(std::move(fd), k4KiB, k4KiB);
+  ASSERT_TRUE(backing) << backing.error().message();
+  EXPECT_EQ(backing->size(), k4KiB);
 }
 
 TEST(ClientFdTest, RefusesAPipe) {

@@ -4,12 +4,15 @@
 // round trip with them: the bytes it wrote into the buffer come back through
 // the device, which proves the IOMMU mapping vfiod made is the client's memory.
 // The same again through a registered region: a slice, and a two-piece
-// scatter list the device reads across the boundary of its pieces.
+// scatter list the device reads across the boundary of its pieces. And through
+// files opened by path on tmpfs and hugetlbfs, which the client then punches
+// and truncates under the live mapping.
 //
 // The edu registers are driven straight through the device fd the client
 // received (regions located with VFIO_DEVICE_GET_REGION_INFO through the kernel
 // seam, BAR0 mmap'd, bus mastering set in config space): the client has no
 // group or container of its own, so it cannot use the vfio layer's Device.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
@@ -19,11 +22,14 @@
 #include "as_user.h"
 #include "daemon_harness.h"
 #include "edu_bar.h"
+#include "support/hugepage_pool.h"
 #include "kernel/kernel.h"
 #include "kernel/vfio_api.h"
 
 namespace vfiod::itest {
 namespace {
+
+using ::vfiod::testing::HugepagePool2M;
 
 /// Bytes [0, len) of a pattern that differs per `seed`.
 void Fill(uint8_t* p, uint32_t len, uint8_t seed) {
@@ -96,6 +102,57 @@ std::string DriveEduThroughRegion(client::Client& c, uint64_t container, const B
   return f;
 }
 
+/// A client file opened by path (sealing locked, as DPDK and QEMU make them)
+/// mapped with dma.map_fd: an edu round trip through it, then the client
+/// punches a hole in it and truncates it to nothing under the live mapping.
+/// vfiod must keep serving, free the mapping cleanly and give back what it
+/// charged. `dir` is /dev/shm (tmpfs) or /dev/hugepages (2 MiB hugetlbfs).
+std::string DriveEduThroughFileByPath(client::Client& c, uint64_t container, const EduDevice& edu,
+                                      const std::string& dir) {
+  constexpr uint64_t kSize = 2 << 20;
+  const std::string path = dir + "/vfiod-edu-" + std::to_string(::getpid());
+  UniqueFd file(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  ::unlink(path.c_str());
+  if (!file || ::ftruncate(file.get(), kSize) != 0) {
+    return path + ": " + std::strerror(errno) + "; ";
+  }
+  auto before = c.Call("status");
+  const int fds[] = {file.get()};
+  auto mapped = c.Call(
+      "dma.map_fd",
+      {{"container", container}, {"fd", {{"fd", 0}}}, {"size", kSize}, {"dma_mask_bits", 28}},
+      fds);
+  if (!before || !mapped) {
+    return path + ": dma.map_fd: " + (mapped ? before : mapped).error().Describe() + "; ";
+  }
+  std::string f;
+  void* mem = ::mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_SHARED, file.get(), 0);
+  if (mem == MAP_FAILED) {
+    return path + ": mmap failed; ";
+  }
+  f += edu.RoundTrip(static_cast<uint8_t*>(mem), mapped->result["iova"], 2048, 11);
+  ::munmap(mem, kSize);  // a truncated file would SIGBUS the client's own view
+  const bool hugetlb = dir == "/dev/hugepages";
+  const off_t hole = hugetlb ? static_cast<off_t>(kSize) : 4096;
+  if (::fallocate(file.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, hole) != 0 ||
+      ::ftruncate(file.get(), 0) != 0) {
+    f += path + ": punching or truncating failed: " + std::strerror(errno) + "; ";
+  }
+  if (!c.Call("ping")) {
+    f += path + ": vfiod stopped answering after the truncation; ";
+  }
+  if (auto freed = c.Call("dma.free", {{"mapping", mapped->result["mapping"]}}); !freed) {
+    f += path + ": dma.free: " + freed.error().Describe() + "; ";
+  }
+  auto after = c.Call("status");
+  if (!after || after->result["locked_bytes"] != before->result["locked_bytes"] ||
+      after->result["mappings"] != before->result["mappings"]) {
+    f += path + ": status not back: " + before->result.dump() + " -> " +
+         (after ? after->result.dump() : after.error().Describe()) + "; ";
+  }
+  return f;
+}
+
 /// The client side: everything from vfiod, as uid 65534.
 std::string DriveEduAsClient(const std::string& socket, const std::string& bdf) {
   auto c = client::Client::Connect(socket);
@@ -134,6 +191,9 @@ std::string DriveEduAsClient(const std::string& socket, const std::string& bdf) 
   f += edu.RoundTrip(static_cast<uint8_t*>(mem), iova, 2048, 3);
   ::munmap(mem, 1 << 20);
   f += DriveEduThroughRegion(*c, container, edu.bar());
+  for (const char* dir : {"/dev/shm", "/dev/hugepages"}) {
+    f += DriveEduThroughFileByPath(*c, container, edu, dir);
+  }
   auto freed = c->Call("container.destroy", {{"container", container}});
   if (!freed) {
     f += "container.destroy: " + freed.error().Describe();
@@ -151,6 +211,11 @@ TEST(VmEduTest, NonRootClientDrivesEduDmaWithWhatVfiodGaveIt) {
   }
   json policy = {{"rules", json::array({{{"users", json::array({kNobody})},
                                          {"devices", json::array({bdf})}}})}};
+  // One 2 MiB page for the hugetlbfs file (the pin and the client's view
+  // share it); vfiod must give it back to the pool.
+  HugepagePool2M pool(1);
+  ASSERT_TRUE(pool.ok()) << "cannot reserve a 2 MiB hugepage in the VM";
+  const uint64_t free_pages = HugepagePool2M::Free();
   Daemon daemon(policy, "1G");
   std::string failures =
       RunAs(kNobody, kNobody, [&] { return DriveEduAsClient(daemon.socket(), bdf); });
@@ -169,6 +234,7 @@ TEST(VmEduTest, NonRootClientDrivesEduDmaWithWhatVfiodGaveIt) {
   EXPECT_EQ(status["kernel"], "linux");
   EXPECT_EQ(status["containers"], 0);
   EXPECT_EQ(status["locked_bytes"], 0);
+  EXPECT_EQ(HugepagePool2M::Free(), free_pages) << "a hugepage stayed pinned";
   EXPECT_EQ(daemon.Stop(), 0);
 }
 
