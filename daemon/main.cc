@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 
+#include "dma/huge_tmpfs.h"
 #include "kernel/kernel.h"
 #include "rpc/method_registry.h"
 #include "rpc/methods.h"
@@ -132,6 +133,28 @@ void ArmStatus(asio::steady_timer& timer, const service::Service& service) {
   });
 }
 
+// Where `thp` memory comes from (dma/huge_tmpfs.h): the configured
+// directory (an error if it is no huge tmpfs), else a private mount when
+// vfiod may make one, else memfds. False: stop (a configuration error).
+bool SetUpThpMemory(const std::optional<std::string>& dir) {
+  auto tmpfs = dir ? dma::HugeTmpfs::OpenDirectory(*dir) : dma::HugeTmpfs::MountPrivate();
+  if (tmpfs) {
+    spdlog::info("thp memory: files on {}", tmpfs->description());
+    dma::InstallHugeTmpfs(std::move(*tmpfs));
+    return true;
+  }
+  if (dir) {
+    spdlog::critical("thp_tmpfs: {}", tmpfs.error().message());
+    return false;
+  }
+  spdlog::info(
+      "thp memory: memfds advised MADV_HUGEPAGE, huge only where "
+      "/sys/kernel/mm/transparent_hugepage/shmem_enabled allows it (no private tmpfs: {}; "
+      "set thp_tmpfs)",
+      tmpfs.error().message());
+  return true;
+}
+
 int Run(const Options& options) {
   auto config = service::LoadConfig(options.config_path);
   if (!config) {
@@ -147,6 +170,9 @@ int Run(const Options& options) {
   }
   SetUpLogging(config->logging, options.foreground);
   RaiseFdLimit();
+  if (!SetUpThpMemory(config->thp_tmpfs)) {
+    return 78;  // EX_CONFIG
+  }
 
   const bool model = config->kernel == service::KernelKind::kModel;
   service::KernelAndSysfs seam =

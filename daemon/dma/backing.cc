@@ -69,7 +69,7 @@ Result<void> CheckSize(uint64_t size, uint64_t unit, const char* what) {
 
 // THP and 4 KiB backings differ only in advice and alignment.
 Result<Backing> CreateSmallPageBacking(BackingKind kind, uint64_t size, bool shareable,
-                                       const NumaPolicy& numa) {
+                                       const NumaPolicy& numa, const HugeTmpfs* tmpfs) {
   const bool huge = kind == BackingKind::kThp;
   const char* op = huge ? "create THP backing" : "create 4K backing";
   VFIOD_TRY(CheckSize(size, k4KiB, op));
@@ -77,7 +77,16 @@ Result<Backing> CreateSmallPageBacking(BackingKind kind, uint64_t size, bool sha
   parts.kind = kind;
   parts.alignment = huge ? k2MiB : k4KiB;
   int flags = MAP_PRIVATE | MAP_ANONYMOUS;
-  if (shareable) {
+  // Shareable THP comes from the huge tmpfs when there is one (huge folios on
+  // any host); such a file cannot be sealed, and needs not be (see
+  // huge_tmpfs.h). Otherwise a sealed memfd.
+  if (!huge || !shareable) {
+    tmpfs = nullptr;
+  }
+  if (tmpfs != nullptr) {
+    parts.fd = VFIOD_TRY(tmpfs->CreateFile(size));
+    flags = MAP_SHARED;
+  } else if (shareable) {
     parts.fd = VFIOD_TRY(CreateMemfd(huge ? "vfiod-thp" : "vfiod-4k", 0));
     VFIOD_TRY(Truncate(parts.fd, size));
     flags = MAP_SHARED;
@@ -89,7 +98,7 @@ Result<Backing> CreateSmallPageBacking(BackingKind kind, uint64_t size, bool sha
   VFIOD_TRY(Advise(parts.memory, MADV_DONTFORK, "MADV_DONTFORK"));
   VFIOD_TRY(BindToNode(parts.memory.addr(), size, numa));
   VFIOD_TRY(PopulateWrite(parts.memory.addr(), size, k4KiB));
-  if (shareable) {
+  if (shareable && tmpfs == nullptr) {
     VFIOD_TRY(Seal(parts.fd));
   }
   parts.vaddr = parts.memory.vaddr();
@@ -177,11 +186,16 @@ Result<Backing> CreateHugetlbBacking(uint64_t size, uint64_t huge_page_size,
 }
 
 Result<Backing> CreateThpBacking(uint64_t size, bool shareable, const NumaPolicy& numa) {
-  return CreateSmallPageBacking(BackingKind::kThp, size, shareable, numa);
+  return CreateThpBacking(size, shareable, numa, InstalledHugeTmpfs());
+}
+
+Result<Backing> CreateThpBacking(uint64_t size, bool shareable, const NumaPolicy& numa,
+                                 const HugeTmpfs* tmpfs) {
+  return CreateSmallPageBacking(BackingKind::kThp, size, shareable, numa, tmpfs);
 }
 
 Result<Backing> CreatePagesBacking(uint64_t size, bool shareable, const NumaPolicy& numa) {
-  return CreateSmallPageBacking(BackingKind::kPages4K, size, shareable, numa);
+  return CreateSmallPageBacking(BackingKind::kPages4K, size, shareable, numa, nullptr);
 }
 
 }  // namespace vfiod::dma

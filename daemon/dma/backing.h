@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "dma/backing_memory.h"
+#include "dma/huge_tmpfs.h"
 #include "dma/numa.h"
 #include "proto/result.h"
 #include "proto/unique_fd.h"
@@ -96,12 +97,16 @@ class Backing {
                                                    const NumaPolicy& numa = {});
 
 /// Transparent huge pages, 2 MiB aligned, advised MADV_HUGEPAGE and populated.
-/// `shareable`: a shmem memfd (hugepages only if
-/// /sys/kernel/mm/transparent_hugepage/shmem_enabled allows "advise"),
-/// else anonymous private memory (no fd). EINVAL: size 0 or not 4 KiB aligned;
+/// `shareable`: a file on the installed huge tmpfs (InstalledHugeTmpfs: PMD-sized
+/// folios on any host), else a shmem memfd (huge folios only if
+/// /sys/kernel/mm/transparent_hugepage/shmem_enabled allows "advise");
+/// not shareable: anonymous private memory (no fd). EINVAL: size 0 or not 4 KiB aligned;
 /// ENOMEM when populating fails.
 [[nodiscard]] Result<Backing> CreateThpBacking(uint64_t size, bool shareable,
                                                const NumaPolicy& numa = {});
+/// The same with an explicit huge tmpfs (null: a memfd) instead of the installed one.
+[[nodiscard]] Result<Backing> CreateThpBacking(uint64_t size, bool shareable,
+                                               const NumaPolicy& numa, const HugeTmpfs* tmpfs);
 
 /// 4 KiB pages, MADV_NOHUGEPAGE, populated. `shareable` as for THP.
 /// EINVAL: size 0 or not 4 KiB aligned; ENOMEM when populating fails.

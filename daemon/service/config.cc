@@ -161,7 +161,9 @@ ModelConfig ReadModelSection(const Json& j, const std::string& path);
 namespace {
 
 Config ReadConfig(const Json& j, const NameResolver& names) {
-  CheckObject(j, "", {"socket", "kernel", "sysfs_root", "limits", "logging", "policy", "model"});
+  CheckObject(
+      j, "",
+      {"socket", "kernel", "sysfs_root", "thp_tmpfs", "limits", "logging", "policy", "model"});
   Config config;
   if (auto it = j.find("socket"); it != j.end()) {
     config.socket = ReadSocket(*it, "socket", names);
@@ -173,6 +175,11 @@ Config ReadConfig(const Json& j, const NameResolver& names) {
   });
   IfPresent(j, "", "sysfs_root", [&](const Json& v, const std::string& p) {
     config.sysfs_root = ReadAbsolutePath(v, p);
+  });
+  IfPresent(j, "", "thp_tmpfs", [&](const Json& v, const std::string& p) {
+    if (!v.is_null()) {
+      config.thp_tmpfs = ReadAbsolutePath(v, p);
+    }
   });
   IfPresent(j, "", "limits",
             [&](const Json& v, const std::string& p) { config.limits = ReadLimits(v, p); });

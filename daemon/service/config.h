@@ -141,6 +141,10 @@ struct Config {
   SocketConfig socket;
   KernelKind kernel = KernelKind::kLinux;
   std::string sysfs_root = "/sys";
+  /// A directory on a tmpfs mounted huge=within_size for `thp` memory
+  /// (dma::HugeTmpfs::OpenDirectory); nullopt: vfiod mounts a private one if
+  /// it may, else uses memfds (main.cc).
+  std::optional<std::string> thp_tmpfs;
   Limits limits;
   LoggingConfig logging;
   PolicyConfig policy;

@@ -259,6 +259,15 @@ TEST_F(ApiTest, AllocWithProgressAndFixedIova) {
                                   {"progress", true}});
   ASSERT_CALL_OK(alloc);
   EXPECT_EQ(alloc->result["iova"], 0x1000000);
+  // Whenever vfiod can see its folios (CAP_SYS_ADMIN, which also lets it
+  // mount its private huge tmpfs), thp is all PMD-sized folios.
+  auto info = Call("dma.info", {{"mapping", alloc->result["mapping"]}});
+  ASSERT_CALL_OK(info);
+  const json contiguity = info->result.value("contiguity", json::object());
+  if (contiguity.value("state", "") == "known") {
+    EXPECT_EQ(contiguity["folios"]["2M"], size >> 21) << contiguity.dump();
+    EXPECT_EQ(contiguity["folios"]["4K"], 0) << contiguity.dump();
+  }
   ASSERT_FALSE(progress.empty());
   EXPECT_EQ(progress.back()["done_bytes"], size);
   EXPECT_EQ(progress.back()["total_bytes"], size);

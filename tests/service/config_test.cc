@@ -45,6 +45,7 @@ TEST(ConfigTest, EmptyObjectGivesDocumentedDefaults) {
   EXPECT_EQ(config.socket.mode, 0660u);
   EXPECT_EQ(config.kernel, KernelKind::kLinux);
   EXPECT_EQ(config.sysfs_root, "/sys");
+  EXPECT_EQ(config.thp_tmpfs, std::nullopt);
   EXPECT_EQ(config.limits.max_frame_bytes, 1u << 20);
   EXPECT_EQ(config.limits.max_inflight_per_client, 32u);
   EXPECT_EQ(config.limits.max_clients, 128u);
@@ -81,6 +82,29 @@ TEST(ConfigTest, ShippedDefaultFileLoadsAndMatchesTheBuiltInDefaults) {
   EXPECT_FALSE(rule.may_bind);
   EXPECT_EQ(rule.quota, kDefaultRuleQuota);
   EXPECT_THAT(config->policy.root_only, ::testing::ElementsAre("device.unbind"));
+  EXPECT_EQ(config->thp_tmpfs, "/run/vfiod-thp");  // the unit's TemporaryFileSystem=
+}
+
+// The shipped config's thp_tmpfs is the tmpfs vfiod.service mounts for it,
+// with huge pages.
+TEST(ConfigTest, ShippedThpTmpfsIsTheUnitsHugeTmpfs) {
+  auto config = LoadConfig(VFIOD_SOURCE_DIR "/config/vfiod.json", FakeNames());
+  ASSERT_TRUE(config.has_value()) << config.error().message();
+  std::ifstream unit(VFIOD_SOURCE_DIR "/systemd/vfiod.service");
+  std::string line;
+  bool found = false;
+  while (std::getline(unit, line)) {
+    found = found || line.starts_with("TemporaryFileSystem=" + config->thp_tmpfs.value_or("?") +
+                                      ":huge=within_size");
+  }
+  EXPECT_TRUE(found) << "vfiod.service mounts no huge tmpfs at " << config->thp_tmpfs.value_or("?");
+}
+
+TEST(ConfigTest, ThpTmpfsIsAnAbsolutePathOrNull) {
+  EXPECT_EQ(Parse(R"({"thp_tmpfs": "/run/x"})").thp_tmpfs, "/run/x");
+  EXPECT_EQ(Parse(R"({"thp_tmpfs": null})").thp_tmpfs, std::nullopt);
+  EXPECT_EQ(Refusal(R"({"thp_tmpfs": "run/x"})"),
+            "thp_tmpfs: expected an absolute path, not \"run/x\"");
 }
 
 // The example in config/README.md must stay a valid config.
