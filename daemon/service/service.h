@@ -66,6 +66,7 @@
 
 #include "dma/backing.h"
 #include "kernel/kernel.h"
+#include "lifecycle/state_record.h"
 #include "service/config.h"
 #include "service/locked_charges.h"
 #include "service/policy.h"
@@ -128,6 +129,13 @@ class Service {
   /// kPermission when `method` is root-only and the caller is not root.
   [[nodiscard]] SResult<void> CheckMethodAllowed(const Caller& caller,
                                                  const std::string& method) const;
+  /// What a restarted vfiod must know that the kernel cannot tell it
+  /// (service_snapshot.cc): every live container (containers being created
+  /// are left out), every mapping, and each uid's charges, with the FDNAMEs
+  /// their fds are stored under ("c-<container id>", "m-<mapping id>"; none
+  /// for a BAR). One consistent view, taken under mu_. `generation` is left 0:
+  /// the writer of the fd store stamps it (record_store.h).
+  [[nodiscard]] lifecycle::StateRecord SnapshotState() const;
 
   // --- devices --------------------------------------------------------------
   [[nodiscard]] SResult<std::vector<DeviceView>> ListDevices(const Caller& caller);
