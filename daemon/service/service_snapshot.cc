@@ -65,4 +65,14 @@ lifecycle::StateRecord Service::SnapshotState() const {
   return record;
 }
 
+void Service::StoreContainerFd(ManagedContainer& managed) {
+  if (!fd_store_.store) {
+    return;
+  }
+  std::lock_guard clock(managed.mu());
+  if (int fd = managed.container_fd(); fd >= 0) {  // destroyed already: nothing to keep
+    fd_store_.store("c-" + std::to_string(managed.id()), fd);
+  }
+}
+
 }  // namespace vfiod::service
