@@ -157,6 +157,12 @@ void FdStoreSupervisor::Apply(const std::string& text, std::vector<UniqueFd> fds
   }
 }
 
+void FdStoreSupervisor::Add(const std::string& name, UniqueFd fd) {
+  struct stat st {};
+  (void)::fstat(fd.get(), &st);
+  store_.push_back(Entry{name, std::move(fd), st.st_dev, st.st_ino});
+}
+
 std::vector<const FdStoreSupervisor::Entry*> FdStoreSupervisor::Named(
     const std::string& name) const {
   std::vector<const Entry*> out;
@@ -224,7 +230,8 @@ Result<pid_t> FdStoreSupervisor::Spawn(const std::vector<std::string>& argv,
     return ErrnoError("fork");
   }
   if (pid == 0) {
-    if (stdout_fd >= 0 && ::dup2(stdout_fd, STDOUT_FILENO) < 0) {
+    if (stdout_fd >= 0 &&
+        (::dup2(stdout_fd, STDOUT_FILENO) < 0 || ::dup2(stdout_fd, STDERR_FILENO) < 0)) {
       ::_exit(120);
     }
     for (int& fd : passed) {  // out of the way of 3, 4, ... first

@@ -46,6 +46,9 @@ class FdStoreSupervisor {
   /// `timeout_ms` for the first one. Returns how many arrived.
   Result<int> Pump(int timeout_ms);
 
+  /// Puts `fd` into the store under `name` (as a socket unit's socket is).
+  void Add(const std::string& name, UniqueFd fd);
+
   /// Every notification text received, in order.
   [[nodiscard]] const std::vector<std::string>& messages() const { return messages_; }
   /// The store, in the order fds were added.
@@ -56,7 +59,7 @@ class FdStoreSupervisor {
   /// fork + exec `argv` with NOTIFY_SOCKET set and, unless told otherwise,
   /// the store's fds at 3, 4, ... and LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID
   /// (the child's own pid, set after fork); every other fd past stderr is
-  /// closed in the child, as systemd does. The child's stdout goes to
+  /// closed in the child, as systemd does. The child's stdout and stderr go to
   /// `stdout_fd` when valid. Returns the child's pid.
   Result<pid_t> Spawn(const std::vector<std::string>& argv, const SpawnOptions& options,
                       int stdout_fd = -1);
