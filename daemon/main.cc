@@ -25,6 +25,9 @@
 
 #include "dma/huge_tmpfs.h"
 #include "kernel/kernel.h"
+#include "lifecycle/listen_fds.h"
+#include "lifecycle/notify.h"
+#include "lifecycle/record_store.h"
 #include "rpc/method_registry.h"
 #include "rpc/methods.h"
 #include "rpc/server.h"
@@ -93,16 +96,62 @@ void RaiseFdLimit() {
                limit.rlim_max);
 }
 
-/// The listening socket systemd passed (socket activation), if any.
+/// Whether `name` is one vfiod stores objects under in the fd store.
+bool IsStoredObjectName(std::string_view name) {
+  return name.starts_with("c-") || name.starts_with("m-") || lifecycle::IsRecordFdName(name);
+}
+
+/// Sends `state` to the service manager, if there is one; a failure is
+/// logged (the daemon serves on without it).
+void Notify(std::string_view state) {
+  if (auto sent = lifecycle::NotifyWithFds(state); !sent) {
+    spdlog::warn("sd_notify: {}", sent.error().message());
+  }
+}
+
+/// The fds systemd passed: the listening socket (socket activation), if any,
+/// and what a previous vfiod left in the fd store. Re-adopting those is not
+/// implemented yet (issue 14), so they are dropped from the store: kept there
+/// they would hold the old containers (and their pins) with nobody
+/// accounting for them. Any fd not stored under an object's name is a
+/// listening socket; only one is expected, the others are closed.
 std::optional<UniqueFd> InheritedSocket() {
-  int n = sd_listen_fds(1);
-  if (n <= 0) {
+  auto passed = lifecycle::ListenFds();
+  if (!passed) {
+    spdlog::error("passed fds: {}", passed.error().message());
     return std::nullopt;
   }
-  for (int fd = SD_LISTEN_FDS_START + 1; fd < SD_LISTEN_FDS_START + n; ++fd) {
-    UniqueFd extra(fd);  // only one socket is expected: close the others
+  std::optional<UniqueFd> socket;
+  for (lifecycle::NamedFd& named : *passed) {
+    if (IsStoredObjectName(named.name)) {
+      spdlog::warn("fd store: dropping {} of a previous vfiod (re-adoption not implemented)",
+                   named.name);
+      if (auto removed = lifecycle::RemoveFds(named.name); !removed) {
+        spdlog::warn("fd store: {}", removed.error().message());
+      }
+    } else if (!socket) {
+      socket = std::move(named.fd);
+    }
   }
-  return UniqueFd(SD_LISTEN_FDS_START);
+  return socket;
+}
+
+/// The service's fd store hooks: container fds go to the service manager's
+/// store under their names, when there is one.
+service::Service::FdStoreHooks FdStoreHooks() {
+  service::Service::FdStoreHooks hooks;
+  hooks.store = [](const std::string& name, int fd) {
+    const int fds[] = {fd};
+    if (auto stored = lifecycle::StoreFds(name, fds); !stored) {
+      spdlog::warn("fd store: keeping {}: {}", name, stored.error().message());
+    }
+  };
+  hooks.remove = [](const std::string& name) {
+    if (auto removed = lifecycle::RemoveFds(name); !removed) {
+      spdlog::warn("fd store: removing {}: {}", name, removed.error().message());
+    }
+  };
+  return hooks;
 }
 
 /// Sends WATCHDOG=1 at half the interval systemd asked for, forever.
@@ -110,7 +159,7 @@ void ArmWatchdog(asio::steady_timer& timer, std::chrono::microseconds period) {
   timer.expires_after(period);
   timer.async_wait([&timer, period](const boost::system::error_code& ec) {
     if (!ec) {
-      sd_notify(0, "WATCHDOG=1");
+      Notify("WATCHDOG=1");
       ArmWatchdog(timer, period);
     }
   });
@@ -124,11 +173,8 @@ void ArmStatus(asio::steady_timer& timer, const service::Service& service) {
       return;
     }
     auto s = service.Status();
-    sd_notifyf(0, "STATUS=%llu clients, %llu containers, %llu mappings, %llu bytes locked",
-               static_cast<unsigned long long>(s.clients),
-               static_cast<unsigned long long>(s.containers),
-               static_cast<unsigned long long>(s.mappings),
-               static_cast<unsigned long long>(s.locked_bytes));
+    Notify(fmt::format("STATUS={} clients, {} containers, {} mappings, {} bytes locked", s.clients,
+                       s.containers, s.mappings, s.locked_bytes));
     ArmStatus(timer, service);
   });
 }
@@ -182,6 +228,9 @@ int Run(const Options& options) {
   const service::Limits limits = config->limits;
   const service::SocketConfig socket = config->socket;
   service::Service service(std::move(*config), std::move(seam.kernel), std::move(seam.sysfs));
+  if (!lifecycle::NotifySocketFromEnv().empty()) {
+    service.SetFdStoreHooks(FdStoreHooks());
+  }
 
   rpc::MethodRegistry registry;
   rpc::ServiceMethods methods(service, kOpenRpcDocument);
@@ -215,7 +264,7 @@ int Run(const Options& options) {
   signals.async_wait([&](const boost::system::error_code& ec, int signo) {
     if (!ec) {
       spdlog::info("signal {}: shutting down", signo);
-      sd_notify(0, "STOPPING=1");
+      Notify("STOPPING=1");
       server->Stop();
       io.stop();
     }
@@ -229,8 +278,8 @@ int Run(const Options& options) {
     ArmStatus(status_timer, service);
   }
   auto status = service.Status();
-  sd_notifyf(0, "READY=1\nSTATUS=serving API %d on the %s kernel", status.api_version,
-             status.kernel.c_str());
+  Notify(fmt::format("READY=1\nSTATUS=serving API {} on the {} kernel", status.api_version,
+                     status.kernel));
   spdlog::info("vfiod {} ready (kernel {}, extensions: type1v2={} unmap_all={})", status.version,
                status.kernel, status.extensions.type1v2, status.extensions.unmap_all);
 

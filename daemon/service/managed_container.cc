@@ -340,6 +340,10 @@ Result<DeviceVfioView> ManagedContainer::ProbeDevice(const std::string& bdf) {
   return view;
 }
 
+int ManagedContainer::container_fd() const {
+  return closed_ || !state_ || !state_->container ? -1 : state_->container->fd();
+}
+
 dma::UnmapReport ManagedContainer::Close() {
   if (closed_) {
     return {};

@@ -60,6 +60,8 @@ class ManagedContainer {
   [[nodiscard]] kernel::IommuInfo iommu_info() const;
   /// True after Close(); needs mu().
   [[nodiscard]] bool closed() const { return closed_; }
+  /// vfiod's VFIO container fd (borrowed), or -1 once closed; needs mu().
+  [[nodiscard]] int container_fd() const;
 
   /// What the container holds: live mappings, their bytes and the VFIO
   /// entries they use (leaf lock; safe under any lock).

@@ -146,6 +146,9 @@ uint64_t Service::Teardown(const ContainerSlot& slot) {
     std::lock_guard clock(slot.managed->mu());  // waits for a map in progress
     unmapped = slot.managed->Close();
     handed = slot.managed->handouts();
+    if (fd_store_.remove) {
+      fd_store_.remove("c-" + std::to_string(slot.id));
+    }
   }
   bool lingers = false;
   {

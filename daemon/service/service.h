@@ -66,6 +66,7 @@
 
 #include "dma/backing.h"
 #include "kernel/kernel.h"
+#include "lifecycle/state_record.h"
 #include "service/config.h"
 #include "service/locked_charges.h"
 #include "service/policy.h"
@@ -128,6 +129,24 @@ class Service {
   /// kPermission when `method` is root-only and the caller is not root.
   [[nodiscard]] SResult<void> CheckMethodAllowed(const Caller& caller,
                                                  const std::string& method) const;
+  /// What a restarted vfiod must know that the kernel cannot tell it
+  /// (service_snapshot.cc): every live container (containers being created
+  /// are left out), every mapping, and each uid's charges, with the FDNAMEs
+  /// their fds are stored under ("c-<container id>", "m-<mapping id>"; none
+  /// for a BAR). One consistent view, taken under mu_. `generation` is left 0:
+  /// the writer of the fd store stamps it (record_store.h).
+  [[nodiscard]] lifecycle::StateRecord SnapshotState() const;
+  /// Where the fds a restart needs are kept (the service manager's fd store,
+  /// issue 14): `store(name, fd)` is called with each new container's fd
+  /// (borrowed) under "c-<id>", `remove(name)` once it is closed; both under
+  /// the container's mutex, so a store and its removal never swap places.
+  /// Failures are the callee's to log: the service goes on either way.
+  struct FdStoreHooks {
+    std::function<void(const std::string& name, int fd)> store;
+    std::function<void(const std::string& name)> remove;
+  };
+  /// Set once, before the first session opens; unset, nothing is stored.
+  void SetFdStoreHooks(FdStoreHooks hooks) { fd_store_ = std::move(hooks); }
 
   // --- devices --------------------------------------------------------------
   [[nodiscard]] SResult<std::vector<DeviceView>> ListDevices(const Caller& caller);
@@ -392,6 +411,9 @@ class Service {
   /// the caller may use that container; nullopt otherwise (nothing opened).
   [[nodiscard]] std::optional<DeviceVfioView> ProbeVfio(const Caller& caller,
                                                         const vfio::PciDevice& pci);
+  /// Hands the new container's fd to fd_store_ (service_snapshot.cc); takes
+  /// its mutex, and skips a container already closed again.
+  void StoreContainerFd(ManagedContainer& managed);
 
   // Declaration order is teardown order in reverse: the registries (which
   // hold containers, whose VFIO fds close through kernel_) go before kernel_.
@@ -407,6 +429,7 @@ class Service {
   // Charges of registered hugetlb regions; shared with the Holds inside their
   // Backings, which may outlive the service. Its own leaf lock.
   const std::shared_ptr<LockedCharges> held_ = std::make_shared<LockedCharges>();
+  FdStoreHooks fd_store_;  // set before serving, then only read
 
   mutable std::mutex mu_;
   uint64_t next_id_ = 1;                             // guarded by mu_

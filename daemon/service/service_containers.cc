@@ -75,6 +75,8 @@ SResult<ContainerView> Service::CreateContainer(const Caller& caller,
   }
   auto managed = ManagedContainer::Create(*kernel_, sysfs_, id, groups, config_.limits);
   ContainerSlot orphan;
+  std::optional<ContainerView> created;
+  std::shared_ptr<ManagedContainer> store;
   {
     std::lock_guard lock(mu_);
     if (!managed) {
@@ -91,11 +93,17 @@ SResult<ContainerView> Service::CreateContainer(const Caller& caller,
       spdlog::info("container {} created by uid {} ({} groups){}{}", id, caller.identity.uid,
                    groups.size(), name.empty() ? "" : ", named " + name,
                    share.empty() ? "" : ", shared");
-      return ViewLocked(slot);
+      created = ViewLocked(slot);
+      store = slot.managed;
+    } else {
+      // The client went away while the container was built: nobody can use it.
+      orphan = std::move(slot);
+      containers_.erase(id);
     }
-    // The client went away while the container was built: nobody can use it.
-    orphan = std::move(slot);
-    containers_.erase(id);
+  }
+  if (created) {
+    StoreContainerFd(*store);
+    return *created;
   }
   Teardown(orphan);
   return Refuse(ErrorKind::kNotFound, ECONNRESET, "container.create", "the session closed");

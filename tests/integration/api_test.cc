@@ -443,5 +443,26 @@ TEST(SystemdTest, SocketActivationAndReadinessNotification) {
   EXPECT_NE(daemon.Notifications().find("STOPPING=1"), std::string::npos);
 }
 
+// Issue 14's first step: each container's fd goes into the service manager's
+// fd store as c-<id> when it is created, and is removed when it is destroyed.
+TEST(SystemdTest, ContainerFdsGoIntoTheFdStoreAndLeaveIt) {
+  if (InVm() || ::access("/usr/bin/systemd-socket-activate", X_OK) != 0) {
+    GTEST_SKIP() << "needs systemd-socket-activate on the host";
+  }
+  Daemon daemon(Daemon::DefaultPolicy(), "2M", Launch::kSystemdLike);
+  client::Client c = daemon.Connect();
+  auto created = c.Call("container.create", {{"devices", {kEdu}}});
+  ASSERT_CALL_OK(created);
+  const std::string name =
+      "FDNAME=c-" + std::to_string(created->result["container"].get<uint64_t>());
+  std::string notes = daemon.Notifications();
+  EXPECT_NE(notes.find("FDSTORE=1\n" + name + "|"), std::string::npos) << notes;
+  EXPECT_EQ(notes.find("FDSTOREREMOVE=1"), std::string::npos) << notes;
+  ASSERT_CALL_OK(c.Call("container.destroy", {{"container", created->result["container"]}}));
+  notes = daemon.Notifications();
+  EXPECT_NE(notes.find("FDSTOREREMOVE=1\n" + name + "|"), std::string::npos) << notes;
+  EXPECT_EQ(daemon.Stop(), 0);
+}
+
 }  // namespace
 }  // namespace vfiod::itest

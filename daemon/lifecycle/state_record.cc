@@ -1,0 +1,293 @@
+#include "lifecycle/state_record.h"
+
+#include <algorithm>
+#include <climits>
+#include <cstdio>
+#include <initializer_list>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "lifecycle/fd_name.h"
+
+namespace vfiod::lifecycle {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kFormat = "vfiod-state";
+constexpr uint64_t kMaxId = UINT32_MAX - 1;  // uid_t/gid_t: (uid_t)-1 means "none"
+
+uint64_t Fnv1a64(std::string_view bytes) {
+  uint64_t hash = 0xcbf29ce484222325ULL;
+  for (unsigned char c : bytes) {
+    hash = (hash ^ c) * 0x100000001b3ULL;
+  }
+  return hash;
+}
+
+std::string Hex64(uint64_t value) {
+  char buf[17];
+  (void)std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(value));
+  return buf;
+}
+
+json EncodeContainer(const ContainerRecord& c) {
+  return json{{"id", c.id},
+              {"name", c.name},
+              {"owner_uid", c.owner_uid},
+              {"shared_users", c.shared_users},
+              {"shared_groups", c.shared_groups},
+              {"groups", c.groups},
+              {"fd_name", c.fd_name}};
+}
+
+json EncodeMapping(const MappingRecord& m) {
+  return json{{"id", m.id},
+              {"container", m.container},
+              {"iova", m.iova},
+              {"size", m.size},
+              {"backing", m.backing},
+              {"fd_name", m.fd_name},
+              {"owner_uid", m.owner_uid},
+              {"name", m.name},
+              {"mmio", m.mmio}};
+}
+
+json EncodeOwner(const OwnerRecord& o) {
+  return json{{"uid", o.uid},
+              {"locked_bytes", o.locked_bytes},
+              {"mappings", o.mappings},
+              {"containers", o.containers}};
+}
+
+// --- decoding: every accessor checks presence, type and range --------------
+
+std::unexpected<Error> Bad(const std::string& where, const std::string& what) {
+  return Fail(EINVAL, "state record", where + ": " + what);
+}
+
+/// `obj` has exactly the keys `keys`.
+Result<void> ExactKeys(const json& obj, std::initializer_list<const char*> keys,
+                       const std::string& where) {
+  if (!obj.is_object()) {
+    return Bad(where, "not an object");
+  }
+  for (const char* key : keys) {
+    if (!obj.contains(key)) {
+      return Bad(where, std::string("missing \"") + key + "\"");
+    }
+  }
+  if (obj.size() != keys.size()) {
+    return Bad(where, "unknown keys");
+  }
+  return Ok();
+}
+
+Result<uint64_t> Unsigned(const json& obj, const char* key, const std::string& where,
+                          uint64_t max = UINT64_MAX) {
+  const json& v = obj.at(key);
+  if (!v.is_number_unsigned() || v.get<uint64_t>() > max) {
+    return Bad(where + "." + key, "not an integer in [0, " + std::to_string(max) + "]");
+  }
+  return v.get<uint64_t>();
+}
+
+Result<std::string> String(const json& obj, const char* key, const std::string& where) {
+  const json& v = obj.at(key);
+  if (!v.is_string()) {
+    return Bad(where + "." + key, "not a string");
+  }
+  return v.get<std::string>();
+}
+
+Result<std::string> FdName(const json& obj, const std::string& where, bool may_be_empty) {
+  auto name = VFIOD_TRY(String(obj, "fd_name", where));
+  if (!(may_be_empty && name.empty()) && !IsValidFdName(name)) {
+    return Bad(where + ".fd_name", "not a valid fd name");
+  }
+  return name;
+}
+
+/// A sorted, duplicate-free list of integers in [0, max].
+template <class T>
+Result<std::vector<T>> IdList(const json& obj, const char* key, const std::string& where,
+                              uint64_t max) {
+  const json& v = obj.at(key);
+  if (!v.is_array()) {
+    return Bad(where + "." + key, "not an array");
+  }
+  std::vector<T> out;
+  for (const json& item : v) {
+    if (!item.is_number_unsigned() || item.get<uint64_t>() > max) {
+      return Bad(where + "." + key, "an entry out of range");
+    }
+    out.push_back(static_cast<T>(item.get<uint64_t>()));
+  }
+  if (!std::is_sorted(out.begin(), out.end()) ||
+      std::adjacent_find(out.begin(), out.end()) != out.end()) {
+    return Bad(where + "." + key, "not sorted and unique");
+  }
+  return out;
+}
+
+Result<ContainerRecord> DecodeContainer(const json& obj, const std::string& where) {
+  VFIOD_TRY(ExactKeys(
+      obj, {"id", "name", "owner_uid", "shared_users", "shared_groups", "groups", "fd_name"},
+      where));
+  ContainerRecord c;
+  c.id = VFIOD_TRY(Unsigned(obj, "id", where));
+  c.name = VFIOD_TRY(String(obj, "name", where));
+  c.owner_uid = static_cast<uid_t>(VFIOD_TRY(Unsigned(obj, "owner_uid", where, kMaxId)));
+  c.shared_users = VFIOD_TRY(IdList<uid_t>(obj, "shared_users", where, kMaxId));
+  c.shared_groups = VFIOD_TRY(IdList<gid_t>(obj, "shared_groups", where, kMaxId));
+  c.groups = VFIOD_TRY(IdList<int>(obj, "groups", where, INT_MAX));
+  c.fd_name = VFIOD_TRY(FdName(obj, where, false));
+  return c;
+}
+
+bool KnownBacking(const std::string& backing) {
+  static const std::set<std::string> kNames = {"4k",         "thp",   "hugetlb-2m",
+                                               "hugetlb-1g", "memfd", "bar"};
+  return kNames.contains(backing);
+}
+
+Result<MappingRecord> DecodeMapping(const json& obj, const std::string& where) {
+  VFIOD_TRY(ExactKeys(
+      obj, {"id", "container", "iova", "size", "backing", "fd_name", "owner_uid", "name", "mmio"},
+      where));
+  MappingRecord m;
+  m.id = VFIOD_TRY(Unsigned(obj, "id", where));
+  m.container = VFIOD_TRY(Unsigned(obj, "container", where));
+  m.iova = VFIOD_TRY(Unsigned(obj, "iova", where));
+  m.size = VFIOD_TRY(Unsigned(obj, "size", where));
+  if (m.size == 0 || m.iova + m.size < m.iova) {
+    return Bad(where, "size 0, or iova + size wraps");
+  }
+  m.backing = VFIOD_TRY(String(obj, "backing", where));
+  if (!KnownBacking(m.backing)) {
+    return Bad(where + ".backing", "unknown backing \"" + m.backing + "\"");
+  }
+  m.mmio = m.backing == "bar";
+  if (!obj.at("mmio").is_boolean() || obj.at("mmio").get<bool>() != m.mmio) {
+    return Bad(where + ".mmio", "not a boolean, or disagrees with the backing");
+  }
+  m.fd_name = VFIOD_TRY(FdName(obj, where, m.mmio));
+  m.owner_uid = static_cast<uid_t>(VFIOD_TRY(Unsigned(obj, "owner_uid", where, kMaxId)));
+  m.name = VFIOD_TRY(String(obj, "name", where));
+  return m;
+}
+
+Result<OwnerRecord> DecodeOwner(const json& obj, const std::string& where) {
+  VFIOD_TRY(ExactKeys(obj, {"uid", "locked_bytes", "mappings", "containers"}, where));
+  OwnerRecord o;
+  o.uid = static_cast<uid_t>(VFIOD_TRY(Unsigned(obj, "uid", where, kMaxId)));
+  o.locked_bytes = VFIOD_TRY(Unsigned(obj, "locked_bytes", where));
+  o.mappings = VFIOD_TRY(Unsigned(obj, "mappings", where));
+  o.containers = VFIOD_TRY(Unsigned(obj, "containers", where));
+  return o;
+}
+
+/// Decodes every element of array `key` with `decode`.
+template <class T, class Decode>
+Result<std::vector<T>> DecodeArray(const json& doc, const char* key, Decode decode) {
+  const json& v = doc.at(key);
+  if (!v.is_array()) {
+    return Bad(key, "not an array");
+  }
+  std::vector<T> out;
+  out.reserve(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    out.push_back(VFIOD_TRY(decode(v[i], std::string(key) + "[" + std::to_string(i) + "]")));
+  }
+  return out;
+}
+
+/// Ids unique and non-zero, fd names unique, every mapping's container known.
+Result<void> CheckReferences(const StateRecord& r) {
+  std::set<uint64_t> containers;
+  std::set<uint64_t> mappings;
+  std::set<uid_t> owners;
+  std::set<std::string> fd_names;
+  for (const auto& c : r.containers) {
+    if (c.id == 0 || !containers.insert(c.id).second || !fd_names.insert(c.fd_name).second) {
+      return Bad("containers", "id 0, or a repeated id or fd name");
+    }
+  }
+  for (const auto& m : r.mappings) {
+    if (m.id == 0 || !mappings.insert(m.id).second ||
+        (!m.fd_name.empty() && !fd_names.insert(m.fd_name).second)) {
+      return Bad("mappings", "id 0, or a repeated id or fd name");
+    }
+    if (!containers.contains(m.container)) {
+      return Bad("mappings", "mapping " + std::to_string(m.id) + " names an unknown container");
+    }
+  }
+  for (const auto& o : r.owners) {
+    if (!owners.insert(o.uid).second) {
+      return Bad("owners", "a repeated uid");
+    }
+  }
+  return Ok();
+}
+
+json EncodeBody(const StateRecord& record) {
+  json doc = json::object();
+  doc["format"] = kFormat;
+  doc["version"] = record.version;
+  doc["generation"] = record.generation;
+  doc["containers"] = json::array();
+  for (const auto& c : record.containers) {
+    doc["containers"].push_back(EncodeContainer(c));
+  }
+  doc["mappings"] = json::array();
+  for (const auto& m : record.mappings) {
+    doc["mappings"].push_back(EncodeMapping(m));
+  }
+  doc["owners"] = json::array();
+  for (const auto& o : record.owners) {
+    doc["owners"].push_back(EncodeOwner(o));
+  }
+  return doc;
+}
+
+}  // namespace
+
+std::string EncodeStateRecord(const StateRecord& record) {
+  json doc = EncodeBody(record);
+  doc["checksum"] = Hex64(Fnv1a64(doc.dump()));
+  return doc.dump();
+}
+
+Result<StateRecord> DecodeStateRecord(std::string_view bytes) {
+  json doc = json::parse(bytes, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded() || !doc.is_object()) {
+    return Bad("record", "not a JSON object");
+  }
+  if (!doc.contains("format") || doc["format"] != kFormat) {
+    return Bad("format", "not a vfiod state record");
+  }
+  if (!doc.contains("version") || !doc["version"].is_number_unsigned() ||
+      doc["version"].get<uint64_t>() != kStateRecordVersion) {
+    return Bad("version", "not version " + std::to_string(kStateRecordVersion) + " (unknown)");
+  }
+  if (!doc.contains("checksum") || !doc["checksum"].is_string()) {
+    return Bad("checksum", "missing");
+  }
+  const std::string checksum = doc["checksum"].get<std::string>();
+  doc.erase("checksum");
+  if (Hex64(Fnv1a64(doc.dump())) != checksum) {
+    return Bad("checksum", "does not match the contents");
+  }
+  VFIOD_TRY(ExactKeys(doc, {"format", "version", "generation", "containers", "mappings", "owners"},
+                      "record"));
+  StateRecord r;
+  r.generation = VFIOD_TRY(Unsigned(doc, "generation", "record"));
+  r.containers = VFIOD_TRY(DecodeArray<ContainerRecord>(doc, "containers", DecodeContainer));
+  r.mappings = VFIOD_TRY(DecodeArray<MappingRecord>(doc, "mappings", DecodeMapping));
+  r.owners = VFIOD_TRY(DecodeArray<OwnerRecord>(doc, "owners", DecodeOwner));
+  VFIOD_TRY(CheckReferences(r));
+  return r;
+}
+
+}  // namespace vfiod::lifecycle

@@ -1,0 +1,81 @@
+// The state record: what vfiod must know after a restart that the kernel and
+// the stored fds cannot tell it (who owns what, names, IOVAs, sharing, quota
+// use). A versioned, self-describing JSON document with a checksum, kept in a
+// sealed memfd in the fd store (record_store.h). A record is never trusted
+// blindly: DecodeStateRecord refuses anything it does not fully understand.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proto/result.h"
+
+namespace vfiod::lifecycle {
+
+/// The record format this build writes and the only one it reads.
+inline constexpr uint32_t kStateRecordVersion = 1;
+
+/// A container: its VFIO container fd is in the store as `fd_name`.
+struct ContainerRecord {
+  uint64_t id = 0;
+  std::string name;  ///< empty: belonged to a session
+  uid_t owner_uid = 0;
+  std::vector<uid_t> shared_users;   ///< sorted, unique
+  std::vector<gid_t> shared_groups;  ///< sorted, unique
+  std::vector<int> groups;           ///< IOMMU group numbers attached
+  std::string fd_name;               ///< FDNAME of the container fd ("c-<id>")
+  friend bool operator==(const ContainerRecord&, const ContainerRecord&) = default;
+};
+
+/// A client's mapping: [iova, iova + size) of `container`.
+struct MappingRecord {
+  uint64_t id = 0;
+  uint64_t container = 0;
+  uint64_t iova = 0;
+  uint64_t size = 0;
+  std::string backing;  ///< "4k", "thp", "hugetlb-2m", "hugetlb-1g", "memfd", "bar"
+  std::string fd_name;  ///< FDNAME of the backing memfd; empty: none (a BAR)
+  uid_t owner_uid = 0;
+  std::string name;  ///< empty: belonged to a session
+  bool mmio = false;
+  friend bool operator==(const MappingRecord&, const MappingRecord&) = default;
+};
+
+/// What one uid is charged (restored so quotas hold across the restart).
+struct OwnerRecord {
+  uid_t uid = 0;
+  uint64_t locked_bytes = 0;
+  uint64_t mappings = 0;
+  uint64_t containers = 0;
+  friend bool operator==(const OwnerRecord&, const OwnerRecord&) = default;
+};
+
+struct StateRecord {
+  uint32_t version = kStateRecordVersion;
+  uint64_t generation = 0;  ///< grows with every record stored; newest wins
+  std::vector<ContainerRecord> containers;
+  std::vector<MappingRecord> mappings;
+  std::vector<OwnerRecord> owners;
+  friend bool operator==(const StateRecord&, const StateRecord&) = default;
+};
+
+/// The record as JSON: {"format": "vfiod-state", "version": 1, ..., "checksum":
+/// FNV-1a 64 of the document without "checksum", in hex}. Deterministic: the
+/// same record encodes to the same bytes.
+[[nodiscard]] std::string EncodeStateRecord(const StateRecord& record);
+
+/// The record `bytes` encode, checked in full.
+/// Errors (EINVAL, op "state record", the detail names the field): not JSON,
+/// not an object; "format" is not "vfiod-state"; "version" is not
+/// kStateRecordVersion (a newer or older daemon's record is not guessed at);
+/// the checksum is missing or does not match; a key is missing, of the wrong
+/// type, out of range (uid/gid past 2^32-2, group past INT_MAX) or unknown;
+/// an id is 0 or repeated; a mapping names an unknown container, has size 0
+/// or wraps past 2^64; an fd name is invalid (IsValidFdName) or repeated.
+[[nodiscard]] Result<StateRecord> DecodeStateRecord(std::string_view bytes);
+
+}  // namespace vfiod::lifecycle

@@ -1,0 +1,261 @@
+// The state record: encode/decode, strict rejection, the sealed memfd it lives
+// in, and its replacement in the fd store across real restarts.
+#include "lifecycle/state_record.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "fd_store_supervisor.h"
+#include "lifecycle/notify.h"
+#include "lifecycle/record_store.h"
+#include "lifecycle/sealed_memfd.h"
+
+namespace vfiod::lifecycle {
+namespace {
+
+ContainerRecord Container(uint64_t id, uid_t owner, std::string name) {
+  ContainerRecord c;
+  c.id = id;
+  c.owner_uid = owner;
+  c.name = std::move(name);
+  c.fd_name = "c-" + std::to_string(id);
+  return c;
+}
+
+MappingRecord Mapping(uint64_t id, uint64_t container, uint64_t iova, uint64_t size,
+                      std::string backing, uid_t owner) {
+  MappingRecord m;
+  m.id = id;
+  m.container = container;
+  m.iova = iova;
+  m.size = size;
+  m.mmio = backing == "bar";
+  m.fd_name = m.mmio ? "" : "m-" + std::to_string(id);
+  m.backing = std::move(backing);
+  m.owner_uid = owner;
+  return m;
+}
+
+OwnerRecord Owner(uid_t uid, uint64_t locked_bytes, uint64_t mappings, uint64_t containers) {
+  OwnerRecord o;
+  o.uid = uid;
+  o.locked_bytes = locked_bytes;
+  o.mappings = mappings;
+  o.containers = containers;
+  return o;
+}
+
+StateRecord Sample() {
+  StateRecord r;
+  r.generation = 41;
+  r.containers.push_back(Container(3, 1000, "ring"));
+  r.containers[0].shared_users = {1001, 1002};
+  r.containers[0].shared_groups = {50};
+  r.containers[0].groups = {12, 14};
+  r.containers.push_back(Container(8, 1001, ""));
+  r.mappings.push_back(Mapping((1ULL << 32) | 1, 3, 0x100000000ULL, 2u << 20, "hugetlb-2m", 1000));
+  r.mappings[0].name = "kbuf";
+  r.mappings.push_back(Mapping(2, 8, 0xfffff000ULL, 4096, "bar", 1001));
+  r.owners.push_back(Owner(1000, 2u << 20, 1, 1));
+  r.owners.push_back(Owner(1001, 0, 1, 1));
+  return r;
+}
+
+/// Re-encodes `doc` with a correct checksum, so only the change is wrong.
+std::string Resealed(nlohmann::json doc) {
+  doc.erase("checksum");
+  uint64_t hash = 0xcbf29ce484222325ULL;
+  for (unsigned char c : doc.dump()) {
+    hash = (hash ^ c) * 0x100000001b3ULL;
+  }
+  char buf[17];
+  (void)std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(hash));
+  doc["checksum"] = buf;
+  return doc.dump();
+}
+
+TEST(StateRecord, RoundTripsExactly) {
+  const StateRecord r = Sample();
+  const std::string bytes = EncodeStateRecord(r);
+  auto back = DecodeStateRecord(bytes);
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_EQ(*back, r);
+  EXPECT_EQ(EncodeStateRecord(*back), bytes);  // deterministic
+  EXPECT_TRUE(DecodeStateRecord(EncodeStateRecord(StateRecord{})));
+}
+
+TEST(StateRecord, TheResealHelperAgreesWithTheEncoder) {
+  // Resealed() must produce exactly what the encoder does, or the rejection
+  // tests below would pass for the wrong reason (a checksum mismatch).
+  const std::string bytes = EncodeStateRecord(Sample());
+  EXPECT_EQ(Resealed(nlohmann::json::parse(bytes)), bytes);
+}
+
+TEST(StateRecord, AnyFlippedByteIsRefused) {
+  const std::string bytes = EncodeStateRecord(Sample());
+  int refused = 0;
+  for (size_t i = 0; i < bytes.size(); i += 7) {
+    std::string bad = bytes;
+    bad[i] = bad[i] == '1' ? '2' : '1';
+    auto r = DecodeStateRecord(bad);
+    refused += r ? 0 : 1;
+    if (!r) {
+      EXPECT_EQ(r.error().code, EINVAL);
+    }
+  }
+  EXPECT_EQ(refused, static_cast<int>((bytes.size() + 6) / 7));
+}
+
+struct Corruption {
+  const char* what;
+  void (*edit)(nlohmann::json&);
+};
+
+TEST(StateRecord, StrictValidationEvenWithAGoodChecksum) {
+  const Corruption cases[] = {
+      {"newer version", [](nlohmann::json& d) { d["version"] = 2; }},
+      {"version as text", [](nlohmann::json& d) { d["version"] = "1"; }},
+      {"other format", [](nlohmann::json& d) { d["format"] = "other"; }},
+      {"unknown top key", [](nlohmann::json& d) { d["extra"] = 1; }},
+      {"missing owners", [](nlohmann::json& d) { d.erase("owners"); }},
+      {"negative generation", [](nlohmann::json& d) { d["generation"] = -1; }},
+      {"container id 0", [](nlohmann::json& d) { d["containers"][0]["id"] = 0; }},
+      {"repeated container id", [](nlohmann::json& d) { d["containers"][1]["id"] = 3; }},
+      {"uid -1", [](nlohmann::json& d) { d["containers"][0]["owner_uid"] = 4294967295ULL; }},
+      {"unsorted share",
+       [](nlohmann::json& d) {
+         d["containers"][0]["shared_users"] = {5, 4};
+       }},
+      {"bad container fd name", [](nlohmann::json& d) { d["containers"][0]["fd_name"] = "c:3"; }},
+      {"empty container fd name", [](nlohmann::json& d) { d["containers"][0]["fd_name"] = ""; }},
+      {"repeated fd name", [](nlohmann::json& d) { d["containers"][1]["fd_name"] = "c-3"; }},
+      {"unknown container key", [](nlohmann::json& d) { d["containers"][0]["x"] = true; }},
+      {"mapping of no container", [](nlohmann::json& d) { d["mappings"][0]["container"] = 9; }},
+      {"mapping size 0", [](nlohmann::json& d) { d["mappings"][0]["size"] = 0; }},
+      {"mapping wraps",
+       [](nlohmann::json& d) { d["mappings"][0]["iova"] = 0xffffffffffff0000ULL; }},
+      {"unknown backing", [](nlohmann::json& d) { d["mappings"][0]["backing"] = "1m"; }},
+      {"mmio disagrees", [](nlohmann::json& d) { d["mappings"][1]["mmio"] = false; }},
+      {"memory without fd", [](nlohmann::json& d) { d["mappings"][0]["fd_name"] = ""; }},
+      {"repeated mapping id", [](nlohmann::json& d) { d["mappings"][1]["id"] = 4294967297ULL; }},
+      {"size as float", [](nlohmann::json& d) { d["mappings"][0]["size"] = 4096.0; }},
+      {"repeated owner", [](nlohmann::json& d) { d["owners"][1]["uid"] = 1000; }},
+      {"owner missing key", [](nlohmann::json& d) { d["owners"][0].erase("mappings"); }},
+      {"containers not array",
+       [](nlohmann::json& d) { d["containers"] = nlohmann::json::object(); }},
+  };
+  const nlohmann::json good = nlohmann::json::parse(EncodeStateRecord(Sample()));
+  for (const auto& c : cases) {
+    nlohmann::json doc = good;
+    c.edit(doc);
+    auto r = DecodeStateRecord(Resealed(doc));
+    ASSERT_FALSE(r) << c.what;
+    EXPECT_EQ(r.error().code, EINVAL) << c.what;
+    EXPECT_EQ(r.error().detail.find("checksum"), std::string::npos)
+        << c.what << ": " << r.error().detail;
+  }
+}
+
+TEST(StateRecord, NotJsonOrNoChecksumIsRefused) {
+  for (const std::string bad : {"", "{", "[]", "null", "{\"format\":\"vfiod-state\"}"}) {
+    EXPECT_FALSE(DecodeStateRecord(bad)) << bad;
+  }
+  nlohmann::json doc = nlohmann::json::parse(EncodeStateRecord(Sample()));
+  doc.erase("checksum");
+  EXPECT_FALSE(DecodeStateRecord(doc.dump()));
+}
+
+TEST(SealedMemfd, HoldsTheBytesAndCannotChange) {
+  const std::string bytes = EncodeStateRecord(Sample());
+  auto fd = WriteSealedMemfd("vfiod-state", bytes);
+  ASSERT_TRUE(fd) << fd.error().message();
+  EXPECT_EQ(ReadSealedMemfd(fd->get()).value_or(""), bytes);
+  EXPECT_LT(::pwrite(fd->get(), "x", 1, 0), 0);
+  EXPECT_EQ(errno, EPERM);
+  EXPECT_LT(::ftruncate(fd->get(), 1), 0);
+  EXPECT_LT(::fcntl(fd->get(), F_ADD_SEALS, F_SEAL_FUTURE_WRITE), 0);  // F_SEAL_SEAL
+  EXPECT_EQ(::mmap(nullptr, 4096, PROT_WRITE, MAP_SHARED, fd->get(), 0), MAP_FAILED);
+}
+
+TEST(SealedMemfd, AnUnsealedOrForeignFileIsNotTrusted) {
+  UniqueFd open_memfd(::memfd_create("x", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  ASSERT_TRUE(open_memfd);
+  ASSERT_EQ(::write(open_memfd.get(), "{}", 2), 2);
+  ASSERT_EQ(::fcntl(open_memfd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW), 0);
+  EXPECT_EQ(ReadSealedMemfd(open_memfd.get()).error().code, EPERM);  // still writable
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe2(pipe_fds, O_CLOEXEC), 0);
+  UniqueFd r(pipe_fds[0]);
+  UniqueFd w(pipe_fds[1]);
+  EXPECT_EQ(ReadSealedMemfd(r.get()).error().code, EINVAL);  // not a memfd
+}
+
+class RecordStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto s = testing::FdStoreSupervisor::Create(::testing::TempDir());
+    ASSERT_TRUE(s) << s.error().message();
+    supervisor_.emplace(std::move(*s));
+  }
+  std::string Run(std::vector<std::string> args) {
+    args.insert(args.begin(), LIFECYCLE_CHILD);
+    auto run = testing::RunChild(*supervisor_, args, {});
+    EXPECT_TRUE(run);
+    return run ? run->output : "";
+  }
+  std::optional<testing::FdStoreSupervisor> supervisor_;
+};
+
+TEST_F(RecordStoreTest, EachNewRecordReplacesTheOldAndSurvivesARestart) {
+  EXPECT_EQ(Run({"record", "1"}), "recorded 1\n");
+  EXPECT_EQ(Run({"record", "2"}), "recorded 2\n");
+  // The new record went in before the old one was removed: the messages
+  // show the store never lacked one.
+  const auto& m = supervisor_->messages();
+  ASSERT_EQ(m.size(), 4u);
+  EXPECT_EQ(m[2], "FDSTORE=1\nFDNAME=vfiod-state-0");
+  EXPECT_EQ(m[3], "FDSTOREREMOVE=1\nFDNAME=vfiod-state-1");
+  ASSERT_EQ(supervisor_->store().size(), 1u);
+  EXPECT_EQ(supervisor_->store()[0].name, "vfiod-state-0");
+  EXPECT_EQ(Run({"pick"}), "record 2 1\n");
+  EXPECT_EQ(Run({"record", "3"}), "recorded 3\n");
+  EXPECT_EQ(Run({"pick"}), "record 3 1\n");
+}
+
+TEST_F(RecordStoreTest, ACrashBetweenStoreAndRemoveLeavesTwoAndTheNewestWins) {
+  EXPECT_EQ(Run({"record", "6"}), "recorded 6\n");
+  // Generation 7 stored, the removal of 6 never sent (the daemon died).
+  auto fd = WriteSealedMemfd("vfiod-state", [] {
+    StateRecord r;
+    r.generation = 7;
+    return EncodeStateRecord(r);
+  }());
+  ASSERT_TRUE(fd);
+  const int fds[] = {fd->get()};
+  ASSERT_TRUE(NotifyTo(supervisor_->notify_socket(), "FDSTORE=1\nFDNAME=vfiod-state-1", fds));
+  ASSERT_TRUE(supervisor_->Pump(1000));
+  ASSERT_EQ(supervisor_->store().size(), 2u);
+  EXPECT_EQ(Run({"pick"}), "record 7 0\n");
+}
+
+TEST_F(RecordStoreTest, AnUnsealedRecordIsRefusedNotTrusted) {
+  UniqueFd fake(::memfd_create("vfiod-state", MFD_CLOEXEC));
+  const std::string bytes = EncodeStateRecord(StateRecord{});
+  ASSERT_EQ(::write(fake.get(), bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
+  const int fds[] = {fake.get()};
+  ASSERT_TRUE(NotifyTo(supervisor_->notify_socket(), "FDSTORE=1\nFDNAME=vfiod-state-0", fds));
+  ASSERT_TRUE(supervisor_->Pump(1000));
+  const std::string out = Run({"pick"});
+  EXPECT_TRUE(out.starts_with("error 1 ")) << out;  // EPERM
+}
+
+TEST_F(RecordStoreTest, NoRecordIsENOENT) { EXPECT_TRUE(Run({"pick"}).starts_with("error 2 ")); }
+
+}  // namespace
+}  // namespace vfiod::lifecycle
