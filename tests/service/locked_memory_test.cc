@@ -78,10 +78,6 @@ Config CappedConfig(uint64_t cap) {
 class LockedMemoryTest : public model_service::ModelServiceTest {
  protected:
   explicit LockedMemoryTest(uint64_t cap = 3 << 20) { Start(CappedConfig(cap)); }
-  Caller Open(uid_t uid) {
-    Identity id{uid, uid, {}};
-    return Caller{service_->OpenSession(id), id};
-  }
   ContainerId Container(const Caller& who, const char* bdf) {
     auto c = service_->CreateContainer(who, {bdf}, "");
     EXPECT_TRUE(c.has_value()) << c.error().error.message();

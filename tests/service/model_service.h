@@ -99,6 +99,12 @@ class ModelServiceTest : public ::testing::Test {
     service_ = std::make_unique<Service>(config, std::move(faulty), vfio::PciSysfs(root_));
   }
 
+  /// A new session of `uid` (gid the same, no supplementary groups).
+  Caller Open(uid_t uid) {
+    Identity id{uid, uid, {}};
+    return Caller{service_->OpenSession(id), id};
+  }
+
   /// Maps [offset, +size) of the caller's registered `region` into container `c`.
   SResult<MapResult> Slice(const Caller& who, ContainerId c, RegionId region, uint64_t offset,
                            uint64_t size) {

@@ -28,10 +28,6 @@ class SessionServiceTest : public model_service::ModelServiceTest {
     Start(EduConfig(kUser, Quota{.locked_bytes = 4 << 20, .mappings = 2, .containers = 1}));
     baseline_fds_ = model_.OpenFdCount();
   }
-  Caller Open(uid_t uid) {
-    Identity id{uid, uid, {}};
-    return Caller{service_->OpenSession(id), id};
-  }
   AllocRequest Alloc4K(ContainerId c, uint64_t size) {
     AllocRequest r;
     r.container = c;

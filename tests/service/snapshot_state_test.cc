@@ -22,10 +22,6 @@ class SnapshotStateTest : public model_service::ModelServiceTest {
   SnapshotStateTest() {
     Start(EduConfig(kUser, Quota{.locked_bytes = 8 << 20, .mappings = 4, .containers = 2}));
   }
-  Caller Open(uid_t uid) {
-    Identity id{uid, uid, {}};
-    return Caller{service_->OpenSession(id), id};
-  }
 };
 
 TEST_F(SnapshotStateTest, RecordsContainersMappingsAndChargesAsTheServiceReportsThem) {
