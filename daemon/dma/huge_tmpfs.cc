@@ -54,7 +54,12 @@ Result<HugeTmpfs> HugeTmpfs::MountPrivate() {
   if (::fsconfig(context.get(), FSCONFIG_SET_STRING, "huge", "within_size", 0) != 0) {
     return ErrnoError("fsconfig(huge=within_size)");
   }
+  // No size limit (size=0): a client may grow the file it was handed (tmpfs
+  // files take no seals), and under a shared limit that would let one user
+  // use up the others' thp memory. Unlimited, what a client adds is its own
+  // memory, charged to its own memory cgroup, as with a memfd of its own.
   if (::fsconfig(context.get(), FSCONFIG_SET_STRING, "mode", "0700", 0) != 0 ||
+      ::fsconfig(context.get(), FSCONFIG_SET_STRING, "size", "0", 0) != 0 ||
       ::fsconfig(context.get(), FSCONFIG_CMD_CREATE, nullptr, nullptr, 0) != 0) {
     return ErrnoError("fsconfig(tmpfs)");
   }
@@ -83,6 +88,13 @@ Result<HugeTmpfs> HugeTmpfs::OpenDirectory(const std::string& path) {
     return Fail(EINVAL, "thp_tmpfs",
                 path + " is on a tmpfs mounted without huge=within_size (huge=" +
                     (huge.empty() ? "never" : huge) + "): its files would get 4 KiB pages");
+  }
+  if (fs.f_blocks != 0) {  // tmpfs reports 0 blocks when it has no size limit
+    return Fail(EINVAL, "thp_tmpfs",
+                path +
+                    " is on a tmpfs with a size limit: mount it with size=0 (clients may "
+                    "grow the files they are handed, and a shared limit lets one user use "
+                    "up the others' space)");
   }
   return HugeTmpfs(std::move(dir), path + " (tmpfs huge=" + huge + ")");
 }

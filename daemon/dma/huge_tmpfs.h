@@ -18,7 +18,7 @@ namespace vfiod::dma {
 
 class HugeTmpfs {
  public:
-  /// A private tmpfs (huge=within_size) attached to no path: made with
+  /// A private tmpfs (huge=within_size, no size limit) attached to no path: made with
   /// fsopen/fsconfig/fsmount and gone when vfiod exits. Needs CAP_SYS_ADMIN
   /// and the mount syscalls (not in systemd's @system-service filter).
   /// Errors: EPERM without the capability or when a seccomp filter refuses;
@@ -28,14 +28,16 @@ class HugeTmpfs {
   /// A directory on a tmpfs that someone else mounted with huge=within_size
   /// or huge=always (vfiod.service: TemporaryFileSystem=). Its huge= option
   /// is read from /proc/self/mountinfo and named in description().
-  /// Errors: ENOENT/EACCES/ENOTDIR from open; EINVAL not on tmpfs, or the
-  /// tmpfs was mounted without huge= (or with huge=never): its files would
-  /// get 4 KiB pages.
+  /// Errors: ENOENT/EACCES/ENOTDIR from open; EINVAL not on tmpfs, the
+  /// tmpfs was mounted without huge= (or with huge=never: its files would
+  /// get 4 KiB pages), or with a size limit (see CreateFile).
   [[nodiscard]] static Result<HugeTmpfs> OpenDirectory(const std::string& path);
 
   /// A new unnamed file of `size` bytes (O_TMPFILE, read-write). The file's
   /// sealing is locked (regular tmpfs files allow no seals): vfiod never
-  /// relies on seals for its own memory, see backing_client.cc.
+  /// relies on seals for its own memory, see backing_client.cc. The client
+  /// it is handed to may grow it: the tmpfs must have no size limit shared
+  /// by all users (MountPrivate's has none; vfiod.service mounts size=0).
   /// Errors: from open(O_TMPFILE) and ftruncate (ENOSPC: the mount's size).
   [[nodiscard]] Result<UniqueFd> CreateFile(uint64_t size) const;
   /// "a private tmpfs mount (huge=within_size)" or "DIR (tmpfs huge=...)".

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -73,6 +74,10 @@ TEST(HugeTmpfsTest, PrivateMountGivesPmdSizedFoliosOrNeedsTheCapability) {
   constexpr uint64_t kSize = 2 * k2MiB;
   auto file = tmpfs->CreateFile(kSize);
   ASSERT_TRUE(file) << file.error().message();
+  // No size limit (tmpfs reports 0 blocks): no user can fill it for the others.
+  struct statfs fs {};
+  ASSERT_EQ(::fstatfs(file->get(), &fs), 0);
+  EXPECT_EQ(fs.f_blocks, 0u);
   EXPECT_EQ(::lseek(file->get(), 0, SEEK_END), static_cast<off_t>(kSize));
   auto view = MapAligned(kSize, k2MiB, PROT_READ | PROT_WRITE, MAP_SHARED, file->get(), 0);
   ASSERT_TRUE(view) << view.error().message();
@@ -105,13 +110,19 @@ TEST(HugeTmpfsTest, ADirectoryMustBeOnATmpfsWithHugePages) {
   const std::filesystem::path dir =
       std::filesystem::temp_directory_path() / ("vfiod-huge-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
-  for (const char* options : {"huge=never", "huge=within_size"}) {
-    ASSERT_EQ(::mount("tmpfs", dir.c_str(), "tmpfs", 0, options), 0) << std::strerror(errno);
+  struct Case {
+    const char* options;
+    const char* refusal;  // nullptr: accepted
+  };
+  for (const Case& c :
+       {Case{"huge=never,size=0", "huge=never"}, Case{"huge=within_size,size=64m", "size limit"},
+        Case{"huge=within_size,size=0", nullptr}}) {
+    ASSERT_EQ(::mount("tmpfs", dir.c_str(), "tmpfs", 0, c.options), 0) << std::strerror(errno);
     auto opened = HugeTmpfs::OpenDirectory(dir);
-    if (std::string(options) == "huge=never") {
-      ASSERT_FALSE(opened);
+    if (c.refusal != nullptr) {
+      ASSERT_FALSE(opened) << c.options;
       EXPECT_EQ(opened.error().code, EINVAL);
-      EXPECT_NE(opened.error().message().find("huge=never"), std::string::npos)
+      EXPECT_NE(opened.error().message().find(c.refusal), std::string::npos)
           << opened.error().message();
     } else {
       ASSERT_TRUE(opened) << opened.error().message();

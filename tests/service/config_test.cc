@@ -94,8 +94,9 @@ TEST(ConfigTest, ShippedThpTmpfsIsTheUnitsHugeTmpfs) {
   std::string line;
   bool found = false;
   while (std::getline(unit, line)) {
+    // Without a size limit: a shared one would let one client use up the others' space.
     found = found || line.starts_with("TemporaryFileSystem=" + config->thp_tmpfs.value_or("?") +
-                                      ":huge=within_size");
+                                      ":huge=within_size,size=0,");
   }
   EXPECT_TRUE(found) << "vfiod.service mounts no huge tmpfs at " << config->thp_tmpfs.value_or("?");
 }
