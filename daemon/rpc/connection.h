@@ -105,9 +105,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void OnDeadline();
   /// Arms the timer for NextDeadline(), or to look again later when none applies.
   void ArmNextDeadline();
-  /// When the idle or line timeout of the present state expires (nullopt:
-  /// none applies now, e.g. a call is in flight).
-  [[nodiscard]] std::optional<Clock::time_point> NextDeadline();
+  /// A timeout and when it expires.
+  struct Due {
+    Clock::time_point when;
+    std::string_view limit;  ///< "idle_timeout", "line_timeout" or "write_timeout"
+  };
+  /// The earliest timeout of the present state (nullopt: none applies now,
+  /// e.g. a call is in flight and its reply is not yet queued).
+  [[nodiscard]] std::optional<Due> NextDeadline();
+  /// The shortest timeout configured (the poll interval while none applies).
+  [[nodiscard]] Clock::duration ShortestTimeout() const;
   /// Sends one kBusy line naming `limit` if the socket takes it, and closes.
   void CloseForLimit(std::string_view limit, std::string detail);
   // Dispatch (connection_dispatch.cc).
@@ -156,8 +163,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   /// One sendmsg from the front of out_: a line with fds alone, else as many
   /// fd-less lines as fit in one call. Errors as wire::SendWithFds. Needs out_mu_.
   Result<std::size_t> SendFront();
-  /// Marks `sent` bytes from the front of out_ as written; notes the time
-  /// when the queue empties (the idle clock). Needs out_mu_.
+  /// Appends `frame` to out_ (the write clock starts if the queue was
+  /// empty). Needs out_mu_.
+  void Enqueue(OutFrame frame);
+  /// Marks `sent` bytes from the front of out_ as written (restarting the
+  /// write clock); notes the time when the queue empties (the idle clock).
+  /// Needs out_mu_.
   void Consume(std::size_t sent);
   /// Waits for POLLOUT on the strand, then WriteSome(owner). Needs out_mu_.
   void ArmWriteWait();
@@ -183,8 +194,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool reading_ = false;  // an async_wait for input (or a HandleLines) is pending
   bool corked_ = false;   // HandleLines is handling lines: Send only queues
   bool close_reported_ = false;
-  // The idle and line timeouts: one timer, re-armed by OnDeadline, which
-  // re-reads the state (so the paths that change it need not touch it).
+  // The idle, line and write timeouts: one timer, re-armed by OnDeadline,
+  // which re-reads the state (so the paths that change it need not touch it).
   asio::steady_timer deadline_;
   Clock::time_point last_input_;     // the last read that brought bytes
   Clock::time_point partial_since_;  // the line clock of the incomplete line
@@ -194,7 +205,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::atomic<std::size_t> queued_bytes_{0};  // changed under out_mu_; read anywhere
   std::size_t inflight_ = 0;                  // blocking calls running; guarded by out_mu_
   Clock::time_point last_output_;             // the queue last emptied; guarded by out_mu_
-  bool write_owed_ = false;  // a POLLOUT wait or a hand-over to the strand is pending; guarded
+  Clock::time_point last_sent_;  // the socket last took bytes, or the queue began; out_mu_
+  bool write_owed_ = false;      // a POLLOUT wait or a hand-over to the strand is pending; guarded
   // Written on the strand under out_mu_ (read there without it, elsewhere with it).
   bool read_paused_ = false;        // output over the limit: resume when drained
   bool stop_reading_ = false;       // peer EOF or fatal framing error

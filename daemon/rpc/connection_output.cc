@@ -52,8 +52,7 @@ void Connection::SendLine(std::string line, std::vector<UniqueFd> fds) {
   OutFrame frame{std::move(line), std::move(fds), 0};
   {
     std::lock_guard lock(out_mu_);
-    queued_bytes_ += frame.bytes.size();
-    out_.push_back(std::move(frame));
+    Enqueue(std::move(frame));
   }
   if (!corked_) {
     WriteSome(/*owner=*/false);
@@ -74,8 +73,7 @@ bool Connection::SendFromAnyThread(std::optional<OutFrame> frame, bool call_fini
       settle = call_finished && inflight_ == 0;  // the close waits for this call to end
     } else {
       if (frame) {
-        queued_bytes_ += frame->bytes.size();
-        out_.push_back(std::move(*frame));
+        Enqueue(std::move(*frame));
         queued = true;
       }
       if (!write_owed_) {
@@ -102,9 +100,18 @@ bool Connection::SendFromAnyThread(std::optional<OutFrame> frame, bool call_fini
   return queued;
 }
 
+void Connection::Enqueue(OutFrame frame) {
+  if (out_.empty()) {
+    last_sent_ = Clock::now();  // the write clock starts with the queue
+  }
+  queued_bytes_ += frame.bytes.size();
+  out_.push_back(std::move(frame));
+}
+
 void Connection::WriteSome(bool owner) {
   Flushed flushed = Flushed::kDrained;
   Error error;
+  std::optional<Clock::time_point> write_due;
   {
     std::lock_guard lock(out_mu_);
     if (closed_ || (write_owed_ && !owner)) {
@@ -114,7 +121,13 @@ void Connection::WriteSome(bool owner) {
     write_owed_ = flushed == Flushed::kBlocked;
     if (write_owed_) {
       ArmWriteWait();
+      if (env_.config.write_timeout.count() > 0) {
+        write_due = last_sent_ + env_.config.write_timeout;
+      }
     }
+  }
+  if (write_due) {
+    ArmDeadline(*write_due);  // the timer may be set for a later idle deadline
   }
   if (flushed == Flushed::kFailed) {
     spdlog::info("rpc: connection {}: {}", info_->id, error.message());
@@ -175,6 +188,9 @@ Result<std::size_t> Connection::SendFront() {
 }
 
 void Connection::Consume(std::size_t sent) {
+  if (sent > 0) {
+    last_sent_ = Clock::now();
+  }
   while (sent > 0) {
     OutFrame& f = out_.front();
     std::size_t part = std::min(sent, f.bytes.size() - f.sent);

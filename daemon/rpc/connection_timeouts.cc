@@ -1,4 +1,4 @@
-// Connection timeouts: the idle timeout and the incomplete-line timeout.
+// Connection timeouts: the idle, incomplete-line and write timeouts.
 //
 // The rules (ServerConfig says the same):
 //  - line timeout: while the server is reading the connection (not paused by
@@ -9,10 +9,16 @@
 //  - idle timeout: a connection with no call in flight, nothing queued or
 //    owed to the socket, no line held (complete or not) and nothing received
 //    or sent (queue emptied) for idle_timeout is closed.
-//  - Neither applies to a client that is slow to read its replies: while
-//    output is queued the connection is not idle and its line clock stops.
-// On expiry one kBusy line naming the limit is written if the socket takes
-// it at once, and the connection closes.
+//  - write timeout: a connection whose queued output the socket has taken no
+//    byte of for write_timeout (the queue began, or its last byte went out,
+//    that long ago) is closed: a client that never reads its replies holds
+//    at most max_output_bytes of the daemon's memory, and only that long.
+//  - The idle and line timeouts do not apply to a client slow to read its
+//    replies: while output is queued the connection is not idle and its line
+//    clock stops (reading is paused past max_output_bytes).
+// On the idle or line timeout one kBusy line naming the limit is written if
+// the socket takes it at once, and the connection closes; on the write
+// timeout it closes at once (the socket takes nothing).
 //
 // One timer on the strand. Nothing else re-arms it except a read that starts
 // a new incomplete line (its deadline may be earlier than the timer's):
@@ -43,7 +49,9 @@ void Connection::NoteInput(bool had_partial) {
 }
 
 void Connection::ArmDeadline(Clock::time_point when) {
-  if (closed_ || (env_.config.idle_timeout.count() == 0 && env_.config.line_timeout.count() == 0)) {
+  const ServerConfig& c = env_.config;
+  if (closed_ || (c.idle_timeout.count() == 0 && c.line_timeout.count() == 0 &&
+                  c.write_timeout.count() == 0)) {
     return;
   }
   if (when >= deadline_.expiry() && deadline_.expiry() > Clock::now()) {
@@ -57,51 +65,72 @@ void Connection::ArmDeadline(Clock::time_point when) {
   }));
 }
 
-std::optional<Connection::Clock::time_point> Connection::NextDeadline() {
+std::optional<Connection::Due> Connection::NextDeadline() {
   const ServerConfig& c = env_.config;
+  std::optional<Due> due;
+  auto consider = [&due](Clock::time_point when, std::string_view limit) {
+    if (!due || when < due->when) {
+      due = Due{when, limit};
+    }
+  };
   bool reading = !read_paused_ && !stop_reading_;
   if (c.line_timeout.count() > 0 && reading && framer_.partial_bytes() > 0) {
-    return partial_since_ + c.line_timeout;
-  }
-  if (c.idle_timeout.count() == 0 || stop_reading_ || framer_.partial_bytes() > 0 ||
-      framer_.has_frame()) {
-    return std::nullopt;
+    consider(partial_since_ + c.line_timeout, "line_timeout");
   }
   std::lock_guard lock(out_mu_);
-  if (inflight_ != 0 || !out_.empty() || write_owed_) {
-    return std::nullopt;
+  if (c.write_timeout.count() > 0 && !out_.empty()) {
+    consider(last_sent_ + c.write_timeout, "write_timeout");
   }
-  return std::max(last_input_, last_output_) + c.idle_timeout;
+  bool idle = !stop_reading_ && framer_.partial_bytes() == 0 && !framer_.has_frame() &&
+              inflight_ == 0 && out_.empty() && !write_owed_;
+  if (c.idle_timeout.count() > 0 && idle) {
+    consider(std::max(last_input_, last_output_) + c.idle_timeout, "idle_timeout");
+  }
+  return due;
+}
+
+Connection::Clock::duration Connection::ShortestTimeout() const {
+  Clock::duration shortest = std::chrono::hours(24);
+  for (auto t : {env_.config.idle_timeout, env_.config.line_timeout, env_.config.write_timeout}) {
+    if (t.count() > 0) {
+      shortest = std::min<Clock::duration>(shortest, t);
+    }
+  }
+  return shortest;
 }
 
 void Connection::OnDeadline() {
   Clock::time_point now = Clock::now();
-  std::optional<Clock::time_point> due = NextDeadline();
-  if (due && *due <= now) {
-    bool line = framer_.partial_bytes() > 0;
-    auto limit = line ? env_.config.line_timeout : env_.config.idle_timeout;
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(limit).count();
-    std::string detail =
-        line ? "an incomplete line waited longer than " + std::to_string(ms) +
-                   " ms; closing the connection"
-             : "no request for " + std::to_string(ms) + " ms; closing the idle connection";
-    spdlog::info("rpc: connection {} (uid {}): {}", info_->id, info_->peer.uid, detail);
-    CloseForLimit(line ? "line_timeout" : "idle_timeout", std::move(detail));
+  std::optional<Due> due = NextDeadline();
+  if (!due || due->when > now) {
+    ArmNextDeadline();
     return;
   }
-  ArmNextDeadline();
+  const ServerConfig& c = env_.config;
+  if (due->limit == "write_timeout") {
+    // The socket takes nothing: no error line could reach the client.
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(c.write_timeout).count();
+    spdlog::info("rpc: connection {} (uid {}): its replies waited {} ms unread; closing it",
+                 info_->id, info_->peer.uid, ms);
+    CloseNow();
+    return;
+  }
+  bool line = due->limit == "line_timeout";
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(line ? c.line_timeout : c.idle_timeout)
+          .count();
+  std::string detail =
+      line ? "an incomplete line waited longer than " + std::to_string(ms) +
+                 " ms; closing the connection"
+           : "no request for " + std::to_string(ms) + " ms; closing the idle connection";
+  spdlog::info("rpc: connection {} (uid {}): {}", info_->id, info_->peer.uid, detail);
+  CloseForLimit(due->limit, std::move(detail));
 }
 
 void Connection::ArmNextDeadline() {
-  std::optional<Clock::time_point> due = NextDeadline();
-  if (!due) {
-    // Busy (a call in flight, output queued): look again after the shorter timeout.
-    auto idle =
-        env_.config.idle_timeout.count() > 0 ? env_.config.idle_timeout : env_.config.line_timeout;
-    auto line = env_.config.line_timeout.count() > 0 ? env_.config.line_timeout : idle;
-    due = Clock::now() + std::min(idle, line);
-  }
-  ArmDeadline(*due);
+  std::optional<Due> due = NextDeadline();
+  // None applies (a call in flight, its reply not yet queued): look again later.
+  ArmDeadline(due ? due->when : Clock::now() + ShortestTimeout());
 }
 
 void Connection::CloseForLimit(std::string_view limit, std::string detail) {

@@ -53,6 +53,12 @@ struct ServerConfig {
   /// The clock starts with the read that brought the line's first byte, or
   /// when reading resumed after back-pressure. Zero: never.
   std::chrono::milliseconds line_timeout{std::chrono::seconds(10)};
+  /// A connection whose queued output the socket has taken no byte of for
+  /// this long (the client stopped reading its replies) is closed, so a
+  /// client that never reads cannot hold max_output_bytes of the daemon's
+  /// memory for ever. The clock starts when the queue stops being empty and
+  /// restarts with every byte the socket takes. Zero: never.
+  std::chrono::milliseconds write_timeout{std::chrono::seconds(60)};
 
   friend bool operator==(const ServerConfig&, const ServerConfig&) = default;
 };

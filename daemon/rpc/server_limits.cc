@@ -14,6 +14,7 @@ ServerConfig ServerConfigFromLimits(const service::Limits& limits) {
   c.max_connections_per_user = limits.max_clients_per_user;
   c.idle_timeout = std::chrono::seconds(limits.idle_timeout);
   c.line_timeout = std::chrono::seconds(limits.line_timeout);
+  c.write_timeout = std::chrono::seconds(limits.write_timeout);
   return c;
 }
 

@@ -82,7 +82,7 @@ constexpr std::string_view kLimitKeys[] = {"max_frame_bytes",       "max_infligh
                                            "max_regions",           "max_output_bytes",
                                            "max_batch_reply_bytes", "max_clients_per_user",
                                            "idle_timeout",          "line_timeout",
-                                           "max_locked_bytes"};
+                                           "write_timeout",         "max_locked_bytes"};
 
 // A size in [min, max] bytes; `range` says so in the message.
 void ReadBoundedSize(const Json& j, const std::string& path, std::string_view key, uint64_t min,
@@ -109,6 +109,7 @@ Limits ReadLimits(const Json& j, const std::string& path) {
   };
   seconds("idle_timeout", limits.idle_timeout);
   seconds("line_timeout", limits.line_timeout);
+  seconds("write_timeout", limits.write_timeout);
   IfPresent(j, path, "max_frame_bytes", [&](const Json& v, const std::string& p) {
     limits.max_frame_bytes = ReadSize(v, p, false);
     if (limits.max_frame_bytes < 4096 || limits.max_frame_bytes > (256ULL << 20)) {

@@ -50,6 +50,7 @@ struct Limits {
   uint32_t max_clients_per_user = 16;           ///< connections one non-root uid may hold
   uint32_t idle_timeout = 300;                  ///< seconds a connection may sit idle; 0: forever
   uint32_t line_timeout = 10;                   ///< seconds an incomplete line may wait; 0: forever
+  uint32_t write_timeout = 60;  ///< seconds replies may wait unread (socket full); 0: forever
   /// Bytes vfiod may hold locked for all clients together (root's included):
   /// a machine safety limit above the per-user quotas. kUnlimited for none;
   /// nullopt (the key absent or null): kDefaultLockedShare of MemTotal, read at start

@@ -1,10 +1,11 @@
 // The transport's limits on the real vfiod binary: batch length, strict JSON
 // text, the batch reply budget, back-pressure for a client that never reads,
-// the per-user share of connections and root's reserve, the idle and line
-// timeouts, and the daemon's peak memory under all of these at once.
+// the per-user share of connections and root's reserve, the idle, line and
+// write timeouts, and the daemon's peak memory under all of these at once.
 // Each test runs on the model kernel on the host, and on the real kernel in
 // the VM (VFIOD_IN_VM=1): none needs a device.
 #include <gtest/gtest.h>
+#include <poll.h>
 
 #include <thread>
 
@@ -142,6 +143,31 @@ TEST(LimitsTest, AClientThatNeverReadsIsNotReadEither) {
   std::size_t peak = PeakRssKiB(daemon.pid());
   std::printf("daemon VmHWM with a 1M output limit and a hog: %zu KiB\n", peak);
   EXPECT_LT(peak, MemoryBoundKiB(64u << 10));
+}
+
+TEST(LimitsTest, AClientThatNeverReadsIsClosedAfterTheWriteTimeout) {
+  Daemon daemon(Policy(), "2M", Launch::kDirect,
+                {{"max_output_bytes", "1M"}, {"write_timeout", 1}});
+  RawConn observer(daemon.socket());
+  auto clients = [&] {
+    observer.Write(Req("status", 1));
+    return observer.ReadJson().value("result", json::object()).value("clients", -1);
+  };
+  const int baseline = clients();
+  RawConn hog(daemon.socket());
+  std::string lines;
+  while (lines.size() < (64u << 10)) {
+    lines += Req("rpc.discover", static_cast<int>(lines.size()));
+  }
+  (void)hog.WriteSome(lines, 500ms);
+  // Closed without reading a byte: POLLRDHUP shows while replies sit unread.
+  pollfd p{hog.fd(), POLLRDHUP, 0};
+  ASSERT_EQ(::poll(&p, 1, 15'000), 1) << "the hog is still open";
+  EXPECT_NE(p.revents & POLLRDHUP, 0);
+  for (int i = 0; i < 100 && clients() != baseline; ++i) {
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(clients(), baseline) << "the hog's connection is still counted";
 }
 
 TEST(LimitsTest, OneUserCannotLockOthersOrRootOut) {

@@ -128,6 +128,7 @@ std::map<std::string, Probe> Probes() {
   p["max_clients_per_user"] = ServerProbe(2, &ServerConfig::max_connections_per_user, 2u);
   p["idle_timeout"] = ServerProbe(7, &ServerConfig::idle_timeout, seconds(7));
   p["line_timeout"] = ServerProbe(0, &ServerConfig::line_timeout, seconds(0));
+  p["write_timeout"] = ServerProbe(5, &ServerConfig::write_timeout, seconds(5));
   // Read by the service from its Config: checked by what the service does.
   p["map_chunk_bytes"] = {"4K",
                           [](const ServerConfig&, const ServerConfig&, const Config& d,

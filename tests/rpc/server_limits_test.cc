@@ -1,7 +1,8 @@
 // The server's limits over a real socket: strict JSON text, the batch length,
 // the batch reply budget, back-pressure between the lines of one read, the
-// per-user connection share, and the idle and incomplete-line timeouts.
+// per-user connection share, and the idle, incomplete-line and write timeouts.
 #include <gtest/gtest.h>
+#include <poll.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -233,6 +234,57 @@ TEST(ServerLimits, AnIncompleteLineIsClosedAfterTheLineTimeout) {
   quiet.Write(Line("ping", 2));
   EXPECT_EQ(quiet.ReadJson()["result"], "pong");
   EXPECT_EQ(quiet.ReadFrame(1000ms).line, "<timeout>");
+}
+
+/// Whether the server closed `fd` within `timeout`, seen without reading it
+/// (POLLRDHUP is reported while unread bytes remain).
+bool ClosedWithoutReading(int fd, std::chrono::milliseconds timeout) {
+  pollfd p{fd, POLLRDHUP, 0};
+  return ::poll(&p, 1, static_cast<int>(timeout.count())) == 1 && (p.revents & POLLRDHUP) != 0;
+}
+
+std::string BigLines(int n) {
+  std::string lines;
+  for (int i = 0; i < n; ++i) {
+    lines += Line("big", i);
+  }
+  return lines;
+}
+
+TEST(ServerLimits, AClientThatNeverReadsIsClosedAfterTheWriteTimeout) {
+  LimitsRegistry r;
+  RunningServer server(
+      r.reg,
+      ServerConfig{.max_output_bytes = 64 * 1024, .idle_timeout = 0ms, .write_timeout = 300ms});
+  RawPeer peer(server.socket_path());
+  peer.Write(BigLines(1000));
+  EXPECT_TRUE(ClosedWithoutReading(peer.fd(), 10s)) << "a client that never reads stays open";
+  EXPECT_LT(r.bigs.load(), 200) << "replies queued past max_output_bytes";
+  // Without a write timeout the same client is held (reading paused) for ever.
+  LimitsRegistry r2;
+  RunningServer patient(r2.reg, ServerConfig{.max_output_bytes = 64 * 1024, .idle_timeout = 0ms});
+  RawPeer held(patient.socket_path());
+  held.Write(BigLines(1000));
+  EXPECT_FALSE(ClosedWithoutReading(held.fd(), 1500ms));
+  EXPECT_EQ(held.ReadJson()["id"], 0);
+}
+
+TEST(ServerLimits, AClientSlowToReadIsNotClosedByTheWriteTimeout) {
+  LimitsRegistry r;
+  RunningServer server(
+      r.reg,
+      ServerConfig{.max_output_bytes = 64 * 1024, .idle_timeout = 0ms, .write_timeout = 2000ms});
+  RawPeer peer(server.socket_path());
+  constexpr int kLines = 1000;
+  peer.Write(BigLines(kLines));
+  // Reading one 10 KB reply every 5 ms takes far longer than the timeout in
+  // all, but the socket takes bytes again every few dozen replies.
+  for (int i = 0; i < kLines; ++i) {
+    json reply = peer.ReadJson();
+    ASSERT_EQ(reply["id"], i) << reply.dump().substr(0, 200);
+    std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_EQ(r.bigs.load(), kLines);
 }
 
 TEST(Admission, PerUserShareTotalAndRootReserve) {
