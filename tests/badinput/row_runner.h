@@ -30,11 +30,17 @@ namespace vfiod::itest {
 using nlohmann::json;
 
 /// What a fixture made: placeholder values ("$container" -> "7"), the fds the
-/// bad input carries (fd 0, 1, ... in the message), the containers to destroy.
+/// bad input carries (fd 0, 1, ... in the message), the containers to destroy,
+/// and how the input is to be sent and its replies read.
 struct Fixture {
   std::map<std::string, std::string> vars;
   std::vector<UniqueFd> fds;
   std::vector<uint64_t> containers;
+  std::string socket;                ///< the daemon's socket
+  bool probe = true;                 ///< false: no ping follows the input
+  bool read = true;                  ///< false: the replies are never read
+  bool fresh_connection = false;     ///< the input goes on a new connection
+  std::vector<client::Client> held;  ///< connections held open for the row
 };
 
 /// What came back: the replies in the catalogue's notation, the first error's
@@ -95,6 +101,39 @@ inline const std::map<std::string, Step>& Steps() {
       {"none", [](client::Client&, Fixture&) { return std::string(); }},
       // Marker: the row runs as uid 65534 (the harness handles it).
       {"nobody", [](client::Client&, Fixture&) { return std::string(); }},
+      // Marker: the row runs on the strict daemon (short timeouts, a small
+      // per-user share, a small pinned-bytes cap; the harness handles it).
+      {"strict", [](client::Client&, Fixture&) { return std::string(); }},
+      // No probe after the input: the replies are read until the daemon
+      // closes (for inputs a following line would change, or end).
+      {"stall",
+       [](client::Client&, Fixture& fx) {
+         fx.probe = false;
+         return std::string();
+       }},
+      // The input is sent and its replies never read: the test waits (15 s
+      // at most) for the daemon to close the connection.
+      {"noread",
+       [](client::Client&, Fixture& fx) {
+         fx.probe = false;
+         fx.read = false;
+         return std::string();
+       }},
+      // The user's share of connections (the "$share" var, its row connection
+      // included) held open, and the input sent on one connection more.
+      {"share_full",
+       [](client::Client&, Fixture& fx) {
+         const int share = std::stoi(fx.vars.at("share"));
+         for (int i = 1; i < share; ++i) {
+           auto c = client::Client::Connect(fx.socket);
+           if (!c || !c->Call("ping")) {
+             return "connection " + std::to_string(i + 1) + " of the share refused";
+           }
+           fx.held.push_back(std::move(*c));
+         }
+         fx.fresh_connection = true;
+         return std::string();
+       }},
       {"container",
        [](client::Client& c, Fixture& fx) {
          return MakeContainer(c, fx, {{"devices", {"0000:00:03.0"}}});
@@ -346,15 +385,16 @@ inline std::string FirstDetail(const json& reply) {
 }
 
 /// Reads replies on `sock` until the probe is answered and `want` other
-/// replies arrived, the peer closes, or 10 s pass. Returns the other replies;
-/// `closed` tells whether the daemon closed the connection.
-inline std::vector<json> ReadReplies(int sock, size_t want, bool& closed) {
+/// replies arrived (without a probe: until the daemon closes), the peer
+/// closes, or 10 s pass. Returns the other replies; `closed` tells whether
+/// the daemon closed the connection.
+inline std::vector<json> ReadReplies(int sock, size_t want, bool probe, bool& closed) {
   wire::LineFramer framer(64 << 20);
   std::vector<json> replies;
   bool probed = false;
   closed = false;
   std::vector<char> buf(1 << 16);
-  while (!(probed && replies.size() >= want)) {
+  while (!(probe && probed && replies.size() >= want)) {
     pollfd p{sock, POLLIN, 0};
     if (::poll(&p, 1, 10'000) <= 0) {
       break;
@@ -375,6 +415,13 @@ inline std::vector<json> ReadReplies(int sock, size_t want, bool& closed) {
     }
   }
   return replies;
+}
+
+/// Whether the daemon closed `sock` within `timeout`, seen without reading
+/// (POLLRDHUP shows while replies sit unread).
+inline bool ClosedWithoutReading(int sock, std::chrono::milliseconds timeout) {
+  pollfd p{sock, POLLRDHUP, 0};
+  return ::poll(&p, 1, static_cast<int>(timeout.count())) == 1 && (p.revents & POLLRDHUP) != 0;
 }
 
 /// How many reply lines the catalogue's `reply` expects ("none" is 0, "close" is no line).
@@ -427,6 +474,7 @@ inline RowOutcome RunRow(const std::string& socket, const CatalogueRow& row,
   }
   Fixture fx;
   fx.vars = shared_vars;
+  fx.socket = socket;
   for (const std::string& step : SetupSteps(row.setup)) {
     auto it = Steps().find(step);
     std::string failed = it == Steps().end() ? "unknown setup step " + step : it->second(*c, fx);
@@ -441,18 +489,34 @@ inline RowOutcome RunRow(const std::string& socket, const CatalogueRow& row,
     out.problems = "input is not valid JSON (or not a string for a raw row)";
     return out;
   }
+  std::optional<client::Client> fresh;
+  if (fx.fresh_connection) {
+    auto f = client::Client::Connect(socket);
+    if (!f) {
+      out.problems = "connect: " + f.error().message();
+      return out;
+    }
+    fresh.emplace(std::move(*f));
+  }
+  const int sock = fresh ? fresh->fd() : c->fd();
   // The probe goes after the input; the replies are collected whatever their order.
-  bool sent = SendRaw(c->fd(), *bytes, fx.fds) && SendRaw(c->fd(), std::string(kProbe) + "\n", {});
+  bool sent =
+      SendRaw(sock, *bytes, fx.fds) && (!fx.probe || SendRaw(sock, std::string(kProbe) + "\n", {}));
   bool closed = false;
-  std::vector<json> replies = ReadReplies(c->fd(), ExpectedLines(row.reply), closed);
+  std::vector<json> replies;
+  if (fx.read) {
+    replies = ReadReplies(sock, ExpectedLines(row.reply), fx.probe, closed);
+  } else {
+    closed = ClosedWithoutReading(sock, std::chrono::seconds(15));
+  }
   for (const json& r : replies) {
     out.reply += (out.reply.empty() ? "" : " ") + ReplyToken(r);
   }
   if (replies.empty()) {
-    out.reply = "none";
+    out.reply = fx.read ? "none" : "";  // unread: only whether it closed counts
   }
   if (closed) {
-    out.reply += " close";
+    out.reply += out.reply.empty() ? "close" : " close";
   }
   out.detail = replies.empty() ? "" : FirstDetail(replies.front());
   if (!sent && !closed) {
