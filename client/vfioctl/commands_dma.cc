@@ -78,6 +78,7 @@ struct AllocOptions {
   CLI::Option* numa_opt = nullptr;
   std::string name;
   PlacementOptions placement;
+  bool require_thp = false;
 };
 
 void NoteUnnamed(const Session& session, const std::string& name) {
@@ -98,6 +99,10 @@ void PrintNewMapping(std::ostream& out, const json& r, uint64_t container) {
         << Count(r, "ioctls", "MAP_DMA ioctl", "MAP_DMA ioctls") << ")";
   }
   out << '\n';
+  if (r.contains("huge")) {
+    out << "  in folios of 2 MiB or more: " << SizeField(r["huge"], "huge_bytes") << " of "
+        << SizeField(r["huge"], "bytes") << " (read from " << Field(r["huge"], "source") << ")\n";
+  }
 }
 
 // Asks for a new mapping of memory (`params` complete but for the optional
@@ -128,6 +133,9 @@ CmdResult Alloc(Session& session, const AllocOptions& o) {
   o.placement.AddTo(params);
   if (o.numa_opt->count() > 0) {
     params["numa_node"] = o.numa_node;
+  }
+  if (o.require_thp) {
+    params["require"] = "thp";
   }
   return CreateMemoryMapping(session, "dma.alloc", std::move(params), *container, o.name);
 }
@@ -287,6 +295,8 @@ void AddAlloc(CLI::App* dma, Dispatch& dispatch) {
   o->placement.Add(sub, true);
   o->numa_opt = sub->add_option("--numa-node", o->numa_node, "allocate on this NUMA node");
   sub->add_option("--name,-n", o->name, "keep the mapping after vfioctl exits, under this name");
+  sub->add_flag("--require-thp", o->require_thp,
+                "refuse unless every byte is in folios of 2 MiB or more (ENOMEM otherwise)");
   OnParsed(sub, dispatch, [o](Session& s) { return Alloc(s, *o); });
 }
 

@@ -44,6 +44,9 @@ class PageInfoReader {
   /// starting at `first_pfn`. EACCES when the file is not readable (no
   /// CAP_SYS_ADMIN); a read past the last PFN fails with EIO.
   virtual Result<void> ReadKpageflags(uint64_t first_pfn, std::span<uint64_t> out) = 0;
+  /// The text of /proc/self/smaps (huge_share.h reads it where PFNs are
+  /// hidden). ENOSYS unless the reader offers it; errno of the read.
+  virtual Result<std::string> ReadSmaps() { return Fail(ENOSYS, "smaps", "not offered"); }
 };
 
 /// The real reader: pread(2) on /proc/self/pagemap and /proc/kpageflags.
@@ -54,6 +57,7 @@ class ProcPageInfoReader final : public PageInfoReader {
   [[nodiscard]] static Result<std::unique_ptr<ProcPageInfoReader>> Open();
   Result<void> ReadPagemap(uint64_t first_vpn, std::span<uint64_t> out) override;
   Result<void> ReadKpageflags(uint64_t first_pfn, std::span<uint64_t> out) override;
+  Result<std::string> ReadSmaps() override;
 
  private:
   ProcPageInfoReader(UniqueFd pagemap, UniqueFd kpageflags, int kpageflags_errno)

@@ -76,6 +76,53 @@ DmaSpace::~DmaSpace() {
   }
 }
 
+Result<HugeShare> DmaSpace::HugeShareOf(uint64_t id) {
+  const Record* found = Lookup(id);
+  if (found == nullptr) {
+    return Fail(ENOENT, "mapping huge share", "no mapping with id " + std::to_string(id));
+  }
+  const Backing& backing = *found->backing;
+  if (backing.mmio()) {
+    return Fail(EINVAL, "mapping huge share", "device MMIO has no folios");
+  }
+  HugeShare share{.source = "pagemap"};
+  for (const SegmentReport& piece : PlacedOf(*found)) {
+    const uint64_t va = backing.vaddr() + piece.offset;
+    share.bytes += piece.size;
+    ContiguityScan scan = VFIOD_TRY(Scan(backing, va, piece.size));
+    if (scan.report.state == PhysState::kUnknown && KnownFolioSize(backing, va, piece.size) == 0) {
+      // PFNs hidden and the page size not known: ask smaps.
+      std::string smaps = VFIOD_TRY(reader_->ReadSmaps());
+      std::optional<uint64_t> huge = VFIOD_TRY(HugeBytesFromSmaps(smaps, va, piece.size));
+      if (!huge) {
+        return Fail(ENOTSUP, "mapping huge share",
+                    "physical addresses are hidden (no CAP_SYS_ADMIN) and the mapping is a "
+                    "slice of vfiod's view, which smaps cannot count");
+      }
+      share.huge_bytes += *huge;
+      share.source = "smaps";
+      continue;
+    }
+    for (const Folio& folio : scan.folios) {
+      if (folio.size >= kPage2M) {
+        const uint64_t from = std::max(folio.vaddr, va);
+        const uint64_t to = std::min(folio.vaddr + folio.size, va + piece.size);
+        share.huge_bytes += to > from ? to - from : 0;
+      }
+    }
+  }
+  return share;
+}
+
+uint64_t DmaSpace::KnownFolioSize(const Backing& backing, uint64_t vaddr, uint64_t size) {
+  const FolioGeometry geometry = GeometryOf(backing);
+  const uint64_t folio_size = geometry.exact ? geometry.folio_size : 0;
+  if (folio_size != 0 && (!IsAligned(vaddr, folio_size) || !IsAligned(size, folio_size))) {
+    return 0;  // part of a huge page: let the scan read the layout
+  }
+  return folio_size;
+}
+
 Result<ContiguityScan> DmaSpace::Scan(const Backing& backing, uint64_t vaddr, uint64_t size) const {
   if (backing.mmio()) {
     // Device memory has no struct pages: nothing to learn from kpageflags. A
@@ -88,12 +135,7 @@ Result<ContiguityScan> DmaSpace::Scan(const Backing& backing, uint64_t vaddr, ui
     scan.report.note = "device MMIO: not scanned; a BAR is physically contiguous";
     return scan;
   }
-  const FolioGeometry geometry = GeometryOf(backing);
-  uint64_t folio_size = geometry.exact ? geometry.folio_size : 0;
-  if (folio_size != 0 && (!IsAligned(vaddr, folio_size) || !IsAligned(size, folio_size))) {
-    folio_size = 0;  // part of a huge page: let the scan read the layout
-  }
-  return ScanContiguity(*reader_, vaddr, size, folio_size);
+  return ScanContiguity(*reader_, vaddr, size, KnownFolioSize(backing, vaddr, size));
 }
 
 Result<std::unique_ptr<MapJob>> DmaSpace::BeginMap(MapRequest request) {

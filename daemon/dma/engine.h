@@ -19,6 +19,7 @@
 #include "dma/backing.h"
 #include "dma/contiguity.h"
 #include "dma/geometry.h"
+#include "dma/huge_share.h"
 #include "dma/iova_allocator.h"
 #include "dma/planner.h"
 #include "dma/shadow_map.h"
@@ -171,6 +172,13 @@ class DmaSpace {
   /// Device MMIO is not scanned: state kUnknown with a note.
   /// ENOENT: no such mapping; errors of the page-info reader pass through.
   [[nodiscard]] Result<ContiguityReport> Contiguity(uint64_t id);
+  /// How much of mapping `id`'s memory is in folios of 2 MiB or more, read
+  /// now: from the PFN scan (or the backing's page size) where that tells,
+  /// else from /proc/self/smaps (PMD-mapped bytes; needs no privilege but
+  /// counts whole VMAs only). ENOENT: no such mapping; EINVAL: device MMIO;
+  /// ENOTSUP: PFNs hidden and a piece is not whole VMAs of vfiod's view;
+  /// errors of the page-info reader pass through.
+  [[nodiscard]] Result<HugeShare> HugeShareOf(uint64_t id);
   /// The shadow map: one entry per MAP_DMA entry the kernel holds, by IOVA
   /// (running jobs' chunks included).
   [[nodiscard]] std::vector<Mapping> ShadowEntries() const;
@@ -225,6 +233,10 @@ class DmaSpace {
   [[nodiscard]] Result<void> FreeIovas(const std::vector<SegmentReport>& placed, bool one_range,
                                        uint64_t total);
   [[nodiscard]] static std::vector<SegmentReport> PlacedOf(const Record& record);
+  /// The backing's page size where it holds for [vaddr, +size) whole (the
+  /// scan then reads no kpageflags), else 0.
+  [[nodiscard]] static uint64_t KnownFolioSize(const Backing& backing, uint64_t vaddr,
+                                               uint64_t size);
   [[nodiscard]] Result<ContiguityScan> Scan(const Backing& backing, uint64_t vaddr,
                                             uint64_t size) const;
   [[nodiscard]] MappingReport ReportOf(uint64_t id, const Record& record) const;

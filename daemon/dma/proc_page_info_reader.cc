@@ -68,4 +68,26 @@ Result<void> ProcPageInfoReader::ReadKpageflags(uint64_t first_pfn, std::span<ui
   return PreadEntries(kpageflags_.get(), kKpageflagsPath, first_pfn, out);
 }
 
+Result<std::string> ProcPageInfoReader::ReadSmaps() {
+  UniqueFd fd(::open("/proc/self/smaps", O_RDONLY | O_CLOEXEC));
+  if (!fd) {
+    return ErrnoError("open /proc/self/smaps");
+  }
+  std::string text;
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return ErrnoError("read /proc/self/smaps");
+    }
+    if (n == 0) {
+      return text;
+    }
+    text.append(buf, static_cast<size_t>(n));
+  }
+}
+
 }  // namespace vfiod::dma

@@ -87,11 +87,25 @@ service::ProgressFn ProgressTo(CallContext& ctx, bool wanted) {
 }
 
 json MapResultJson(const service::MappingView& m) {
-  return {{"mapping", m.id},
-          {"iova", m.iova},
-          {"size", m.size},
-          {"chunks", m.chunks},
-          {"ioctls", m.ioctls}};
+  json j = {{"mapping", m.id},
+            {"iova", m.iova},
+            {"size", m.size},
+            {"chunks", m.chunks},
+            {"ioctls", m.ioctls}};
+  if (m.huge) {
+    j["huge"] = {
+        {"bytes", m.huge->bytes}, {"huge_bytes", m.huge->huge_bytes}, {"source", m.huge->source}};
+  }
+  return j;
+}
+
+/// "require": only "thp" (every byte in folios of 2 MiB or more) exists.
+bool ReadRequire(ParamReader& p) {
+  auto require = p.OptStr("require");
+  if (require && *require != "thp") {
+    throw ParamError(p.Path("require") + ": '" + *require + "' is not a known requirement (thp)");
+  }
+  return require.has_value();
 }
 
 }  // namespace
@@ -224,6 +238,7 @@ HandlerResult ServiceMethods::DmaAlloc(CallContext& ctx, const json& params, con
     r.numa_node = static_cast<int>(*node);
   }
   r.name = ReadName(p);
+  r.require_huge = ReadRequire(p);
   bool progress = p.OptBool("progress", false);
   p.Finish();
   auto m = service_.Alloc(caller, r, ProgressTo(ctx, progress));
@@ -268,6 +283,7 @@ HandlerResult ServiceMethods::DmaMapFd(CallContext& ctx, const json& params, con
   }
   r.placement = ReadPlacement(p, r.size, k4K);
   r.name = ReadName(p);
+  r.require_huge = ReadRequire(p);
   bool progress = p.OptBool("progress", false);
   p.Finish();
   if (fd_index) {

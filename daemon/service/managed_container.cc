@@ -169,8 +169,11 @@ Result<MapResult> ManagedContainer::Alloc(const AllocRequest& request, const Pro
   map.max_iova = MaxIova(request.placement);
   UniqueFd client_fd = VFIOD_TRY(DupForClient(backing->fd()));
   dma::MappingReport report = VFIOD_TRY(MapInChunks(std::move(map), progress));
-  return MapResult{ViewOf(id_, report, std::string(AllocBackingName(request.backing))),
-                   std::move(client_fd), report.id};
+  MappingView view = ViewOf(id_, report, std::string(AllocBackingName(request.backing)));
+  if (request.require_huge) {
+    view.huge = VFIOD_TRY(RequireHuge(report.id));
+  }
+  return MapResult{std::move(view), std::move(client_fd), report.id};
 }
 
 Result<MapResult> ManagedContainer::MapFd(MapFdRequest request, const ProgressFn& progress) {
@@ -210,6 +213,9 @@ Result<MapResult> ManagedContainer::MapSlices(std::shared_ptr<const dma::Backing
   MappingView view = ViewOf(id_, report, "memfd");
   for (SegmentView& piece : view.segments) {
     piece.offset += base;
+  }
+  if (request.require_huge) {
+    view.huge = VFIOD_TRY(RequireHuge(report.id));
   }
   return MapResult{std::move(view), UniqueFd(), report.id};
 }
@@ -277,6 +283,25 @@ Result<MapResult> ManagedContainer::MapBar(const MapBarRequest& request) {
   view.aligned = backing->vaddr() % natural == 0;
   view.mmio_no_pin = extensions_.mmio_no_pin;
   return MapResult{std::move(view), UniqueFd(), report.id};
+}
+
+Result<dma::HugeShare> ManagedContainer::RequireHuge(uint64_t engine_id) {
+  auto share = state_->space->HugeShareOf(engine_id);
+  if (share && share->all_huge()) {
+    return *share;
+  }
+  if (auto undone = Unmap(engine_id); !undone) {
+    spdlog::warn("container {}: undoing mapping {} (not all huge): {}", id_, engine_id,
+                 undone.error().message());
+  }
+  if (!share) {
+    return Fail(share.error().code, "require thp",
+                "could not tell whether the memory is in huge folios: " + share.error().message());
+  }
+  return Fail(ENOMEM, "require thp",
+              std::to_string(share->huge_bytes) + " of " + std::to_string(share->bytes) +
+                  " bytes are in folios of 2 MiB or more (read from " + share->source +
+                  "); nothing was mapped");
 }
 
 Result<dma::UnmapReport> ManagedContainer::Unmap(uint64_t engine_id) {

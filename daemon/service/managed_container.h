@@ -125,6 +125,11 @@ class ManagedContainer {
   [[nodiscard]] Result<MapResult> MapSlices(std::shared_ptr<const dma::Backing> backing,
                                             const MapFdRequest& request, uint64_t base,
                                             const ProgressFn& progress);
+  /// Keeps mapping `engine_id` if all of it is in folios of 2 MiB or more
+  /// (the request said "require": "thp") and reports the share; else unmaps
+  /// it and fails: ENOMEM when some is not huge, the engine's error
+  /// (ENOTSUP, ...) when that cannot be told. Needs mu().
+  [[nodiscard]] Result<dma::HugeShare> RequireHuge(uint64_t engine_id);
   /// vfiod's fd of `bdf`, opened from whichever group holds it; needs mu().
   [[nodiscard]] Result<std::shared_ptr<vfio::Device>> DeviceFor(const std::string& bdf);
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "dma/contiguity.h"
+#include "dma/huge_share.h"
 #include "kernel/vfio_api.h"
 #include "proto/unique_fd.h"
 #include "service/config_space.h"
@@ -125,6 +126,7 @@ struct MappingView {
   /// order; empty for a single range.
   std::vector<SegmentView> segments;
   std::optional<dma::ContiguityReport> contiguity;  ///< dma.info only
+  std::optional<dma::HugeShare> huge;               ///< map replies with "require": "thp" only
 };
 
 /// Where to put a mapping in IOVA space; unset fields leave vfiod free.
@@ -142,7 +144,8 @@ struct AllocRequest {
   AllocBacking backing = AllocBacking::k4K;
   Placement placement;
   std::optional<int> numa_node;
-  std::string name;  ///< non-empty: the mapping outlives the session
+  std::string name;           ///< non-empty: the mapping outlives the session
+  bool require_huge = false;  ///< "require": "thp": all in folios of 2 MiB or more
 };
 
 /// A client memory region: a memfd / hugetlbfs file the session registered
@@ -174,6 +177,7 @@ struct MapFdRequest {
   std::vector<SegmentView> segments;
   Placement placement;
   std::string name;
+  bool require_huge = false;  ///< "require": "thp": all in folios of 2 MiB or more
 };
 
 struct MapBarRequest {

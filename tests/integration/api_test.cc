@@ -11,6 +11,7 @@
 
 #include "model_daemon_fixture.h"
 #include "proto/errors.h"
+#include "support/hugepage_pool.h"
 
 namespace vfiod::itest {
 namespace {
@@ -300,6 +301,9 @@ TEST_F(ApiTest, BadSizesAndTypesAreInvalidParams) {
        "params.dma_mask_bits"},
       {{{"container", c}, {"size", 4096}, {"backing", "4k"}, {"progress", "yes"}},
        "params.progress"},
+      {{{"container", c}, {"size", 4096}, {"backing", "4k"}, {"require", "fast"}},
+       "params.require"},
+      {{{"container", c}, {"size", 4096}, {"backing", "4k"}, {"require", true}}, "params.require"},
   };
   for (const auto& k : cases) {
     auto r = Call("dma.alloc", k.params);
@@ -310,6 +314,32 @@ TEST_F(ApiTest, BadSizesAndTypesAreInvalidParams) {
   EXPECT_EQ(CodeOf(Call("dma.alloc", {{"container", 999}, {"size", 4096}, {"backing", "4k"}})),
             wire::kNotFound);
   EXPECT_EQ(Status()["mappings"], 0);
+}
+
+// "require": "thp": memory not all in 2 MiB folios is refused with ENOMEM
+// and leaves nothing behind; hugetlb memory passes and the reply says so.
+TEST_F(ApiTest, RequireThpRefusesSmallPagesAndReportsTheHugeShare) {
+  uint64_t c = CreateEduContainer();
+  const json before = Status();
+  auto small = Call("dma.alloc",
+                    {{"container", c}, {"size", 2 << 20}, {"backing", "4k"}, {"require", "thp"}});
+  EXPECT_EQ(CodeOf(small), wire::kKernelError);
+  ASSERT_FALSE(small.has_value());
+  EXPECT_EQ(small.error().data["errno_name"], "ENOMEM") << DetailOf(small);
+  EXPECT_NE(DetailOf(small).find("0 of 2097152 bytes"), std::string::npos) << DetailOf(small);
+  const json after = Status();
+  EXPECT_EQ(after["mappings"], before["mappings"]);
+  EXPECT_EQ(after["locked_bytes"], before["locked_bytes"]);
+  EXPECT_EQ(after["dma_entries"], before["dma_entries"]);
+  testing::HugepagePool2M pool(2);
+  ASSERT_TRUE(pool.ok()) << "no 2 MiB hugepages could be made free (root needed)";
+  auto huge =
+      Call("dma.alloc",
+           {{"container", c}, {"size", 4 << 20}, {"backing", "hugetlb-2m"}, {"require", "thp"}});
+  ASSERT_CALL_OK(huge);
+  EXPECT_EQ(huge->result["huge"],
+            json({{"bytes", 4 << 20}, {"huge_bytes", 4 << 20}, {"source", "pagemap"}}));
+  ASSERT_CALL_OK(Call("dma.free", {{"mapping", huge->result["mapping"]}}));
 }
 
 TEST_F(ApiTest, MapFdMapsTheClientsSealedMemfd) {

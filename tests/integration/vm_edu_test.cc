@@ -159,13 +159,19 @@ std::string DriveEduThroughFileByPath(client::Client& c, uint64_t container, con
 /// vfiod reads them from pagemap and kpageflags), and edu DMA goes through it.
 std::string DriveEduThroughThp(client::Client& c, uint64_t container, const EduDevice& edu) {
   constexpr uint64_t kSize = 8 << 20;
-  auto thp = c.Call(
-      "dma.alloc",
-      {{"container", container}, {"size", kSize}, {"backing", "thp"}, {"dma_mask_bits", 28}});
+  auto thp = c.Call("dma.alloc", {{"container", container},
+                                  {"size", kSize},
+                                  {"backing", "thp"},
+                                  {"dma_mask_bits", 28},
+                                  {"require", "thp"}});
   if (!thp || thp->fds.size() != 1) {
     return "dma.alloc thp: " + (thp ? std::string("no fd") : thp.error().Describe()) + "; ";
   }
   std::string f;
+  const json huge = thp->result.value("huge", json::object());
+  if (huge.value("huge_bytes", 0) != kSize || huge.value("bytes", 0) != kSize) {
+    f += "require thp: the reply's huge share is not all of it: " + huge.dump() + "; ";
+  }
   auto info = c.Call("dma.info", {{"mapping", thp->result["mapping"]}});
   const json contiguity = info ? info->result.value("contiguity", json::object()) : json::object();
   const json folios = contiguity.value("folios", json::object());
@@ -182,6 +188,47 @@ std::string DriveEduThroughThp(client::Client& c, uint64_t container, const EduD
   ::munmap(mem, kSize);
   if (!c.Call("dma.free", {{"mapping", thp->result["mapping"]}})) {
     f += "dma.free of the thp buffer failed; ";
+  }
+  return f;
+}
+
+/// `"require": "thp"` on client files: a 2 MiB hugetlbfs file passes and says
+/// so; a file on /dev/shm (tmpfs mounted huge=never: 4 KiB pages) is refused
+/// with ENOMEM and leaves nothing mapped or charged.
+std::string RequireThpOnClientFiles(client::Client& c, uint64_t container) {
+  constexpr uint64_t kSize = 2 << 20;
+  std::string f;
+  for (const std::string dir : {"/dev/hugepages", "/dev/shm"}) {
+    const std::string path = dir + "/vfiod-require-" + std::to_string(::getpid());
+    UniqueFd file(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    ::unlink(path.c_str());
+    if (!file || ::ftruncate(file.get(), kSize) != 0) {
+      f += path + ": " + std::strerror(errno) + "; ";
+      continue;
+    }
+    auto before = c.Call("status");
+    const int fds[] = {file.get()};
+    auto mapped = c.Call(
+        "dma.map_fd",
+        {{"container", container}, {"fd", {{"fd", 0}}}, {"size", kSize}, {"require", "thp"}}, fds);
+    auto after = c.Call("status");
+    if (dir == "/dev/hugepages") {
+      const json huge = mapped ? mapped->result.value("huge", json::object()) : json();
+      if (!mapped || huge.value("huge_bytes", 0) != kSize) {
+        f += path + ": require thp: " + (mapped ? huge.dump() : mapped.error().Describe()) + "; ";
+      }
+      if (mapped && !c.Call("dma.free", {{"mapping", mapped->result["mapping"]}})) {
+        f += path + ": dma.free failed; ";
+      }
+    } else if (mapped || !mapped.error().data.is_object() ||
+               mapped.error().data.value("errno_name", "") != "ENOMEM") {
+      f += path + ": require thp on 4 KiB pages was not refused with ENOMEM: " +
+           (mapped ? mapped->result.dump() : mapped.error().Describe()) + "; ";
+    } else if (!before || !after ||
+               before->result["locked_bytes"] != after->result["locked_bytes"] ||
+               before->result["mappings"] != after->result["mappings"]) {
+      f += path + ": a refused require thp left something mapped or charged; ";
+    }
   }
   return f;
 }
@@ -224,6 +271,7 @@ std::string DriveEduAsClient(const std::string& socket, const std::string& bdf) 
   f += edu.RoundTrip(static_cast<uint8_t*>(mem), iova, 2048, 3);
   ::munmap(mem, 1 << 20);
   f += DriveEduThroughThp(*c, container, edu);
+  f += RequireThpOnClientFiles(*c, container);
   f += DriveEduThroughRegion(*c, container, edu.bar());
   for (const char* dir : {"/dev/shm", "/dev/hugepages"}) {
     f += DriveEduThroughFileByPath(*c, container, edu, dir);

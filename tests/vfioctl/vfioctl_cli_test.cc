@@ -149,6 +149,9 @@ TEST_F(VfioctlTest, NamedContainerLifecycleWithMappings) {
       Ctl({"--json", "dma", "alloc", "demo", "64K", "--iova", "0x4000000", "--name", "fixed"});
   ASSERT_EQ(at.exit, 0) << at.Describe();
   EXPECT_EQ(at.Json()["iova"], 0x4000000u);
+  RunResult strict = Ctl({"dma", "alloc", "demo", "2M", "--backing", "4k", "--require-thp"});
+  EXPECT_NE(strict.exit, 0) << strict.Describe();
+  EXPECT_NE(strict.err.find("ENOMEM"), std::string::npos) << strict.Describe();
 
   RunResult bar = Ctl({"dma", "map-bar", "demo", kIvshmem, "2", "--name", "bar"});
   EXPECT_RUN_OK(bar);
