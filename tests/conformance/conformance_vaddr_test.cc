@@ -32,9 +32,9 @@ class Vaddr : public Attached {
 };
 
 TEST_F(Vaddr, TheExtensionIsReportedOnceTheIommuIsSet) {
-  EXPECT_EQ(kernel::CheckExtension(k_, container_.get(), kernel::Extension::kUpdateVaddr)
-                .value_or(false),
-            true);
+  EXPECT_EQ(
+      kernel::CheckExtension(k_, container_.get(), kernel::Extension::kUpdateVaddr).value_or(false),
+      true);
 }
 
 // Every entry inside the range is invalidated and its bytes are reported;
