@@ -256,6 +256,37 @@ Result<uint64_t> UnmapAllDma(Kernel& k, int container) {
   return arg.size;
 }
 
+Result<uint64_t> InvalidateVaddr(Kernel& k, int container, uint64_t iova, uint64_t size) {
+  constexpr const char* kOp = "VFIO_IOMMU_UNMAP_DMA(FLAG_VADDR)";
+  VFIOD_TRY(CheckRange(kOp, "iova", iova, size));
+  vfio_iommu_type1_dma_unmap arg{};
+  arg.argsz = sizeof arg;
+  arg.flags = VFIO_DMA_UNMAP_FLAG_VADDR;
+  arg.iova = iova;
+  arg.size = size;
+  VFIOD_TRY(k.ioctl(container, VFIO_IOMMU_UNMAP_DMA, &arg));
+  if (arg.size > size || (arg.size & (HostPageSize() - 1)) != 0) {
+    return Fail(EPROTO, kOp,
+                "kernel reported " + Hex(arg.size) + " bytes invalidated for a " + Hex(size) +
+                    " byte request");
+  }
+  return arg.size;
+}
+
+Result<void> UpdateVaddr(Kernel& k, int container, uint64_t vaddr, uint64_t iova, uint64_t size) {
+  constexpr const char* kOp = "VFIO_IOMMU_MAP_DMA(FLAG_VADDR)";
+  VFIOD_TRY(CheckRange(kOp, "iova", iova, size));
+  VFIOD_TRY(CheckRange(kOp, "vaddr", vaddr, size));
+  vfio_iommu_type1_dma_map arg{};
+  arg.argsz = sizeof arg;
+  arg.flags = VFIO_DMA_MAP_FLAG_VADDR;
+  arg.vaddr = vaddr;
+  arg.iova = iova;
+  arg.size = size;
+  VFIOD_TRY(k.ioctl(container, VFIO_IOMMU_MAP_DMA, &arg));
+  return Ok();
+}
+
 // --- group ---------------------------------------------------------------------
 
 Result<GroupStatus> GetGroupStatus(Kernel& k, int group) {

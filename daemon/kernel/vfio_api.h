@@ -144,6 +144,27 @@ struct DmaMap {
 [[nodiscard]] Result<uint64_t> UnmapDma(Kernel& k, int container, uint64_t iova, uint64_t size);
 /// VFIO_DMA_UNMAP_FLAG_ALL; returns the bytes unmapped. EINVAL without UNMAP_ALL.
 [[nodiscard]] Result<uint64_t> UnmapAllDma(Kernel& k, int container);
+/// VFIO_IOMMU_UNMAP_DMA with VFIO_DMA_UNMAP_FLAG_VADDR: every entry inside
+/// [iova, iova + size) keeps its IOMMU translation and its pins (device DMA
+/// goes on) but loses its process address, until UpdateVaddr() gives it a new
+/// one. Returns the bytes of the entries invalidated (0 when none was there).
+/// All or nothing: EINVAL when one of them is invalidated already (the
+/// kernel restores the ones it had marked), when the range would split an
+/// entry, or is misaligned/wrapping (checked here first); ENOTTY/EINVAL
+/// without VFIO_UPDATE_VADDR.
+[[nodiscard]] Result<uint64_t> InvalidateVaddr(Kernel& k, int container, uint64_t iova,
+                                               uint64_t size);
+/// VFIO_IOMMU_MAP_DMA with VFIO_DMA_MAP_FLAG_VADDR (no access flags): gives
+/// the invalidated entry at exactly [iova, iova + size) the address `vaddr`
+/// of the calling process. Nothing is pinned again: the new address must
+/// map the same pages (the caller's promise; the kernel does not check it).
+/// ENOENT: no entry overlaps the range; EINVAL: the entry found is not
+/// invalidated or does not start at `iova` with `size`, or the arguments are
+/// misaligned/wrapping (checked here first); ENOMEM (kernels that move the
+/// locked-memory charge to the caller, see tests/conformance/README.md):
+/// the caller's RLIMIT_MEMLOCK has no room for the entry's pins.
+[[nodiscard]] Result<void> UpdateVaddr(Kernel& k, int container, uint64_t vaddr, uint64_t iova,
+                                       uint64_t size);
 
 // --- group (/dev/vfio/N) ----------------------------------------------------
 [[nodiscard]] Result<GroupStatus> GetGroupStatus(Kernel& k, int group);

@@ -42,6 +42,14 @@ json EncodeContainer(const ContainerRecord& c) {
               {"fd_name", c.fd_name}};
 }
 
+json EncodeEntries(const std::vector<EntryRecord>& entries) {
+  json out = json::array();
+  for (const EntryRecord& e : entries) {
+    out.push_back(json{{"iova", e.iova}, {"size", e.size}, {"offset", e.offset}});
+  }
+  return out;
+}
+
 json EncodeMapping(const MappingRecord& m) {
   return json{{"id", m.id},
               {"container", m.container},
@@ -51,7 +59,8 @@ json EncodeMapping(const MappingRecord& m) {
               {"fd_name", m.fd_name},
               {"owner_uid", m.owner_uid},
               {"name", m.name},
-              {"mmio", m.mmio}};
+              {"mmio", m.mmio},
+              {"entries", EncodeEntries(m.entries)}};
 }
 
 json EncodeOwner(const OwnerRecord& o) {
@@ -152,10 +161,52 @@ bool KnownBacking(const std::string& backing) {
   return kNames.contains(backing);
 }
 
+Result<EntryRecord> DecodeEntry(const json& obj, const std::string& where) {
+  VFIOD_TRY(ExactKeys(obj, {"iova", "size", "offset"}, where));
+  EntryRecord e;
+  e.iova = VFIOD_TRY(Unsigned(obj, "iova", where));
+  e.size = VFIOD_TRY(Unsigned(obj, "size", where));
+  e.offset = VFIOD_TRY(Unsigned(obj, "offset", where));
+  if (e.size == 0 || ((e.iova | e.size | e.offset) & (kEntryGranule - 1)) != 0) {
+    return Bad(where, "size 0, or not aligned to 4 KiB");
+  }
+  if (e.iova + e.size < e.iova || e.offset + e.size < e.offset) {
+    return Bad(where, "iova + size or offset + size wraps");
+  }
+  return e;
+}
+
+/// The entries of mapping `m`: each valid, and together [m.iova, m.iova +
+/// m.size) in IOVA order with no gap and no overlap (or none at all).
+Result<std::vector<EntryRecord>> DecodeEntries(const json& obj, const MappingRecord& m,
+                                               const std::string& where) {
+  const json& v = obj.at("entries");
+  if (!v.is_array()) {
+    return Bad(where + ".entries", "not an array");
+  }
+  std::vector<EntryRecord> out;
+  out.reserve(v.size());
+  uint64_t next = m.iova;  // where the next entry must start
+  for (size_t i = 0; i < v.size(); ++i) {
+    const std::string at = where + ".entries[" + std::to_string(i) + "]";
+    EntryRecord e = VFIOD_TRY(DecodeEntry(v[i], at));
+    if (e.iova != next || e.size > m.iova + m.size - e.iova) {
+      return Bad(at, "overlaps, leaves a gap, or lies outside the mapping");
+    }
+    next = e.iova + e.size;
+    out.push_back(e);
+  }
+  if (!out.empty() && next != m.iova + m.size) {
+    return Bad(where + ".entries", "do not cover the whole mapping");
+  }
+  return out;
+}
+
 Result<MappingRecord> DecodeMapping(const json& obj, const std::string& where) {
-  VFIOD_TRY(ExactKeys(
-      obj, {"id", "container", "iova", "size", "backing", "fd_name", "owner_uid", "name", "mmio"},
-      where));
+  VFIOD_TRY(ExactKeys(obj,
+                      {"id", "container", "iova", "size", "backing", "fd_name", "owner_uid", "name",
+                       "mmio", "entries"},
+                      where));
   MappingRecord m;
   m.id = VFIOD_TRY(Unsigned(obj, "id", where));
   m.container = VFIOD_TRY(Unsigned(obj, "container", where));
@@ -175,6 +226,7 @@ Result<MappingRecord> DecodeMapping(const json& obj, const std::string& where) {
   m.fd_name = VFIOD_TRY(FdName(obj, where, m.mmio));
   m.owner_uid = static_cast<uid_t>(VFIOD_TRY(Unsigned(obj, "owner_uid", where, kMaxId)));
   m.name = VFIOD_TRY(String(obj, "name", where));
+  m.entries = VFIOD_TRY(DecodeEntries(obj, m, where));
   return m;
 }
 

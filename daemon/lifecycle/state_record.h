@@ -17,7 +17,8 @@
 namespace vfiod::lifecycle {
 
 /// The record format this build writes and the only one it reads.
-inline constexpr uint32_t kStateRecordVersion = 1;
+/// 2: a mapping lists its kernel entries (what re-adoption re-points).
+inline constexpr uint32_t kStateRecordVersion = 2;
 
 /// A container: its VFIO container fd is in the store as `fd_name`.
 struct ContainerRecord {
@@ -31,6 +32,20 @@ struct ContainerRecord {
   friend bool operator==(const ContainerRecord&, const ContainerRecord&) = default;
 };
 
+/// One VFIO DMA entry of a mapping (one MAP_DMA): [iova, iova + size) maps
+/// [offset, offset + size) of the mapping's backing. Re-adoption re-points
+/// exactly these entries (VFIO_DMA_MAP_FLAG_VADDR needs each entry's exact
+/// IOVA and size).
+struct EntryRecord {
+  uint64_t iova = 0;
+  uint64_t size = 0;
+  uint64_t offset = 0;
+  friend bool operator==(const EntryRecord&, const EntryRecord&) = default;
+};
+
+/// Granule of entry IOVAs, sizes and offsets: the smallest IOMMU page vfiod maps.
+inline constexpr uint64_t kEntryGranule = 4096;
+
 /// A client's mapping: [iova, iova + size) of `container`.
 struct MappingRecord {
   uint64_t id = 0;
@@ -42,6 +57,10 @@ struct MappingRecord {
   uid_t owner_uid = 0;
   std::string name;  ///< empty: belonged to a session
   bool mmio = false;
+  /// By IOVA, tiling [iova, iova + size) exactly. Empty: not recorded (a
+  /// producer that does not know them yet); re-adoption cannot re-point such
+  /// a mapping and must release it.
+  std::vector<EntryRecord> entries;
   friend bool operator==(const MappingRecord&, const MappingRecord&) = default;
 };
 
@@ -75,7 +94,10 @@ struct StateRecord {
 /// the checksum is missing or does not match; a key is missing, of the wrong
 /// type, out of range (uid/gid past 2^32-2, group past INT_MAX) or unknown;
 /// an id is 0 or repeated; a mapping names an unknown container, has size 0
-/// or wraps past 2^64; an fd name is invalid (IsValidFdName) or repeated.
+/// or wraps past 2^64; an fd name is invalid (IsValidFdName) or repeated;
+/// a mapping's entries (when listed) have size 0, are not aligned to
+/// kEntryGranule, wrap (IOVA or offset), are out of IOVA order, overlap, leave
+/// a gap, or do not cover the mapping's [iova, iova + size) exactly.
 [[nodiscard]] Result<StateRecord> DecodeStateRecord(std::string_view bytes);
 
 }  // namespace vfiod::lifecycle

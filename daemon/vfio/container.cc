@@ -79,4 +79,22 @@ Result<uint64_t> Container::UnmapAll() const {
   return kernel::UnmapAllDma(*kernel_, fd());
 }
 
+Result<void> Container::RequireUpdateVaddr(const char* op) const {
+  VFIOD_TRY(RequireIommu(op));
+  if (!features_.update_vaddr) {
+    return Fail(ENOTSUP, op, "the kernel lacks VFIO_UPDATE_VADDR");
+  }
+  return Ok();
+}
+
+Result<uint64_t> Container::InvalidateVaddr(uint64_t iova, uint64_t size) const {
+  VFIOD_TRY(RequireUpdateVaddr("VFIO_IOMMU_UNMAP_DMA(FLAG_VADDR)"));
+  return kernel::InvalidateVaddr(*kernel_, fd(), iova, size);
+}
+
+Result<void> Container::UpdateVaddr(uint64_t vaddr, uint64_t iova, uint64_t size) const {
+  VFIOD_TRY(RequireUpdateVaddr("VFIO_IOMMU_MAP_DMA(FLAG_VADDR)"));
+  return kernel::UpdateVaddr(*kernel_, fd(), vaddr, iova, size);
+}
+
 }  // namespace vfiod::vfio

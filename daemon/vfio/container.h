@@ -52,6 +52,19 @@ class Container {
   [[nodiscard]] Result<uint64_t> Unmap(uint64_t iova, uint64_t size) const;
   /// Unmaps everything; returns the bytes unmapped. ENOTSUP without UNMAP_ALL.
   [[nodiscard]] Result<uint64_t> UnmapAll() const;
+  /// Live-restart step 1: the entries inside [iova, iova + size) lose their
+  /// process address but stay mapped and pinned (kernel::InvalidateVaddr).
+  /// Returns the bytes invalidated. ENOTSUP without VFIO_UPDATE_VADDR;
+  /// EINVAL: no IOMMU set, an entry is invalidated already (none changes), or
+  /// the range would split an entry.
+  [[nodiscard]] Result<uint64_t> InvalidateVaddr(uint64_t iova, uint64_t size) const;
+  /// Live-restart step 2: the invalidated entry at exactly [iova, iova + size)
+  /// takes `vaddr` of this process, which must map the same pages
+  /// (kernel::UpdateVaddr). ENOTSUP without VFIO_UPDATE_VADDR; ENOENT: no
+  /// entry there; EINVAL: no IOMMU set, or the entry is not invalidated or
+  /// not exactly this range; ENOMEM: newer kernels move the entry's
+  /// locked-memory charge to this process and its RLIMIT_MEMLOCK is full.
+  [[nodiscard]] Result<void> UpdateVaddr(uint64_t vaddr, uint64_t iova, uint64_t size) const;
 
   [[nodiscard]] kernel::Kernel& kernel() const { return *kernel_; }
   [[nodiscard]] int fd() const { return fd_.get(); }
@@ -68,6 +81,8 @@ class Container {
   /// Called by Group after VFIO_GROUP_UNSET_CONTAINER: the last group takes the IOMMU with it.
   void OnGroupDetached();
   [[nodiscard]] Result<void> RequireIommu(const char* op) const;
+  /// RequireIommu(), and ENOTSUP when the kernel lacks VFIO_UPDATE_VADDR.
+  [[nodiscard]] Result<void> RequireUpdateVaddr(const char* op) const;
 
   kernel::Kernel* kernel_;
   kernel::KernelFd fd_;

@@ -61,7 +61,9 @@ StateRecord Sample() {
   r.containers.push_back(Container(8, 1001, ""));
   r.mappings.push_back(Mapping((1ULL << 32) | 1, 3, 0x100000000ULL, 2u << 20, "hugetlb-2m", 1000));
   r.mappings[0].name = "kbuf";
+  r.mappings[0].entries = {{0x100000000ULL, 1u << 20, 0}, {0x100100000ULL, 1u << 20, 1u << 20}};
   r.mappings.push_back(Mapping(2, 8, 0xfffff000ULL, 4096, "bar", 1001));
+  r.mappings[1].entries = {{0xfffff000ULL, 4096, 0x2000}};
   r.owners.push_back(Owner(1000, 2u << 20, 1, 1));
   r.owners.push_back(Owner(1001, 0, 1, 1));
   return r;
@@ -88,6 +90,16 @@ TEST(StateRecord, RoundTripsExactly) {
   EXPECT_EQ(*back, r);
   EXPECT_EQ(EncodeStateRecord(*back), bytes);  // deterministic
   EXPECT_TRUE(DecodeStateRecord(EncodeStateRecord(StateRecord{})));
+}
+
+// A producer that does not know a mapping's entries yet lists none; the
+// record still decodes (re-adoption then releases that mapping).
+TEST(StateRecord, AMappingWithoutEntriesDecodes) {
+  StateRecord r = Sample();
+  r.mappings[0].entries.clear();
+  auto back = DecodeStateRecord(EncodeStateRecord(r));
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_EQ(*back, r);
 }
 
 TEST(StateRecord, TheResealHelperAgreesWithTheEncoder) {
@@ -119,7 +131,8 @@ struct Corruption {
 
 TEST(StateRecord, StrictValidationEvenWithAGoodChecksum) {
   const Corruption cases[] = {
-      {"newer version", [](nlohmann::json& d) { d["version"] = 2; }},
+      {"newer version", [](nlohmann::json& d) { d["version"] = kStateRecordVersion + 1; }},
+      {"version 1 (no entries)", [](nlohmann::json& d) { d["version"] = 1; }},
       {"version as text", [](nlohmann::json& d) { d["version"] = "1"; }},
       {"other format", [](nlohmann::json& d) { d["format"] = "other"; }},
       {"unknown top key", [](nlohmann::json& d) { d["extra"] = 1; }},
@@ -145,6 +158,30 @@ TEST(StateRecord, StrictValidationEvenWithAGoodChecksum) {
       {"memory without fd", [](nlohmann::json& d) { d["mappings"][0]["fd_name"] = ""; }},
       {"repeated mapping id", [](nlohmann::json& d) { d["mappings"][1]["id"] = 4294967297ULL; }},
       {"size as float", [](nlohmann::json& d) { d["mappings"][0]["size"] = 4096.0; }},
+      {"mapping without entries key", [](nlohmann::json& d) { d["mappings"][0].erase("entries"); }},
+      {"entries not array", [](nlohmann::json& d) { d["mappings"][0]["entries"] = 1; }},
+      {"entry size 0", [](nlohmann::json& d) { d["mappings"][1]["entries"][0]["size"] = 0; }},
+      {"entry unaligned offset",
+       [](nlohmann::json& d) { d["mappings"][1]["entries"][0]["offset"] = 0x2001; }},
+      {"entry offset wraps",
+       [](nlohmann::json& d) { d["mappings"][1]["entries"][0]["offset"] = 0xfffffffffffff000ULL; }},
+      {"entry unknown key", [](nlohmann::json& d) { d["mappings"][1]["entries"][0]["x"] = 1; }},
+      {"entry missing offset",
+       [](nlohmann::json& d) { d["mappings"][1]["entries"][0].erase("offset"); }},
+      {"entry before the mapping",
+       [](nlohmann::json& d) { d["mappings"][1]["entries"][0]["iova"] = 0xffffe000ULL; }},
+      {"entry past the mapping",
+       [](nlohmann::json& d) { d["mappings"][1]["entries"][0]["size"] = 0x2000; }},
+      {"entries out of order",
+       [](nlohmann::json& d) {
+         std::swap(d["mappings"][0]["entries"][0], d["mappings"][0]["entries"][1]);
+       }},
+      {"entries overlap",
+       [](nlohmann::json& d) { d["mappings"][0]["entries"][1]["iova"] = 0x1000ff000ULL; }},
+      {"entries leave a gap",
+       [](nlohmann::json& d) { d["mappings"][0]["entries"][0]["size"] = 0xff000; }},
+      {"entries do not cover the mapping",
+       [](nlohmann::json& d) { d["mappings"][0]["entries"].erase(1); }},
       {"repeated owner", [](nlohmann::json& d) { d["owners"][1]["uid"] = 1000; }},
       {"owner missing key", [](nlohmann::json& d) { d["owners"][0].erase("mappings"); }},
       {"containers not array",

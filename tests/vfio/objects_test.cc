@@ -296,5 +296,29 @@ TEST_F(DmaMappingTest, ContainerCallsCheckTheIommuAndPassTheModelsErrors) {
   EXPECT_EQ(bare->Map(At(0x100000)).error().code, EINVAL);
 }
 
+// The live-restart pair: the entry keeps its IOVA, size and pins while its
+// address moves; errors of the kernel pass through, and a container without
+// an IOMMU refuses both before any ioctl.
+TEST_F(DmaMappingTest, InvalidateThenUpdateMovesTheEntrysAddress) {
+  EXPECT_TRUE(container_->features().update_vaddr);
+  ASSERT_TRUE(container_->Map(At(0x400000)).has_value());
+  void* moved = ::mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(moved, MAP_FAILED);
+  auto to = reinterpret_cast<uint64_t>(moved);
+  EXPECT_EQ(container_->UpdateVaddr(to, 0x400000, kSize).error().code, EINVAL);  // still valid
+  ASSERT_EQ(container_->InvalidateVaddr(0x400000, kSize).value(), kSize);
+  EXPECT_EQ(container_->InvalidateVaddr(0x400000, kSize).error().code, EINVAL);  // twice
+  EXPECT_EQ(container_->UpdateVaddr(to, 0x10000000, kSize).error().code, ENOENT);
+  ASSERT_TRUE(container_->UpdateVaddr(to, 0x400000, kSize).has_value());
+  auto maps = model_.Mappings(container_->fd()).value();
+  ASSERT_EQ(maps.size(), 1u);
+  EXPECT_EQ(maps[0].vaddr, to);
+  EXPECT_EQ(maps[0].locked_bytes, kSize);  // charged once, not again
+  auto bare = OpenContainer();
+  EXPECT_EQ(bare->InvalidateVaddr(0x400000, kSize).error().code, EINVAL);
+  EXPECT_EQ(bare->UpdateVaddr(to, 0x400000, kSize).error().code, EINVAL);
+  ::munmap(moved, kSize);
+}
+
 }  // namespace
 }  // namespace vfiod::vfio
