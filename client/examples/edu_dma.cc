@@ -21,6 +21,7 @@
 
 #include "client/vfiod_client.h"
 #include "edu_regs.h"
+#include "proto/backing.h"
 
 namespace vfiod::examples {
 namespace {
@@ -173,7 +174,7 @@ int main(int argc, char** argv) {
         ->required();
     app.add_option("--container", o.container, "use this named container instead of a new one");
     app.add_option("--backing", o.backing, "DMA memory backing")
-        ->check(CLI::IsMember({"4k", "thp", "hugetlb-2m", "hugetlb-1g"}))
+        ->check(CLI::IsMember(wire::AllocBackingNames()))
         ->capture_default_str();
     app.add_option("--size", o.size,
                    "bytes of DMA memory, e.g. 64K, 2M (a multiple of the page size)")

@@ -5,6 +5,7 @@
 #include <iostream>
 #include <numeric>
 
+#include "proto/backing.h"
 #include "vfioctl/bench.h"
 #include "vfioctl/bench_load.h"
 
@@ -126,11 +127,11 @@ Result<MapTimings> TimeMaps(client::Client& client, uint64_t container, int fd, 
 }
 
 CmdResult Map(Session& session, const BenchOptions& o) {
-  const uint64_t page = o.memory == "hugetlb-2m"   ? uint64_t{2} << 20
-                        : o.memory == "hugetlb-1g" ? uint64_t{1} << 30
-                                                   : 0;
+  const wire::Backing kind = wire::ParseBacking(o.memory).value_or(wire::Backing::k4K);
+  const bool hugetlb = kind == wire::Backing::kHugetlb2M || kind == wire::Backing::kHugetlb1G;
   void* view = nullptr;
-  auto fd = MakeMemfd(o.size, page, o.memory == "thp", &view);
+  auto fd = MakeMemfd(o.size, hugetlb ? wire::BackingPageSize(kind) : 0,
+                      kind == wire::Backing::kThp, &view);
   if (!fd) {
     return Failed(fd.error());
   }
@@ -216,7 +217,7 @@ void AddBenchCommands(CLI::App& app, Dispatch& dispatch) {
   map->add_option("--device,-d", o->device, "a device for the container")->required();
   map->add_option("--size", o->size, "bytes")->transform(SizeArg())->capture_default_str();
   map->add_option("--memory", o->memory, "memfd kind")
-      ->check(CLI::IsMember({"4k", "thp", "hugetlb-2m", "hugetlb-1g"}))
+      ->check(CLI::IsMember(wire::AllocBackingNames()))
       ->capture_default_str();
   map->add_option("--loops", o->loops, "map/unmap pairs")
       ->check(CLI::PositiveNumber)

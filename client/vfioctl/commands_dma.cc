@@ -13,6 +13,7 @@
 #include <span>
 #include <string>
 
+#include "proto/backing.h"
 #include "proto/unique_fd.h"
 #include "vfioctl/commands.h"
 #include "vfioctl/format.h"
@@ -290,7 +291,7 @@ void AddAlloc(CLI::App* dma, Dispatch& dispatch) {
   sub->add_option("container", o->container, "container id or name")->required();
   sub->add_option("size", o->size, "bytes: 4096, 2M, 1G, ...")->required()->transform(SizeArg());
   sub->add_option("--backing,-b", o->backing, "page backing")
-      ->check(CLI::IsMember({"4k", "thp", "hugetlb-2m", "hugetlb-1g"}))
+      ->check(CLI::IsMember(wire::AllocBackingNames()))
       ->capture_default_str();
   o->placement.Add(sub, true);
   o->numa_opt = sub->add_option("--numa-node", o->numa_node, "allocate on this NUMA node");

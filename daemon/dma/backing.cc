@@ -109,24 +109,6 @@ Result<Backing> CreateSmallPageBacking(BackingKind kind, uint64_t size, bool sha
 
 }  // namespace
 
-std::string_view BackingKindName(BackingKind kind) {
-  switch (kind) {
-    case BackingKind::kHugetlb2M:
-      return "hugetlb-2M";
-    case BackingKind::kHugetlb1G:
-      return "hugetlb-1G";
-    case BackingKind::kThp:
-      return "thp";
-    case BackingKind::kPages4K:
-      return "4k";
-    case BackingKind::kClientFd:
-      return "client-fd";
-    case BackingKind::kDeviceBar:
-      return "device-bar";
-  }
-  return "unknown";
-}
-
 Backing::Backing(BackingParts parts)
     : kind_(parts.kind),
       vaddr_(parts.vaddr),

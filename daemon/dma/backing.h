@@ -30,9 +30,6 @@ enum class BackingKind : uint8_t {
   kDeviceBar,  ///< the MMIO BAR of a VFIO device (peer to peer)
 };
 
-/// "hugetlb-2M", "hugetlb-1G", "thp", "4k", "client-fd", "device-bar".
-[[nodiscard]] std::string_view BackingKindName(BackingKind kind);
-
 /// Everything a Backing is made of; filled in by the factories.
 struct BackingParts {
   BackingKind kind = BackingKind::kPages4K;

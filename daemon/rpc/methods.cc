@@ -25,6 +25,8 @@ wire::RpcError ToRpcError(const service::ServiceError& err) {
       return wire::MakeError(err.error, wire::kQuotaExceeded);
     case ErrorKind::kBusy:
       return wire::MakeError(err.error, wire::kBusy);
+    case ErrorKind::kBadFd:
+      return wire::MakeError(err.error, wire::kFdError);
     case ErrorKind::kKernel:
       break;
   }
@@ -32,8 +34,7 @@ wire::RpcError ToRpcError(const service::ServiceError& err) {
 }
 
 wire::RpcError ToRpcErrorForFd(const service::ServiceError& err) {
-  if (err.kind == ErrorKind::kKernel &&
-      (err.error.code == EBADF || err.error.op.find("fd") != std::string::npos)) {
+  if (err.kind == ErrorKind::kKernel && err.error.code == EBADF) {
     return wire::MakeError(err.error, wire::kFdError);
   }
   return ToRpcError(err);

@@ -1,8 +1,7 @@
 // container.* and dma.* methods (see methods.h).
 #include <fmt/format.h>
 
-#include <map>
-
+#include "proto/backing.h"
 #include "rpc/methods.h"
 #include "rpc/methods_json.h"
 #include "rpc/methods_params.h"
@@ -15,8 +14,6 @@ using service::Caller;
 namespace {
 
 constexpr uint64_t k4K = uint64_t{4} << 10;
-constexpr uint64_t k2M = uint64_t{2} << 20;
-constexpr uint64_t k1G = uint64_t{1} << 30;
 
 std::unexpected<wire::RpcError> Failed(const service::ServiceError& err) {
   return std::unexpected(ToRpcError(err));
@@ -54,25 +51,10 @@ service::Placement ReadPlacement(ParamReader& p, uint64_t size, uint64_t align) 
   return placement;
 }
 
-std::optional<service::AllocBacking> ParseBacking(const std::string& name) {
-  static const std::map<std::string, service::AllocBacking> kByName = {
-      {"4k", service::AllocBacking::k4K},
-      {"thp", service::AllocBacking::kThp},
-      {"hugetlb-2m", service::AllocBacking::kHugetlb2M},
-      {"hugetlb-1g", service::AllocBacking::kHugetlb1G}};
-  auto it = kByName.find(name);
-  return it == kByName.end() ? std::nullopt : std::optional(it->second);
-}
-
-uint64_t PageOf(service::AllocBacking b) {
-  switch (b) {
-    case service::AllocBacking::kHugetlb2M:
-      return k2M;
-    case service::AllocBacking::kHugetlb1G:
-      return k1G;
-    default:
-      return k4K;
-  }
+/// The backings dma.alloc makes itself (not a client's file, not a BAR).
+std::optional<wire::Backing> ParseAllocBacking(const std::string& name) {
+  auto kind = wire::ParseBacking(name);
+  return kind && *kind <= wire::Backing::kHugetlb1G ? kind : std::nullopt;
 }
 
 /// Reports progress when `wanted`, and abandons the map once the connection
@@ -223,7 +205,7 @@ HandlerResult ServiceMethods::DmaAlloc(CallContext& ctx, const json& params, con
   r.container = p.U64("container");
   r.size = p.U64("size");
   std::string backing = p.Str("backing");
-  auto kind = ParseBacking(backing);
+  auto kind = ParseAllocBacking(backing);
   if (!kind) {
     throw ParamError(p.Path("backing") + ": '" + backing +
                      "' is not one of 4k, thp, hugetlb-2m, hugetlb-1g");
@@ -232,7 +214,7 @@ HandlerResult ServiceMethods::DmaAlloc(CallContext& ctx, const json& params, con
   if (r.size == 0) {
     throw ParamError(p.Path("size") + ": must be greater than zero");
   }
-  CheckAligned(p.Path("size"), r.size, PageOf(r.backing));
+  CheckAligned(p.Path("size"), r.size, wire::BackingPageSize(r.backing));
   r.placement = ReadPlacement(p, r.size, k4K);
   if (auto node = p.OptInt("numa_node", -1, 1023)) {
     r.numa_node = static_cast<int>(*node);

@@ -47,41 +47,28 @@ uint64_t MaxIova(const Placement& p) {
   return max;
 }
 
-std::string_view AllocBackingName(AllocBacking b) {
-  switch (b) {
-    case AllocBacking::k4K:
-      return "4k";
-    case AllocBacking::kThp:
-      return "thp";
-    case AllocBacking::kHugetlb2M:
-      return "hugetlb-2m";
-    case AllocBacking::kHugetlb1G:
-      return "hugetlb-1g";
-  }
-  return "?";
-}
-
 Result<dma::Backing> MakeBacking(const AllocRequest& r) {
   dma::NumaPolicy numa{r.numa_node.value_or(-1), false};
   switch (r.backing) {
-    case AllocBacking::k4K:
+    case wire::Backing::k4K:
       return dma::CreatePagesBacking(r.size, true, numa);
-    case AllocBacking::kThp:
+    case wire::Backing::kThp:
       return dma::CreateThpBacking(r.size, true, numa);
-    case AllocBacking::kHugetlb2M:
+    case wire::Backing::kHugetlb2M:
       return dma::CreateHugetlbBacking(r.size, dma::k2MiB, numa);
-    case AllocBacking::kHugetlb1G:
+    case wire::Backing::kHugetlb1G:
       return dma::CreateHugetlbBacking(r.size, dma::k1GiB, numa);
+    default:
+      return Fail(EINVAL, "dma.alloc", "not a backing vfiod allocates");
   }
-  return Fail(EINVAL, "dma.alloc", "unknown backing");
 }
 
-MappingView ViewOf(ContainerId container, const dma::MappingReport& r, std::string backing) {
+MappingView ViewOf(ContainerId container, const dma::MappingReport& r, wire::Backing backing) {
   MappingView v;
   v.container = container;
   v.iova = r.iova;
   v.size = r.size;
-  v.backing = std::move(backing);
+  v.backing = wire::BackingName(backing);
   v.chunks = r.chunks;
   v.ioctls = r.map_ioctls;
   v.mmio = !r.pinned;
@@ -91,13 +78,12 @@ MappingView ViewOf(ContainerId container, const dma::MappingReport& r, std::stri
   return v;
 }
 
-/// The engine's scatter list for `segments`, offsets moved down by `base`.
-std::vector<dma::MapSegment> EngineSegments(const std::vector<SegmentView>& segments,
-                                            uint64_t base) {
+/// The engine's scatter list for `segments`.
+std::vector<dma::MapSegment> EngineSegments(const std::vector<SegmentView>& segments) {
   std::vector<dma::MapSegment> out;
   out.reserve(segments.size());
   for (const SegmentView& s : segments) {
-    out.push_back(dma::MapSegment{s.offset - base, s.size, s.iova});
+    out.push_back(dma::MapSegment{s.offset, s.size, s.iova});
   }
   return out;
 }
@@ -169,51 +155,25 @@ Result<MapResult> ManagedContainer::Alloc(const AllocRequest& request, const Pro
   map.max_iova = MaxIova(request.placement);
   UniqueFd client_fd = VFIOD_TRY(DupForClient(backing->fd()));
   dma::MappingReport report = VFIOD_TRY(MapInChunks(std::move(map), progress));
-  MappingView view = ViewOf(id_, report, std::string(AllocBackingName(request.backing)));
+  MappingView view = ViewOf(id_, report, request.backing);
   if (request.require_huge) {
     view.huge = VFIOD_TRY(RequireHuge(report.id));
   }
   return MapResult{std::move(view), std::move(client_fd), report.id};
 }
 
-Result<MapResult> ManagedContainer::MapFd(MapFdRequest request, const ProgressFn& progress) {
-  if (request.segments.empty()) {
-    auto backing = std::make_shared<const dma::Backing>(
-        VFIOD_TRY(dma::AdoptClientFd(std::move(request.fd), request.offset, request.size)));
-    MapFdRequest whole = std::move(request);
-    whole.size = backing->size();
-    return MapSlices(std::move(backing), whole, whole.offset, progress);
-  }
-  uint64_t end = 0;
-  for (const SegmentView& piece : request.segments) {
-    end = std::max(end, piece.offset + piece.size);
-  }
-  auto backing = std::make_shared<const dma::Backing>(
-      VFIOD_TRY(dma::AdoptClientFd(std::move(request.fd), 0, end)));
-  return MapSlices(std::move(backing), request, 0, progress);
-}
-
 Result<MapResult> ManagedContainer::MapRegion(std::shared_ptr<const dma::Backing> region,
                                               const MapFdRequest& request,
                                               const ProgressFn& progress) {
-  return MapSlices(std::move(region), request, 0, progress);
-}
-
-Result<MapResult> ManagedContainer::MapSlices(std::shared_ptr<const dma::Backing> backing,
-                                              const MapFdRequest& request, uint64_t base,
-                                              const ProgressFn& progress) {
   dma::MapRequest map;
-  map.backing = std::move(backing);
-  map.offset = request.offset - base;
+  map.backing = std::move(region);
+  map.offset = request.offset;
   map.size = request.size;
-  map.segments = EngineSegments(request.segments, base);
+  map.segments = EngineSegments(request.segments);
   map.fixed_iova = request.placement.iova;
   map.max_iova = MaxIova(request.placement);
   dma::MappingReport report = VFIOD_TRY(MapInChunks(std::move(map), progress));
-  MappingView view = ViewOf(id_, report, "memfd");
-  for (SegmentView& piece : view.segments) {
-    piece.offset += base;
-  }
+  MappingView view = ViewOf(id_, report, wire::Backing::kMemfd);
   if (request.require_huge) {
     view.huge = VFIOD_TRY(RequireHuge(report.id));
   }
@@ -278,7 +238,7 @@ Result<MapResult> ManagedContainer::MapBar(const MapBarRequest& request) {
     return std::unexpected(mapped.error());
   }
   const dma::MappingReport& report = *mapped;
-  MappingView view = ViewOf(id_, report, "bar");
+  MappingView view = ViewOf(id_, report, wire::Backing::kBar);
   uint64_t natural = std::min<uint64_t>(std::bit_ceil(backing->size()), dma::k1GiB);
   view.aligned = backing->vaddr() % natural == 0;
   view.mmio_no_pin = extensions_.mmio_no_pin;

@@ -75,13 +75,9 @@ class ManagedContainer {
   // Everything below needs mu() held. Mappings are named by the DmaSpace's
   // id (MapResult::engine_id); the service keeps its own ids.
   [[nodiscard]] Result<MapResult> Alloc(const AllocRequest& request, const ProgressFn& progress);
-  /// Adopts request.fd and maps [offset, +size) of it, or its segments (then
-  /// the file is adopted from offset 0 to the end of the last segment, so
-  /// segment offsets stay file offsets).
-  [[nodiscard]] Result<MapResult> MapFd(MapFdRequest request, const ProgressFn& progress);
-  /// Maps [request.offset, +request.size) of a registered region's backing,
-  /// or request.segments of it (request.fd is unused); the mapping shares
-  /// the backing.
+  /// Maps [request.offset, +request.size) of a client file's backing (a
+  /// registered region or an fd the service adopted), or request.segments of
+  /// it (request.fd is unused); the mapping shares the backing.
   [[nodiscard]] Result<MapResult> MapRegion(std::shared_ptr<const dma::Backing> region,
                                             const MapFdRequest& request,
                                             const ProgressFn& progress);
@@ -121,10 +117,6 @@ class ManagedContainer {
   /// the new totals.
   [[nodiscard]] Result<dma::MappingReport> MapInChunks(dma::MapRequest map,
                                                        const ProgressFn& progress);
-  /// Maps `region` [offset, +size) or the segments of `request` in it.
-  [[nodiscard]] Result<MapResult> MapSlices(std::shared_ptr<const dma::Backing> backing,
-                                            const MapFdRequest& request, uint64_t base,
-                                            const ProgressFn& progress);
   /// Keeps mapping `engine_id` if all of it is in folios of 2 MiB or more
   /// (the request said "require": "thp") and reports the share; else unmaps
   /// it and fails: ENOMEM when some is not huge, the engine's error

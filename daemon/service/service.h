@@ -198,6 +198,8 @@ class Service {
   // --- DMA ------------------------------------------------------------------
   [[nodiscard]] SResult<MapResult> Alloc(const Caller& caller, const AllocRequest& request,
                                          const ProgressFn& progress);
+  /// Maps a registered region's or a client fd's memory. kBadFd: the fd
+  /// cannot be adopted (AdoptClientFd's errors).
   [[nodiscard]] SResult<MapResult> MapFd(const Caller& caller, MapFdRequest request,
                                          const ProgressFn& progress);
   /// Maps a device BAR (peer to peer, nothing pinned). kInvalidParams: not an
@@ -218,7 +220,7 @@ class Service {
   /// kQuota: the session has limits.max_regions regions, or a hugetlbfs
   /// region does not fit the caller's locked_bytes quota or the daemon-wide
   /// cap (limits.max_locked_bytes); kInvalidParams:
-  /// offset past the end of the file; kKernel: AdoptClientFd's errors (EBADF,
+  /// offset past the end of the file; kBadFd: AdoptClientFd's errors (EBADF,
   /// EINVAL wrong file, misaligned, too short; EPERM sealing locked).
   [[nodiscard]] SResult<RegionView> RegisterRegion(const Caller& caller, RegisterRequest request);
   /// Drops the session's handle on `region`; its mappings stay valid until
@@ -268,8 +270,8 @@ class Service {
     uint64_t size = 0;
     uint32_t generation = 0;
     uid_t owner_uid = 0;
-    uint8_t backing = 0;  ///< index into the backing names (views.h)
-    uint8_t flags = 0;    ///< kSlotMmio | kSlotAligned | kSlotMmioNoPin
+    wire::Backing backing = wire::Backing::k4K;
+    uint8_t flags = 0;  ///< kSlotMmio | kSlotAligned | kSlotMmioNoPin
   };
   static constexpr uint8_t kSlotMmio = 1;
   static constexpr uint8_t kSlotAligned = 2;
@@ -357,7 +359,7 @@ class Service {
   /// (`pinned_bytes`, one mapping), runs `work` under the container's mutex and
   /// records the mapping, or undoes the reservation when `work` fails.
   /// `covered`: the memory is a charged region's (pass 0 pinned_bytes).
-  using MapWork = std::function<Result<MapResult>(ManagedContainer&)>;
+  using MapWork = std::function<SResult<MapResult>(ManagedContainer&)>;
   [[nodiscard]] SResult<MapResult> RunMap(const Caller& caller, ContainerId id,
                                           uint64_t pinned_bytes, const std::string& name,
                                           const MapWork& work, bool covered = false);

@@ -19,6 +19,31 @@ SResult<void> CheckSize(const char* op, uint64_t size) {
   return {};
 }
 
+/// Adopts a map_fd request's file: [offset, +size) of it, or, for segments,
+/// from 0 to the end of the last one (segment offsets stay file offsets).
+/// A single range is then made relative to the adopted backing. Every
+/// failure is the fd's (kBadFd): not open, wrong file, too short, unmappable.
+SResult<std::shared_ptr<const dma::Backing>> AdoptForMap(MapFdRequest& request) {
+  uint64_t begin = request.offset;
+  uint64_t length = request.size;
+  if (!request.segments.empty()) {
+    begin = 0;
+    length = 0;
+    for (const SegmentView& piece : request.segments) {
+      length = std::max(length, piece.offset + piece.size);
+    }
+  }
+  Result<dma::Backing> adopted = dma::AdoptClientFd(std::move(request.fd), begin, length);
+  if (!adopted) {
+    return std::unexpected(ServiceError(ErrorKind::kBadFd, std::move(adopted).error()));
+  }
+  if (request.segments.empty()) {
+    request.offset = 0;
+    request.size = adopted->size();
+  }
+  return std::make_shared<const dma::Backing>(std::move(*adopted));
+}
+
 }  // namespace
 
 ProgressFn Service::WatchSession(const Caller& caller, const std::string& name,
@@ -52,11 +77,11 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
     UnreserveLocked(uid, pinned_bytes, 1, 0);
     return Refuse(ErrorKind::kNotFound, ENOENT, "container", "destroyed while waiting");
   }
-  Result<MapResult> outcome = work(*managed);
+  SResult<MapResult> outcome = work(*managed);
   std::unique_lock lock(mu_);
   if (!outcome) {
     UnreserveLocked(uid, pinned_bytes, 1, 0);
-    return std::unexpected(ServiceError(std::move(outcome).error()));
+    return std::unexpected(std::move(outcome).error());
   }
   MappingView& view = outcome->mapping;
   if (name.empty() && !sessions_.contains(caller.session)) {
@@ -100,11 +125,11 @@ SResult<MapResult> Service::MapFd(const Caller& caller, MapFdRequest request,
   ProgressFn watched = WatchSession(caller, name, progress);
   return RunMap(
       caller, request.container, size, name,
-      [&](ManagedContainer& c) {
-        if (region) {
-          return c.MapRegion(std::move(region), request, watched);
+      [&](ManagedContainer& c) -> SResult<MapResult> {
+        if (!region) {
+          region = VFIOD_TRY(AdoptForMap(request));
         }
-        return c.MapFd(std::move(request), watched);
+        return c.MapRegion(std::move(region), request, watched);
       },
       covered);
 }

@@ -19,6 +19,7 @@ enum class ErrorKind {
   kPermission,     ///< policy refused the caller
   kQuota,          ///< the caller's quota would be exceeded
   kBusy,           ///< the resource is in use (group attached elsewhere, name taken)
+  kBadFd,          ///< the fd the client passed cannot be used (not open, wrong file, too short)
 };
 
 /// A failure of a service call. Implicitly built from a lower layer's Error

@@ -2,8 +2,6 @@
 // Service::MappingSlot), the views built from them on demand, and who may
 // see which. All functions here need mu_ held.
 #include <algorithm>
-#include <array>
-#include <string_view>
 
 #include "dma/engine.h"
 #include "service/managed_container.h"
@@ -15,15 +13,6 @@ namespace {
 
 // Slots kept when nothing is mapped; past this many they are given back.
 constexpr size_t kSlotsKeptIdle = 256;
-
-constexpr std::array<std::string_view, 6> kBackingNames = {"4k",         "thp",   "hugetlb-2m",
-                                                           "hugetlb-1g", "memfd", "bar"};
-
-uint8_t BackingIndex(std::string_view name) {
-  auto it = std::find(kBackingNames.begin(), kBackingNames.end(), name);
-  return static_cast<uint8_t>(it == kBackingNames.end() ? kBackingNames.size() - 1
-                                                        : it - kBackingNames.begin());
-}
 
 }  // namespace
 
@@ -61,7 +50,7 @@ MappingId Service::AddMappingLocked(const MappingView& view, uint64_t engine_id,
   slot.iova = view.iova;
   slot.size = view.size;
   slot.owner_uid = uid;
-  slot.backing = BackingIndex(view.backing);
+  slot.backing = wire::ParseBacking(view.backing).value_or(wire::Backing::kBar);
   slot.flags =
       static_cast<uint8_t>((view.mmio ? kSlotMmio : 0) | (view.aligned ? kSlotAligned : 0) |
                            (view.mmio_no_pin ? kSlotMmioNoPin : 0) | (covered ? kSlotCovered : 0));
@@ -116,7 +105,7 @@ MappingView Service::SummaryLocked(MappingId id, const MappingSlot& slot) const 
   }
   v.iova = slot.iova;
   v.size = slot.size;
-  v.backing = std::string(kBackingNames[slot.backing]);
+  v.backing = wire::BackingName(slot.backing);
   v.mmio = (slot.flags & kSlotMmio) != 0;
   v.aligned = (slot.flags & kSlotAligned) != 0;
   v.mmio_no_pin = (slot.flags & kSlotMmioNoPin) != 0;

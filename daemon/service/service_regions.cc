@@ -10,31 +10,30 @@ namespace vfiod::service {
 
 namespace {
 
-std::string RegionBackingName(const dma::Backing& b) {
+wire::Backing RegionBacking(const dma::Backing& b) {
   if (b.page_size() == dma::k1GiB) {
-    return "hugetlb-1g";
+    return wire::Backing::kHugetlb1G;
   }
-  if (b.page_size() == dma::k2MiB) {
-    return "hugetlb-2m";
-  }
-  return "memfd";
+  return b.page_size() == dma::k2MiB ? wire::Backing::kHugetlb2M : wire::Backing::kMemfd;
 }
 
 RegionView ViewOf(RegionId id, const dma::Backing& b) {
-  return RegionView{id, b.fd_offset(), b.size(), b.page_size(), RegionBackingName(b)};
+  return RegionView{id, b.fd_offset(), b.size(), b.page_size(),
+                    std::string(wire::BackingName(RegionBacking(b)))};
 }
 
 /// The bytes of the file past `offset` (for a size of 0: "the rest").
-/// kKernel (op names the fd, so the RPC layer reports an fd error) when the
-/// fd cannot be read; kInvalidParams when nothing is left past `offset`.
+/// kBadFd when the fd cannot be read or is no regular file; kInvalidParams
+/// when nothing is left past `offset`.
 SResult<uint64_t> RestOfFile(int fd, uint64_t offset, const char* op) {
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
-    return std::unexpected(ServiceError(ErrnoError(std::string(op) + ": fstat of the fd").error()));
+    return std::unexpected(
+        ServiceError(ErrorKind::kBadFd, ErrnoError(std::string(op) + ": fstat of the fd").error()));
   }
   if (!S_ISREG(st.st_mode)) {
-    return std::unexpected(ServiceError(Error{
-        EINVAL, std::string(op) + ": fd", "not a regular file: pass a memfd or hugetlbfs file"}));
+    return Refuse(ErrorKind::kBadFd, EINVAL, std::string(op) + ": fd",
+                  "not a regular file: pass a memfd or hugetlbfs file");
   }
   const auto file_size = static_cast<uint64_t>(st.st_size);
   if (offset >= file_size) {
@@ -68,7 +67,12 @@ SResult<RegionView> Service::RegisterRegion(const Caller& caller, RegisterReques
     if (request.size == 0 && request.fd.valid()) {
       request.size = VFIOD_TRY(RestOfFile(request.fd.get(), request.offset, kOp));
     }
-    return VFIOD_TRY(dma::AdoptClientFd(std::move(request.fd), request.offset, request.size));
+    Result<dma::Backing> backing =
+        dma::AdoptClientFd(std::move(request.fd), request.offset, request.size);
+    if (!backing) {
+      return std::unexpected(ServiceError(ErrorKind::kBadFd, std::move(backing).error()));
+    }
+    return std::move(*backing);
   };
   // Declared before the lock, so a refused region is released after it.
   SResult<dma::Backing> adopted = adopt();
@@ -90,7 +94,7 @@ SResult<RegionView> Service::RegisterRegion(const Caller& caller, RegisterReques
   const RegionId id = next_id_++;
   regions_.emplace(id, RegionSlot{caller.session, caller.identity.uid, *backing});
   spdlog::debug("region {}: session {} registered {:#x} bytes ({})", id, caller.session,
-                (*backing)->size(), RegionBackingName(**backing));
+                (*backing)->size(), wire::BackingName(RegionBacking(**backing)));
   return ViewOf(id, **backing);
 }
 

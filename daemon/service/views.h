@@ -14,6 +14,7 @@
 #include "dma/contiguity.h"
 #include "dma/huge_share.h"
 #include "kernel/vfio_api.h"
+#include "proto/backing.h"
 #include "proto/unique_fd.h"
 #include "service/config_space.h"
 #include "vfio/pci_sysfs.h"
@@ -116,7 +117,7 @@ struct MappingView {
   uid_t owner_uid = 0;
   uint64_t iova = 0;
   uint64_t size = 0;
-  std::string backing;  ///< "4k", "thp", "hugetlb-2m", "hugetlb-1g", "memfd", "bar"
+  std::string backing;  ///< wire::BackingName of the mapping's backing
   uint64_t chunks = 0;  ///< VFIO mapping entries it uses
   uint64_t ioctls = 0;  ///< MAP_DMA calls it took
   bool mmio = false;
@@ -136,12 +137,10 @@ struct Placement {
   std::optional<int> dma_mask_bits;  ///< as max_iova = 2^bits - 1
 };
 
-enum class AllocBacking { k4K, kThp, kHugetlb2M, kHugetlb1G };
-
 struct AllocRequest {
   ContainerId container = 0;
   uint64_t size = 0;
-  AllocBacking backing = AllocBacking::k4K;
+  wire::Backing backing = wire::Backing::k4K;  ///< one of the first four (not memfd, bar)
   Placement placement;
   std::optional<int> numa_node;
   std::string name;           ///< non-empty: the mapping outlives the session
@@ -155,7 +154,7 @@ struct RegionView {
   uint64_t file_offset = 0;  ///< where the region starts in the client's file
   uint64_t size = 0;
   uint64_t page_size = 0;  ///< the file's page size (its folios: 4 KiB, 2 MiB, 1 GiB)
-  std::string backing;     ///< "memfd", "hugetlb-2m" or "hugetlb-1g"
+  std::string backing;     ///< wire::BackingName: memfd, hugetlb-2m or hugetlb-1g
 };
 
 struct RegisterRequest {

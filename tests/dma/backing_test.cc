@@ -33,15 +33,6 @@ std::string ReadThroughFd(int fd, uint64_t offset, size_t len) {
   return out;
 }
 
-TEST(BackingKindTest, NamesAreStable) {
-  EXPECT_EQ(BackingKindName(BackingKind::kHugetlb2M), "hugetlb-2M");
-  EXPECT_EQ(BackingKindName(BackingKind::kHugetlb1G), "hugetlb-1G");
-  EXPECT_EQ(BackingKindName(BackingKind::kThp), "thp");
-  EXPECT_EQ(BackingKindName(BackingKind::kPages4K), "4k");
-  EXPECT_EQ(BackingKindName(BackingKind::kClientFd), "client-fd");
-  EXPECT_EQ(BackingKindName(BackingKind::kDeviceBar), "device-bar");
-}
-
 TEST(MapAlignedTest, ReturnsAnAlignedMappingAndFreesTheSlop) {
   auto memory =
       MapAligned(k4KiB * 3, k2MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
