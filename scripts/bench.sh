@@ -10,7 +10,9 @@
 # VFIOD_BENCH_MAP_LOOPS (interleaved rounds per map table row, item 1, default 30),
 # VFIOD_BENCH_SIZES (map table sizes, default 256M,1G),
 # VFIOD_BENCH_SKIP (comma list of micro,rpc,vm to leave out),
-# VFIOD_BENCH_SECTIONS (the VM's sections, default all: map,batch,contig,place,bar),
+# VFIOD_BENCH_SECTIONS (the VM's sections, default all: map,batch,contig,place,bar,barvfiod),
+# VFIOD_VM_KERNEL (lts or newest, the guest kernel: run once per kernel),
+# VFIOD_VM_IVSHMEM_SIZE (the ivshmem BAR, default here 1G: the BAR sections),
 # VFIOD_VM_MEM (guest RAM, default 6G: the map table holds a raw buffer and a
 # memfd of each row at once, and 2 GiB of it are two 1G hugepages reserved at boot).
 set -euo pipefail
@@ -59,7 +61,7 @@ fi
 if [[ $skip != *,vm,* ]]; then
   echo; echo "== 1-5. in the test VM (real kernel, TCG: ratios are the result)"
   vm_status=0
-  VFIOD_VM_MEM=${VFIOD_VM_MEM:-6G} VFIOD_VM_HUGEPAGES_1G=${VFIOD_VM_HUGEPAGES_1G:-2} \
+  VFIOD_VM_MEM=${VFIOD_VM_MEM:-6G} VFIOD_VM_IVSHMEM_SIZE=${VFIOD_VM_IVSHMEM_SIZE:-1G} VFIOD_VM_HUGEPAGES_1G=${VFIOD_VM_HUGEPAGES_1G:-2} \
     tests/vm/vm_run.sh --timeout 3000 --env "VFIOD_BENCH_HOST_LOADAVG=$(cat /proc/loadavg)" -- \
     "$PWD/$build/bench/vfiod_bench_guest" --vfiod "$PWD/$build/daemon/vfiod" \
     --loops "$loops" --map-loops "$map_loops" --sizes "$sizes" ${VFIOD_BENCH_SECTIONS:+--sections "$VFIOD_BENCH_SECTIONS"} \

@@ -81,5 +81,8 @@ nlohmann::json RunBatching(const GuestRig& rig, const GuestOptions& options);
 nlohmann::json RunContiguityCost(const GuestRig& rig, const GuestOptions& options);
 nlohmann::json RunPlacement(const GuestRig& rig, const GuestOptions& options);
 nlohmann::json RunBar(const GuestRig& rig, const GuestOptions& options);
+/// dma.map_bar through vfiod against raw ioctls on the same BAR (bar_vfiod.cc).
+/// Opens the BAR's group itself: the caller's rig must have let it go.
+nlohmann::json RunBarVfiod(const GuestOptions& options);
 
 }  // namespace vfiod::bench

@@ -174,7 +174,7 @@ int main(int argc, char** argv) {
         ->required();
     app.add_option("--container", o.container, "use this named container instead of a new one");
     app.add_option("--backing", o.backing, "DMA memory backing")
-        ->check(CLI::IsMember(wire::AllocBackingNames()))
+        ->check(CLI::IsMember(vfiod::wire::AllocBackingNames()))
         ->capture_default_str();
     app.add_option("--size", o.size,
                    "bytes of DMA memory, e.g. 64K, 2M (a multiple of the page size)")

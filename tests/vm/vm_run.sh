@@ -131,7 +131,7 @@ qemu_args=(
   -m "${VFIOD_VM_MEM:-4G}" -smp "${VFIOD_VM_SMP:-2}"
   -device intel-iommu,intremap=on,caching-mode=on
   -device edu
-  -object memory-backend-ram,id=hostmem,size=64M -device ivshmem-plain,memdev=hostmem
+  -object memory-backend-ram,id=hostmem,size="${VFIOD_VM_IVSHMEM_SIZE:-64M}" -device ivshmem-plain,memdev=hostmem
   -drive file="$(qesc "$run/nvme.img")",if=none,id=nvm,format=raw -device nvme,serial=vfiod-vm,drive=nvm
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
   -virtfs local,path="$(qesc "$share")",mount_tag=share,security_model=none
