@@ -80,8 +80,8 @@ Result<double> ServerSeconds(client::Client& client, const char* method) {
 
 struct VfiodPhase {
   Loops calls;
-  double server_map_s = 0;   ///< the daemon's own time per dma.map_bar (stats), mean
-  double server_free_s = 0;  ///< likewise per dma.free
+  double server_map_s = 0;      ///< the daemon's own time per dma.map_bar (stats), mean
+  double server_free_s = 0;     ///< likewise per dma.free
   double open_s = 0;            ///< device.open of the BAR's device, the first
   std::vector<double> first_s;  ///< the first dma.map_bar + dma.free (warm-up)
   std::vector<double> ping_s;
@@ -120,8 +120,9 @@ Result<VfiodPhase> MeasureVfiod(const GuestOptions& options, int loops) {
   }
   for (int i = 0; i <= loops; ++i) {
     start = Clock::now();
-    auto mapped = client.Call(
-        "dma.map_bar", {{"container", container}, {"bdf", options.ivshmem_bdf}, {"bar", kIvshmemBar}});
+    auto mapped =
+        client.Call("dma.map_bar",
+                    {{"container", container}, {"bdf", options.ivshmem_bdf}, {"bar", kIvshmemBar}});
     const double map_s = SecondsSince(start);
     if (!mapped) {
       return Fail(EIO, "dma.map_bar", mapped.error().Describe());
@@ -183,11 +184,12 @@ Result<nlohmann::json> Measure(const GuestOptions& options) {
   const Summary ping = Summarize(vfiod.ping_s);
   const double map_ratio = Ratio(Mean(fresh.map_s), Mean(vfiod.calls.map_s));
   const double unmap_ratio = Ratio(Mean(fresh.unmap_s), Mean(vfiod.calls.unmap_s));
-  std::fprintf(stderr,
-               "  raw (fresh) / vfiod: map %.3f, unmap %.3f; device.open first %.5f s, then the first "
-               "dma.map_bar %.5f s; idle round trip p50 %.1f us\n",
-               map_ratio, unmap_ratio, vfiod.open_s, vfiod.first_s.empty() ? 0.0 : vfiod.first_s[0],
-               ping.p50 * 1e6);
+  std::fprintf(
+      stderr,
+      "  raw (fresh) / vfiod: map %.3f, unmap %.3f; device.open first %.5f s, then the first "
+      "dma.map_bar %.5f s; idle round trip p50 %.1f us\n",
+      map_ratio, unmap_ratio, vfiod.open_s, vfiod.first_s.empty() ? 0.0 : vfiod.first_s[0],
+      ping.p50 * 1e6);
   return nlohmann::json{{"bar_size", size},
                         {"raw_fresh", Pair(fresh, size)},
                         {"raw_warm", Pair(warm, size)},
