@@ -28,6 +28,8 @@
 #include "lifecycle/listen_fds.h"
 #include "lifecycle/notify.h"
 #include "lifecycle/record_store.h"
+#include "lifecycle/record_writer.h"
+#include "lifecycle/stored_fds.h"
 #include "rpc/method_registry.h"
 #include "rpc/methods.h"
 #include "rpc/server.h"
@@ -97,9 +99,6 @@ void RaiseFdLimit() {
 }
 
 /// Whether `name` is one vfiod stores objects under in the fd store.
-bool IsStoredObjectName(std::string_view name) {
-  return name.starts_with("c-") || name.starts_with("m-") || lifecycle::IsRecordFdName(name);
-}
 
 /// Sends `state` to the service manager, if there is one; a failure is
 /// logged (the daemon serves on without it).
@@ -109,31 +108,66 @@ void Notify(std::string_view state) {
   }
 }
 
+/// What a previous vfiod left in the fd store, sorted against its newest
+/// valid state record (lifecycle/stored_fds.h), and the listening socket.
+struct Inherited {
+  std::optional<lifecycle::StateRecord> record;
+  lifecycle::SortedFds fds;
+};
+
 /// The fds systemd passed: the listening socket (socket activation), if any,
-/// and what a previous vfiod left in the fd store. Re-adopting those is not
-/// implemented yet (issue 14), so they are dropped from the store: kept there
-/// they would hold the old containers (and their pins) with nobody
-/// accounting for them. Any fd not stored under an object's name is a
-/// listening socket; only one is expected, the others are closed.
-std::optional<UniqueFd> InheritedSocket() {
+/// and what a previous vfiod left in the fd store. Stored objects the newest
+/// record does not describe (stored, then the daemon died before the record
+/// named them) are removed from the store and closed; what it describes but
+/// did not come back is logged (the caller releases it). Rebuilding the
+/// service from the rest is not implemented yet (issue 14 step 4): the
+/// described objects are dropped too, so nothing stays held for nobody.
+Inherited InheritedFds() {
+  Inherited out;
   auto passed = lifecycle::ListenFds();
   if (!passed) {
     spdlog::error("passed fds: {}", passed.error().message());
-    return std::nullopt;
+    return out;
   }
-  std::optional<UniqueFd> socket;
-  for (lifecycle::NamedFd& named : *passed) {
-    if (IsStoredObjectName(named.name)) {
-      spdlog::warn("fd store: dropping {} of a previous vfiod (re-adoption not implemented)",
-                   named.name);
-      if (auto removed = lifecycle::RemoveFds(named.name); !removed) {
+  if (auto picked = lifecycle::PickStateRecord(*passed)) {
+    out.record = std::move(*picked);
+    spdlog::info("fd store: state record generation {} ({} containers, {} mappings)",
+                 out.record->generation, out.record->containers.size(),
+                 out.record->mappings.size());
+  } else if (picked.error().code != ENOENT) {
+    spdlog::warn("fd store: no usable state record: {}", picked.error().message());
+  }
+  out.fds = lifecycle::SortStoredFds(out.record ? &*out.record : nullptr, std::move(*passed));
+  const std::string keep_record =
+      out.record ? std::string(lifecycle::RecordFdName(out.record->generation)) : std::string();
+  for (lifecycle::NamedFd& stray : out.fds.strays) {
+    const bool stored = lifecycle::IsStoredObjectName(stray.name);
+    // A second fd under a name the record describes: only this copy goes.
+    if (stored && stray.name != keep_record && !out.fds.described.contains(stray.name)) {
+      spdlog::warn("fd store: {} is not described by the state record: removed", stray.name);
+      if (auto removed = lifecycle::RemoveFds(stray.name); !removed) {
         spdlog::warn("fd store: {}", removed.error().message());
       }
-    } else if (!socket) {
-      socket = std::move(named.fd);
     }
+    stray.fd.reset();
   }
-  return socket;
+  out.fds.strays.clear();
+  for (const std::string& name : out.fds.missing) {
+    spdlog::warn("fd store: {} is described by the state record but did not come back", name);
+  }
+  return out;
+}
+
+/// Drops what Adopt did not take: removed from the store and closed.
+void DropInherited(lifecycle::SortedFds& fds) {
+  for (auto& [name, fd] : fds.described) {
+    spdlog::warn("fd store: dropping {} of a previous vfiod (not re-adopted)", name);
+    if (auto removed = lifecycle::RemoveFds(name); !removed) {
+      spdlog::warn("fd store: {}", removed.error().message());
+    }
+    fd.reset();
+  }
+  fds.described.clear();
 }
 
 /// The service's fd store hooks: container fds go to the service manager's
@@ -228,8 +262,22 @@ int Run(const Options& options) {
   const service::Limits limits = config->limits;
   const service::SocketConfig socket = config->socket;
   service::Service service(std::move(*config), std::move(seam.kernel), std::move(seam.sysfs));
+  // The record writer lives shorter than the service (its snapshots read it)
+  // and longer than every request (the server is gone before it is).
+  std::unique_ptr<lifecycle::RecordWriter> records;
+  Inherited inherited = InheritedFds();
   if (!lifecycle::NotifySocketFromEnv().empty()) {
-    service.SetFdStoreHooks(FdStoreHooks());
+    records = std::make_unique<lifecycle::RecordWriter>(
+        [&service] { return service.SnapshotState(); }, lifecycle::StoreStateRecord,
+        [](const Error& e) { spdlog::warn("fd store: state record: {}", e.message()); },
+        inherited.record ? inherited.record->generation + 1 : 1);
+    auto hooks = FdStoreHooks();
+    hooks.changed = [&records] { records->Changed(); };
+    service.SetFdStoreHooks(std::move(hooks));
+  }
+  DropInherited(inherited.fds);
+  if (records && inherited.record) {
+    records->Changed();  // the dropped objects leave the record too
   }
 
   rpc::MethodRegistry registry;
@@ -246,8 +294,8 @@ int Run(const Options& options) {
     methods.OnConnectionClosed(id);
   });
   Result<void> listening = Ok();
-  if (auto inherited = InheritedSocket()) {
-    listening = server->Adopt(std::move(*inherited));
+  if (inherited.fds.socket) {
+    listening = server->Adopt(std::move(*inherited.fds.socket));
     spdlog::info("serving the socket systemd passed");
   } else {
     listening = server->Listen(socket.path, socket.mode,
@@ -287,6 +335,10 @@ int Run(const Options& options) {
   server->Stop();
   server.reset();      // joins the workers: no handler runs past this point
   service.Shutdown();  // named containers too: nothing stays pinned
+  if (records) {
+    records->Changed();  // an empty record: nothing is left to take over
+    records->Flush();
+  }
   spdlog::info("stopped");
   return 0;
 }

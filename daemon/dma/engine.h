@@ -226,6 +226,16 @@ class DmaSpace {
   /// Errors (nothing touched): EBUSY the space has mappings or jobs;
   /// ENOTSUP the kernel lacks VFIO_UPDATE_VADDR. GET_INFO's errno at the end.
   [[nodiscard]] Result<AdoptReport> Adopt(std::vector<AdoptRequest> requests);
+  /// What a restart needs to take mapping `id` over: its backing's fd
+  /// (borrowed; -1 for anonymous memory or a BAR) and its kernel entries, each
+  /// with its offset in that fd's file (so ReopenBacking's view of the whole
+  /// file finds it again). ENOENT: no such mapping; EINVAL: an entry crosses
+  /// a segment boundary (not expected: chunks are cut per segment).
+  struct Keepable {
+    int fd = -1;
+    std::vector<AdoptEntry> entries;
+  };
+  [[nodiscard]] Result<Keepable> KeepableOf(uint64_t id) const;
   /// Invalidates the vaddr of every kernel entry (graceful hand-over: the
   /// successor re-points them), leaving them mapped and pinned. Returns the
   /// bytes invalidated. EBUSY: map jobs running; ENOTSUP: no VFIO_UPDATE_VADDR;

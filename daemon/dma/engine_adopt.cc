@@ -200,6 +200,33 @@ Result<AdoptReport> DmaSpace::Adopt(std::vector<AdoptRequest> requests) {
   return report;
 }
 
+Result<DmaSpace::Keepable> DmaSpace::KeepableOf(uint64_t id) const {
+  const Record* record = Lookup(id);
+  if (record == nullptr) {
+    return Fail(ENOENT, "keep DMA mapping", "no mapping " + std::to_string(id));
+  }
+  Keepable out;
+  out.fd = record->backing->fd();
+  const uint64_t base = record->backing->fd_offset();
+  std::vector<SegmentReport> pieces = PlacedOf(*record);
+  std::sort(pieces.begin(), pieces.end(), [](auto& a, auto& b) { return a.iova < b.iova; });
+  size_t piece = 0;
+  for (const ShadowEntry& e :
+       shadow_.In(record->iova, record->iova + record->size - 1, SlotNumberOf(id))) {
+    while (piece < pieces.size() && e.iova >= pieces[piece].iova + pieces[piece].size) {
+      ++piece;
+    }
+    if (piece == pieces.size() || e.iova < pieces[piece].iova ||
+        e.iova + e.size > pieces[piece].iova + pieces[piece].size) {
+      return Fail(EINVAL, "keep DMA mapping",
+                  EntryText({e.iova, e.size, 0}) + " crosses a segment");
+    }
+    out.entries.push_back(
+        {e.iova, e.size, base + pieces[piece].offset + (e.iova - pieces[piece].iova)});
+  }
+  return out;
+}
+
 Result<uint64_t> DmaSpace::InvalidateAll() {
   if (running_jobs_ != 0) {
     return Fail(EBUSY, "invalidate DMA vaddrs", "map jobs are running");

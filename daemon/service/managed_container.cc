@@ -280,6 +280,23 @@ Result<dma::MappingReport> ManagedContainer::Describe(uint64_t engine_id) const 
   return state_->space->Find(engine_id);
 }
 
+std::vector<std::pair<int, int>> ManagedContainer::group_fds() const {
+  std::vector<std::pair<int, int>> out;
+  for (const auto& group : state_->groups) {
+    if (group && group->fd() >= 0) {
+      out.emplace_back(group->number(), group->fd());
+    }
+  }
+  return out;
+}
+
+Result<dma::DmaSpace::Keepable> ManagedContainer::Keepable(uint64_t engine_id) const {
+  if (!state_->space) {
+    return Fail(ENOENT, "keep mapping", "the container is closed");
+  }
+  return state_->space->KeepableOf(engine_id);
+}
+
 std::optional<dma::ContiguityReport> ManagedContainer::Contiguity(uint64_t engine_id) {
   if (!state_->space) {
     return std::nullopt;

@@ -90,6 +90,11 @@ class ManagedContainer {
   /// The contiguity report of a mapping, scanned now (nullopt for MMIO or
   /// when the scan fails: the reason is logged).
   [[nodiscard]] std::optional<dma::ContiguityReport> Contiguity(uint64_t engine_id);
+  /// The group fds (borrowed), by group number; empty once closed. Needs mu().
+  [[nodiscard]] std::vector<std::pair<int, int>> group_fds() const;
+  /// What a restart needs of mapping `engine_id` (DmaSpace::KeepableOf).
+  /// ENOENT: unknown mapping or closed container.
+  [[nodiscard]] Result<dma::DmaSpace::Keepable> Keepable(uint64_t engine_id) const;
   /// Opens (or reuses) vfiod's fd for `bdf` and returns a dup for the client,
   /// remembering that `uid` was handed a device fd of `group` (see handouts()).
   [[nodiscard]] Result<OpenedDevice> OpenDevice(const std::string& bdf, int group, uid_t uid);

@@ -48,6 +48,7 @@ SessionId Service::OpenSession(const Identity& identity) {
 }
 
 void Service::CloseSession(SessionId session) {
+  ChangeNote note{*this};
   std::vector<ContainerSlot> owned;
   struct Loose {
     MappingId id;
@@ -105,6 +106,9 @@ void Service::CloseSession(SessionId session) {
       RemoveMappingLocked(m.id);
     }
   }
+  for (const Loose& m : loose) {
+    RemoveMappingFd(m.id);
+  }
   uint64_t bytes = 0;
   for (auto& slot : owned) {
     bytes += Teardown(slot);
@@ -146,10 +150,9 @@ uint64_t Service::Teardown(const ContainerSlot& slot) {
     std::lock_guard clock(slot.managed->mu());  // waits for a map in progress
     unmapped = slot.managed->Close();
     handed = slot.managed->handouts();
-    if (fd_store_.remove) {
-      fd_store_.remove("c-" + std::to_string(slot.id));
-    }
+    RemoveContainerFds(slot.id, slot.managed->groups());
   }
+  std::vector<MappingId> gone_fds;
   bool lingers = false;
   {
     std::lock_guard lock(mu_);
@@ -162,6 +165,7 @@ uint64_t Service::Teardown(const ContainerSlot& slot) {
     for (MappingId id : gone) {
       RemoveMappingLocked(id);
     }
+    gone_fds = std::move(gone);
     LingeringSlot held{slot.owner_uid, {}, {}, std::chrono::steady_clock::now(), false};
     for (int group : slot.managed->groups()) {
       if (auto h = handed.find(group); h != handed.end()) {
@@ -184,6 +188,9 @@ uint64_t Service::Teardown(const ContainerSlot& slot) {
     }
     spdlog::debug("container {} closed ({} mappings, {} bytes unmapped)", slot.id, gone.size(),
                   unmapped.bytes);
+  }
+  for (MappingId id : gone_fds) {
+    RemoveMappingFd(id);
   }
   if (lingers) {
     RecheckLingering();  // most clients closed their device fds already

@@ -138,12 +138,19 @@ class Service {
   [[nodiscard]] lifecycle::StateRecord SnapshotState() const;
   /// Where the fds a restart needs are kept (the service manager's fd store,
   /// issue 14): `store(name, fd)` is called with each new container's fd
-  /// (borrowed) under "c-<id>", `remove(name)` once it is closed; both under
+  /// (borrowed) under "c-<id>", each of its group fds under
+  /// "g-<container id>-<group>", and each mapping's backing fd (a memfd or
+  /// the client's file; none for anonymous memory or a BAR) under
+  /// "m-<mapping id>"; `remove(name)` once it is closed or freed; both under
   /// the container's mutex, so a store and its removal never swap places.
-  /// Failures are the callee's to log: the service goes on either way.
+  /// `changed()` after every change to containers, mappings, names, sharing
+  /// or charges (after the fds are stored, before none is held: no lock of
+  /// the service is held then): the record (SnapshotState) must be written
+  /// again. Failures are the callee's to log: the service goes on either way.
   struct FdStoreHooks {
     std::function<void(const std::string& name, int fd)> store;
     std::function<void(const std::string& name)> remove;
+    std::function<void()> changed;
   };
   /// Set once, before the first session opens; unset, nothing is stored.
   void SetFdStoreHooks(FdStoreHooks hooks) { fd_store_ = std::move(hooks); }
@@ -416,6 +423,22 @@ class Service {
   /// Hands the new container's fd to fd_store_ (service_snapshot.cc); takes
   /// its mutex, and skips a container already closed again.
   void StoreContainerFd(ManagedContainer& managed);
+  /// Removes the container's and its groups' fds from fd_store_; needs its mutex.
+  void RemoveContainerFds(ContainerId id, const std::vector<int>& groups);
+  /// Stores (`keep`) or removes the backing fd of mapping `id` under
+  /// "m-<id>"; needs the container's mutex, not mu_.
+  void StoreMappingFd(ManagedContainer& managed, MappingId id, uint64_t engine_id);
+  void RemoveMappingFd(MappingId id);
+  /// Calls fd_store_.changed when it goes out of scope: declare it first in
+  /// a method that changes the tables, so it runs after every lock is gone.
+  struct ChangeNote {
+    const Service& service;
+    ~ChangeNote() {
+      if (service.fd_store_.changed) {
+        service.fd_store_.changed();
+      }
+    }
+  };
 
   // Declaration order is teardown order in reverse: the registries (which
   // hold containers, whose VFIO fds close through kernel_) go before kernel_.

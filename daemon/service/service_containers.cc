@@ -28,6 +28,7 @@ ContainerView Service::ViewLocked(const ContainerSlot& slot) const {
 SResult<ContainerView> Service::CreateContainer(const Caller& caller,
                                                 const std::vector<std::string>& bdfs,
                                                 const std::string& name, const ShareList& share) {
+  ChangeNote note{*this};
   if (bdfs.empty()) {
     return Refuse(ErrorKind::kInvalidParams, EINVAL, "container.create",
                   "devices: at least one device is needed");
@@ -131,6 +132,7 @@ SResult<ContainerView> Service::AttachContainer(const Caller& caller, const std:
 SResult<ContainerView> Service::ShareContainer(const Caller& caller, ContainerId container,
                                                const ShareList& who, bool share) {
   const char* op = share ? "container.share" : "container.unshare";
+  ChangeNote note{*this};
   std::lock_guard lock(mu_);
   ContainerSlot* slot = VFIOD_TRY(ContainerForLocked(caller, container, Access::kManage, op));
   for (uid_t u : who.users) {
@@ -187,6 +189,7 @@ SResult<std::pair<ContainerView, std::vector<MappingView>>> Service::ContainerIn
 }
 
 SResult<uint64_t> Service::DestroyContainer(const Caller& caller, ContainerId container) {
+  ChangeNote note{*this};
   ContainerSlot slot;
   {
     std::lock_guard lock(mu_);

@@ -64,6 +64,7 @@ ProgressFn Service::WatchSession(const Caller& caller, const std::string& name,
 
 SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_t pinned_bytes,
                                    const std::string& name, const MapWork& work, bool covered) {
+  ChangeNote note{*this};
   std::shared_ptr<ManagedContainer> managed;
   {
     std::lock_guard lock(mu_);
@@ -103,6 +104,8 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
   stats_.RecordMap(uid, view.size, view.ioctls);
   spdlog::debug("mapping {}: container {} iova {:#x} size {:#x} {} ({} ioctls)", view.id, id,
                 view.iova, view.size, view.backing, view.ioctls);
+  lock.unlock();  // the store is a sendmsg: not under mu_ (the container's mutex is held)
+  StoreMappingFd(*managed, view.id, outcome->engine_id);
   return outcome;
 }
 
@@ -205,6 +208,7 @@ SResult<MappingView> Service::MappingInfo(const Caller& caller, MappingId mappin
 }
 
 SResult<uint64_t> Service::FreeMapping(const Caller& caller, MappingId mapping) {
+  ChangeNote note{*this};
   std::shared_ptr<ManagedContainer> managed;
   uint64_t engine_id = 0;
   {
@@ -216,7 +220,7 @@ SResult<uint64_t> Service::FreeMapping(const Caller& caller, MappingId mapping) 
   }
   std::lock_guard clock(managed->mu());
   Result<dma::UnmapReport> unmapped = managed->Unmap(engine_id);
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   if (FindMappingLocked(mapping) == nullptr) {
     return Refuse(ErrorKind::kNotFound, ENOENT, "dma.free", "freed meanwhile");
   }
@@ -225,6 +229,8 @@ SResult<uint64_t> Service::FreeMapping(const Caller& caller, MappingId mapping) 
   }
   RemoveMappingLocked(mapping);
   stats_.RecordUnmap(caller.identity.uid, unmapped->bytes, unmapped->ioctls);
+  lock.unlock();
+  RemoveMappingFd(mapping);
   return unmapped->bytes;
 }
 

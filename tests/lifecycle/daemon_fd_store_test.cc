@@ -1,9 +1,12 @@
 // vfiod under FdStoreSupervisor, as under systemd with a socket unit and
 // FileDescriptorStoreMax=: it serves the socket it is passed (LISTEN_FDS),
-// each container's fd reaches the store as c-<id> and leaves it on destroy,
-// a SIGKILLed vfiod's container fds stay in the store, and (re-adoption not
-// being there yet) the next vfiod drops them so nothing stays held.
+// each container's fd reaches the store as c-<id> (its groups' as
+// g-<id>-<group>) and leaves it on destroy, a state record (vfiod-state-N)
+// follows every change, a SIGKILLed vfiod's container fds stay in the store,
+// and (the service's re-adoption not being there yet) the next vfiod drops
+// what the record describes and removes what it does not.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -120,11 +123,33 @@ TEST_F(DaemonFdStoreTest, ContainerFdsLiveInTheStoreUntilDestroyed) {
   ASSERT_CALL_OK(created);
   const std::string name = "c-" + std::to_string(created->result["container"].get<uint64_t>());
   ASSERT_TRUE(WaitFor("FDSTORE=1\nFDNAME=" + name));
-  ASSERT_EQ(supervisor_->Named(name).size(), 1u);  // a real fd arrived with it
+  ASSERT_EQ(supervisor_->Named(name).size(), 1u);           // a real fd arrived with it
+  ASSERT_TRUE(WaitFor("FDSTORE=1\nFDNAME=vfiod-state-1"));  // the record naming it
   ASSERT_CALL_OK(c.Call("container.destroy", {{"container", created->result["container"]}}));
   ASSERT_TRUE(WaitFor("FDSTOREREMOVE=1\nFDNAME=" + name));
   EXPECT_TRUE(supervisor_->Named(name).empty());
-  EXPECT_EQ(supervisor_->store().size(), 1u);  // the listening socket alone
+  ASSERT_TRUE(WaitFor("FDSTORE=1\nFDNAME=vfiod-state-0"));  // the record after the destroy
+  for (int i = 0; i < 50 && supervisor_->store().size() != 2; ++i) {
+    (void)supervisor_->Pump(20);
+  }
+  // The listening socket and the newest record alone: no container, group
+  // or mapping fd, and the older record is gone.
+  ASSERT_EQ(supervisor_->store().size(), 2u);
+  EXPECT_EQ(supervisor_->Named("vfiod-state-0").size(), 1u);
+}
+
+TEST_F(DaemonFdStoreTest, GroupFdsAndTheStateRecordFollowTheContainer) {
+  Start();
+  client::Client c = Connect();
+  auto created = c.Call("container.create", {{"devices", {kEdu}}, {"name", "ring"}});
+  ASSERT_CALL_OK(created);
+  const std::string id = std::to_string(created->result["container"].get<uint64_t>());
+  ASSERT_TRUE(WaitFor("FDSTORE=1\nFDNAME=vfiod-state-1"));
+  size_t groups = 0;
+  for (const auto& entry : supervisor_->store()) {
+    groups += entry.name.starts_with("g-" + id + "-") ? 1 : 0;
+  }
+  EXPECT_EQ(groups, 1u);  // edu is alone in its group
 }
 
 TEST_F(DaemonFdStoreTest, AKilledDaemonsContainerFdSurvivesAndTheNextOneDropsIt) {
@@ -136,7 +161,10 @@ TEST_F(DaemonFdStoreTest, AKilledDaemonsContainerFdSurvivesAndTheNextOneDropsIt)
     ASSERT_CALL_OK(created);
     name = "c-" + std::to_string(created->result["container"].get<uint64_t>());
     ASSERT_TRUE(WaitFor("FDSTORE=1\nFDNAME=" + name));
+    ASSERT_TRUE(WaitFor("FDSTORE=1\nFDNAME=vfiod-state-1"));  // the record naming it
   }
+  // A stored object no record describes (a crash before the record): removed.
+  supervisor_->Add("m-999", UniqueFd(::memfd_create("stray", MFD_CLOEXEC)));
   Kill(SIGKILL);
   ASSERT_EQ(supervisor_->Named(name).size(), 1u);  // the store outlived the process
   Start();                                         // gets the socket and the old container fd back
@@ -145,6 +173,8 @@ TEST_F(DaemonFdStoreTest, AKilledDaemonsContainerFdSurvivesAndTheNextOneDropsIt)
   client::Client c = Connect();  // and serves the socket it was passed
   ASSERT_CALL_OK(c.Call("ping"));
   EXPECT_NE(ReadAll((dir_ / "vfiod.log").string()).find("dropping " + name), std::string::npos);
+  ASSERT_TRUE(WaitFor("FDSTOREREMOVE=1\nFDNAME=m-999"));
+  EXPECT_TRUE(supervisor_->Named("m-999").empty());
 }
 
 }  // namespace

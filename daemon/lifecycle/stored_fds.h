@@ -1,0 +1,47 @@
+// Sorting the fds a restarted vfiod gets back (LISTEN_FDS) against the state
+// record it picked: what the record describes goes to re-adoption, what it
+// does not is dropped (a crash between storing an fd and writing the record
+// that names it), and what it names but did not come back is reported, so
+// the caller releases it. Any fd not stored under an object's name is the
+// listening socket (socket activation).
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lifecycle/listen_fds.h"
+#include "lifecycle/state_record.h"
+
+namespace vfiod::lifecycle {
+
+/// Whether `name` is one vfiod stores objects under: "c-<id>" (container),
+/// "g-<container id>-<group>" (group), "m-<id>" (mapping backing), or a
+/// record's name (record_store.h).
+[[nodiscard]] bool IsStoredObjectName(std::string_view name);
+
+/// "g-<container>-<group>": the name a container's group fd is stored under.
+[[nodiscard]] std::string GroupFdName(uint64_t container, int group);
+
+struct SortedFds {
+  /// Described by the record: by FDNAME, one fd each.
+  std::map<std::string, UniqueFd> described;
+  /// Object names the record does not describe, or a second fd under a name
+  /// (the caller removes the name from the store and closes them), and the
+  /// records themselves (read already: the caller closes them; the store
+  /// keeps its copy).
+  std::vector<NamedFd> strays;
+  /// Names the record describes that did not come back.
+  std::vector<std::string> missing;
+  /// The first fd not stored under an object's name; further ones are strays.
+  std::optional<UniqueFd> socket;
+};
+
+/// Sorts `fds` against `record` (nullptr: no valid record, so every stored
+/// object is a stray). A container describes "c-<id>" and one group name per
+/// group; a mapping its fd_name when set.
+[[nodiscard]] SortedFds SortStoredFds(const StateRecord* record, std::vector<NamedFd> fds);
+
+}  // namespace vfiod::lifecycle
