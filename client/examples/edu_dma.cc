@@ -32,7 +32,7 @@ struct Options {
   std::string socket = "/run/vfiod/vfiod.sock";
   std::string bdf;
   std::string container;  // a named container to use; empty: create one
-  std::string backing = "hugetlb-2m";
+  std::string backing{wire::BackingName(wire::Backing::kHugetlb2M)};
   uint64_t size = 2 << 20;
   uint32_t bytes = 2048;
 };
@@ -174,7 +174,7 @@ int main(int argc, char** argv) {
         ->required();
     app.add_option("--container", o.container, "use this named container instead of a new one");
     app.add_option("--backing", o.backing, "DMA memory backing")
-        ->check(CLI::IsMember(wire::AllocBackingNames()))
+        ->check(CLI::IsMember(vfiod::wire::AllocBackingNames()))
         ->capture_default_str();
     app.add_option("--size", o.size,
                    "bytes of DMA memory, e.g. 64K, 2M (a multiple of the page size)")
