@@ -8,6 +8,7 @@
 #include <set>
 
 #include "lifecycle/fd_name.h"
+#include "proto/backing.h"
 
 namespace vfiod::lifecycle {
 
@@ -155,11 +156,7 @@ Result<ContainerRecord> DecodeContainer(const json& obj, const std::string& wher
   return c;
 }
 
-bool KnownBacking(const std::string& backing) {
-  static const std::set<std::string> kNames = {"4k",         "thp",   "hugetlb-2m",
-                                               "hugetlb-1g", "memfd", "bar"};
-  return kNames.contains(backing);
-}
+bool KnownBacking(const std::string& backing) { return wire::ParseBacking(backing).has_value(); }
 
 Result<EntryRecord> DecodeEntry(const json& obj, const std::string& where) {
   VFIOD_TRY(ExactKeys(obj, {"iova", "size", "offset"}, where));

@@ -52,7 +52,7 @@ struct MappingRecord {
   uint64_t container = 0;
   uint64_t iova = 0;
   uint64_t size = 0;
-  std::string backing;  ///< "4k", "thp", "hugetlb-2m", "hugetlb-1g", "memfd", "bar"
+  std::string backing;  ///< a wire::BackingName (proto/backing.h)
   std::string fd_name;  ///< FDNAME of the backing memfd; empty: none (a BAR)
   uid_t owner_uid = 0;
   std::string name;  ///< empty: belonged to a session

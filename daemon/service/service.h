@@ -34,9 +34,9 @@
 // region's shared Backing, so it is given back exactly when vfiod lets go of
 // those pages: at dma.unregister or session close, or, when mappings made from
 // the region still hold its memory then, when the last of them is freed.
-// Mappings made from such a region are "covered" (kSlotCovered): their pages
-// are the region's, already charged, so they charge no locked bytes (one
-// mapping each, still). A memfd region (4 KiB shmem, swappable until mapped)
+// Mappings made from such a region are "covered": their pages are the
+// region's, already charged, so they charge no locked bytes (one mapping
+// each, still). A memfd region (4 KiB shmem, swappable until mapped)
 // is not charged at dma.register; its mappings charge their size as any map.
 //
 // Device fds. A device fd vfiod hands out (device.open) may outlive its
@@ -44,6 +44,12 @@
 // open (its group cannot be opened again: EBUSY), the group stays held and
 // charged to the users it was handed to ("lingering", shown by status) until
 // a re-check (status, container.create, device.unbind) finds it free.
+//
+// One home per mapping. What the kernel holds of a mapping (IOVA, size,
+// backing, entries, segments) is the DMA engine's record alone, read under
+// its container's mutex (ManagedContainer::Describe); the service keeps an
+// ownership index beside it (MappingSlot: container, engine id, owner
+// session and uid, the bytes it charged) and the per-uid charges (usage_).
 //
 // Concurrency. `mu_` guards the registries (sessions_, containers_, mapping slots,
 // regions_, groups_held_, lingering_, the usage counters). Each container has its own
@@ -133,7 +139,8 @@ class Service {
   /// (service_snapshot.cc): every live container (containers being created
   /// are left out), every mapping, and each uid's charges, with the FDNAMEs
   /// their fds are stored under ("c-<container id>", "m-<mapping id>"; none
-  /// for a BAR). One consistent view, taken under mu_. `generation` is left 0:
+  /// for a BAR). One consistent view, taken with every container's mutex and
+  /// mu_ held (so it waits for maps in progress). `generation` is left 0:
   /// the writer of the fd store stamps it (record_store.h).
   [[nodiscard]] lifecycle::StateRecord SnapshotState() const;
   /// Where the fds a restart needs are kept (the service manager's fd store,
@@ -258,25 +265,28 @@ class Service {
     std::chrono::steady_clock::time_point since;
     bool probing = false;  ///< a re-check is running (off mu_)
   };
-  /// One live mapping, kept small (a container may hold 65535): the full
-  /// MappingView is rebuilt on demand, the rest from the engine's record.
-  /// Slots live in a deque and are reused; a mapping's id is
-  /// generation << 32 | (slot index + 1), so an id is never reused.
+  /// One live mapping in the ownership index, kept small (a container may
+  /// hold 65535): who owns it and where the engine keeps it; everything else
+  /// is the engine's record (see "One home per mapping"). Its name, if any,
+  /// is in mapping_names_. Slots live in a deque and are reused; a mapping's
+  /// id is generation << 32 | (slot index + 1), so an id is never reused.
   struct MappingSlot {
     ContainerId container = 0;  ///< 0: a free slot
     SessionId owner = 0;        ///< 0: named, survives its creator
     uint64_t engine_id = 0;     ///< the container DmaSpace's id of it
-    uint64_t iova = 0;
-    uint64_t size = 0;
+    uint64_t charged = 0;       ///< locked bytes charged to owner_uid (0: MMIO, covered)
     uint32_t generation = 0;
     uid_t owner_uid = 0;
-    wire::Backing backing = wire::Backing::k4K;
-    uint8_t flags = 0;  ///< kSlotMmio | kSlotAligned | kSlotMmioNoPin
   };
-  static constexpr uint8_t kSlotMmio = 1;
-  static constexpr uint8_t kSlotAligned = 2;
-  static constexpr uint8_t kSlotMmioNoPin = 4;
-  static constexpr uint8_t kSlotCovered = 8;  ///< of a charged region: charges no bytes
+  /// A mapping's index entry copied out of mu_, to read the engine's record
+  /// of it under its container's mutex.
+  struct MappingRef {
+    MappingId id = 0;
+    uint64_t engine_id = 0;
+    uid_t owner_uid = 0;
+    std::string name;
+    std::shared_ptr<ManagedContainer> managed;
+  };
   struct Usage {
     uint64_t locked_bytes = 0;
     uint64_t mappings = 0;
@@ -323,21 +333,22 @@ class Service {
   [[nodiscard]] ContainerView ViewLocked(const ContainerSlot& slot) const;
   /// The live slot of mapping `id`, or null.
   [[nodiscard]] const MappingSlot* FindMappingLocked(MappingId id) const;
-  /// Records a new mapping (its quota already charged); returns its id.
-  /// `covered`: made from a charged region, so it charges no locked bytes.
-  MappingId AddMappingLocked(const MappingView& view, uint64_t engine_id, SessionId owner,
-                             uid_t uid, const std::string& name, bool covered = false);
-  /// The locked bytes a live slot charges (0: MMIO or covered).
-  [[nodiscard]] static uint64_t ChargedBytes(const MappingSlot& slot) {
-    return (slot.flags & (kSlotMmio | kSlotCovered)) != 0 ? 0 : slot.size;
-  }
-  /// Forgets mapping `id`: gives back its quota, frees its slot. When no
+  /// Indexes a new mapping (its quota, `charged` locked bytes and one
+  /// mapping, already charged to `slot.owner_uid`); returns its id.
+  MappingId AddMappingLocked(const MappingSlot& slot, const std::string& name);
+  /// Forgets mapping `id`: gives back its charges, frees its slot. When no
   /// mapping is left, the slots' memory is given back too.
   void RemoveMappingLocked(MappingId id);
   /// Drops every (free) slot, keeping the ids unique: see mapping_generation_floor_.
   void ReleaseMappingSlotsLocked();
-  /// The summary view of a live slot (no chunks, ioctls, contiguity).
-  [[nodiscard]] MappingView SummaryLocked(MappingId id, const MappingSlot& slot) const;
+  /// The index entry of live mapping `id`, to describe it off mu_.
+  [[nodiscard]] MappingRef RefLocked(MappingId id, const MappingSlot& slot) const;
+  /// The view of a mapping: the engine's record with the index's id, owner
+  /// and name. Needs its container's mutex (not mu_). ENOENT: freed meanwhile.
+  [[nodiscard]] static Result<MappingView> Describe(const MappingRef& ref);
+  /// Describe for each of `refs`, each under its container's mutex in turn;
+  /// no lock held on entry. By id; mappings freed meanwhile are left out.
+  [[nodiscard]] static std::vector<MappingView> DescribeAll(const std::vector<MappingRef>& refs);
   /// Calls `fn(id, slot)` for every live mapping, in slot order.
   template <class Fn>
   void ForEachMappingLocked(Fn fn) const {
@@ -350,9 +361,8 @@ class Service {
   [[nodiscard]] MappingId IdOfSlot(size_t index) const {
     return (uint64_t{mapping_slots_[index].generation} << 32) | (index + 1);
   }
-  /// The caller's visible mappings (of `container` when set), with the
-  /// engine ids, summary fields only.
-  [[nodiscard]] std::vector<std::pair<MappingView, uint64_t>> VisibleMappingsLocked(
+  /// The caller's visible mappings (of `container` when set), by id.
+  [[nodiscard]] std::vector<MappingRef> VisibleMappingsLocked(
       const Caller& caller, std::optional<ContainerId> container) const;
 
   /// Runs one map on container `id`: checks access, reserves the quota
@@ -398,6 +408,8 @@ class Service {
   /// "uid 1000 (container 5, destroyed)": who holds `group`, when vfiod knows
   /// it holds it; nullopt when it is free. Needs mu_.
   [[nodiscard]] std::optional<std::string> GroupHolderLocked(int group) const;
+  /// The daemon's figures: all of them (nullopt) or those of `uid` alone.
+  [[nodiscard]] StatusView StatusOf(std::optional<uid_t> uid) const;
   /// The lingering containers, all (nullopt) or those `uid` holds or owned.
   [[nodiscard]] std::vector<LingeringView> LingeringViewsLocked(std::optional<uid_t> uid) const;
   /// The device `bdf` names (kInvalidParams: malformed; kNotFound: absent).
@@ -441,12 +453,10 @@ class Service {
   std::vector<uint32_t> free_mapping_slots_;         // indexes; guarded by mu_
   uint32_t mapping_generation_floor_ = 0;            // of new slots: past every released one; mu_
   std::map<MappingId, std::string> mapping_names_;   // named mappings only; guarded by mu_
-  uint64_t live_mappings_ = 0;                       // guarded by mu_
-  uint64_t pinned_bytes_ = 0;                        // of live mappings; guarded by mu_
   std::map<RegionId, RegionSlot> regions_;           // guarded by mu_
   std::map<int, ContainerId> groups_held_;           // group -> container; guarded by mu_
   std::map<ContainerId, LingeringSlot> lingering_;   // destroyed, groups held; mu_
-  std::map<uid_t, Usage> usage_;                     // guarded by mu_
+  std::map<uid_t, Usage> usage_;                     // charges, reservations too; mu_
 };
 
 }  // namespace vfiod::service

@@ -1,6 +1,7 @@
 // Service::SnapshotState: the service's tables as a lifecycle::StateRecord,
 // the part of the state that must survive a restart of vfiod (issue 14).
 #include <algorithm>
+#include <mutex>
 #include <string>
 
 #include "service/managed_container.h"
@@ -41,15 +42,44 @@ lifecycle::MappingRecord MappingRecordOf(const MappingView& view) {
 }  // namespace
 
 lifecycle::StateRecord Service::SnapshotState() const {
+  // The mappings are the engine's records: every live container's mutex is
+  // held (the lock order allows them before mu_), so the index, the engine
+  // and the charges are read at one instant. A container created between the
+  // two steps starts the collection over.
+  std::vector<std::shared_ptr<ManagedContainer>> live;
+  std::vector<std::unique_lock<std::mutex>> held;
+  std::unique_lock lock(mu_);
+  for (;;) {
+    std::vector<std::shared_ptr<ManagedContainer>> now;
+    for (const auto& [id, slot] : containers_) {
+      if (slot.managed) {
+        now.push_back(slot.managed);
+      }
+    }
+    if (now == live) {
+      break;
+    }
+    lock.unlock();
+    held.clear();
+    live = std::move(now);
+    for (const auto& managed : live) {
+      held.emplace_back(managed->mu());
+    }
+    lock.lock();
+  }
   lifecycle::StateRecord record;
-  std::lock_guard lock(mu_);
   for (const auto& [id, slot] : containers_) {
     if (slot.managed) {
       record.containers.push_back(ContainerRecordOf(ViewLocked(slot)));
     }
   }
   ForEachMappingLocked([&](MappingId id, const MappingSlot& slot) {
-    record.mappings.push_back(MappingRecordOf(SummaryLocked(id, slot)));
+    if (!containers_.contains(slot.container)) {
+      return;  // its container is being torn down
+    }
+    if (auto view = Describe(RefLocked(id, slot))) {
+      record.mappings.push_back(MappingRecordOf(*view));
+    }
   });
   for (const auto& [uid, usage] : usage_) {
     if (usage.locked_bytes == 0 && usage.mappings == 0 && usage.containers == 0) {
