@@ -163,8 +163,8 @@ void Append(Loops& to, const Loops& from) {
 }
 
 void PrintRow(const char* label, const Loops& l, uint64_t size) {
-  std::fprintf(stderr, "  %-34s MAP %.5f s (%.1f GB/s)  UNMAP %.5f s\n", label, Mean(l.map_s),
-               GBps(size, Mean(l.map_s)), Mean(l.unmap_s));
+  (void)std::fprintf(stderr, "  %-34s MAP %.5f s (%.1f GB/s)  UNMAP %.5f s\n", label, Mean(l.map_s),
+                     GBps(size, Mean(l.map_s)), Mean(l.unmap_s));
 }
 
 Result<nlohmann::json> Measure(const GuestOptions& options) {
@@ -179,12 +179,12 @@ Result<nlohmann::json> Measure(const GuestOptions& options) {
   PrintRow("raw: mmap + MAP_DMA (fresh)", fresh, size);
   PrintRow("raw: MAP_DMA of a touched mmap", warm, size);
   PrintRow("vfiod: dma.map_bar / dma.free", vfiod.calls, size);
-  std::fprintf(stderr, "  %-34s MAP %.5f s                    UNMAP %.5f s\n",
-               "vfiod: the daemon's own time", vfiod.server_map_s, vfiod.server_free_s);
+  (void)std::fprintf(stderr, "  %-34s MAP %.5f s                    UNMAP %.5f s\n",
+                     "vfiod: the daemon's own time", vfiod.server_map_s, vfiod.server_free_s);
   const Summary ping = Summarize(vfiod.ping_s);
   const double map_ratio = Ratio(Mean(fresh.map_s), Mean(vfiod.calls.map_s));
   const double unmap_ratio = Ratio(Mean(fresh.unmap_s), Mean(vfiod.calls.unmap_s));
-  std::fprintf(
+  (void)std::fprintf(
       stderr,
       "  raw (fresh) / vfiod: map %.3f, unmap %.3f; device.open first %.5f s, then the first "
       "dma.map_bar %.5f s; idle round trip p50 %.1f us\n",
@@ -211,13 +211,14 @@ Result<nlohmann::json> Measure(const GuestOptions& options) {
 }  // namespace
 
 nlohmann::json RunBarVfiod(const GuestOptions& options) {
-  std::fprintf(stderr,
-               "\n== 5b. dma.map_bar through vfiod vs raw: ivshmem BAR%u (%d loops a column; raw, "
-               "vfiod, raw again)\n",
-               kIvshmemBar, options.loops);
+  (void)std::fprintf(
+      stderr,
+      "\n== 5b. dma.map_bar through vfiod vs raw: ivshmem BAR%u (%d loops a column; raw, "
+      "vfiod, raw again)\n",
+      kIvshmemBar, options.loops);
   auto out = Measure(options);
   if (!out) {
-    std::fprintf(stderr, "  %s\n", out.error().message().c_str());
+    (void)std::fprintf(stderr, "  %s\n", out.error().message().c_str());
     return {{"error", out.error().message()}};
   }
   (*out)["loops"] = options.loops;
