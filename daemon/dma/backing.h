@@ -118,6 +118,14 @@ class Backing {
 /// read-write, misaligned offset/length, or too short (detail says which).
 [[nodiscard]] Result<Backing> AdoptClientFd(UniqueFd fd, uint64_t offset, uint64_t length);
 
+/// The memory behind a mapping a previous vfiod made (live restart): maps all
+/// of `fd` (a memfd or a tmpfs/hugetlbfs file, what vfiod stored), shared,
+/// at offset 0, without populating or sealing; the backing reports `kind`.
+/// Errors: EBADF not an open fd; EINVAL `kind` is kBar, the fd is not a
+/// regular tmpfs/hugetlbfs file opened read-write, or is empty or not a
+/// multiple of its page size; errno of mmap (ENOMEM).
+[[nodiscard]] Result<Backing> ReopenBacking(UniqueFd fd, BackingKind kind);
+
 /// ENOMEM with an actionable detail when pinning `bytes` more would exceed
 /// RLIMIT_MEMLOCK (counting VmLck already locked). Always Ok with
 /// CAP_IPC_LOCK, or with an unlimited limit.

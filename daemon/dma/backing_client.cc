@@ -141,4 +141,35 @@ Result<Backing> AdoptClientFd(UniqueFd fd, uint64_t offset, uint64_t length) {
   return Backing(std::move(parts));
 }
 
+Result<Backing> ReopenBacking(UniqueFd fd, BackingKind kind) {
+  constexpr const char* kReopenOp = "reopen stored backing";
+  if (!fd.valid() || ::fcntl(fd.get(), F_GETFD) < 0) {
+    return Fail(EBADF, kReopenOp, "not an open file descriptor");
+  }
+  if (kind == BackingKind::kBar) {
+    return Fail(EINVAL, kReopenOp, "a device BAR has no stored file");
+  }
+  const uint64_t size = VFIOD_TRY(CheckFile(fd.get()));
+  const uint64_t page = VFIOD_TRY(CheckFileSystem(fd.get()));
+  if (size == 0 || !IsAligned(size, page)) {
+    return Fail(EINVAL, kReopenOp, "the file is empty or not a multiple of its page size");
+  }
+  const uint64_t align = page > k4KiB ? page : k2MiB;
+  // Not populated, no advice: the pages are there, pinned by the kernel's
+  // entries, and vfiod never touches them.
+  BackingParts parts;
+  parts.kind = kind;
+  parts.memory =
+      VFIOD_TRY(MapAligned(size, align, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0));
+  if (::madvise(parts.memory.addr(), size, MADV_DONTFORK) != 0) {
+    return ErrnoError("madvise(MADV_DONTFORK)");
+  }
+  parts.fd = std::move(fd);
+  parts.vaddr = parts.memory.vaddr();
+  parts.size = size;
+  parts.page_size = page;
+  parts.alignment = std::min(align, parts.vaddr & (~parts.vaddr + 1));
+  return Backing(std::move(parts));
+}
+
 }  // namespace vfiod::dma

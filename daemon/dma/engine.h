@@ -112,6 +112,52 @@ struct SpaceUsage {
   bool operator==(const SpaceUsage&) const = default;
 };
 
+/// One kernel entry of a mapping a previous vfiod made (live restart): the
+/// MAP_DMA entry [iova, iova + size) maps [offset, offset + size) of the
+/// mapping's backing.
+struct AdoptEntry {
+  uint64_t iova = 0;
+  uint64_t size = 0;
+  uint64_t offset = 0;
+  bool operator==(const AdoptEntry&) const = default;
+};
+
+/// A mapping to take over (DmaSpace::Adopt).
+struct AdoptRequest {
+  uint64_t key = 0;  ///< the caller's name for it, echoed in its outcome
+  /// Its memory, mapped again in this process (ReopenBacking); null when the
+  /// stored fd is missing: the mapping cannot be taken over and is released.
+  std::shared_ptr<const Backing> backing;
+  /// Every kernel entry, by IOVA, back to back (no gap); empty: unknown.
+  std::vector<AdoptEntry> entries;
+};
+
+/// What became of one AdoptRequest.
+struct AdoptOutcome {
+  uint64_t key = 0;
+  uint64_t id = 0;  ///< the engine's id of it once adopted; 0 when released
+  /// Why it was released (op "adopt DMA mapping"): EBADF no backing; EINVAL
+  /// entries empty, misaligned, not back to back, outside the backing or
+  /// the IOVA ranges, or the kernel's entries are cut differently; ENOENT the
+  /// kernel lacks an entry (freed, or never mapped); EEXIST overlaps a
+  /// mapping adopted before it (nothing of it is unmapped then); errno of
+  /// MAP_DMA(FLAG_VADDR) (ENOMEM: the kernel moves the locked-memory charge
+  /// and RLIMIT_MEMLOCK is full).
+  std::optional<Error> error;
+  uint64_t released_bytes = 0;  ///< what the kernel held of it and unmapped
+};
+
+/// What DmaSpace::Adopt did.
+struct AdoptReport {
+  std::vector<AdoptOutcome> mappings;  ///< in request order
+  uint64_t moved_entries = 0;          ///< kernel entries re-pointed at this process
+  /// Kernel entries no request described (a map the record did not yet
+  /// list), unmapped; and the bytes they held.
+  uint64_t stray_bytes = 0;
+  /// Unmaps that failed (the entries stay in the kernel; op/errno in text).
+  std::vector<Error> unmap_failures;
+};
+
 class MapJob;
 
 /// The DMA state of one container. Create it once the container's IOMMU is
@@ -163,6 +209,32 @@ class DmaSpace {
   /// emptied anyway); errno of UNMAP_DMA (what could not be unmapped stays).
   [[nodiscard]] Result<UnmapReport> UnmapAll();
 
+  /// Live restart: takes over the mappings a previous vfiod left in this
+  /// space's container (Container::Adopt), on a new, empty DmaSpace. For
+  /// each request, every entry is checked against the kernel and moved to
+  /// the backing's new address with the VADDR protocol: UNMAP_DMA
+  /// FLAG_VADDR of the entry, then MAP_DMA FLAG_VADDR at the new vaddr, one
+  /// entry after the other, so the IOMMU's translations (and device DMA) are
+  /// never touched. An entry invalidated already (a graceful predecessor)
+  /// is only updated. A request that does not match the kernel is released:
+  /// its range is unmapped, and AdoptOutcome::error says why (never trusted).
+  /// Then every kernel entry outside the adopted mappings is unmapped
+  /// (stray_bytes). The adopted mappings get new engine ids and their exact
+  /// IOVA ranges in the allocator (one allocation each, segments where the
+  /// backing offsets jump), the shadow holds their entries, and the entry
+  /// budget is read again. O(entries * log n).
+  /// Errors (nothing touched): EBUSY the space has mappings or jobs;
+  /// ENOTSUP the kernel lacks VFIO_UPDATE_VADDR. GET_INFO's errno at the end.
+  [[nodiscard]] Result<AdoptReport> Adopt(std::vector<AdoptRequest> requests);
+  /// Invalidates the vaddr of every kernel entry (graceful hand-over: the
+  /// successor re-points them), leaving them mapped and pinned. Returns the
+  /// bytes invalidated. EBUSY: map jobs running; ENOTSUP: no VFIO_UPDATE_VADDR;
+  /// EINVAL: an entry is invalidated already.
+  [[nodiscard]] Result<uint64_t> InvalidateAll();
+  /// Forgets every mapping without unmapping it (the kernel keeps them for
+  /// whoever holds the container fd: a crash in a test, a graceful
+  /// hand-over). EBUSY: map jobs running.
+  [[nodiscard]] Result<void> Abandon();
   /// The committed mappings, by IOVA.
   [[nodiscard]] std::vector<MappingReport> Mappings() const;
   /// The mapping `id`. ENOENT: no such mapping (or a freed one's id). O(1).
@@ -221,6 +293,11 @@ class DmaSpace {
            std::optional<uint32_t> entry_limit);
 
   [[nodiscard]] Result<Pieces> CheckRequest(const MapRequest& request) const;
+  // Adopt's steps (engine_adopt.cc).
+  [[nodiscard]] Result<void> CheckAdopt(const AdoptRequest& request) const;
+  [[nodiscard]] Result<void> MoveEntries(const AdoptRequest& request, uint64_t& moved);
+  void RecordAdopted(AdoptRequest& request, AdoptOutcome& outcome);
+  void UnmapStray(AdoptReport& report);
   /// The congruence for [vaddr, vaddr + size): from the geometry, or from
   /// `scan` when the geometry is unknown.
   [[nodiscard]] Result<Congruence> Place(const Backing& backing, const FolioGeometry& geometry,

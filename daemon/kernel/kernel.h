@@ -75,6 +75,8 @@ class KernelFd {
   [[nodiscard]] int get() const { return fd_; }
   [[nodiscard]] bool valid() const { return fd_ >= 0; }
   [[nodiscard]] Kernel* kernel() const { return kernel_; }
+  /// Gives the fd up without closing it: the caller owns it now (-1 if none).
+  [[nodiscard]] int release() { return std::exchange(fd_, -1); }
   void reset() {
     if (fd_ >= 0) {
       kernel_->close(std::exchange(fd_, -1));

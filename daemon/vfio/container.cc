@@ -21,6 +21,29 @@ Result<std::shared_ptr<Container>> Container::Open(kernel::Kernel& kernel,
   return c;
 }
 
+Result<std::shared_ptr<Container>> Container::Adopt(kernel::Kernel& kernel, kernel::KernelFd fd) {
+  constexpr const char* kOp = "adopt VFIO container";
+  if (!fd.valid()) {
+    return Fail(EBADF, kOp, "no fd");
+  }
+  std::shared_ptr<Container> c(new Container(kernel, std::move(fd)));
+  int version = VFIOD_TRY(kernel::GetApiVersion(kernel, c->fd()));
+  if (version != kernel::kVfioApiVersion) {
+    return Fail(EPROTO, kOp, "kernel reports API version " + std::to_string(version));
+  }
+  // GET_INFO answers only once an IOMMU is set: the test that groups remain.
+  auto info = kernel::GetIommuInfo(kernel, c->fd());
+  if (!info) {
+    return Fail(EINVAL, kOp, "no IOMMU is set (no group attached): " + info.error().message());
+  }
+  c->features_ = VFIOD_TRY(c->ProbeFeatures());
+  if (!c->features_.type1v2) {
+    return Fail(ENOTSUP, kOp, "the kernel has no VFIO_TYPE1v2_IOMMU");
+  }
+  c->iommu_set_ = true;
+  return c;
+}
+
 Result<ContainerFeatures> Container::ProbeFeatures() const {
   ContainerFeatures f;
   f.type1v2 = VFIOD_TRY(kernel::CheckExtension(*kernel_, fd(), kernel::Extension::kType1v2));

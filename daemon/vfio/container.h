@@ -34,6 +34,15 @@ class Container {
   [[nodiscard]] static Result<std::shared_ptr<Container>> Open(
       kernel::Kernel& kernel, const std::string& path = "/dev/vfio/vfio");
 
+  /// Takes over a container fd a previous vfiod left (live restart): checks
+  /// the API version and that its type1v2 IOMMU is set (a group is still
+  /// attached: the groups come back with Group::Adopt), and probes the
+  /// features. Nothing of its mappings is touched.
+  /// EPROTO: unknown API version; ENOTSUP: no TYPE1v2; EINVAL: no IOMMU is set
+  /// (not a container, or its last group is gone with its mappings); errno of
+  /// the ioctls (EBADF, ENOTTY: not a VFIO container).
+  [[nodiscard]] static Result<std::shared_ptr<Container>> Adopt(kernel::Kernel& kernel,
+                                                                kernel::KernelFd fd);
   Container(const Container&) = delete;
   Container& operator=(const Container&) = delete;
   ~Container() = default;
@@ -68,6 +77,14 @@ class Container {
 
   [[nodiscard]] kernel::Kernel& kernel() const { return *kernel_; }
   [[nodiscard]] int fd() const { return fd_.get(); }
+  /// Gives the fd up without closing it (a crash in a test, a graceful
+  /// hand-over): the kernel keeps the container, its IOMMU and its mappings
+  /// for whoever holds another copy of the fd. The object is unusable after.
+  /// Returns the fd, now the caller's (-1 when already given up).
+  [[nodiscard]] int Relinquish() {
+    iommu_set_ = false;
+    return fd_.release();
+  }
 
  private:
   friend class Group;  // attach/detach bookkeeping
@@ -80,6 +97,8 @@ class Container {
   [[nodiscard]] Result<void> OnGroupAttached();
   /// Called by Group after VFIO_GROUP_UNSET_CONTAINER: the last group takes the IOMMU with it.
   void OnGroupDetached();
+  /// Called by Group::Adopt: a group already attached in the kernel is counted.
+  void OnGroupAdopted() { ++attached_groups_; }
   [[nodiscard]] Result<void> RequireIommu(const char* op) const;
   /// RequireIommu(), and ENOTSUP when the kernel lacks VFIO_UPDATE_VADDR.
   [[nodiscard]] Result<void> RequireUpdateVaddr(const char* op) const;

@@ -48,6 +48,25 @@ Result<std::shared_ptr<Group>> Group::Open(kernel::Kernel& kernel, int number,
   return group;
 }
 
+Result<std::shared_ptr<Group>> Group::Adopt(kernel::Kernel& kernel, int number, kernel::KernelFd fd,
+                                            std::shared_ptr<Container> container) {
+  constexpr const char* kOp = "adopt VFIO group";
+  if (!fd.valid() || !container || number < 0) {
+    return Fail(EINVAL, kOp, "needs a group fd, its number and its container");
+  }
+  std::shared_ptr<Group> group(new Group(kernel, number, std::move(fd)));
+  kernel::GroupStatus status = VFIOD_TRY(group->Status());
+  if (!status.viable) {
+    return Fail(EPERM, kOp, "group " + std::to_string(number) + " is not viable");
+  }
+  if (!status.container_set) {
+    return Fail(EINVAL, kOp, "group " + std::to_string(number) + " is not attached");
+  }
+  container->OnGroupAdopted();
+  group->container_ = std::move(container);
+  return group;
+}
+
 Group::~Group() {
   if (container_) {
     auto detached = Detach();

@@ -27,6 +27,15 @@ class Group {
       kernel::Kernel& kernel, int number, const PciSysfs* sysfs = nullptr,
       const std::string& dev_dir = "/dev/vfio");
 
+  /// Takes over group `number`'s fd a previous vfiod left attached to
+  /// `container` (live restart; the container adopted with Container::Adopt).
+  /// Checks VFIO_GROUP_GET_STATUS; the group counts as attached, so closing
+  /// it detaches as usual. EINVAL: no fd, no container, negative number, or the
+  /// group is not attached to a container (it then is not this one's);
+  /// EPERM: not viable; errno of GET_STATUS.
+  [[nodiscard]] static Result<std::shared_ptr<Group>> Adopt(kernel::Kernel& kernel, int number,
+                                                            kernel::KernelFd fd,
+                                                            std::shared_ptr<Container> container);
   Group(const Group&) = delete;
   Group& operator=(const Group&) = delete;
   /// Detaches from the container (if attached), then closes the group fd.
@@ -45,6 +54,12 @@ class Group {
   /// VFIO_GROUP_UNSET_CONTAINER. EBUSY while devices of the group are open;
   /// EINVAL when not attached.
   [[nodiscard]] Result<void> Detach();
+  /// Gives the fd up without detaching or closing it (see
+  /// Container::Relinquish). Returns the fd, now the caller's (-1 if none).
+  [[nodiscard]] int Relinquish() {
+    container_.reset();
+    return fd_.release();
+  }
 
  private:
   Group(kernel::Kernel& kernel, int number, kernel::KernelFd fd)
