@@ -6,8 +6,6 @@
 // vfiod mmaps the BAR for every dma.map_bar and unmaps it at dma.free, so the
 // raw column that matches it is "fresh" (mmap + MAP_DMA, UNMAP_DMA + munmap);
 // "warm" maps a BAR mmap'd and touched once, before the loops.
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <optional>
@@ -92,22 +90,9 @@ struct VfiodPhase {
 /// `loops` dma.map_bar + dma.free pairs, request to reply, in a container of
 /// a vfiod started here that holds the BAR's device; pings after each pair.
 Result<VfiodPhase> MeasureVfiod(const GuestOptions& options, int loops) {
-  char tmpl[] = "/tmp/vfiod-bench-bar-XXXXXX";
-  if (::mkdtemp(tmpl) == nullptr) {
-    return ErrnoError("mkdtemp");
-  }
-  const nlohmann::json config = {{"socket", {{"group", nullptr}, {"mode", "0600"}}},
-                                 {"kernel", "linux"},
-                                 {"sysfs_root", "/sys"},
-                                 {"logging", {{"level", "warn"}, {"target", "stderr"}}},
-                                 {"policy", {{"rules", nlohmann::json::array()}}}};
-  DaemonProcess daemon = VFIOD_TRY(DaemonProcess::Start(options.vfiod, tmpl, config));
-  client::Client client = VFIOD_TRY(client::Client::Connect(daemon.socket()));
-  auto made = client.Call("container.create", {{"devices", {options.ivshmem_bdf}}});
-  if (!made) {
-    return Fail(EIO, "container.create", made.error().Describe());
-  }
-  const uint64_t container = made->result.at("container");
+  Vfiod vfiod = VFIOD_TRY(StartVfiod(options, options.ivshmem_bdf));
+  client::Client& client = vfiod.client;
+  const uint64_t container = vfiod.container;
   VfiodPhase out;
   // vfiod opens a device on its first use in a container; that open (the
   // kernel enables the PCI function) is timed apart from the maps.
