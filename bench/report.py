@@ -6,6 +6,8 @@ measures or types a figure: every cell is read from a run's JSON.
   bench/report.py [--vm F] [--rpc F] [--micro F]            print every table
   bench/report.py ... --update BENCHMARKS.md                rewrite the blocks
       between <!-- generated:NAME --> and <!-- /generated:NAME --> in place
+  bench/report.py --lts F... --newest F...                  the two-kernel tables
+      (the guest JSON of runs on each kernel; later files add their sections)
 """
 import argparse
 import json
@@ -222,6 +224,63 @@ def bar_table(vm):
             f"{b['unaligned_iova_slowdown']:.2f}x\n\n" + table(["mapping", "MAP", "UNMAP"], rows))
 
 
+def kernel_name(vm):
+    return vm.get("machine", {}).get("kernel", "?")
+
+
+def ratio_cell(raw, vfiod):
+    return f"**{raw / vfiod:.3f}**" if vfiod else ""
+
+
+def kernels_map_table(lts, newest):
+    """The map table of both kernels side by side: per memory kind and size,
+    raw and vfiod (mean, median) for map and unmap, and raw / vfiod."""
+    head = ["kernel", "memory", "size", "raw map", "vfiod map mean (median)", "ratio",
+            "daemon-only", "raw unmap", "vfiod free mean (median)", "ratio", "daemon-only",
+            "idle ping p50"]
+    rows = []
+    for vm in (lts, newest):
+        if not vm or "map_table" not in vm:
+            continue
+        for r in map_rows(vm):
+            raw, fio = r["raw"], r["vfiod"]
+            rows.append([kernel_name(vm), r["memory"], size_name(r["size"]),
+                         secs(raw["map"]["mean_s"]),
+                         f"{fio['map']['mean_s']:.5f} ({fio['map']['median_s']:.5f})",
+                         ratio_cell(raw["map"]["mean_s"], fio["map"]["mean_s"]),
+                         f"{r['ratio_server']['map']:.3f}",
+                         secs(raw["unmap"]["mean_s"]),
+                         f"{fio['unmap']['mean_s']:.5f} ({fio['unmap']['median_s']:.5f})",
+                         ratio_cell(raw["unmap"]["mean_s"], fio["unmap"]["mean_s"]),
+                         f"{r['ratio_server']['unmap']:.3f}",
+                         us(r["ping_s"]["p50"]) if "ping_s" in r else ""])
+    return table(head, rows)
+
+
+def kernels_bar_table(lts, newest):
+    """dma.map_bar through vfiod against raw ioctls on the same BAR, per
+    kernel (section 5b), with the alignment figures of section 5 beside it."""
+    head = ["kernel", "BAR", "raw map, touched mmap", "raw mmap + map", "vfiod dma.map_bar",
+            "daemon's own", "ratio", "raw unmap + munmap", "vfiod dma.free", "ratio",
+            "device.open", "first map_bar", "idle ping p50", "raw map, mmap 4K off"]
+    rows = []
+    for vm in (lts, newest):
+        b = (vm or {}).get("bar_vfiod")
+        if not b or "error" in b:
+            continue
+        skew = vm.get("bar", {}).get("mmap_4k_off")
+        rows.append([kernel_name(vm), size_name(b["bar_size"]),
+                     secs(b["raw_warm"]["map"]["mean_s"]), secs(b["raw_fresh"]["map"]["mean_s"]),
+                     secs(b["vfiod"]["map"]["mean_s"]), secs(b["vfiod_server_map_mean_s"]),
+                     f"**{b['map_ratio_raw_over_vfiod']:.3f}**",
+                     secs(b["raw_fresh"]["unmap"]["mean_s"]), secs(b["vfiod"]["unmap"]["mean_s"]),
+                     f"**{b['unmap_ratio_raw_over_vfiod']:.3f}**",
+                     secs(b["vfiod_device_open_s"]), secs(b["vfiod_first_map_free_s"][0]),
+                     us(b["ping_s"]["p50"]),
+                     secs(skew["map"]["mean_s"]) if skew else ""])
+    return table(head, rows)
+
+
 def us(x):
     return f"{x * 1e6:.1f} us"
 
@@ -364,7 +423,7 @@ def machine(doc, label):
 
 
 def blocks(vm, rpc, micro):
-    out = {"targets": target_rows(vm, rpc)}
+    out = {"targets": target_rows(vm, rpc)} if vm or rpc else {}
     if vm:
         sections = {"batching": batching_table, "contiguity": contiguity_table,
                     "placement": placement_table, "bar": bar_table}
@@ -403,14 +462,28 @@ def load(path):
         return json.load(f)
 
 
+def merged(paths):
+    """One run's sections from several guest JSON files (later ones win)."""
+    doc = {}
+    for path in paths or []:
+        doc.update(load(path))
+    return doc
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--vm")
     ap.add_argument("--rpc")
     ap.add_argument("--micro")
+    ap.add_argument("--lts", nargs="+", help="guest JSON of runs on the LTS kernel")
+    ap.add_argument("--newest", nargs="+", help="guest JSON of runs on the newest kernel")
     ap.add_argument("--update", help="rewrite the generated blocks of this Markdown file")
     a = ap.parse_args()
     out = blocks(load(a.vm), load(a.rpc), load(a.micro))
+    if a.lts or a.newest:
+        lts, newest = merged(a.lts), merged(a.newest)
+        out["map-kernels"] = kernels_map_table(lts, newest)
+        out["bar-kernels"] = kernels_bar_table(lts, newest)
     if not a.update:
         for name, text in out.items():
             print(f"<!-- generated:{name} -->\n{text}\n<!-- /generated:{name} -->\n")

@@ -137,7 +137,9 @@ Result<Client> Client::Connect(const std::string& path) {
   if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) < 0) {
     return ErrnoError("fcntl O_NONBLOCK");
   }
-  return Client(std::move(fd));
+  Client client(std::move(fd));
+  client.path_ = path;
+  return client;
 }
 
 std::expected<void, wire::RpcError> Client::SendLine(const std::string& line,
@@ -235,8 +237,8 @@ std::expected<wire::Frame, wire::RpcError> Client::AwaitReply(const std::vector<
   }
 }
 
-CallResult Client::Call(const std::string& method, const json& params, std::span<const int> fds,
-                        std::chrono::milliseconds timeout) {
+CallResult Client::CallOnce(const std::string& method, const json& params, std::span<const int> fds,
+                            std::chrono::milliseconds timeout) {
   Clock::time_point deadline = DeadlineAfter(timeout);
   std::int64_t id = next_id_++;
   auto sent = SendLine(wire::ToLine(wire::MakeRequest(method, params, json(id))), fds, deadline);

@@ -44,6 +44,17 @@ using NotificationHandler =
     std::function<void(const std::string& method, const nlohmann::json& params)>;
 
 inline constexpr std::chrono::milliseconds kDefaultTimeout{30'000};
+
+/// How a client keeps its session across restarts of vfiod (Client::KeepSession).
+struct ResumeOptions {
+  /// How long to keep trying to reconnect once the daemon is gone.
+  std::chrono::milliseconds reconnect_for{30'000};
+  /// Told after each reconnection with session.resume's result
+  /// ({"containers": n, "mappings": n}), or with null when the new daemon
+  /// kept nothing for this session (started without a store, or the grace
+  /// period was over).
+  std::function<void(const nlohmann::json& resumed)> on_resumed;
+};
 /// A timeout meaning "wait as long as it takes".
 inline constexpr std::chrono::milliseconds kNoTimeout{-1};
 
@@ -79,6 +90,17 @@ class Client {
       const std::vector<BatchCall>& calls, std::span<const int> fds = {},
       std::chrono::milliseconds timeout = kDefaultTimeout);
 
+  /// Keeps this client's session across restarts of vfiod. Fetches the
+  /// session's resume token now (session.info); from then on, when a call
+  /// finds the connection gone (kClientTransport), the client connects to
+  /// the same socket again (trying for options.reconnect_for) and resumes the
+  /// session (session.resume), so the unnamed containers and mappings the
+  /// restart kept come back to it, then fetches the new session's token.
+  /// The call that found the daemon gone is sent again when it only reads
+  /// (KeepSessionRetries); any other returns its transport error, since it
+  /// may have run before the restart. Errors: session.info's.
+  [[nodiscard]] std::expected<void, wire::RpcError> KeepSession(ResumeOptions options = {});
+
   /// Sets the receiver of notifications (progress) that arrive during calls.
   void OnNotification(NotificationHandler handler) { on_notification_ = std::move(handler); }
 
@@ -86,7 +108,14 @@ class Client {
   [[nodiscard]] int fd() const { return fd_.get(); }
 
  private:
+  struct Resume;  // KeepSession's state (vfiod_client_resume.cc)
   explicit Client(UniqueFd fd);
+  /// One Call on the current connection.
+  [[nodiscard]] CallResult CallOnce(const std::string& method, const nlohmann::json& params,
+                                    std::span<const int> fds, std::chrono::milliseconds timeout);
+  /// Connects again and resumes the session (see KeepSession); false when
+  /// no daemon answered in time.
+  bool Reconnect();
 
   std::expected<void, wire::RpcError> SendLine(const std::string& line, std::span<const int> fds,
                                                std::chrono::steady_clock::time_point deadline);
@@ -102,6 +131,12 @@ class Client {
   std::vector<char> read_buf_;                // ReadMore's buffer, reused by every read
   NotificationHandler on_notification_;
   std::int64_t next_id_ = 1;
+  std::string path_;                // the socket Connect used
+  std::shared_ptr<Resume> resume_;  // null until KeepSession
 };
+
+/// Whether a call of `method` only reads, so KeepSession may send it again
+/// after reconnecting.
+[[nodiscard]] bool KeepSessionRetries(const std::string& method);
 
 }  // namespace vfiod::client

@@ -1,7 +1,10 @@
 // vfiod: the privileged VFIO daemon. Loads the config, picks the kernel (real
 // or model), builds the service, and serves the JSON-RPC API on a unix socket
-// (its own, or one systemd passes in). Stops cleanly on SIGTERM/SIGINT,
-// releasing every container and mapping.
+// (its own, or one systemd passes in). Under a service manager's fd store it
+// keeps what it holds there, takes over what a previous vfiod left
+// (Service::Readopt) and, on SIGTERM/SIGINT, hands everything over to the
+// next one (Service::HandOver); started by hand, it stops by releasing every
+// container and mapping.
 //
 // Threads: the main thread runs the io_context (socket I/O, signals, the
 // watchdog timer); the rpc server's worker pool runs blocking methods (and
@@ -119,9 +122,7 @@ struct Inherited {
 /// and what a previous vfiod left in the fd store. Stored objects the newest
 /// record does not describe (stored, then the daemon died before the record
 /// named them) are removed from the store and closed; what it describes but
-/// did not come back is logged (the caller releases it). Rebuilding the
-/// service from the rest is not implemented yet (issue 14 step 4): the
-/// described objects are dropped too, so nothing stays held for nobody.
+/// did not come back is logged (Service::Readopt releases it).
 Inherited InheritedFds() {
   Inherited out;
   auto passed = lifecycle::ListenFds();
@@ -158,10 +159,10 @@ Inherited InheritedFds() {
   return out;
 }
 
-/// Drops what Adopt did not take: removed from the store and closed.
+/// Drops what Readopt did not take: removed from the store and closed.
 void DropInherited(lifecycle::SortedFds& fds) {
   for (auto& [name, fd] : fds.described) {
-    spdlog::warn("fd store: dropping {} of a previous vfiod (not re-adopted)", name);
+    spdlog::warn("fd store: dropping {} of a previous vfiod (not taken over)", name);
     if (auto removed = lifecycle::RemoveFds(name); !removed) {
       spdlog::warn("fd store: {}", removed.error().message());
     }
@@ -188,6 +189,26 @@ service::Service::FdStoreHooks FdStoreHooks() {
   return hooks;
 }
 
+/// How long the unnamed objects of a client that died with the previous
+/// vfiod wait for its session.resume.
+constexpr std::chrono::seconds kResumeGrace{60};
+
+/// Ends the detached sessions (Service::ReleaseExpiredSessions) as their
+/// grace periods run out, starting at `next`. Runs on the io thread: a
+/// release unmaps, once per restart.
+void ArmSessionExpiry(asio::steady_timer& timer, service::Service& service,
+                      std::optional<std::chrono::steady_clock::time_point> next) {
+  if (!next) {
+    return;
+  }
+  timer.expires_at(*next);
+  timer.async_wait([&timer, &service](const boost::system::error_code& ec) {
+    if (!ec) {
+      ArmSessionExpiry(timer, service, service.ReleaseExpiredSessions());
+    }
+  });
+}
+
 /// Sends WATCHDOG=1 at half the interval systemd asked for, forever.
 void ArmWatchdog(asio::steady_timer& timer, std::chrono::microseconds period) {
   timer.expires_after(period);
@@ -207,8 +228,11 @@ void ArmStatus(asio::steady_timer& timer, const service::Service& service) {
       return;
     }
     auto s = service.Status();
-    Notify(fmt::format("STATUS={} clients, {} containers, {} mappings, {} bytes locked", s.clients,
-                       s.containers, s.mappings, s.locked_bytes));
+    Notify(fmt::format("STATUS={} clients, {} containers, {} mappings, {} bytes locked{}",
+                       s.clients, s.containers, s.mappings, s.locked_bytes,
+                       s.detached_sessions == 0
+                           ? std::string()
+                           : fmt::format(", {} sessions to resume", s.detached_sessions)));
     ArmStatus(timer, service);
   });
 }
@@ -275,9 +299,12 @@ int Run(const Options& options) {
     hooks.changed = [&records] { records->Changed(); };
     service.SetFdStoreHooks(std::move(hooks));
   }
+  if (inherited.record) {
+    (void)service.Readopt(*inherited.record, inherited.fds.described, kResumeGrace);
+  }
   DropInherited(inherited.fds);
   if (records && inherited.record) {
-    records->Changed();  // the dropped objects leave the record too
+    records->Changed();  // what was released leaves the record too
   }
 
   rpc::MethodRegistry registry;
@@ -321,6 +348,8 @@ int Run(const Options& options) {
   if (uint64_t usec = 0; sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
     ArmWatchdog(watchdog, std::chrono::microseconds(usec / 2));
   }
+  asio::steady_timer expiry_timer(io);
+  ArmSessionExpiry(expiry_timer, service, service.ReleaseExpiredSessions());
   asio::steady_timer status_timer(io);
   if (std::getenv("NOTIFY_SOCKET") != nullptr) {
     ArmStatus(status_timer, service);
@@ -333,11 +362,16 @@ int Run(const Options& options) {
 
   io.run();
   server->Stop();
-  server.reset();      // joins the workers: no handler runs past this point
-  service.Shutdown();  // named containers too: nothing stays pinned
+  server.reset();  // joins the workers: no handler runs past this point
   if (records) {
-    records->Changed();  // an empty record: nothing is left to take over
+    // A successor takes over: the record describes everything as it is, and
+    // nothing is released (vaddrs are invalidated; the store keeps the fds).
     records->Flush();
+    records.reset();
+    const size_t handed = service.HandOver();
+    spdlog::info("handed over {} containers to the next vfiod (fd store)", handed);
+  } else {
+    service.Shutdown();  // named containers too: nothing stays pinned
   }
   spdlog::info("stopped");
   return 0;

@@ -6,8 +6,6 @@
 // vfiod mmaps the BAR for every dma.map_bar and unmaps it at dma.free, so the
 // raw column that matches it is "fresh" (mmap + MAP_DMA, UNMAP_DMA + munmap);
 // "warm" maps a BAR mmap'd and touched once, before the loops.
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <optional>
@@ -92,22 +90,9 @@ struct VfiodPhase {
 /// `loops` dma.map_bar + dma.free pairs, request to reply, in a container of
 /// a vfiod started here that holds the BAR's device; pings after each pair.
 Result<VfiodPhase> MeasureVfiod(const GuestOptions& options, int loops) {
-  char tmpl[] = "/tmp/vfiod-bench-bar-XXXXXX";
-  if (::mkdtemp(tmpl) == nullptr) {
-    return ErrnoError("mkdtemp");
-  }
-  const nlohmann::json config = {{"socket", {{"group", nullptr}, {"mode", "0600"}}},
-                                 {"kernel", "linux"},
-                                 {"sysfs_root", "/sys"},
-                                 {"logging", {{"level", "warn"}, {"target", "stderr"}}},
-                                 {"policy", {{"rules", nlohmann::json::array()}}}};
-  DaemonProcess daemon = VFIOD_TRY(DaemonProcess::Start(options.vfiod, tmpl, config));
-  client::Client client = VFIOD_TRY(client::Client::Connect(daemon.socket()));
-  auto made = client.Call("container.create", {{"devices", {options.ivshmem_bdf}}});
-  if (!made) {
-    return Fail(EIO, "container.create", made.error().Describe());
-  }
-  const uint64_t container = made->result.at("container");
+  Vfiod vfiod = VFIOD_TRY(StartVfiod(options, options.ivshmem_bdf));
+  client::Client& client = vfiod.client;
+  const uint64_t container = vfiod.container;
   VfiodPhase out;
   // vfiod opens a device on its first use in a container; that open (the
   // kernel enables the PCI function) is timed apart from the maps.
@@ -163,8 +148,8 @@ void Append(Loops& to, const Loops& from) {
 }
 
 void PrintRow(const char* label, const Loops& l, uint64_t size) {
-  std::fprintf(stderr, "  %-34s MAP %.5f s (%.1f GB/s)  UNMAP %.5f s\n", label, Mean(l.map_s),
-               GBps(size, Mean(l.map_s)), Mean(l.unmap_s));
+  (void)std::fprintf(stderr, "  %-34s MAP %.5f s (%.1f GB/s)  UNMAP %.5f s\n", label, Mean(l.map_s),
+                     GBps(size, Mean(l.map_s)), Mean(l.unmap_s));
 }
 
 Result<nlohmann::json> Measure(const GuestOptions& options) {
@@ -179,12 +164,12 @@ Result<nlohmann::json> Measure(const GuestOptions& options) {
   PrintRow("raw: mmap + MAP_DMA (fresh)", fresh, size);
   PrintRow("raw: MAP_DMA of a touched mmap", warm, size);
   PrintRow("vfiod: dma.map_bar / dma.free", vfiod.calls, size);
-  std::fprintf(stderr, "  %-34s MAP %.5f s                    UNMAP %.5f s\n",
-               "vfiod: the daemon's own time", vfiod.server_map_s, vfiod.server_free_s);
+  (void)std::fprintf(stderr, "  %-34s MAP %.5f s                    UNMAP %.5f s\n",
+                     "vfiod: the daemon's own time", vfiod.server_map_s, vfiod.server_free_s);
   const Summary ping = Summarize(vfiod.ping_s);
   const double map_ratio = Ratio(Mean(fresh.map_s), Mean(vfiod.calls.map_s));
   const double unmap_ratio = Ratio(Mean(fresh.unmap_s), Mean(vfiod.calls.unmap_s));
-  std::fprintf(
+  (void)std::fprintf(
       stderr,
       "  raw (fresh) / vfiod: map %.3f, unmap %.3f; device.open first %.5f s, then the first "
       "dma.map_bar %.5f s; idle round trip p50 %.1f us\n",
@@ -211,13 +196,14 @@ Result<nlohmann::json> Measure(const GuestOptions& options) {
 }  // namespace
 
 nlohmann::json RunBarVfiod(const GuestOptions& options) {
-  std::fprintf(stderr,
-               "\n== 5b. dma.map_bar through vfiod vs raw: ivshmem BAR%u (%d loops a column; raw, "
-               "vfiod, raw again)\n",
-               kIvshmemBar, options.loops);
+  (void)std::fprintf(
+      stderr,
+      "\n== 5b. dma.map_bar through vfiod vs raw: ivshmem BAR%u (%d loops a column; raw, "
+      "vfiod, raw again)\n",
+      kIvshmemBar, options.loops);
   auto out = Measure(options);
   if (!out) {
-    std::fprintf(stderr, "  %s\n", out.error().message().c_str());
+    (void)std::fprintf(stderr, "  %s\n", out.error().message().c_str());
     return {{"error", out.error().message()}};
   }
   (*out)["loops"] = options.loops;

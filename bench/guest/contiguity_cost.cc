@@ -18,7 +18,7 @@ namespace {
 
 struct Kind {
   const char* name;
-  dma::BackingKind kind;  // kClientFd: a client's THP memfd, adopted (a registered region)
+  dma::BackingKind kind;  // kMemfd: a client's THP memfd, adopted (a registered region)
   uint64_t size;
 };
 
@@ -31,13 +31,13 @@ Result<dma::Backing> AdoptThpMemfd(uint64_t size) {
 
 Result<dma::Backing> MakeBacking(const Kind& k) {
   switch (k.kind) {
-    case dma::BackingKind::kPages4K:
+    case dma::BackingKind::k4K:
       return dma::CreatePagesBacking(k.size, true);
     case dma::BackingKind::kThp:
       return dma::CreateThpBacking(k.size, true);
     case dma::BackingKind::kHugetlb2M:
       return dma::CreateHugetlbBacking(k.size, dma::k2MiB);
-    case dma::BackingKind::kClientFd:
+    case dma::BackingKind::kMemfd:
       return AdoptThpMemfd(k.size);
     default:
       return dma::CreateHugetlbBacking(k.size, dma::k1GiB);
@@ -130,9 +130,9 @@ nlohmann::json RunContiguityCost(const GuestRig& rig, const GuestOptions& option
   const uint64_t size = options.sizes.empty() ? dma::kPage1G / 4 : options.sizes.front();
   const uint64_t pool_2m = ReadNumber("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages");
   (void)SetHugepagePool(dma::kPage2M, std::max(pool_2m, size / dma::kPage2M));
-  const Kind kinds[] = {{"4k", dma::BackingKind::kPages4K, size},
+  const Kind kinds[] = {{"4k", dma::BackingKind::k4K, size},
                         {"thp", dma::BackingKind::kThp, size},
-                        {"client-thp", dma::BackingKind::kClientFd, size},
+                        {"client-thp", dma::BackingKind::kMemfd, size},
                         {"hugetlb-2m", dma::BackingKind::kHugetlb2M, size},
                         {"hugetlb-1g", dma::BackingKind::kHugetlb1G, dma::kPage1G}};
   nlohmann::json rows = nlohmann::json::array();

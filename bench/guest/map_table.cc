@@ -32,13 +32,9 @@ namespace {
 // as the maps.
 constexpr int kPingsPerRound = 10;
 
-struct Vfiod {
-  DaemonProcess daemon;
-  client::Client client;
-  uint64_t container = 0;
-};
+}  // namespace
 
-Result<Vfiod> StartVfiod(const GuestOptions& options) {
+Result<Vfiod> StartVfiod(const GuestOptions& options, const std::string& bdf) {
   char tmpl[] = "/tmp/vfiod-bench-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) {
     return ErrnoError("mkdtemp");
@@ -51,13 +47,15 @@ Result<Vfiod> StartVfiod(const GuestOptions& options) {
                                  {"policy", {{"rules", nlohmann::json::array()}}}};
   DaemonProcess daemon = VFIOD_TRY(DaemonProcess::Start(options.vfiod, tmpl, config));
   client::Client client = VFIOD_TRY(client::Client::Connect(daemon.socket()));
-  auto made = client.Call("container.create", {{"devices", {options.edu_bdf}}});
+  auto made = client.Call("container.create", {{"devices", {bdf}}});
   if (!made) {
     return Fail(EIO, "container.create", made.error().Describe());
   }
   const uint64_t container = made->result.at("container");
   return Vfiod{std::move(daemon), std::move(client), container};
 }
+
+namespace {
 
 nlohmann::json BreakdownJson(const Breakdown& parts, uint64_t size) {
   return {{"register_once_s", parts.register_s},
@@ -226,7 +224,7 @@ nlohmann::json RunMapTable(const GuestRig& rig, const GuestOptions& options) {
                "ratio = raw time / vfiod time (>= 0.97 is the target); vfiod = dma.map_fd of a "
                "region registered once, one-shot = dma.map_fd of the fd\n",
                options.map_loops);
-  auto vfiod = StartVfiod(options);
+  auto vfiod = StartVfiod(options, options.edu_bdf);
   if (!vfiod) {
     std::fprintf(stderr, "  cannot start vfiod: %s\n", vfiod.error().message().c_str());
     return {{"error", vfiod.error().message()}};

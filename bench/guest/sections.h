@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "client/vfiod_client.h"
+#include "common/daemon_process.h"
 #include "dma/contiguity.h"
 #include "guest/engine_probe.h"
 #include "guest/rig.h"
@@ -68,6 +70,17 @@ struct Breakdown {
 };
 [[nodiscard]] Result<Breakdown> BreakDownMapFd(const GuestRig& rig, int fd, uint64_t size,
                                                int loops);
+
+/// A vfiod of the benchmark's own (kernel "linux", warnings
+/// only, no policy rules, 1 GiB map chunks), a client and a container holding
+/// `bdf`'s group (map_table.cc). Errors: the daemon's start, EIO when the
+/// container cannot be made.
+struct Vfiod {
+  DaemonProcess daemon;
+  client::Client client;
+  uint64_t container = 0;
+};
+[[nodiscard]] Result<Vfiod> StartVfiod(const GuestOptions& options, const std::string& bdf);
 
 /// The mean of `samples` (0 for none).
 [[nodiscard]] double Mean(const std::vector<double>& samples);

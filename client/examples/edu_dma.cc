@@ -32,7 +32,7 @@ struct Options {
   std::string socket = "/run/vfiod/vfiod.sock";
   std::string bdf;
   std::string container;  // a named container to use; empty: create one
-  std::string backing = "hugetlb-2m";
+  std::string backing{wire::BackingName(wire::Backing::kHugetlb2M)};
   uint64_t size = 2 << 20;
   uint32_t bytes = 2048;
 };

@@ -18,7 +18,7 @@ struct BenchOptions {
   double seconds = 2;
   std::string device;
   uint64_t size = uint64_t{256} << 20;
-  std::string memory = "hugetlb-2m";
+  std::string memory{wire::BackingName(wire::Backing::kHugetlb2M)};
   int loops = 5;
   bool adopt_each = false;  ///< map: pass the fd with every map instead of a region
 };

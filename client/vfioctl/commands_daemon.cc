@@ -47,6 +47,14 @@ void PrintStatus(std::ostream& out, const json& s) {
                  SizeField(s, "region_locked_bytes") + "), cap " +
                  (capped ? SizeField(s, "max_locked_bytes") : std::string("unlimited")));
   PrintField(out, "dma entries", Field(s, "dma_entries"));
+  const json& restart = Member(s, "restart");
+  const json& fd_store = Member(restart, "fd_store");
+  const bool store = fd_store.is_boolean() && fd_store.get<bool>();
+  PrintField(out, "restart",
+             store ? "survives a restart (fd store in use); " +
+                         Field(restart, "detached_sessions") + " sessions wait for session.resume"
+                   : std::string("everything is released when vfiod stops (no fd store: started "
+                                 "by hand)"));
   // Groups of destroyed containers a handed-out device fd still holds.
   for (const json& l : Member(s, "lingering")) {
     std::string holders;

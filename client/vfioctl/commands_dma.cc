@@ -74,7 +74,7 @@ struct PlacementOptions {
 struct AllocOptions {
   std::string container;
   uint64_t size = 0;
-  std::string backing = "4k";
+  std::string backing{wire::BackingName(wire::Backing::k4K)};
   int numa_node = -1;
   CLI::Option* numa_opt = nullptr;
   std::string name;

@@ -177,7 +177,7 @@ Result<Backing> CreateThpBacking(uint64_t size, bool shareable, const NumaPolicy
 }
 
 Result<Backing> CreatePagesBacking(uint64_t size, bool shareable, const NumaPolicy& numa) {
-  return CreateSmallPageBacking(BackingKind::kPages4K, size, shareable, numa, nullptr);
+  return CreateSmallPageBacking(BackingKind::k4K, size, shareable, numa, nullptr);
 }
 
 }  // namespace vfiod::dma

@@ -12,6 +12,7 @@
 #include "dma/backing_memory.h"
 #include "dma/huge_tmpfs.h"
 #include "dma/numa.h"
+#include "proto/backing.h"
 #include "proto/result.h"
 #include "proto/unique_fd.h"
 
@@ -21,18 +22,14 @@ inline constexpr uint64_t k4KiB = uint64_t{4} << 10;
 inline constexpr uint64_t k2MiB = uint64_t{2} << 20;
 inline constexpr uint64_t k1GiB = uint64_t{1} << 30;
 
-enum class BackingKind : uint8_t {
-  kHugetlb2M,  ///< memfd on hugetlbfs, 2 MiB pages
-  kHugetlb1G,  ///< memfd on hugetlbfs, 1 GiB pages
-  kThp,        ///< shmem memfd or anonymous memory advised MADV_HUGEPAGE
-  kPages4K,    ///< 4 KiB pages, MADV_NOHUGEPAGE
-  kClientFd,   ///< a memfd or hugetlbfs file the client passed in
-  kDeviceBar,  ///< the MMIO BAR of a VFIO device (peer to peer)
-};
+/// What a backing is made of: the wire's one backing enum (proto/backing.h),
+/// so the engine's record names it as clients do (memfd: a client's memfd or
+/// hugetlbfs file; bar: a device's MMIO BAR).
+using BackingKind = wire::Backing;
 
 /// Everything a Backing is made of; filled in by the factories.
 struct BackingParts {
-  BackingKind kind = BackingKind::kPages4K;
+  BackingKind kind = BackingKind::k4K;
   UniqueFd fd;                     ///< the shareable fd, or invalid (anonymous, BAR)
   uint64_t fd_offset = 0;          ///< where the mapping starts in `fd`
   MappedMemory memory;             ///< vfiod's own mapping (empty for a BAR)
@@ -124,7 +121,7 @@ class Backing {
 /// The memory behind a mapping a previous vfiod made (live restart): maps all
 /// of `fd` (a memfd or a tmpfs/hugetlbfs file, what vfiod stored), shared,
 /// at offset 0, without populating or sealing; the backing reports `kind`.
-/// Errors: EBADF not an open fd; EINVAL `kind` is kDeviceBar, the fd is not a
+/// Errors: EBADF not an open fd; EINVAL `kind` is kBar, the fd is not a
 /// regular tmpfs/hugetlbfs file opened read-write, or is empty or not a
 /// multiple of its page size; errno of mmap (ENOMEM).
 [[nodiscard]] Result<Backing> ReopenBacking(UniqueFd fd, BackingKind kind);

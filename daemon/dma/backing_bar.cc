@@ -16,7 +16,7 @@ Result<Backing> CreateBarBacking(std::shared_ptr<vfio::Device> device, uint32_t 
                     " is only partly mmap-able (sparse areas): it cannot be a DMA target");
   }
   BackingParts parts;
-  parts.kind = BackingKind::kDeviceBar;
+  parts.kind = BackingKind::kBar;
   parts.vaddr = reinterpret_cast<uint64_t>(region.data());
   parts.size = region.size();
   parts.page_size = k4KiB;

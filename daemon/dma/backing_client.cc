@@ -102,7 +102,7 @@ Result<Backing> AdoptClientFd(UniqueFd fd, uint64_t offset, uint64_t length) {
   // longer drop beneath the check; when not, a later shrink is harmless).
   VFIOD_TRY(CheckRange(offset, length, page, file_size));
   BackingParts parts;
-  parts.kind = BackingKind::kClientFd;
+  parts.kind = BackingKind::kMemfd;
   // The view sits where the file's largest folios can be mapped whole: a
   // huge page boundary for hugetlbfs; for shmem, the view's vaddr congruent
   // to the file offset mod 2 MiB, so a THP is mapped by one PMD here and the
@@ -146,7 +146,7 @@ Result<Backing> ReopenBacking(UniqueFd fd, BackingKind kind) {
   if (!fd.valid() || ::fcntl(fd.get(), F_GETFD) < 0) {
     return Fail(EBADF, kReopenOp, "not an open file descriptor");
   }
-  if (kind == BackingKind::kDeviceBar) {
+  if (kind == BackingKind::kBar) {
     return Fail(EINVAL, kReopenOp, "a device BAR has no stored file");
   }
   const uint64_t size = VFIOD_TRY(CheckFile(fd.get()));

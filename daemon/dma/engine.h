@@ -85,7 +85,7 @@ struct MappingReport {
   uint64_t iova = 0;   ///< of the first segment
   uint64_t size = 0;   ///< bytes mapped (all segments)
   uint64_t vaddr = 0;  ///< of the first segment, in vfiod's address space
-  BackingKind backing = BackingKind::kPages4K;
+  BackingKind backing = BackingKind::k4K;
   bool pinned = true;       ///< false for device MMIO
   uint64_t chunks = 0;      ///< MAP_DMA entries it occupies
   uint64_t map_ioctls = 0;  ///< MAP_DMA calls issued for it (= chunks once committed)

@@ -25,9 +25,9 @@ FolioGeometry GeometryOf(const Backing& backing) {
     case BackingKind::kHugetlb2M:
     case BackingKind::kHugetlb1G:
       return {.folio_size = backing.page_size(), .exact = true};
-    case BackingKind::kPages4K:
+    case BackingKind::k4K:
       return {.folio_size = kPage4K, .exact = true};
-    case BackingKind::kClientFd:
+    case BackingKind::kMemfd:
       if (backing.page_size() > kPage4K) {  // hugetlbfs
         return {.folio_size = backing.page_size(), .exact = true};
       }
@@ -42,7 +42,7 @@ FolioGeometry GeometryOf(const Backing& backing) {
         return {.folio_size = kPage2M, .exact = false};
       }
       return {};
-    case BackingKind::kDeviceBar:
+    case BackingKind::kBar:
       return {};
   }
   return {};

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "lifecycle/fd_name.h"
+#include "proto/backing.h"
 
 namespace vfiod::lifecycle {
 
@@ -39,7 +40,8 @@ json EncodeContainer(const ContainerRecord& c) {
               {"shared_users", c.shared_users},
               {"shared_groups", c.shared_groups},
               {"groups", c.groups},
-              {"fd_name", c.fd_name}};
+              {"fd_name", c.fd_name},
+              {"session", c.session}};
 }
 
 json EncodeEntries(const std::vector<EntryRecord>& entries) {
@@ -59,6 +61,7 @@ json EncodeMapping(const MappingRecord& m) {
               {"fd_name", m.fd_name},
               {"owner_uid", m.owner_uid},
               {"name", m.name},
+              {"session", m.session},
               {"mmio", m.mmio},
               {"entries", EncodeEntries(m.entries)}};
 }
@@ -140,9 +143,25 @@ Result<std::vector<T>> IdList(const json& obj, const char* key, const std::strin
   return out;
 }
 
+/// The "session" of an object named `name`: a token when unnamed, else empty.
+Result<std::string> SessionToken(const json& obj, const std::string& name,
+                                 const std::string& where) {
+  auto token = VFIOD_TRY(String(obj, "session", where));
+  const bool hex =
+      token.size() == kSessionTokenLength && std::all_of(token.begin(), token.end(), [](char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+      });
+  if (name.empty() ? !hex : !token.empty()) {
+    return Bad(where + ".session",
+               "not a session token of an unnamed object, or set on a named one");
+  }
+  return token;
+}
+
 Result<ContainerRecord> DecodeContainer(const json& obj, const std::string& where) {
   VFIOD_TRY(ExactKeys(
-      obj, {"id", "name", "owner_uid", "shared_users", "shared_groups", "groups", "fd_name"},
+      obj,
+      {"id", "name", "owner_uid", "shared_users", "shared_groups", "groups", "fd_name", "session"},
       where));
   ContainerRecord c;
   c.id = VFIOD_TRY(Unsigned(obj, "id", where));
@@ -152,14 +171,11 @@ Result<ContainerRecord> DecodeContainer(const json& obj, const std::string& wher
   c.shared_groups = VFIOD_TRY(IdList<gid_t>(obj, "shared_groups", where, kMaxId));
   c.groups = VFIOD_TRY(IdList<int>(obj, "groups", where, INT_MAX));
   c.fd_name = VFIOD_TRY(FdName(obj, where, false));
+  c.session = VFIOD_TRY(SessionToken(obj, c.name, where));
   return c;
 }
 
-bool KnownBacking(const std::string& backing) {
-  static const std::set<std::string> kNames = {"4k",         "thp",   "hugetlb-2m",
-                                               "hugetlb-1g", "memfd", "bar"};
-  return kNames.contains(backing);
-}
+bool KnownBacking(const std::string& backing) { return wire::ParseBacking(backing).has_value(); }
 
 Result<EntryRecord> DecodeEntry(const json& obj, const std::string& where) {
   VFIOD_TRY(ExactKeys(obj, {"iova", "size", "offset"}, where));
@@ -205,7 +221,7 @@ Result<std::vector<EntryRecord>> DecodeEntries(const json& obj, const MappingRec
 Result<MappingRecord> DecodeMapping(const json& obj, const std::string& where) {
   VFIOD_TRY(ExactKeys(obj,
                       {"id", "container", "iova", "size", "backing", "fd_name", "owner_uid", "name",
-                       "mmio", "entries"},
+                       "session", "mmio", "entries"},
                       where));
   MappingRecord m;
   m.id = VFIOD_TRY(Unsigned(obj, "id", where));
@@ -226,6 +242,7 @@ Result<MappingRecord> DecodeMapping(const json& obj, const std::string& where) {
   m.fd_name = VFIOD_TRY(FdName(obj, where, m.mmio));
   m.owner_uid = static_cast<uid_t>(VFIOD_TRY(Unsigned(obj, "owner_uid", where, kMaxId)));
   m.name = VFIOD_TRY(String(obj, "name", where));
+  m.session = VFIOD_TRY(SessionToken(obj, m.name, where));
   m.entries = VFIOD_TRY(DecodeEntries(obj, m, where));
   return m;
 }
@@ -262,14 +279,18 @@ Result<void> CheckReferences(const StateRecord& r) {
   std::set<uid_t> owners;
   std::set<std::string> fd_names;
   for (const auto& c : r.containers) {
-    if (c.id == 0 || !containers.insert(c.id).second || !fd_names.insert(c.fd_name).second) {
-      return Bad("containers", "id 0, or a repeated id or fd name");
+    if (c.id == 0 || c.id >= r.next_id || !containers.insert(c.id).second ||
+        !fd_names.insert(c.fd_name).second) {
+      return Bad("containers", "id 0, not below next_id, or a repeated id or fd name");
     }
   }
   for (const auto& m : r.mappings) {
-    if (m.id == 0 || !mappings.insert(m.id).second ||
+    if ((m.id & 0xffffffff) == 0 || (m.id >> 32) >= r.mapping_generation ||
+        !mappings.insert(m.id).second ||
         (!m.fd_name.empty() && !fd_names.insert(m.fd_name).second)) {
-      return Bad("mappings", "id 0, or a repeated id or fd name");
+      return Bad("mappings",
+                 "slot 0, generation not below mapping_generation, or a repeated "
+                 "id or fd name");
     }
     if (!containers.contains(m.container)) {
       return Bad("mappings", "mapping " + std::to_string(m.id) + " names an unknown container");
@@ -288,6 +309,8 @@ json EncodeBody(const StateRecord& record) {
   doc["format"] = kFormat;
   doc["version"] = record.version;
   doc["generation"] = record.generation;
+  doc["next_id"] = record.next_id;
+  doc["mapping_generation"] = record.mapping_generation;
   doc["containers"] = json::array();
   for (const auto& c : record.containers) {
     doc["containers"].push_back(EncodeContainer(c));
@@ -331,10 +354,15 @@ Result<StateRecord> DecodeStateRecord(std::string_view bytes) {
   if (Hex64(Fnv1a64(doc.dump())) != checksum) {
     return Bad("checksum", "does not match the contents");
   }
-  VFIOD_TRY(ExactKeys(doc, {"format", "version", "generation", "containers", "mappings", "owners"},
+  VFIOD_TRY(ExactKeys(doc,
+                      {"format", "version", "generation", "next_id", "mapping_generation",
+                       "containers", "mappings", "owners"},
                       "record"));
   StateRecord r;
   r.generation = VFIOD_TRY(Unsigned(doc, "generation", "record"));
+  r.next_id = VFIOD_TRY(Unsigned(doc, "next_id", "record"));
+  r.mapping_generation =
+      static_cast<uint32_t>(VFIOD_TRY(Unsigned(doc, "mapping_generation", "record", UINT32_MAX)));
   r.containers = VFIOD_TRY(DecodeArray<ContainerRecord>(doc, "containers", DecodeContainer));
   r.mappings = VFIOD_TRY(DecodeArray<MappingRecord>(doc, "mappings", DecodeMapping));
   r.owners = VFIOD_TRY(DecodeArray<OwnerRecord>(doc, "owners", DecodeOwner));

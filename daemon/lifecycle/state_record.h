@@ -18,7 +18,12 @@ namespace vfiod::lifecycle {
 
 /// The record format this build writes and the only one it reads.
 /// 2: a mapping lists its kernel entries (what re-adoption re-points).
-inline constexpr uint32_t kStateRecordVersion = 2;
+/// 3: the service's id counters, and the resume token of the session owning
+/// an unnamed container or mapping.
+inline constexpr uint32_t kStateRecordVersion = 3;
+
+/// Length of a session's resume token: lowercase hex digits (128 bits).
+inline constexpr size_t kSessionTokenLength = 32;
 
 /// A container: its VFIO container fd is in the store as `fd_name`.
 struct ContainerRecord {
@@ -29,6 +34,8 @@ struct ContainerRecord {
   std::vector<gid_t> shared_groups;  ///< sorted, unique
   std::vector<int> groups;           ///< IOMMU group numbers attached
   std::string fd_name;               ///< FDNAME of the container fd ("c-<id>")
+  /// Resume token of the owning session (unnamed only; empty when named).
+  std::string session;
   friend bool operator==(const ContainerRecord&, const ContainerRecord&) = default;
 };
 
@@ -52,10 +59,12 @@ struct MappingRecord {
   uint64_t container = 0;
   uint64_t iova = 0;
   uint64_t size = 0;
-  std::string backing;  ///< "4k", "thp", "hugetlb-2m", "hugetlb-1g", "memfd", "bar"
+  std::string backing;  ///< a wire::BackingName (proto/backing.h)
   std::string fd_name;  ///< FDNAME of the backing memfd; empty: none (a BAR)
   uid_t owner_uid = 0;
   std::string name;  ///< empty: belonged to a session
+  /// Resume token of the owning session (unnamed only; empty when named).
+  std::string session;
   bool mmio = false;
   /// By IOVA, tiling [iova, iova + size) exactly. Empty: not recorded (a
   /// producer that does not know them yet); re-adoption cannot re-point such
@@ -76,6 +85,12 @@ struct OwnerRecord {
 struct StateRecord {
   uint32_t version = kStateRecordVersion;
   uint64_t generation = 0;  ///< grows with every record stored; newest wins
+  /// The service's next id (sessions, containers, regions): past every id
+  /// handed out, so none is handed out twice across a restart.
+  uint64_t next_id = 1;
+  /// The generation new mapping slots start at (a mapping id is generation
+  /// << 32 | slot + 1): past every mapping id ever handed out.
+  uint32_t mapping_generation = 0;
   std::vector<ContainerRecord> containers;
   std::vector<MappingRecord> mappings;
   std::vector<OwnerRecord> owners;
@@ -93,7 +108,10 @@ struct StateRecord {
 /// kStateRecordVersion (a newer or older daemon's record is not guessed at);
 /// the checksum is missing or does not match; a key is missing, of the wrong
 /// type, out of range (uid/gid past 2^32-2, group past INT_MAX) or unknown;
-/// an id is 0 or repeated; a mapping names an unknown container, has size 0
+/// an id is 0 or repeated, or a container id is not below next_id, or a
+/// mapping id's generation is not below mapping_generation; a session token
+/// is neither empty nor kSessionTokenLength lowercase hex digits, or is set
+/// on a named object or missing on an unnamed one; a mapping names an unknown container, has size 0
 /// or wraps past 2^64; an fd name is invalid (IsValidFdName) or repeated;
 /// a mapping's entries (when listed) have size 0, are not aligned to
 /// kEntryGranule, wrap (IOVA or offset), are out of IOVA order, overlap, leave

@@ -52,6 +52,8 @@ class ServiceMethods {
   HandlerResult Version(CallContext&, const Json&, const service::Caller&);
   HandlerResult Status(CallContext&, const Json&, const service::Caller&);
   HandlerResult Stats(CallContext&, const Json&, const service::Caller&);
+  HandlerResult SessionInfo(CallContext&, const Json&, const service::Caller&);
+  HandlerResult SessionResume(CallContext&, const Json&, const service::Caller&);
   HandlerResult DeviceList(CallContext&, const Json&, const service::Caller&);
   HandlerResult DeviceInfo(CallContext&, const Json&, const service::Caller&);
   HandlerResult DeviceBind(CallContext&, const Json&, const service::Caller&);

@@ -39,7 +39,8 @@ json ToJson(const service::StatusView& s) {
           {"region_locked_bytes", s.region_locked_bytes},
           {"max_locked_bytes",
            s.max_locked_bytes == service::kUnlimited ? json(nullptr) : json(s.max_locked_bytes)},
-          {"lingering", std::move(lingering)}};
+          {"lingering", std::move(lingering)},
+          {"restart", {{"fd_store", s.fd_store}, {"detached_sessions", s.detached_sessions}}}};
 }
 
 namespace {

@@ -8,28 +8,14 @@
 
 #include "dma/backing_bar.h"
 #include "dma/engine.h"
+#include "service/managed_container_state.h"
 #include "vfio/container.h"
 #include "vfio/device.h"
 #include "vfio/group.h"
 
 namespace vfiod::service {
 
-/// The VFIO and DMA objects of one container. Teardown order (members are
-/// destroyed in reverse): device fds close first, then the DMA space unmaps
-/// and releases its backings (BAR backings hold devices), then the groups
-/// detach, and the container fd closes last, once nothing refers to it.
-struct ManagedContainer::State {
-  std::shared_ptr<vfio::Container> container;
-  std::vector<std::shared_ptr<vfio::Group>> groups;
-  std::unique_ptr<dma::DmaSpace> space;
-  std::map<std::string, std::shared_ptr<vfio::Device>> devices;  // by BDF
-};
-
 namespace {
-
-ExtensionsView ToView(const vfio::ContainerFeatures& f) {
-  return ExtensionsView{f.type1v2, f.unmap_all, f.update_vaddr, f.mmio_no_pin};
-}
 
 Result<UniqueFd> DupForClient(int fd) {
   int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -63,21 +49,6 @@ Result<dma::Backing> MakeBacking(const AllocRequest& r) {
   }
 }
 
-MappingView ViewOf(ContainerId container, const dma::MappingReport& r, wire::Backing backing) {
-  MappingView v;
-  v.container = container;
-  v.iova = r.iova;
-  v.size = r.size;
-  v.backing = wire::BackingName(backing);
-  v.chunks = r.chunks;
-  v.ioctls = r.map_ioctls;
-  v.mmio = !r.pinned;
-  for (const dma::SegmentReport& piece : r.segments) {
-    v.segments.push_back(SegmentView{piece.offset, piece.size, piece.iova});
-  }
-  return v;
-}
-
 /// The engine's scatter list for `segments`.
 std::vector<dma::MapSegment> EngineSegments(const std::vector<SegmentView>& segments) {
   std::vector<dma::MapSegment> out;
@@ -92,7 +63,7 @@ std::vector<dma::MapSegment> EngineSegments(const std::vector<SegmentView>& segm
 
 Result<ExtensionsView> ProbeExtensions(kernel::Kernel& kernel) {
   auto container = VFIOD_TRY(vfio::Container::Open(kernel));
-  return ToView(container->features());
+  return ExtensionsOf(container->features());
 }
 
 ManagedContainer::ManagedContainer(ContainerId id) : id_(id), state_(std::make_unique<State>()) {}
@@ -119,7 +90,7 @@ Result<std::shared_ptr<ManagedContainer>> ManagedContainer::Create(kernel::Kerne
   dma::EngineConfig engine;
   engine.chunk_bytes = limits.map_chunk_bytes;
   s.space = VFIOD_TRY(dma::DmaSpace::Create(s.container, engine));
-  self->extensions_ = ToView(s.container->features());
+  self->extensions_ = ExtensionsOf(s.container->features());
   self->info_ = VFIOD_TRY(s.container->IommuInfo());  // nothing mapped yet
   return self;
 }
@@ -130,7 +101,7 @@ kernel::IommuInfo ManagedContainer::iommu_info() const {
   std::lock_guard lock(info_mu_);
   kernel::IommuInfo info = info_;
   if (info.dma_avail) {
-    *info.dma_avail -= static_cast<uint32_t>(std::min<uint64_t>(*info.dma_avail, totals_.entries));
+    *info.dma_avail -= static_cast<uint32_t>(std::min<uint64_t>(*info.dma_avail, usage_.entries));
   }
   return info;
 }
@@ -138,12 +109,31 @@ kernel::IommuInfo ManagedContainer::iommu_info() const {
 void ManagedContainer::Publish() {
   const dma::SpaceUsage usage = state_->space ? state_->space->usage() : dma::SpaceUsage{};
   std::lock_guard lock(info_mu_);
-  totals_ = Totals{usage.mappings, usage.bytes, usage.entries};
+  usage_ = usage;
 }
 
-ManagedContainer::Totals ManagedContainer::totals() const {
+dma::SpaceUsage ManagedContainer::usage() const {
   std::lock_guard lock(info_mu_);
-  return totals_;
+  return usage_;
+}
+
+MappingView ManagedContainer::ViewOf(const dma::MappingReport& r) const {
+  MappingView v;
+  v.container = id_;
+  v.iova = r.iova;
+  v.size = r.size;
+  v.backing = wire::BackingName(r.backing);
+  v.chunks = r.chunks;
+  v.ioctls = r.map_ioctls;
+  v.mmio = !r.pinned;
+  if (v.mmio) {  // a BAR, mapped whole: is vfiod's view of it naturally aligned?
+    v.aligned = r.vaddr % std::min<uint64_t>(std::bit_ceil(r.size), dma::k1GiB) == 0;
+    v.mmio_no_pin = extensions_.mmio_no_pin;
+  }
+  for (const dma::SegmentReport& piece : r.segments) {
+    v.segments.push_back(SegmentView{piece.offset, piece.size, piece.iova});
+  }
+  return v;
 }
 
 Result<MapResult> ManagedContainer::Alloc(const AllocRequest& request, const ProgressFn& progress) {
@@ -155,7 +145,7 @@ Result<MapResult> ManagedContainer::Alloc(const AllocRequest& request, const Pro
   map.max_iova = MaxIova(request.placement);
   UniqueFd client_fd = VFIOD_TRY(DupForClient(backing->fd()));
   dma::MappingReport report = VFIOD_TRY(MapInChunks(std::move(map), progress));
-  MappingView view = ViewOf(id_, report, request.backing);
+  MappingView view = ViewOf(report);
   if (request.require_huge) {
     view.huge = VFIOD_TRY(RequireHuge(report.id));
   }
@@ -173,7 +163,7 @@ Result<MapResult> ManagedContainer::MapRegion(std::shared_ptr<const dma::Backing
   map.fixed_iova = request.placement.iova;
   map.max_iova = MaxIova(request.placement);
   dma::MappingReport report = VFIOD_TRY(MapInChunks(std::move(map), progress));
-  MappingView view = ViewOf(id_, report, wire::Backing::kMemfd);
+  MappingView view = ViewOf(report);
   if (request.require_huge) {
     view.huge = VFIOD_TRY(RequireHuge(report.id));
   }
@@ -237,12 +227,7 @@ Result<MapResult> ManagedContainer::MapBar(const MapBarRequest& request) {
   if (!mapped) {
     return std::unexpected(mapped.error());
   }
-  const dma::MappingReport& report = *mapped;
-  MappingView view = ViewOf(id_, report, wire::Backing::kBar);
-  uint64_t natural = std::min<uint64_t>(std::bit_ceil(backing->size()), dma::k1GiB);
-  view.aligned = backing->vaddr() % natural == 0;
-  view.mmio_no_pin = extensions_.mmio_no_pin;
-  return MapResult{std::move(view), UniqueFd(), report.id};
+  return MapResult{ViewOf(*mapped), UniqueFd(), mapped->id};
 }
 
 Result<dma::HugeShare> ManagedContainer::RequireHuge(uint64_t engine_id) {
@@ -273,11 +258,11 @@ Result<dma::UnmapReport> ManagedContainer::Unmap(uint64_t engine_id) {
   return unmapped;
 }
 
-Result<dma::MappingReport> ManagedContainer::Describe(uint64_t engine_id) const {
+Result<MappingView> ManagedContainer::Describe(uint64_t engine_id) const {
   if (!state_->space) {
     return Fail(ENOENT, "dma.info", "the container is closed");
   }
-  return state_->space->Find(engine_id);
+  return ViewOf(VFIOD_TRY(state_->space->Find(engine_id)));
 }
 
 std::vector<std::pair<int, int>> ManagedContainer::group_fds() const {
@@ -363,7 +348,7 @@ dma::UnmapReport ManagedContainer::Close() {
   }
   {
     std::lock_guard lock(info_mu_);
-    totals_ = {};
+    usage_ = {};
   }
   s.devices.clear();
   s.space.reset();

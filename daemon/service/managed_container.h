@@ -30,10 +30,6 @@ namespace vfiod::service {
 /// IOMMU is set, so it reads false here). The container is closed again.
 [[nodiscard]] Result<ExtensionsView> ProbeExtensions(kernel::Kernel& kernel);
 
-/// Fills the detail fields of `view` (chunks, ioctls, segments) from the
-/// engine's record of the mapping.
-void AddDetail(MappingView& view, const dma::MappingReport& report);
-
 class ManagedContainer {
  public:
   /// Opens a container, opens and attaches each group (in order), sets the
@@ -42,6 +38,21 @@ class ManagedContainer {
   [[nodiscard]] static Result<std::shared_ptr<ManagedContainer>> Create(
       kernel::Kernel& kernel, const vfio::PciSysfs& sysfs, ContainerId id,
       const std::vector<int>& groups, const Limits& limits);
+  /// A container a previous vfiod left, as the fd store kept it (live restart).
+  struct Inherited {
+    UniqueFd container;
+    std::vector<std::pair<int, UniqueFd>> groups;  ///< by group number, as attached
+    std::vector<dma::AdoptRequest> mappings;
+  };
+  /// Takes over `inherited` (live restart): the container fd
+  /// (vfio::Container::Adopt), each group fd (vfio::Group::Adopt), then the
+  /// mappings (dma::DmaSpace::Adopt: each re-pointed at this process with
+  /// the VADDR protocol; what does not match the kernel is released; kernel
+  /// entries no request names are unmapped). The report says what became of
+  /// each mapping. Errors (the fds are closed; a group detaches only when the
+  /// fd store holds no other copy): those of the three Adopts.
+  [[nodiscard]] static Result<std::pair<std::shared_ptr<ManagedContainer>, dma::AdoptReport>> Adopt(
+      kernel::Kernel& kernel, ContainerId id, Inherited inherited, const Limits& limits);
   ~ManagedContainer();
   ManagedContainer(const ManagedContainer&) = delete;
   ManagedContainer& operator=(const ManagedContainer&) = delete;
@@ -63,14 +74,9 @@ class ManagedContainer {
   /// vfiod's VFIO container fd (borrowed), or -1 once closed; needs mu().
   [[nodiscard]] int container_fd() const;
 
-  /// What the container holds: live mappings, their bytes and the VFIO
-  /// entries they use (leaf lock; safe under any lock).
-  struct Totals {
-    uint64_t mappings = 0;
-    uint64_t bytes = 0;
-    uint64_t entries = 0;
-  };
-  [[nodiscard]] Totals totals() const;
+  /// The engine's usage (live mappings, their bytes, the VFIO entries they
+  /// use) as of the last map, unmap or close (leaf lock; safe under any lock).
+  [[nodiscard]] dma::SpaceUsage usage() const;
 
   // Everything below needs mu() held. Mappings are named by the DmaSpace's
   // id (MapResult::engine_id); the service keeps its own ids.
@@ -85,8 +91,10 @@ class ManagedContainer {
   /// Unmaps one mapping; reports the bytes unmapped and the ioctls it took.
   /// ENOENT: unknown mapping.
   [[nodiscard]] Result<dma::UnmapReport> Unmap(uint64_t engine_id);
-  /// The engine's record of a mapping (chunks, ioctls, segments). ENOENT.
-  [[nodiscard]] Result<dma::MappingReport> Describe(uint64_t engine_id) const;
+  /// The engine's record of a mapping as a client sees it: every field of
+  /// MappingView but id, name, owner_uid (the service's) and contiguity.
+  /// ENOENT: no such mapping, or the container is closed.
+  [[nodiscard]] Result<MappingView> Describe(uint64_t engine_id) const;
   /// The contiguity report of a mapping, scanned now (nullopt for MMIO or
   /// when the scan fails: the reason is logged).
   [[nodiscard]] std::optional<dma::ContiguityReport> Contiguity(uint64_t engine_id);
@@ -106,6 +114,15 @@ class ManagedContainer {
   /// Region and IRQ information of `bdf` (its group must be in this container;
   /// opens the device when vfiod has not yet).
   [[nodiscard]] Result<DeviceVfioView> ProbeDevice(const std::string& bdf);
+  /// Graceful hand-over to a successor (SIGTERM with the fd store in use):
+  /// invalidates the vaddr of every kernel entry (DmaSpace::InvalidateAll,
+  /// so no DMA translation changes and no pin is dropped), then lets go of
+  /// the DMA space, device fds, groups and container fd without unmapping or
+  /// detaching: the fd store's copies keep them for the successor. The
+  /// container is closed after (Close() does nothing more). Returns the bytes
+  /// invalidated. ENOTSUP: the kernel lacks VFIO_UPDATE_VADDR (nothing is
+  /// touched: the caller closes it as usual); EBUSY: a map is running.
+  [[nodiscard]] Result<uint64_t> HandOver();
   /// Releases everything in teardown order: mappings (UNMAP_ALL, or one by
   /// one), device fds, groups detached, the container fd. Reports what was
   /// unmapped. Idempotent.
@@ -114,7 +131,7 @@ class ManagedContainer {
  private:
   struct State;
   explicit ManagedContainer(ContainerId id);
-  /// Copies the engine's usage into totals_ (needs mu()): after every map,
+  /// Copies the engine's usage into usage_ (needs mu()): after every map,
   /// unmap and close, so the leaf-locked readers see what the kernel holds.
   void Publish();
   /// Maps `map` chunk by chunk, reporting to `progress` after each one and
@@ -129,6 +146,8 @@ class ManagedContainer {
   [[nodiscard]] Result<dma::HugeShare> RequireHuge(uint64_t engine_id);
   /// vfiod's fd of `bdf`, opened from whichever group holds it; needs mu().
   [[nodiscard]] Result<std::shared_ptr<vfio::Device>> DeviceFor(const std::string& bdf);
+  /// The client's view of the engine's record `r` (see Describe).
+  [[nodiscard]] MappingView ViewOf(const dma::MappingReport& r) const;
 
   const ContainerId id_;
   std::vector<int> group_numbers_;
@@ -138,7 +157,7 @@ class ManagedContainer {
   std::map<int, std::set<uid_t>> handouts_;  // group -> users given a device fd; mu_
   mutable std::mutex info_mu_;               // leaf lock
   kernel::IommuInfo info_;     // at creation (DMA_AVAIL then: the limit); guarded by info_mu_
-  Totals totals_;              // guarded by info_mu_
+  dma::SpaceUsage usage_;      // published copy of the engine's; guarded by info_mu_
   ExtensionsView extensions_;  // set at creation, then constant
 };
 

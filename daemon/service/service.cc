@@ -4,8 +4,11 @@
 
 #include <malloc.h>
 #include <spdlog/spdlog.h>
+#include <sys/random.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <random>
 
 #include "dma/engine.h"
 #include "service/managed_container.h"
@@ -15,6 +18,34 @@ namespace vfiod::service {
 namespace {
 constexpr char kVersion[] = "0.1.0";
 constexpr int kApiVersion = 1;
+
+/// 128 random bits in lowercase hex: a session's resume token. From
+/// getrandom(); std::random_device only if that fails (it should not).
+std::string NewSessionToken() {
+  unsigned char bytes[lifecycle::kSessionTokenLength / 2];
+  size_t got = 0;
+  while (got < sizeof bytes) {
+    ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      std::random_device device;
+      for (; got < sizeof bytes; ++got) {
+        bytes[got] = static_cast<unsigned char>(device());
+      }
+      break;
+    }
+    got += static_cast<size_t>(n);
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string token;
+  for (unsigned char b : bytes) {
+    token += kHex[b >> 4];
+    token += kHex[b & 15];
+  }
+  return token;
+}
 }  // namespace
 
 Service::Service(Config config, std::unique_ptr<kernel::Kernel> kernel, vfio::PciSysfs sysfs)
@@ -42,7 +73,7 @@ Service::~Service() { Shutdown(); }
 SessionId Service::OpenSession(const Identity& identity) {
   std::lock_guard lock(mu_);
   SessionId id = next_id_++;
-  sessions_.emplace(id, Session{identity});
+  sessions_.emplace(id, Session{identity, 0, NewSessionToken(), false, {}});
   spdlog::debug("session {} opened (uid {})", id, identity.uid);
   return id;
 }
@@ -50,21 +81,20 @@ SessionId Service::OpenSession(const Identity& identity) {
 void Service::CloseSession(SessionId session) {
   ChangeNote note{*this};
   std::vector<ContainerSlot> owned;
-  struct Loose {
-    MappingId id;
-    uint64_t engine_id;
-    std::shared_ptr<ManagedContainer> managed;
-    uid_t uid;
-  };
-  std::vector<Loose> loose;
+  std::vector<MappingRef> loose;
   // The session's regions leave the table under mu_ but are released after
   // it: the last reference unmaps the daemon's view, which must not hold mu_.
   std::vector<std::shared_ptr<const dma::Backing>> regions;
   {
     std::lock_guard lock(mu_);
-    if (sessions_.erase(session) == 0) {
+    auto closing = sessions_.find(session);
+    if (closing == sessions_.end()) {
       return;
     }
+    if (closing->second.detached) {
+      detached_.erase(closing->second.token);
+    }
+    sessions_.erase(closing);
     for (auto it = regions_.begin(); it != regions_.end();) {
       if (it->second.owner == session) {
         regions.push_back(std::move(it->second.backing));
@@ -85,28 +115,25 @@ void Service::CloseSession(SessionId session) {
       }
     }
     ForEachMappingLocked([&](MappingId id, const MappingSlot& slot) {
-      if (slot.owner != session) {
-        return;
-      }
       auto c = containers_.find(slot.container);
-      if (c != containers_.end() && c->second.managed) {
-        loose.push_back(Loose{id, slot.engine_id, c->second.managed, slot.owner_uid});
+      if (slot.owner == session && c != containers_.end() && c->second.managed) {
+        loose.push_back(RefLocked(id, slot));
       }
     });
   }
   // Mappings the session made in containers that survive it (named ones).
-  for (const Loose& m : loose) {
+  for (const MappingRef& m : loose) {
     std::lock_guard clock(m.managed->mu());
     auto unmapped = m.managed->Unmap(m.engine_id);
     std::lock_guard lock(mu_);
     if (FindMappingLocked(m.id) != nullptr) {
       if (unmapped) {
-        stats_.RecordUnmap(m.uid, unmapped->bytes, unmapped->ioctls);
+        stats_.RecordUnmap(m.owner_uid, unmapped->bytes, unmapped->ioctls);
       }
       RemoveMappingLocked(m.id);
     }
   }
-  for (const Loose& m : loose) {
+  for (const MappingRef& m : loose) {
     RemoveMappingFd(m.id);
   }
   uint64_t bytes = 0;
@@ -136,6 +163,7 @@ void Service::Shutdown() {
     }
     containers_.clear();
     sessions_.clear();
+    detached_.clear();
     regions_.clear();
   }
   for (auto& slot : all) {
@@ -198,7 +226,14 @@ uint64_t Service::Teardown(const ContainerSlot& slot) {
   return unmapped.bytes;
 }
 
-StatusView Service::Status() const {
+StatusView Service::Status() const { return StatusOf(std::nullopt); }
+
+StatusView Service::StatusFor(const Caller& caller) {
+  RecheckLingering();
+  return StatusOf(caller.is_root() ? std::nullopt : std::optional(caller.identity.uid));
+}
+
+StatusView Service::StatusOf(std::optional<uid_t> uid) const {
   StatusView s;
   s.version = kVersion;
   s.kernel = kernel_->name();
@@ -207,50 +242,27 @@ StatusView Service::Status() const {
   s.uptime_s = static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
           .count());
-  std::lock_guard lock(mu_);
-  s.clients = sessions_.size();
-  s.containers = static_cast<uint64_t>(std::count_if(
-      containers_.begin(), containers_.end(), [](const auto& c) { return c.second.managed; }));
-  s.mappings = live_mappings_;
-  s.region_locked_bytes = held_->Total();
-  s.locked_bytes = pinned_bytes_ + s.region_locked_bytes;
   s.max_locked_bytes = max_locked_bytes_;
-  for (const auto& [id, c] : containers_) {
-    if (c.managed) {
-      s.dma_entries += c.managed->totals().entries;  // a leaf lock
-    }
-  }
-  s.lingering = LingeringViewsLocked(std::nullopt);
-  return s;
-}
-
-StatusView Service::StatusFor(const Caller& caller) {
-  RecheckLingering();
-  StatusView s = Status();
-  if (caller.is_root()) {
-    return s;
-  }
-  const uid_t uid = caller.identity.uid;
+  auto counts = [&](uid_t of) { return !uid || of == *uid; };
   std::lock_guard lock(mu_);
-  s.clients =
-      static_cast<uint64_t>(std::count_if(sessions_.begin(), sessions_.end(), [&](const auto& e) {
-        return e.second.identity.uid == uid;
-      }));
-  s.containers = 0;
-  s.dma_entries = 0;
-  for (const auto& [id, c] : containers_) {
-    if (c.managed && c.owner_uid == uid) {
-      ++s.containers;
-      s.dma_entries += c.managed->totals().entries;
+  for (const auto& [id, session] : sessions_) {
+    if (counts(session.identity.uid)) {
+      ++(session.detached ? s.detached_sessions : s.clients);
     }
   }
-  s.mappings = 0;
-  s.region_locked_bytes = held_->Of(uid);
+  s.fd_store = static_cast<bool>(fd_store_.store);
+  for (const auto& [id, c] : containers_) {
+    if (c.managed && counts(c.owner_uid)) {
+      ++s.containers;
+      s.dma_entries += c.managed->usage().entries;  // a leaf lock
+    }
+  }
+  s.region_locked_bytes = uid ? held_->Of(*uid) : held_->Total();
   s.locked_bytes = s.region_locked_bytes;
   ForEachMappingLocked([&](MappingId, const MappingSlot& m) {
-    if (m.owner_uid == uid) {
+    if (counts(m.owner_uid)) {
       ++s.mappings;
-      s.locked_bytes += ChargedBytes(m);
+      s.locked_bytes += m.charged;
     }
   });
   s.lingering = LingeringViewsLocked(uid);

@@ -34,9 +34,9 @@
 // region's shared Backing, so it is given back exactly when vfiod lets go of
 // those pages: at dma.unregister or session close, or, when mappings made from
 // the region still hold its memory then, when the last of them is freed.
-// Mappings made from such a region are "covered" (kSlotCovered): their pages
-// are the region's, already charged, so they charge no locked bytes (one
-// mapping each, still). A memfd region (4 KiB shmem, swappable until mapped)
+// Mappings made from such a region are "covered": their pages are the
+// region's, already charged, so they charge no locked bytes (one mapping
+// each, still). A memfd region (4 KiB shmem, swappable until mapped)
 // is not charged at dma.register; its mappings charge their size as any map.
 //
 // Device fds. A device fd vfiod hands out (device.open) may outlive its
@@ -44,6 +44,12 @@
 // open (its group cannot be opened again: EBUSY), the group stays held and
 // charged to the users it was handed to ("lingering", shown by status) until
 // a re-check (status, container.create, device.unbind) finds it free.
+//
+// One home per mapping. What the kernel holds of a mapping (IOVA, size,
+// backing, entries, segments) is the DMA engine's record alone, read under
+// its container's mutex (ManagedContainer::Describe); the service keeps an
+// ownership index beside it (MappingSlot: container, engine id, owner
+// session and uid, the bytes it charged) and the per-uid charges (usage_).
 //
 // Concurrency. `mu_` guards the registries (sessions_, containers_, mapping slots,
 // regions_, groups_held_, lingering_, the usage counters). Each container has its own
@@ -67,6 +73,7 @@
 #include "dma/backing.h"
 #include "kernel/kernel.h"
 #include "lifecycle/state_record.h"
+#include "proto/unique_fd.h"
 #include "service/config.h"
 #include "service/locked_charges.h"
 #include "service/policy.h"
@@ -133,7 +140,8 @@ class Service {
   /// (service_snapshot.cc): every live container (containers being created
   /// are left out), every mapping, and each uid's charges, with the FDNAMEs
   /// their fds are stored under ("c-<container id>", "m-<mapping id>"; none
-  /// for a BAR). One consistent view, taken under mu_. `generation` is left 0:
+  /// for a BAR). One consistent view, taken with every container's mutex and
+  /// mu_ held (so it waits for maps in progress). `generation` is left 0:
   /// the writer of the fd store stamps it (record_store.h).
   [[nodiscard]] lifecycle::StateRecord SnapshotState() const;
   /// Where the fds a restart needs are kept (the service manager's fd store,
@@ -154,6 +162,56 @@ class Service {
   };
   /// Set once, before the first session opens; unset, nothing is stored.
   void SetFdStoreHooks(FdStoreHooks hooks) { fd_store_ = std::move(hooks); }
+
+  // --- live restart (service_restart.cc) -----------------------------------
+  /// The resume token of `session`: lifecycle::kSessionTokenLength random
+  /// lowercase hex digits, what its client passes to ResumeSession after a
+  /// restart of vfiod. Empty for an unknown session.
+  [[nodiscard]] std::string SessionToken(SessionId session) const;
+  /// What ResumeSession took back.
+  struct Resumed {
+    uint64_t containers = 0;
+    uint64_t mappings = 0;
+  };
+  /// Moves what the detached session with `token` owns (the unnamed
+  /// containers and mappings a restart kept for it) to the caller's session,
+  /// and ends the detached session. kNotFound: no detached session has this
+  /// token, or it is another uid's (the two are not told apart).
+  [[nodiscard]] SResult<Resumed> ResumeSession(const Caller& caller, const std::string& token);
+  /// Closes (CloseSession) every detached session whose grace period is
+  /// over. Returns when the next one ends; nullopt when none is left.
+  std::optional<std::chrono::steady_clock::time_point> ReleaseExpiredSessions();
+  /// What Readopt took over and what it let go.
+  struct ReadoptReport {
+    uint64_t containers = 0;           ///< taken over
+    uint64_t mappings = 0;             ///< taken over, at their IOVAs
+    uint64_t released_containers = 0;  ///< described but not taken over (logged)
+    uint64_t released_mappings = 0;    ///< described but not taken over (logged)
+    uint64_t stray_bytes = 0;          ///< kernel entries no record named, unmapped
+    uint64_t detached_sessions = 0;    ///< waiting for ResumeSession
+  };
+  /// Rebuilds the tables from a previous vfiod's `record` and the fds it
+  /// stored (by FDNAME: "c-<id>", "g-<id>-<group>", "m-<id>"); the fds it
+  /// takes leave `fds`, the rest are the caller's to drop. Every container
+  /// is taken over (ManagedContainer::Adopt) with its id, name, owner,
+  /// sharing and groups; every mapping with its id, IOVA, name and owner,
+  /// re-pointed at this process without a moment in which device DMA
+  /// faults. What does not match the kernel, or whose fds did not come back,
+  /// is released and logged (its fds removed from the store), never trusted.
+  /// Each uid is charged what it holds now (a difference from the record's
+  /// figures is logged). The unnamed objects of each old session go to a
+  /// detached session (same token and uid) that ResumeSession claims and
+  /// ReleaseExpiredSessions ends after `grace`. Call once, after
+  /// SetFdStoreHooks and before the first session opens.
+  ReadoptReport Readopt(const lifecycle::StateRecord& record, std::map<std::string, UniqueFd>& fds,
+                        std::chrono::seconds grace);
+  /// Graceful exit with the fd store in use: every container is handed over
+  /// (ManagedContainer::HandOver: vaddrs invalidated, nothing unmapped or
+  /// detached) and the tables are emptied without removing anything from the
+  /// store or noting a change. A container that cannot be handed over is
+  /// released as by Shutdown (and leaves the store). Returns the number
+  /// handed over. The service then holds nothing.
+  size_t HandOver();
 
   // --- devices --------------------------------------------------------------
   [[nodiscard]] SResult<std::vector<DeviceView>> ListDevices(const Caller& caller);
@@ -240,6 +298,11 @@ class Service {
   struct Session {
     Identity identity;
     uint32_t regions = 0;  ///< registered regions, reserved ones included
+    std::string token;     ///< resume token (SessionToken)
+    /// Kept by Readopt for a client that died with the previous vfiod: no
+    /// connection, ended at `expires` unless resumed.
+    bool detached = false;
+    std::chrono::steady_clock::time_point expires;
   };
   /// A registered region: the adopted client file, owned by one session.
   struct RegionSlot {
@@ -265,25 +328,28 @@ class Service {
     std::chrono::steady_clock::time_point since;
     bool probing = false;  ///< a re-check is running (off mu_)
   };
-  /// One live mapping, kept small (a container may hold 65535): the full
-  /// MappingView is rebuilt on demand, the rest from the engine's record.
-  /// Slots live in a deque and are reused; a mapping's id is
-  /// generation << 32 | (slot index + 1), so an id is never reused.
+  /// One live mapping in the ownership index, kept small (a container may
+  /// hold 65535): who owns it and where the engine keeps it; everything else
+  /// is the engine's record (see "One home per mapping"). Its name, if any,
+  /// is in mapping_names_. Slots live in a deque and are reused; a mapping's
+  /// id is generation << 32 | (slot index + 1), so an id is never reused.
   struct MappingSlot {
     ContainerId container = 0;  ///< 0: a free slot
     SessionId owner = 0;        ///< 0: named, survives its creator
     uint64_t engine_id = 0;     ///< the container DmaSpace's id of it
-    uint64_t iova = 0;
-    uint64_t size = 0;
+    uint64_t charged = 0;       ///< locked bytes charged to owner_uid (0: MMIO, covered)
     uint32_t generation = 0;
     uid_t owner_uid = 0;
-    wire::Backing backing = wire::Backing::k4K;
-    uint8_t flags = 0;  ///< kSlotMmio | kSlotAligned | kSlotMmioNoPin
   };
-  static constexpr uint8_t kSlotMmio = 1;
-  static constexpr uint8_t kSlotAligned = 2;
-  static constexpr uint8_t kSlotMmioNoPin = 4;
-  static constexpr uint8_t kSlotCovered = 8;  ///< of a charged region: charges no bytes
+  /// A mapping's index entry copied out of mu_, to read the engine's record
+  /// of it under its container's mutex.
+  struct MappingRef {
+    MappingId id = 0;
+    uint64_t engine_id = 0;
+    uid_t owner_uid = 0;
+    std::string name;
+    std::shared_ptr<ManagedContainer> managed;
+  };
   struct Usage {
     uint64_t locked_bytes = 0;
     uint64_t mappings = 0;
@@ -330,21 +396,22 @@ class Service {
   [[nodiscard]] ContainerView ViewLocked(const ContainerSlot& slot) const;
   /// The live slot of mapping `id`, or null.
   [[nodiscard]] const MappingSlot* FindMappingLocked(MappingId id) const;
-  /// Records a new mapping (its quota already charged); returns its id.
-  /// `covered`: made from a charged region, so it charges no locked bytes.
-  MappingId AddMappingLocked(const MappingView& view, uint64_t engine_id, SessionId owner,
-                             uid_t uid, const std::string& name, bool covered = false);
-  /// The locked bytes a live slot charges (0: MMIO or covered).
-  [[nodiscard]] static uint64_t ChargedBytes(const MappingSlot& slot) {
-    return (slot.flags & (kSlotMmio | kSlotCovered)) != 0 ? 0 : slot.size;
-  }
-  /// Forgets mapping `id`: gives back its quota, frees its slot. When no
+  /// Indexes a new mapping (its quota, `charged` locked bytes and one
+  /// mapping, already charged to `slot.owner_uid`); returns its id.
+  MappingId AddMappingLocked(const MappingSlot& slot, const std::string& name);
+  /// Forgets mapping `id`: gives back its charges, frees its slot. When no
   /// mapping is left, the slots' memory is given back too.
   void RemoveMappingLocked(MappingId id);
   /// Drops every (free) slot, keeping the ids unique: see mapping_generation_floor_.
   void ReleaseMappingSlotsLocked();
-  /// The summary view of a live slot (no chunks, ioctls, contiguity).
-  [[nodiscard]] MappingView SummaryLocked(MappingId id, const MappingSlot& slot) const;
+  /// The index entry of live mapping `id`, to describe it off mu_.
+  [[nodiscard]] MappingRef RefLocked(MappingId id, const MappingSlot& slot) const;
+  /// The view of a mapping: the engine's record with the index's id, owner
+  /// and name. Needs its container's mutex (not mu_). ENOENT: freed meanwhile.
+  [[nodiscard]] static Result<MappingView> Describe(const MappingRef& ref);
+  /// Describe for each of `refs`, each under its container's mutex in turn;
+  /// no lock held on entry. By id; mappings freed meanwhile are left out.
+  [[nodiscard]] static std::vector<MappingView> DescribeAll(const std::vector<MappingRef>& refs);
   /// Calls `fn(id, slot)` for every live mapping, in slot order.
   template <class Fn>
   void ForEachMappingLocked(Fn fn) const {
@@ -357,9 +424,8 @@ class Service {
   [[nodiscard]] MappingId IdOfSlot(size_t index) const {
     return (uint64_t{mapping_slots_[index].generation} << 32) | (index + 1);
   }
-  /// The caller's visible mappings (of `container` when set), with the
-  /// engine ids, summary fields only.
-  [[nodiscard]] std::vector<std::pair<MappingView, uint64_t>> VisibleMappingsLocked(
+  /// The caller's visible mappings (of `container` when set), by id.
+  [[nodiscard]] std::vector<MappingRef> VisibleMappingsLocked(
       const Caller& caller, std::optional<ContainerId> container) const;
 
   /// Runs one map on container `id`: checks access, reserves the quota
@@ -405,6 +471,23 @@ class Service {
   /// "uid 1000 (container 5, destroyed)": who holds `group`, when vfiod knows
   /// it holds it; nullopt when it is free. Needs mu_.
   [[nodiscard]] std::optional<std::string> GroupHolderLocked(int group) const;
+  // Readopt's steps (service_restart.cc).
+  /// Takes over the container `c` describes with its mappings in `record`,
+  /// taking their fds out of `fds`; what it cannot take over is released,
+  /// logged and counted, and its fds leave the store.
+  void ReadoptContainer(const lifecycle::ContainerRecord& c, const lifecycle::StateRecord& record,
+                        std::map<std::string, UniqueFd>& fds, ReadoptReport& report);
+  /// The detached session of old token `token` and `uid`, made on first use.
+  SessionId DetachedSessionLocked(const std::string& token, uid_t uid,
+                                  std::chrono::steady_clock::time_point expires);
+  /// Indexes adopted mapping `id` at its own slot and generation (its
+  /// charges already made). Slots it skips are left free for
+  /// RebuildFreeMappingSlotsLocked.
+  void AddMappingAtLocked(MappingId id, const MappingSlot& slot, const std::string& name);
+  /// The free list from the slots (after AddMappingAtLocked).
+  void RebuildFreeMappingSlotsLocked();
+  /// The daemon's figures: all of them (nullopt) or those of `uid` alone.
+  [[nodiscard]] StatusView StatusOf(std::optional<uid_t> uid) const;
   /// The lingering containers, all (nullopt) or those `uid` holds or owned.
   [[nodiscard]] std::vector<LingeringView> LingeringViewsLocked(std::optional<uid_t> uid) const;
   /// The device `bdf` names (kInvalidParams: malformed; kNotFound: absent).
@@ -455,6 +538,9 @@ class Service {
   // Backings, which may outlive the service. Its own leaf lock.
   const std::shared_ptr<LockedCharges> held_ = std::make_shared<LockedCharges>();
   FdStoreHooks fd_store_;  // set before serving, then only read
+  // Readopt's detached sessions by old token; set before serving, then mu_.
+  std::map<std::string, SessionId> detached_;
+  std::chrono::seconds grace_{0};  // Readopt's grace period; set before serving
 
   mutable std::mutex mu_;
   uint64_t next_id_ = 1;                             // guarded by mu_
@@ -464,12 +550,10 @@ class Service {
   std::vector<uint32_t> free_mapping_slots_;         // indexes; guarded by mu_
   uint32_t mapping_generation_floor_ = 0;            // of new slots: past every released one; mu_
   std::map<MappingId, std::string> mapping_names_;   // named mappings only; guarded by mu_
-  uint64_t live_mappings_ = 0;                       // guarded by mu_
-  uint64_t pinned_bytes_ = 0;                        // of live mappings; guarded by mu_
   std::map<RegionId, RegionSlot> regions_;           // guarded by mu_
   std::map<int, ContainerId> groups_held_;           // group -> container; guarded by mu_
   std::map<ContainerId, LingeringSlot> lingering_;   // destroyed, groups held; mu_
-  std::map<uid_t, Usage> usage_;                     // guarded by mu_
+  std::map<uid_t, Usage> usage_;                     // charges, reservations too; mu_
 };
 
 }  // namespace vfiod::service

@@ -18,10 +18,10 @@ ContainerView Service::ViewLocked(const ContainerSlot& slot) const {
   v.groups = slot.managed->groups();
   v.iommu = slot.managed->iommu_info();
   v.extensions = slot.managed->extensions();
-  const ManagedContainer::Totals totals = slot.managed->totals();
-  v.mappings = totals.mappings;
-  v.mapped_bytes = totals.bytes;
-  v.dma_entries_used = totals.entries;
+  const dma::SpaceUsage usage = slot.managed->usage();
+  v.mappings = usage.mappings;
+  v.mapped_bytes = usage.bytes;
+  v.dma_entries_used = usage.entries;
   return v;
 }
 
@@ -160,26 +160,13 @@ std::vector<ContainerView> Service::ListContainers(const Caller& caller) const {
 
 SResult<std::pair<ContainerView, std::vector<MappingView>>> Service::ContainerInfo(
     const Caller& caller, ContainerId container) {
-  std::shared_ptr<ManagedContainer> managed;
-  std::vector<std::pair<MappingView, uint64_t>> found;
+  std::vector<MappingRef> refs;
   {
     std::lock_guard lock(mu_);
-    managed = VFIOD_TRY(FindContainerLocked(caller, container, Access::kSee, "container.info"));
-    found = VisibleMappingsLocked(caller, container);
+    VFIOD_TRY(FindContainerLocked(caller, container, Access::kSee, "container.info"));
+    refs = VisibleMappingsLocked(caller, container);
   }
-  std::vector<MappingView> maps;
-  maps.reserve(found.size());
-  {
-    std::lock_guard clock(managed->mu());
-    for (auto& [view, engine_id] : found) {
-      auto record = managed->closed() ? Result<dma::MappingReport>(Fail(ENOENT, "", ""))
-                                      : managed->Describe(engine_id);
-      if (record) {  // else freed meanwhile
-        AddDetail(view, *record);
-        maps.push_back(std::move(view));
-      }
-    }
-  }
+  std::vector<MappingView> maps = DescribeAll(refs);
   std::lock_guard lock(mu_);
   auto it = containers_.find(container);
   if (it == containers_.end() || !it->second.managed) {

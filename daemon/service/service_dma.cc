@@ -95,12 +95,14 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
     UnreserveLocked(uid, pinned_bytes, 1, 0);
     return Refuse(ErrorKind::kNotFound, ECONNRESET, "dma", "the session closed during the map");
   }
-  const uint64_t pinned = view.mmio || covered ? 0 : view.size;
+  const uint64_t charged = view.mmio || covered ? 0 : view.size;
   UnreserveLocked(uid, pinned_bytes, 0, 0);
-  usage_[uid].locked_bytes += pinned;  // the real figure, already within quota
+  usage_[uid].locked_bytes += charged;  // the real figure, already within quota
   view.name = name;
-  view.id = AddMappingLocked(view, outcome->engine_id, name.empty() ? caller.session : 0, uid, name,
-                             covered);
+  view.owner_uid = uid;
+  view.id = AddMappingLocked(
+      MappingSlot{id, name.empty() ? caller.session : 0, outcome->engine_id, charged, 0, uid},
+      name);
   stats_.RecordMap(uid, view.size, view.ioctls);
   spdlog::debug("mapping {}: container {} iova {:#x} size {:#x} {} ({} ioctls)", view.id, id,
                 view.iova, view.size, view.backing, view.ioctls);
@@ -167,44 +169,38 @@ SResult<MapResult> Service::MapBar(const Caller& caller, const MapBarRequest& re
 
 SResult<std::vector<MappingView>> Service::ListMappings(
     const Caller& caller, std::optional<ContainerId> container) const {
-  std::lock_guard lock(mu_);
-  if (container) {
-    auto it = containers_.find(*container);
-    if (it == containers_.end()) {
-      return Refuse(ErrorKind::kNotFound, ENOENT, "dma.list",
-                    "no container " + std::to_string(*container) + " visible to this client");
+  std::vector<MappingRef> refs;
+  {
+    std::lock_guard lock(mu_);
+    if (container) {
+      auto it = containers_.find(*container);
+      if (it == containers_.end()) {
+        return Refuse(ErrorKind::kNotFound, ENOENT, "dma.list",
+                      "no container " + std::to_string(*container) + " visible to this client");
+      }
+      VFIOD_TRY(Authorize(caller, it->second, Access::kSee, "dma.list"));
     }
-    VFIOD_TRY(Authorize(caller, it->second, Access::kSee, "dma.list"));
+    refs = VisibleMappingsLocked(caller, container);
   }
-  std::vector<MappingView> out;
-  for (auto& [view, engine_id] : VisibleMappingsLocked(caller, container)) {
-    out.push_back(std::move(view));
-  }
-  return out;
+  return DescribeAll(refs);
 }
 
 SResult<MappingView> Service::MappingInfo(const Caller& caller, MappingId mapping) {
-  std::shared_ptr<ManagedContainer> managed;
-  MappingView view;
-  uint64_t engine_id = 0;
+  MappingRef ref;
   {
     std::lock_guard lock(mu_);
     const MappingSlot* slot =
         VFIOD_TRY(MappingForLocked(caller, mapping, Access::kSee, "dma.info"));
-    view = SummaryLocked(mapping, *slot);
-    engine_id = slot->engine_id;
-    managed = containers_.at(slot->container).managed;
+    ref = RefLocked(mapping, *slot);
   }
-  std::lock_guard clock(managed->mu());
-  auto record = managed->closed() ? Result<dma::MappingReport>(Fail(ENOENT, "dma.info", ""))
-                                  : managed->Describe(engine_id);
-  if (!record) {  // freed or destroyed meanwhile
+  std::lock_guard clock(ref.managed->mu());
+  auto view = Describe(ref);
+  if (!view) {  // freed or destroyed meanwhile
     return Refuse(ErrorKind::kNotFound, ENOENT, "dma.info",
                   "no mapping " + std::to_string(mapping) + " visible to this client");
   }
-  AddDetail(view, *record);
-  view.contiguity = managed->Contiguity(engine_id);
-  return view;
+  view->contiguity = ref.managed->Contiguity(ref.engine_id);
+  return std::move(*view);
 }
 
 SResult<uint64_t> Service::FreeMapping(const Caller& caller, MappingId mapping) {

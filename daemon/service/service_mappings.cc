@@ -1,6 +1,6 @@
-// The service's mapping records: one small slot per live mapping (see
-// Service::MappingSlot), the views built from them on demand, and who may
-// see which. All functions here need mu_ held.
+// The service's mapping index: one small slot per live mapping (see
+// Service::MappingSlot), and the views built on demand from the engine's
+// records. The *Locked functions need mu_ held; Describe* need it not held.
 #include <algorithm>
 
 #include "dma/engine.h"
@@ -16,15 +16,6 @@ constexpr size_t kSlotsKeptIdle = 256;
 
 }  // namespace
 
-void AddDetail(MappingView& view, const dma::MappingReport& report) {
-  view.chunks = report.chunks;
-  view.ioctls = report.map_ioctls;
-  view.segments.clear();
-  for (const dma::SegmentReport& piece : report.segments) {
-    view.segments.push_back(SegmentView{piece.offset, piece.size, piece.iova});
-  }
-}
-
 const Service::MappingSlot* Service::FindMappingLocked(MappingId id) const {
   const uint64_t index = id & 0xffffffff;
   if (index == 0 || index > mapping_slots_.size()) {
@@ -34,8 +25,7 @@ const Service::MappingSlot* Service::FindMappingLocked(MappingId id) const {
   return slot.container != 0 && slot.generation == id >> 32 ? &slot : nullptr;
 }
 
-MappingId Service::AddMappingLocked(const MappingView& view, uint64_t engine_id, SessionId owner,
-                                    uid_t uid, const std::string& name, bool covered) {
+MappingId Service::AddMappingLocked(const MappingSlot& slot, const std::string& name) {
   size_t index = mapping_slots_.size();
   if (free_mapping_slots_.empty()) {
     mapping_slots_.emplace_back().generation = mapping_generation_floor_;
@@ -43,37 +33,46 @@ MappingId Service::AddMappingLocked(const MappingView& view, uint64_t engine_id,
     index = free_mapping_slots_.back();
     free_mapping_slots_.pop_back();
   }
-  MappingSlot& slot = mapping_slots_[index];
-  slot.container = view.container;
-  slot.owner = owner;
-  slot.engine_id = engine_id;
-  slot.iova = view.iova;
-  slot.size = view.size;
-  slot.owner_uid = uid;
-  slot.backing = wire::ParseBacking(view.backing).value_or(wire::Backing::kBar);
-  slot.flags =
-      static_cast<uint8_t>((view.mmio ? kSlotMmio : 0) | (view.aligned ? kSlotAligned : 0) |
-                           (view.mmio_no_pin ? kSlotMmioNoPin : 0) | (covered ? kSlotCovered : 0));
+  MappingSlot& stored = mapping_slots_[index];
+  const uint32_t generation = stored.generation;
+  stored = slot;
+  stored.generation = generation;
   const MappingId id = IdOfSlot(index);
   if (!name.empty()) {
     mapping_names_[id] = name;
   }
-  ++live_mappings_;
-  pinned_bytes_ += ChargedBytes(slot);
   return id;
 }
 
+void Service::AddMappingAtLocked(MappingId id, const MappingSlot& slot, const std::string& name) {
+  const size_t index = (id & 0xffffffff) - 1;
+  while (mapping_slots_.size() <= index) {
+    mapping_slots_.emplace_back().generation = mapping_generation_floor_;
+  }
+  MappingSlot& stored = mapping_slots_[index];
+  stored = slot;
+  stored.generation = static_cast<uint32_t>(id >> 32);
+  if (!name.empty()) {
+    mapping_names_[id] = name;
+  }
+}
+
+void Service::RebuildFreeMappingSlotsLocked() {
+  free_mapping_slots_.clear();
+  for (size_t i = mapping_slots_.size(); i-- > 0;) {  // the lowest index is reused first
+    if (mapping_slots_[i].container == 0) {
+      free_mapping_slots_.push_back(static_cast<uint32_t>(i));
+    }
+  }
+}
+
 void Service::RemoveMappingLocked(MappingId id) {
-  const MappingSlot* found = FindMappingLocked(id);
-  if (found == nullptr) {
+  if (FindMappingLocked(id) == nullptr) {
     return;
   }
   const size_t index = (id & 0xffffffff) - 1;
   MappingSlot& slot = mapping_slots_[index];
-  const uint64_t pinned = ChargedBytes(slot);
-  UnreserveLocked(slot.owner_uid, pinned, 1, 0);
-  pinned_bytes_ -= std::min(pinned_bytes_, pinned);
-  --live_mappings_;
+  UnreserveLocked(slot.owner_uid, slot.charged, 1, 0);
   if (!mapping_names_.empty()) {
     mapping_names_.erase(id);
   }
@@ -81,8 +80,9 @@ void Service::RemoveMappingLocked(MappingId id) {
   slot = MappingSlot{};
   slot.generation = next_generation;  // the freed id is never handed out again
   free_mapping_slots_.push_back(static_cast<uint32_t>(index));
-  if (live_mappings_ == 0 && mapping_slots_.size() > kSlotsKeptIdle) {
-    ReleaseMappingSlotsLocked();
+  if (free_mapping_slots_.size() == mapping_slots_.size() &&
+      mapping_slots_.size() > kSlotsKeptIdle) {
+    ReleaseMappingSlotsLocked();  // nothing is mapped any more
   }
 }
 
@@ -95,34 +95,44 @@ void Service::ReleaseMappingSlotsLocked() {
   std::vector<uint32_t>().swap(free_mapping_slots_);
 }
 
-MappingView Service::SummaryLocked(MappingId id, const MappingSlot& slot) const {
-  MappingView v;
-  v.id = id;
-  v.container = slot.container;
-  v.owner_uid = slot.owner_uid;
+Service::MappingRef Service::RefLocked(MappingId id, const MappingSlot& slot) const {
+  MappingRef ref{id, slot.engine_id, slot.owner_uid, {}, containers_.at(slot.container).managed};
   if (auto name = mapping_names_.find(id); name != mapping_names_.end()) {
-    v.name = name->second;
+    ref.name = name->second;
   }
-  v.iova = slot.iova;
-  v.size = slot.size;
-  v.backing = wire::BackingName(slot.backing);
-  v.mmio = (slot.flags & kSlotMmio) != 0;
-  v.aligned = (slot.flags & kSlotAligned) != 0;
-  v.mmio_no_pin = (slot.flags & kSlotMmioNoPin) != 0;
-  return v;
+  return ref;
 }
 
-std::vector<std::pair<MappingView, uint64_t>> Service::VisibleMappingsLocked(
+Result<MappingView> Service::Describe(const MappingRef& ref) {
+  MappingView view = VFIOD_TRY(ref.managed->Describe(ref.engine_id));
+  view.id = ref.id;
+  view.owner_uid = ref.owner_uid;
+  view.name = ref.name;
+  return view;
+}
+
+std::vector<MappingView> Service::DescribeAll(const std::vector<MappingRef>& refs) {
+  std::vector<MappingView> out;
+  out.reserve(refs.size());
+  for (const MappingRef& ref : refs) {
+    std::lock_guard clock(ref.managed->mu());
+    if (auto view = Describe(ref)) {  // else freed meanwhile
+      out.push_back(std::move(*view));
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  return out;
+}
+
+std::vector<Service::MappingRef> Service::VisibleMappingsLocked(
     const Caller& caller, std::optional<ContainerId> container) const {
-  std::vector<std::pair<MappingView, uint64_t>> out;
+  std::vector<MappingRef> out;
   ForEachMappingLocked([&](MappingId id, const MappingSlot& slot) {
     if ((!container || slot.container == *container) &&
         Authorize(caller, slot, Access::kSee, "dma.list")) {
-      out.emplace_back(SummaryLocked(id, slot), slot.engine_id);
+      out.push_back(RefLocked(id, slot));
     }
   });
-  std::sort(out.begin(), out.end(),
-            [](const auto& a, const auto& b) { return a.first.id < b.first.id; });
   return out;
 }
 

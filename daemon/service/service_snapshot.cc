@@ -1,8 +1,9 @@
 // Service::SnapshotState: the service's tables as a lifecycle::StateRecord,
 // the part of the state that must survive a restart of vfiod (issue 14).
 #include <algorithm>
-#include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -63,41 +64,84 @@ lifecycle::MappingRecord MappingRecordOf(const MappingView& view) {
 }  // namespace
 
 lifecycle::StateRecord Service::SnapshotState() const {
-  lifecycle::StateRecord record;
-  // The kernel entries come from each container's engine, under its mutex,
-  // which may not be taken under mu_: the tables first, then the entries.
-  std::map<ContainerId, std::shared_ptr<ManagedContainer>> managed;
-  std::vector<std::pair<size_t, uint64_t>> engine_ids;  // record.mappings index, engine id
-  {
-    std::lock_guard lock(mu_);
+  // The mappings are the engine's records: every live container's mutex is
+  // held (the lock order allows them before mu_), so the index, the engine
+  // and the charges are read at one instant. A container created between the
+  // two steps starts the collection over.
+  std::vector<std::shared_ptr<ManagedContainer>> live;
+  std::vector<std::unique_lock<std::mutex>> held;
+  std::unique_lock lock(mu_);
+  for (;;) {
+    std::vector<std::shared_ptr<ManagedContainer>> now;
     for (const auto& [id, slot] : containers_) {
       if (slot.managed) {
-        record.containers.push_back(ContainerRecordOf(ViewLocked(slot)));
-        managed[id] = slot.managed;
+        now.push_back(slot.managed);
       }
     }
-    ForEachMappingLocked([&](MappingId id, const MappingSlot& slot) {
-      engine_ids.emplace_back(record.mappings.size(), slot.engine_id);
-      record.mappings.push_back(MappingRecordOf(SummaryLocked(id, slot)));
-    });
-  }
-  for (auto [index, engine_id] : engine_ids) {
-    lifecycle::MappingRecord& m = record.mappings[index];
-    auto it = managed.find(m.container);
-    if (it == managed.end() || m.mmio) {
-      continue;  // a BAR is not re-pointable (no stored device fd): no entries
+    if (now == live) {
+      break;
     }
-    std::lock_guard clock(it->second->mu());
-    auto kept = it->second->Keepable(engine_id);
-    if (!kept || kept->fd < 0 || !Tiles(kept->entries, m.iova, m.size)) {
-      m.fd_name.clear();  // freed meanwhile, anonymous, or not tiling: released on restart
+    lock.unlock();
+    held.clear();
+    live = std::move(now);
+    for (const auto& managed : live) {
+      held.emplace_back(managed->mu());
+    }
+    lock.lock();
+  }
+  lifecycle::StateRecord record;
+  record.next_id = next_id_;
+  record.mapping_generation = std::max<uint32_t>(mapping_generation_floor_, 1);
+  for (const MappingSlot& slot : mapping_slots_) {
+    record.mapping_generation = std::max(record.mapping_generation, slot.generation + 1);
+  }
+  // An unnamed object is recorded with its session's resume token; one
+  // whose session is gone is being torn down, and is left out.
+  auto token_of = [&](SessionId owner) {
+    auto session = sessions_.find(owner);
+    return session == sessions_.end() ? std::string() : session->second.token;
+  };
+  std::set<ContainerId> recorded;
+  for (const auto& [id, slot] : containers_) {
+    if (!slot.managed) {
       continue;
     }
-    for (const dma::AdoptEntry& e : kept->entries) {
-      m.entries.push_back({e.iova, e.size, e.offset});
+    lifecycle::ContainerRecord c = ContainerRecordOf(ViewLocked(slot));
+    if (slot.name.empty() && (c.session = token_of(slot.owner)).empty()) {
+      continue;
     }
+    record.containers.push_back(std::move(c));
+    recorded.insert(id);
   }
-  std::lock_guard lock(mu_);
+  ForEachMappingLocked([&](MappingId id, const MappingSlot& slot) {
+    auto container = containers_.find(slot.container);
+    if (!recorded.contains(slot.container) || (slot.owner != 0 && token_of(slot.owner).empty())) {
+      return;  // its container or session is being torn down
+    }
+    auto view = Describe(RefLocked(id, slot));
+    if (!view) {
+      return;
+    }
+    lifecycle::MappingRecord m = MappingRecordOf(*view);
+    m.session = slot.owner != 0 ? token_of(slot.owner) : std::string();
+    // A BAR is not re-pointable (no stored device fd): it has no entries. An
+    // anonymous backing, or entries that do not tile the mapping, leave the
+    // fd name empty: such a mapping is released on restart.
+    bool keep = false;
+    if (!m.mmio) {
+      auto kept = container->second.managed->Keepable(slot.engine_id);
+      if (kept && kept->fd >= 0 && Tiles(kept->entries, m.iova, m.size)) {
+        for (const dma::AdoptEntry& e : kept->entries) {
+          m.entries.push_back({e.iova, e.size, e.offset});
+        }
+        keep = true;
+      }
+    }
+    if (!keep) {
+      m.fd_name.clear();
+    }
+    record.mappings.push_back(std::move(m));
+  });
   for (const auto& [uid, usage] : usage_) {
     if (usage.locked_bytes == 0 && usage.mappings == 0 && usage.containers == 0) {
       continue;

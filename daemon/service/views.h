@@ -69,6 +69,10 @@ struct StatusView {
   uint64_t max_locked_bytes = 0;         ///< limits.max_locked_bytes (kUnlimited: none)
   uint64_t dma_entries = 0;              ///< VFIO mapping entries in use, all containers
   std::vector<LingeringView> lingering;  ///< root: all; others: where they hold or own
+  /// Whether what vfiod holds survives a restart (the service manager's fd
+  /// store is in use); false when started by hand.
+  bool fd_store = false;
+  uint64_t detached_sessions = 0;  ///< kept by a restart, waiting for session.resume
 };
 
 /// The VFIO view of a device (only when it is bound to vfio-pci, usable).

@@ -51,7 +51,7 @@ TEST(ClientFdTest, AdoptsAMemfdRangeAndSharesIt) {
   UniqueFd client_view(::dup(fd.get()));
   auto backing = AdoptClientFd(std::move(fd), 2 * k4KiB, 4 * k4KiB);
   ASSERT_TRUE(backing) << backing.error().message();
-  EXPECT_EQ(backing->kind(), BackingKind::kClientFd);
+  EXPECT_EQ(backing->kind(), BackingKind::kMemfd);
   EXPECT_EQ(backing->size(), 4 * k4KiB);
   EXPECT_EQ(backing->fd_offset(), 2 * k4KiB);
   EXPECT_EQ(backing->page_size(), k4KiB);

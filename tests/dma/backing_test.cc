@@ -62,7 +62,7 @@ TEST(MapAlignedTest, RejectsBadAlignment) {
 TEST(PagesBackingTest, ShareableFourKilobytePagesArePopulatedSealedAndShared) {
   auto backing = CreatePagesBacking(16 * k4KiB, /*shareable=*/true);
   ASSERT_TRUE(backing) << backing.error().message();
-  EXPECT_EQ(backing->kind(), BackingKind::kPages4K);
+  EXPECT_EQ(backing->kind(), BackingKind::k4K);
   EXPECT_EQ(backing->size(), 16 * k4KiB);
   EXPECT_EQ(backing->page_size(), k4KiB);
   EXPECT_FALSE(backing->mmio());

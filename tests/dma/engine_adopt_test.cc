@@ -81,7 +81,7 @@ class AdoptTest : public EngineTest {
   }
 
   AdoptRequest Reopened(uint64_t key, UniqueFd fd, std::vector<AdoptEntry> entries) {
-    auto backing = ReopenBacking(std::move(fd), BackingKind::kPages4K);
+    auto backing = ReopenBacking(std::move(fd), BackingKind::k4K);
     EXPECT_TRUE(backing) << backing.error().message();
     return {.key = key,
             .backing = std::make_shared<const Backing>(std::move(*backing)),
@@ -266,7 +266,7 @@ TEST_F(AdoptTest, ReopenRefusesWhatIsNoStoredBacking) {
   EXPECT_EQ(ReopenBacking(std::move(null), BackingKind::kThp).error().code, EINVAL);
   auto a = Shared(kChunk);
   UniqueFd copy(::fcntl(a->fd(), F_DUPFD_CLOEXEC, 0));
-  EXPECT_EQ(ReopenBacking(std::move(copy), BackingKind::kDeviceBar).error().code, EINVAL);
+  EXPECT_EQ(ReopenBacking(std::move(copy), BackingKind::kBar).error().code, EINVAL);
 }
 
 TEST_F(AdoptTest, AContainerWithoutIommuIsNotAdopted) {

@@ -119,7 +119,7 @@ TEST_F(EngineTest, DeviceBarIsMappedPeerToPeerWithoutPinning) {
   ASSERT_TRUE(device) << device.error().message();
   auto bar = CreateBarBacking(*device, kIvshmemBar2);
   ASSERT_TRUE(bar) << bar.error().message();
-  EXPECT_EQ(bar->kind(), BackingKind::kDeviceBar);
+  EXPECT_EQ(bar->kind(), BackingKind::kBar);
   EXPECT_TRUE(bar->mmio());
   EXPECT_EQ(bar->size(), uint64_t{64} << 20);
   EXPECT_EQ(bar->alignment(), uint64_t{64} << 20);
@@ -129,7 +129,7 @@ TEST_F(EngineTest, DeviceBarIsMappedPeerToPeerWithoutPinning) {
   auto report = space_->Map({.backing = shared, .max_iova = (uint64_t{1} << 28) - 1});
   ASSERT_TRUE(report) << report.error().message();
   EXPECT_FALSE(report->pinned);
-  EXPECT_EQ(report->backing, BackingKind::kDeviceBar);
+  EXPECT_EQ(report->backing, BackingKind::kBar);
   EXPECT_EQ(report->congruence.modulus, kPage2M);
   EXPECT_EQ(report->iova % kPage2M, 0u);
   EXPECT_EQ(model_.LockedBytes(), locked);  // MMIO is not charged
@@ -153,7 +153,7 @@ TEST_F(EngineTest, ClientMemfdMapsAtItsOffset) {
   auto shared = std::make_shared<const Backing>(std::move(*backing));
   auto report = space_->Map({.backing = shared, .fixed_iova = 0x300000});
   ASSERT_TRUE(report) << report.error().message();
-  EXPECT_EQ(report->backing, BackingKind::kClientFd);
+  EXPECT_EQ(report->backing, BackingKind::kMemfd);
   EXPECT_EQ(model_.Mappings(container_->fd())->front().vaddr, shared->vaddr());
   EXPECT_EQ(model_.LockedBytes(), 4 * kPage4K);
 }

@@ -21,7 +21,7 @@ std::shared_ptr<const Backing> Unpopulated(uint64_t size) {
                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   EXPECT_TRUE(memory) << memory.error().message();
   BackingParts parts;
-  parts.kind = BackingKind::kPages4K;
+  parts.kind = BackingKind::k4K;
   parts.vaddr = memory->vaddr();
   parts.size = size;
   parts.memory = std::move(*memory);

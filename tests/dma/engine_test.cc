@@ -17,7 +17,7 @@ TEST_F(EngineTest, MapsAndUnmapsOneBackingExactly) {
   ASSERT_TRUE(report) << report.error().message();
   EXPECT_EQ(report->size, 16 * kPage4K);
   EXPECT_EQ(report->vaddr, backing->vaddr());
-  EXPECT_EQ(report->backing, BackingKind::kPages4K);
+  EXPECT_EQ(report->backing, BackingKind::k4K);
   EXPECT_TRUE(report->pinned);
   EXPECT_EQ(report->chunks, 1u);
   EXPECT_EQ(report->map_ioctls, 1u);

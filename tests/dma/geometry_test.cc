@@ -25,17 +25,16 @@ Backing Described(BackingKind kind, uint64_t vaddr, uint64_t page_size, uint64_t
 TEST(GeometryOf, FollowsTheKindAndTheViewsPlacement) {
   EXPECT_EQ(GeometryOf(Described(BackingKind::kHugetlb2M, kBase, kPage2M)).folio_size, kPage2M);
   EXPECT_TRUE(GeometryOf(Described(BackingKind::kHugetlb1G, kBase, kPage1G)).exact);
-  EXPECT_EQ(GeometryOf(Described(BackingKind::kPages4K, kBase, kPage4K)).folio_size, kPage4K);
+  EXPECT_EQ(GeometryOf(Described(BackingKind::k4K, kBase, kPage4K)).folio_size, kPage4K);
   EXPECT_EQ(GeometryOf(Described(BackingKind::kThp, kBase, kPage4K)).folio_size, kPage2M);
   EXPECT_FALSE(GeometryOf(Described(BackingKind::kThp, kBase, kPage4K)).exact);
   EXPECT_EQ(GeometryOf(Described(BackingKind::kThp, kBase + kPage4K, kPage4K)).folio_size, 0u);
   // shmem client views: the vaddr must follow the file offset mod 2 MiB.
-  EXPECT_EQ(
-      GeometryOf(Described(BackingKind::kClientFd, kBase + 0x3000, kPage4K, 0x3000)).folio_size,
-      kPage2M);
-  EXPECT_EQ(GeometryOf(Described(BackingKind::kClientFd, kBase, kPage4K, 0x3000)).folio_size, 0u);
-  EXPECT_EQ(GeometryOf(Described(BackingKind::kClientFd, kBase, kPage1G)).folio_size, kPage1G);
-  EXPECT_EQ(GeometryOf(Described(BackingKind::kDeviceBar, kBase, kPage4K)).folio_size, 0u);
+  EXPECT_EQ(GeometryOf(Described(BackingKind::kMemfd, kBase + 0x3000, kPage4K, 0x3000)).folio_size,
+            kPage2M);
+  EXPECT_EQ(GeometryOf(Described(BackingKind::kMemfd, kBase, kPage4K, 0x3000)).folio_size, 0u);
+  EXPECT_EQ(GeometryOf(Described(BackingKind::kMemfd, kBase, kPage1G)).folio_size, kPage1G);
+  EXPECT_EQ(GeometryOf(Described(BackingKind::kBar, kBase, kPage4K)).folio_size, 0u);
 }
 
 TEST(GeometryCongruence, TheLargestPageOfWhichTheRangeHoldsAnAlignedBlock) {

@@ -3,8 +3,10 @@
 // each container's fd reaches the store as c-<id> (its groups' as
 // g-<id>-<group>) and leaves it on destroy, a state record (vfiod-state-N)
 // follows every change, a SIGKILLed vfiod's container fds stay in the store,
-// and (the service's re-adoption not being there yet) the next vfiod drops
-// what the record describes and removes what it does not.
+// and the next vfiod removes what the record does not describe and releases
+// what it cannot take over (here all of it: the model kernel lives in the
+// dead process, so its fds mean nothing to the next one; the VM test takes
+// them over on the real kernel, vm_restart_test.cc).
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -15,12 +17,10 @@
 #include <thread>
 
 #include "daemon_harness.h"
-#include "fd_store_supervisor.h"
+#include "supervised_vfiod.h"
 
 namespace vfiod::itest {
 namespace {
-
-using testing::FdStoreSupervisor;
 
 class DaemonFdStoreTest : public ::testing::Test {
  protected:
@@ -31,7 +31,6 @@ class DaemonFdStoreTest : public ::testing::Test {
     std::string tmpl = (fs::temp_directory_path() / "vfiod-fdstore-XXXXXX").string();
     dir_ = ::mkdtemp(tmpl.data());
     tree_ = std::make_unique<FakeSysfsTree>(dir_ / "sys");
-    socket_ = (dir_ / "vfiod.sock").string();
     json config = {{"socket", {{"path", (dir_ / "unused.sock").string()}, {"group", nullptr}}},
                    {"logging", {{"level", "debug"}, {"target", "stderr"}}},
                    {"kernel", "model"},
@@ -42,78 +41,28 @@ class DaemonFdStoreTest : public ::testing::Test {
                                                {"device", "11e8"},
                                                {"group", 3},
                                                {"bound", true}}})}}}};
-    WriteFile(dir_ / "vfiod.json", config.dump(2));
-    auto s = FdStoreSupervisor::Create(dir_.string());
-    ASSERT_TRUE(s) << s.error().message();
-    supervisor_.emplace(std::move(*s));
-    // The socket unit's part: a listening socket, passed under its own name.
-    UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, socket_.c_str(), sizeof addr.sun_path - 1);
-    ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    ASSERT_EQ(::listen(listener.get(), 16), 0);
-    supervisor_->Add("vfiod.socket", std::move(listener));
+    auto daemon = SupervisedVfiod::Create(dir_, config);
+    ASSERT_TRUE(daemon) << daemon.error().message();
+    daemon_ = std::move(*daemon);
   }
   void TearDown() override {
-    Kill(SIGTERM);
-    supervisor_.reset();
+    daemon_.reset();
     std::error_code ec;
     fs::remove_all(dir_, ec);
   }
-  /// Starts vfiod with the store and waits for READY=1.
-  void Start() {
-    ready_seen_ = supervisor_->messages().size();
-    std::string log = (dir_ / "vfiod.log").string();
-    UniqueFd log_fd(::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
-    FdStoreSupervisor::SpawnOptions options;
-    auto pid = supervisor_->Spawn(
-        {VFIOD_BINARY, "--config", (dir_ / "vfiod.json").string(), "--foreground"}, options,
-        log_fd.get());
-    ASSERT_TRUE(pid) << pid.error().message();
-    pid_ = *pid;
-    for (int i = 0; i < 500 && !Ready(); ++i) {  // start-up, not a timing assertion
-      ASSERT_TRUE(supervisor_->Pump(20));
-    }
-    ASSERT_TRUE(Ready()) << ReadAll(log);
-  }
-  bool Ready() const {
-    const auto& m = supervisor_->messages();
-    return std::any_of(m.begin() + static_cast<long>(ready_seen_), m.end(),
-                       [](const std::string& s) { return s.starts_with("READY=1"); });
-  }
-  void Kill(int signo) {
-    if (pid_ > 0) {
-      ::kill(pid_, signo);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-      pid_ = -1;
-      (void)supervisor_->Pump(0);
-    }
-  }
+  void Start() { ASSERT_EQ(daemon_->Start(), ""); }
+  void Kill(int signo) { daemon_->Kill(signo); }
   client::Client Connect() {
-    auto c = client::Client::Connect(socket_);
+    auto c = daemon_->Connect();
     EXPECT_TRUE(c) << (c ? "" : c.error().message());
     return std::move(*c);
   }
-  /// Pumps until a message equal to `text` arrived (or ~5 s passed).
-  bool WaitFor(const std::string& text) {
-    for (int i = 0; i < 250; ++i) {
-      const auto& m = supervisor_->messages();
-      if (std::find(m.begin(), m.end(), text) != m.end()) {
-        return true;
-      }
-      (void)supervisor_->Pump(20);
-    }
-    return false;
-  }
+  bool WaitFor(const std::string& text) { return daemon_->WaitFor(text); }
+  testing::FdStoreSupervisor* supervisor() { return &daemon_->supervisor(); }
 
   fs::path dir_;
-  std::string socket_;
   std::unique_ptr<FakeSysfsTree> tree_;
-  std::optional<FdStoreSupervisor> supervisor_;
-  pid_t pid_ = -1;
-  size_t ready_seen_ = 0;
+  std::unique_ptr<SupervisedVfiod> daemon_;
 };
 
 TEST_F(DaemonFdStoreTest, ContainerFdsLiveInTheStoreUntilDestroyed) {
@@ -123,19 +72,19 @@ TEST_F(DaemonFdStoreTest, ContainerFdsLiveInTheStoreUntilDestroyed) {
   ASSERT_CALL_OK(created);
   const std::string name = "c-" + std::to_string(created->result["container"].get<uint64_t>());
   ASSERT_TRUE(WaitFor("FDSTORE=1\nFDNAME=" + name));
-  ASSERT_EQ(supervisor_->Named(name).size(), 1u);           // a real fd arrived with it
+  ASSERT_EQ(supervisor()->Named(name).size(), 1u);          // a real fd arrived with it
   ASSERT_TRUE(WaitFor("FDSTORE=1\nFDNAME=vfiod-state-1"));  // the record naming it
   ASSERT_CALL_OK(c.Call("container.destroy", {{"container", created->result["container"]}}));
   ASSERT_TRUE(WaitFor("FDSTOREREMOVE=1\nFDNAME=" + name));
-  EXPECT_TRUE(supervisor_->Named(name).empty());
+  EXPECT_TRUE(supervisor()->Named(name).empty());
   ASSERT_TRUE(WaitFor("FDSTORE=1\nFDNAME=vfiod-state-0"));  // the record after the destroy
-  for (int i = 0; i < 50 && supervisor_->store().size() != 2; ++i) {
-    (void)supervisor_->Pump(20);
+  for (int i = 0; i < 50 && supervisor()->store().size() != 2; ++i) {
+    (void)supervisor()->Pump(20);
   }
   // The listening socket and the newest record alone: no container, group
   // or mapping fd, and the older record is gone.
-  ASSERT_EQ(supervisor_->store().size(), 2u);
-  EXPECT_EQ(supervisor_->Named("vfiod-state-0").size(), 1u);
+  ASSERT_EQ(supervisor()->store().size(), 2u);
+  EXPECT_EQ(supervisor()->Named("vfiod-state-0").size(), 1u);
 }
 
 TEST_F(DaemonFdStoreTest, GroupFdsAndTheStateRecordFollowTheContainer) {
@@ -146,7 +95,7 @@ TEST_F(DaemonFdStoreTest, GroupFdsAndTheStateRecordFollowTheContainer) {
   const std::string id = std::to_string(created->result["container"].get<uint64_t>());
   ASSERT_TRUE(WaitFor("FDSTORE=1\nFDNAME=vfiod-state-1"));
   size_t groups = 0;
-  for (const auto& entry : supervisor_->store()) {
+  for (const auto& entry : supervisor()->store()) {
     groups += entry.name.starts_with("g-" + id + "-") ? 1 : 0;
   }
   EXPECT_EQ(groups, 1u);  // edu is alone in its group
@@ -164,17 +113,51 @@ TEST_F(DaemonFdStoreTest, AKilledDaemonsContainerFdSurvivesAndTheNextOneDropsIt)
     ASSERT_TRUE(WaitFor("FDSTORE=1\nFDNAME=vfiod-state-1"));  // the record naming it
   }
   // A stored object no record describes (a crash before the record): removed.
-  supervisor_->Add("m-999", UniqueFd(::memfd_create("stray", MFD_CLOEXEC)));
+  supervisor()->Add("m-999", UniqueFd(::memfd_create("stray", MFD_CLOEXEC)));
   Kill(SIGKILL);
-  ASSERT_EQ(supervisor_->Named(name).size(), 1u);  // the store outlived the process
-  Start();                                         // gets the socket and the old container fd back
+  ASSERT_EQ(supervisor()->Named(name).size(), 1u);  // the store outlived the process
+  Start();                                          // gets the socket and the old container fd back
   ASSERT_TRUE(WaitFor("FDSTOREREMOVE=1\nFDNAME=" + name));
-  EXPECT_TRUE(supervisor_->Named(name).empty());
+  EXPECT_TRUE(supervisor()->Named(name).empty());
   client::Client c = Connect();  // and serves the socket it was passed
   ASSERT_CALL_OK(c.Call("ping"));
-  EXPECT_NE(ReadAll((dir_ / "vfiod.log").string()).find("dropping " + name), std::string::npos);
+  const std::string log = ReadAll((dir_ / "vfiod.log").string());
+  EXPECT_NE(
+      log.find("restart: container " + name.substr(2) + " (uid 0) and its 0 mappings released"),
+      std::string::npos)
+      << log;
   ASSERT_TRUE(WaitFor("FDSTOREREMOVE=1\nFDNAME=m-999"));
-  EXPECT_TRUE(supervisor_->Named("m-999").empty());
+  EXPECT_TRUE(supervisor()->Named("m-999").empty());
+}
+
+TEST_F(DaemonFdStoreTest, StatusSaysTheStoreIsInUseAndSigtermHandsOver) {
+  Start();
+  client::Client c = Connect();
+  auto status = c.Call("status");
+  ASSERT_CALL_OK(status);
+  EXPECT_EQ(status->result["restart"]["fd_store"], true);
+  EXPECT_EQ(status->result["restart"]["detached_sessions"], 0);
+  auto info = c.Call("session.info");
+  ASSERT_CALL_OK(info);
+  EXPECT_EQ(info->result["resumable"], true);
+  EXPECT_EQ(info->result["token"].get<std::string>().size(), 32u);
+  EXPECT_EQ(CodeOf(c.Call("session.resume", {{"token", std::string(32, 'x')}})),
+            wire::kInvalidParams);
+  EXPECT_EQ(CodeOf(c.Call("session.resume", {{"token", std::string(32, 'a')}})), wire::kNotFound);
+  auto created = c.Call("container.create", {{"devices", {kEdu}}, {"name", "ring"}});
+  ASSERT_CALL_OK(created);
+  const std::string name = "c-" + std::to_string(created->result["container"].get<uint64_t>());
+  ASSERT_TRUE(WaitFor("FDSTORE=1\nFDNAME=vfiod-state-1"));
+  const int status_code = daemon_->Kill(SIGTERM);
+  EXPECT_TRUE(WIFEXITED(status_code) && WEXITSTATUS(status_code) == 0) << status_code;
+  const std::string log = daemon_->log();
+  EXPECT_NE(log.find("handed over 1 containers"), std::string::npos) << log;
+  size_t records = 0;
+  for (const auto& entry : supervisor()->store()) {
+    records += entry.name.starts_with("vfiod-state-") ? 1 : 0;
+  }
+  EXPECT_EQ(supervisor()->Named(name).size(), 1u) << "the store keeps the container";
+  EXPECT_EQ(records, 1u) << "and the one record naming it";
 }
 
 }  // namespace

@@ -103,10 +103,12 @@ int Pick() {
 int Record(uint64_t generation) {
   lc::StateRecord record;
   record.generation = generation;
+  record.next_id = 2;
   lc::ContainerRecord container;
   container.id = 1;
   container.owner_uid = 1000;
   container.fd_name = "c-1";
+  container.name = "ring";
   record.containers.push_back(container);
   auto stored = lc::StoreStateRecord(record);
   if (!stored || !*stored) {

@@ -25,6 +25,7 @@ ContainerRecord Container(uint64_t id, uid_t owner, std::string name) {
   c.owner_uid = owner;
   c.name = std::move(name);
   c.fd_name = "c-" + std::to_string(id);
+  c.session = c.name.empty() ? std::string(kSessionTokenLength, 'a') : "";
   return c;
 }
 
@@ -39,6 +40,7 @@ MappingRecord Mapping(uint64_t id, uint64_t container, uint64_t iova, uint64_t s
   m.fd_name = m.mmio ? "" : "m-" + std::to_string(id);
   m.backing = std::move(backing);
   m.owner_uid = owner;
+  m.session = std::string(kSessionTokenLength, 'b');  // unnamed until a test names it
   return m;
 }
 
@@ -54,6 +56,8 @@ OwnerRecord Owner(uid_t uid, uint64_t locked_bytes, uint64_t mappings, uint64_t 
 StateRecord Sample() {
   StateRecord r;
   r.generation = 41;
+  r.next_id = 9;
+  r.mapping_generation = 2;
   r.containers.push_back(Container(3, 1000, "ring"));
   r.containers[0].shared_users = {1001, 1002};
   r.containers[0].shared_groups = {50};
@@ -61,6 +65,7 @@ StateRecord Sample() {
   r.containers.push_back(Container(8, 1001, ""));
   r.mappings.push_back(Mapping((1ULL << 32) | 1, 3, 0x100000000ULL, 2u << 20, "hugetlb-2m", 1000));
   r.mappings[0].name = "kbuf";
+  r.mappings[0].session.clear();
   r.mappings[0].entries = {{0x100000000ULL, 1u << 20, 0}, {0x100100000ULL, 1u << 20, 1u << 20}};
   r.mappings.push_back(Mapping(2, 8, 0xfffff000ULL, 4096, "bar", 1001));
   r.mappings[1].entries = {{0xfffff000ULL, 4096, 0x2000}};
@@ -183,6 +188,19 @@ TEST(StateRecord, StrictValidationEvenWithAGoodChecksum) {
       {"entries do not cover the mapping",
        [](nlohmann::json& d) { d["mappings"][0]["entries"].erase(1); }},
       {"repeated owner", [](nlohmann::json& d) { d["owners"][1]["uid"] = 1000; }},
+      {"container id not below next_id", [](nlohmann::json& d) { d["next_id"] = 8; }},
+      {"mapping generation not below the floor",
+       [](nlohmann::json& d) { d["mapping_generation"] = 1; }},
+      {"mapping slot 0", [](nlohmann::json& d) { d["mappings"][1]["id"] = 1ULL << 32; }},
+      {"named container with a session",
+       [](nlohmann::json& d) { d["containers"][0]["session"] = std::string(32, 'c'); }},
+      {"unnamed container without a session",
+       [](nlohmann::json& d) { d["containers"][1]["session"] = ""; }},
+      {"session token not lowercase hex",
+       [](nlohmann::json& d) { d["mappings"][1]["session"] = std::string(32, 'G'); }},
+      {"session token too short",
+       [](nlohmann::json& d) { d["mappings"][1]["session"] = std::string(31, 'b'); }},
+      {"next_id missing", [](nlohmann::json& d) { d.erase("next_id"); }},
       {"owner missing key", [](nlohmann::json& d) { d["owners"][0].erase("mappings"); }},
       {"containers not array",
        [](nlohmann::json& d) { d["containers"] = nlohmann::json::object(); }},

@@ -1,7 +1,8 @@
 // container.info on the model kernel: DMA_AVAIL follows the entries mapped
 // (down after a map by its chunks, up after a free) without a
 // VFIO_IOMMU_GET_INFO per map or unmap, and the container's totals follow
-// the engine through maps, frees and a failed map.
+// the engine through maps, frees and a failed map; every view of a mapping
+// is the engine's record of it.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -98,6 +99,52 @@ TEST_F(ContainerInfoTest, AFailedMapLeavesTheTotalsAsTheyWere) {
   EXPECT_EQ(view.dma_entries_used, 1u);
   EXPECT_EQ(view.mappings, 1u);
   EXPECT_EQ(view.mapped_bytes, kChunk);
+}
+
+// One home per mapping: the map's reply, dma.list, dma.info and
+// container.info all describe the engine's record, so they agree field by
+// field; status counts what the ownership index charged.
+TEST_F(ContainerInfoTest, EveryViewOfAMappingDescribesTheSameRecord) {
+  auto c = service_->CreateContainer(root_caller_, {kEdu, kIvshmem}, "");
+  ASSERT_TRUE(c.has_value()) << c.error().error.message();
+  AllocRequest named = Alloc(c->id, 3 * kChunk);
+  named.backing = wire::Backing::kThp;
+  named.name = "ring";
+  auto thp = service_->Alloc(root_caller_, named, {});
+  ASSERT_TRUE(thp.has_value()) << thp.error().error.message();
+  auto bar = service_->MapBar(root_caller_, MapBarRequest{c->id, kIvshmem, 0, {}, ""});
+  ASSERT_TRUE(bar.has_value()) << bar.error().error.message();
+  EXPECT_EQ(thp->mapping.backing, "thp");
+  EXPECT_EQ(thp->mapping.name, "ring");
+  EXPECT_EQ(bar->mapping.backing, "bar");
+  EXPECT_TRUE(bar->mapping.mmio);
+
+  auto same = [](const MappingView& a, const MappingView& b) {
+    return a.id == b.id && a.container == b.container && a.name == b.name &&
+           a.owner_uid == b.owner_uid && a.iova == b.iova && a.size == b.size &&
+           a.backing == b.backing && a.mmio == b.mmio && a.aligned == b.aligned &&
+           a.mmio_no_pin == b.mmio_no_pin && a.chunks == b.chunks && a.ioctls == b.ioctls;
+  };
+  auto listed = service_->ListMappings(root_caller_, c->id);
+  ASSERT_TRUE(listed.has_value());
+  auto info = service_->ContainerInfo(root_caller_, c->id);
+  ASSERT_TRUE(info.has_value());
+  ASSERT_EQ(listed->size(), 2u);
+  ASSERT_EQ(info->second.size(), 2u);
+  for (const MapResult* made : {&*thp, &*bar}) {
+    auto one = service_->MappingInfo(root_caller_, made->mapping.id);
+    ASSERT_TRUE(one.has_value());
+    EXPECT_TRUE(same(*one, made->mapping)) << made->mapping.backing;
+    const size_t at = made == &*thp ? 0 : 1;  // by id: the order they were made in
+    EXPECT_TRUE(same((*listed)[at], made->mapping)) << made->mapping.backing;
+    EXPECT_TRUE(same(info->second[at], made->mapping)) << made->mapping.backing;
+  }
+  const StatusView status = service_->Status();
+  EXPECT_EQ(status.mappings, 2u);
+  EXPECT_EQ(status.locked_bytes, 3 * kChunk);  // the BAR pins nothing
+  ASSERT_TRUE(service_->FreeMapping(root_caller_, thp->mapping.id).has_value());
+  EXPECT_EQ(service_->Status().locked_bytes, 0u);
+  EXPECT_EQ(service_->ListMappings(root_caller_, c->id)->size(), 1u);
 }
 
 }  // namespace

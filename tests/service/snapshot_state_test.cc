@@ -114,6 +114,8 @@ TEST_F(SnapshotStateTest, FollowsFreesAndSessionEnds) {
   auto after_free = service_->SnapshotState();
   ASSERT_EQ(after_free.mappings.size(), 1u);
   EXPECT_EQ(after_free.mappings[0].id, unnamed->mapping.id);
+  EXPECT_EQ(after_free.mappings[0].session, service_->SessionToken(user.session));
+  EXPECT_EQ(after_free.mappings[0].session.size(), lifecycle::kSessionTokenLength);
   ASSERT_EQ(after_free.owners.size(), 1u);
   EXPECT_EQ(after_free.owners[0].locked_bytes, 2u << 20);
 
@@ -128,7 +130,12 @@ TEST_F(SnapshotStateTest, FollowsFreesAndSessionEnds) {
   EXPECT_EQ(after_close.owners[0].containers, 1u);
 
   service_->Shutdown();
-  EXPECT_EQ(service_->SnapshotState(), lifecycle::StateRecord{});
+  auto after_shutdown = service_->SnapshotState();
+  EXPECT_TRUE(after_shutdown.containers.empty());
+  EXPECT_TRUE(after_shutdown.mappings.empty());
+  EXPECT_TRUE(after_shutdown.owners.empty());
+  EXPECT_GT(after_shutdown.next_id, ring->id);  // ids are never handed out twice
+  EXPECT_GT(after_shutdown.mapping_generation, named->mapping.id >> 32);
 }
 
 }  // namespace

@@ -1,0 +1,40 @@
+// session.info and session.resume: how a client gets its unnamed objects
+// back after vfiod restarted (issue 14).
+#include <algorithm>
+
+#include "lifecycle/state_record.h"
+#include "rpc/methods.h"
+#include "rpc/methods_params.h"
+
+namespace vfiod::rpc {
+
+using nlohmann::json;
+using service::Caller;
+
+HandlerResult ServiceMethods::SessionInfo(CallContext&, const json& params, const Caller& caller) {
+  ParamReader(params).Finish();
+  return Reply(json{{"session", caller.session},
+                    {"token", service_.SessionToken(caller.session)},
+                    {"resumable", service_.Status().fd_store}});
+}
+
+HandlerResult ServiceMethods::SessionResume(CallContext&, const json& params,
+                                            const Caller& caller) {
+  ParamReader p(params);
+  std::string token = p.Str("token");
+  p.Finish();
+  const bool hex = token.size() == lifecycle::kSessionTokenLength &&
+                   std::all_of(token.begin(), token.end(), [](char c) {
+                     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+                   });
+  if (!hex) {
+    throw ParamError(p.Path("token") + ": not a session token (32 lowercase hex digits)");
+  }
+  auto resumed = service_.ResumeSession(caller, token);
+  if (!resumed) {
+    return std::unexpected(ToRpcError(resumed.error()));
+  }
+  return Reply(json{{"containers", resumed->containers}, {"mappings", resumed->mappings}});
+}
+
+}  // namespace vfiod::rpc

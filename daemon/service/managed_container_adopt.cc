@@ -1,0 +1,62 @@
+// ManagedContainer's part in a live restart (issue 14): taking over what a
+// previous vfiod left in the fd store, and handing over to a successor.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "service/managed_container.h"
+#include "service/managed_container_state.h"
+
+namespace vfiod::service {
+
+Result<std::pair<std::shared_ptr<ManagedContainer>, dma::AdoptReport>> ManagedContainer::Adopt(
+    kernel::Kernel& kernel, ContainerId id, Inherited inherited, const Limits& limits) {
+  std::shared_ptr<ManagedContainer> self(new ManagedContainer(id));
+  State& s = *self->state_;
+  s.container = VFIOD_TRY(
+      vfio::Container::Adopt(kernel, kernel::KernelFd(&kernel, inherited.container.release())));
+  for (auto& [number, fd] : inherited.groups) {
+    s.groups.push_back(VFIOD_TRY(
+        vfio::Group::Adopt(kernel, number, kernel::KernelFd(&kernel, fd.release()), s.container)));
+    self->group_numbers_.push_back(number);
+  }
+  dma::EngineConfig engine;
+  engine.chunk_bytes = limits.map_chunk_bytes;
+  s.space = VFIOD_TRY(dma::DmaSpace::Create(s.container, engine));
+  dma::AdoptReport report = VFIOD_TRY(s.space->Adopt(std::move(inherited.mappings)));
+  self->extensions_ = ExtensionsOf(s.container->features());
+  // DMA_AVAIL is the entry limit less the entries mapped, and only the
+  // adopted mappings are left: add them back for the limit.
+  self->info_ = VFIOD_TRY(s.container->IommuInfo());
+  self->Publish();
+  if (self->info_.dma_avail) {
+    *self->info_.dma_avail += static_cast<uint32_t>(self->usage_.entries);
+  }
+  return std::pair{std::move(self), std::move(report)};
+}
+
+Result<uint64_t> ManagedContainer::HandOver() {
+  if (closed_ || !state_->space) {
+    return Fail(ENOENT, "hand over container", "the container is closed");
+  }
+  State& s = *state_;
+  const uint64_t invalidated = VFIOD_TRY(s.space->InvalidateAll());
+  VFIOD_TRY(s.space->Abandon());
+  closed_ = true;
+  {
+    std::lock_guard lock(info_mu_);
+    usage_ = {};
+  }
+  s.devices.clear();  // vfiod's own device fds: clients hold their dups
+  s.space.reset();
+  // Closing our copies detaches nothing: the store's copies keep the files.
+  for (auto& group : s.groups) {
+    const kernel::KernelFd ours(&group->kernel(), group->Relinquish());
+  }
+  s.groups.clear();
+  const kernel::KernelFd ours(&s.container->kernel(), s.container->Relinquish());
+  s.container.reset();
+  return invalidated;
+}
+
+}  // namespace vfiod::service

@@ -1,0 +1,118 @@
+// The real vfiod binary under FdStoreSupervisor, as under systemd with a
+// socket unit and FileDescriptorStoreMax=: the listening socket is passed
+// (LISTEN_FDS, named "vfiod.socket"), the fd store outlives each vfiod, and
+// a restart hands the next one everything the store holds. Used on the host
+// (model kernel) and in the test VM (real kernel), where no systemd runs.
+#pragma once
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "daemon_harness.h"
+#include "fd_store_supervisor.h"
+
+namespace vfiod::itest {
+
+class SupervisedVfiod {
+ public:
+  /// Writes `config` to `dir`/vfiod.json and binds the socket the service
+  /// manager passes (`dir`/vfiod.sock). Errors: what failed.
+  static Result<std::unique_ptr<SupervisedVfiod>> Create(const fs::path& dir, const json& config) {
+    std::unique_ptr<SupervisedVfiod> self(new SupervisedVfiod(dir));
+    WriteFile(dir / "vfiod.json", config.dump(2));
+    auto supervisor = testing::FdStoreSupervisor::Create(dir.string());
+    if (!supervisor) {
+      return std::unexpected(supervisor.error());
+    }
+    self->supervisor_ = std::make_unique<testing::FdStoreSupervisor>(std::move(*supervisor));
+    UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, self->socket_.c_str(), sizeof addr.sun_path - 1);
+    if (::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::listen(listener.get(), 64) != 0) {
+      return ErrnoError("bind " + self->socket_);
+    }
+    self->supervisor_->Add("vfiod.socket", std::move(listener));
+    return self;
+  }
+  SupervisedVfiod(const SupervisedVfiod&) = delete;
+  SupervisedVfiod& operator=(const SupervisedVfiod&) = delete;
+  ~SupervisedVfiod() { Kill(SIGTERM); }
+
+  /// Starts vfiod with the store and waits for READY=1 (up to `ready_ms`).
+  /// "" when it is ready, else what went wrong (with its log).
+  std::string Start(int ready_ms = 10'000) {
+    ready_seen_ = supervisor_->messages().size();
+    UniqueFd log_fd(::open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+    testing::FdStoreSupervisor::SpawnOptions options;
+    auto pid = supervisor_->Spawn(
+        {VFIOD_BINARY, "--config", (dir_ / "vfiod.json").string(), "--foreground"}, options,
+        log_fd.get());
+    if (!pid) {
+      return pid.error().message();
+    }
+    pid_ = *pid;
+    for (int waited = 0; waited < ready_ms && !Ready(); waited += 20) {
+      if (!supervisor_->Pump(20)) {
+        return "pumping the notify socket failed";
+      }
+    }
+    return Ready() ? "" : "vfiod did not become ready:\n" + ReadAll(log_);
+  }
+  /// Sends `signo` and reaps vfiod; returns its wait status (-1: none ran).
+  int Kill(int signo) {
+    int status = -1;
+    if (pid_ > 0) {
+      ::kill(pid_, signo);
+      ::waitpid(pid_, &status, 0);
+      pid_ = -1;
+      (void)supervisor_->Pump(0);
+    }
+    return status;
+  }
+  /// Pumps until a notification equal to `text` arrived (or ~`ms` passed).
+  bool WaitFor(const std::string& text, int ms = 5000) {
+    for (int waited = 0; waited <= ms; waited += 20) {
+      const auto& m = supervisor_->messages();
+      if (std::find(m.begin(), m.end(), text) != m.end()) {
+        return true;
+      }
+      (void)supervisor_->Pump(20);
+    }
+    return false;
+  }
+  [[nodiscard]] Result<client::Client> Connect() const { return client::Client::Connect(socket_); }
+  [[nodiscard]] testing::FdStoreSupervisor& supervisor() { return *supervisor_; }
+  [[nodiscard]] const std::string& socket() const { return socket_; }
+  [[nodiscard]] std::string log() const { return ReadAll(log_); }
+  [[nodiscard]] pid_t pid() const { return pid_; }
+
+ private:
+  explicit SupervisedVfiod(const fs::path& dir)
+      : dir_(dir), socket_((dir / "vfiod.sock").string()), log_((dir / "vfiod.log").string()) {}
+  bool Ready() const {
+    const auto& m = supervisor_->messages();
+    return std::any_of(m.begin() + static_cast<long>(ready_seen_), m.end(),
+                       [](const std::string& s) { return s.starts_with("READY=1"); });
+  }
+
+  fs::path dir_;
+  std::string socket_;
+  std::string log_;
+  std::unique_ptr<testing::FdStoreSupervisor> supervisor_;
+  pid_t pid_ = -1;
+  size_t ready_seen_ = 0;
+};
+
+}  // namespace vfiod::itest

@@ -1,0 +1,356 @@
+// Live restart on the model kernel, in one process: vfiod A builds
+// containers and mappings with the fd store hooks pointing at a fake store,
+// then "crashes" (its kernel seam goes dead: nothing it does on the way out
+// reaches the model, as nothing a SIGKILLed process does reaches the
+// kernel); vfiod B takes over from A's state record and the stored fds
+// (Service::Readopt). The mappings keep their ids and IOVAs, the kernel's
+// entries are re-pointed at B's memory without being unmapped, charges and
+// locked memory are what they were, unnamed objects wait for session.resume,
+// and what does not match the kernel is released.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+
+#include <cstring>
+#include <map>
+
+#include "kernel/fault_kernel.h"
+#include "lifecycle/state_record.h"
+#include "model_service.h"
+#include "service/service.h"
+
+namespace vfiod::service {
+namespace {
+
+using model_service::EduConfig;
+using model_service::kEdu;
+using model_service::kIvshmem;
+
+constexpr uid_t kUser = 1000;
+constexpr uid_t kOther = 1001;
+constexpr uint64_t kMiB = 1 << 20;
+
+/// The model seen by one vfiod process. After Crash() nothing it does reaches
+/// the model any more: calls fail with EBADF and close() is dropped, so the
+/// model keeps every fd, group and mapping as the process left them.
+class CrashableKernel final : public kernel::ForwardingKernel {
+ public:
+  using ForwardingKernel::ForwardingKernel;
+  void Crash() { crashed_ = true; }
+  /// The store holds a copy of every fd from now on: closing ours closes
+  /// no file (the model has no dup, so a close would detach the group).
+  void StoreHoldsCopies() { copies_ = true; }
+  Result<int> open(const std::string& path, int flags) override {
+    return crashed_ ? Dead() : ForwardingKernel::open(path, flags);
+  }
+  void close(int fd) override {
+    if (!crashed_ && !copies_) {
+      ForwardingKernel::close(fd);
+    }
+  }
+  Result<int> ioctl(int fd, unsigned long request, void* arg) override {
+    return crashed_ ? Dead() : ForwardingKernel::ioctl(fd, request, arg);
+  }
+  Result<int> ioctl_value(int fd, unsigned long request, unsigned long value) override {
+    return crashed_ ? Dead() : ForwardingKernel::ioctl_value(fd, request, value);
+  }
+  Result<void*> mmap(void* addr, size_t len, int prot, int flags, int fd, off_t off) override {
+    return crashed_ ? Fail(EBADF, "mmap", "crashed")
+                    : ForwardingKernel::mmap(addr, len, prot, flags, fd, off);
+  }
+  Result<void> munmap(void* addr, size_t len) override {
+    return crashed_ ? Fail(EBADF, "munmap", "crashed") : ForwardingKernel::munmap(addr, len);
+  }
+  Result<size_t> pread(int fd, void* buf, size_t len, off_t off) override {
+    return crashed_ ? Fail(EBADF, "pread", "crashed") : ForwardingKernel::pread(fd, buf, len, off);
+  }
+  Result<size_t> pwrite(int fd, const void* buf, size_t len, off_t off) override {
+    return crashed_ ? Fail(EBADF, "pwrite", "crashed")
+                    : ForwardingKernel::pwrite(fd, buf, len, off);
+  }
+
+ private:
+  static std::unexpected<Error> Dead() { return Fail(EBADF, "kernel", "the process crashed"); }
+  bool crashed_ = false;
+  bool copies_ = false;
+};
+
+/// The service manager's fd store as the hooks see it. A memfd is a real
+/// file: the store keeps a dup, as systemd does. A model VFIO fd is a number
+/// in the model's table (the model has no dup): the store keeps the number,
+/// which the crashed process never closes.
+struct FakeStore {
+  std::map<std::string, UniqueFd> fds;
+  bool open = true;  ///< false once the process crashed: it stores nothing more
+  Service::FdStoreHooks Hooks() {
+    Service::FdStoreHooks hooks;
+    hooks.store = [this](const std::string& name, int fd) {
+      if (open) {
+        fds[name] = UniqueFd(name.starts_with("m-") ? ::fcntl(fd, F_DUPFD_CLOEXEC, 0) : fd);
+      }
+    };
+    hooks.remove = [this](const std::string& name) {
+      auto it = fds.find(name);
+      if (open && it != fds.end()) {
+        if (!name.starts_with("m-")) {
+          (void)it->second.release();  // the model's number: its owner closes it
+        }
+        fds.erase(it);
+      }
+    };
+    return hooks;
+  }
+  ~FakeStore() {
+    for (auto& [name, fd] : fds) {
+      if (!name.starts_with("m-")) {
+        (void)fd.release();
+      }
+    }
+  }
+};
+
+class ReadoptTest : public model_service::ModelServiceTest {
+ protected:
+  ReadoptTest() {
+    Config config =
+        EduConfig(kUser, Quota{.locked_bytes = 64 * kMiB, .mappings = 8, .containers = 4});
+    config.policy.rules[0].uids = {kUser, kOther};
+    Start(config);
+    // Start() built service_ over faulty_; vfiod A runs over a crashable seam.
+    auto seam = std::make_unique<CrashableKernel>(model_);
+    a_kernel_ = seam.get();
+    service_ = std::make_unique<Service>(config, std::move(seam), vfio::PciSysfs(root_));
+    service_->SetFdStoreHooks(store_.Hooks());
+    config_ = config;
+  }
+  ~ReadoptTest() override { service_.reset(); }  // before store_, which its hooks use
+  /// vfiod A dies at this point; returns its last state record, as read back.
+  lifecycle::StateRecord Crash() {
+    lifecycle::StateRecord record = service_->SnapshotState();
+    record.generation = 7;
+    auto decoded = lifecycle::DecodeStateRecord(lifecycle::EncodeStateRecord(record));
+    EXPECT_TRUE(decoded) << decoded.error().message();
+    store_.open = false;
+    a_kernel_->Crash();
+    service_.reset();
+    store_.open = true;
+    return decoded ? *decoded : record;
+  }
+  /// vfiod B starts over the same model and takes over.
+  Service::ReadoptReport Restart(const lifecycle::StateRecord& record,
+                                 std::chrono::seconds grace = std::chrono::seconds(60)) {
+    service_ = std::make_unique<Service>(
+        config_, std::make_unique<kernel::ForwardingKernel>(model_), vfio::PciSysfs(root_));
+    service_->SetFdStoreHooks(store_.Hooks());
+    std::map<std::string, UniqueFd> passed;
+    for (auto& [name, fd] : store_.fds) {
+      const int copy = name.starts_with("m-") ? ::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0) : fd.get();
+      passed[name] = UniqueFd(copy);
+    }
+    Service::ReadoptReport report = service_->Readopt(record, passed, grace);
+    for (auto& [name, fd] : passed) {  // not taken: a model number stays the store's
+      if (!name.starts_with("m-")) {
+        (void)fd.release();
+      }
+    }
+    return report;
+  }
+  /// Maps the client's copy of an allocation and fills it with `byte`.
+  static void Fill(const MapResult& r, unsigned char byte) {
+    void* p = ::mmap(nullptr, r.mapping.size, PROT_READ | PROT_WRITE, MAP_SHARED, r.fd.get(), 0);
+    ASSERT_NE(p, MAP_FAILED);
+    std::memset(p, byte, r.mapping.size);
+    ::munmap(p, r.mapping.size);
+  }
+  /// What the model's IOMMU translates `iova` of the container to: the byte
+  /// at the vaddr of the entry holding it (what a device's DMA would read).
+  unsigned char DeviceReads(int container_fd, uint64_t iova) {
+    auto mappings = model_.Mappings(container_fd);
+    EXPECT_TRUE(mappings);
+    for (const kernel::ModelMapping& m : mappings.value_or(std::vector<kernel::ModelMapping>{})) {
+      if (iova >= m.iova && iova < m.iova + m.size) {
+        return *reinterpret_cast<const unsigned char*>(m.vaddr + (iova - m.iova));
+      }
+    }
+    ADD_FAILURE() << "iova " << iova << " is not mapped";
+    return 0;
+  }
+  /// The model's entries of a container: (IOVA, size), by IOVA.
+  std::vector<std::pair<uint64_t, uint64_t>> Entries(int container_fd) {
+    std::vector<std::pair<uint64_t, uint64_t>> out;
+    for (const kernel::ModelMapping& m :
+         model_.Mappings(container_fd).value_or(std::vector<kernel::ModelMapping>{})) {
+      out.emplace_back(m.iova, m.size);
+    }
+    return out;
+  }
+  int ContainerFd(ContainerId id) { return store_.fds.at("c-" + std::to_string(id)).get(); }
+  AllocRequest Alloc(ContainerId c, uint64_t size, std::string name) {
+    AllocRequest r;
+    r.container = c;
+    r.size = size;
+    r.name = std::move(name);
+    return r;
+  }
+
+  CrashableKernel* a_kernel_ = nullptr;
+  FakeStore store_;
+  Config config_;
+};
+
+TEST_F(ReadoptTest, TakesOverEveryMappingAtItsIovaWithTheSameMemoryAndCharges) {
+  Caller user = Open(kUser);
+  auto ring = service_->CreateContainer(user, {kEdu}, "ring", {});
+  ASSERT_TRUE(ring) << ring.error().error.message();
+  auto kbuf = service_->Alloc(user, Alloc(ring->id, 2 * kMiB, "kbuf"), {});
+  ASSERT_TRUE(kbuf) << kbuf.error().error.message();
+  auto scratch = service_->Alloc(user, Alloc(ring->id, kMiB, ""), {});
+  ASSERT_TRUE(scratch) << scratch.error().error.message();
+  Fill(*kbuf, 0x5a);
+  Fill(*scratch, 0xc3);
+  const std::string token = service_->SessionToken(user.session);
+  const uint64_t locked = model_.LockedBytes();
+  const std::vector<std::pair<uint64_t, uint64_t>> entries = Entries(ContainerFd(ring->id));
+  const uint64_t maps = model_.IoctlCount("VFIO_IOMMU_MAP_DMA");
+  const StatusView before = service_->Status();
+
+  const lifecycle::StateRecord record = Crash();
+  auto report = Restart(record);
+  EXPECT_EQ(report.containers, 1u);
+  EXPECT_EQ(report.mappings, 2u);
+  EXPECT_EQ(report.released_containers + report.released_mappings + report.stray_bytes, 0u);
+  EXPECT_EQ(report.detached_sessions, 1u);  // the unnamed mapping's session
+
+  // Same ids and IOVAs; the device reads the memory the client wrote, now
+  // through B's view (every entry was re-pointed, none unmapped).
+  Caller again = Open(kUser);
+  auto info = service_->MappingInfo(again, kbuf->mapping.id);
+  ASSERT_TRUE(info) << info.error().error.message();
+  EXPECT_EQ(info->iova, kbuf->mapping.iova);
+  EXPECT_EQ(info->name, "kbuf");
+  EXPECT_EQ(DeviceReads(ContainerFd(ring->id), kbuf->mapping.iova + kMiB + 5), 0x5a);
+  EXPECT_EQ(DeviceReads(ContainerFd(ring->id), scratch->mapping.iova), 0xc3);
+  EXPECT_EQ(model_.LockedBytes(), locked);             // nothing pinned twice
+  EXPECT_EQ(Entries(ContainerFd(ring->id)), entries);  // the same kernel entries
+  EXPECT_EQ(model_.IoctlCount("VFIO_IOMMU_MAP_DMA") - maps, entries.size());  // one VADDR each
+  const StatusView after = service_->Status();
+  EXPECT_EQ(after.locked_bytes, before.locked_bytes);
+  EXPECT_EQ(after.mappings, before.mappings);
+  EXPECT_EQ(after.containers, before.containers);
+  EXPECT_EQ(after.detached_sessions, 1u);
+
+  // The unnamed mapping is the detached session's until resumed: not
+  // another user's, not with a wrong token.
+  Caller other = Open(kOther);
+  auto freed = service_->FreeMapping(other, scratch->mapping.id);
+  ASSERT_FALSE(freed);
+  EXPECT_EQ(freed.error().kind, ErrorKind::kNotFound);
+  auto stolen = service_->ResumeSession(other, token);
+  ASSERT_FALSE(stolen);
+  EXPECT_EQ(stolen.error().kind, ErrorKind::kNotFound);
+  EXPECT_FALSE(service_->ResumeSession(again, std::string(32, '0')));
+  auto resumed = service_->ResumeSession(again, token);
+  ASSERT_TRUE(resumed) << resumed.error().error.message();
+  EXPECT_EQ(resumed->mappings, 1u);
+  EXPECT_FALSE(service_->ResumeSession(again, token));  // once
+  EXPECT_EQ(service_->Status().detached_sessions, 0u);
+
+  // Freed after the restart: gone from the kernel, charges given back.
+  ASSERT_TRUE(service_->FreeMapping(again, kbuf->mapping.id));
+  EXPECT_EQ(model_.LockedBytes(), locked - 2 * kMiB);
+  EXPECT_FALSE(store_.fds.contains("m-" + std::to_string(kbuf->mapping.id)));
+  service_->CloseSession(again.session);  // the resumed mapping goes with it
+  EXPECT_EQ(model_.LockedBytes(), locked - 3 * kMiB);
+  EXPECT_EQ(service_->Status().locked_bytes, 0u);
+}
+
+TEST_F(ReadoptTest, AnUnnamedContainerNotResumedInTimeIsReleased) {
+  Caller user = Open(kUser);
+  auto c = service_->CreateContainer(user, {kEdu}, "", {});
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(service_->Alloc(user, Alloc(c->id, kMiB, ""), {}));
+  auto report = Restart(Crash(), std::chrono::seconds(0));
+  EXPECT_EQ(report.containers, 1u);
+  EXPECT_EQ(service_->Status().detached_sessions, 1u);
+  EXPECT_EQ(service_->ReleaseExpiredSessions(), std::nullopt);
+  const StatusView s = service_->Status();
+  EXPECT_EQ(s.containers, 0u);
+  EXPECT_EQ(s.mappings, 0u);
+  EXPECT_EQ(s.detached_sessions, 0u);
+  EXPECT_EQ(model_.LockedBytes(), 0u);
+  EXPECT_TRUE(store_.fds.empty());  // its fds left the store
+}
+
+TEST_F(ReadoptTest, WhatDoesNotMatchTheKernelIsReleasedNotTrusted) {
+  Caller user = Open(kUser);
+  auto ring = service_->CreateContainer(user, {kEdu}, "ring", {});
+  ASSERT_TRUE(ring);
+  auto kept = service_->Alloc(user, Alloc(ring->id, kMiB, "kept"), {});
+  auto lost = service_->Alloc(user, Alloc(ring->id, kMiB, "lost"), {});
+  auto moved = service_->Alloc(user, Alloc(ring->id, kMiB, "moved"), {});
+  ASSERT_TRUE(kept && lost && moved);
+  const uint64_t locked = model_.LockedBytes();
+  lifecycle::StateRecord record = Crash();
+  store_.fds.erase("m-" + std::to_string(lost->mapping.id));  // its memory did not come back
+  for (auto& m : record.mappings) {
+    if (m.id == moved->mapping.id) {
+      m.iova += 1ULL << 32;  // the record says somewhere the kernel has nothing
+      for (auto& e : m.entries) {
+        e.iova += 1ULL << 32;
+      }
+    }
+  }
+  auto report = Restart(record);
+  EXPECT_EQ(report.mappings, 1u);
+  EXPECT_EQ(report.released_mappings, 2u);
+  EXPECT_EQ(report.stray_bytes, kMiB);  // "moved"'s real entry: nobody's now, unmapped
+  EXPECT_EQ(model_.LockedBytes(), locked - 2 * kMiB);
+  auto list = service_->ListMappings(Open(kUser), std::nullopt);
+  ASSERT_TRUE(list);
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].id, kept->mapping.id);
+  EXPECT_EQ(service_->Status().locked_bytes, kMiB);
+  EXPECT_FALSE(store_.fds.contains("m-" + std::to_string(moved->mapping.id)));
+}
+
+TEST_F(ReadoptTest, AGracefulHandOverIsTakenOverLikeACrash) {
+  Caller user = Open(kUser);
+  auto ring = service_->CreateContainer(user, {kEdu}, "ring", {});
+  ASSERT_TRUE(ring);
+  auto kbuf = service_->Alloc(user, Alloc(ring->id, 2 * kMiB, "kbuf"), {});
+  ASSERT_TRUE(kbuf);
+  Fill(*kbuf, 0x77);
+  const uint64_t locked = model_.LockedBytes();
+  lifecycle::StateRecord record = service_->SnapshotState();
+  a_kernel_->StoreHoldsCopies();
+  EXPECT_EQ(service_->HandOver(), 1u);
+  EXPECT_EQ(service_->Status().containers, 0u);
+  EXPECT_EQ(model_.LockedBytes(), locked);  // invalidated, still mapped and pinned
+  service_.reset();
+  auto report = Restart(record);
+  EXPECT_EQ(report.mappings, 1u);
+  EXPECT_EQ(report.released_mappings, 0u);
+  EXPECT_EQ(DeviceReads(ContainerFd(ring->id), kbuf->mapping.iova), 0x77);
+  EXPECT_EQ(model_.LockedBytes(), locked);
+}
+
+TEST_F(ReadoptTest, IdsHandedOutBeforeTheRestartAreNeverHandedOutAgain) {
+  Caller user = Open(kUser);
+  auto ring = service_->CreateContainer(user, {kEdu}, "ring", {});
+  ASSERT_TRUE(ring);
+  auto freed = service_->Alloc(user, Alloc(ring->id, kMiB, "freed"), {});
+  ASSERT_TRUE(freed);
+  ASSERT_TRUE(service_->FreeMapping(user, freed->mapping.id));
+  Restart(Crash());
+  Caller again = Open(kUser);
+  auto fresh = service_->Alloc(again, Alloc(ring->id, kMiB, "fresh"), {});
+  ASSERT_TRUE(fresh) << fresh.error().error.message();
+  EXPECT_NE(fresh->mapping.id, freed->mapping.id);
+  auto c2 = service_->CreateContainer(Open(0), {kIvshmem}, "", {});
+  ASSERT_TRUE(c2) << c2.error().error.message();
+  EXPECT_GT(c2->id, ring->id);
+  EXPECT_GT(again.session, ring->id);
+}
+
+}  // namespace
+}  // namespace vfiod::service
