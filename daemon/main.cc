@@ -189,6 +189,10 @@ service::Service::FdStoreHooks FdStoreHooks() {
   return hooks;
 }
 
+/// The exit status after daemon.restart: EX_TEMPFAIL, which the unit lists
+/// in RestartForceExitStatus= and SuccessExitStatus=.
+constexpr int kExitRestart = 75;
+
 /// How long the unnamed objects of a client that died with the previous
 /// vfiod wait for its session.resume.
 constexpr std::chrono::seconds kResumeGrace{60};
@@ -320,6 +324,25 @@ int Run(const Options& options) {
   server->AddCloseHook([&methods](rpc::ConnectionId id, const rpc::PeerCredentials&) {
     methods.OnConnectionClosed(id);
   });
+  // daemon.restart: stop as on SIGTERM (a hand-over, records being kept) and
+  // exit with kExitRestart, which the unit restarts (RestartForceExitStatus).
+  // The stop waits a moment so the reply reaches the caller first.
+  int exit_code = 0;
+  asio::steady_timer restart_timer(io);
+  if (records) {
+    methods.OnRestartRequested([&] {
+      restart_timer.expires_after(std::chrono::milliseconds(100));
+      restart_timer.async_wait([&](const boost::system::error_code& ec) {
+        if (!ec) {
+          spdlog::info("daemon.restart: handing over to the next vfiod");
+          Notify("STOPPING=1");
+          exit_code = kExitRestart;
+          server->Stop();
+          io.stop();
+        }
+      });
+    });
+  }
   Result<void> listening = Ok();
   if (inherited.fds.socket) {
     listening = server->Adopt(std::move(*inherited.fds.socket));
@@ -374,7 +397,7 @@ int Run(const Options& options) {
     service.Shutdown();  // named containers too: nothing stays pinned
   }
   spdlog::info("stopped");
-  return 0;
+  return exit_code;
 }
 
 }  // namespace

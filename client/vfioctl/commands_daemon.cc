@@ -1,7 +1,9 @@
-// Top-level verbs about the daemon itself: ping, version, status, stats, and
-// `rpc METHOD [PARAMS]`, a passthrough to any method.
+// Top-level verbs about the daemon itself: ping, version, status, stats,
+// `daemon restart`, and `rpc METHOD [PARAMS]`, a passthrough to any method.
 #include <chrono>
+#include <optional>
 #include <string>
+#include <thread>
 
 #include "vfioctl/commands.h"
 #include "vfioctl/format.h"
@@ -94,6 +96,41 @@ struct RpcOptions {
   std::string params;
 };
 
+/// daemon.restart, then waits for the next vfiod to answer on the socket and
+/// says what it took over.
+CmdResult Restart(Session& session) {
+  auto reply = session.Call("daemon.restart");
+  if (!reply) {
+    return std::unexpected(std::move(reply).error());
+  }
+  // The old vfiod closes this connection when it goes; the next one answers
+  // on the same socket (queued by the socket unit meanwhile).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline && session.Call("ping")) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::optional<client::CallResult> status;
+  while (!status && std::chrono::steady_clock::now() < deadline) {
+    if (auto c = client::Client::Connect(session.options().socket)) {
+      if (auto s = c->Call("status")) {
+        status = std::move(s);
+        break;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  if (!status) {
+    return std::unexpected(Failure{Exit::kUnreachable,
+                                   "daemon restart: vfiod handed over, but no new vfiod answered "
+                                   "within 60 s (is it running under systemd?)"});
+  }
+  session.Emit((*status)->result, [&](std::ostream& out) {
+    out << "vfiod restarted: the new instance took over " << Field((*status)->result, "containers")
+        << " containers and " << Field((*status)->result, "mappings") << " mappings\n";
+  });
+  return {};
+}
+
 CmdResult Rpc(Session& session, const RpcOptions& o) {
   json params = nullptr;
   if (!o.params.empty()) {
@@ -131,6 +168,13 @@ void AddDaemonCommands(CLI::App& app, Dispatch& dispatch) {
            [](Session& s) { return CallAndEmit(s, "status", nullptr, PrintStatus); });
   OnParsed(app.add_subcommand("stats", "Request and map/unmap counters"), dispatch,
            [](Session& s) { return CallAndEmit(s, "stats", nullptr, PrintStats); });
+
+  CLI::App* daemon = app.add_subcommand("daemon", "The daemon itself");
+  daemon->require_subcommand(1);
+  OnParsed(
+      daemon->add_subcommand(
+          "restart", "Root: restart vfiod keeping every container, mapping and session (fd store)"),
+      dispatch, Restart);
 
   auto o = std::make_shared<RpcOptions>();
   CLI::App* rpc = app.add_subcommand(

@@ -60,6 +60,7 @@ Result<void> ServiceMethods::Register(MethodRegistry& r) {
   VFIOD_TRY(Add(r, "stats", &ServiceMethods::Stats, false));
   VFIOD_TRY(Add(r, "session.info", &ServiceMethods::SessionInfo, false));
   VFIOD_TRY(Add(r, "session.resume", &ServiceMethods::SessionResume, false));
+  VFIOD_TRY(Add(r, "daemon.restart", &ServiceMethods::DaemonRestart, false));
   VFIOD_TRY(Add(r, "device.list", &ServiceMethods::DeviceList, true));
   VFIOD_TRY(Add(r, "device.info", &ServiceMethods::DeviceInfo, true));
   VFIOD_TRY(Add(r, "device.bind", &ServiceMethods::DeviceBind, true));

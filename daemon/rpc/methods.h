@@ -8,6 +8,7 @@
 // sessions_ is guarded by mu_; handlers run on the server's strands and pool.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -35,6 +36,10 @@ class ServiceMethods {
   /// Registers every API method. EEXIST when a name is taken already.
   [[nodiscard]] Result<void> Register(MethodRegistry& registry);
 
+  /// What daemon.restart calls (from the io thread, once its reply is
+  /// queued) to hand over to the next vfiod; unset, daemon.restart is refused.
+  void OnRestartRequested(std::function<void()> restart) { on_restart_ = std::move(restart); }
+
   /// Releases the session of connection `id` (the server's close hook).
   void OnConnectionClosed(ConnectionId id);
 
@@ -54,6 +59,7 @@ class ServiceMethods {
   HandlerResult Stats(CallContext&, const Json&, const service::Caller&);
   HandlerResult SessionInfo(CallContext&, const Json&, const service::Caller&);
   HandlerResult SessionResume(CallContext&, const Json&, const service::Caller&);
+  HandlerResult DaemonRestart(CallContext&, const Json&, const service::Caller&);
   HandlerResult DeviceList(CallContext&, const Json&, const service::Caller&);
   HandlerResult DeviceInfo(CallContext&, const Json&, const service::Caller&);
   HandlerResult DeviceBind(CallContext&, const Json&, const service::Caller&);
@@ -82,6 +88,7 @@ class ServiceMethods {
   // The OpenRPC document as compact JSON text, serialised once: every
   // rpc.discover reply splices it in (no per-call copy or parse).
   std::shared_ptr<const std::string> openrpc_;
+  std::function<void()> on_restart_;  // set before serving
   std::mutex mu_;
   std::map<ConnectionId, service::SessionId> sessions_;  // guarded by mu_
 };

@@ -47,6 +47,17 @@ TEST_F(ApiTest, PingVersionStatusStats) {
   EXPECT_GE(stats->result["requests"].get<uint64_t>(), 3u);
 }
 
+TEST_F(ApiTest, WithoutAnFdStoreNothingSurvivesARestartAndStatusSaysSo) {
+  json status = Status();
+  EXPECT_EQ(status["restart"]["fd_store"], false);
+  auto info = Call("session.info");
+  ASSERT_CALL_OK(info);
+  EXPECT_EQ(info->result["resumable"], false);
+  // A restart would release everything: refused, and vfiod serves on.
+  EXPECT_EQ(CodeOf(Call("daemon.restart")), wire::kBusy);
+  ASSERT_CALL_OK(Call("ping"));
+}
+
 TEST_F(ApiTest, DiscoverServesTheDocumentAndEveryDocumentedMethodExists) {
   auto doc = Call("rpc.discover");
   ASSERT_CALL_OK(doc);

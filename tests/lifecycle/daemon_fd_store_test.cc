@@ -160,5 +160,21 @@ TEST_F(DaemonFdStoreTest, StatusSaysTheStoreIsInUseAndSigtermHandsOver) {
   EXPECT_EQ(records, 1u) << "and the one record naming it";
 }
 
+TEST_F(DaemonFdStoreTest, DaemonRestartHandsOverAndExitsForTheUnitToRestartIt) {
+  Start();
+  client::Client c = Connect();
+  auto created = c.Call("container.create", {{"devices", {kEdu}}, {"name", "ring"}});
+  ASSERT_CALL_OK(created);
+  auto restarting = c.Call("daemon.restart");
+  ASSERT_CALL_OK(restarting);
+  EXPECT_EQ(restarting->result["restarting"], true);
+  const int status = daemon_->Wait();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 75) << status;
+  EXPECT_NE(daemon_->log().find("handed over 1 containers"), std::string::npos) << daemon_->log();
+  Start();  // what the unit does for exit status 75
+  client::Client again = Connect();
+  ASSERT_CALL_OK(again.Call("ping"));
+}
+
 }  // namespace
 }  // namespace vfiod::itest

@@ -81,6 +81,19 @@ class SupervisedVfiod {
     }
     return status;
   }
+  /// Waits for vfiod to exit by itself (up to ~`ms`); its wait status, or -1.
+  int Wait(int ms = 10'000) {
+    int status = -1;
+    for (int waited = 0; pid_ > 0 && waited <= ms; waited += 20) {
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        (void)supervisor_->Pump(0);
+        return status;
+      }
+      (void)supervisor_->Pump(20);
+    }
+    return -1;
+  }
   /// Pumps until a notification equal to `text` arrived (or ~`ms` passed).
   bool WaitFor(const std::string& text, int ms = 5000) {
     for (int waited = 0; waited <= ms; waited += 20) {

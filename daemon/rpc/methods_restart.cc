@@ -1,5 +1,6 @@
-// session.info and session.resume: how a client gets its unnamed objects
-// back after vfiod restarted (issue 14).
+// Live restart (issue 14) as clients see it: session.info and
+// session.resume (how a client gets its unnamed objects back after vfiod
+// restarted), and daemon.restart (root asks for a graceful hand-over).
 #include <algorithm>
 
 #include "lifecycle/state_record.h"
@@ -35,6 +36,24 @@ HandlerResult ServiceMethods::SessionResume(CallContext&, const json& params,
     return std::unexpected(ToRpcError(resumed.error()));
   }
   return Reply(json{{"containers", resumed->containers}, {"mappings", resumed->mappings}});
+}
+
+HandlerResult ServiceMethods::DaemonRestart(CallContext&, const json& params,
+                                            const Caller& caller) {
+  ParamReader(params).Finish();
+  if (!caller.is_root()) {
+    return std::unexpected(wire::MakeError(
+        Error{EPERM, "daemon.restart", "only root may restart vfiod"}, wire::kPermissionDenied));
+  }
+  if (!service_.Status().fd_store || !on_restart_) {
+    return std::unexpected(wire::MakeError(
+        Error{EBUSY, "daemon.restart",
+              "no fd store: a restart would release every container and mapping (vfiod was "
+              "started by hand; under systemd use systemctl restart vfiod)"},
+        wire::kBusy));
+  }
+  on_restart_();  // after this reply is queued: the server stops from the io thread
+  return Reply(json{{"restarting", true}});
 }
 
 }  // namespace vfiod::rpc
