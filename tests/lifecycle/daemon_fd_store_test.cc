@@ -58,7 +58,7 @@ class DaemonFdStoreTest : public ::testing::Test {
     return std::move(*c);
   }
   bool WaitFor(const std::string& text) { return daemon_->WaitFor(text); }
-  testing::FdStoreSupervisor* supervisor() { return &daemon_->supervisor(); }
+  SupervisedVfiod::Held supervisor() { return daemon_->Supervisor(); }
 
   fs::path dir_;
   std::unique_ptr<FakeSysfsTree> tree_;
@@ -95,7 +95,8 @@ TEST_F(DaemonFdStoreTest, GroupFdsAndTheStateRecordFollowTheContainer) {
   const std::string id = std::to_string(created->result["container"].get<uint64_t>());
   ASSERT_TRUE(WaitFor("FDSTORE=1\nFDNAME=vfiod-state-1"));
   size_t groups = 0;
-  for (const auto& entry : supervisor()->store()) {
+  auto held = supervisor();
+  for (const auto& entry : held->store()) {
     groups += entry.name.starts_with("g-" + id + "-") ? 1 : 0;
   }
   EXPECT_EQ(groups, 1u);  // edu is alone in its group
@@ -153,10 +154,11 @@ TEST_F(DaemonFdStoreTest, StatusSaysTheStoreIsInUseAndSigtermHandsOver) {
   const std::string log = daemon_->log();
   EXPECT_NE(log.find("handed over 1 containers"), std::string::npos) << log;
   size_t records = 0;
-  for (const auto& entry : supervisor()->store()) {
+  auto held = supervisor();
+  for (const auto& entry : held->store()) {
     records += entry.name.starts_with("vfiod-state-") ? 1 : 0;
   }
-  EXPECT_EQ(supervisor()->Named(name).size(), 1u) << "the store keeps the container";
+  EXPECT_EQ(held->Named(name).size(), 1u) << "the store keeps the container";
   EXPECT_EQ(records, 1u) << "and the one record naming it";
 }
 
