@@ -129,12 +129,14 @@ class VmRestartTest : public ::testing::Test {
     EXPECT_TRUE(c) << c.error().message();
     return std::move(*c);
   }
+  /// dma.alloc's params; an empty `name`: an unnamed mapping.
   static json Alloc(uint64_t container, uint64_t size, const std::string& name) {
-    return {{"container", container},
-            {"size", size},
-            {"backing", "4k"},
-            {"name", name},
-            {"dma_mask_bits", 28}};
+    json params = {
+        {"container", container}, {"size", size}, {"backing", "4k"}, {"dma_mask_bits", 28}};
+    if (!name.empty()) {
+      params["name"] = name;
+    }
+    return params;
   }
   /// "" when the daemon's charge is what the mappings it lists hold, else why.
   static std::string ChargesMatchMappings(client::Client& root) {
