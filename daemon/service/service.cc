@@ -152,21 +152,23 @@ void Service::CloseSession(SessionId session) {
   }
 }
 
-void Service::Shutdown() {
+std::vector<Service::ContainerSlot> Service::TakeEverything() {
   std::vector<ContainerSlot> all;
-  {
-    std::lock_guard lock(mu_);
-    for (auto& [id, slot] : containers_) {
-      if (slot.managed) {
-        all.push_back(std::move(slot));
-      }
+  std::lock_guard lock(mu_);
+  for (auto& [id, slot] : containers_) {
+    if (slot.managed) {
+      all.push_back(std::move(slot));
     }
-    containers_.clear();
-    sessions_.clear();
-    detached_.clear();
-    regions_.clear();
   }
-  for (auto& slot : all) {
+  containers_.clear();
+  sessions_.clear();
+  detached_.clear();
+  regions_.clear();
+  return all;
+}
+
+void Service::Shutdown() {
+  for (auto& slot : TakeEverything()) {
     Teardown(slot);
   }
 }

@@ -457,6 +457,9 @@ class Service {
   /// Wraps `progress` so an unnamed map is abandoned once its session closed.
   [[nodiscard]] ProgressFn WatchSession(const Caller& caller, const std::string& name,
                                         const ProgressFn& progress);
+  /// Empties the tables (sessions, detached ones, regions, containers) and
+  /// returns the live containers, for Shutdown and HandOver to let go of.
+  std::vector<ContainerSlot> TakeEverything();
   /// Tears down a container already removed from containers_ (takes its
   /// mutex, so waits for work in progress); forgets its mappings and groups.
   /// Groups a device fd was handed out of stay held as lingering until a

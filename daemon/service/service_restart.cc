@@ -272,19 +272,7 @@ Service::ReadoptReport Service::Readopt(const lifecycle::StateRecord& record,
 }
 
 size_t Service::HandOver() {
-  std::vector<ContainerSlot> all;
-  {
-    std::lock_guard lock(mu_);
-    for (auto& [id, slot] : containers_) {
-      if (slot.managed) {
-        all.push_back(std::move(slot));
-      }
-    }
-    containers_.clear();
-    sessions_.clear();
-    detached_.clear();
-    regions_.clear();
-  }
+  std::vector<ContainerSlot> all = TakeEverything();
   size_t handed = 0;
   for (ContainerSlot& slot : all) {
     Result<uint64_t> invalidated = uint64_t{0};
