@@ -1,0 +1,28 @@
+// ManagedContainer's VFIO and DMA objects, shared by its source files.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dma/engine.h"
+#include "service/managed_container.h"
+#include "vfio/container.h"
+#include "vfio/device.h"
+#include "vfio/group.h"
+
+namespace vfiod::service {
+
+/// The VFIO and DMA objects of one container. Teardown order (members are
+/// destroyed in reverse): device fds close first, then the DMA space unmaps
+/// and releases its backings (BAR backings hold devices), then the groups
+/// detach, and the container fd closes last, once nothing refers to it.
+struct ManagedContainer::State {
+  std::shared_ptr<vfio::Container> container;
+  std::vector<std::shared_ptr<vfio::Group>> groups;
+  std::unique_ptr<dma::DmaSpace> space;
+  std::map<std::string, std::shared_ptr<vfio::Device>> devices;  // by BDF
+};
+
+}  // namespace vfiod::service
