@@ -154,6 +154,15 @@ void AddDeviceCommands(CLI::App& app, Dispatch& dispatch) {
                  out << Field(r, "bdf") << " is now bound to "
                      << (driver.empty() ? "no driver" : driver) << '\n';
                });
+  add_bdf_verb(
+      "reset",
+      "Reset a device whose group is in a container you may use (function reset, else "
+      "a hot reset of its bus)",
+      "device.reset", [](std::ostream& out, const json& r) {
+        out << Field(r, "bdf") << " reset ("
+            << (Field(r, "method") == "hot" ? "hot reset of its slot or bus" : "function reset")
+            << ")\n";
+      });
 
   auto o = std::make_shared<OpenOptions>();
   CLI::App* open = device->add_subcommand(

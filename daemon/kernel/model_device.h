@@ -45,6 +45,9 @@ class ModelPciFunction {
   void Opened() { ++open_count_; }
   void Closed();
   [[nodiscard]] int open_count() const { return open_count_; }
+  /// A secondary bus reset reached the function: its config space returns
+  /// to the power-on state.
+  void BusReset() { ResetConfig(); }
 
  private:
   struct Region {

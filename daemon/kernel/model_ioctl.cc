@@ -155,6 +155,14 @@ Result<int> ModelKernel::Dispatch(int fd, unsigned long request, unsigned long a
         } else if constexpr (std::is_same_v<T, ModelGroupState*>) {
           return GroupIoctl(s, *obj, request, arg);
         } else {
+          // The ioctl ABI passes the argument as an integer that holds an address.
+          void* p = reinterpret_cast<void*>(arg);  // NOLINT(performance-no-int-to-ptr)
+          if (request == VFIO_DEVICE_GET_PCI_HOT_RESET_INFO) {
+            return HotResetInfo(s, obj, p);
+          }
+          if (request == VFIO_DEVICE_PCI_HOT_RESET) {
+            return HotReset(s, obj, p);
+          }
           return obj.function->Ioctl(request, arg);
         }
       },

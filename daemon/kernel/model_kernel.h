@@ -59,6 +59,10 @@ struct ModelDevice {
   std::string driver = std::string(kVfioPciDriver);
   bool pcie = false;  ///< PCIe: 4 KiB config space and an ERR IRQ index
   bool can_reset = true;
+  /// Devices with the same non-empty reset_bus sit on one bus behind a
+  /// bridge that can reset it (VFIO_DEVICE_PCI_HOT_RESET resets them all);
+  /// "": on the root bus, no hot reset (ENODEV).
+  std::string reset_bus;
   std::vector<ModelRegion> regions;  ///< BARs (0-5) and ROM (6)
   uint32_t intx_count = 1;           ///< 1 if the function has an interrupt pin
   uint32_t msi_count = 1;

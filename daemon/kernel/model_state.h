@@ -105,4 +105,9 @@ void ReleaseDevice(const ModelDeviceFd& d);
 /// Releases the held devices whose last copy has been closed meanwhile.
 void ReapHeldDevices(ModelState& s);
 
+/// VFIO_DEVICE_GET_PCI_HOT_RESET_INFO and VFIO_DEVICE_PCI_HOT_RESET on a
+/// device fd of `d` (model_hot_reset.cc); `arg` is the user's struct.
+Result<int> HotResetInfo(const ModelState& s, const ModelDeviceFd& d, void* arg);
+Result<int> HotReset(ModelState& s, const ModelDeviceFd& d, void* arg);
+
 }  // namespace vfiod::kernel

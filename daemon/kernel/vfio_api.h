@@ -196,4 +196,24 @@ struct DmaMap {
 /// VFIO_DEVICE_RESET. ENOTTY/EINVAL when the device cannot be reset.
 [[nodiscard]] Result<void> ResetDevice(Kernel& k, int device);
 
+// --- PCI hot reset (vfio_hot_reset.cc) ----------------------------------------
+/// A device that a hot reset of the device's slot or bus resets too
+/// (struct vfio_pci_dependent_device), the device itself included.
+struct HotResetDevice {
+  uint32_t group = 0;  ///< its IOMMU group (the N of /dev/vfio/N)
+  std::string bdf;     ///< "0000:01:00.0"
+  bool operator==(const HotResetDevice&) const = default;
+};
+/// VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: every device a hot reset would reset,
+/// in the kernel's order. Sizes the array with one ENOSPC round (bounded).
+/// ENODEV: neither the slot nor the bus can be reset (a device on the root
+/// bus); EPERM: an affected device has no IOMMU group.
+[[nodiscard]] Result<std::vector<HotResetDevice>> GetHotResetInfo(Kernel& k, int device);
+/// VFIO_DEVICE_PCI_HOT_RESET with `group_fds` (VFIO group fds, 1 to 256).
+/// ENODEV: no slot or bus reset for this device; EINVAL: no fds, more fds
+/// than affected devices, an fd that is not a group, an affected device of
+/// VFIO in none of the groups, or a device on the bus not bound to vfio-pci
+/// (checked by the kernel); EBADF: an fd is not open.
+[[nodiscard]] Result<void> HotReset(Kernel& k, int device, std::span<const int> group_fds);
+
 }  // namespace vfiod::kernel

@@ -66,6 +66,7 @@ Result<void> ServiceMethods::Register(MethodRegistry& r) {
   VFIOD_TRY(Add(r, "device.bind", &ServiceMethods::DeviceBind, true));
   VFIOD_TRY(Add(r, "device.unbind", &ServiceMethods::DeviceUnbind, true));
   VFIOD_TRY(Add(r, "device.open", &ServiceMethods::DeviceOpen, true, /*reply_fds=*/1));
+  VFIOD_TRY(Add(r, "device.reset", &ServiceMethods::DeviceReset, true));
   VFIOD_TRY(Add(r, "container.create", &ServiceMethods::ContainerCreate, true));
   VFIOD_TRY(Add(r, "container.attach", &ServiceMethods::ContainerAttach, true));
   VFIOD_TRY(Add(r, "container.share", &ServiceMethods::ContainerShare, false));
@@ -251,6 +252,18 @@ HandlerResult ServiceMethods::DeviceOpen(CallContext&, const json& params, const
   std::vector<UniqueFd> fds;
   fds.push_back(std::move(opened->fd));
   return Reply(std::move(result), std::move(fds));
+}
+
+HandlerResult ServiceMethods::DeviceReset(CallContext&, const json& params, const Caller& caller) {
+  ParamReader p(params);
+  std::string bdf = p.Bdf("bdf");
+  p.Finish();
+  auto method = service_.ResetDevice(caller, bdf);
+  if (!method) {
+    return Failed(method.error());
+  }
+  const char* how = *method == service::ResetMethod::kFunction ? "function" : "hot";
+  return Reply(json{{"bdf", bdf}, {"method", how}});
 }
 
 }  // namespace vfiod::rpc

@@ -65,6 +65,7 @@ class ServiceMethods {
   HandlerResult DeviceBind(CallContext&, const Json&, const service::Caller&);
   HandlerResult DeviceUnbind(CallContext&, const Json&, const service::Caller&);
   HandlerResult DeviceOpen(CallContext&, const Json&, const service::Caller&);
+  HandlerResult DeviceReset(CallContext&, const Json&, const service::Caller&);
   HandlerResult ContainerCreate(CallContext&, const Json&, const service::Caller&);
   HandlerResult ContainerAttach(CallContext&, const Json&, const service::Caller&);
   HandlerResult ContainerShare(CallContext&, const Json&, const service::Caller&);

@@ -109,6 +109,14 @@ class ManagedContainer {
   /// The groups a device fd was handed out of, with the users it went to.
   /// Such a fd may outlive the container (the service re-checks). Needs mu().
   [[nodiscard]] const std::map<int, std::set<uid_t>>& handouts() const { return handouts_; }
+  /// Resets `bdf` (its group must be in this container) the best way the
+  /// kernel offers (managed_container_reset.cc): VFIO_DEVICE_RESET when the
+  /// device reports it can, else a hot reset of its slot or bus with the
+  /// fds of the groups it affects. Needs mu(). ENOTTY: neither exists (a
+  /// device without function reset on the root bus); EPERM: the hot reset
+  /// would reset a device whose group is not in this container (the detail
+  /// names the device and group); the ioctls' errors otherwise.
+  [[nodiscard]] Result<ResetMethod> ResetDevice(const std::string& bdf);
   /// Whether vfiod has the device `bdf` open in this container. Needs mu().
   [[nodiscard]] bool HasDeviceOpen(const std::string& bdf) const;
   /// Region and IRQ information of `bdf` (its group must be in this container;

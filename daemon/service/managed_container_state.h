@@ -1,5 +1,5 @@
-// ManagedContainer's VFIO and DMA objects (managed_container.cc and
-// managed_container_adopt.cc share them; nothing else includes this).
+// ManagedContainer's VFIO and DMA objects, shared by its source files
+// (managed_container*.cc); nothing else includes this.
 #pragma once
 
 #include <map>

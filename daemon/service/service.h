@@ -231,6 +231,14 @@ class Service {
   /// container or device, kPermission when the policy does not allow it.
   [[nodiscard]] SResult<OpenedDevice> OpenDevice(const Caller& caller, ContainerId container,
                                                  const std::string& bdf);
+  /// Resets the device (service_devices_reset.cc) through the container that
+  /// holds its group, with the same access rule as OpenDevice (Authorize
+  /// kUse). Returns how (ManagedContainer::ResetDevice). kNotFound: no such
+  /// device, or its group is in no container the caller may use;
+  /// kPermission: the policy refuses the device, or a hot reset would reset
+  /// a device whose group is not in that container (named in the detail);
+  /// kInvalidParams (ENOTTY): the kernel offers no reset for it; kKernel.
+  [[nodiscard]] SResult<ResetMethod> ResetDevice(const Caller& caller, const std::string& bdf);
 
   // --- containers -----------------------------------------------------------
   /// Opens a type1v2 container with the groups of `bdfs` attached, owned by

@@ -198,6 +198,12 @@ struct MapResult {
   uint64_t engine_id = 0;  ///< the container's DmaSpace id of it (service-internal)
 };
 
+/// How device.reset reset a device.
+enum class ResetMethod : uint8_t {
+  kFunction,  ///< VFIO_DEVICE_RESET (FLR, PM or a device-specific reset)
+  kHot,       ///< VFIO_DEVICE_PCI_HOT_RESET of the device's slot or bus
+};
+
 struct OpenedDevice {
   std::string bdf;
   UniqueFd fd;  ///< a dup of vfiod's device fd, for the client

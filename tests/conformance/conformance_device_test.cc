@@ -93,5 +93,20 @@ TEST_F(Device, IrqInfo) {
   EXPECT_EQ(msix->count, 0u);
 }
 
+// The device under test (edu) sits on the root bus: no bridge can reset it,
+// so the hot reset ioctls answer ENODEV before looking at the group fds.
+TEST_F(Device, NoHotResetOnTheRootBus) {
+  EXPECT_EQ(Errno(kernel::GetHotResetInfo(k_, dev_.get())), ENODEV);
+  const int groups[] = {group_.get()};
+  EXPECT_EQ(Errno(kernel::HotReset(k_, dev_.get(), groups)), ENODEV);
+}
+
+// VFIO_DEVICE_RESET works exactly when the device reports FLAGS_RESET.
+TEST_F(Device, FunctionResetFollowsTheResetFlag) {
+  auto info = kernel::GetDeviceInfo(k_, dev_.get());
+  ASSERT_TRUE(info) << info.error().message();
+  EXPECT_EQ(Errno(kernel::ResetDevice(k_, dev_.get())), info->can_reset() ? 0 : EINVAL);
+}
+
 }  // namespace
 }  // namespace vfiod::conformance

@@ -39,7 +39,7 @@ TEST(OpenRpcTest, RegisteredMethodsEqualDocumentedMethods) {
     documented.insert(m["name"].get<std::string>());
   }
   EXPECT_EQ(registered, documented);
-  EXPECT_EQ(registered.size(), 29u);
+  EXPECT_EQ(registered.size(), 30u);
 }
 
 TEST(OpenRpcTest, DocumentIsOpenRpcWithResultsAndErrorsResolvable) {

@@ -83,7 +83,8 @@ inline Config EduConfig(uid_t uid, Quota quota) {
 /// wrapper, over a fresh sysfs tree in a temporary folder (removed after).
 class ModelServiceTest : public ::testing::Test {
  protected:
-  ModelServiceTest() : model_(Topology()) {}
+  explicit ModelServiceTest(kernel::ModelTopology topology = Topology())
+      : model_(std::move(topology)) {}
   ~ModelServiceTest() override {
     service_.reset();
     std::error_code ec;

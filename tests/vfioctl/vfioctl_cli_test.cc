@@ -136,6 +136,10 @@ TEST_F(VfioctlTest, NamedContainerLifecycleWithMappings) {
   RunResult open_json = Ctl({"--json", "device", "open", std::to_string(id), kEdu});
   EXPECT_RUN_OK(open_json);
   EXPECT_EQ(open_json.Json()["fd"], json({{"fd", 0}}));
+  RunResult reset = Ctl({"--json", "device", "reset", kEdu});  // the model's edu has FLR
+  EXPECT_RUN_OK(reset);
+  EXPECT_EQ(reset.Json()["method"], "function");
+  EXPECT_NE(Ctl({"device", "reset", kEdu}).out.find("function reset"), std::string::npos);
 
   RunResult alloc = Ctl({"--json", "dma", "alloc", "demo", "2M", "--backing", "4k",
                          "--dma-mask-bits", "28", "--name", "buf"});

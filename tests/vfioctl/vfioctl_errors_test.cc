@@ -185,6 +185,11 @@ TEST(VfioctlVm, SessionAsNobodyOnTheRealKernel) {
   RunResult create = ctl({"container", "create", edu, "--name", "vm"});
   ASSERT_EQ(create.exit, 0) << create.Describe();
   EXPECT_NE(create.out.find("4K, 2M, 1G"), std::string::npos) << create.out;
+  // QEMU's edu has no function reset (no reset_method in sysfs) and sits on
+  // the root bus (no hot reset): refused as such, exit 1.
+  RunResult reset = ctl({"device", "reset", edu});
+  EXPECT_EQ(reset.exit, 1) << reset.Describe();
+  EXPECT_NE(reset.err.find("ENOTTY"), std::string::npos) << reset.Describe();
   RunResult alloc = ctl({"--json", "dma", "alloc", "vm", "4M", "--backing", "hugetlb-2m",
                          "--dma-mask-bits", "28", "--name", "buf"});
   ASSERT_EQ(alloc.exit, 0) << alloc.Describe();
