@@ -186,16 +186,8 @@ uint64_t Service::Teardown(const ContainerSlot& slot) {
   bool lingers = false;
   {
     std::lock_guard lock(mu_);
-    std::vector<MappingId> gone;
-    ForEachMappingLocked([&](MappingId id, const MappingSlot& m) {
-      if (m.container == slot.id) {
-        gone.push_back(id);
-      }
-    });
-    for (MappingId id : gone) {
-      RemoveMappingLocked(id);
-    }
-    gone_fds = std::move(gone);
+    std::vector<MappingId> gone = ForgetMappingsLocked(slot.id);
+    gone_fds = gone;
     LingeringSlot held{slot.owner_uid, {}, {}, std::chrono::steady_clock::now(), false};
     for (int group : slot.managed->groups()) {
       if (auto h = handed.find(group); h != handed.end()) {

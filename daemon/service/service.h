@@ -495,6 +495,9 @@ class Service {
   /// charges already made). Slots it skips are left free for
   /// RebuildFreeMappingSlotsLocked.
   void AddMappingAtLocked(MappingId id, const MappingSlot& slot, const std::string& name);
+  /// Forgets every mapping of `container` (RemoveMappingLocked: charges
+  /// given back); returns their ids.
+  std::vector<MappingId> ForgetMappingsLocked(ContainerId container);
   /// The free list from the slots (after AddMappingAtLocked).
   void RebuildFreeMappingSlotsLocked();
   /// The daemon's figures: all of them (nullopt) or those of `uid` alone.

@@ -57,6 +57,19 @@ void Service::AddMappingAtLocked(MappingId id, const MappingSlot& slot, const st
   }
 }
 
+std::vector<MappingId> Service::ForgetMappingsLocked(ContainerId container) {
+  std::vector<MappingId> gone;
+  ForEachMappingLocked([&](MappingId id, const MappingSlot& m) {
+    if (m.container == container) {
+      gone.push_back(id);
+    }
+  });
+  for (MappingId id : gone) {
+    RemoveMappingLocked(id);
+  }
+  return gone;
+}
+
 void Service::RebuildFreeMappingSlotsLocked() {
   free_mapping_slots_.clear();
   for (size_t i = mapping_slots_.size(); i-- > 0;) {  // the lowest index is reused first

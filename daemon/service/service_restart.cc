@@ -290,15 +290,7 @@ size_t Service::HandOver() {
     spdlog::info("container {} handed over ({} bytes of mappings invalidated)", slot.id,
                  *invalidated);
     std::lock_guard lock(mu_);
-    std::vector<MappingId> gone;
-    ForEachMappingLocked([&](MappingId id, const MappingSlot& m) {
-      if (m.container == slot.id) {
-        gone.push_back(id);
-      }
-    });
-    for (MappingId id : gone) {
-      RemoveMappingLocked(id);  // the successor's now: its fd stays in the store
-    }
+    (void)ForgetMappingsLocked(slot.id);  // the successor's now: their fds stay in the store
     for (int group : slot.managed->groups()) {
       groups_held_.erase(group);
     }
