@@ -147,11 +147,7 @@ Result<std::vector<T>> IdList(const json& obj, const char* key, const std::strin
 Result<std::string> SessionToken(const json& obj, const std::string& name,
                                  const std::string& where) {
   auto token = VFIOD_TRY(String(obj, "session", where));
-  const bool hex =
-      token.size() == kSessionTokenLength && std::all_of(token.begin(), token.end(), [](char c) {
-        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-      });
-  if (name.empty() ? !hex : !token.empty()) {
+  if (name.empty() ? !IsSessionToken(token) : !token.empty()) {
     return Bad(where + ".session",
                "not a session token of an unnamed object, or set on a named one");
   }
@@ -327,6 +323,12 @@ json EncodeBody(const StateRecord& record) {
 }
 
 }  // namespace
+
+bool IsSessionToken(std::string_view text) {
+  return text.size() == kSessionTokenLength && std::all_of(text.begin(), text.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
 
 std::string EncodeStateRecord(const StateRecord& record) {
   json doc = EncodeBody(record);

@@ -25,6 +25,10 @@ inline constexpr uint32_t kStateRecordVersion = 3;
 /// Length of a session's resume token: lowercase hex digits (128 bits).
 inline constexpr size_t kSessionTokenLength = 32;
 
+/// Whether `text` has the form of a resume token: kSessionTokenLength
+/// lowercase hex digits.
+[[nodiscard]] bool IsSessionToken(std::string_view text);
+
 /// A container: its VFIO container fd is in the store as `fd_name`.
 struct ContainerRecord {
   uint64_t id = 0;

@@ -1,8 +1,6 @@
 // Live restart (issue 14) as clients see it: session.info and
 // session.resume (how a client gets its unnamed objects back after vfiod
 // restarted), and daemon.restart (root asks for a graceful hand-over).
-#include <algorithm>
-
 #include "lifecycle/state_record.h"
 #include "rpc/methods.h"
 #include "rpc/methods_params.h"
@@ -16,7 +14,7 @@ HandlerResult ServiceMethods::SessionInfo(CallContext&, const json& params, cons
   ParamReader(params).Finish();
   return Reply(json{{"session", caller.session},
                     {"token", service_.SessionToken(caller.session)},
-                    {"resumable", service_.Status().fd_store}});
+                    {"resumable", service_.has_fd_store()}});
 }
 
 HandlerResult ServiceMethods::SessionResume(CallContext&, const json& params,
@@ -24,11 +22,7 @@ HandlerResult ServiceMethods::SessionResume(CallContext&, const json& params,
   ParamReader p(params);
   std::string token = p.Str("token");
   p.Finish();
-  const bool hex = token.size() == lifecycle::kSessionTokenLength &&
-                   std::all_of(token.begin(), token.end(), [](char c) {
-                     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-                   });
-  if (!hex) {
+  if (!lifecycle::IsSessionToken(token)) {
     throw ParamError(p.Path("token") + ": not a session token (32 lowercase hex digits)");
   }
   auto resumed = service_.ResumeSession(caller, token);
@@ -45,7 +39,7 @@ HandlerResult ServiceMethods::DaemonRestart(CallContext&, const json& params,
     return std::unexpected(wire::MakeError(
         Error{EPERM, "daemon.restart", "only root may restart vfiod"}, wire::kPermissionDenied));
   }
-  if (!service_.Status().fd_store || !on_restart_) {
+  if (!service_.has_fd_store() || !on_restart_) {
     return std::unexpected(wire::MakeError(
         Error{EBUSY, "daemon.restart",
               "no fd store: a restart would release every container and mapping (vfiod was "

@@ -244,7 +244,7 @@ StatusView Service::StatusOf(std::optional<uid_t> uid) const {
       ++(session.detached ? s.detached_sessions : s.clients);
     }
   }
-  s.fd_store = static_cast<bool>(fd_store_.store);
+  s.fd_store = has_fd_store();
   for (const auto& [id, c] : containers_) {
     if (c.managed && counts(c.owner_uid)) {
       ++s.containers;

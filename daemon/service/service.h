@@ -162,6 +162,8 @@ class Service {
   };
   /// Set once, before the first session opens; unset, nothing is stored.
   void SetFdStoreHooks(FdStoreHooks hooks) { fd_store_ = std::move(hooks); }
+  /// Whether what vfiod holds goes to an fd store (StatusView::fd_store).
+  [[nodiscard]] bool has_fd_store() const { return static_cast<bool>(fd_store_.store); }
 
   // --- live restart (service_restart.cc) -----------------------------------
   /// The resume token of `session`: lifecycle::kSessionTokenLength random
@@ -483,10 +485,11 @@ class Service {
   /// it holds it; nullopt when it is free. Needs mu_.
   [[nodiscard]] std::optional<std::string> GroupHolderLocked(int group) const;
   // Readopt's steps (service_restart.cc).
-  /// Takes over the container `c` describes with its mappings in `record`,
+  /// Takes over the container `c` describes with its mappings `mine`,
   /// taking their fds out of `fds`; what it cannot take over is released,
   /// logged and counted, and its fds leave the store.
-  void ReadoptContainer(const lifecycle::ContainerRecord& c, const lifecycle::StateRecord& record,
+  void ReadoptContainer(const lifecycle::ContainerRecord& c,
+                        const std::vector<const lifecycle::MappingRecord*>& mine,
                         std::map<std::string, UniqueFd>& fds, ReadoptReport& report);
   /// The detached session of old token `token` and `uid`, made on first use.
   SessionId DetachedSessionLocked(const std::string& token, uid_t uid,

@@ -145,9 +145,8 @@ SessionId Service::DetachedSessionLocked(const std::string& token, uid_t uid,
 }
 
 void Service::ReadoptContainer(const lifecycle::ContainerRecord& c,
-                               const lifecycle::StateRecord& record,
+                               const std::vector<const lifecycle::MappingRecord*>& mine,
                                std::map<std::string, UniqueFd>& fds, ReadoptReport& report) {
-  std::vector<const lifecycle::MappingRecord*> mine;
   ManagedContainer::Inherited inherited;
   inherited.container = Take(fds, c.fd_name);
   for (int group : c.groups) {
@@ -157,11 +156,8 @@ void Service::ReadoptContainer(const lifecycle::ContainerRecord& c,
       spdlog::warn("restart: container {}: group {} did not come back (detached)", c.id, group);
     }
   }
-  for (const lifecycle::MappingRecord& m : record.mappings) {
-    if (m.container == c.id) {
-      inherited.mappings.push_back(RequestOf(m, mine.size(), fds));
-      mine.push_back(&m);
-    }
+  for (size_t key = 0; key < mine.size(); ++key) {
+    inherited.mappings.push_back(RequestOf(*mine[key], key, fds));
   }
   std::vector<int> groups;
   for (const auto& [group, fd] : inherited.groups) {
@@ -245,8 +241,13 @@ Service::ReadoptReport Service::Readopt(const lifecycle::StateRecord& record,
     mapping_generation_floor_ = std::max(mapping_generation_floor_, record.mapping_generation);
     grace_ = grace;
   }
+  // Each container's mappings, found once (not a scan of all per container).
+  std::map<uint64_t, std::vector<const lifecycle::MappingRecord*>> by_container;
+  for (const lifecycle::MappingRecord& m : record.mappings) {
+    by_container[m.container].push_back(&m);
+  }
   for (const lifecycle::ContainerRecord& c : record.containers) {
-    ReadoptContainer(c, record, fds, report);
+    ReadoptContainer(c, by_container[c.id], fds, report);
   }
   std::lock_guard lock(mu_);
   RebuildFreeMappingSlotsLocked();
