@@ -30,6 +30,7 @@
 #include "kernel/kernel.h"
 #include "lifecycle/listen_fds.h"
 #include "lifecycle/notify.h"
+#include "lifecycle/object_record.h"
 #include "lifecycle/record_store.h"
 #include "lifecycle/record_writer.h"
 #include "lifecycle/stored_fds.h"
@@ -112,10 +113,15 @@ void Notify(std::string_view state) {
 }
 
 /// What a previous vfiod left in the fd store, sorted against its newest
-/// valid state record (lifecycle/stored_fds.h), and the listening socket.
+/// valid state record with the objects' own records merged in
+/// (lifecycle/object_record.h, lifecycle/stored_fds.h), and the listening
+/// socket.
 struct Inherited {
   std::optional<lifecycle::StateRecord> record;
   lifecycle::SortedFds fds;
+  /// Own records left in the store: their objects are described (the
+  /// service removes them once its own state record describes them too).
+  std::vector<std::string> object_records;
 };
 
 /// The fds systemd passed: the listening socket (socket activation), if any,
@@ -138,13 +144,29 @@ Inherited InheritedFds() {
   } else if (picked.error().code != ENOENT) {
     spdlog::warn("fd store: no usable state record: {}", picked.error().message());
   }
+  // Objects created after the newest record (their replies were sent) come
+  // with their own records: the record would miss them otherwise.
+  const bool had_record = out.record.has_value();
+  const lifecycle::MergeReport merged = lifecycle::MergeObjectRecords(out.record, *passed);
+  for (const std::string& refused : merged.refused) {
+    spdlog::warn("fd store: own record not used: {}", refused);
+  }
+  if (merged.containers + merged.mappings > 0) {
+    spdlog::info(
+        "fd store: {} containers and {} mappings newer than the {} added from their own "
+        "records",
+        merged.containers, merged.mappings, had_record ? "state record" : "(missing) state record");
+  }
   out.fds = lifecycle::SortStoredFds(out.record ? &*out.record : nullptr, std::move(*passed));
   const std::string keep_record =
-      out.record ? std::string(lifecycle::RecordFdName(out.record->generation)) : std::string();
+      had_record ? std::string(lifecycle::RecordFdName(out.record->generation)) : std::string();
   for (lifecycle::NamedFd& stray : out.fds.strays) {
     const bool stored = lifecycle::IsStoredObjectName(stray.name);
-    // A second fd under a name the record describes: only this copy goes.
-    if (stored && stray.name != keep_record && !out.fds.described.contains(stray.name)) {
+    const std::string_view object = lifecycle::ObjectOfRecordName(stray.name);
+    if (!object.empty() && out.fds.described.contains(std::string(object))) {
+      out.object_records.push_back(stray.name);  // stays until a record of ours covers it
+    } else if (stored && stray.name != keep_record && !out.fds.described.contains(stray.name)) {
+      // A second fd under a name the record describes: only this copy goes.
       spdlog::warn("fd store: {} is not described by the state record: removed", stray.name);
       if (auto removed = lifecycle::RemoveFds(stray.name); !removed) {
         spdlog::warn("fd store: {}", removed.error().message());
@@ -163,8 +185,10 @@ Inherited InheritedFds() {
 void DropInherited(lifecycle::SortedFds& fds) {
   for (auto& [name, fd] : fds.described) {
     spdlog::warn("fd store: dropping {} of a previous vfiod (not taken over)", name);
-    if (auto removed = lifecycle::RemoveFds(name); !removed) {
-      spdlog::warn("fd store: {}", removed.error().message());
+    for (const std::string& gone : {lifecycle::ObjectRecordName(name), name}) {
+      if (auto removed = lifecycle::RemoveFds(gone); !removed) {
+        spdlog::warn("fd store: {}", removed.error().message());
+      }
     }
     fd.reset();
   }
@@ -296,12 +320,21 @@ int Run(const Options& options) {
   Inherited inherited = InheritedFds();
   if (!lifecycle::NotifySocketFromEnv().empty()) {
     records = std::make_unique<lifecycle::RecordWriter>(
-        [&service] { return service.SnapshotState(); }, lifecycle::StoreStateRecord,
+        [&service] { return service.SnapshotState(); },
+        [&service](const lifecycle::StateRecord& record) {
+          auto stored = lifecycle::StoreStateRecord(record);
+          if (stored && *stored) {
+            service.RecordStored(record);  // the own records it covers can go
+          }
+          return stored;
+        },
         [](const Error& e) { spdlog::warn("fd store: state record: {}", e.message()); },
         inherited.record ? inherited.record->generation + 1 : 1);
     auto hooks = FdStoreHooks();
     hooks.changed = [&records] { records->Changed(); };
+    hooks.flush = [&records] { records->Flush(); };
     service.SetFdStoreHooks(std::move(hooks));
+    service.KeepObjectRecords(inherited.object_records);
   }
   if (inherited.record) {
     (void)service.Readopt(*inherited.record, inherited.fds.described, kResumeGrace);

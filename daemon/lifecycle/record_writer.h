@@ -2,8 +2,10 @@
 // wait for it: a change only marks the record stale; one writer thread takes
 // a snapshot and stores it (record_store.h). Changes made while a record is
 // being written coalesce into one more record, so the record is at most one
-// write behind, and a start-up repairs that window (what the newest record
-// does not describe is dropped from the store).
+// write behind. The objects created in that window come back from their own
+// records (object_record.h); what neither describes is dropped from the
+// store on start. Callers that need their change recorded before they go on
+// call Flush().
 #pragma once
 
 #include <condition_variable>

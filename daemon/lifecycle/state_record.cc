@@ -53,17 +53,20 @@ json EncodeEntries(const std::vector<EntryRecord>& entries) {
 }
 
 json EncodeMapping(const MappingRecord& m) {
-  return json{{"id", m.id},
-              {"container", m.container},
-              {"iova", m.iova},
-              {"size", m.size},
-              {"backing", m.backing},
-              {"fd_name", m.fd_name},
-              {"owner_uid", m.owner_uid},
-              {"name", m.name},
-              {"session", m.session},
-              {"mmio", m.mmio},
-              {"entries", EncodeEntries(m.entries)}};
+  return json{
+      {"id", m.id},
+      {"container", m.container},
+      {"iova", m.iova},
+      {"size", m.size},
+      {"backing", m.backing},
+      {"fd_name", m.fd_name},
+      {"owner_uid", m.owner_uid},
+      {"name", m.name},
+      {"session", m.session},
+      {"mmio", m.mmio},
+      {"bar",
+       m.mmio && !m.bar_bdf.empty() ? json{{"bdf", m.bar_bdf}, {"index", m.bar_index}} : json()},
+      {"entries", EncodeEntries(m.entries)}};
 }
 
 json EncodeOwner(const OwnerRecord& o) {
@@ -214,11 +217,38 @@ Result<std::vector<EntryRecord>> DecodeEntries(const json& obj, const MappingRec
   return out;
 }
 
-Result<MappingRecord> DecodeMapping(const json& obj, const std::string& where) {
-  VFIOD_TRY(ExactKeys(obj,
-                      {"id", "container", "iova", "size", "backing", "fd_name", "owner_uid", "name",
-                       "session", "mmio", "entries"},
-                      where));
+/// A BAR mapping's "bar": {"bdf", "index"}, or null (not known); null for memory.
+Result<void> DecodeBar(const json& obj, MappingRecord& m, const std::string& where) {
+  const json& bar = obj.at("bar");
+  if (bar.is_null()) {
+    return Ok();
+  }
+  if (!m.mmio) {
+    return Bad(where + ".bar", "set on memory");
+  }
+  VFIOD_TRY(ExactKeys(bar, {"bdf", "index"}, where + ".bar"));
+  m.bar_bdf = VFIOD_TRY(String(bar, "bdf", where + ".bar"));
+  const bool name_ok = !m.bar_bdf.empty() && m.bar_bdf.size() <= 32 &&
+                       m.bar_bdf.find_first_not_of("0123456789abcdef:.") == std::string::npos;
+  if (!name_ok) {
+    return Bad(where + ".bar.bdf", "not a device name");
+  }
+  m.bar_index = static_cast<uint32_t>(VFIOD_TRY(Unsigned(bar, "index", where + ".bar", 255)));
+  return Ok();
+}
+
+Result<MappingRecord> DecodeMapping(const json& obj, const std::string& where, uint64_t version) {
+  if (version >= 4) {
+    VFIOD_TRY(ExactKeys(obj,
+                        {"id", "container", "iova", "size", "backing", "fd_name", "owner_uid",
+                         "name", "session", "mmio", "bar", "entries"},
+                        where));
+  } else {
+    VFIOD_TRY(ExactKeys(obj,
+                        {"id", "container", "iova", "size", "backing", "fd_name", "owner_uid",
+                         "name", "session", "mmio", "entries"},
+                        where));
+  }
   MappingRecord m;
   m.id = VFIOD_TRY(Unsigned(obj, "id", where));
   m.container = VFIOD_TRY(Unsigned(obj, "container", where));
@@ -236,6 +266,9 @@ Result<MappingRecord> DecodeMapping(const json& obj, const std::string& where) {
     return Bad(where + ".mmio", "not a boolean, or disagrees with the backing");
   }
   m.fd_name = VFIOD_TRY(FdName(obj, where, m.mmio));
+  if (version >= 4) {
+    VFIOD_TRY(DecodeBar(obj, m, where));
+  }
   m.owner_uid = static_cast<uid_t>(VFIOD_TRY(Unsigned(obj, "owner_uid", where, kMaxId)));
   m.name = VFIOD_TRY(String(obj, "name", where));
   m.session = VFIOD_TRY(SessionToken(obj, m.name, where));
@@ -345,9 +378,12 @@ Result<StateRecord> DecodeStateRecord(std::string_view bytes) {
     return Bad("format", "not a vfiod state record");
   }
   if (!doc.contains("version") || !doc["version"].is_number_unsigned() ||
-      doc["version"].get<uint64_t>() != kStateRecordVersion) {
-    return Bad("version", "not version " + std::to_string(kStateRecordVersion) + " (unknown)");
+      doc["version"].get<uint64_t>() < kOldestStateRecordVersion ||
+      doc["version"].get<uint64_t>() > kStateRecordVersion) {
+    return Bad("version", "not a version from " + std::to_string(kOldestStateRecordVersion) +
+                              " to " + std::to_string(kStateRecordVersion) + " (unknown)");
   }
+  const uint64_t version = doc["version"].get<uint64_t>();
   if (!doc.contains("checksum") || !doc["checksum"].is_string()) {
     return Bad("checksum", "missing");
   }
@@ -366,7 +402,10 @@ Result<StateRecord> DecodeStateRecord(std::string_view bytes) {
   r.mapping_generation =
       static_cast<uint32_t>(VFIOD_TRY(Unsigned(doc, "mapping_generation", "record", UINT32_MAX)));
   r.containers = VFIOD_TRY(DecodeArray<ContainerRecord>(doc, "containers", DecodeContainer));
-  r.mappings = VFIOD_TRY(DecodeArray<MappingRecord>(doc, "mappings", DecodeMapping));
+  r.mappings = VFIOD_TRY(DecodeArray<MappingRecord>(
+      doc, "mappings", [version](const json& obj, const std::string& where) {
+        return DecodeMapping(obj, where, version);
+      }));
   r.owners = VFIOD_TRY(DecodeArray<OwnerRecord>(doc, "owners", DecodeOwner));
   VFIOD_TRY(CheckReferences(r));
   return r;

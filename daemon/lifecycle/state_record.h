@@ -20,7 +20,12 @@ namespace vfiod::lifecycle {
 /// 2: a mapping lists its kernel entries (what re-adoption re-points).
 /// 3: the service's id counters, and the resume token of the session owning
 /// an unnamed container or mapping.
-inline constexpr uint32_t kStateRecordVersion = 3;
+/// 4: a BAR mapping names its device and region ("bar"), so it can be taken
+/// over too. A version 3 record (written by the vfiod before) is still read.
+inline constexpr uint32_t kStateRecordVersion = 4;
+
+/// The oldest record format this build reads.
+inline constexpr uint32_t kOldestStateRecordVersion = 3;
 
 /// Length of a session's resume token: lowercase hex digits (128 bits).
 inline constexpr size_t kSessionTokenLength = 32;
@@ -70,6 +75,11 @@ struct MappingRecord {
   /// Resume token of the owning session (unnamed only; empty when named).
   std::string session;
   bool mmio = false;
+  /// A BAR (mmio only): the device ("0000:00:05.0") and region index it
+  /// maps, reopened through the container's group on restart. Empty: not
+  /// known (a version 3 record): such a BAR cannot be taken over.
+  std::string bar_bdf;
+  uint32_t bar_index = 0;
   /// By IOVA, tiling [iova, iova + size) exactly. Empty: not recorded (a
   /// producer that does not know them yet); re-adoption cannot re-point such
   /// a mapping and must release it.
@@ -108,8 +118,11 @@ struct StateRecord {
 
 /// The record `bytes` encode, checked in full.
 /// Errors (EINVAL, op "state record", the detail names the field): not JSON,
-/// not an object; "format" is not "vfiod-state"; "version" is not
-/// kStateRecordVersion (a newer or older daemon's record is not guessed at);
+/// not an object; "format" is not "vfiod-state"; "version" is not between
+/// kOldestStateRecordVersion and kStateRecordVersion (a newer or much older
+/// daemon's record is not guessed at); a BAR's "bar" is not a device name
+/// (1 to 32 of [0-9a-f:.]) and a region index (at most 255), or is set on
+/// memory;
 /// the checksum is missing or does not match; a key is missing, of the wrong
 /// type, out of range (uid/gid past 2^32-2, group past INT_MAX) or unknown;
 /// an id is 0 or repeated, or a container id is not below next_id, or a

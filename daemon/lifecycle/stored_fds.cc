@@ -2,13 +2,14 @@
 
 #include <set>
 
+#include "lifecycle/object_record.h"
 #include "lifecycle/record_store.h"
 
 namespace vfiod::lifecycle {
 
 bool IsStoredObjectName(std::string_view name) {
   return name.starts_with("c-") || name.starts_with("g-") || name.starts_with("m-") ||
-         IsRecordFdName(name);
+         IsObjectRecordName(name) || IsRecordFdName(name);
 }
 
 std::string GroupFdName(uint64_t container, int group) {

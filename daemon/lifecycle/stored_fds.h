@@ -18,7 +18,8 @@
 namespace vfiod::lifecycle {
 
 /// Whether `name` is one vfiod stores objects under: "c-<id>" (container),
-/// "g-<container id>-<group>" (group), "m-<id>" (mapping backing), or a
+/// "g-<container id>-<group>" (group), "m-<id>" (mapping backing), an
+/// object's own record ("r-c-<id>", "r-m-<id>": object_record.h), or a state
 /// record's name (record_store.h).
 [[nodiscard]] bool IsStoredObjectName(std::string_view name);
 
@@ -30,8 +31,9 @@ struct SortedFds {
   std::map<std::string, UniqueFd> described;
   /// Object names the record does not describe, or a second fd under a name
   /// (the caller removes the name from the store and closes them), and the
-  /// records themselves (read already: the caller closes them; the store
-  /// keeps its copy).
+  /// records themselves, state records and own records (read already: the
+  /// caller closes them; the store keeps its copy until the caller removes
+  /// it).
   std::vector<NamedFd> strays;
   /// Names the record describes that did not come back.
   std::vector<std::string> missing;

@@ -227,6 +227,7 @@ Result<MapResult> ManagedContainer::MapBar(const MapBarRequest& request) {
   if (!mapped) {
     return std::unexpected(mapped.error());
   }
+  state_->bars[mapped->id] = BarSource{request.bdf, request.bar};
   return MapResult{ViewOf(*mapped), UniqueFd(), mapped->id};
 }
 
@@ -255,6 +256,9 @@ Result<dma::UnmapReport> ManagedContainer::Unmap(uint64_t engine_id) {
   }
   auto unmapped = state_->space->Unmap(engine_id);
   Publish();  // also after an error: an EIO count mismatch still releases it
+  if (!state_->space->Find(engine_id)) {
+    state_->bars.erase(engine_id);
+  }
   return unmapped;
 }
 
@@ -280,6 +284,11 @@ Result<dma::DmaSpace::Keepable> ManagedContainer::Keepable(uint64_t engine_id) c
     return Fail(ENOENT, "keep mapping", "the container is closed");
   }
   return state_->space->KeepableOf(engine_id);
+}
+
+std::optional<ManagedContainer::BarSource> ManagedContainer::BarOf(uint64_t engine_id) const {
+  auto it = state_->bars.find(engine_id);
+  return it == state_->bars.end() ? std::nullopt : std::optional<BarSource>(it->second);
 }
 
 std::optional<dma::ContiguityReport> ManagedContainer::Contiguity(uint64_t engine_id) {

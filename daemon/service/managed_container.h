@@ -39,18 +39,28 @@ class ManagedContainer {
       kernel::Kernel& kernel, const vfio::PciSysfs& sysfs, ContainerId id,
       const std::vector<int>& groups, const Limits& limits);
   /// A container a previous vfiod left, as the fd store kept it (live restart).
+  /// The device and region a BAR mapping maps.
+  struct BarSource {
+    std::string bdf;
+    uint32_t index = 0;
+  };
   struct Inherited {
     UniqueFd container;
     std::vector<std::pair<int, UniqueFd>> groups;  ///< by group number, as attached
     std::vector<dma::AdoptRequest> mappings;
+    /// By AdoptRequest::key: the BARs behind requests that come without a
+    /// backing, reopened here (the device through the container's groups).
+    std::map<uint64_t, BarSource> bars;
   };
   /// Takes over `inherited` (live restart): the container fd
   /// (vfio::Container::Adopt), each group fd (vfio::Group::Adopt), then the
   /// mappings (dma::DmaSpace::Adopt: each re-pointed at this process with
   /// the VADDR protocol; what does not match the kernel is released; kernel
-  /// entries no request names are unmapped). The report says what became of
-  /// each mapping. Errors (the fds are closed; a group detaches only when the
-  /// fd store holds no other copy): those of the three Adopts.
+  /// entries no request names are unmapped). A BAR's backing is made anew
+  /// (its device opened through the groups, the region mmapped); one that
+  /// cannot be is released like a mapping whose fd did not come back. The report says what became
+  /// of each mapping. Errors (the fds are closed; a group detaches only when the fd store holds no
+  /// other copy): those of the three Adopts.
   [[nodiscard]] static Result<std::pair<std::shared_ptr<ManagedContainer>, dma::AdoptReport>> Adopt(
       kernel::Kernel& kernel, ContainerId id, Inherited inherited, const Limits& limits);
   ~ManagedContainer();
@@ -103,6 +113,9 @@ class ManagedContainer {
   /// What a restart needs of mapping `engine_id` (DmaSpace::KeepableOf).
   /// ENOENT: unknown mapping or closed container.
   [[nodiscard]] Result<dma::DmaSpace::Keepable> Keepable(uint64_t engine_id) const;
+  /// The BAR mapping `engine_id` maps (MapBar, or taken over); nullopt for
+  /// memory or an unknown mapping. Needs mu().
+  [[nodiscard]] std::optional<BarSource> BarOf(uint64_t engine_id) const;
   /// Opens (or reuses) vfiod's fd for `bdf` and returns a dup for the client,
   /// remembering that `uid` was handed a device fd of `group` (see handouts()).
   [[nodiscard]] Result<OpenedDevice> OpenDevice(const std::string& bdf, int group, uid_t uid);
@@ -154,6 +167,9 @@ class ManagedContainer {
   [[nodiscard]] Result<dma::HugeShare> RequireHuge(uint64_t engine_id);
   /// vfiod's fd of `bdf`, opened from whichever group holds it; needs mu().
   [[nodiscard]] Result<std::shared_ptr<vfio::Device>> DeviceFor(const std::string& bdf);
+  /// A backing of `bar` made anew for Adopt (DeviceFor, then the region
+  /// mmapped); nullptr when it cannot be (logged).
+  [[nodiscard]] std::shared_ptr<const dma::Backing> ReopenBar(const BarSource& bar);
   /// The client's view of the engine's record `r` (see Describe).
   [[nodiscard]] MappingView ViewOf(const dma::MappingReport& r) const;
 

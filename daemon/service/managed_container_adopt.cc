@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "dma/backing_bar.h"
 #include "service/managed_container.h"
 #include "service/managed_container_state.h"
 
@@ -23,7 +24,19 @@ Result<std::pair<std::shared_ptr<ManagedContainer>, dma::AdoptReport>> ManagedCo
   dma::EngineConfig engine;
   engine.chunk_bytes = limits.map_chunk_bytes;
   s.space = VFIOD_TRY(dma::DmaSpace::Create(s.container, engine));
+  for (dma::AdoptRequest& request : inherited.mappings) {
+    auto bar = inherited.bars.find(request.key);
+    if (bar != inherited.bars.end() && !request.backing) {
+      request.backing = self->ReopenBar(bar->second);
+    }
+  }
   dma::AdoptReport report = VFIOD_TRY(s.space->Adopt(std::move(inherited.mappings)));
+  for (const dma::AdoptOutcome& outcome : report.mappings) {
+    auto bar = inherited.bars.find(outcome.key);
+    if (outcome.id != 0 && bar != inherited.bars.end()) {
+      s.bars[outcome.id] = bar->second;
+    }
+  }
   self->extensions_ = ExtensionsOf(s.container->features());
   // DMA_AVAIL is the entry limit less the entries mapped, and only the
   // adopted mappings are left: add them back for the limit.
@@ -33,6 +46,18 @@ Result<std::pair<std::shared_ptr<ManagedContainer>, dma::AdoptReport>> ManagedCo
     *self->info_.dma_avail += static_cast<uint32_t>(self->usage_.entries);
   }
   return std::pair{std::move(self), std::move(report)};
+}
+
+std::shared_ptr<const dma::Backing> ManagedContainer::ReopenBar(const BarSource& bar) {
+  auto device = DeviceFor(bar.bdf);
+  auto backing = device ? dma::CreateBarBacking(*device, bar.index)
+                        : Result<dma::Backing>(std::unexpected(device.error()));
+  if (!backing) {
+    spdlog::warn("restart: container {}: BAR {} of {}: {}", id_, bar.index, bar.bdf,
+                 backing.error().message());
+    return nullptr;
+  }
+  return std::make_shared<const dma::Backing>(std::move(*backing));
 }
 
 Result<uint64_t> ManagedContainer::HandOver() {

@@ -24,6 +24,7 @@ struct ManagedContainer::State {
   std::vector<std::shared_ptr<vfio::Group>> groups;
   std::unique_ptr<dma::DmaSpace> space;
   std::map<std::string, std::shared_ptr<vfio::Device>> devices;  // by BDF
+  std::map<uint64_t, ManagedContainer::BarSource> bars;          // BAR mappings, by engine id
 };
 
 /// What a container's features mean to clients.

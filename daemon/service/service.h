@@ -149,21 +149,38 @@ class Service {
   /// (borrowed) under "c-<id>", each of its group fds under
   /// "g-<container id>-<group>", and each mapping's backing fd (a memfd or
   /// the client's file; none for anonymous memory or a BAR) under
-  /// "m-<mapping id>"; `remove(name)` once it is closed or freed; both under
-  /// the container's mutex, so a store and its removal never swap places.
+  /// "m-<mapping id>"; after them, before the reply, the object's own
+  /// record (lifecycle/object_record.h) under "r-<its name>", so that what a
+  /// reply announced survives a crash before the next state record;
+  /// `remove(name)` once it is closed or freed, under the container's mutex,
+  /// so a store and its removal never swap places; and an own record once a
+  /// stored state record describes its object (RecordStored: only one noted
+  /// after its store).
   /// `changed()` after every change to containers, mappings, names, sharing
-  /// or charges (after the fds are stored, before none is held: no lock of
-  /// the service is held then): the record (SnapshotState) must be written
-  /// again. Failures are the callee's to log: the service goes on either way.
+  /// or charges (after the fds are stored, when no lock of the service is
+  /// held): the record (SnapshotState) must be written again. `flush()`
+  /// (optional) waits until a record taken after every earlier changed() is
+  /// stored: the calls whose change no own record carries (sharing, resume)
+  /// reply only after it. Failures are the callee's to log: the service goes
+  /// on either way.
   struct FdStoreHooks {
     std::function<void(const std::string& name, int fd)> store;
     std::function<void(const std::string& name)> remove;
     std::function<void()> changed;
+    std::function<void()> flush;
   };
   /// Set once, before the first session opens; unset, nothing is stored.
   void SetFdStoreHooks(FdStoreHooks hooks) { fd_store_ = std::move(hooks); }
   /// Whether what vfiod holds goes to an fd store (StatusView::fd_store).
   [[nodiscard]] bool has_fd_store() const { return static_cast<bool>(fd_store_.store); }
+  /// `record` (a SnapshotState, stamped) is in the store now: the own records
+  /// of the objects it describes leave the store. Called by the record
+  /// writer's thread after each successful store; takes no lock but a leaf.
+  void RecordStored(const lifecycle::StateRecord& record);
+  /// Own records a previous vfiod stored (by name, "r-c-<id>" / "r-m-<id>")
+  /// whose objects Readopt took over: they leave the store with the first
+  /// state record stored that describes their objects, as this vfiod's own.
+  void KeepObjectRecords(const std::vector<std::string>& names);
 
   // --- live restart (service_restart.cc) -----------------------------------
   /// The resume token of `session`: lifecycle::kSessionTokenLength random
@@ -520,22 +537,43 @@ class Service {
   /// the caller may use that container; nullopt otherwise (nothing opened).
   [[nodiscard]] std::optional<DeviceVfioView> ProbeVfio(const Caller& caller,
                                                         const vfio::PciDevice& pci);
-  /// Hands the new container's fd to fd_store_ (service_snapshot.cc); takes
-  /// its mutex, and skips a container already closed again.
+  /// Hands the new container's fds to fd_store_ (service_snapshot.cc), then
+  /// its own record; takes its mutex, and skips a container already closed
+  /// again.
   void StoreContainerFd(ManagedContainer& managed);
-  /// Removes the container's and its groups' fds from fd_store_; needs its mutex.
+  /// Removes the container's and its groups' fds and its own record from
+  /// fd_store_; needs its mutex.
   void RemoveContainerFds(ContainerId id, const std::vector<int>& groups);
-  /// Stores (`keep`) or removes the backing fd of mapping `id` under
-  /// "m-<id>"; needs the container's mutex, not mu_.
+  /// Stores the backing fd of mapping `id` under "m-<id>", then its own
+  /// record; needs the container's mutex, not mu_.
   void StoreMappingFd(ManagedContainer& managed, MappingId id, uint64_t engine_id);
+  /// Removes the backing fd of mapping `id` and its own record.
   void RemoveMappingFd(MappingId id);
-  /// Calls fd_store_.changed when it goes out of scope: declare it first in
-  /// a method that changes the tables, so it runs after every lock is gone.
+  /// The record of container `slot`; nullopt when it is unnamed and its
+  /// session is gone (being torn down: not worth keeping). Needs mu_.
+  [[nodiscard]] std::optional<lifecycle::ContainerRecord> ContainerRecordLocked(
+      const ContainerSlot& slot) const;
+  /// The record of mapping `id` (its entries when it can be taken over: fd
+  /// kept, entries tiling it; else with no fd name). nullopt when freed
+  /// meanwhile or its session is gone. Needs mu_ and its container's mutex.
+  [[nodiscard]] std::optional<lifecycle::MappingRecord> MappingRecordLocked(
+      MappingId id, const MappingSlot& slot, const ManagedContainer& managed) const;
+  /// Stores `own` (an object's own record) under "r-<object>" and notes it
+  /// for RecordStored; a failure is logged. Needs the object's container's
+  /// mutex (so its removal cannot pass it), not mu_.
+  void StoreObjectRecord(const std::string& object, const lifecycle::StateRecord& own);
+  /// Calls fd_store_.changed when it goes out of scope, and with `durable`
+  /// fd_store_.flush (the reply waits for the record): declare it first in a
+  /// method that changes the tables, so it runs after every lock is gone.
   struct ChangeNote {
     const Service& service;
+    bool durable = false;
     ~ChangeNote() {
       if (service.fd_store_.changed) {
         service.fd_store_.changed();
+      }
+      if (durable && service.fd_store_.flush) {
+        service.fd_store_.flush();
       }
     }
   };
@@ -555,6 +593,10 @@ class Service {
   // Backings, which may outlive the service. Its own leaf lock.
   const std::shared_ptr<LockedCharges> held_ = std::make_shared<LockedCharges>();
   FdStoreHooks fd_store_;  // set before serving, then only read
+  // Own records in the store that no stored state record covers yet, by
+  // name ("r-c-<id>", "r-m-<id>"). A leaf lock: taken with or without any other.
+  std::mutex object_records_mu_;
+  std::set<std::string> object_records_;  // guarded by object_records_mu_
   // Readopt's detached sessions by old token; set before serving, then mu_.
   std::map<std::string, SessionId> detached_;
   std::chrono::seconds grace_{0};  // Readopt's grace period; set before serving

@@ -132,7 +132,7 @@ SResult<ContainerView> Service::AttachContainer(const Caller& caller, const std:
 SResult<ContainerView> Service::ShareContainer(const Caller& caller, ContainerId container,
                                                const ShareList& who, bool share) {
   const char* op = share ? "container.share" : "container.unshare";
-  ChangeNote note{*this};
+  ChangeNote note{*this, true};  // no own record carries it: the reply waits for the record
   std::lock_guard lock(mu_);
   ContainerSlot* slot = VFIOD_TRY(ContainerForLocked(caller, container, Access::kManage, op));
   for (uid_t u : who.users) {

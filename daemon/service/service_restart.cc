@@ -96,7 +96,10 @@ SResult<Service::Resumed> Service::ResumeSession(const Caller& caller, const std
     detached_.erase(detached);
     sessions_.erase(old);
   }
-  ChangeNote note{*this};  // the objects are recorded under the caller's token now
+  // The objects are recorded under the caller's token now; the reply waits
+  // for that record (no own record carries it), or a crash would leave them
+  // under a token the client no longer holds.
+  ChangeNote note{*this, true};
   spdlog::info("session {} (uid {}) resumed session {}: {} containers, {} mappings", caller.session,
                caller.identity.uid, old, resumed.containers, resumed.mappings);
   return resumed;
@@ -158,6 +161,9 @@ void Service::ReadoptContainer(const lifecycle::ContainerRecord& c,
   }
   for (size_t key = 0; key < mine.size(); ++key) {
     inherited.mappings.push_back(RequestOf(*mine[key], key, fds));
+    if (mine[key]->mmio && !mine[key]->bar_bdf.empty()) {
+      inherited.bars[key] = {mine[key]->bar_bdf, mine[key]->bar_index};
+    }
   }
   std::vector<int> groups;
   for (const auto& [group, fd] : inherited.groups) {

@@ -1,5 +1,7 @@
 // Service::SnapshotState: the service's tables as a lifecycle::StateRecord,
 // the part of the state that must survive a restart of vfiod (issue 14).
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <memory>
 #include <mutex>
@@ -7,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "lifecycle/object_record.h"
+#include "lifecycle/stored_fds.h"
 #include "service/managed_container.h"
 #include "service/service.h"
 
@@ -14,9 +18,7 @@ namespace vfiod::service {
 
 namespace {
 
-std::string GroupFdName(ContainerId id, int group) {
-  return "g-" + std::to_string(id) + "-" + std::to_string(group);
-}
+std::string ContainerFdName(ContainerId id) { return "c-" + std::to_string(id); }
 
 std::string MappingFdName(MappingId id) { return "m-" + std::to_string(id); }
 
@@ -30,7 +32,7 @@ lifecycle::ContainerRecord ContainerRecordOf(const ContainerView& view) {
   r.groups = view.groups;
   std::sort(r.groups.begin(), r.groups.end());
   r.groups.erase(std::unique(r.groups.begin(), r.groups.end()), r.groups.end());
-  r.fd_name = "c-" + std::to_string(view.id);
+  r.fd_name = ContainerFdName(view.id);
   return r;
 }
 
@@ -95,52 +97,22 @@ lifecycle::StateRecord Service::SnapshotState() const {
   for (const MappingSlot& slot : mapping_slots_) {
     record.mapping_generation = std::max(record.mapping_generation, slot.generation + 1);
   }
-  // An unnamed object is recorded with its session's resume token; one
-  // whose session is gone is being torn down, and is left out.
-  auto token_of = [&](SessionId owner) {
-    auto session = sessions_.find(owner);
-    return session == sessions_.end() ? std::string() : session->second.token;
-  };
   std::set<ContainerId> recorded;
   for (const auto& [id, slot] : containers_) {
-    if (!slot.managed) {
-      continue;
-    }
-    lifecycle::ContainerRecord c = ContainerRecordOf(ViewLocked(slot));
-    if (slot.name.empty() && (c.session = token_of(slot.owner)).empty()) {
-      continue;
-    }
-    record.containers.push_back(std::move(c));
-    recorded.insert(id);
-  }
-  ForEachMappingLocked([&](MappingId id, const MappingSlot& slot) {
-    auto container = containers_.find(slot.container);
-    if (!recorded.contains(slot.container) || (slot.owner != 0 && token_of(slot.owner).empty())) {
-      return;  // its container or session is being torn down
-    }
-    auto view = Describe(RefLocked(id, slot));
-    if (!view) {
-      return;
-    }
-    lifecycle::MappingRecord m = MappingRecordOf(*view);
-    m.session = slot.owner != 0 ? token_of(slot.owner) : std::string();
-    // A BAR is not re-pointable (no stored device fd): it has no entries. An
-    // anonymous backing, or entries that do not tile the mapping, leave the
-    // fd name empty: such a mapping is released on restart.
-    bool keep = false;
-    if (!m.mmio) {
-      auto kept = container->second.managed->Keepable(slot.engine_id);
-      if (kept && kept->fd >= 0 && Tiles(kept->entries, m.iova, m.size)) {
-        for (const dma::AdoptEntry& e : kept->entries) {
-          m.entries.push_back({e.iova, e.size, e.offset});
-        }
-        keep = true;
+    if (slot.managed) {
+      if (auto c = ContainerRecordLocked(slot)) {
+        record.containers.push_back(std::move(*c));
+        recorded.insert(id);
       }
     }
-    if (!keep) {
-      m.fd_name.clear();
+  }
+  ForEachMappingLocked([&](MappingId id, const MappingSlot& slot) {
+    if (!recorded.contains(slot.container)) {
+      return;  // its container is being torn down
     }
-    record.mappings.push_back(std::move(m));
+    if (auto m = MappingRecordLocked(id, slot, *containers_.at(slot.container).managed)) {
+      record.mappings.push_back(std::move(*m));
+    }
   });
   for (const auto& [uid, usage] : usage_) {
     if (usage.locked_bytes == 0 && usage.mappings == 0 && usage.containers == 0) {
@@ -156,18 +128,104 @@ lifecycle::StateRecord Service::SnapshotState() const {
   return record;
 }
 
+std::optional<lifecycle::ContainerRecord> Service::ContainerRecordLocked(
+    const ContainerSlot& slot) const {
+  lifecycle::ContainerRecord c = ContainerRecordOf(ViewLocked(slot));
+  if (!slot.name.empty()) {
+    return c;
+  }
+  // An unnamed container is recorded with its session's resume token; one
+  // whose session is gone is being torn down, and is left out.
+  auto session = sessions_.find(slot.owner);
+  if (session == sessions_.end()) {
+    return std::nullopt;
+  }
+  c.session = session->second.token;
+  return c;
+}
+
+std::optional<lifecycle::MappingRecord> Service::MappingRecordLocked(
+    MappingId id, const MappingSlot& slot, const ManagedContainer& managed) const {
+  std::string token;
+  if (slot.owner != 0) {
+    auto session = sessions_.find(slot.owner);
+    if (session == sessions_.end()) {
+      return std::nullopt;  // being torn down with its session
+    }
+    token = session->second.token;
+  }
+  auto view = Describe(RefLocked(id, slot));
+  if (!view) {
+    return std::nullopt;
+  }
+  lifecycle::MappingRecord m = MappingRecordOf(*view);
+  m.session = std::move(token);
+  // Memory is taken over from its stored fd, a BAR from its device (opened
+  // again through the container's groups: no fd of its own is stored). An
+  // anonymous backing, a BAR of unknown origin, or entries that do not tile
+  // the mapping leave no entries: such a mapping is released on restart.
+  std::optional<ManagedContainer::BarSource> bar;
+  if (m.mmio && (bar = managed.BarOf(slot.engine_id))) {
+    m.bar_bdf = bar->bdf;
+    m.bar_index = bar->index;
+  }
+  auto kept = managed.Keepable(slot.engine_id);
+  if (kept && (m.mmio ? bar.has_value() : kept->fd >= 0) && Tiles(kept->entries, m.iova, m.size)) {
+    for (const dma::AdoptEntry& e : kept->entries) {
+      m.entries.push_back({e.iova, e.size, e.offset});
+    }
+    return m;
+  }
+  m.fd_name.clear();
+  return m;
+}
+
+void Service::StoreObjectRecord(const std::string& object, const lifecycle::StateRecord& own) {
+  const std::string name = lifecycle::ObjectRecordName(object);
+  auto sealed = lifecycle::SealRecord(own);
+  if (!sealed) {
+    spdlog::warn("fd store: own record of {}: {} (it is lost if vfiod dies before the next record)",
+                 object, sealed.error().message());
+    return;
+  }
+  fd_store_.store(name, sealed->get());
+  // Noted after the store: a RecordStored running meanwhile cannot remove
+  // it before it is there (it waits for the next record instead).
+  std::lock_guard lock(object_records_mu_);
+  object_records_.insert(name);
+}
+
 void Service::StoreContainerFd(ManagedContainer& managed) {
   if (!fd_store_.store) {
     return;
   }
   std::lock_guard clock(managed.mu());
-  if (int fd = managed.container_fd(); fd >= 0) {  // destroyed already: nothing to keep
-    fd_store_.store("c-" + std::to_string(managed.id()), fd);
-    // Closing a group fd detaches it, and the last one takes the IOMMU
-    // domain with every mapping: the groups must outlive vfiod too.
-    for (auto [group, group_fd] : managed.group_fds()) {
-      fd_store_.store(GroupFdName(managed.id(), group), group_fd);
+  const int fd = managed.container_fd();
+  if (fd < 0) {
+    return;  // destroyed already: nothing to keep
+  }
+  const std::string name = ContainerFdName(managed.id());
+  // Closing a group fd detaches it, and the last one takes the IOMMU
+  // domain with every mapping: the groups must outlive vfiod too.
+  for (auto [group, group_fd] : managed.group_fds()) {
+    fd_store_.store(lifecycle::GroupFdName(managed.id(), group), group_fd);
+  }
+  fd_store_.store(name, fd);
+  std::optional<lifecycle::StateRecord> own;
+  {
+    std::lock_guard lock(mu_);
+    auto slot = containers_.find(managed.id());
+    if (slot != containers_.end() && slot->second.managed) {
+      if (auto c = ContainerRecordLocked(slot->second)) {
+        own.emplace();
+        own->next_id = next_id_;
+        own->mapping_generation = std::max<uint32_t>(mapping_generation_floor_, 1);
+        own->containers.push_back(std::move(*c));
+      }
     }
+  }
+  if (own) {
+    StoreObjectRecord(name, *own);  // last: with it, the container is complete
   }
 }
 
@@ -175,25 +233,89 @@ void Service::RemoveContainerFds(ContainerId id, const std::vector<int>& groups)
   if (!fd_store_.remove) {
     return;
   }
-  fd_store_.remove("c-" + std::to_string(id));
+  const std::string name = ContainerFdName(id);
+  fd_store_.remove(lifecycle::ObjectRecordName(name));  // first: it names the fds below
+  fd_store_.remove(name);
   for (int group : groups) {
-    fd_store_.remove(GroupFdName(id, group));
+    fd_store_.remove(lifecycle::GroupFdName(id, group));
   }
+  std::lock_guard lock(object_records_mu_);
+  object_records_.erase(lifecycle::ObjectRecordName(name));
 }
 
 void Service::StoreMappingFd(ManagedContainer& managed, MappingId id, uint64_t engine_id) {
   if (!fd_store_.store) {
     return;
   }
-  if (auto kept = managed.Keepable(engine_id); kept && kept->fd >= 0) {
-    fd_store_.store(MappingFdName(id), kept->fd);
+  auto kept = managed.Keepable(engine_id);
+  if (!kept) {
+    return;
+  }
+  const std::string name = MappingFdName(id);
+  if (kept->fd >= 0) {
+    fd_store_.store(name, kept->fd);  // a BAR has none: its device is reopened
+  }
+  std::optional<lifecycle::StateRecord> own;
+  {
+    std::lock_guard lock(mu_);
+    auto container = containers_.find(managed.id());
+    const MappingSlot* slot = FindMappingLocked(id);
+    if (container != containers_.end() && container->second.managed && slot != nullptr) {
+      auto c = ContainerRecordLocked(container->second);
+      auto m = MappingRecordLocked(id, *slot, managed);
+      if (c && m && !m->entries.empty()) {  // else nothing a restart could take over
+        own.emplace();
+        own->next_id = next_id_;
+        own->mapping_generation = static_cast<uint32_t>(id >> 32) + 1;
+        own->containers.push_back(std::move(*c));
+        own->mappings.push_back(std::move(*m));
+      }
+    }
+  }
+  if (own) {
+    StoreObjectRecord(name, *own);  // last: with it, the mapping is complete
   }
 }
 
 void Service::RemoveMappingFd(MappingId id) {
-  if (fd_store_.remove) {
-    fd_store_.remove(MappingFdName(id));
+  if (!fd_store_.remove) {
+    return;
   }
+  const std::string name = MappingFdName(id);
+  fd_store_.remove(lifecycle::ObjectRecordName(name));
+  fd_store_.remove(name);
+  std::lock_guard lock(object_records_mu_);
+  object_records_.erase(lifecycle::ObjectRecordName(name));
+}
+
+void Service::RecordStored(const lifecycle::StateRecord& record) {
+  std::set<std::string> described;
+  for (const lifecycle::ContainerRecord& c : record.containers) {
+    described.insert(c.fd_name);
+  }
+  for (const lifecycle::MappingRecord& m : record.mappings) {
+    described.insert(MappingFdName(m.id));
+  }
+  std::vector<std::string> settled;
+  {
+    std::lock_guard lock(object_records_mu_);
+    for (auto it = object_records_.begin(); it != object_records_.end();) {
+      if (described.contains(std::string(lifecycle::ObjectOfRecordName(*it)))) {
+        settled.push_back(*it);
+        it = object_records_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (const std::string& name : settled) {
+    fd_store_.remove(name);
+  }
+}
+
+void Service::KeepObjectRecords(const std::vector<std::string>& names) {
+  std::lock_guard lock(object_records_mu_);
+  object_records_.insert(names.begin(), names.end());
 }
 
 }  // namespace vfiod::service

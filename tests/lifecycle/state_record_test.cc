@@ -69,6 +69,8 @@ StateRecord Sample() {
   r.mappings[0].entries = {{0x100000000ULL, 1u << 20, 0}, {0x100100000ULL, 1u << 20, 1u << 20}};
   r.mappings.push_back(Mapping(2, 8, 0xfffff000ULL, 4096, "bar", 1001));
   r.mappings[1].entries = {{0xfffff000ULL, 4096, 0x2000}};
+  r.mappings[1].bar_bdf = "0000:00:05.0";
+  r.mappings[1].bar_index = 2;
   r.owners.push_back(Owner(1000, 2u << 20, 1, 1));
   r.owners.push_back(Owner(1001, 0, 1, 1));
   return r;
@@ -105,6 +107,22 @@ TEST(StateRecord, AMappingWithoutEntriesDecodes) {
   auto back = DecodeStateRecord(EncodeStateRecord(r));
   ASSERT_TRUE(back) << back.error().message();
   EXPECT_EQ(*back, r);
+}
+
+// The record of the vfiod before (version 3: BARs without their device) is
+// still read, so an upgrade keeps everything but those BARs.
+TEST(StateRecord, AVersion3RecordStillDecodes) {
+  nlohmann::json doc = nlohmann::json::parse(EncodeStateRecord(Sample()));
+  doc["version"] = 3;
+  for (auto& m : doc["mappings"]) {
+    m.erase("bar");
+  }
+  auto back = DecodeStateRecord(Resealed(doc));
+  ASSERT_TRUE(back) << back.error().message();
+  StateRecord want = Sample();
+  want.mappings[1].bar_bdf.clear();
+  want.mappings[1].bar_index = 0;
+  EXPECT_EQ(*back, want);  // read as this build's version, the BAR's device unknown
 }
 
 TEST(StateRecord, TheResealHelperAgreesWithTheEncoder) {
@@ -202,6 +220,16 @@ TEST(StateRecord, StrictValidationEvenWithAGoodChecksum) {
        [](nlohmann::json& d) { d["mappings"][1]["session"] = std::string(31, 'b'); }},
       {"next_id missing", [](nlohmann::json& d) { d.erase("next_id"); }},
       {"owner missing key", [](nlohmann::json& d) { d["owners"][0].erase("mappings"); }},
+      {"bar on memory",
+       [](nlohmann::json&
+              d) { d["mappings"][0]["bar"] = {{"bdf", "0000:00:05.0"}, {"index", 2}}; }},
+      {"bar device not a device name",
+       [](nlohmann::json& d) { d["mappings"][1]["bar"]["bdf"] = "../../x"; }},
+      {"bar device empty", [](nlohmann::json& d) { d["mappings"][1]["bar"]["bdf"] = ""; }},
+      {"bar index past 255", [](nlohmann::json& d) { d["mappings"][1]["bar"]["index"] = 256; }},
+      {"bar unknown key", [](nlohmann::json& d) { d["mappings"][1]["bar"]["x"] = 1; }},
+      {"bar missing in version 4", [](nlohmann::json& d) { d["mappings"][1].erase("bar"); }},
+      {"bar in version 3", [](nlohmann::json& d) { d["version"] = 3; }},
       {"containers not array",
        [](nlohmann::json& d) { d["containers"] = nlohmann::json::object(); }},
   };

@@ -6,8 +6,11 @@
 // device fd vfiod gave it, and must never see a wrong byte. After each
 // restart the named mapping is listed at the same IOVA, a KeepSession
 // client gets its unnamed mapping back by itself, and the charged locked
-// bytes are what the listed mappings hold. At the end the mapping is freed
-// and the device's DMA to its IOVA is blocked by the IOMMU.
+// bytes are what the listed mappings hold. A peer-to-peer mapping of the
+// ivshmem BAR (no fd of its own in the store: its device is reopened) stays
+// at its IOVA through every restart, and edu's DMA still lands in that BAR at
+// the end. Then the mapping is freed and the device's DMA to its IOVA is
+// blocked by the IOMMU.
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/utsname.h>
@@ -39,6 +42,34 @@ uint64_t LockedVm(pid_t pid) {
     }
   }
   return 0;
+}
+
+/// Clears the first `len` bytes of BAR2 of the device behind `device_fd`
+/// (ivshmem's shared memory), runs `dma`, and returns those bytes after it.
+/// Empty when the BAR cannot be mapped.
+template <class Dma>
+std::vector<uint8_t> ReadBar2(int device_fd, uint32_t len, Dma dma) {
+  auto kernel = kernel::MakeLinuxKernel();
+  auto bar2 = kernel::GetRegionInfo(*kernel, device_fd, kernel::kPciBar0RegionIndex + 2);
+  if (!bar2 || bar2->size < len) {
+    return {};
+  }
+  void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, device_fd,
+                   static_cast<off_t>(bar2->offset));
+  if (p == MAP_FAILED) {
+    return {};
+  }
+  auto* bytes = static_cast<volatile uint8_t*>(p);
+  for (uint32_t i = 0; i < len; ++i) {
+    bytes[i] = 0;
+  }
+  dma();
+  std::vector<uint8_t> out(len);
+  for (uint32_t i = 0; i < len; ++i) {
+    out[i] = bytes[i];
+  }
+  ::munmap(p, len);
+  return out;
 }
 
 /// A client's memory: the fd vfiod's reply carried, mapped here.
@@ -104,7 +135,8 @@ class VmRestartTest : public ::testing::Test {
  protected:
   void SetUp() override {
     bdf_ = std::getenv("VFIOD_EDU_BDF") != nullptr ? std::getenv("VFIOD_EDU_BDF") : "";
-    if (!InVm() || bdf_.empty() || ::geteuid() != 0) {
+    ivshmem_ = std::getenv("VFIOD_IVSHMEM_BDF") != nullptr ? std::getenv("VFIOD_IVSHMEM_BDF") : "";
+    if (!InVm() || bdf_.empty() || ivshmem_.empty() || ::geteuid() != 0) {
       GTEST_SKIP() << "runs as root inside the test VM (tests/vm/vm_run.sh)";
     }
     std::string tmpl = (fs::temp_directory_path() / "vfiod-restart-XXXXXX").string();
@@ -159,15 +191,24 @@ class VmRestartTest : public ::testing::Test {
   }
 
   std::string bdf_;
+  std::string ivshmem_;
   fs::path dir_;
   std::unique_ptr<SupervisedVfiod> daemon_;
 };
 
 TEST_F(VmRestartTest, EduDmaRunsOnWhileVfiodIsKilledAndRestartedAtRandomPoints) {
   client::Client owner = Connect();
-  auto ring = owner.Call("container.create", {{"devices", {bdf_}}, {"name", "ring"}});
+  auto ring = owner.Call("container.create", {{"devices", {bdf_, ivshmem_}}, {"name", "ring"}});
   ASSERT_CALL_OK(ring);
   const uint64_t container = ring->result["container"];
+  auto p2p = owner.Call("dma.map_bar", {{"container", container},
+                                        {"bdf", ivshmem_},
+                                        {"bar", 2},
+                                        {"max_iova", (1 << 28) - 1},  // edu's DMA reaches 28 bits
+                                        {"name", "p2p"}});
+  ASSERT_CALL_OK(p2p);
+  const uint64_t p2p_id = p2p->result["mapping"];
+  const uint64_t p2p_iova = p2p->result["iova"];
   ClientMemory kbuf;
   auto kbuf_reply = owner.Call("dma.alloc", Alloc(container, kBuffer, "kbuf"));
   ASSERT_EQ(MapReply(kbuf_reply, kbuf), "");
@@ -231,6 +272,9 @@ TEST_F(VmRestartTest, EduDmaRunsOnWhileVfiodIsKilledAndRestartedAtRandomPoints) 
     ASSERT_CALL_OK(info);
     EXPECT_EQ(info->result["iova"], kbuf.iova);
     EXPECT_EQ(info->result["name"], "kbuf");
+    auto bar_info = root.Call("dma.info", {{"mapping", p2p_id}});
+    ASSERT_CALL_OK(bar_info);
+    EXPECT_EQ(bar_info->result["iova"], p2p_iova);
     // The keeper's next call finds the connection gone, reconnects, resumes
     // and is sent again (dma.info only reads).
     auto again = keeper.Call("dma.info", {{"mapping", scratch.id}});
@@ -243,7 +287,7 @@ TEST_F(VmRestartTest, EduDmaRunsOnWhileVfiodIsKilledAndRestartedAtRandomPoints) 
     auto list = root.Call("dma.list");
     ASSERT_CALL_OK(list);
     for (const json& m : list->result) {
-      if (m["mapping"] != kbuf.id && m["mapping"] != scratch.id) {
+      if (m["mapping"] != kbuf.id && m["mapping"] != scratch.id && m["mapping"] != p2p_id) {
         ASSERT_CALL_OK(root.Call("dma.free", {{"mapping", m["mapping"]}}));
       }
     }
@@ -273,8 +317,24 @@ TEST_F(VmRestartTest, EduDmaRunsOnWhileVfiodIsKilledAndRestartedAtRandomPoints) 
   std::printf("kernel %s: %llu DMA round trips, all correct\n", u.release,
               static_cast<unsigned long long>(loop.rounds()));
 
-  // Freed after all the restarts: the device's DMA to that IOVA is blocked.
+  // Peer to peer after all the restarts: edu writes into the ivshmem BAR
+  // through the taken-over mapping, read back through ivshmem's own BAR.
   client::Client root = Connect();
+  auto ivshmem = root.Call("device.open", {{"container", container}, {"bdf", ivshmem_}});
+  ASSERT_CALL_OK(ivshmem);
+  const std::vector<uint8_t> seen = ReadBar2(ivshmem->fds.at(0).get(), kLen, [&] {
+    for (uint32_t i = 0; i < kLen; ++i) {
+      kbuf.bytes[i] = static_cast<uint8_t>(i * 7 + 3);
+    }
+    EXPECT_EQ(edu.bar().Dma(kbuf.iova, kEduBuffer, kLen, false), "");
+    EXPECT_EQ(edu.bar().Dma(kEduBuffer, p2p_iova, kLen, true), "");
+  });
+  ASSERT_EQ(seen.size(), kLen);
+  for (uint32_t i = 0; i < kLen; ++i) {
+    ASSERT_EQ(seen[i], static_cast<uint8_t>(i * 7 + 3)) << "BAR byte " << i;
+  }
+
+  // Freed after all the restarts: the device's DMA to that IOVA is blocked.
   ASSERT_CALL_OK(root.Call("dma.free", {{"mapping", kbuf.id}}));
   std::memset(kbuf.bytes, 0x11, kLen);
   ASSERT_EQ(edu.bar().Dma(scratch.iova, kEduBuffer, kLen, false),

@@ -15,6 +15,8 @@
 #include <map>
 
 #include "kernel/fault_kernel.h"
+#include "lifecycle/object_record.h"
+#include "lifecycle/sealed_memfd.h"
 #include "lifecycle/state_record.h"
 #include "model_service.h"
 #include "service/service.h"
@@ -75,6 +77,10 @@ class CrashableKernel final : public kernel::ForwardingKernel {
   bool copies_ = false;
 };
 
+/// Whether the store holds a real file under `name`: a mapping's memfd or
+/// an own record (a model VFIO fd is a number in the model's table).
+bool IsFile(const std::string& name) { return name.starts_with("m-") || name.starts_with("r-"); }
+
 /// The service manager's fd store as the hooks see it. A memfd is a real
 /// file: the store keeps a dup, as systemd does. A model VFIO fd is a number
 /// in the model's table (the model has no dup): the store keeps the number,
@@ -86,13 +92,13 @@ struct FakeStore {
     Service::FdStoreHooks hooks;
     hooks.store = [this](const std::string& name, int fd) {
       if (open) {
-        fds[name] = UniqueFd(name.starts_with("m-") ? ::fcntl(fd, F_DUPFD_CLOEXEC, 0) : fd);
+        fds[name] = UniqueFd(IsFile(name) ? ::fcntl(fd, F_DUPFD_CLOEXEC, 0) : fd);
       }
     };
     hooks.remove = [this](const std::string& name) {
       auto it = fds.find(name);
       if (open && it != fds.end()) {
-        if (!name.starts_with("m-")) {
+        if (!IsFile(name)) {
           (void)it->second.release();  // the model's number: its owner closes it
         }
         fds.erase(it);
@@ -102,10 +108,20 @@ struct FakeStore {
   }
   ~FakeStore() {
     for (auto& [name, fd] : fds) {
-      if (!name.starts_with("m-")) {
+      if (!IsFile(name)) {
         (void)fd.release();
       }
     }
+  }
+  /// The own records in the store, as a restarted vfiod gets them (copies).
+  std::vector<lifecycle::NamedFd> OwnRecords() const {
+    std::vector<lifecycle::NamedFd> out;
+    for (const auto& [name, fd] : fds) {
+      if (lifecycle::IsObjectRecordName(name)) {
+        out.push_back({name, UniqueFd(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0))});
+      }
+    }
+    return out;
   }
 };
 
@@ -144,12 +160,12 @@ class ReadoptTest : public model_service::ModelServiceTest {
     service_->SetFdStoreHooks(store_.Hooks());
     std::map<std::string, UniqueFd> passed;
     for (auto& [name, fd] : store_.fds) {
-      const int copy = name.starts_with("m-") ? ::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0) : fd.get();
+      const int copy = IsFile(name) ? ::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0) : fd.get();
       passed[name] = UniqueFd(copy);
     }
     Service::ReadoptReport report = service_->Readopt(record, passed, grace);
     for (auto& [name, fd] : passed) {  // not taken: a model number stays the store's
-      if (!name.starts_with("m-")) {
+      if (!IsFile(name)) {
         (void)fd.release();
       }
     }
@@ -174,6 +190,17 @@ class ReadoptTest : public model_service::ModelServiceTest {
     }
     ADD_FAILURE() << "iova " << iova << " is not mapped";
     return 0;
+  }
+  /// Writes `byte` where the model's IOMMU translates `iova` of the container.
+  void DeviceWrites(int container_fd, uint64_t iova, unsigned char byte) {
+    for (const kernel::ModelMapping& m :
+         model_.Mappings(container_fd).value_or(std::vector<kernel::ModelMapping>{})) {
+      if (iova >= m.iova && iova < m.iova + m.size) {
+        *reinterpret_cast<unsigned char*>(m.vaddr + (iova - m.iova)) = byte;
+        return;
+      }
+    }
+    ADD_FAILURE() << "iova " << iova << " is not mapped";
   }
   /// The model's entries of a container: (IOVA, size), by IOVA.
   std::vector<std::pair<uint64_t, uint64_t>> Entries(int container_fd) {
@@ -350,6 +377,130 @@ TEST_F(ReadoptTest, IdsHandedOutBeforeTheRestartAreNeverHandedOutAgain) {
   ASSERT_TRUE(c2) << c2.error().error.message();
   EXPECT_GT(c2->id, ring->id);
   EXPECT_GT(again.session, ring->id);
+}
+
+// The state record is written behind the service: a vfiod killed right after
+// its replies leaves a record that does not name what they announced. The
+// objects' own records bring those back.
+TEST_F(ReadoptTest, WhatARepliedCallMadeSurvivesACrashBeforeTheStateRecord) {
+  Caller user = Open(kUser);
+  auto ring = service_->CreateContainer(user, {kEdu}, "ring", {});
+  ASSERT_TRUE(ring);
+  auto early = service_->Alloc(user, Alloc(ring->id, kMiB, "early"), {});
+  ASSERT_TRUE(early);
+  lifecycle::StateRecord last = service_->SnapshotState();  // the last one written
+  last.generation = 3;
+  service_->RecordStored(last);
+  // Replied to, never in a state record: a mapping in the old container, and
+  // an unnamed container with an unnamed mapping.
+  auto late = service_->Alloc(user, Alloc(ring->id, 2 * kMiB, "late"), {});
+  ASSERT_TRUE(late);
+  Caller root = Open(0);
+  auto scratch = service_->CreateContainer(root, {kIvshmem}, "", {});
+  ASSERT_TRUE(scratch) << scratch.error().error.message();
+  auto loose = service_->Alloc(root, Alloc(scratch->id, kMiB, ""), {});
+  ASSERT_TRUE(loose) << loose.error().error.message();
+  Fill(*late, 0x3c);
+  Fill(*loose, 0xe1);
+  const std::string token = service_->SessionToken(root.session);
+  const uint64_t locked = model_.LockedBytes();
+  (void)Crash();
+
+  std::optional<lifecycle::StateRecord> record = last;
+  const std::vector<lifecycle::NamedFd> own = store_.OwnRecords();
+  EXPECT_EQ(own.size(), 3u);  // the early ones were settled by the last record
+  lifecycle::MergeReport merged = lifecycle::MergeObjectRecords(record, own);
+  EXPECT_TRUE(merged.refused.empty()) << merged.refused[0];
+  EXPECT_EQ(merged.containers, 1u);
+  EXPECT_EQ(merged.mappings, 2u);
+  auto report = Restart(*record);
+  EXPECT_EQ(report.containers, 2u);
+  EXPECT_EQ(report.mappings, 3u);
+  EXPECT_EQ(report.released_containers + report.released_mappings + report.stray_bytes, 0u);
+  EXPECT_EQ(model_.LockedBytes(), locked);
+  Caller again = Open(kUser);
+  auto info = service_->MappingInfo(again, late->mapping.id);
+  ASSERT_TRUE(info) << info.error().error.message();
+  EXPECT_EQ(info->iova, late->mapping.iova);
+  EXPECT_EQ(DeviceReads(ContainerFd(ring->id), late->mapping.iova + 7), 0x3c);
+  EXPECT_EQ(DeviceReads(ContainerFd(scratch->id), loose->mapping.iova), 0xe1);
+  auto resumed = service_->ResumeSession(Open(0), token);
+  ASSERT_TRUE(resumed) << resumed.error().error.message();
+  EXPECT_EQ(resumed->containers, 1u);
+  EXPECT_EQ(resumed->mappings, 1u);
+  // The taken-over own records leave the store with the next state record.
+  service_->KeepObjectRecords({"r-c-" + std::to_string(scratch->id)});
+  service_->RecordStored(service_->SnapshotState());
+  EXPECT_FALSE(store_.fds.contains("r-c-" + std::to_string(scratch->id)));
+}
+
+TEST_F(ReadoptTest, OwnRecordsComeBeforeTheReplyAndGoWithTheStateRecordOrTheObject) {
+  Caller user = Open(kUser);
+  auto ring = service_->CreateContainer(user, {kEdu}, "ring", {});
+  ASSERT_TRUE(ring);
+  const std::string c = "c-" + std::to_string(ring->id);
+  EXPECT_TRUE(store_.fds.contains("r-" + c));
+  auto kbuf = service_->Alloc(user, Alloc(ring->id, kMiB, "kbuf"), {});
+  auto gone = service_->Alloc(user, Alloc(ring->id, kMiB, "gone"), {});
+  ASSERT_TRUE(kbuf && gone);
+  const std::string m = "m-" + std::to_string(kbuf->mapping.id);
+  const std::string g = "m-" + std::to_string(gone->mapping.id);
+  ASSERT_TRUE(store_.fds.contains("r-" + m));
+  // An own record describes its object alone, as the state record would.
+  auto bytes = lifecycle::ReadSealedMemfd(store_.fds.at("r-" + m).get());
+  ASSERT_TRUE(bytes);
+  auto own = lifecycle::DecodeStateRecord(*bytes);
+  ASSERT_TRUE(own) << own.error().message();
+  ASSERT_EQ(own->mappings.size(), 1u);
+  const lifecycle::StateRecord state = service_->SnapshotState();
+  for (const lifecycle::MappingRecord& r : state.mappings) {
+    if (r.id == kbuf->mapping.id) {
+      EXPECT_EQ(own->mappings[0], r);
+    }
+  }
+  // Freed: the fd and its own record go together.
+  ASSERT_TRUE(service_->FreeMapping(user, gone->mapping.id));
+  EXPECT_FALSE(store_.fds.contains(g));
+  EXPECT_FALSE(store_.fds.contains("r-" + g));
+  // A state record that describes them settles the rest; the fds stay.
+  service_->RecordStored(state);
+  EXPECT_FALSE(store_.fds.contains("r-" + c));
+  EXPECT_FALSE(store_.fds.contains("r-" + m));
+  EXPECT_TRUE(store_.fds.contains(c));
+  EXPECT_TRUE(store_.fds.contains(m));
+}
+
+// A peer-to-peer mapping keeps no fd in the store: its device is opened again
+// through the container's group, the BAR mmapped anew and the entries
+// re-pointed at it, so the other device's DMA goes on to the same BAR.
+TEST_F(ReadoptTest, ABarMappingIsTakenOverThroughItsDevice) {
+  Caller root = Open(0);
+  auto c = service_->CreateContainer(root, {kIvshmem}, "p2p", {});
+  ASSERT_TRUE(c) << c.error().error.message();
+  auto bar = service_->MapBar(root, MapBarRequest{c->id, kIvshmem, 0, {}, "bar0"});
+  ASSERT_TRUE(bar) << bar.error().error.message();
+  DeviceWrites(ContainerFd(c->id), bar->mapping.iova + 64, 0x6b);
+  const std::vector<std::pair<uint64_t, uint64_t>> entries = Entries(ContainerFd(c->id));
+  lifecycle::StateRecord record = Crash();
+  ASSERT_EQ(record.mappings.size(), 1u);
+  EXPECT_EQ(record.mappings[0].bar_bdf, kIvshmem);
+  EXPECT_FALSE(record.mappings[0].entries.empty());
+  auto report = Restart(record);
+  EXPECT_EQ(report.mappings, 1u);
+  EXPECT_EQ(report.released_mappings + report.stray_bytes, 0u);
+  EXPECT_EQ(Entries(ContainerFd(c->id)), entries);
+  EXPECT_EQ(DeviceReads(ContainerFd(c->id), bar->mapping.iova + 64), 0x6b);
+  auto info = service_->MappingInfo(Open(0), bar->mapping.id);
+  ASSERT_TRUE(info) << info.error().error.message();
+  EXPECT_TRUE(info->mmio);
+  EXPECT_EQ(info->name, "bar0");
+  // And again: the new vfiod knows where its BAR came from.
+  lifecycle::StateRecord second = service_->SnapshotState();
+  ASSERT_EQ(second.mappings.size(), 1u);
+  EXPECT_EQ(second.mappings[0].bar_bdf, kIvshmem);
+  EXPECT_EQ(second.mappings[0].entries, record.mappings[0].entries);
+  ASSERT_TRUE(service_->FreeMapping(Open(0), bar->mapping.id));
+  EXPECT_TRUE(Entries(ContainerFd(c->id)).empty());
 }
 
 }  // namespace
