@@ -18,13 +18,17 @@ Result<StateRecord> ReadOwnRecord(const NamedFd& named) {
   const std::string bytes = VFIOD_TRY(ReadSealedMemfd(named.fd.get()));
   StateRecord own = VFIOD_TRY(DecodeStateRecord(bytes));
   const bool container = object.starts_with("c-") && own.containers.size() == 1 &&
-                         own.mappings.empty() && own.containers[0].fd_name == object;
-  // A BAR keeps no fd of its own: its record names it by its id alone.
+                         own.mappings.empty() && own.regions.empty() &&
+                         own.containers[0].fd_name == object;
+  // A BAR keeps no fd of its own: its record names it by its id alone. A
+  // slice of a region has none either, and carries the region's record.
   const bool mapping = own.containers.size() == 1 && own.mappings.size() == 1 &&
                        object == "m-" + std::to_string(own.mappings[0].id) &&
                        (own.mappings[0].fd_name == object ||
-                        (own.mappings[0].mmio && own.mappings[0].fd_name.empty())) &&
-                       own.mappings[0].container == own.containers[0].id;
+                        ((own.mappings[0].mmio || own.mappings[0].region != 0) &&
+                         own.mappings[0].fd_name.empty())) &&
+                       own.mappings[0].container == own.containers[0].id &&
+                       own.regions.size() == (own.mappings[0].region != 0 ? 1U : 0U);
   if (!container && !mapping) {
     return Fail(EINVAL, "own record", "does not describe " + std::string(object) + " alone");
   }
@@ -91,6 +95,15 @@ MergeReport MergeObjectRecords(std::optional<StateRecord>& record, std::span<con
     if (!containers.contains(m.container)) {
       report.refused.push_back(ObjectRecordName("m-" + std::to_string(m.id)) + ": its container " +
                                std::to_string(m.container) + " is in no record");
+      continue;
+    }
+    // A region is in the state record before its register call replies.
+    const bool region_known =
+        m.region == 0 || std::any_of(merged.regions.begin(), merged.regions.end(),
+                                     [&](const RegionRecord& g) { return g.id == m.region; });
+    if (!region_known) {
+      report.refused.push_back(ObjectRecordName("m-" + std::to_string(m.id)) + ": its region " +
+                               std::to_string(m.region) + " is not in the state record");
       continue;
     }
     mappings.insert(m.id);

@@ -66,7 +66,14 @@ json EncodeMapping(const MappingRecord& m) {
       {"mmio", m.mmio},
       {"bar",
        m.mmio && !m.bar_bdf.empty() ? json{{"bdf", m.bar_bdf}, {"index", m.bar_index}} : json()},
+      {"region", m.region},
       {"entries", EncodeEntries(m.entries)}};
+}
+
+json EncodeRegion(const RegionRecord& r) {
+  return json{{"id", r.id},           {"owner_uid", r.owner_uid}, {"session", r.session},
+              {"fd_name", r.fd_name}, {"offset", r.offset},       {"size", r.size},
+              {"charged", r.charged}};
 }
 
 json EncodeOwner(const OwnerRecord& o) {
@@ -241,7 +248,7 @@ Result<MappingRecord> DecodeMapping(const json& obj, const std::string& where, u
   if (version >= 4) {
     VFIOD_TRY(ExactKeys(obj,
                         {"id", "container", "iova", "size", "backing", "fd_name", "owner_uid",
-                         "name", "session", "mmio", "bar", "entries"},
+                         "name", "session", "mmio", "bar", "region", "entries"},
                         where));
   } else {
     VFIOD_TRY(ExactKeys(obj,
@@ -265,15 +272,44 @@ Result<MappingRecord> DecodeMapping(const json& obj, const std::string& where, u
   if (!obj.at("mmio").is_boolean() || obj.at("mmio").get<bool>() != m.mmio) {
     return Bad(where + ".mmio", "not a boolean, or disagrees with the backing");
   }
-  m.fd_name = VFIOD_TRY(FdName(obj, where, m.mmio));
   if (version >= 4) {
     VFIOD_TRY(DecodeBar(obj, m, where));
+    m.region = VFIOD_TRY(Unsigned(obj, "region", where));
+    if (m.region != 0 && (m.mmio || !obj.at("fd_name").is_string() ||
+                          !obj.at("fd_name").get<std::string>().empty())) {
+      return Bad(where + ".region", "set on a BAR or on a mapping with its own fd");
+    }
   }
+  // Memory has an fd of its own, unless it is a slice of a region.
+  m.fd_name = VFIOD_TRY(FdName(obj, where, m.mmio || m.region != 0));
   m.owner_uid = static_cast<uid_t>(VFIOD_TRY(Unsigned(obj, "owner_uid", where, kMaxId)));
   m.name = VFIOD_TRY(String(obj, "name", where));
   m.session = VFIOD_TRY(SessionToken(obj, m.name, where));
   m.entries = VFIOD_TRY(DecodeEntries(obj, m, where));
   return m;
+}
+
+Result<RegionRecord> DecodeRegion(const json& obj, const std::string& where) {
+  VFIOD_TRY(ExactKeys(obj, {"id", "owner_uid", "session", "fd_name", "offset", "size", "charged"},
+                      where));
+  RegionRecord r;
+  r.id = VFIOD_TRY(Unsigned(obj, "id", where));
+  r.owner_uid = static_cast<uid_t>(VFIOD_TRY(Unsigned(obj, "owner_uid", where, kMaxId)));
+  r.session = VFIOD_TRY(String(obj, "session", where));
+  if (!r.session.empty() && !IsSessionToken(r.session)) {
+    return Bad(where + ".session", "neither empty nor a session token");
+  }
+  r.fd_name = VFIOD_TRY(FdName(obj, where, false));
+  r.offset = VFIOD_TRY(Unsigned(obj, "offset", where));
+  r.size = VFIOD_TRY(Unsigned(obj, "size", where));
+  if (r.size == 0 || r.offset + r.size < r.offset) {
+    return Bad(where, "size 0, or offset + size wraps");
+  }
+  if (!obj.at("charged").is_boolean()) {
+    return Bad(where + ".charged", "not a boolean");
+  }
+  r.charged = obj.at("charged").get<bool>();
+  return r;
 }
 
 Result<OwnerRecord> DecodeOwner(const json& obj, const std::string& where) {
@@ -304,6 +340,7 @@ Result<std::vector<T>> DecodeArray(const json& doc, const char* key, Decode deco
 /// Ids unique and non-zero, fd names unique, every mapping's container known.
 Result<void> CheckReferences(const StateRecord& r) {
   std::set<uint64_t> containers;
+  std::set<uint64_t> regions;
   std::set<uint64_t> mappings;
   std::set<uid_t> owners;
   std::set<std::string> fd_names;
@@ -311,6 +348,12 @@ Result<void> CheckReferences(const StateRecord& r) {
     if (c.id == 0 || c.id >= r.next_id || !containers.insert(c.id).second ||
         !fd_names.insert(c.fd_name).second) {
       return Bad("containers", "id 0, not below next_id, or a repeated id or fd name");
+    }
+  }
+  for (const auto& g : r.regions) {
+    if (g.id == 0 || g.id >= r.next_id || !regions.insert(g.id).second ||
+        !fd_names.insert(g.fd_name).second) {
+      return Bad("regions", "id 0, not below next_id, or a repeated id or fd name");
     }
   }
   for (const auto& m : r.mappings) {
@@ -323,6 +366,9 @@ Result<void> CheckReferences(const StateRecord& r) {
     }
     if (!containers.contains(m.container)) {
       return Bad("mappings", "mapping " + std::to_string(m.id) + " names an unknown container");
+    }
+    if (m.region != 0 && !regions.contains(m.region)) {
+      return Bad("mappings", "mapping " + std::to_string(m.id) + " names an unknown region");
     }
   }
   for (const auto& o : r.owners) {
@@ -343,6 +389,10 @@ json EncodeBody(const StateRecord& record) {
   doc["containers"] = json::array();
   for (const auto& c : record.containers) {
     doc["containers"].push_back(EncodeContainer(c));
+  }
+  doc["regions"] = json::array();
+  for (const auto& g : record.regions) {
+    doc["regions"].push_back(EncodeRegion(g));
   }
   doc["mappings"] = json::array();
   for (const auto& m : record.mappings) {
@@ -392,16 +442,26 @@ Result<StateRecord> DecodeStateRecord(std::string_view bytes) {
   if (Hex64(Fnv1a64(doc.dump())) != checksum) {
     return Bad("checksum", "does not match the contents");
   }
-  VFIOD_TRY(ExactKeys(doc,
-                      {"format", "version", "generation", "next_id", "mapping_generation",
-                       "containers", "mappings", "owners"},
-                      "record"));
+  if (version >= 4) {
+    VFIOD_TRY(ExactKeys(doc,
+                        {"format", "version", "generation", "next_id", "mapping_generation",
+                         "containers", "regions", "mappings", "owners"},
+                        "record"));
+  } else {
+    VFIOD_TRY(ExactKeys(doc,
+                        {"format", "version", "generation", "next_id", "mapping_generation",
+                         "containers", "mappings", "owners"},
+                        "record"));
+  }
   StateRecord r;
   r.generation = VFIOD_TRY(Unsigned(doc, "generation", "record"));
   r.next_id = VFIOD_TRY(Unsigned(doc, "next_id", "record"));
   r.mapping_generation =
       static_cast<uint32_t>(VFIOD_TRY(Unsigned(doc, "mapping_generation", "record", UINT32_MAX)));
   r.containers = VFIOD_TRY(DecodeArray<ContainerRecord>(doc, "containers", DecodeContainer));
+  if (version >= 4) {
+    r.regions = VFIOD_TRY(DecodeArray<RegionRecord>(doc, "regions", DecodeRegion));
+  }
   r.mappings = VFIOD_TRY(DecodeArray<MappingRecord>(
       doc, "mappings", [version](const json& obj, const std::string& where) {
         return DecodeMapping(obj, where, version);

@@ -21,7 +21,9 @@ namespace vfiod::lifecycle {
 /// 3: the service's id counters, and the resume token of the session owning
 /// an unnamed container or mapping.
 /// 4: a BAR mapping names its device and region ("bar"), so it can be taken
-/// over too. A version 3 record (written by the vfiod before) is still read.
+/// over too; registered client regions ("regions"), and the region a
+/// mapping is a slice of ("region"). A version 3 record (written by the vfiod
+/// before) is still read.
 inline constexpr uint32_t kStateRecordVersion = 4;
 
 /// The oldest record format this build reads.
@@ -80,11 +82,32 @@ struct MappingRecord {
   /// known (a version 3 record): such a BAR cannot be taken over.
   std::string bar_bdf;
   uint32_t bar_index = 0;
+  /// The region (RegionRecord::id) this mapping is a slice of, whose memory
+  /// it shares (then fd_name is empty: the region's fd is the memory, and
+  /// entry offsets are offsets in the region's file); 0: none.
+  uint64_t region = 0;
   /// By IOVA, tiling [iova, iova + size) exactly. Empty: not recorded (a
   /// producer that does not know them yet); re-adoption cannot re-point such
   /// a mapping and must release it.
   std::vector<EntryRecord> entries;
   friend bool operator==(const MappingRecord&, const MappingRecord&) = default;
+};
+
+/// A client's registered memory (dma.register): [offset, offset + size) of
+/// the client's file, whose fd is in the store as `fd_name` ("rg-<id>").
+struct RegionRecord {
+  uint64_t id = 0;
+  uid_t owner_uid = 0;
+  /// Still registered, by the session with this resume token; empty: no
+  /// longer registered, only kept alive by mappings that are its slices.
+  std::string session;
+  std::string fd_name;
+  uint64_t offset = 0;
+  uint64_t size = 0;
+  /// Hugetlb memory, charged to owner_uid as a whole while it is held (its
+  /// slices are charged nothing more).
+  bool charged = false;
+  friend bool operator==(const RegionRecord&, const RegionRecord&) = default;
 };
 
 /// What one uid is charged (restored so quotas hold across the restart).
@@ -106,6 +129,7 @@ struct StateRecord {
   /// << 32 | slot + 1): past every mapping id ever handed out.
   uint32_t mapping_generation = 0;
   std::vector<ContainerRecord> containers;
+  std::vector<RegionRecord> regions;  ///< version 4
   std::vector<MappingRecord> mappings;
   std::vector<OwnerRecord> owners;
   friend bool operator==(const StateRecord&, const StateRecord&) = default;
@@ -122,7 +146,10 @@ struct StateRecord {
 /// kOldestStateRecordVersion and kStateRecordVersion (a newer or much older
 /// daemon's record is not guessed at); a BAR's "bar" is not a device name
 /// (1 to 32 of [0-9a-f:.]) and a region index (at most 255), or is set on
-/// memory;
+/// memory; a region has id 0, an id not below next_id or repeated, a session
+/// that is neither empty nor a token, size 0, a range that wraps, or an fd
+/// name that is invalid or repeated; a mapping's "region" names no listed
+/// region, or is set on a BAR or a mapping with an fd name;
 /// the checksum is missing or does not match; a key is missing, of the wrong
 /// type, out of range (uid/gid past 2^32-2, group past INT_MAX) or unknown;
 /// an id is 0 or repeated, or a container id is not below next_id, or a

@@ -9,7 +9,7 @@ namespace vfiod::lifecycle {
 
 bool IsStoredObjectName(std::string_view name) {
   return name.starts_with("c-") || name.starts_with("g-") || name.starts_with("m-") ||
-         IsObjectRecordName(name) || IsRecordFdName(name);
+         name.starts_with("rg-") || IsObjectRecordName(name) || IsRecordFdName(name);
 }
 
 std::string GroupFdName(uint64_t container, int group) {
@@ -24,6 +24,9 @@ SortedFds SortStoredFds(const StateRecord* record, std::vector<NamedFd> fds) {
       for (int group : c.groups) {
         wanted.insert(GroupFdName(c.id, group));
       }
+    }
+    for (const RegionRecord& g : record->regions) {
+      wanted.insert(g.fd_name);
     }
     for (const MappingRecord& m : record->mappings) {
       if (!m.fd_name.empty()) {

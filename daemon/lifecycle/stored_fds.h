@@ -18,7 +18,8 @@
 namespace vfiod::lifecycle {
 
 /// Whether `name` is one vfiod stores objects under: "c-<id>" (container),
-/// "g-<container id>-<group>" (group), "m-<id>" (mapping backing), an
+/// "g-<container id>-<group>" (group), "m-<id>" (mapping backing), "rg-<id>"
+/// (a registered region's file), an
 /// object's own record ("r-c-<id>", "r-m-<id>": object_record.h), or a state
 /// record's name (record_store.h).
 [[nodiscard]] bool IsStoredObjectName(std::string_view name);
@@ -43,7 +44,7 @@ struct SortedFds {
 
 /// Sorts `fds` against `record` (nullptr: no valid record, so every stored
 /// object is a stray). A container describes "c-<id>" and one group name per
-/// group; a mapping its fd_name when set.
+/// group; a region its fd_name; a mapping its fd_name when set.
 [[nodiscard]] SortedFds SortStoredFds(const StateRecord* record, std::vector<NamedFd> fds);
 
 }  // namespace vfiod::lifecycle

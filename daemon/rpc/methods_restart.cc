@@ -29,7 +29,9 @@ HandlerResult ServiceMethods::SessionResume(CallContext&, const json& params,
   if (!resumed) {
     return std::unexpected(ToRpcError(resumed.error()));
   }
-  return Reply(json{{"containers", resumed->containers}, {"mappings", resumed->mappings}});
+  return Reply(json{{"containers", resumed->containers},
+                    {"mappings", resumed->mappings},
+                    {"regions", resumed->regions}});
 }
 
 HandlerResult ServiceMethods::DaemonRestart(CallContext&, const json& params,

@@ -138,9 +138,11 @@ class Service {
                                                  const std::string& method) const;
   /// What a restarted vfiod must know that the kernel cannot tell it
   /// (service_snapshot.cc): every live container (containers being created
-  /// are left out), every mapping, and each uid's charges, with the FDNAMEs
-  /// their fds are stored under ("c-<container id>", "m-<mapping id>"; none
-  /// for a BAR). One consistent view, taken with every container's mutex and
+  /// are left out), every client region whose file is stored (registered,
+  /// or kept alive by its slices), every mapping, and each uid's charges,
+  /// with the FDNAMEs their fds are stored under ("c-<container id>",
+  /// "rg-<region id>", "m-<mapping id>"; none for a BAR or a region's
+  /// slice). One consistent view, taken with every container's mutex and
   /// mu_ held (so it waits for maps in progress). `generation` is left 0:
   /// the writer of the fd store stamps it (record_store.h).
   [[nodiscard]] lifecycle::StateRecord SnapshotState() const;
@@ -148,8 +150,10 @@ class Service {
   /// issue 14): `store(name, fd)` is called with each new container's fd
   /// (borrowed) under "c-<id>", each of its group fds under
   /// "g-<container id>-<group>", and each mapping's backing fd (a memfd or
-  /// the client's file; none for anonymous memory or a BAR) under
-  /// "m-<mapping id>"; after them, before the reply, the object's own
+  /// the client's file; none for anonymous memory, a BAR or a slice of a
+  /// region) under "m-<mapping id>", and each registered region's file under
+  /// "rg-<region id>" (it leaves the store once the region's memory is gone
+  /// and a state record says so: RecordStored); after them, before the reply, the object's own
   /// record (lifecycle/object_record.h) under "r-<its name>", so that what a
   /// reply announced survives a crash before the next state record;
   /// `remove(name)` once it is closed or freed, under the container's mutex,
@@ -191,6 +195,7 @@ class Service {
   struct Resumed {
     uint64_t containers = 0;
     uint64_t mappings = 0;
+    uint64_t regions = 0;
   };
   /// Moves what the detached session with `token` owns (the unnamed
   /// containers and mappings a restart kept for it) to the caller's session,
@@ -208,10 +213,14 @@ class Service {
     uint64_t released_mappings = 0;    ///< described but not taken over (logged)
     uint64_t stray_bytes = 0;          ///< kernel entries no record named, unmapped
     uint64_t detached_sessions = 0;    ///< waiting for ResumeSession
+    uint64_t regions = 0;              ///< client regions taken over (registered or not)
+    uint64_t released_regions = 0;     ///< described but not taken over (logged)
   };
   /// Rebuilds the tables from a previous vfiod's `record` and the fds it
-  /// stored (by FDNAME: "c-<id>", "g-<id>-<group>", "m-<id>"); the fds it
-  /// takes leave `fds`, the rest are the caller's to drop. Every container
+  /// stored (by FDNAME: "c-<id>", "g-<id>-<group>", "m-<id>", "rg-<id>");
+  /// the fds it takes leave `fds`, the rest are the caller's to drop. Client
+  /// regions come first (registered ones to their detached sessions, charged
+  /// as before), then every container
   /// is taken over (ManagedContainer::Adopt) with its id, name, owner,
   /// sharing and groups; every mapping with its id, IOVA, name and owner,
   /// re-pointed at this process without a moment in which device DMA
@@ -367,6 +376,7 @@ class Service {
     uint64_t charged = 0;       ///< locked bytes charged to owner_uid (0: MMIO, covered)
     uint32_t generation = 0;
     uid_t owner_uid = 0;
+    RegionId region = 0;  ///< the region it is a slice of (shares its memory); 0: none
   };
   /// A mapping's index entry copied out of mu_, to read the engine's record
   /// of it under its container's mutex.
@@ -460,15 +470,20 @@ class Service {
   /// records the mapping, or undoes the reservation when `work` fails.
   /// `covered`: the memory is a charged region's (pass 0 pinned_bytes).
   using MapWork = std::function<SResult<MapResult>(ManagedContainer&)>;
+  /// `region`: the region it maps a slice of (0: none).
   [[nodiscard]] SResult<MapResult> RunMap(const Caller& caller, ContainerId id,
                                           uint64_t pinned_bytes, const std::string& name,
-                                          const MapWork& work, bool covered = false);
+                                          const MapWork& work, bool covered = false,
+                                          RegionId region = 0);
   /// Charges an adopted region's hugetlb pages (kQuota when over the quota or
   /// the cap) and moves it into a shared Backing that carries the charge; a
   /// memfd region is moved in uncharged. `adopted` is left alone on failure,
   /// so the caller can release it outside mu_.
   [[nodiscard]] SResult<std::shared_ptr<const dma::Backing>> ChargeRegionLocked(
       const Caller& caller, dma::Backing& adopted);
+  /// `adopted` moved into a shared Backing that carries a charge of its size
+  /// to `uid` (given back once the last user of the memory lets it go).
+  [[nodiscard]] std::shared_ptr<const dma::Backing> HoldRegion(uid_t uid, dma::Backing adopted);
   /// Whether dma.register charges a region of this memory: hugetlbfs pages.
   [[nodiscard]] static bool IsChargedRegion(const dma::Backing& region) {
     return region.page_size() > dma::k4KiB;
@@ -504,9 +519,11 @@ class Service {
   // Readopt's steps (service_restart.cc).
   /// Takes over the container `c` describes with its mappings `mine`,
   /// taking their fds out of `fds`; what it cannot take over is released,
-  /// logged and counted, and its fds leave the store.
+  /// logged and counted, and its fds leave the store. A slice of a region
+  /// shares that region's memory from `regions` (ReadoptRegions).
   void ReadoptContainer(const lifecycle::ContainerRecord& c,
                         const std::vector<const lifecycle::MappingRecord*>& mine,
+                        const std::map<RegionId, std::shared_ptr<const dma::Backing>>& regions,
                         std::map<std::string, UniqueFd>& fds, ReadoptReport& report);
   /// The detached session of old token `token` and `uid`, made on first use.
   SessionId DetachedSessionLocked(const std::string& token, uid_t uid,
@@ -558,6 +575,17 @@ class Service {
   /// meanwhile or its session is gone. Needs mu_ and its container's mutex.
   [[nodiscard]] std::optional<lifecycle::MappingRecord> MappingRecordLocked(
       MappingId id, const MappingSlot& slot, const ManagedContainer& managed) const;
+  /// The record of region `id` while its memory lives (stored_regions_);
+  /// nullopt once it is gone. Needs mu_.
+  [[nodiscard]] std::optional<lifecycle::RegionRecord> RegionRecordLocked(RegionId id) const;
+  /// Stores the file of registered region `id` under "rg-<id>" (no lock held).
+  void StoreRegionFd(RegionId id, uid_t uid, const std::shared_ptr<const dma::Backing>& backing);
+  /// Takes over the regions of `record` (their fds from `fds`): registered
+  /// ones into the detached session of their token, every one charged as
+  /// before. Returns their backings by id, for the mappings that are slices.
+  std::map<RegionId, std::shared_ptr<const dma::Backing>> ReadoptRegions(
+      const lifecycle::StateRecord& record, std::map<std::string, UniqueFd>& fds,
+      ReadoptReport& report);
   /// Stores `own` (an object's own record) under "r-<object>" and notes it
   /// for RecordStored; a failure is logged. Needs the object's container's
   /// mutex (so its removal cannot pass it), not mu_.
@@ -610,9 +638,18 @@ class Service {
   uint32_t mapping_generation_floor_ = 0;            // of new slots: past every released one; mu_
   std::map<MappingId, std::string> mapping_names_;   // named mappings only; guarded by mu_
   std::map<RegionId, RegionSlot> regions_;           // guarded by mu_
-  std::map<int, ContainerId> groups_held_;           // group -> container; guarded by mu_
-  std::map<ContainerId, LingeringSlot> lingering_;   // destroyed, groups held; mu_
-  std::map<uid_t, Usage> usage_;                     // charges, reservations too; mu_
+  // Every region whose fd went to the fd store ("rg-<id>"), registered or
+  // not: it lives while regions_ or a mapping (its slice) holds the memory.
+  // Its fd leaves the store with the first state record stored after the
+  // memory is gone (RecordStored). Guarded by mu_.
+  struct StoredRegion {
+    uid_t owner_uid = 0;
+    std::weak_ptr<const dma::Backing> backing;
+  };
+  std::map<RegionId, StoredRegion> stored_regions_;
+  std::map<int, ContainerId> groups_held_;          // group -> container; guarded by mu_
+  std::map<ContainerId, LingeringSlot> lingering_;  // destroyed, groups held; mu_
+  std::map<uid_t, Usage> usage_;                    // charges, reservations too; mu_
 };
 
 }  // namespace vfiod::service

@@ -63,7 +63,8 @@ ProgressFn Service::WatchSession(const Caller& caller, const std::string& name,
 }
 
 SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_t pinned_bytes,
-                                   const std::string& name, const MapWork& work, bool covered) {
+                                   const std::string& name, const MapWork& work, bool covered,
+                                   RegionId region) {
   ChangeNote note{*this};
   std::shared_ptr<ManagedContainer> managed;
   {
@@ -100,9 +101,9 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
   usage_[uid].locked_bytes += charged;  // the real figure, already within quota
   view.name = name;
   view.owner_uid = uid;
-  view.id = AddMappingLocked(
-      MappingSlot{id, name.empty() ? caller.session : 0, outcome->engine_id, charged, 0, uid},
-      name);
+  view.id = AddMappingLocked(MappingSlot{id, name.empty() ? caller.session : 0, outcome->engine_id,
+                                         charged, 0, uid, region},
+                             name);
   stats_.RecordMap(uid, view.size, view.ioctls);
   spdlog::debug("mapping {}: container {} iova {:#x} size {:#x} {} ({} ioctls)", view.id, id,
                 view.iova, view.size, view.backing, view.ioctls);
@@ -136,7 +137,7 @@ SResult<MapResult> Service::MapFd(const Caller& caller, MapFdRequest request,
         }
         return c.MapRegion(std::move(region), request, watched);
       },
-      covered);
+      covered, request.region.value_or(0));
 }
 
 SResult<MapResult> Service::MapBar(const Caller& caller, const MapBarRequest& request) {

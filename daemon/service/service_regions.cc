@@ -49,6 +49,9 @@ SResult<uint64_t> RestOfFile(int fd, uint64_t offset, const char* op) {
 
 SResult<RegionView> Service::RegisterRegion(const Caller& caller, RegisterRequest request) {
   constexpr const char* kOp = "dma.register";
+  // A client maps slices of the region by its id: the reply waits for the
+  // state record that names it, so a restart keeps the id valid.
+  ChangeNote note{*this, true};
   {
     std::lock_guard lock(mu_);
     auto session = sessions_.find(caller.session);
@@ -76,7 +79,7 @@ SResult<RegionView> Service::RegisterRegion(const Caller& caller, RegisterReques
   };
   // Declared before the lock, so a refused region is released after it.
   SResult<dma::Backing> adopted = adopt();
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   auto session = sessions_.find(caller.session);
   SResult<std::shared_ptr<const dma::Backing>> backing =
       Refuse(ErrorKind::kNotFound, ECONNRESET, kOp, "the session closed");
@@ -95,7 +98,33 @@ SResult<RegionView> Service::RegisterRegion(const Caller& caller, RegisterReques
   regions_.emplace(id, RegionSlot{caller.session, caller.identity.uid, *backing});
   spdlog::debug("region {}: session {} registered {:#x} bytes ({})", id, caller.session,
                 (*backing)->size(), wire::BackingName(RegionBacking(**backing)));
-  return ViewOf(id, **backing);
+  RegionView view = ViewOf(id, **backing);
+  lock.unlock();  // the store is a sendmsg
+  StoreRegionFd(id, caller.identity.uid, *backing);
+  return view;
+}
+
+void Service::StoreRegionFd(RegionId id, uid_t uid,
+                            const std::shared_ptr<const dma::Backing>& backing) {
+  if (!fd_store_.store || backing->fd() < 0) {
+    return;
+  }
+  fd_store_.store("rg-" + std::to_string(id), backing->fd());
+  std::lock_guard lock(mu_);
+  stored_regions_[id] = StoredRegion{uid, backing};
+}
+
+std::shared_ptr<const dma::Backing> Service::HoldRegion(uid_t uid, dma::Backing adopted) {
+  // The charge is declared first, so it is given back only after the view is
+  // unmapped and the file closed: the pages are back in the pool by then.
+  struct Charged {
+    LockedCharges::Hold charge;
+    dma::Backing backing;
+  };
+  auto charged =
+      std::make_shared<Charged>(Charged{held_->Charge(uid, adopted.size()), std::move(adopted)});
+  const dma::Backing* view = &charged->backing;
+  return {std::move(charged), view};
 }
 
 SResult<std::shared_ptr<const dma::Backing>> Service::ChargeRegionLocked(const Caller& caller,
@@ -104,19 +133,11 @@ SResult<std::shared_ptr<const dma::Backing>> Service::ChargeRegionLocked(const C
     return std::make_shared<const dma::Backing>(std::move(adopted));
   }
   VFIOD_TRY(CheckLockedLocked(caller, adopted.size()));
-  // The charge is declared first, so it is given back only after the view is
-  // unmapped and the file closed: the pages are back in the pool by then.
-  struct Charged {
-    LockedCharges::Hold charge;
-    dma::Backing backing;
-  };
-  auto charged = std::make_shared<Charged>(
-      Charged{held_->Charge(caller.identity.uid, adopted.size()), std::move(adopted)});
-  const dma::Backing* view = &charged->backing;
-  return std::shared_ptr<const dma::Backing>(std::move(charged), view);
+  return HoldRegion(caller.identity.uid, std::move(adopted));
 }
 
 SResult<void> Service::UnregisterRegion(const Caller& caller, RegionId region) {
+  ChangeNote note{*this, true};  // declared first: runs after the release below
   // Declared before the lock, so it is released after it: if this was the
   // region's last reference, the munmap of its view must not hold mu_.
   std::shared_ptr<const dma::Backing> released;

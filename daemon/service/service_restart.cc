@@ -32,12 +32,29 @@ UniqueFd Take(std::map<std::string, UniqueFd>& fds, const std::string& name) {
 
 /// Mapping `m`'s request to DmaSpace::Adopt: its stored backing mapped again
 /// (null when missing or unusable: the engine then releases the mapping).
+/// A slice of a region shares the region's backing (`regions`): its entry
+/// offsets, offsets in the region's file, become offsets in the backing.
 dma::AdoptRequest RequestOf(const lifecycle::MappingRecord& m, uint64_t key,
+                            const std::map<RegionId, std::shared_ptr<const dma::Backing>>& regions,
                             std::map<std::string, UniqueFd>& fds) {
   dma::AdoptRequest request;
   request.key = key;
   for (const lifecycle::EntryRecord& e : m.entries) {
     request.entries.push_back({e.iova, e.size, e.offset});
+  }
+  if (m.region != 0) {
+    auto region = regions.find(m.region);
+    if (region == regions.end()) {
+      return request;  // its region did not come back: released
+    }
+    for (dma::AdoptEntry& e : request.entries) {
+      if (e.offset < region->second->fd_offset()) {
+        return request;  // not inside the region: released
+      }
+      e.offset -= region->second->fd_offset();
+    }
+    request.backing = region->second;
+    return request;
   }
   if (m.fd_name.empty() || (m.id & 0xffffffff) > kMaxAdoptedSlot) {
     return request;  // a BAR, memory that could not be stored, or a bad id
@@ -93,6 +110,13 @@ SResult<Service::Resumed> Service::ResumeSession(const Caller& caller, const std
         ++resumed.mappings;
       }
     }
+    for (auto& [id, slot] : regions_) {
+      if (slot.owner == old) {
+        slot.owner = caller.session;
+        ++resumed.regions;
+      }
+    }
+    sessions_.at(caller.session).regions += static_cast<uint32_t>(resumed.regions);
     detached_.erase(detached);
     sessions_.erase(old);
   }
@@ -147,9 +171,10 @@ SessionId Service::DetachedSessionLocked(const std::string& token, uid_t uid,
   return id;
 }
 
-void Service::ReadoptContainer(const lifecycle::ContainerRecord& c,
-                               const std::vector<const lifecycle::MappingRecord*>& mine,
-                               std::map<std::string, UniqueFd>& fds, ReadoptReport& report) {
+void Service::ReadoptContainer(
+    const lifecycle::ContainerRecord& c, const std::vector<const lifecycle::MappingRecord*>& mine,
+    const std::map<RegionId, std::shared_ptr<const dma::Backing>>& regions,
+    std::map<std::string, UniqueFd>& fds, ReadoptReport& report) {
   ManagedContainer::Inherited inherited;
   inherited.container = Take(fds, c.fd_name);
   for (int group : c.groups) {
@@ -160,7 +185,7 @@ void Service::ReadoptContainer(const lifecycle::ContainerRecord& c,
     }
   }
   for (size_t key = 0; key < mine.size(); ++key) {
-    inherited.mappings.push_back(RequestOf(*mine[key], key, fds));
+    inherited.mappings.push_back(RequestOf(*mine[key], key, regions, fds));
     if (mine[key]->mmio && !mine[key]->bar_bdf.empty()) {
       inherited.bars[key] = {mine[key]->bar_bdf, mine[key]->bar_index};
     }
@@ -221,12 +246,17 @@ void Service::ReadoptContainer(const lifecycle::ContainerRecord& c,
         released.push_back(m.id);
         continue;
       }
-      const uint64_t charged = m.mmio ? 0 : m.size;
+      // A BAR pins nothing; a slice of a charged (hugetlb) region is covered
+      // by the region's charge.
+      auto region = regions.find(m.region);
+      const bool covered = region != regions.end() && IsChargedRegion(*region->second);
+      const uint64_t charged = m.mmio || covered ? 0 : m.size;
       usage_[m.owner_uid].locked_bytes += charged;
       ++usage_[m.owner_uid].mappings;
       const SessionId by =
           m.name.empty() ? DetachedSessionLocked(m.session, m.owner_uid, expires) : 0;
-      AddMappingAtLocked(m.id, MappingSlot{c.id, by, outcome.id, charged, 0, m.owner_uid}, m.name);
+      AddMappingAtLocked(m.id, MappingSlot{c.id, by, outcome.id, charged, 0, m.owner_uid, m.region},
+                         m.name);
       ++report.mappings;
     }
   }
@@ -234,6 +264,41 @@ void Service::ReadoptContainer(const lifecycle::ContainerRecord& c,
   for (MappingId id : released) {
     RemoveMappingFd(id);
   }
+}
+
+std::map<RegionId, std::shared_ptr<const dma::Backing>> Service::ReadoptRegions(
+    const lifecycle::StateRecord& record, std::map<std::string, UniqueFd>& fds,
+    ReadoptReport& report) {
+  std::map<RegionId, std::shared_ptr<const dma::Backing>> out;
+  const auto expires = std::chrono::steady_clock::now() + grace_;
+  for (const lifecycle::RegionRecord& g : record.regions) {
+    UniqueFd fd = Take(fds, g.fd_name);
+    auto adopted = fd ? dma::AdoptClientFd(std::move(fd), g.offset, g.size)
+                      : Result<dma::Backing>(Fail(EBADF, "region", "its fd did not come back"));
+    if (!adopted) {
+      spdlog::warn("restart: region {} (uid {}) released: {}", g.id, g.owner_uid,
+                   adopted.error().message());
+      ++report.released_regions;
+      if (fd_store_.remove) {
+        fd_store_.remove(g.fd_name);
+      }
+      continue;
+    }
+    // Charged as before, without a quota check: the memory is held already.
+    std::shared_ptr<const dma::Backing> backing =
+        g.charged ? HoldRegion(g.owner_uid, std::move(*adopted))
+                  : std::make_shared<const dma::Backing>(std::move(*adopted));
+    std::lock_guard lock(mu_);
+    stored_regions_[g.id] = StoredRegion{g.owner_uid, backing};
+    if (!g.session.empty()) {
+      const SessionId owner = DetachedSessionLocked(g.session, g.owner_uid, expires);
+      regions_.emplace(g.id, RegionSlot{owner, g.owner_uid, backing});
+      ++sessions_.at(owner).regions;
+    }
+    out.emplace(g.id, std::move(backing));
+    ++report.regions;
+  }
+  return out;
 }
 
 Service::ReadoptReport Service::Readopt(const lifecycle::StateRecord& record,
@@ -247,13 +312,16 @@ Service::ReadoptReport Service::Readopt(const lifecycle::StateRecord& record,
     mapping_generation_floor_ = std::max(mapping_generation_floor_, record.mapping_generation);
     grace_ = grace;
   }
+  // The regions first: mappings that are their slices share their memory.
+  const std::map<RegionId, std::shared_ptr<const dma::Backing>> regions =
+      ReadoptRegions(record, fds, report);
   // Each container's mappings, found once (not a scan of all per container).
   std::map<uint64_t, std::vector<const lifecycle::MappingRecord*>> by_container;
   for (const lifecycle::MappingRecord& m : record.mappings) {
     by_container[m.container].push_back(&m);
   }
   for (const lifecycle::ContainerRecord& c : record.containers) {
-    ReadoptContainer(c, by_container[c.id], fds, report);
+    ReadoptContainer(c, by_container[c.id], regions, fds, report);
   }
   std::lock_guard lock(mu_);
   RebuildFreeMappingSlotsLocked();
@@ -271,10 +339,11 @@ Service::ReadoptReport Service::Readopt(const lifecycle::StateRecord& record,
     }
   }
   spdlog::info(
-      "restart: took over {} containers and {} mappings ({} and {} released, {} stray bytes "
-      "unmapped); {} sessions wait {} s for session.resume",
-      report.containers, report.mappings, report.released_containers, report.released_mappings,
-      report.stray_bytes, report.detached_sessions, grace.count());
+      "restart: took over {} containers, {} mappings and {} regions ({}, {} and {} released, {} "
+      "stray bytes unmapped); {} sessions wait {} s for session.resume",
+      report.containers, report.mappings, report.regions, report.released_containers,
+      report.released_mappings, report.released_regions, report.stray_bytes,
+      report.detached_sessions, grace.count());
   return report;
 }
 

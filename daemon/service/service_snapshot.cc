@@ -106,9 +106,17 @@ lifecycle::StateRecord Service::SnapshotState() const {
       }
     }
   }
+  std::set<RegionId> regions;
+  for (const auto& [id, stored] : stored_regions_) {
+    if (auto g = RegionRecordLocked(id)) {
+      record.regions.push_back(std::move(*g));
+      regions.insert(id);
+    }
+  }
   ForEachMappingLocked([&](MappingId id, const MappingSlot& slot) {
-    if (!recorded.contains(slot.container)) {
-      return;  // its container is being torn down
+    if (!recorded.contains(slot.container) ||
+        (slot.region != 0 && !regions.contains(slot.region))) {
+      return;  // its container is being torn down, or its region's fd was not stored
     }
     if (auto m = MappingRecordLocked(id, slot, *containers_.at(slot.container).managed)) {
       record.mappings.push_back(std::move(*m));
@@ -160,14 +168,19 @@ std::optional<lifecycle::MappingRecord> Service::MappingRecordLocked(
   }
   lifecycle::MappingRecord m = MappingRecordOf(*view);
   m.session = std::move(token);
-  // Memory is taken over from its stored fd, a BAR from its device (opened
-  // again through the container's groups: no fd of its own is stored). An
-  // anonymous backing, a BAR of unknown origin, or entries that do not tile
-  // the mapping leave no entries: such a mapping is released on restart.
+  // Memory is taken over from its stored fd, a slice of a region from the
+  // region's, a BAR from its device (opened again through the container's
+  // groups: no fd of its own is stored). An anonymous backing, a BAR of
+  // unknown origin, or entries that do not tile the mapping leave no
+  // entries: such a mapping is released on restart.
   std::optional<ManagedContainer::BarSource> bar;
   if (m.mmio && (bar = managed.BarOf(slot.engine_id))) {
     m.bar_bdf = bar->bdf;
     m.bar_index = bar->index;
+  }
+  if (slot.region != 0) {
+    m.region = slot.region;
+    m.fd_name.clear();
   }
   auto kept = managed.Keepable(slot.engine_id);
   if (kept && (m.mmio ? bar.has_value() : kept->fd >= 0) && Tiles(kept->entries, m.iova, m.size)) {
@@ -178,6 +191,32 @@ std::optional<lifecycle::MappingRecord> Service::MappingRecordLocked(
   }
   m.fd_name.clear();
   return m;
+}
+
+std::optional<lifecycle::RegionRecord> Service::RegionRecordLocked(RegionId id) const {
+  auto stored = stored_regions_.find(id);
+  if (stored == stored_regions_.end()) {
+    return std::nullopt;
+  }
+  std::shared_ptr<const dma::Backing> backing = stored->second.backing.lock();
+  if (!backing) {
+    return std::nullopt;  // released: nobody holds the memory any more
+  }
+  lifecycle::RegionRecord g;
+  g.id = id;
+  g.owner_uid = stored->second.owner_uid;
+  // Registered by a live session: that session's token. Else it is kept
+  // alive by its slices only (unregistered, or its session is ending).
+  if (auto slot = regions_.find(id); slot != regions_.end()) {
+    if (auto session = sessions_.find(slot->second.owner); session != sessions_.end()) {
+      g.session = session->second.token;
+    }
+  }
+  g.fd_name = "rg-" + std::to_string(id);
+  g.offset = backing->fd_offset();
+  g.size = backing->size();
+  g.charged = IsChargedRegion(*backing);
+  return g;
 }
 
 void Service::StoreObjectRecord(const std::string& object, const lifecycle::StateRecord& own) {
@@ -252,25 +291,33 @@ void Service::StoreMappingFd(ManagedContainer& managed, MappingId id, uint64_t e
     return;
   }
   const std::string name = MappingFdName(id);
-  if (kept->fd >= 0) {
-    fd_store_.store(name, kept->fd);  // a BAR has none: its device is reopened
-  }
   std::optional<lifecycle::StateRecord> own;
+  bool slice = false;
   {
     std::lock_guard lock(mu_);
     auto container = containers_.find(managed.id());
     const MappingSlot* slot = FindMappingLocked(id);
     if (container != containers_.end() && container->second.managed && slot != nullptr) {
+      slice = slot->region != 0;
       auto c = ContainerRecordLocked(container->second);
       auto m = MappingRecordLocked(id, *slot, managed);
-      if (c && m && !m->entries.empty()) {  // else nothing a restart could take over
+      auto g = slice ? RegionRecordLocked(slot->region) : std::nullopt;
+      // Else nothing a restart could take over.
+      if (c && m && !m->entries.empty() && (!slice || g)) {
         own.emplace();
         own->next_id = next_id_;
         own->mapping_generation = static_cast<uint32_t>(id >> 32) + 1;
         own->containers.push_back(std::move(*c));
+        if (g) {
+          own->regions.push_back(std::move(*g));
+        }
         own->mappings.push_back(std::move(*m));
       }
     }
+  }
+  // A BAR has no fd: its device is reopened; a slice's memory is its region's.
+  if (kept->fd >= 0 && !slice) {
+    fd_store_.store(name, kept->fd);
   }
   if (own) {
     StoreObjectRecord(name, *own);  // last: with it, the mapping is complete
@@ -303,6 +350,23 @@ void Service::RecordStored(const lifecycle::StateRecord& record) {
       if (described.contains(std::string(lifecycle::ObjectOfRecordName(*it)))) {
         settled.push_back(*it);
         it = object_records_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  // A region whose memory nobody holds any more, and that this record no
+  // longer describes, leaves the store (it cannot come back to life).
+  std::set<RegionId> recorded_regions;
+  for (const lifecycle::RegionRecord& g : record.regions) {
+    recorded_regions.insert(g.id);
+  }
+  {
+    std::lock_guard lock(mu_);
+    for (auto it = stored_regions_.begin(); it != stored_regions_.end();) {
+      if (it->second.backing.expired() && !recorded_regions.contains(it->first)) {
+        settled.push_back("rg-" + std::to_string(it->first));
+        it = stored_regions_.erase(it);
       } else {
         ++it;
       }

@@ -71,6 +71,19 @@ StateRecord Sample() {
   r.mappings[1].entries = {{0xfffff000ULL, 4096, 0x2000}};
   r.mappings[1].bar_bdf = "0000:00:05.0";
   r.mappings[1].bar_index = 2;
+  RegionRecord region;
+  region.id = 5;
+  region.owner_uid = 1000;
+  region.session = std::string(kSessionTokenLength, 'c');
+  region.fd_name = "rg-5";
+  region.offset = 2u << 20;
+  region.size = 4u << 20;
+  region.charged = true;
+  r.regions.push_back(region);
+  r.mappings.push_back(Mapping((1ULL << 32) | 3, 3, 0x200000000ULL, 2u << 20, "hugetlb-2m", 1000));
+  r.mappings[2].fd_name.clear();  // a slice of region 5: its memory is the region's
+  r.mappings[2].region = 5;
+  r.mappings[2].entries = {{0x200000000ULL, 2u << 20, 4u << 20}};
   r.owners.push_back(Owner(1000, 2u << 20, 1, 1));
   r.owners.push_back(Owner(1001, 0, 1, 1));
   return r;
@@ -114,12 +127,17 @@ TEST(StateRecord, AMappingWithoutEntriesDecodes) {
 TEST(StateRecord, AVersion3RecordStillDecodes) {
   nlohmann::json doc = nlohmann::json::parse(EncodeStateRecord(Sample()));
   doc["version"] = 3;
+  doc.erase("regions");
+  doc["mappings"].erase(2);  // a region's slice: version 3 had none
   for (auto& m : doc["mappings"]) {
     m.erase("bar");
+    m.erase("region");
   }
   auto back = DecodeStateRecord(Resealed(doc));
   ASSERT_TRUE(back) << back.error().message();
   StateRecord want = Sample();
+  want.regions.clear();
+  want.mappings.pop_back();
   want.mappings[1].bar_bdf.clear();
   want.mappings[1].bar_index = 0;
   EXPECT_EQ(*back, want);  // read as this build's version, the BAR's device unknown
@@ -230,6 +248,20 @@ TEST(StateRecord, StrictValidationEvenWithAGoodChecksum) {
       {"bar unknown key", [](nlohmann::json& d) { d["mappings"][1]["bar"]["x"] = 1; }},
       {"bar missing in version 4", [](nlohmann::json& d) { d["mappings"][1].erase("bar"); }},
       {"bar in version 3", [](nlohmann::json& d) { d["version"] = 3; }},
+      {"regions missing in version 4", [](nlohmann::json& d) { d.erase("regions"); }},
+      {"region id 0", [](nlohmann::json& d) { d["regions"][0]["id"] = 0; }},
+      {"region id not below next_id", [](nlohmann::json& d) { d["regions"][0]["id"] = 9; }},
+      {"region fd name repeated", [](nlohmann::json& d) { d["regions"][0]["fd_name"] = "c-3"; }},
+      {"region size 0", [](nlohmann::json& d) { d["regions"][0]["size"] = 0; }},
+      {"region wraps",
+       [](nlohmann::json& d) { d["regions"][0]["offset"] = 0xffffffffffff0000ULL; }},
+      {"region session not a token", [](nlohmann::json& d) { d["regions"][0]["session"] = "x"; }},
+      {"region charged as text", [](nlohmann::json& d) { d["regions"][0]["charged"] = "yes"; }},
+      {"mapping of an unknown region", [](nlohmann::json& d) { d["mappings"][2]["region"] = 99; }},
+      {"region on a mapping with its own fd",
+       [](nlohmann::json& d) { d["mappings"][0]["region"] = 5; }},
+      {"region on a BAR", [](nlohmann::json& d) { d["mappings"][1]["region"] = 5; }},
+      {"slice without its region", [](nlohmann::json& d) { d["mappings"][2]["region"] = 0; }},
       {"containers not array",
        [](nlohmann::json& d) { d["containers"] = nlohmann::json::object(); }},
   };

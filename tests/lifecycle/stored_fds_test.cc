@@ -39,6 +39,7 @@ TEST(StoredFds, NamesOfObjects) {
   EXPECT_TRUE(IsStoredObjectName("g-1-3"));
   EXPECT_TRUE(IsStoredObjectName("m-7"));
   EXPECT_TRUE(IsStoredObjectName("r-m-7"));  // an own record: never the socket
+  EXPECT_TRUE(IsStoredObjectName("rg-4"));   // a registered region's file
   EXPECT_TRUE(IsStoredObjectName("vfiod-state-1"));
   EXPECT_FALSE(IsStoredObjectName("unknown"));
   EXPECT_FALSE(IsStoredObjectName("vfiod.socket"));

@@ -25,6 +25,7 @@
 #include "daemon_harness.h"
 #include "edu_bar.h"
 #include "supervised_vfiod.h"
+#include "support/hugepage_pool.h"
 
 namespace vfiod::itest {
 namespace {
@@ -229,6 +230,21 @@ TEST_F(VmRestartTest, EduDmaRunsOnWhileVfiodIsKilledAndRestartedAtRandomPoints) 
   ClientMemory scratch;
   auto scratch_reply = keeper.Call("dma.alloc", Alloc(container, kBuffer, ""));
   ASSERT_EQ(MapReply(scratch_reply, scratch), "");
+  // The keeper's registered hugetlb region (charged whole) and an unnamed
+  // slice of it: both must come back to it, the region under its id.
+  constexpr uint64_t kHuge = 2 << 20;
+  UniqueFd huge(testing::HugepagePool2M::Memfd(kHuge));
+  ASSERT_TRUE(huge.valid()) << "no 2 MiB hugetlbfs memfd";
+  const int huge_fds[] = {huge.get()};
+  auto registered = keeper.Call("dma.register", {{"fd", {{"fd", 0}}}}, huge_fds);
+  ASSERT_CALL_OK(registered);
+  const uint64_t region = registered->result["region"];
+  auto slice = keeper.Call(
+      "dma.map_fd",
+      {{"container", container}, {"region", region}, {"size", kHuge}, {"dma_mask_bits", 28}});
+  ASSERT_CALL_OK(slice);
+  const uint64_t slice_iova = slice->result["iova"];
+  const uint64_t slice_id = slice->result["mapping"];
 
   DmaLoop loop(edu, kbuf, scratch);
   const unsigned seed = std::random_device{}();
@@ -281,19 +297,24 @@ TEST_F(VmRestartTest, EduDmaRunsOnWhileVfiodIsKilledAndRestartedAtRandomPoints) 
     ASSERT_CALL_OK(again);
     EXPECT_EQ(again->result["iova"], scratch.iova);
     EXPECT_EQ(resumes, round + 1);
+    auto regions = keeper.Call("dma.regions");
+    ASSERT_CALL_OK(regions);
+    ASSERT_EQ(regions->result.size(), 1U);
+    EXPECT_EQ(regions->result[0]["region"], region);
     // Whatever the interrupted map or free left: listed and charged alike,
     // then freed so every round starts from the same two mappings.
     EXPECT_EQ(ChargesMatchMappings(root), "");
     auto list = root.Call("dma.list");
     ASSERT_CALL_OK(list);
     for (const json& m : list->result) {
-      if (m["mapping"] != kbuf.id && m["mapping"] != scratch.id && m["mapping"] != p2p_id) {
+      if (m["mapping"] != kbuf.id && m["mapping"] != scratch.id && m["mapping"] != p2p_id &&
+          m["mapping"] != slice_id) {
         ASSERT_CALL_OK(root.Call("dma.free", {{"mapping", m["mapping"]}}));
       }
     }
     auto status = root.Call("status");
     ASSERT_CALL_OK(status);
-    EXPECT_EQ(status->result["locked_bytes"], 2 * kBuffer);
+    EXPECT_EQ(status->result["locked_bytes"], 2 * kBuffer + kHuge);  // the region: once
     EXPECT_EQ(status->result["restart"]["fd_store"], true);
     // The kernel's locked-memory charge of the new process: never twice the
     // pins (how a kernel moves the charge with the VADDR protocol differs).
@@ -311,11 +332,26 @@ TEST_F(VmRestartTest, EduDmaRunsOnWhileVfiodIsKilledAndRestartedAtRandomPoints) 
   }
   loop.Stop();
   EXPECT_EQ(loop.failures(), "");
-  EXPECT_EQ(resumed_mappings, static_cast<uint64_t>(kRounds));
+  EXPECT_EQ(resumed_mappings, static_cast<uint64_t>(2 * kRounds));  // scratch and the slice
   utsname u{};
   ::uname(&u);
   std::printf("kernel %s: %llu DMA round trips, all correct\n", u.release,
               static_cast<unsigned long long>(loop.rounds()));
+
+  // The slice after all the restarts: the device reads the region's memory.
+  {
+    void* p = ::mmap(nullptr, kHuge, PROT_READ | PROT_WRITE, MAP_SHARED, huge.get(), 0);
+    ASSERT_NE(p, MAP_FAILED);
+    auto* bytes = static_cast<uint8_t*>(p);
+    for (uint32_t i = 0; i < kLen; ++i) {
+      bytes[i] = static_cast<uint8_t>(i * 5 + 1);
+    }
+    std::memset(kbuf.bytes, 0, kLen);
+    EXPECT_EQ(edu.bar().Dma(slice_iova, kEduBuffer, kLen, false), "");
+    EXPECT_EQ(edu.bar().Dma(kEduBuffer, kbuf.iova, kLen, true), "");
+    EXPECT_EQ(std::memcmp(kbuf.bytes, bytes, kLen), 0) << "the slice did not reach the device";
+    ::munmap(p, kHuge);
+  }
 
   // Peer to peer after all the restarts: edu writes into the ivshmem BAR
   // through the taken-over mapping, read back through ivshmem's own BAR.

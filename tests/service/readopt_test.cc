@@ -79,7 +79,9 @@ class CrashableKernel final : public kernel::ForwardingKernel {
 
 /// Whether the store holds a real file under `name`: a mapping's memfd or
 /// an own record (a model VFIO fd is a number in the model's table).
-bool IsFile(const std::string& name) { return name.starts_with("m-") || name.starts_with("r-"); }
+bool IsFile(const std::string& name) {
+  return name.starts_with("m-") || name.starts_with("r-") || name.starts_with("rg-");
+}
 
 /// The service manager's fd store as the hooks see it. A memfd is a real
 /// file: the store keeps a dup, as systemd does. A model VFIO fd is a number
@@ -501,6 +503,93 @@ TEST_F(ReadoptTest, ABarMappingIsTakenOverThroughItsDevice) {
   EXPECT_EQ(second.mappings[0].entries, record.mappings[0].entries);
   ASSERT_TRUE(service_->FreeMapping(Open(0), bar->mapping.id));
   EXPECT_TRUE(Entries(ContainerFd(c->id)).empty());
+}
+
+/// A memfd of `size` bytes, `byte` at `at`.
+UniqueFd MemfdWith(uint64_t size, uint64_t at, unsigned char byte) {
+  UniqueFd fd(::memfd_create("region", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  EXPECT_EQ(::ftruncate(fd.get(), static_cast<off_t>(size)), 0);
+  EXPECT_EQ(::pwrite(fd.get(), &byte, 1, static_cast<off_t>(at)), 1);
+  return fd;
+}
+
+// A registered region comes back under its id to the session that resumes
+// (so the client maps further slices of it), and its slices share its memory.
+TEST_F(ReadoptTest, RegisteredRegionsAndTheirSlicesComeBack) {
+  Caller user = Open(kUser);
+  auto ring = service_->CreateContainer(user, {kEdu}, "ring", {});
+  ASSERT_TRUE(ring);
+  // [2M, 6M) of the file is the region; the slice is [1M, 2M) of the region.
+  auto region = service_->RegisterRegion(
+      user, RegisterRequest{MemfdWith(8 * kMiB, 3 * kMiB + 5, 0x4d), 2 * kMiB, 4 * kMiB});
+  ASSERT_TRUE(region) << region.error().error.message();
+  EXPECT_TRUE(store_.fds.contains("rg-" + std::to_string(region->id)));
+  MapFdRequest slice;
+  slice.container = ring->id;
+  slice.region = region->id;
+  slice.offset = kMiB;
+  slice.size = kMiB;
+  slice.name = "slice";
+  auto mapped = service_->MapFd(user, std::move(slice), {});
+  ASSERT_TRUE(mapped) << mapped.error().error.message();
+  EXPECT_FALSE(store_.fds.contains("m-" + std::to_string(mapped->mapping.id)));  // the region's
+  EXPECT_EQ(DeviceReads(ContainerFd(ring->id), mapped->mapping.iova + 5), 0x4d);
+  const std::string token = service_->SessionToken(user.session);
+  const StatusView before = service_->Status();
+
+  auto report = Restart(Crash());
+  EXPECT_EQ(report.regions, 1u);
+  EXPECT_EQ(report.mappings, 1u);
+  EXPECT_EQ(report.released_regions + report.released_mappings + report.stray_bytes, 0u);
+  EXPECT_EQ(DeviceReads(ContainerFd(ring->id), mapped->mapping.iova + 5), 0x4d);
+  EXPECT_EQ(service_->Status().locked_bytes, before.locked_bytes);
+  Caller again = Open(kUser);
+  MapFdRequest more;
+  more.container = ring->id;
+  more.region = region->id;
+  more.size = kMiB;
+  EXPECT_FALSE(service_->MapFd(again, std::move(more), {}));  // not this session's yet
+  auto resumed = service_->ResumeSession(again, token);
+  ASSERT_TRUE(resumed) << resumed.error().error.message();
+  EXPECT_EQ(resumed->regions, 1u);
+  ASSERT_EQ(service_->ListRegions(again).size(), 1u);
+  MapFdRequest next;
+  next.container = ring->id;
+  next.region = region->id;
+  next.offset = kMiB;
+  next.size = kMiB;
+  auto second = service_->MapFd(again, std::move(next), {});
+  ASSERT_TRUE(second) << second.error().error.message();
+  EXPECT_EQ(DeviceReads(ContainerFd(ring->id), second->mapping.iova + 5), 0x4d);
+}
+
+// Unregistered, a region lives on in its slices: they come back with its
+// memory, but its id is not registered again.
+TEST_F(ReadoptTest, AnUnregisteredRegionLivesOnInItsSlicesOnly) {
+  Caller user = Open(kUser);
+  auto ring = service_->CreateContainer(user, {kEdu}, "ring", {});
+  ASSERT_TRUE(ring);
+  auto region = service_->RegisterRegion(user, RegisterRequest{MemfdWith(4 * kMiB, 7, 0x2e), 0, 0});
+  ASSERT_TRUE(region);
+  MapFdRequest slice;
+  slice.container = ring->id;
+  slice.region = region->id;
+  slice.size = kMiB;
+  slice.name = "kept";
+  auto mapped = service_->MapFd(user, std::move(slice), {});
+  ASSERT_TRUE(mapped);
+  ASSERT_TRUE(service_->UnregisterRegion(user, region->id));
+  auto report = Restart(Crash());
+  EXPECT_EQ(report.regions, 1u);
+  EXPECT_EQ(report.mappings, 1u);
+  EXPECT_EQ(report.detached_sessions, 0u);  // nothing unnamed is left to resume
+  EXPECT_EQ(DeviceReads(ContainerFd(ring->id), mapped->mapping.iova + 7), 0x2e);
+  // Once its last slice is freed, its fd leaves the store with the next record.
+  ASSERT_TRUE(service_->FreeMapping(Open(kUser), mapped->mapping.id));
+  const std::string name = "rg-" + std::to_string(region->id);
+  EXPECT_TRUE(store_.fds.contains(name));
+  service_->RecordStored(service_->SnapshotState());
+  EXPECT_FALSE(store_.fds.contains(name));
 }
 
 }  // namespace
