@@ -62,9 +62,10 @@ class SupervisedVfiod {
     StopPump();
   }
 
-  /// Starts vfiod with the store and waits for READY=1 (up to `ready_ms`).
-  /// "" when it is ready, else what went wrong (with its log).
-  std::string Start(int ready_ms = 10'000) {
+    /// Starts vfiod with the store and waits for READY=1 (up to `ready_ms`:
+  /// under TCG on a loaded host, loading the binary over 9p alone has taken
+  /// 8 s). "" when it is ready, else what went wrong (with its log).
+  std::string Start(int ready_ms = 60'000) {
     ready_seen_ = supervisor_->messages().size();
     UniqueFd log_fd(::open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
     testing::FdStoreSupervisor::SpawnOptions options;
