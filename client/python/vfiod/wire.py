@@ -16,6 +16,7 @@ is popped, and the popper owns the frame's fds from then on.
 
 from __future__ import annotations
 
+import array
 import json
 import os
 import socket
@@ -30,6 +31,7 @@ MAX_FDS_PER_MESSAGE = 16
 #: lists; the daemon's own request limit, limits.max_frame_bytes, is 1 MiB by
 #: default).
 MAX_REPLY_BYTES = 64 << 20
+_FD_BYTES = array.array("i").itemsize
 
 
 @dataclass
@@ -148,8 +150,16 @@ def recv_chunk(sock: socket.socket, size: int = 64 * 1024
     """One recvmsg(): (bytes, owned fds opened O_CLOEXEC, fds truncated).
     ``b""`` means the peer closed. Raises OSError (BlockingIOError when a
     non-blocking socket has nothing)."""
-    data, fds, flags, _ = socket.recv_fds(
-        sock, size, MAX_FDS_PER_MESSAGE, socket.MSG_CMSG_CLOEXEC)
+    # socket.recv_fds would do, but Python 3.11's ignores its flags argument,
+    # so its fds arrive without O_CLOEXEC and would leak into any program
+    # this process starts: recvmsg() with MSG_CMSG_CLOEXEC instead.
+    data, ancdata, flags, _ = sock.recvmsg(
+        size, socket.CMSG_SPACE(MAX_FDS_PER_MESSAGE * _FD_BYTES),
+        socket.MSG_CMSG_CLOEXEC)
+    fds = array.array("i")
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[:len(payload) - len(payload) % _FD_BYTES])
     return data, list(fds), bool(flags & socket.MSG_CTRUNC)
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import unittest
 from pathlib import Path
 
@@ -41,7 +42,20 @@ class DaemonTestCase(unittest.TestCase):
 
     def setUp(self) -> None:
         self.client = vfiod.Client(self.daemon.socket)
+        self.addCleanup(self.expect_all_released)
         self.addCleanup(self.client.close)
+
+    def expect_all_released(self) -> None:
+        """After the test's connections closed: every container and mapping
+        they made is released (waiting at most 5 s for vfiod to see the
+        closes; not a timing assertion), so the next test starts clean."""
+        with vfiod.Client(self.daemon.socket) as probe:
+            for _ in range(100):
+                status = probe.status()
+                if status["containers"] == 0 and status["mappings"] == 0:
+                    return
+                time.sleep(0.05)
+        self.fail(f"left behind: {status}")
 
     def edu_container(self) -> int:
         """An unnamed container holding edu (released with the client)."""

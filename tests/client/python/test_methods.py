@@ -205,18 +205,25 @@ class GenericCallsTest(DaemonTestCase):
         container = self.edu_container()
         fd = make_memfd(1 << 20)
         self.addCleanup(os.close, fd)
+        alloc = vfiod.BatchCall("dma.alloc", {"container": container,
+                                              "size": 4096, "backing": "4k"})
         results = self.client.batch([
+            alloc,
             vfiod.BatchCall("dma.map_fd", {"container": container,
                                            "fd": {"fd": 0}}),
-            vfiod.BatchCall("dma.alloc", {"container": container,
-                                          "size": 4096, "backing": "4k"})],
-            [fd])
-        self.assertIsInstance(results[0], vfiod.Reply)
-        alloc = results[1]
-        self.assertIsInstance(alloc, vfiod.Reply)
-        self.assertEqual(alloc.result["fd"], {"fd": 0})  # renumbered
-        self.assertTrue(stat.S_ISREG(os.fstat(alloc.fds[0]).st_mode))
-        alloc.close()
+            alloc], [fd])
+        first, mapped, second = results
+        self.assertIsInstance(mapped, vfiod.Reply)
+        self.assertEqual(mapped.fds, [])
+        for reply in (first, second):
+            self.assertIsInstance(reply, vfiod.Reply)
+            self.addCleanup(reply.close)
+            # The line carried two memfds; each reply owns its own as fd 0.
+            self.assertEqual(reply.result["fd"], {"fd": 0})
+            self.assertEqual(len(reply.fds), 1)
+            self.assertTrue(stat.S_ISREG(os.fstat(reply.fds[0]).st_mode))
+        self.assertNotEqual(os.fstat(first.fds[0]).st_ino,
+                            os.fstat(second.fds[0]).st_ino)
 
     def test_notification_gets_no_reply(self) -> None:
         self.client.notify("ping")
