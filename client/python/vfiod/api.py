@@ -185,7 +185,8 @@ class Api:
                          name=name, require=require,
                          progress=True if progress else None)
         reply = self.call("dma.alloc", params, timeout=timeout,
-                          on_notification=_progress_to(progress))
+                          on_notification=_progress_to(
+                              progress, _handler_of(self)))
         result = reply.result
         return DmaBuffer(reply.take_fd(result["fd"]["fd"]),
                          mapping=result["mapping"], iova=result["iova"],
@@ -214,7 +215,8 @@ class Api:
                          require=require,
                          progress=True if progress else None)
         return self.call("dma.map_fd", params, fds, timeout=timeout,
-                         on_notification=_progress_to(progress)).result
+                         on_notification=_progress_to(
+                             progress, _handler_of(self))).result
 
     def dma_map_bar(self: _Caller, container: int, bdf: str, bar: int, *,
                     iova: int | None = None, max_iova: int | None = None,
@@ -254,18 +256,26 @@ class Api:
         return self.call("dma.regions").result
 
 
+def _handler_of(caller: Any) -> NotificationHandler | None:
+    """The caller's own notification handler, if it has one."""
+    return getattr(caller, "on_notification", None)
+
+
 def _list(items: Sequence[Any] | None) -> list[Any] | None:
     return None if items is None else list(items)
 
 
-def _progress_to(handler: ProgressHandler | None
+def _progress_to(handler: ProgressHandler | None,
+                 others: NotificationHandler | None
                  ) -> NotificationHandler | None:
-    """A notification handler feeding dma.progress params to ``handler``
-    (other notifications are dropped during that call)."""
+    """A notification handler feeding dma.progress params to ``handler`` and
+    any other notification to ``others`` (the client's own handler)."""
     if handler is None:
         return None
 
     def on_notification(method: str, params: Any) -> None:
         if method == "dma.progress" and isinstance(params, dict):
             handler(params)
+        elif others is not None:
+            others(method, params)
     return on_notification

@@ -141,6 +141,17 @@ class DmaMethodsTest(DaemonTestCase):
         buf.close()
         self.assertTrue(seen)
         self.assertEqual(seen[-1], {"done_bytes": size, "total_bytes": size})
+        # Without a progress handler of the call's own, notifications go to
+        # the client's handler.
+        notes: list[tuple[str, dict]] = []
+        self.client.on_notification = lambda m, p: notes.append((m, p))
+        fd = make_memfd(size)
+        self.addCleanup(os.close, fd)
+        self.client.call("dma.map_fd", {"container": container,
+                                        "fd": {"fd": 0}, "progress": True},
+                         [fd])
+        self.assertEqual(notes[-1], ("dma.progress", {"done_bytes": size,
+                                                      "total_bytes": size}))
 
     def test_map_fd_sends_the_clients_memfd(self) -> None:
         container = self.edu_container()
