@@ -133,7 +133,10 @@ class Connection:
         """Sends ``calls`` as one batch line with ``fds``; returns one Reply
         or VfiodError (not raised) per non-notification call, in order.
         Raises for failures of the batch as a whole (transport, timeout, a
-        single error reply)."""
+        single error reply). ValueError for an empty batch (invalid
+        JSON-RPC; its error reply would have no request to go to)."""
+        if not calls:
+            raise ValueError("an empty batch")
         deadline = _deadline(timeout)
         ids: list[int] = []
         requests = []
@@ -147,8 +150,9 @@ class Connection:
             return []
         reply, frame = self._await(ids, deadline, "batch", None)
         try:
-            if not isinstance(reply, list):
-                _to_reply(reply, frame.fds, "batch")  # raises if an error
+            if not isinstance(reply, list):  # the batch as a whole failed
+                if isinstance(reply, dict):
+                    _to_reply(reply, frame.fds, "batch").close()  # raises
                 raise errors.protocol_error("non-array batch reply", "batch")
             by_id = {e.get("id"): e for e in reply if isinstance(e, dict)}
             results: list[Reply | errors.VfiodError] = []

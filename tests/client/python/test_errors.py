@@ -118,6 +118,19 @@ class BadInputTest(DaemonTestCase):
                          ["PermissionDeniedError", -32002, "Permission"])
 
 
+class BatchLimitTest(DaemonTestCase):
+    limits = {"max_batch": 2}
+
+    def test_a_batch_refused_whole_raises_its_error(self) -> None:
+        with self.assertRaises(vfiod.InvalidRequestError) as caught:
+            self.client.batch([vfiod.BatchCall("ping")] * 3)
+        self.assertEqual(caught.exception.code, -32600)
+        self.assertEqual(len(self.client.batch([vfiod.BatchCall("ping")] * 2)),
+                         2)
+        with self.assertRaises(ValueError):
+            self.client.batch([])
+
+
 class LocalErrorsTest(unittest.TestCase):
     def test_no_daemon_is_a_transport_error(self) -> None:
         with self.assertRaises(vfiod.TransportError) as caught:
