@@ -41,6 +41,10 @@ class DaemonTestCase(unittest.TestCase):
             cls.daemon.cleanup()
 
     def setUp(self) -> None:
+        fds_before = open_fds()
+        # Cleanups run last first: this one after everything else closed.
+        self.addCleanup(lambda: self.assertEqual(open_fds(), fds_before,
+                                                 "fds leaked"))
         self.client = vfiod.Client(self.daemon.socket)
         self.addCleanup(self.expect_all_released)
         self.addCleanup(self.client.close)
@@ -60,6 +64,11 @@ class DaemonTestCase(unittest.TestCase):
     def edu_container(self) -> int:
         """An unnamed container holding edu (released with the client)."""
         return self.client.container_create([EDU])["container"]
+
+
+def open_fds() -> set[int]:
+    """This process's open fds."""
+    return {int(name) for name in os.listdir("/proc/self/fd")} - {-1}
 
 
 def make_memfd(size: int, name: str = "pytest") -> int:
