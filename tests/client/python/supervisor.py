@@ -15,6 +15,7 @@ import fcntl
 import os
 import select
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -114,7 +115,10 @@ class FdStoreSupervisor:
 
     def _run(self) -> None:
         while self._pumping:
-            self._pump(0.005)
+            try:
+                self._pump(0.005)
+            except Exception as e:  # keep reading: a stalled pump blocks vfiod
+                print(f"supervisor: {e!r}", file=sys.stderr)
 
     def _pump(self, timeout: float) -> None:
         ready, _, _ = select.select([self._sock], [], [], timeout)
