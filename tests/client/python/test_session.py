@@ -4,7 +4,7 @@ gone, against the real vfiod.
 On the host the daemon runs on the model kernel, whose state lives and dies
 with the process, so a restarted vfiod keeps nothing: session.resume answers
 NotFound and on_resumed is told None (the full take-over, with containers and
-mappings coming back, needs the real kernel: tests/lifecycle's VM test).
+mappings coming back, needs the real kernel: test_vm.py, in the VM).
 What is proven here is the client's side: it notices, reconnects to the new
 daemon, sends session.resume with the old token, fetches the new token,
 re-sends a read and does not re-send a write.

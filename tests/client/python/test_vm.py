@@ -1,5 +1,5 @@
 """The Python client on the real kernel in the test VM (ctest
-vm_python_resume), vfiod running under an fd store supervisor
+vm_python_client), vfiod running under an fd store supervisor
 (supervisor.py) as under systemd:
 
 * keep_session across a real restart: vfiod is restarted (daemon.restart:
@@ -39,7 +39,7 @@ EDU = os.environ.get("VFIOD_EDU_BDF", "")
 @unittest.skipUnless(os.environ.get("VFIOD_IN_VM") and EDU
                      and os.geteuid() == 0,
                      "runs as root inside the test VM (tests/vm/vm_run.sh)")
-class VmKeepSessionTest(unittest.TestCase):
+class VmClientTest(unittest.TestCase):
     def setUp(self) -> None:
         # A hang (here or in vfiod) becomes a failure with every thread's
         # stack, before the VM's own timeout kills the guest.
