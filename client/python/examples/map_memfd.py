@@ -71,7 +71,8 @@ def report(mapped: dict, info: dict) -> str:
                      "contiguous runs")
         for bucket, count in contiguity.get("histogram", {}).items():
             lines.append(f"  runs of {bucket} pages: {count}")
-    folios = contiguity.get("folios")
+    folios = {size: n for size, n in contiguity.get("folios", {}).items()
+              if n}
     if folios:
         lines.append("folios: " + ", ".join(
             f"{count} x {size}" for size, count in folios.items()))
