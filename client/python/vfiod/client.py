@@ -85,7 +85,9 @@ class Client(Api):
 
     def close(self) -> None:
         """Closes the connection (the daemon then releases this connection's
-        unnamed objects, unless a restart keeps them for session.resume)."""
+        unnamed objects, unless a restart keeps them for session.resume).
+        A closed client stays closed: keep_session does not reconnect it."""
+        self._session = None
         self._conn.close()
 
     @property

@@ -57,6 +57,13 @@ class KeepSessionTest(DaemonTestCase):
         self.assertEqual(len(resumed), 1)
         self.assertFalse(self.client.closed)
 
+    def test_a_closed_client_is_not_reconnected(self) -> None:
+        self.client.keep_session()
+        self.client.close()
+        with self.assertRaises(vfiod.TransportError):
+            self.client.ping()
+        self.assertTrue(self.client.closed)
+
     def test_without_keep_session_a_dropped_connection_stays_down(
             self) -> None:
         self.client._conn._sock.shutdown(2)  # type: ignore[union-attr]
