@@ -46,11 +46,12 @@ json ToJson(const service::StatusView& s) {
 namespace {
 json Counters(const service::DmaCounters& c) {
   using H = service::LatencyHistogram;
-  return {{"calls", c.calls},
-          {"bytes", c.bytes},
-          {"ioctls", c.ioctls},
-          {"latency",
-           {{"bounds_us", H::kBoundsUs}, {"counts", c.latency.counts}, {"sum_us", c.latency.sum_us}}}};
+  return {
+      {"calls", c.calls},
+      {"bytes", c.bytes},
+      {"ioctls", c.ioctls},
+      {"latency",
+       {{"bounds_us", H::kBoundsUs}, {"counts", c.latency.counts}, {"sum_us", c.latency.sum_us}}}};
 }
 json GroupJson(const std::optional<int>& group) { return group ? json(*group) : json(nullptr); }
 json SharedJson(const service::ShareList& s) { return {{"users", s.users}, {"groups", s.groups}}; }

@@ -105,8 +105,8 @@ void Exposition::Family(std::string_view name, MetricType type, std::string_view
   }
   family_ = name;
   type_ = type;
-  text_ += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, EscapeHelp(help), name,
-                       TypeName(type));
+  text_ +=
+      fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, EscapeHelp(help), name, TypeName(type));
 }
 
 void Exposition::WriteSeries(std::string_view suffix, const Labels& labels, const std::string* le,

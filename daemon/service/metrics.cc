@@ -39,8 +39,7 @@ void RenderDaemon(Exposition& out, const StatusView& s) {
   }
   Gauge(out, "vfiod_clients", "Sessions of connected clients", s.clients);
   Gauge(out, "vfiod_detached_sessions",
-        "Sessions a restart kept, waiting for their client's session.resume",
-        s.detached_sessions);
+        "Sessions a restart kept, waiting for their client's session.resume", s.detached_sessions);
   Gauge(out, "vfiod_fd_store",
         "1 when what vfiod holds survives a restart (the service manager's fd store)",
         s.fd_store ? 1 : 0);
@@ -53,21 +52,18 @@ void RenderHoldings(Exposition& out, const StatusView& s) {
         "Bytes charged as locked for all users: mappings and registered hugetlb regions",
         s.locked_bytes);
   Gauge(out, "vfiod_region_locked_bytes",
-        "The part of vfiod_locked_bytes held by registered hugetlb regions",
-        s.region_locked_bytes);
+        "The part of vfiod_locked_bytes held by registered hugetlb regions", s.region_locked_bytes);
   if (s.max_locked_bytes != kUnlimited) {
     Gauge(out, "vfiod_max_locked_bytes", "The daemon-wide cap limits.max_locked_bytes",
           s.max_locked_bytes);
   }
-  Gauge(out, "vfiod_dma_entries", "VFIO DMA mapping entries in use, all containers",
-        s.dma_entries);
+  Gauge(out, "vfiod_dma_entries", "VFIO DMA mapping entries in use, all containers", s.dma_entries);
   uint64_t groups = 0;
   for (const LingeringView& l : s.lingering) {
     groups += l.groups.size();
   }
   Gauge(out, "vfiod_lingering_containers",
-        "Destroyed containers whose groups a handed-out device fd still holds",
-        s.lingering.size());
+        "Destroyed containers whose groups a handed-out device fd still holds", s.lingering.size());
   Gauge(out, "vfiod_lingering_groups", "IOMMU groups held by the lingering containers", groups);
 }
 
@@ -155,8 +151,7 @@ void RenderDma(Exposition& out, const char* what, const DmaCounters& c) {
              "Time of " + help_what + ": the kernel work under the container's lock");
   out.Histogram({}, LatencyHistogram::kBoundsUs, c.latency.counts, c.latency.sum_us);
   Counter(out, (base + "_bytes_total").c_str(), ("Bytes of " + help_what).c_str(), c.bytes);
-  Counter(out, (base + "_ioctls_total").c_str(),
-          ("VFIO ioctls of " + help_what).c_str(), c.ioctls);
+  Counter(out, (base + "_ioctls_total").c_str(), ("VFIO ioctls of " + help_what).c_str(), c.ioctls);
 }
 
 }  // namespace

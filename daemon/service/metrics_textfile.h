@@ -53,8 +53,7 @@ class MetricsTextfile {
   /// Replaces `path` with `text` atomically as described above. Errors: the
   /// errno of mkostemp (ENOENT: no such directory; EACCES, EROFS), of
   /// fchmod, write (ENOSPC), close or rename; nothing is left behind.
-  [[nodiscard]] static Result<void> WriteAtomically(const std::string& path,
-                                                    std::string_view text);
+  [[nodiscard]] static Result<void> WriteAtomically(const std::string& path, std::string_view text);
 
  private:
   void Run();

@@ -559,6 +559,8 @@ class Service {
   vfio::PciSysfs sysfs_;
   std::mutex bind_mu_;  // serializes bind/unbind (sysfs writes)
   Policy policy_;
+  // Its own leaf lock (Stats::mu_). Maps and unmaps are recorded under mu_
+  // with the table change they count, so MetricsOf sees the two agree.
   Stats stats_;
   ExtensionsView extensions_;
   const std::chrono::steady_clock::time_point started_;

@@ -26,8 +26,8 @@ namespace vfiod::service {
 /// (not cumulative); the last slot counts those above every bound (+Inf).
 struct LatencyHistogram {
   static constexpr std::array<uint64_t, 19> kBoundsUs = {
-      100,       250,       500,       1'000,      2'500,      5'000,      10'000,
-      25'000,    50'000,    100'000,   250'000,    500'000,    1'000'000,  2'500'000,
+      100,       250,        500,        1'000,      2'500,      5'000,     10'000,
+      25'000,    50'000,     100'000,    250'000,    500'000,    1'000'000, 2'500'000,
       5'000'000, 10'000'000, 30'000'000, 60'000'000, 300'000'000};
   std::array<uint64_t, kBoundsUs.size() + 1> counts{};
   uint64_t count = 0;   ///< observations: the sum of counts

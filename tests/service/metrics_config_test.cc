@@ -71,7 +71,8 @@ TEST(MetricsConfigTest, RefusesWhatTheCollectorWouldNotRead) {
   EXPECT_NE(Refusal(R"({"metrics": {"interval_seconds": 0}})"), "accepted");
   EXPECT_NE(Refusal(R"({"metrics": {"interval_seconds": 86401}})"), "accepted");
   EXPECT_NE(Refusal(R"({"metrics": {"interval_seconds": "15"}})"), "accepted");
-  EXPECT_EQ(Refusal(R"({"metrics": {"interval": 15}})").rfind("metrics.interval: unknown key", 0), 0U)
+  EXPECT_EQ(Refusal(R"({"metrics": {"interval": 15}})").rfind("metrics.interval: unknown key", 0),
+            0U)
       << Refusal(R"({"metrics": {"interval": 15}})");
 }
 

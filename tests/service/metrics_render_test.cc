@@ -89,10 +89,10 @@ TEST(ExpositionDeathTest, MisuseIsABugCaughtAtOnce) {
 TEST(LatencyHistogramTest, BoundsAreInclusiveUpperBounds) {
   LatencyHistogram h;
   h.Observe(0);
-  h.Observe(100);                        // le 0.0001
-  h.Observe(101);                        // le 0.00025
-  h.Observe(300'000'000);                // the last bound
-  h.Observe(300'000'001);                // +Inf
+  h.Observe(100);          // le 0.0001
+  h.Observe(101);          // le 0.00025
+  h.Observe(300'000'000);  // the last bound
+  h.Observe(300'000'001);  // +Inf
   EXPECT_EQ(h.counts[0], 2U);
   EXPECT_EQ(h.counts[1], 1U);
   EXPECT_EQ(h.counts[LatencyHistogram::kBoundsUs.size() - 1], 1U);
@@ -146,8 +146,8 @@ MetricsView SampleView() {
 
 TEST(RenderMetricsTest, EveryFigureIsThereUnderItsName) {
   PromText m = MustParse(RenderMetrics(SampleView()));
-  EXPECT_EQ(m.Value("vfiod_info", {{"version", "0.1.0"}, {"api_version", "1"}, {"kernel", "model"}}),
-            1);
+  EXPECT_EQ(
+      m.Value("vfiod_info", {{"version", "0.1.0"}, {"api_version", "1"}, {"kernel", "model"}}), 1);
   EXPECT_EQ(m.Value("vfiod_containers"), 1);
   EXPECT_EQ(m.Value("vfiod_mappings"), 2);
   EXPECT_EQ(m.Value("vfiod_locked_bytes"), 3 << 20);
@@ -156,12 +156,14 @@ TEST(RenderMetricsTest, EveryFigureIsThereUnderItsName) {
   EXPECT_EQ(m.Value("vfiod_lingering_groups"), 2);
   EXPECT_EQ(m.Value("vfiod_user_locked_bytes", {{"uid", "1000"}}), 3 << 20);
   EXPECT_EQ(m.Value("vfiod_user_mappings", {{"uid", "1000"}}), 2);
-  const promtest::PromLabels c = {{"container", "5"}, {"name", "ring \"A\"\\1"}, {"owner_uid", "1000"}};
+  const promtest::PromLabels c = {
+      {"container", "5"}, {"name", "ring \"A\"\\1"}, {"owner_uid", "1000"}};
   EXPECT_EQ(m.Value("vfiod_container_dma_entries_available", c), 65532);
   EXPECT_EQ(m.Value("vfiod_container_dma_entries", c), 3);
   EXPECT_EQ(m.Value("vfiod_requests_total", {{"method", "dma.alloc"}}), 4);
-  EXPECT_EQ(m.Value("vfiod_request_errors_total", {{"method", "dma.alloc"}, {"code", "quota_exceeded"}}),
-            1);
+  EXPECT_EQ(
+      m.Value("vfiod_request_errors_total", {{"method", "dma.alloc"}, {"code", "quota_exceeded"}}),
+      1);
   EXPECT_EQ(m.Value("vfiod_request_seconds_total", {{"method", "dma.alloc"}}), 0.0004);
   EXPECT_EQ(m.Value("vfiod_map_duration_seconds_count"), 3);
   EXPECT_EQ(m.Value("vfiod_map_duration_seconds_bucket", {{"le", "0.0001"}}), 1);
@@ -203,8 +205,7 @@ TEST(PromParserTest, RefusesBrokenText) {
       {"not cumulative",
        "# HELP h h\n# TYPE h histogram\nh_bucket{le=\"1\"} 3\nh_bucket{le=\"+Inf\"} 2\n"
        "h_sum 4\nh_count 2\n"},
-      {"no +Inf",
-       "# HELP h h\n# TYPE h histogram\nh_bucket{le=\"1\"} 3\nh_sum 4\nh_count 3\n"},
+      {"no +Inf", "# HELP h h\n# TYPE h histogram\nh_bucket{le=\"1\"} 3\nh_sum 4\nh_count 3\n"},
       {"+Inf != count",
        "# HELP h h\n# TYPE h histogram\nh_bucket{le=\"+Inf\"} 3\nh_sum 4\nh_count 4\n"},
       {"bounds not increasing",

@@ -3,6 +3,8 @@
 // happens in place), mode 0644 whatever the umask, rewritten at its
 // interval, nothing left behind, and a failing directory neither stops the
 // writer nor leaves files: once the directory exists, the file appears.
+#include "service/metrics_textfile.h"
+
 #include <gtest/gtest.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
@@ -14,8 +16,6 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
-
-#include "service/metrics_textfile.h"
 
 namespace vfiod::service {
 namespace {

@@ -179,7 +179,8 @@ inline std::string Fail(size_t line, const std::string& why) {
 }
 
 /// The family a sample name belongs to: itself, or a histogram's base name.
-inline std::string FamilyOf(const std::string& name, const std::map<std::string, PromFamily>& fams) {
+inline std::string FamilyOf(const std::string& name,
+                            const std::map<std::string, PromFamily>& fams) {
   for (const char* suffix : {"_bucket", "_sum", "_count"}) {
     std::string_view n(name);
     if (n.ends_with(suffix)) {
