@@ -47,7 +47,9 @@ std::string_view TypeName(MetricType type) {
   return "gauge";
 }
 
-std::string Seconds(uint64_t micros) { return Exposition::FormatFloat(micros / 1e6); }
+std::string Seconds(uint64_t micros) {
+  return Exposition::FormatFloat(static_cast<double>(micros) / 1e6);
+}
 
 }  // namespace
 

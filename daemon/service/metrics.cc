@@ -133,12 +133,12 @@ void RenderRequests(Exposition& out, const StatsSnapshot& s) {
   out.Family("vfiod_request_seconds_total", kCounter,
              "Time spent answering API requests, by method");
   for (const auto& [method, m] : s.by_method) {
-    out.Sample({{"method", method}}, m.total_us / 1e6);
+    out.Sample({{"method", method}}, static_cast<double>(m.total_us) / 1e6);
   }
   out.Family("vfiod_request_max_seconds", kGauge,
              "The longest answer to one API request since start, by method");
   for (const auto& [method, m] : s.by_method) {
-    out.Sample({{"method", method}}, m.max_us / 1e6);
+    out.Sample({{"method", method}}, static_cast<double>(m.max_us) / 1e6);
   }
 }
 
