@@ -18,10 +18,10 @@ struct Client::Resume {
 };
 
 bool KeepSessionRetries(const std::string& method) {
-  static constexpr std::array<std::string_view, 13> kReads = {
-      "ping",         "version",        "status",        "stats",    "session.info",
-      "rpc.discover", "device.list",    "device.info",   "dma.list", "dma.info",
-      "dma.regions",  "container.list", "container.info"};
+  static constexpr std::array<std::string_view, 14> kReads = {
+      "ping",         "version",      "status",         "stats",         "metrics",
+      "session.info", "rpc.discover", "device.list",    "device.info",   "dma.list",
+      "dma.info",     "dma.regions",  "container.list", "container.info"};
   return std::find(kReads.begin(), kReads.end(), method) != kReads.end();
 }
 

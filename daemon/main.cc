@@ -8,7 +8,8 @@
 //
 // Threads: the main thread runs the io_context (socket I/O, signals, the
 // watchdog timer); the rpc server's worker pool runs blocking methods (and
-// writes their replies) and the connection-close hooks.
+// writes their replies) and the connection-close hooks; the metrics textfile
+// writer (metrics.textfile) has a thread of its own.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/sinks/systemd_sink.h>
 #include <spdlog/spdlog.h>
@@ -39,6 +40,7 @@
 #include "rpc/server.h"
 #include "rpc/server_limits.h"
 #include "service/config.h"
+#include "service/metrics_textfile.h"
 #include "service/model_setup.h"
 #include "service/service.h"
 
@@ -416,7 +418,9 @@ int Run(const Options& options) {
   spdlog::info("vfiod {} ready (kernel {}, extensions: type1v2={} unmap_all={})", status.version,
                status.kernel, status.extensions.type1v2, status.extensions.unmap_all);
 
+  auto textfile = service::StartMetricsTextfile(service);  // its own thread; null when off
   io.run();
+  textfile.reset();
   server->Stop();
   server.reset();  // joins the workers: no handler runs past this point
   if (records) {

@@ -48,6 +48,14 @@ std::string_view CodeMessage(int code) {
   }
 }
 
+std::string CodeName(int code) {
+  std::string name(CodeMessage(code));
+  for (char& c : name) {
+    c = c == ' ' ? '_' : static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+  }
+  return name;
+}
+
 std::string ErrnoName(int err) {
   // The errno values vfiod can plausibly report; strerrorname_np needs glibc 2.32
   // and Debian 12 has it, but a table keeps the wire names independent of libc.

@@ -41,6 +41,11 @@ inline constexpr int kClientProtocol = -32092;   ///< the daemon sent something 
 /// The standard message for a code ("Parse error", "Kernel error", ...).
 [[nodiscard]] std::string_view CodeMessage(int code);
 
+/// The code's name as a metric label: CodeMessage in lower snake case
+/// ("parse_error", "not_found", "file_descriptor_error"; "server_error" for
+/// an unknown code). Stable as long as the messages are.
+[[nodiscard]] std::string CodeName(int code);
+
 /// The symbolic name of an errno value ("EINVAL"); "E?" followed by the number if unknown.
 [[nodiscard]] std::string ErrnoName(int err);
 

@@ -1,4 +1,5 @@
-// Top-level verbs about the daemon itself: ping, version, status, stats,
+// Top-level verbs about the daemon itself: ping, version, status, stats
+// (--prometheus: the metrics method's text, printed as the daemon wrote it),
 // `daemon restart`, and `rpc METHOD [PARAMS]`, a passthrough to any method.
 #include <chrono>
 #include <optional>
@@ -166,8 +167,18 @@ void AddDaemonCommands(CLI::App& app, Dispatch& dispatch) {
            });
   OnParsed(app.add_subcommand("status", "Daemon status: kernel, extensions, totals"), dispatch,
            [](Session& s) { return CallAndEmit(s, "status", nullptr, PrintStatus); });
-  OnParsed(app.add_subcommand("stats", "Request and map/unmap counters"), dispatch,
-           [](Session& s) { return CallAndEmit(s, "stats", nullptr, PrintStats); });
+  auto prometheus = std::make_shared<bool>(false);
+  CLI::App* stats = app.add_subcommand("stats", "Request and map/unmap counters");
+  stats->add_flag("--prometheus", *prometheus,
+                  "print status and stats in the Prometheus text format (the daemon's metrics "
+                  "method renders it)");
+  OnParsed(stats, dispatch, [prometheus](Session& s) {
+    if (*prometheus) {
+      return CallAndEmit(s, "metrics", nullptr,
+                         [](std::ostream& out, const json& r) { out << Field(r, "text"); });
+    }
+    return CallAndEmit(s, "stats", nullptr, PrintStats);
+  });
 
   CLI::App* daemon = app.add_subcommand("daemon", "The daemon itself");
   daemon->require_subcommand(1);

@@ -6,6 +6,7 @@
 
 #include "rpc/methods_json.h"
 #include "rpc/methods_params.h"
+#include "service/exposition.h"
 
 namespace vfiod::rpc {
 
@@ -58,6 +59,7 @@ Result<void> ServiceMethods::Register(MethodRegistry& r) {
   VFIOD_TRY(Add(r, "version", &ServiceMethods::Version, false));
   VFIOD_TRY(Add(r, "status", &ServiceMethods::Status, false));
   VFIOD_TRY(Add(r, "stats", &ServiceMethods::Stats, false));
+  VFIOD_TRY(Add(r, "metrics", &ServiceMethods::Metrics, false));
   VFIOD_TRY(Add(r, "session.info", &ServiceMethods::SessionInfo, false));
   VFIOD_TRY(Add(r, "session.resume", &ServiceMethods::SessionResume, false));
   VFIOD_TRY(Add(r, "daemon.restart", &ServiceMethods::DaemonRestart, false));
@@ -115,11 +117,8 @@ HandlerResult ServiceMethods::Invoke(const std::string& name, Body body, CallCon
   } catch (const json::exception& e) {
     result = std::unexpected(wire::MakeError(wire::kInvalidParams, e.what()));
   }
-  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
-                    std::chrono::steady_clock::now() - start)
-                    .count();
-  service_.stats().RecordRequest(ctx.peer().uid, name, static_cast<uint64_t>(micros),
-                                 !result.has_value());
+  service_.stats().RecordRequest(ctx.peer().uid, name, service::MicrosSince(start),
+                                 result ? std::string() : wire::CodeName(result.error().code));
   if (!result) {
     spdlog::debug("{} from uid {}: {}", name, ctx.peer().uid, result.error().Describe());
   }
@@ -185,6 +184,12 @@ HandlerResult ServiceMethods::Status(CallContext&, const json& params, const Cal
 HandlerResult ServiceMethods::Stats(CallContext&, const json& params, const Caller& caller) {
   ParamReader(params).Finish();
   return Reply(ToJson(service_.StatsFor(caller)));
+}
+
+HandlerResult ServiceMethods::Metrics(CallContext&, const json& params, const Caller& caller) {
+  ParamReader(params).Finish();
+  return Reply(json{{"content_type", service::kExpositionContentType},
+                    {"text", service::RenderMetrics(service_.MetricsFor(caller))}});
 }
 
 // --- devices -------------------------------------------------------------------------

@@ -57,6 +57,8 @@ class ServiceMethods {
   HandlerResult Version(CallContext&, const Json&, const service::Caller&);
   HandlerResult Status(CallContext&, const Json&, const service::Caller&);
   HandlerResult Stats(CallContext&, const Json&, const service::Caller&);
+  /// status and stats in the Prometheus text format (service/metrics.h).
+  HandlerResult Metrics(CallContext&, const Json&, const service::Caller&);
   HandlerResult SessionInfo(CallContext&, const Json&, const service::Caller&);
   HandlerResult SessionResume(CallContext&, const Json&, const service::Caller&);
   HandlerResult DaemonRestart(CallContext&, const Json&, const service::Caller&);

@@ -45,7 +45,13 @@ json ToJson(const service::StatusView& s) {
 
 namespace {
 json Counters(const service::DmaCounters& c) {
-  return {{"calls", c.calls}, {"bytes", c.bytes}, {"ioctls", c.ioctls}};
+  using H = service::LatencyHistogram;
+  return {
+      {"calls", c.calls},
+      {"bytes", c.bytes},
+      {"ioctls", c.ioctls},
+      {"latency",
+       {{"bounds_us", H::kBoundsUs}, {"counts", c.latency.counts}, {"sum_us", c.latency.sum_us}}}};
 }
 json GroupJson(const std::optional<int>& group) { return group ? json(*group) : json(nullptr); }
 json SharedJson(const service::ShareList& s) { return {{"users", s.users}, {"groups", s.groups}}; }
@@ -63,8 +69,11 @@ json ConfigJson(const service::ConfigSpaceView& c) {
 json ToJson(const service::StatsSnapshot& s) {
   json by_method = json::object();
   for (const auto& [name, m] : s.by_method) {
-    by_method[name] = {
-        {"calls", m.calls}, {"errors", m.errors}, {"total_us", m.total_us}, {"max_us", m.max_us}};
+    by_method[name] = {{"calls", m.calls},
+                       {"errors", m.errors},
+                       {"total_us", m.total_us},
+                       {"max_us", m.max_us},
+                       {"errors_by_code", m.errors_by_code}};
   }
   return {{"requests", s.requests},
           {"errors", s.errors},

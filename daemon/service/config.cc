@@ -153,6 +153,29 @@ LoggingConfig ReadLogging(const Json& j, const std::string& path) {
   return logging;
 }
 
+constexpr std::string_view kMetricsKeys[] = {"textfile", "interval_seconds"};
+
+MetricsConfig ReadMetrics(const Json& j, const std::string& path) {
+  CheckObject(j, path, kMetricsKeys);
+  MetricsConfig metrics;
+  IfPresent(j, path, "textfile", [&](const Json& v, const std::string& p) {
+    if (v.is_null()) {
+      return;
+    }
+    std::string file = ReadAbsolutePath(v, p);
+    std::string_view base = std::string_view(file).substr(file.rfind('/') + 1);
+    // node_exporter reads only *.prom; a dot file would be taken for a temp file.
+    if (!base.ends_with(".prom") || base.size() <= 5 || base.starts_with('.')) {
+      Bad(p, "expected a file named *.prom (not a dot file), not \"" + file + "\"");
+    }
+    metrics.textfile = std::move(file);
+  });
+  IfPresent(j, path, "interval_seconds", [&](const Json& v, const std::string& p) {
+    metrics.interval_seconds = static_cast<uint32_t>(ReadInteger(v, p, 1, 86400));
+  });
+  return metrics;
+}
+
 }  // namespace
 
 // Defined in config_policy.cc and config_model.cc.
@@ -162,9 +185,9 @@ ModelConfig ReadModelSection(const Json& j, const std::string& path);
 namespace {
 
 Config ReadConfig(const Json& j, const NameResolver& names) {
-  CheckObject(
-      j, "",
-      {"socket", "kernel", "sysfs_root", "thp_tmpfs", "limits", "logging", "policy", "model"});
+  CheckObject(j, "",
+              {"socket", "kernel", "sysfs_root", "thp_tmpfs", "limits", "logging", "metrics",
+               "policy", "model"});
   Config config;
   if (auto it = j.find("socket"); it != j.end()) {
     config.socket = ReadSocket(*it, "socket", names);
@@ -186,6 +209,8 @@ Config ReadConfig(const Json& j, const NameResolver& names) {
             [&](const Json& v, const std::string& p) { config.limits = ReadLimits(v, p); });
   IfPresent(j, "", "logging",
             [&](const Json& v, const std::string& p) { config.logging = ReadLogging(v, p); });
+  IfPresent(j, "", "metrics",
+            [&](const Json& v, const std::string& p) { config.metrics = ReadMetrics(v, p); });
   IfPresent(j, "", "policy", [&](const Json& v, const std::string& p) {
     config.policy = ReadPolicySection(v, p, names);
   });
@@ -240,6 +265,7 @@ NameResolver SystemNameResolver() {
 }
 
 std::span<const std::string_view> LimitKeys() { return kLimitKeys; }
+std::span<const std::string_view> MetricsKeys() { return kMetricsKeys; }
 
 Result<Config> ParseConfig(std::string_view text, const NameResolver& names) {
   try {

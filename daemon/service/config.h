@@ -76,6 +76,19 @@ struct LoggingConfig {
   LogTarget target = LogTarget::kAuto;  ///< auto: journal under systemd, else stderr
 };
 
+/// The Prometheus textfile vfiod writes for node_exporter's textfile
+/// collector (service/metrics_textfile.h). Off unless `textfile` is set.
+struct MetricsConfig {
+  /// Absolute path of a file named `*.prom`; nullopt (absent or null): none.
+  std::optional<std::string> textfile;
+  uint32_t interval_seconds = 15;  ///< between two writes, 1 … 86400
+  friend bool operator==(const MetricsConfig&, const MetricsConfig&) = default;
+};
+
+/// The keys of the "metrics" section, as the parser accepts them (a test
+/// checks each is documented and reaches the writer).
+[[nodiscard]] std::span<const std::string_view> MetricsKeys();
+
 /// Per-identity resource limits. Each field is a count, or kUnlimited.
 struct Quota {
   uint64_t locked_bytes = 0;  ///< pinned (DMA-mapped) memory, all mappings together
@@ -148,6 +161,7 @@ struct Config {
   std::optional<std::string> thp_tmpfs;
   Limits limits;
   LoggingConfig logging;
+  MetricsConfig metrics;
   PolicyConfig policy;
   ModelConfig model;
 };

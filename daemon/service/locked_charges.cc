@@ -48,6 +48,11 @@ uint64_t LockedCharges::Total() const {
   return total_;
 }
 
+std::map<uid_t, uint64_t> LockedCharges::ByUid() const {
+  std::lock_guard lock(mu_);
+  return by_uid_;
+}
+
 void LockedCharges::Release(uid_t uid, uint64_t bytes) {
   if (bytes == 0) {
     return;

@@ -44,6 +44,8 @@ class LockedCharges : public std::enable_shared_from_this<LockedCharges> {
   [[nodiscard]] uint64_t Of(uid_t uid) const;
   /// Bytes held for everyone.
   [[nodiscard]] uint64_t Total() const;
+  /// Bytes held, by uid (no zero entries).
+  [[nodiscard]] std::map<uid_t, uint64_t> ByUid() const;
 
  private:
   void Release(uid_t uid, uint64_t bytes);

@@ -124,11 +124,13 @@ void Service::CloseSession(SessionId session) {
   // Mappings the session made in containers that survive it (named ones).
   for (const MappingRef& m : loose) {
     std::lock_guard clock(m.managed->mu());
+    const auto started = std::chrono::steady_clock::now();
     auto unmapped = m.managed->Unmap(m.engine_id);
+    const uint64_t took_us = MicrosSince(started);
     std::lock_guard lock(mu_);
     if (FindMappingLocked(m.id) != nullptr) {
       if (unmapped) {
-        stats_.RecordUnmap(m.owner_uid, unmapped->bytes, unmapped->ioctls);
+        stats_.RecordUnmap(m.owner_uid, unmapped->bytes, unmapped->ioctls, took_us);
       }
       RemoveMappingLocked(m.id);
     }
@@ -175,10 +177,13 @@ void Service::Shutdown() {
 
 uint64_t Service::Teardown(const ContainerSlot& slot) {
   dma::UnmapReport unmapped;
+  uint64_t took_us = 0;
   std::map<int, std::set<uid_t>> handed;
   {
     std::lock_guard clock(slot.managed->mu());  // waits for a map in progress
+    const auto started = std::chrono::steady_clock::now();
     unmapped = slot.managed->Close();
+    took_us = MicrosSince(started);
     handed = slot.managed->handouts();
     RemoveContainerFds(slot.id, slot.managed->groups());
   }
@@ -206,7 +211,7 @@ uint64_t Service::Teardown(const ContainerSlot& slot) {
       lingers = true;
     }
     if (!gone.empty()) {
-      stats_.RecordUnmap(slot.owner_uid, unmapped.bytes, unmapped.ioctls);
+      stats_.RecordUnmap(slot.owner_uid, unmapped.bytes, unmapped.ioctls, took_us);
     }
     spdlog::debug("container {} closed ({} mappings, {} bytes unmapped)", slot.id, gone.size(),
                   unmapped.bytes);
@@ -228,6 +233,13 @@ StatusView Service::StatusFor(const Caller& caller) {
 }
 
 StatusView Service::StatusOf(std::optional<uid_t> uid) const {
+  StatusView s = StatusHeader();
+  std::lock_guard lock(mu_);
+  FillStatusLocked(s, uid);
+  return s;
+}
+
+StatusView Service::StatusHeader() const {
   StatusView s;
   s.version = kVersion;
   s.kernel = kernel_->name();
@@ -237,14 +249,17 @@ StatusView Service::StatusOf(std::optional<uid_t> uid) const {
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started_)
           .count());
   s.max_locked_bytes = max_locked_bytes_;
+  s.fd_store = has_fd_store();
+  return s;
+}
+
+void Service::FillStatusLocked(StatusView& s, std::optional<uid_t> uid) const {
   auto counts = [&](uid_t of) { return !uid || of == *uid; };
-  std::lock_guard lock(mu_);
   for (const auto& [id, session] : sessions_) {
     if (counts(session.identity.uid)) {
       ++(session.detached ? s.detached_sessions : s.clients);
     }
   }
-  s.fd_store = has_fd_store();
   for (const auto& [id, c] : containers_) {
     if (c.managed && counts(c.owner_uid)) {
       ++s.containers;
@@ -260,7 +275,6 @@ StatusView Service::StatusOf(std::optional<uid_t> uid) const {
     }
   });
   s.lingering = LingeringViewsLocked(uid);
-  return s;
 }
 
 StatsSnapshot Service::StatsFor(const Caller& caller) const {

@@ -76,6 +76,7 @@
 #include "proto/unique_fd.h"
 #include "service/config.h"
 #include "service/locked_charges.h"
+#include "service/metrics.h"
 #include "service/policy.h"
 #include "service/service_error.h"
 #include "service/stats.h"
@@ -131,6 +132,13 @@ class Service {
   /// The request and DMA counters `caller` may see (root: the totals; others:
   /// those of its own uid).
   [[nodiscard]] StatsSnapshot StatsFor(const Caller& caller) const;
+  /// Status, stats and the users and containers behind them, as one
+  /// consistent view (service_metrics.cc) for RenderMetrics: all of them
+  /// (nullopt: root's view, the textfile's), or those of `uid` alone (as
+  /// StatusFor and StatsFor count them). Does not re-check lingering groups.
+  [[nodiscard]] MetricsView MetricsOf(std::optional<uid_t> uid) const;
+  /// MetricsOf as `caller` may see it, after re-checking the lingering groups.
+  [[nodiscard]] MetricsView MetricsFor(const Caller& caller);
   [[nodiscard]] Stats& stats() { return stats_; }
   [[nodiscard]] const Config& config() const { return config_; }
   /// kPermission when `method` is root-only and the caller is not root.
@@ -539,6 +547,10 @@ class Service {
   void RebuildFreeMappingSlotsLocked();
   /// The daemon's figures: all of them (nullopt) or those of `uid` alone.
   [[nodiscard]] StatusView StatusOf(std::optional<uid_t> uid) const;
+  /// The figures of StatusOf that need no lock (version, kernel, uptime...).
+  [[nodiscard]] StatusView StatusHeader() const;
+  /// Adds StatusOf's counted figures to `s`; needs mu_.
+  void FillStatusLocked(StatusView& s, std::optional<uid_t> uid) const;
   /// The lingering containers, all (nullopt) or those `uid` holds or owned.
   [[nodiscard]] std::vector<LingeringView> LingeringViewsLocked(std::optional<uid_t> uid) const;
   /// The device `bdf` names (kInvalidParams: malformed; kNotFound: absent).
@@ -613,6 +625,8 @@ class Service {
   vfio::PciSysfs sysfs_;
   std::mutex bind_mu_;  // serializes bind/unbind (sysfs writes)
   Policy policy_;
+  // Its own leaf lock (Stats::mu_). Maps and unmaps are recorded under mu_
+  // with the table change they count, so MetricsOf sees the two agree.
   Stats stats_;
   ExtensionsView extensions_;
   const std::chrono::steady_clock::time_point started_;

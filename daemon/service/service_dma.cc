@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 
 #include "dma/engine.h"
 #include "service/managed_container.h"
@@ -79,7 +80,9 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
     UnreserveLocked(uid, pinned_bytes, 1, 0);
     return Refuse(ErrorKind::kNotFound, ENOENT, "container", "destroyed while waiting");
   }
+  const auto started = std::chrono::steady_clock::now();
   SResult<MapResult> outcome = work(*managed);
+  const uint64_t took_us = MicrosSince(started);
   std::unique_lock lock(mu_);
   if (!outcome) {
     UnreserveLocked(uid, pinned_bytes, 1, 0);
@@ -104,7 +107,7 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
   view.id = AddMappingLocked(MappingSlot{id, name.empty() ? caller.session : 0, outcome->engine_id,
                                          charged, 0, uid, region},
                              name);
-  stats_.RecordMap(uid, view.size, view.ioctls);
+  stats_.RecordMap(uid, view.size, view.ioctls, took_us);
   spdlog::debug("mapping {}: container {} iova {:#x} size {:#x} {} ({} ioctls)", view.id, id,
                 view.iova, view.size, view.backing, view.ioctls);
   lock.unlock();  // the store is a sendmsg: not under mu_ (the container's mutex is held)
@@ -216,7 +219,9 @@ SResult<uint64_t> Service::FreeMapping(const Caller& caller, MappingId mapping) 
     engine_id = slot->engine_id;
   }
   std::lock_guard clock(managed->mu());
+  const auto started = std::chrono::steady_clock::now();
   Result<dma::UnmapReport> unmapped = managed->Unmap(engine_id);
+  const uint64_t took_us = MicrosSince(started);
   std::unique_lock lock(mu_);
   if (FindMappingLocked(mapping) == nullptr) {
     return Refuse(ErrorKind::kNotFound, ENOENT, "dma.free", "freed meanwhile");
@@ -225,7 +230,7 @@ SResult<uint64_t> Service::FreeMapping(const Caller& caller, MappingId mapping) 
     return std::unexpected(ServiceError(unmapped.error()));
   }
   RemoveMappingLocked(mapping);
-  stats_.RecordUnmap(caller.identity.uid, unmapped->bytes, unmapped->ioctls);
+  stats_.RecordUnmap(caller.identity.uid, unmapped->bytes, unmapped->ioctls, took_us);
   lock.unlock();
   RemoveMappingFd(mapping);
   return unmapped->bytes;

@@ -4,44 +4,61 @@
 
 namespace vfiod::service {
 
+uint64_t MicrosSince(std::chrono::steady_clock::time_point start) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::steady_clock::now() - start)
+                                   .count());
+}
+
+void LatencyHistogram::Observe(uint64_t micros) {
+  const auto* bound = std::lower_bound(kBoundsUs.begin(), kBoundsUs.end(), micros);
+  ++counts[static_cast<size_t>(bound - kBoundsUs.begin())];
+  ++count;
+  sum_us += micros;
+}
+
 namespace {
 
-void AddRequest(StatsSnapshot& s, const std::string& method, uint64_t micros, bool failed) {
+void AddRequest(StatsSnapshot& s, const std::string& method, uint64_t micros,
+                std::string_view error_code) {
   MethodStats& m = s.by_method[method];
   ++m.calls;
   m.total_us += micros;
   m.max_us = std::max(m.max_us, micros);
   ++s.requests;
-  if (failed) {
+  if (!error_code.empty()) {
     ++m.errors;
+    ++m.errors_by_code[std::string(error_code)];
     ++s.errors;
   }
 }
 
-void AddWork(DmaCounters& c, uint64_t bytes, uint64_t ioctls) {
+void AddWork(DmaCounters& c, uint64_t bytes, uint64_t ioctls, uint64_t micros) {
   ++c.calls;
   c.bytes += bytes;
   c.ioctls += ioctls;
+  c.latency.Observe(micros);
 }
 
 }  // namespace
 
-void Stats::RecordRequest(uid_t uid, const std::string& method, uint64_t micros, bool failed) {
+void Stats::RecordRequest(uid_t uid, const std::string& method, uint64_t micros,
+                          std::string_view error_code) {
   std::lock_guard lock(mu_);
-  AddRequest(data_, method, micros, failed);
-  AddRequest(by_uid_[uid], method, micros, failed);
+  AddRequest(data_, method, micros, error_code);
+  AddRequest(by_uid_[uid], method, micros, error_code);
 }
 
-void Stats::RecordMap(uid_t uid, uint64_t bytes, uint64_t ioctls) {
+void Stats::RecordMap(uid_t uid, uint64_t bytes, uint64_t ioctls, uint64_t micros) {
   std::lock_guard lock(mu_);
-  AddWork(data_.map, bytes, ioctls);
-  AddWork(by_uid_[uid].map, bytes, ioctls);
+  AddWork(data_.map, bytes, ioctls, micros);
+  AddWork(by_uid_[uid].map, bytes, ioctls, micros);
 }
 
-void Stats::RecordUnmap(uid_t uid, uint64_t bytes, uint64_t ioctls) {
+void Stats::RecordUnmap(uid_t uid, uint64_t bytes, uint64_t ioctls, uint64_t micros) {
   std::lock_guard lock(mu_);
-  AddWork(data_.unmap, bytes, ioctls);
-  AddWork(by_uid_[uid].unmap, bytes, ioctls);
+  AddWork(data_.unmap, bytes, ioctls, micros);
+  AddWork(by_uid_[uid].unmap, bytes, ioctls, micros);
 }
 
 StatsSnapshot Stats::Snapshot(std::optional<uid_t> uid) const {

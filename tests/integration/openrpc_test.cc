@@ -39,7 +39,7 @@ TEST(OpenRpcTest, RegisteredMethodsEqualDocumentedMethods) {
     documented.insert(m["name"].get<std::string>());
   }
   EXPECT_EQ(registered, documented);
-  EXPECT_EQ(registered.size(), 30u);
+  EXPECT_EQ(registered.size(), 31u);
 }
 
 TEST(OpenRpcTest, DocumentIsOpenRpcWithResultsAndErrorsResolvable) {

@@ -34,6 +34,21 @@ case $mode in
       exit 1
     fi
     echo "OK: systemd-analyze verify reports nothing"
+    # The optional drop-ins (*.conf beside the units) must verify as well:
+    # each is checked appended to the unit, as systemd would merge it.
+    for dropin in "$unit_dir"/*.conf; do
+      [[ -e $dropin ]] || continue
+      cp "$work/vfiod.service" "$work/plain.service"
+      cat "$dropin" >>"$work/vfiod.service"
+      out=$(cd "$work" && systemd-analyze verify ./vfiod.service ./vfiod.socket 2>&1) && rc=0 || rc=$?
+      mv "$work/plain.service" "$work/vfiod.service"
+      if [[ $rc -ne 0 || -n $out ]]; then
+        echo "FAIL: systemd-analyze verify with drop-in $(basename "$dropin") (rc $rc):"
+        echo "$out"
+        exit 1
+      fi
+      echo "OK: systemd-analyze verify reports nothing with drop-in $(basename "$dropin")"
+    done
     ;;
   security)
     threshold=$3

@@ -6,6 +6,7 @@
 
 #include "daemon_harness.h"
 #include "run_vfioctl.h"
+#include "support/prom_parser.h"
 
 namespace vfiod::vfioctl_test {
 namespace {
@@ -69,6 +70,24 @@ TEST_F(VfioctlTest, PingVersionStatusStats) {
   json st = Ctl({"--json", "stats"}).Json();
   ASSERT_TRUE(st.is_object()) << st;
   EXPECT_GE(st["by_method"]["status"]["calls"].get<uint64_t>(), 2u);
+}
+
+// `stats --prometheus` prints the daemon's metrics text as it is: every line
+// passes the strict parser, and it holds the counters `stats` holds.
+TEST_F(VfioctlTest, StatsInThePrometheusFormat) {
+  ASSERT_EQ(Ctl({"container", "create", kEdu, "--name", "p"}).exit, 0);
+  ASSERT_EQ(Ctl({"dma", "alloc", "p", "64K", "--name", "b"}).exit, 0);
+  RunResult prom = Ctl({"stats", "--prometheus"});
+  EXPECT_RUN_OK(prom);
+  auto parsed = promtest::ParsePrometheusText(prom.out);
+  ASSERT_TRUE(parsed.has_value()) << parsed.error() << "\n" << prom.out;
+  EXPECT_TRUE(prom.out.starts_with("# HELP vfiod_info ")) << prom.out;
+  EXPECT_EQ(parsed->Value("vfiod_map_bytes_total"), 65536);
+  EXPECT_EQ(parsed->Value("vfiod_requests_total", {{"method", "dma.alloc"}}), 1);
+  EXPECT_EQ(parsed->Value("vfiod_mappings"), 1);
+  json j = Ctl({"--json", "stats", "--prometheus"}).Json();
+  EXPECT_EQ(j["content_type"], "text/plain; version=0.0.4");
+  EXPECT_TRUE(promtest::ParsePrometheusText(j["text"].get<std::string>()).has_value());
 }
 
 TEST_F(VfioctlTest, SocketFromTheEnvironment) {
