@@ -178,6 +178,9 @@ uint64_t Service::Teardown(const ContainerSlot& slot) {
   std::map<int, std::set<uid_t>> handed;
   {
     std::lock_guard clock(slot.managed->mu());  // waits for a map in progress
+    if (config_.reset.on_destroy && !slot.managed->closed()) {
+      ResetOnDestroy(*slot.managed);
+    }
     unmapped = slot.managed->Close();
     handed = slot.managed->handouts();
     RemoveContainerFds(slot.id, slot.managed->groups());
