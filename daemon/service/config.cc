@@ -177,10 +177,9 @@ ModelConfig ReadModelSection(const Json& j, const std::string& path);
 namespace {
 
 Config ReadConfig(const Json& j, const NameResolver& names) {
-  CheckObject(
-      j, "",
-      {"socket", "kernel", "sysfs_root", "thp_tmpfs", "limits", "logging", "policy", "reset",
-       "model"});
+  CheckObject(j, "",
+              {"socket", "kernel", "sysfs_root", "thp_tmpfs", "limits", "logging", "policy",
+               "reset", "model"});
   Config config;
   if (auto it = j.find("socket"); it != j.end()) {
     config.socket = ReadSocket(*it, "socket", names);

@@ -596,7 +596,7 @@ class Service {
   // vfiod last reset it; absent: not handed out since vfiod started (kept in
   // memory only: a restarted vfiod starts empty). Guarded by mu_.
   std::map<std::string, std::set<uid_t>> device_users_;
-  std::map<uid_t, Usage> usage_;                     // charges, reservations too; mu_
+  std::map<uid_t, Usage> usage_;  // charges, reservations too; mu_
 };
 
 }  // namespace vfiod::service

@@ -44,8 +44,8 @@ SResult<HandOverReset> Service::ResetForHandOver(ManagedContainer& managed, cons
   if (!users && managed.adopted()) {
     users = std::set<uid_t>{owner};  // its users before the restart: the owner's tenancy
   }
-  const bool others = !users || std::any_of(users->begin(), users->end(),
-                                            [&](uid_t u) { return u != uid; });
+  const bool others =
+      !users || std::any_of(users->begin(), users->end(), [&](uid_t u) { return u != uid; });
   if (uid == 0 || !others) {
     return HandOverReset::kNotNeeded;  // root may read any device's state anyway
   }

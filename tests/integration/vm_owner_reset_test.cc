@@ -64,10 +64,10 @@ Turn UseNvme(const std::string& socket, const std::string& bdf, bool create,
   if (!c) {
     return Failed("connect: " + c.error().message());
   }
-  auto made = create ? c->Call("container.create", {{"devices", {bdf}},
-                                                    {"name", "tenancy"},
-                                                    {"share_with", {{"users", {kB}}}}})
-                     : c->Call("container.attach", {{"name", "tenancy"}, {"owner", kA}});
+  auto made =
+      create ? c->Call("container.create",
+                       {{"devices", {bdf}}, {"name", "tenancy"}, {"share_with", {{"users", {kB}}}}})
+             : c->Call("container.attach", {{"name", "tenancy"}, {"owner", kA}});
   if (!made) {
     return Failed("container: " + made.error().Describe());
   }
@@ -139,8 +139,8 @@ class VmOwnerResetTest : public ::testing::Test {
     bdf_ = nvme;
   }
   json Policy() const {
-    return {{"rules", json::array({{{"users", json::array({kA, kB})},
-                                    {"devices", json::array({bdf_})}}})}};
+    return {{"rules",
+             json::array({{{"users", json::array({kA, kB})}, {"devices", json::array({bdf_})}}})}};
   }
   std::string bdf_;
 };

@@ -30,9 +30,8 @@ kernel::ModelTopology NoReset() {
 
 /// Both users may use edu; `reset` is the config's reset section.
 Config TwoUsers(const ResetConfig& reset) {
-  Config config = model_service::EduConfig(kA, Quota{.locked_bytes = 4 << 20,
-                                                     .mappings = 2,
-                                                     .containers = 2});
+  Config config =
+      model_service::EduConfig(kA, Quota{.locked_bytes = 4 << 20, .mappings = 2, .containers = 2});
   config.policy.rules[0].uids.push_back(kB);
   config.reset = reset;
   return config;
