@@ -116,6 +116,7 @@ CmdResult Open(Session& session, const OpenOptions& o) {
     out << "opened " << Field(r, "bdf") << " in container " << *container << ": "
         << Field(r, "num_regions") << " regions, " << Field(r, "num_irqs") << " IRQ types, flags "
         << HexField(r, "flags") << "\n"
+        << "reset before the hand-over: " << Field(r, "reset") << "\n"
         << "(the device fd vfiod passed is closed when vfioctl exits; a driver keeps it open)\n";
   });
 }

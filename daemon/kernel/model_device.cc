@@ -85,6 +85,19 @@ void ModelPciFunction::ResetConfig() {
   config_[0x3d] = topo_.intx_count > 0 ? 1 : 0;  // interrupt pin INTA
 }
 
+void ModelPciFunction::ResetRegions() {
+  for (uint32_t i = 0; i < kPciNumRegions; ++i) {
+    const Region& r = regions_[i];
+    if (i == kPciConfigRegionIndex || r.size == 0) {
+      continue;
+    }
+    // Punching a hole keeps the size and reads back zeros; it fails only on
+    // a file that is not a memfd, which backing_ always is.
+    (void)::fallocate(backing_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                      static_cast<off_t>(r.offset), static_cast<off_t>(RoundUp(r.size)));
+  }
+}
+
 namespace {
 
 // OFD lock marks sit far past the backing's end, one byte per device fd.
@@ -155,6 +168,7 @@ Result<int> ModelPciFunction::Ioctl(unsigned long request, unsigned long arg) {
         return Fail(EINVAL, "VFIO_DEVICE_RESET", "device cannot be reset");
       }
       ResetConfig();
+      ResetRegions();
       return 0;
     default:
       return Fail(ENOTTY, "device ioctl", "not handled by the vfio-pci model");

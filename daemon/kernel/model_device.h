@@ -45,9 +45,13 @@ class ModelPciFunction {
   void Opened() { ++open_count_; }
   void Closed();
   [[nodiscard]] int open_count() const { return open_count_; }
-  /// A secondary bus reset reached the function: its config space returns
-  /// to the power-on state.
-  void BusReset() { ResetConfig(); }
+  /// A secondary bus reset reached the function: its config space, and its
+  /// registers and memory (every region but config), return to the power-on
+  /// state (the model's: zeros), as for VFIO_DEVICE_RESET.
+  void BusReset() {
+    ResetConfig();
+    ResetRegions();
+  }
 
  private:
   struct Region {
@@ -75,6 +79,9 @@ class ModelPciFunction {
   [[nodiscard]] uint32_t IrqCount(uint32_t index) const;
   [[nodiscard]] const Region* RegionAt(uint64_t off, uint32_t* index) const;
   void ResetConfig();
+  /// Zeros the backing memory of every region but config (a reset's effect
+  /// on the device's registers and memory; mmaps of them see it too).
+  void ResetRegions();
   void DisableIrqs();
 
   const ModelDevice topo_;

@@ -240,6 +240,27 @@ HandlerResult ServiceMethods::DeviceUnbind(CallContext&, const json& params, con
   return Reply(json{{"bdf", d->pci.bdf}, {"driver", d->pci.driver}});
 }
 
+namespace {
+
+/// device.open's "reset": what was done about the previous users' state.
+const char* HandOverResetName(service::HandOverReset reset) {
+  switch (reset) {
+    case service::HandOverReset::kFunction:
+      return "function";
+    case service::HandOverReset::kHot:
+      return "hot";
+    case service::HandOverReset::kUnavailable:
+      return "unavailable";
+    case service::HandOverReset::kDisabled:
+      return "disabled";
+    case service::HandOverReset::kNotNeeded:
+      break;
+  }
+  return "not_needed";
+}
+
+}  // namespace
+
 HandlerResult ServiceMethods::DeviceOpen(CallContext&, const json& params, const Caller& caller) {
   ParamReader p(params);
   uint64_t container = p.U64("container");
@@ -253,7 +274,8 @@ HandlerResult ServiceMethods::DeviceOpen(CallContext&, const json& params, const
                  {"fd", wire::FdRef(0)},
                  {"num_regions", opened->info.num_regions},
                  {"num_irqs", opened->info.num_irqs},
-                 {"flags", opened->info.flags}};
+                 {"flags", opened->info.flags},
+                 {"reset", HandOverResetName(opened->reset)}};
   std::vector<UniqueFd> fds;
   fds.push_back(std::move(opened->fd));
   return Reply(std::move(result), std::move(fds));

@@ -44,6 +44,8 @@ constexpr std::pair<std::string_view, LogLevel> kLevelNames[] = {
     {"off", LogLevel::kOff}};
 constexpr std::pair<std::string_view, LogTarget> kTargetNames[] = {
     {"auto", LogTarget::kAuto}, {"journal", LogTarget::kJournal}, {"stderr", LogTarget::kStderr}};
+constexpr std::pair<std::string_view, WithoutReset> kWithoutResetNames[] = {
+    {"refuse", WithoutReset::kRefuse}, {"hand_over", WithoutReset::kHandOver}};
 
 template <class Enum, size_t N>
 std::string_view EnumName(Enum value, const std::pair<std::string_view, Enum> (&names)[N]) {
@@ -176,6 +178,19 @@ MetricsConfig ReadMetrics(const Json& j, const std::string& path) {
   return metrics;
 }
 
+ResetConfig ReadReset(const Json& j, const std::string& path) {
+  CheckObject(j, path, {"between_owners", "without_reset", "on_destroy"});
+  ResetConfig reset;
+  IfPresent(j, path, "between_owners",
+            [&](const Json& v, const std::string& p) { reset.between_owners = ReadBool(v, p); });
+  IfPresent(j, path, "without_reset", [&](const Json& v, const std::string& p) {
+    reset.without_reset = ReadEnum(v, p, kWithoutResetNames);
+  });
+  IfPresent(j, path, "on_destroy",
+            [&](const Json& v, const std::string& p) { reset.on_destroy = ReadBool(v, p); });
+  return reset;
+}
+
 }  // namespace
 
 // Defined in config_policy.cc and config_model.cc.
@@ -187,7 +202,7 @@ namespace {
 Config ReadConfig(const Json& j, const NameResolver& names) {
   CheckObject(j, "",
               {"socket", "kernel", "sysfs_root", "thp_tmpfs", "limits", "logging", "metrics",
-               "policy", "model"});
+               "policy", "reset", "model"});
   Config config;
   if (auto it = j.find("socket"); it != j.end()) {
     config.socket = ReadSocket(*it, "socket", names);
@@ -214,6 +229,8 @@ Config ReadConfig(const Json& j, const NameResolver& names) {
   IfPresent(j, "", "policy", [&](const Json& v, const std::string& p) {
     config.policy = ReadPolicySection(v, p, names);
   });
+  IfPresent(j, "", "reset",
+            [&](const Json& v, const std::string& p) { config.reset = ReadReset(v, p); });
   IfPresent(j, "", "model",
             [&](const Json& v, const std::string& p) { config.model = ReadModelSection(v, p); });
   return config;
@@ -310,5 +327,9 @@ Result<Config> LoadConfig(const std::string& path, const NameResolver& names) {
 std::string_view KernelKindName(KernelKind kind) { return EnumName(kind, kKernelNames); }
 std::string_view LogLevelName(LogLevel level) { return EnumName(level, kLevelNames); }
 std::string_view LogTargetName(LogTarget target) { return EnumName(target, kTargetNames); }
+
+std::string_view WithoutResetName(WithoutReset choice) {
+  return EnumName(choice, kWithoutResetNames);
+}
 
 }  // namespace vfiod::service

@@ -151,6 +151,23 @@ struct ModelConfig {
   uint32_t map_dma_us_per_mib = 0;
 };
 
+/// What vfiod does when a device reset is due but the kernel offers none.
+enum class WithoutReset {
+  kRefuse,    ///< device.open is refused (PermissionDenied, ENOTTY or EPERM)
+  kHandOver,  ///< the device goes out anyway; the reply says "unavailable"
+};
+
+/// Device resets around tenants ("reset" section; service_handover.cc).
+struct ResetConfig {
+  /// Reset a device before it is handed to a user other than those who had
+  /// it since its last reset (device.open).
+  bool between_owners = true;
+  WithoutReset without_reset = WithoutReset::kRefuse;
+  /// Also reset every device handed out of a container when it is destroyed.
+  bool on_destroy = false;
+  friend bool operator==(const ResetConfig&, const ResetConfig&) = default;
+};
+
 struct Config {
   SocketConfig socket;
   KernelKind kernel = KernelKind::kLinux;
@@ -163,6 +180,7 @@ struct Config {
   LoggingConfig logging;
   MetricsConfig metrics;
   PolicyConfig policy;
+  ResetConfig reset;
   ModelConfig model;
 };
 
@@ -207,5 +225,6 @@ struct NameResolver {
 [[nodiscard]] std::string_view KernelKindName(KernelKind kind);
 [[nodiscard]] std::string_view LogLevelName(LogLevel level);
 [[nodiscard]] std::string_view LogTargetName(LogTarget target);
+[[nodiscard]] std::string_view WithoutResetName(WithoutReset choice);
 
 }  // namespace vfiod::service

@@ -319,6 +319,14 @@ bool ManagedContainer::HasDeviceOpen(const std::string& bdf) const {
   return state_->devices.contains(bdf);
 }
 
+std::vector<std::string> ManagedContainer::OpenDevices() const {
+  std::vector<std::string> out;
+  for (const auto& [bdf, device] : state_->devices) {
+    out.push_back(bdf);
+  }
+  return out;
+}
+
 Result<DeviceVfioView> ManagedContainer::ProbeDevice(const std::string& bdf) {
   auto device = VFIOD_TRY(DeviceFor(bdf));
   DeviceVfioView view;

@@ -132,6 +132,10 @@ class ManagedContainer {
   [[nodiscard]] Result<ResetMethod> ResetDevice(const std::string& bdf);
   /// Whether vfiod has the device `bdf` open in this container. Needs mu().
   [[nodiscard]] bool HasDeviceOpen(const std::string& bdf) const;
+  /// The devices vfiod has open in this container, by BDF. Needs mu().
+  [[nodiscard]] std::vector<std::string> OpenDevices() const;
+  /// True for a container taken over from a previous vfiod (Adopt); constant.
+  [[nodiscard]] bool adopted() const { return adopted_; }
   /// Region and IRQ information of `bdf` (its group must be in this container;
   /// opens the device when vfiod has not yet).
   [[nodiscard]] Result<DeviceVfioView> ProbeDevice(const std::string& bdf);
@@ -175,6 +179,7 @@ class ManagedContainer {
 
   const ContainerId id_;
   std::vector<int> group_numbers_;
+  bool adopted_ = false;  // set by Adopt, then constant
   std::mutex mu_;
   bool closed_ = false;                      // guarded by mu_
   std::unique_ptr<State> state_;             // VFIO and DMA objects; guarded by mu_

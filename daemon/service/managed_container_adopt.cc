@@ -13,6 +13,7 @@ namespace vfiod::service {
 Result<std::pair<std::shared_ptr<ManagedContainer>, dma::AdoptReport>> ManagedContainer::Adopt(
     kernel::Kernel& kernel, ContainerId id, Inherited inherited, const Limits& limits) {
   std::shared_ptr<ManagedContainer> self(new ManagedContainer(id));
+  self->adopted_ = true;
   State& s = *self->state_;
   s.container = VFIOD_TRY(
       vfio::Container::Adopt(kernel, kernel::KernelFd(&kernel, inherited.container.release())));

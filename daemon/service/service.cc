@@ -181,6 +181,9 @@ uint64_t Service::Teardown(const ContainerSlot& slot) {
   std::map<int, std::set<uid_t>> handed;
   {
     std::lock_guard clock(slot.managed->mu());  // waits for a map in progress
+    if (config_.reset.on_destroy && !slot.managed->closed()) {
+      ResetOnDestroy(*slot.managed);
+    }
     const auto started = std::chrono::steady_clock::now();
     unmapped = slot.managed->Close();
     took_us = MicrosSince(started);

@@ -558,6 +558,28 @@ class Service {
   /// LookupDevice, then the policy's MayUseDevice (kPermission).
   [[nodiscard]] SResult<vfio::PciDevice> FindDevice(const Caller& caller,
                                                     const std::string& bdf) const;
+  // Reset between owners (service_handover.cc).
+  /// Before a device fd of `bdf` goes to `uid` out of `managed` (owned by
+  /// `owner`; the caller holds its mutex, not mu_): resets the device the
+  /// best way the kernel offers (ManagedContainer::ResetDevice) when
+  /// reset.between_owners is on, `uid` is not root, and a user other than
+  /// `uid` was handed it since its last reset, or nobody knows who was (its
+  /// first hand-out since vfiod started; in a container taken over from a
+  /// previous vfiod, its owner is taken as that user). Says what it did.
+  /// When no reset exists (ENOTTY, or EPERM: the hot reset would reset a
+  /// group of another container): kPermission with that errno if
+  /// reset.without_reset is "refuse" and the previous users are known, else
+  /// kUnavailable (logged). Any other failure of the reset: kKernel.
+  [[nodiscard]] SResult<HandOverReset> ResetForHandOver(ManagedContainer& managed,
+                                                        const std::string& bdf, uid_t uid,
+                                                        uid_t owner);
+  /// Records that `uid` was handed a device fd of `bdf` (after ResetForHandOver).
+  void NoteHandOver(const std::string& bdf, uid_t uid);
+  /// reset.on_destroy: resets each device of `managed` handed out since its
+  /// last reset, before the container closes (its mutex held). Failures are
+  /// logged; the record is kept (a device fd a client still holds could
+  /// write after the reset), so the next hand-over decides again.
+  void ResetOnDestroy(ManagedContainer& managed);
   /// The sysfs unbind of `dev` (vfio-pci: back to its native driver); needs
   /// no lock (takes bind_mu_) and the group reserved in groups_held_.
   [[nodiscard]] SResult<void> SysfsUnbind(const vfio::PciDevice& dev);
@@ -661,9 +683,13 @@ class Service {
     std::weak_ptr<const dma::Backing> backing;
   };
   std::map<RegionId, StoredRegion> stored_regions_;
-  std::map<int, ContainerId> groups_held_;          // group -> container; guarded by mu_
-  std::map<ContainerId, LingeringSlot> lingering_;  // destroyed, groups held; mu_
-  std::map<uid_t, Usage> usage_;                    // charges, reservations too; mu_
+  std::map<int, ContainerId> groups_held_;           // group -> container; guarded by mu_
+  std::map<ContainerId, LingeringSlot> lingering_;   // destroyed, groups held; mu_
+  // Reset between owners: per BDF, the users handed a device fd of it since
+  // vfiod last reset it; absent: not handed out since vfiod started (kept in
+  // memory only: a restarted vfiod starts empty). Guarded by mu_.
+  std::map<std::string, std::set<uid_t>> device_users_;
+  std::map<uid_t, Usage> usage_;  // charges, reservations too; mu_
 };
 
 }  // namespace vfiod::service

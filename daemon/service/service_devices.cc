@@ -176,9 +176,13 @@ SResult<OpenedDevice> Service::OpenDevice(const Caller& caller, ContainerId cont
                                           const std::string& bdf) {
   vfio::PciDevice dev = VFIOD_TRY(FindDevice(caller, bdf));
   std::shared_ptr<ManagedContainer> managed;
+  uid_t owner = 0;
   {
     std::lock_guard lock(mu_);
-    managed = VFIOD_TRY(FindContainerLocked(caller, container, Access::kUse, "device.open"));
+    ContainerSlot* slot =
+        VFIOD_TRY(ContainerForLocked(caller, container, Access::kUse, "device.open"));
+    managed = slot->managed;
+    owner = slot->owner_uid;
   }
   const auto& groups = managed->groups();
   if (!dev.iommu_group ||
@@ -190,7 +194,17 @@ SResult<OpenedDevice> Service::OpenDevice(const Caller& caller, ContainerId cont
   if (managed->closed()) {
     return Refuse(ErrorKind::kNotFound, ENOENT, "container", "destroyed meanwhile");
   }
-  return managed->OpenDevice(dev.bdf, *dev.iommu_group, caller.identity.uid);
+  // The reset (if due) and the hand-out under one hold of the container's
+  // mutex: nobody else gets the device in between.
+  const HandOverReset reset =
+      VFIOD_TRY(ResetForHandOver(*managed, dev.bdf, caller.identity.uid, owner));
+  Result<OpenedDevice> opened = managed->OpenDevice(dev.bdf, *dev.iommu_group, caller.identity.uid);
+  if (!opened) {
+    return std::unexpected(ServiceError(opened.error()));
+  }
+  NoteHandOver(dev.bdf, caller.identity.uid);
+  opened->reset = reset;
+  return std::move(*opened);
 }
 
 }  // namespace vfiod::service

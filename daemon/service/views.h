@@ -204,10 +204,21 @@ enum class ResetMethod : uint8_t {
   kHot,       ///< VFIO_DEVICE_PCI_HOT_RESET of the device's slot or bus
 };
 
+/// What device.open did about the state the device's previous users left
+/// (reset between owners; service_handover.cc).
+enum class HandOverReset : uint8_t {
+  kNotNeeded,    ///< only the caller (or nobody) had it since its last reset, or the caller is root
+  kFunction,     ///< reset now with VFIO_DEVICE_RESET
+  kHot,          ///< reset now with a hot reset of its slot or bus
+  kUnavailable,  ///< a reset was due and none exists: handed over as it is
+  kDisabled,     ///< reset.between_owners is off
+};
+
 struct OpenedDevice {
   std::string bdf;
   UniqueFd fd;  ///< a dup of vfiod's device fd, for the client
   kernel::DeviceInfo info;
+  HandOverReset reset = HandOverReset::kNotNeeded;
 };
 
 /// Called after each map chunk with (done_bytes, total_bytes). Returning

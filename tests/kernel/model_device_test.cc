@@ -64,6 +64,25 @@ TEST_F(DeviceModel, ConfigSpaceIdsAndWritableCommand) {
   EXPECT_EQ(got[2], 0u);  // reset clears the command register
 }
 
+// What a user left in a BAR is gone after a function reset, through pread
+// and through an mmap alike (the model's power-on state: zeros).
+TEST_F(DeviceModel, FunctionResetClearsTheBars) {
+  KernelFd dev = OpenEdu();
+  RegionInfo bar0 = GetRegionInfo(k_, dev.get(), kPciBar0RegionIndex).value();
+  void* p = k_.mmap(nullptr, bar0.size, PROT_READ | PROT_WRITE, MAP_SHARED, dev.get(),
+                    static_cast<off_t>(bar0.offset))
+                .value();
+  const uint32_t left = 0x5ec2e7a5;
+  ASSERT_TRUE(k_.pwrite(dev.get(), &left, 4, static_cast<off_t>(bar0.offset + 0x14)));
+  ASSERT_TRUE(ResetDevice(k_, dev.get()));
+  uint32_t seen = 1;
+  ASSERT_TRUE(k_.pread(dev.get(), &seen, 4, static_cast<off_t>(bar0.offset + 0x14)));
+  EXPECT_EQ(seen, 0u);
+  std::memcpy(&seen, static_cast<char*>(p) + 0x14, 4);
+  EXPECT_EQ(seen, 0u);
+  ASSERT_TRUE(k_.munmap(p, bar0.size));
+}
+
 TEST_F(DeviceModel, BarMmapSharesMemoryWithPreadAndIsNotCharged) {
   KernelFd dev = OpenEdu();
   RegionInfo bar0 = GetRegionInfo(k_, dev.get(), kPciBar0RegionIndex).value();

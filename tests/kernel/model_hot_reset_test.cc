@@ -76,9 +76,15 @@ TEST_F(HotResetModel, ResetNeedsEveryAffectedGroupAndClearsTheDevice) {
   EXPECT_EQ(Errno(HotReset(k_, dev_.get(), std::vector<int>{g8, c_.get()})), EINVAL);
   EXPECT_EQ(Errno(HotReset(k_, dev_.get(), std::vector<int>{g8, 1000})), EBADF);
   EXPECT_EQ(Errno(HotReset(k_, dev_.get(), std::vector<int>{g8, g9, g9})), EINVAL);  // > count
+  const off_t bar0 = static_cast<off_t>(GetRegionInfo(k_, dev_.get(), kPciBar0RegionIndex)->offset);
+  const uint32_t left = 0x5ec2e7a5;
+  ASSERT_TRUE(k_.pwrite(dev_.get(), &left, 4, bar0));
   EXPECT_EQ(Command(), 0x0006);  // a refused reset leaves the device alone
   ASSERT_TRUE(HotReset(k_, dev_.get(), std::vector<int>{g9, g8}));
   EXPECT_EQ(Command(), 0u);
+  uint32_t seen = 1;
+  ASSERT_TRUE(k_.pread(dev_.get(), &seen, 4, bar0));
+  EXPECT_EQ(seen, 0u);  // its registers and memory too
 }
 
 TEST_F(HotResetModel, ADeviceOnTheRootBusHasNoHotReset) {

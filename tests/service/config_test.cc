@@ -83,6 +83,26 @@ TEST(ConfigTest, ShippedDefaultFileLoadsAndMatchesTheBuiltInDefaults) {
   EXPECT_EQ(rule.quota, kDefaultRuleQuota);
   EXPECT_THAT(config->policy.root_only, ::testing::ElementsAre("device.unbind"));
   EXPECT_EQ(config->thp_tmpfs, "/run/vfiod-thp");  // the unit's TemporaryFileSystem=
+  EXPECT_EQ(config->reset, defaults.reset);
+}
+
+TEST(ConfigTest, ResetSectionDefaultsAndValues) {
+  const ResetConfig defaults = Parse("{}").reset;
+  EXPECT_TRUE(defaults.between_owners);
+  EXPECT_EQ(defaults.without_reset, WithoutReset::kRefuse);  // multi-tenant: fail closed
+  EXPECT_FALSE(defaults.on_destroy);
+  const ResetConfig set = Parse(R"({"reset": {"between_owners": false,
+                                  "without_reset": "hand_over", "on_destroy": true}})")
+                              .reset;
+  EXPECT_FALSE(set.between_owners);
+  EXPECT_EQ(set.without_reset, WithoutReset::kHandOver);
+  EXPECT_TRUE(set.on_destroy);
+  EXPECT_EQ(WithoutResetName(set.without_reset), "hand_over");
+  EXPECT_THAT(Refusal(R"({"reset": {"without_reset": "allow"}})"),
+              StartsWith("reset.without_reset: expected one of \"refuse\", \"hand_over\""));
+  EXPECT_THAT(Refusal(R"({"reset": {"between_owners": 1}})"), StartsWith("reset.between_owners:"));
+  EXPECT_THAT(Refusal(R"({"reset": {"on_destory": true}})"),
+              StartsWith("reset.on_destory: unknown key"));
 }
 
 // The shipped config's thp_tmpfs is the tmpfs vfiod.service mounts for it,

@@ -155,6 +155,8 @@ TEST_F(VfioctlTest, NamedContainerLifecycleWithMappings) {
   RunResult open_json = Ctl({"--json", "device", "open", std::to_string(id), kEdu});
   EXPECT_RUN_OK(open_json);
   EXPECT_EQ(open_json.Json()["fd"], json({{"fd", 0}}));
+  EXPECT_EQ(open_json.Json()["reset"], "not_needed");  // the same user as the first open
+  EXPECT_NE(open.out.find("reset before the hand-over: "), std::string::npos) << open.out;
   RunResult reset = Ctl({"--json", "device", "reset", kEdu});  // the model's edu has FLR
   EXPECT_RUN_OK(reset);
   EXPECT_EQ(reset.Json()["method"], "function");
