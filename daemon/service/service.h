@@ -683,8 +683,8 @@ class Service {
     std::weak_ptr<const dma::Backing> backing;
   };
   std::map<RegionId, StoredRegion> stored_regions_;
-  std::map<int, ContainerId> groups_held_;           // group -> container; guarded by mu_
-  std::map<ContainerId, LingeringSlot> lingering_;   // destroyed, groups held; mu_
+  std::map<int, ContainerId> groups_held_;          // group -> container; guarded by mu_
+  std::map<ContainerId, LingeringSlot> lingering_;  // destroyed, groups held; mu_
   // Reset between owners: per BDF, the users handed a device fd of it since
   // vfiod last reset it; absent: not handed out since vfiod started (kept in
   // memory only: a restarted vfiod starts empty). Guarded by mu_.

@@ -62,7 +62,7 @@ class SupervisedVfiod {
     StopPump();
   }
 
-    /// Starts vfiod with the store and waits for READY=1 (up to `ready_ms`:
+  /// Starts vfiod with the store and waits for READY=1 (up to `ready_ms`:
   /// under TCG on a loaded host, loading the binary over 9p alone has taken
   /// 8 s). "" when it is ready, else what went wrong (with its log).
   std::string Start(int ready_ms = 60'000) {

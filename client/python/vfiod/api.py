@@ -69,6 +69,11 @@ class Api:
         """Request counters and map/unmap figures (root: the daemon's)."""
         return self.call("stats").result
 
+    def metrics(self: _Caller) -> str:
+        """status and stats in the Prometheus text format 0.0.4 (root: the
+        daemon's figures; anyone else: its own uid's)."""
+        return str(self.call("metrics").result["text"])
+
     def session_info(self: _Caller) -> dict[str, Any]:
         """``{"session", "token", "resumable"}`` of this connection."""
         return self.call("session.info").result

@@ -24,13 +24,14 @@ DEFAULT_SOCKET = "/run/vfiod/vfiod.sock"
 #: Methods that only read, so a kept session may send them again after
 #: reconnecting (the same list as the C++ client's KeepSessionRetries).
 RETRIED_AFTER_RECONNECT = frozenset({
-    "ping", "version", "status", "stats", "session.info", "rpc.discover",
+    "ping", "version", "status", "stats", "metrics", "session.info",
+    "rpc.discover",
     "device.list", "device.info", "dma.list", "dma.info", "dma.regions",
     "container.list", "container.info"})
 
 #: Told after each reconnection with session.resume's result
-#: (``{"containers": n, "mappings": n}``), or None when the new daemon kept
-#: nothing for this session.
+#: (``{"containers": n, "mappings": n, "regions": n}``), or None when the
+#: new daemon kept nothing for this session.
 ResumedHandler = Callable[[dict[str, Any] | None], None]
 
 

@@ -39,6 +39,10 @@ class DaemonMethodsTest(DaemonTestCase):
         self.assertGreaterEqual(status["clients"], 1)
         stats = self.client.stats()
         self.assertGreaterEqual(stats["by_method"]["ping"]["calls"], 1)
+        text = self.client.metrics()
+        self.assertIn("# TYPE vfiod_requests_total counter\n", text)
+        self.assertTrue(text.endswith("\n"))
+
 
     def test_session_info_and_resume_without_a_store(self) -> None:
         info = self.client.session_info()
