@@ -124,7 +124,7 @@ class VmClientTest(unittest.TestCase):
             info = client.dma_info(buf.mapping)
         except vfiod.VfiodError as e:
             self.fail(f"{e}; resumed {resumed}; vfiod's log:\n{self.logs()}")
-        self.assertEqual(resumed, [{"containers": 1, "mappings": 1}],
+        self.assertEqual(resumed, [{"containers": 1, "mappings": 1, "regions": 0}],
                          self.logs())
         self.assertEqual((info["iova"], info["container"]),
                          (buf.iova, container))
