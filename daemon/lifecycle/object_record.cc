@@ -4,6 +4,7 @@
 #include <set>
 
 #include "lifecycle/sealed_memfd.h"
+#include "lifecycle/stored_fds.h"
 
 namespace vfiod::lifecycle {
 
@@ -23,7 +24,7 @@ Result<StateRecord> ReadOwnRecord(const NamedFd& named) {
   // A BAR keeps no fd of its own: its record names it by its id alone. A
   // slice of a region has none either, and carries the region's record.
   const bool mapping = own.containers.size() == 1 && own.mappings.size() == 1 &&
-                       object == "m-" + std::to_string(own.mappings[0].id) &&
+                       object == MappingFdName(own.mappings[0].id) &&
                        (own.mappings[0].fd_name == object ||
                         ((own.mappings[0].mmio || own.mappings[0].region != 0) &&
                          own.mappings[0].fd_name.empty())) &&
@@ -93,7 +94,7 @@ MergeReport MergeObjectRecords(std::optional<StateRecord>& record, std::span<con
     }
     const MappingRecord& m = r.mappings[0];
     if (!containers.contains(m.container)) {
-      report.refused.push_back(ObjectRecordName("m-" + std::to_string(m.id)) + ": its container " +
+      report.refused.push_back(ObjectRecordName(MappingFdName(m.id)) + ": its container " +
                                std::to_string(m.container) + " is in no record");
       continue;
     }
@@ -102,7 +103,7 @@ MergeReport MergeObjectRecords(std::optional<StateRecord>& record, std::span<con
         m.region == 0 || std::any_of(merged.regions.begin(), merged.regions.end(),
                                      [&](const RegionRecord& g) { return g.id == m.region; });
     if (!region_known) {
-      report.refused.push_back(ObjectRecordName("m-" + std::to_string(m.id)) + ": its region " +
+      report.refused.push_back(ObjectRecordName(MappingFdName(m.id)) + ": its region " +
                                std::to_string(m.region) + " is not in the state record");
       continue;
     }

@@ -16,6 +16,12 @@ std::string GroupFdName(uint64_t container, int group) {
   return "g-" + std::to_string(container) + "-" + std::to_string(group);
 }
 
+std::string ContainerFdName(uint64_t container) { return "c-" + std::to_string(container); }
+
+std::string MappingFdName(uint64_t mapping) { return "m-" + std::to_string(mapping); }
+
+std::string RegionFdName(uint64_t region) { return "rg-" + std::to_string(region); }
+
 SortedFds SortStoredFds(const StateRecord* record, std::vector<NamedFd> fds) {
   std::set<std::string> wanted;
   if (record != nullptr) {

@@ -26,6 +26,13 @@ namespace vfiod::lifecycle {
 
 /// "g-<container>-<group>": the name a container's group fd is stored under.
 [[nodiscard]] std::string GroupFdName(uint64_t container, int group);
+/// "c-<id>": a container's fd.
+[[nodiscard]] std::string ContainerFdName(uint64_t container);
+/// "m-<id>": a mapping's backing fd (also the name of a BAR's or a region
+/// slice's own record, which have no fd of their own).
+[[nodiscard]] std::string MappingFdName(uint64_t mapping);
+/// "rg-<id>": a registered region's file.
+[[nodiscard]] std::string RegionFdName(uint64_t region);
 
 struct SortedFds {
   /// Described by the record: by FDNAME, one fd each.

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include "lifecycle/stored_fds.h"
 #include "service/service.h"
 
 namespace vfiod::service {
@@ -109,7 +110,7 @@ void Service::StoreRegionFd(RegionId id, uid_t uid,
   if (!fd_store_.store || backing->fd() < 0) {
     return;
   }
-  fd_store_.store("rg-" + std::to_string(id), backing->fd());
+  fd_store_.store(lifecycle::RegionFdName(id), backing->fd());
   std::lock_guard lock(mu_);
   stored_regions_[id] = StoredRegion{uid, backing};
 }

@@ -18,9 +18,9 @@ namespace vfiod::service {
 
 namespace {
 
-std::string ContainerFdName(ContainerId id) { return "c-" + std::to_string(id); }
-
-std::string MappingFdName(MappingId id) { return "m-" + std::to_string(id); }
+using lifecycle::ContainerFdName;
+using lifecycle::MappingFdName;
+using lifecycle::RegionFdName;
 
 lifecycle::ContainerRecord ContainerRecordOf(const ContainerView& view) {
   lifecycle::ContainerRecord r;
@@ -212,7 +212,7 @@ std::optional<lifecycle::RegionRecord> Service::RegionRecordLocked(RegionId id) 
       g.session = session->second.token;
     }
   }
-  g.fd_name = "rg-" + std::to_string(id);
+  g.fd_name = RegionFdName(id);
   g.offset = backing->fd_offset();
   g.size = backing->size();
   g.charged = IsChargedRegion(*backing);
@@ -365,7 +365,7 @@ void Service::RecordStored(const lifecycle::StateRecord& record) {
     std::lock_guard lock(mu_);
     for (auto it = stored_regions_.begin(); it != stored_regions_.end();) {
       if (it->second.backing.expired() && !recorded_regions.contains(it->first)) {
-        settled.push_back("rg-" + std::to_string(it->first));
+        settled.push_back(RegionFdName(it->first));
         it = stored_regions_.erase(it);
       } else {
         ++it;
