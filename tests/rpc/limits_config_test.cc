@@ -14,13 +14,13 @@
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <set>
 #include <string>
 
 #include "model_service.h"
 #include "rpc/server_limits.h"
 #include "service/config.h"
+#include "support/config_docs.h"
 
 namespace vfiod::rpc {
 namespace {
@@ -190,18 +190,9 @@ std::set<std::string> LimitKeySet() {
 
 TEST(LimitsConfig, TheDocumentedAndShippedKeysAreTheParsedOnes) {
   // config/README.md: the rows of the table under "## `limits`".
-  std::string readme = ReadSourceFile("config/README.md");
-  auto start = readme.find("## `limits`");
-  ASSERT_NE(start, std::string::npos);
-  auto end = readme.find("\n## ", start + 1);
-  std::string section = readme.substr(start, end - start);
-  std::set<std::string> documented;
-  std::regex row(R"(\n\| `([a-z_]+)` \|)");
-  for (auto it = std::sregex_iterator(section.begin(), section.end(), row);
-       it != std::sregex_iterator(); ++it) {
-    documented.insert((*it)[1]);
-  }
-  EXPECT_EQ(documented, LimitKeySet());
+  const auto documented = vfiod::testing::DocumentedConfigKeys(VFIOD_SOURCE_DIR, "limits");
+  ASSERT_TRUE(documented.has_value());
+  EXPECT_EQ(*documented, LimitKeySet());
   // config/vfiod.json spells out every limit.
   json shipped = json::parse(ReadSourceFile("config/vfiod.json"));
   std::set<std::string> in_file;

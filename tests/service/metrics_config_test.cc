@@ -6,12 +6,12 @@
 
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <set>
 #include <sstream>
 
 #include "config_test_util.h"
 #include "service/config.h"
+#include "support/config_docs.h"
 
 namespace vfiod::service {
 namespace {
@@ -77,18 +77,9 @@ TEST(MetricsConfigTest, RefusesWhatTheCollectorWouldNotRead) {
 }
 
 TEST(MetricsConfigTest, TheDocumentedAndShippedKeysAreTheParsedOnes) {
-  std::string readme = ReadSource("config/README.md");
-  auto start = readme.find("## `metrics`");
-  ASSERT_NE(start, std::string::npos);
-  auto end = readme.find("\n## ", start + 1);
-  std::string section = readme.substr(start, end - start);
-  std::set<std::string> documented;
-  std::regex row(R"(\n\| `([a-z_]+)` \|)");
-  for (auto it = std::sregex_iterator(section.begin(), section.end(), row);
-       it != std::sregex_iterator(); ++it) {
-    documented.insert((*it)[1]);
-  }
-  EXPECT_EQ(documented, ParsedKeys());
+  const auto documented = vfiod::testing::DocumentedConfigKeys(VFIOD_SOURCE_DIR, "metrics");
+  ASSERT_TRUE(documented.has_value());
+  EXPECT_EQ(*documented, ParsedKeys());
   nlohmann::json shipped = nlohmann::json::parse(ReadSource("config/vfiod.json"));
   std::set<std::string> in_file;
   for (const auto& [key, value] : shipped["metrics"].items()) {
