@@ -89,6 +89,30 @@ void NoteUnnamed(const Session& session, const std::string& name) {
   }
 }
 
+// "NUMA: asked node 1 (the devices' node); on node 1: 64 MiB", or the spread.
+void PrintNuma(std::ostream& out, const json& numa) {
+  const std::string source = numa.value("source", "");
+  out << "  NUMA: ";
+  if (source == "none") {
+    out << "no node asked";
+  } else {
+    out << "asked node " << Field(numa, "policy")
+        << (source == "device" ? " (the devices' node)" : " (as requested)");
+  }
+  const json& placement = numa.value("placement", json::array());
+  if (placement.empty()) {
+    out << "; where it is: unknown\n";
+    return;
+  }
+  out << ";";
+  for (const json& part : placement) {
+    const int node = part.value("node", -1);
+    out << (node < 0 ? " not present: " : " on node " + std::to_string(node) + ": ")
+        << SizeField(part, "bytes") << (&part == &placement.back() ? "" : ",");
+  }
+  out << '\n';
+}
+
 void PrintNewMapping(std::ostream& out, const json& r, uint64_t container) {
   out << "mapping " << Field(r, "mapping") << ": " << SizeField(r, "size");
   if (r.contains("backing")) {
@@ -103,6 +127,9 @@ void PrintNewMapping(std::ostream& out, const json& r, uint64_t container) {
   if (r.contains("huge")) {
     out << "  in folios of 2 MiB or more: " << SizeField(r["huge"], "huge_bytes") << " of "
         << SizeField(r["huge"], "bytes") << " (read from " << Field(r["huge"], "source") << ")\n";
+  }
+  if (r.contains("numa")) {
+    PrintNuma(out, r["numa"]);
   }
 }
 

@@ -149,13 +149,18 @@ Result<Backing> CreateHugetlbBacking(uint64_t size, uint64_t huge_page_size,
   }
   parts.memory = std::move(*memory);
   VFIOD_TRY(Advise(parts.memory, MADV_DONTFORK, "MADV_DONTFORK"));
-  // The policy must be on the file before its pages are allocated below.
+  // The mapping's policy steers faults through it; fallocate(2), which takes
+  // the pages here (so a short pool is ENOSPC, never a SIGBUS), allocates
+  // with the calling thread's policy instead: both must name the node.
   VFIOD_TRY(BindToNode(parts.memory.addr(), size, numa));
-  if (::fallocate(parts.fd.get(), 0, 0, static_cast<off_t>(size)) != 0) {
-    if (errno == ENOSPC || errno == ENOMEM) {
-      return PoolExhausted("fallocate hugetlb", huge_page_size, size);
+  {
+    const ThreadNodePolicy placed = VFIOD_TRY(ThreadNodePolicy::Apply(numa));
+    if (::fallocate(parts.fd.get(), 0, 0, static_cast<off_t>(size)) != 0) {
+      if (errno == ENOSPC || errno == ENOMEM) {
+        return PoolExhausted("fallocate hugetlb", huge_page_size, size);
+      }
+      return ErrnoError("fallocate hugetlb");
     }
-    return ErrnoError("fallocate hugetlb");
   }
   VFIOD_TRY(PopulateWrite(parts.memory.addr(), size, huge_page_size));
   VFIOD_TRY(Seal(parts.fd));

@@ -8,6 +8,7 @@
 #include <charconv>
 #include <climits>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 namespace vfiod::dma {
@@ -76,6 +77,17 @@ Result<std::vector<int>> OnlineNumaNodes(const std::string& node_dir) {
   return ParseNodeList(text);
 }
 
+Result<void> CheckNodeOnline(int node, const std::string& node_dir) {
+  auto online = OnlineNumaNodes(node_dir);
+  const std::vector<int> nodes = online ? *online : std::vector<int>{0};
+  if (std::find(nodes.begin(), nodes.end(), node) == nodes.end()) {
+    return Fail(
+        EINVAL, "check NUMA node",
+        "NUMA node " + std::to_string(node) + " is not online (online: " + JoinNodes(nodes) + ")");
+  }
+  return Ok();
+}
+
 Result<int> DeviceNumaNode(const std::string& device_dir) {
   auto text = ReadSmallFile(device_dir + "/numa_node");
   if (!text) {
@@ -85,32 +97,106 @@ Result<int> DeviceNumaNode(const std::string& device_dir) {
   return node < 0 ? -1 : node;
 }
 
-Result<void> BindToNode(void* addr, size_t len, const NumaPolicy& policy,
-                        const std::string& node_dir) {
+namespace {
+
+/// A policy's node as the kernel's node mask, with the mode.
+struct PolicyMask {
+  int mode = MPOL_DEFAULT;
+  std::vector<unsigned long> bits;
+  /// The kernel reads maxnode - 1 bits (a historic off-by-one): one more.
+  [[nodiscard]] unsigned long maxnode() const { return bits.size() * kBitsPerWord + 1; }
+  static constexpr size_t kBitsPerWord = sizeof(unsigned long) * CHAR_BIT;
+};
+
+/// The mask for `policy`, or nullopt when the policy changes nothing (no
+/// node asked, or a single online node). EINVAL: the node is not online.
+Result<std::optional<PolicyMask>> MaskFor(const NumaPolicy& policy, const std::string& node_dir,
+                                          const char* op) {
   if (policy.node < 0) {
-    return Ok();
+    return std::nullopt;
+  }
+  if (auto online = CheckNodeOnline(policy.node, node_dir); !online) {
+    online.error().op = op;
+    return std::unexpected(online.error());
   }
   auto online = OnlineNumaNodes(node_dir);
-  const std::vector<int> nodes = online ? *online : std::vector<int>{0};
-  if (std::find(nodes.begin(), nodes.end(), policy.node) == nodes.end()) {
-    return Fail(EINVAL, "mbind",
-                "NUMA node " + std::to_string(policy.node) +
-                    " is not online (online: " + JoinNodes(nodes) + ")");
+  if (!online || online->size() == 1) {
+    return std::nullopt;  // one node: every allocation lands there anyway
   }
-  if (nodes.size() == 1) {
-    return Ok();  // one node: every allocation lands there anyway
+  PolicyMask mask;
+  mask.mode = policy.strict ? MPOL_BIND : MPOL_PREFERRED;
+  const auto node = static_cast<size_t>(policy.node);
+  mask.bits.assign(node / PolicyMask::kBitsPerWord + 1, 0);
+  mask.bits[node / PolicyMask::kBitsPerWord] |= 1UL << (node % PolicyMask::kBitsPerWord);
+  return mask;
+}
+
+}  // namespace
+
+Result<void> BindToNode(void* addr, size_t len, const NumaPolicy& policy,
+                        const std::string& node_dir) {
+  const std::optional<PolicyMask> mask = VFIOD_TRY(MaskFor(policy, node_dir, "mbind"));
+  if (!mask) {
+    return Ok();
   }
-  constexpr size_t kBitsPerWord = sizeof(unsigned long) * CHAR_BIT;
-  std::vector<unsigned long> mask(static_cast<size_t>(policy.node) / kBitsPerWord + 1, 0);
-  mask[static_cast<size_t>(policy.node) / kBitsPerWord] |=
-      1UL << (static_cast<size_t>(policy.node) % kBitsPerWord);
-  const int mode = policy.strict ? MPOL_BIND : MPOL_PREFERRED;
-  // The kernel reads maxnode - 1 bits (a historic off-by-one): pass one more.
-  const unsigned long maxnode = mask.size() * kBitsPerWord + 1;
-  if (::syscall(SYS_mbind, addr, len, mode, mask.data(), maxnode, MPOL_MF_MOVE) != 0) {
+  if (::syscall(SYS_mbind, addr, len, mask->mode, mask->bits.data(), mask->maxnode(),
+                MPOL_MF_MOVE) != 0) {
     return ErrnoError("mbind", errno, "node " + std::to_string(policy.node));
   }
   return Ok();
+}
+
+Result<ThreadNodePolicy> ThreadNodePolicy::Apply(const NumaPolicy& policy,
+                                                 const std::string& node_dir) {
+  const std::optional<PolicyMask> mask = VFIOD_TRY(MaskFor(policy, node_dir, "set_mempolicy"));
+  if (!mask) {
+    return ThreadNodePolicy(false);
+  }
+  if (::syscall(SYS_set_mempolicy, mask->mode, mask->bits.data(), mask->maxnode()) != 0) {
+    return ErrnoError("set_mempolicy", errno, "node " + std::to_string(policy.node));
+  }
+  return ThreadNodePolicy(true);
+}
+
+ThreadNodePolicy::~ThreadNodePolicy() {
+  if (active_) {
+    // Cannot fail for MPOL_DEFAULT with no mask.
+    (void)::syscall(SYS_set_mempolicy, MPOL_DEFAULT, nullptr, 0UL);
+  }
+}
+
+int NodePlacement::node() const {
+  if (bytes.size() != 1 || bytes.begin()->first < 0) {
+    return -1;
+  }
+  return bytes.begin()->first;
+}
+
+Result<NodePlacement> NodesOf(const void* addr, uint64_t len, uint64_t page) {
+  const auto start = reinterpret_cast<uintptr_t>(addr);
+  if (page < 4096 || (page & (page - 1)) != 0 || start % page != 0 || len % page != 0) {
+    return Fail(EINVAL, "move_pages", "range or page size not page-aligned");
+  }
+  constexpr size_t kBatch = 1024;
+  std::vector<void*> pages;
+  std::vector<int> status;
+  pages.reserve(kBatch);
+  status.resize(kBatch);
+  NodePlacement placement;
+  for (uint64_t done = 0; done < len;) {
+    pages.clear();
+    for (; done < len && pages.size() < kBatch; done += page) {
+      pages.push_back(reinterpret_cast<void*>(start + done));
+    }
+    // nodes == NULL: only report each page's node (or -errno) in status.
+    if (::syscall(SYS_move_pages, 0, pages.size(), pages.data(), nullptr, status.data(), 0) != 0) {
+      return ErrnoError("move_pages");
+    }
+    for (size_t i = 0; i < pages.size(); ++i) {
+      placement.bytes[status[i] < 0 ? -1 : status[i]] += page;
+    }
+  }
+  return placement;
 }
 
 }  // namespace vfiod::dma

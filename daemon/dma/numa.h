@@ -1,9 +1,13 @@
 // NUMA placement of DMA memory: bind a range to the node the device sits on
-// (or a node the caller names) with mbind(2), called through syscall(2) so no
-// libnuma is needed. Must run before the memory is faulted in.
+// (or a node the caller names) with mbind(2), or a thread's allocations with
+// set_mempolicy(2), and read back where pages really are with move_pages(2);
+// all through syscall(2), so no libnuma is needed. A policy must be in place
+// before the memory is faulted in.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -29,6 +33,12 @@ struct NumaPolicy {
 [[nodiscard]] Result<std::vector<int>> OnlineNumaNodes(
     const std::string& node_dir = "/sys/devices/system/node");
 
+/// Ok when `node` is online (OnlineNumaNodes; a kernel without NUMA has node
+/// 0 only). EINVAL, detail "NUMA node N is not online (online: ...)",
+/// otherwise.
+[[nodiscard]] Result<void> CheckNodeOnline(
+    int node, const std::string& node_dir = "/sys/devices/system/node");
+
 /// The NUMA node of a PCI device from `<device_dir>/numa_node` (e.g.
 /// /sys/bus/pci/devices/0000:00:03.0); -1 when the file says so or is absent.
 /// EINVAL when the file holds something that is not a number.
@@ -40,5 +50,47 @@ struct NumaPolicy {
 /// online nodes) when policy.node is not online; other errno from mbind.
 [[nodiscard]] Result<void> BindToNode(void* addr, size_t len, const NumaPolicy& policy,
                                       const std::string& node_dir = "/sys/devices/system/node");
+
+/// The calling thread's allocation policy, set to `policy` for this object's
+/// life and back to the default (MPOL_DEFAULT) when it ends. For allocations
+/// that a mapping's mbind does not steer: hugetlbfs's fallocate(2) allocates
+/// with the task's policy, not with the policy of any mapping of the file.
+/// Move-only; must end on the thread that applied it.
+class ThreadNodePolicy {
+ public:
+  /// Sets the policy (a no-op object when BindToNode would be a no-op).
+  /// EINVAL (detail names the online nodes) when policy.node is not online;
+  /// other errno from set_mempolicy.
+  [[nodiscard]] static Result<ThreadNodePolicy> Apply(
+      const NumaPolicy& policy, const std::string& node_dir = "/sys/devices/system/node");
+
+  ThreadNodePolicy(ThreadNodePolicy&& other) noexcept : active_(other.active_) {
+    other.active_ = false;
+  }
+  ThreadNodePolicy& operator=(ThreadNodePolicy&&) = delete;
+  ThreadNodePolicy(const ThreadNodePolicy&) = delete;
+  ThreadNodePolicy& operator=(const ThreadNodePolicy&) = delete;
+  ~ThreadNodePolicy();
+
+ private:
+  explicit ThreadNodePolicy(bool active) : active_(active) {}
+  bool active_;
+};
+
+/// Where the pages of a range are now.
+struct NodePlacement {
+  /// Bytes per NUMA node; key -1 holds pages that are not present (or that
+  /// the kernel could not place).
+  std::map<int, uint64_t> bytes;
+  /// The one node that holds every byte, else -1 (spread, or not present).
+  [[nodiscard]] int node() const;
+};
+
+/// Reads where [addr, addr + len) is with move_pages(2) without moving
+/// anything, one query per `page` bytes (the backing's page size: every page
+/// of a folio is on the folio's node). `addr` and `len` multiples of `page`,
+/// a power of two of at least 4 KiB, else EINVAL; errno of move_pages
+/// otherwise (ENOSYS: a kernel without NUMA).
+[[nodiscard]] Result<NodePlacement> NodesOf(const void* addr, uint64_t len, uint64_t page);
 
 }  // namespace vfiod::dma

@@ -78,6 +78,16 @@ json MapResultJson(const service::MappingView& m) {
     j["huge"] = {
         {"bytes", m.huge->bytes}, {"huge_bytes", m.huge->huge_bytes}, {"source", m.huge->source}};
   }
+  if (m.numa) {
+    json where = json::array();
+    for (const auto& [node, bytes] : m.numa->placement.bytes) {
+      where.push_back({{"node", node}, {"bytes", bytes}});
+    }
+    j["numa"] = {{"policy", m.numa->policy},
+                 {"source", m.numa->source},
+                 {"node", m.numa->placement.node()},
+                 {"placement", std::move(where)}};
+  }
   return j;
 }
 

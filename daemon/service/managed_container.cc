@@ -149,6 +149,11 @@ Result<MapResult> ManagedContainer::Alloc(const AllocRequest& request, const Pro
   if (request.require_huge) {
     view.huge = VFIOD_TRY(RequireHuge(report.id));
   }
+  view.numa = NumaView{backing->numa_node(), request.numa_source, {}};
+  // Every page of a folio is on its node: one query per guaranteed page.
+  if (auto placed = dma::NodesOf(backing->data(), backing->size(), backing->page_size())) {
+    view.numa->placement = std::move(*placed);
+  }
   return MapResult{std::move(view), std::move(client_fd), report.id};
 }
 

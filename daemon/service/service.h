@@ -305,7 +305,9 @@ class Service {
   [[nodiscard]] SResult<uint64_t> DestroyContainer(const Caller& caller, ContainerId container);
 
   // --- DMA ------------------------------------------------------------------
-  [[nodiscard]] SResult<MapResult> Alloc(const Caller& caller, const AllocRequest& request,
+  /// Allocates and maps vfiod's own memory. Without request.numa_node, on
+  /// the node of the container's devices (DevicesNode), preferred, not bound.
+  [[nodiscard]] SResult<MapResult> Alloc(const Caller& caller, AllocRequest request,
                                          const ProgressFn& progress);
   /// Maps a registered region's or a client fd's memory. kBadFd: the fd
   /// cannot be adopted (AdoptClientFd's errors).
@@ -510,6 +512,11 @@ class Service {
   /// Empties the tables (sessions, detached ones, regions, containers) and
   /// returns the live containers, for Shutdown and HandOver to let go of.
   std::vector<ContainerSlot> TakeEverything();
+  /// The NUMA node every device of the container's groups sits on (sysfs
+  /// numa_node), when they share one and it is online; else -1 (no such
+  /// container, devices on several nodes or none, a one-node kernel). Reads
+  /// sysfs off mu_.
+  [[nodiscard]] int DevicesNode(ContainerId container) const;
   /// Tears down a container already removed from containers_ (takes its
   /// mutex, so waits for work in progress); forgets its mappings and groups.
   /// Groups a device fd was handed out of stay held as lingering until a

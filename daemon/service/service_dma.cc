@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <set>
 
 #include "dma/engine.h"
+#include "dma/numa.h"
 #include "service/managed_container.h"
 #include "service/service.h"
 
@@ -115,12 +117,47 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
   return outcome;
 }
 
-SResult<MapResult> Service::Alloc(const Caller& caller, const AllocRequest& request,
+SResult<MapResult> Service::Alloc(const Caller& caller, AllocRequest request,
                                   const ProgressFn& progress) {
   VFIOD_TRY(CheckSize("dma.alloc", request.size));
+  if (!request.numa_node) {
+    request.numa_node = DevicesNode(request.container);
+    request.numa_source = *request.numa_node >= 0 ? "device" : "none";
+  } else if (*request.numa_node < 0) {
+    request.numa_source = "none";
+  } else if (auto online = dma::CheckNodeOnline(*request.numa_node); !online) {
+    return Refuse(ErrorKind::kInvalidParams, EINVAL, "dma.alloc",
+                  "numa_node: " + online.error().detail);
+  }
   ProgressFn watched = WatchSession(caller, request.name, progress);
   return RunMap(caller, request.container, request.size, request.name,
                 [&](ManagedContainer& c) { return c.Alloc(request, watched); });
+}
+
+int Service::DevicesNode(ContainerId container) const {
+  std::vector<int> groups;
+  {
+    std::lock_guard lock(mu_);
+    auto it = containers_.find(container);
+    if (it == containers_.end() || !it->second.managed) {
+      return -1;
+    }
+    groups = it->second.managed->groups();
+  }
+  std::set<int> nodes;
+  for (int group : groups) {
+    for (const vfio::GroupMember& member : sysfs_.GroupMembers(group)) {
+      auto dev = sysfs_.Get(member.name);
+      nodes.insert(dev ? dev->numa_node : -1);
+    }
+  }
+  if (nodes.size() != 1 || *nodes.begin() < 0) {
+    return -1;
+  }
+  // A node the kernel does not have (a model's sysfs, a stale attribute)
+  // is no preference, not an error: the client asked for none.
+  const int node = *nodes.begin();
+  return dma::CheckNodeOnline(node) ? node : -1;
 }
 
 SResult<MapResult> Service::MapFd(const Caller& caller, MapFdRequest request,

@@ -13,6 +13,7 @@
 
 #include "dma/contiguity.h"
 #include "dma/huge_share.h"
+#include "dma/numa.h"
 #include "kernel/vfio_api.h"
 #include "proto/backing.h"
 #include "proto/unique_fd.h"
@@ -114,6 +115,15 @@ struct SegmentView {
 /// A mapping as a client sees it. The service keeps only a small record per
 /// mapping and builds this on demand: the summary fields (id to mmio_no_pin)
 /// always, chunks/ioctls/segments/contiguity only where documented.
+/// Where a mapping's memory was asked to be and where it is (dma.alloc).
+struct NumaView {
+  int policy = -1;     ///< the node vfiod asked the kernel for; -1: none
+  std::string source;  ///< "request", "device" (the devices' node) or "none"
+  /// Where the pages are, read back after the allocation (move_pages(2));
+  /// empty when the kernel could not say (no NUMA support).
+  dma::NodePlacement placement;
+};
+
 struct MappingView {
   MappingId id = 0;
   ContainerId container = 0;
@@ -132,6 +142,7 @@ struct MappingView {
   std::vector<SegmentView> segments;
   std::optional<dma::ContiguityReport> contiguity;  ///< dma.info only
   std::optional<dma::HugeShare> huge;               ///< map replies with "require": "thp" only
+  std::optional<NumaView> numa;                     ///< dma.alloc replies only
 };
 
 /// Where to put a mapping in IOVA space; unset fields leave vfiod free.
@@ -146,9 +157,12 @@ struct AllocRequest {
   uint64_t size = 0;
   wire::Backing backing = wire::Backing::k4K;  ///< one of the first four (not memfd, bar)
   Placement placement;
+  /// The node to allocate on; -1: anywhere; unset: the node of the
+  /// container's devices when they share one (Service::Alloc fills it in).
   std::optional<int> numa_node;
-  std::string name;           ///< non-empty: the mapping outlives the session
-  bool require_huge = false;  ///< "require": "thp": all in folios of 2 MiB or more
+  std::string numa_source = "request";  ///< NumaView::source of numa_node
+  std::string name;                     ///< non-empty: the mapping outlives the session
+  bool require_huge = false;            ///< "require": "thp": all in folios of 2 MiB or more
 };
 
 /// A client memory region: a memfd / hugetlbfs file the session registered

@@ -4,6 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <linux/capability.h>
+#include <linux/mempolicy.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -91,6 +92,84 @@ TEST_F(FakeSysfs, BindCallsMbindWhenThereAreSeveralNodes) {
     EXPECT_EQ(second.error().code, EINVAL);
     EXPECT_EQ(second.error().op, "mbind");
   }
+}
+
+// The calling thread's policy mode, from get_mempolicy(2).
+int ThreadPolicyMode() {
+  int mode = -1;
+  unsigned long mask[16] = {};
+  if (::syscall(SYS_get_mempolicy, &mode, mask, sizeof(mask) * 8, nullptr, 0UL) != 0) {
+    return -1;
+  }
+  return mode;
+}
+
+TEST_F(FakeSysfs, ThreadPolicyHoldsForItsLifeAndIsUndoneAfter) {
+  Write("online", "0-1\n");
+  ASSERT_EQ(ThreadPolicyMode(), MPOL_DEFAULT);
+  {
+    auto placed = ThreadNodePolicy::Apply({.node = 0, .strict = true}, dir_);
+    ASSERT_TRUE(placed) << placed.error().message();
+    EXPECT_EQ(ThreadPolicyMode(), MPOL_BIND);
+    ThreadNodePolicy moved = std::move(*placed);  // the moved-from object undoes nothing
+  }
+  EXPECT_EQ(ThreadPolicyMode(), MPOL_DEFAULT);
+  {
+    auto preferred = ThreadNodePolicy::Apply({.node = 0}, dir_);
+    ASSERT_TRUE(preferred);
+    EXPECT_EQ(ThreadPolicyMode(), MPOL_PREFERRED);
+  }
+  EXPECT_EQ(ThreadPolicyMode(), MPOL_DEFAULT);
+  // No node, or the only node: nothing to set.
+  Write("online", "0\n");
+  {
+    auto none = ThreadNodePolicy::Apply({.node = 0, .strict = true}, dir_);
+    ASSERT_TRUE(none);
+    EXPECT_EQ(ThreadPolicyMode(), MPOL_DEFAULT);
+  }
+  auto offline = ThreadNodePolicy::Apply({.node = 2}, dir_);
+  ASSERT_FALSE(offline);
+  EXPECT_EQ(offline.error().code, EINVAL);
+  EXPECT_THAT(offline.error().detail, HasSubstr("online: 0"));
+}
+
+TEST(NodesOfTest, CountsPresentPagesPerNodeAndAbsentOnesApart) {
+  constexpr uint64_t kPages = 8;
+  MappedMemory memory(
+      ::mmap(nullptr, kPages * k4KiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+      kPages * k4KiB);
+  auto* bytes = static_cast<volatile char*>(memory.addr());
+  for (uint64_t page = 0; page < kPages / 2; ++page) {
+    bytes[page * k4KiB] = 1;  // the first half present, the rest never touched
+  }
+  auto placed = NodesOf(memory.addr(), kPages * k4KiB, k4KiB);
+  ASSERT_TRUE(placed) << placed.error().message();
+  EXPECT_EQ(placed->bytes.at(-1), kPages / 2 * k4KiB);
+  uint64_t on_nodes = 0;
+  for (const auto& [node, count] : placed->bytes) {
+    on_nodes += node >= 0 ? count : 0;
+  }
+  EXPECT_EQ(on_nodes, kPages / 2 * k4KiB);
+  EXPECT_EQ(placed->node(), -1);  // not all present
+  for (uint64_t page = kPages / 2; page < kPages; ++page) {
+    bytes[page * k4KiB] = 1;
+  }
+  placed = NodesOf(memory.addr(), kPages * k4KiB, k4KiB);
+  ASSERT_TRUE(placed);
+  ASSERT_EQ(placed->bytes.size(), 1U);
+  EXPECT_GE(placed->node(), 0);
+  EXPECT_EQ(placed->bytes.at(placed->node()), kPages * k4KiB);
+}
+
+TEST(NodesOfTest, RefusesRangesThatAreNotWholePages) {
+  MappedMemory memory(
+      ::mmap(nullptr, 2 * k4KiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+      2 * k4KiB);
+  auto* base = static_cast<char*>(memory.addr());
+  EXPECT_EQ(NodesOf(base + 1, k4KiB, k4KiB).error().code, EINVAL);
+  EXPECT_EQ(NodesOf(base, k4KiB + 1, k4KiB).error().code, EINVAL);
+  EXPECT_EQ(NodesOf(base, 2 * k4KiB, 3 * k4KiB).error().code, EINVAL);
+  EXPECT_EQ(NodesOf(base, 2 * k4KiB, 2048).error().code, EINVAL);
 }
 
 TEST(NumaBackingTest, BackingOnNodeZeroRecordsTheNode) {

@@ -120,6 +120,17 @@ bind_devices() {
   NVME=$(find_class 0x010802) || setup_fail "no NVMe controller (class 010802)"
   NONVIABLE=0000:00:1f.3
   for bdf in "$EDU" "$IVSHMEM" "$NVME" "$NONVIABLE"; do bind_vfio "$bdf"; done
+  # VFIOD_VM_NUMA's second edu, behind node 1's expander bridge (a bus of its
+  # own, so it sorts after every device of bus 0).
+  EDU_NODE1=""
+  for d in /sys/bus/pci/devices/*; do
+    if [ "$(cat "$d/vendor")" = 0x1234 ] && [ "$(cat "$d/device")" = 0x11e8 ] &&
+      [ "$(basename "$d")" != "$EDU" ]; then
+      EDU_NODE1=$(basename "$d")
+      bind_vfio "$EDU_NODE1"
+      log "second edu $EDU_NODE1 on NUMA node $(cat "$d/numa_node")"
+    fi
+  done
   # The group of 00:1f.3 is non-viable only while another function of it
   # keeps a kernel driver: lpc_ich holds 00:1f.0.
   lpc=$(basename "$(readlink /sys/bus/pci/devices/0000:00:1f.0/driver)" 2>/dev/null)
@@ -142,7 +153,7 @@ run_command() {
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     TERM=dumb LANG=C.UTF-8 HOME="$home" \
     VFIOD_IN_VM=1 VFIOD_EDU_BDF="$EDU" VFIOD_IVSHMEM_BDF="$IVSHMEM" \
-    VFIOD_NVME_BDF="$NVME" VFIOD_NONVIABLE_BDF="$NONVIABLE"
+    VFIOD_NVME_BDF="$NVME" VFIOD_NONVIABLE_BDF="$NONVIABLE" VFIOD_EDU_NODE1_BDF="$EDU_NODE1"
   if [ -n "$AS_USER" ]; then
     set -- "$@" /usr/bin/setpriv --reuid="$AS_USER" --regid="$AS_USER" --clear-groups
   fi

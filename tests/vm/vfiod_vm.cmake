@@ -23,15 +23,16 @@ set(VFIOD_VM_KERNELS lts newest CACHE STRING
     "Guest kernels every VM test runs on (lts, newest)")
 
 # vfiod_vm_test(NAME [AS_USER uid] [TIMEOUT seconds] [HOST] [KERNELS k...]
-#               COMMAND cmd args...)
+#               [ENV NAME=VALUE...] COMMAND cmd args...)
 # Runs cmd in the guest through vm_run.sh as a ctest test per kernel of
 # KERNELS (default VFIOD_VM_KERNELS); exit 77 = no VM on this machine =
 # skipped. HOST: cmd runs on the host and boots the guest itself through
 # vm_run.sh (it sees VFIOD_VM_KERNEL in its environment); AS_USER is then
 # meaningless. KERNELS narrows a test to some kernels (a long benchmark-like
-# run on one kernel only).
+# run on one kernel only). ENV: more environment for vm_run.sh (on the host,
+# e.g. VFIOD_VM_NUMA=1 for the two-node guest).
 function(vfiod_vm_test name)
-  cmake_parse_arguments(V "HOST" "AS_USER;TIMEOUT" "COMMAND;KERNELS" ${ARGN})
+  cmake_parse_arguments(V "HOST" "AS_USER;TIMEOUT" "COMMAND;KERNELS;ENV" ${ARGN})
   if(NOT V_COMMAND)
     message(FATAL_ERROR "vfiod_vm_test(${name}): COMMAND is required")
   endif()
@@ -60,27 +61,31 @@ function(vfiod_vm_test name)
       set(test ${name}_${kernel})
     endif()
     add_test(NAME ${test} COMMAND ${command})
-    vfiod_vm_test_properties(${test} ${ctest_timeout} KERNEL ${kernel})
+    vfiod_vm_test_properties(${test} ${ctest_timeout} KERNEL ${kernel} ENV ${V_ENV})
   endforeach()
 endfunction()
 
-# vfiod_vm_test_properties(NAME TIMEOUT [KERNEL lts|newest]): the properties
+# vfiod_vm_test_properties(NAME TIMEOUT [KERNEL lts|newest] [ENV NAME=VALUE...]): the properties
 # every test that boots the guest shares (labels, kernel, lock), for a test
 # that calls vm_run.sh in its own way. KERNEL defaults to lts; register a
 # twin with KERNEL newest yourself (or use vfiod_vm_test(... HOST ...)).
 function(vfiod_vm_test_properties name timeout)
-  cmake_parse_arguments(P "" "KERNEL" "" ${ARGN})
+  cmake_parse_arguments(P "" "KERNEL" "ENV" ${ARGN})
   if(NOT P_KERNEL)
     set(P_KERNEL lts)
   endif()
   if(NOT P_KERNEL MATCHES "^(lts|newest)$")
     message(FATAL_ERROR "vfiod_vm_test_properties(${name}): KERNEL is lts or newest")
   endif()
+  set(env "")
+  foreach(e IN LISTS P_ENV)
+    string(APPEND env ";${e}")
+  endforeach()
   set_tests_properties(${name} PROPERTIES
     LABELS "vm;vm-${P_KERNEL}"
     SKIP_RETURN_CODE 77
     TIMEOUT ${timeout}
     PROCESSORS 2
     RESOURCE_LOCK vfiod_vm
-    ENVIRONMENT "VFIOD_VM_CACHE=${VFIOD_VM_CACHE_DIR};VFIOD_VM_KERNEL=${P_KERNEL}")
+    ENVIRONMENT "VFIOD_VM_CACHE=${VFIOD_VM_CACHE_DIR};VFIOD_VM_KERNEL=${P_KERNEL}${env}")
 endfunction()

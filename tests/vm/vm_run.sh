@@ -140,6 +140,24 @@ qemu_args=(
   -chardev file,id=err,path="$(qesc "$run/stderr")",append=on -serial chardev:err
   -kernel "$kernel" -initrd "$initrd"
 )
+# VFIOD_VM_NUMA=1: two NUMA nodes (one vCPU and half the memory each) and a
+# second edu behind a PCIe expander bridge of node 1, so the guest's sysfs
+# gives that device numa_node 1 (guest_init.sh exports it as
+# VFIOD_EDU_NODE1_BDF). Off by default: every other test sees one node.
+if [[ ${VFIOD_VM_NUMA:-0} == 1 ]]; then
+  mem=${VFIOD_VM_MEM:-4G}
+  [[ $mem =~ ^([0-9]+)G$ && $(( ${BASH_REMATCH[1]} % 2 )) -eq 0 ]] ||
+    { echo "vm_run: VFIOD_VM_NUMA needs VFIOD_VM_MEM in even GiB, not '$mem'" >&2; exit 2; }
+  half=$(( ${BASH_REMATCH[1]} / 2 ))G
+  # shellcheck disable=SC2054
+  qemu_args+=(
+    -object memory-backend-ram,id=node0mem,size="$half" -numa node,nodeid=0,cpus=0,memdev=node0mem
+    -object memory-backend-ram,id=node1mem,size="$half" -numa node,nodeid=1,cpus=1,memdev=node1mem
+    -device pxb-pcie,id=pxb1,bus_nr=128,numa_node=1,bus=pcie.0
+    -device pcie-root-port,id=pxb1rp,bus=pxb1,chassis=41,slot=0
+    -device edu,bus=pxb1rp
+  )
+fi
 if [[ -n $project ]]; then
   qemu_args+=(-virtfs "local,path=$(qesc "$project"),mount_tag=project,security_model=none,readonly=on,multidevs=remap")
 fi
