@@ -127,6 +127,13 @@ int Run(const Options& o) {
   std::printf("    BAR0 mapped; ident 0x%08x, liveness(0x12345678) -> 0x%08x\n", edu.Ident(),
               edu.Liveness(0x12345678));
 
+  Step("enable bus mastering (PCI command register, via the VFIO config region)");
+  OrDie(edu.EnableBusMaster());
+  const char* irq = client::IrqIndexName(o.irq);
+  std::printf("==> route edu's %s to an eventfd (the client library's irq section)\n", irq);
+  PrintIrqInfo(edu);
+  OrDie(edu.EnableIrq(o.irq));
+
   Step("allocate DMA memory in vfiod, below edu's 28-bit DMA limit");
   client::Response alloc = CallOrDie(c, "dma.alloc",
                                      json{{"container", container},
@@ -142,13 +149,6 @@ int Run(const Options& o) {
               static_cast<unsigned long long>(mapping), static_cast<unsigned long long>(o.size),
               o.backing.c_str(), static_cast<unsigned long long>(iova), alloc.fds[0].get());
   MappedMemory ram = OrDie(MappedMemory::Map(alloc.fds[0].get(), o.size, 0));
-
-  Step("enable bus mastering (PCI command register, via the VFIO config region)");
-  OrDie(edu.EnableBusMaster());
-  const char* irq = client::IrqIndexName(o.irq);
-  std::printf("==> route edu's %s to an eventfd (the client library's irq section)\n", irq);
-  PrintIrqInfo(edu);
-  OrDie(edu.EnableIrq(o.irq));
 
   std::printf("==> DMA round trip: RAM -> device buffer -> RAM, completion signalled by %s\n", irq);
   const uint64_t back = o.size / 2;  // the copy comes back into the second half

@@ -140,8 +140,10 @@ int Run(const Options& o) {
   const char* irq = client::IrqIndexName(o.irq);
   std::printf("==> enable the controller; its admin completions signal %s\n", irq);
   OrDie(nvme.EnableBusMaster());
-  OrDie(nvme.Enable(iova + kSq, iova + kCq, kTimeout));
+  // The interrupt first: QEMU's controller ties the admin queue to MSI-X
+  // vector 0 when it is enabled, and only if MSI-X is on by then.
   OrDie(nvme.EnableIrq(o.irq));
+  OrDie(nvme.Enable(iova + kSq, iova + kCq, kTimeout));
   std::printf("    %s: %u vectors offered, vector 0 on eventfd %d\n", irq, nvme.irq().info().count,
               nvme.irq().eventfd(0));
 

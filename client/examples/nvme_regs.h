@@ -61,7 +61,10 @@ class NvmeController {
   [[nodiscard]] Result<void> Disable(std::chrono::milliseconds timeout);
 
   /// Routes the controller's interrupt (vector 0 of `index`, MSI-X or INTx)
-  /// to an eventfd. Errors: client::IrqSet::Enable's.
+  /// to an eventfd. Call it before Enable: QEMU's NVMe (7.2) binds the admin
+  /// completion queue to its MSI-X vector when the controller is enabled,
+  /// only if MSI-X is on at that moment (else the vector never fires).
+  /// Errors: client::IrqSet::Enable's.
   [[nodiscard]] Result<void> EnableIrq(client::IrqIndex index);
   /// The interrupt set (for TryConsume / Wait); empty until EnableIrq.
   [[nodiscard]] client::IrqSet& irq() { return irq_; }
