@@ -62,7 +62,8 @@ TEST(EduDmaExampleVm, RoundTripsWithMsiAndIntxAsNobody) {
   EXPECT_TRUE(Has(intx, "named container 'demo'")) << intx.out;
   // edu has no MSI-X: refused by the library from what the kernel reports.
   RunResult msix = vfioctl_test::Run(
-      EDU_DMA_BINARY, {"--socket", daemon.socket(), "--bdf", edu, "--irq", "msix"}, nobody);
+      EDU_DMA_BINARY,
+      {"--socket", daemon.socket(), "--bdf", edu, "--container", "demo", "--irq", "msix"}, nobody);
   EXPECT_EQ(msix.exit, 1) << msix.Describe();
   EXPECT_TRUE(Has(msix, "offers 0 MSI-X vectors")) << msix.Describe();
 }
