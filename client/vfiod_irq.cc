@@ -5,6 +5,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -178,7 +179,8 @@ Result<uint64_t> IrqSet::TryConsume(uint32_t vector) {
 Result<uint64_t> IrqSet::Wait(uint32_t vector, std::chrono::milliseconds timeout) {
   using Clock = std::chrono::steady_clock;
   const int fd = VFIOD_TRY(VectorFd(vector, "wait for IRQ"));
-  const bool forever = timeout.count() < 0;
+  constexpr auto kLongest = std::chrono::hours(24 * 365);  // longer: no limit (no overflow)
+  const bool forever = timeout.count() < 0 || timeout > kLongest;
   const Clock::time_point deadline = Clock::now() + (forever ? Clock::duration{} : timeout);
   for (;;) {
     int wait_ms = -1;

@@ -102,9 +102,9 @@ class IrqSet {
   /// EINVAL: no such vector (or the set is disabled); read's errno.
   [[nodiscard]] Result<uint64_t> TryConsume(uint32_t vector);
 
-  /// Waits up to `timeout` (negative: without limit) for `vector` to fire,
-  /// then consumes it as TryConsume. A signal interrupting the wait does not
-  /// end it early, nor stretch it past `timeout`. Errors: ETIMEDOUT: nothing
+  /// Waits up to `timeout` (negative, or above a year: without limit) for
+  /// `vector` to fire, then consumes it as TryConsume. A signal interrupting
+  /// the wait does not end it early, nor stretch it past `timeout`. Errors: ETIMEDOUT: nothing
   /// arrived in time; EINVAL: no such vector; poll's or read's errno.
   [[nodiscard]] Result<uint64_t> Wait(uint32_t vector, std::chrono::milliseconds timeout);
 

@@ -65,8 +65,10 @@ class FakeDevice : public IrqOs {
     std::memcpy(&call.head, arg, sizeof(call.head));
     const size_t n = (call.head.argsz - sizeof(vfio_irq_set)) / sizeof(int32_t);
     call.fds.resize(n);
-    std::memcpy(call.fds.data(), static_cast<uint8_t*>(arg) + sizeof(vfio_irq_set),
-                n * sizeof(int32_t));
+    if (n != 0) {
+      std::memcpy(call.fds.data(), static_cast<uint8_t*>(arg) + sizeof(vfio_irq_set),
+                  n * sizeof(int32_t));
+    }
     for (int32_t efd : call.fds) {
       call.fds_open = call.fds_open && ::fcntl(efd, F_GETFD) >= 0;
     }
@@ -224,6 +226,8 @@ TEST(ClientIrq, WaitReturnsWhatFiredAndTimesOutOtherwise) {
   EXPECT_EQ(set->Wait(0, milliseconds(0)).value_or(0), 1u);
   Fire(*set, 0, 2);
   EXPECT_EQ(set->Wait(0, milliseconds(-1)).value_or(0), 2u);  // no limit
+  Fire(*set, 0);
+  EXPECT_EQ(set->Wait(0, milliseconds::max()).value_or(0), 1u);  // no overflow either
   EXPECT_EQ(set->Wait(1, milliseconds(0)).error().code, EINVAL);
 }
 
