@@ -141,10 +141,28 @@ IrqSet& IrqSet::operator=(IrqSet&& other) noexcept {
 }
 
 IrqSet::~IrqSet() {
-  auto disabled = Disable();
-  if (!disabled) {
-    (void)std::fprintf(stderr, "vfiod client: %s\n", disabled.error().message().c_str());
+  const int err = DisableNow();
+  if (err != 0) {
+    (void)std::fprintf(stderr, "vfiod client: VFIO_DEVICE_SET_IRQS: disable %s: %s\n",
+                       IrqIndexName(index_), std::strerror(err));
   }
+}
+
+int IrqSet::DisableNow() noexcept {
+  if (eventfds_.empty()) {
+    return 0;
+  }
+  vfio_irq_set off{};  // no data: no allocation, so this cannot throw
+  off.argsz = sizeof(off);
+  off.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
+  off.index = static_cast<uint32_t>(index_);
+  off.start = 0;
+  off.count = 0;
+  if (os_->Ioctl(device_fd_, VFIO_DEVICE_SET_IRQS, &off) < 0) {
+    return errno;  // the kernel may still signal them: the eventfds stay open
+  }
+  eventfds_.clear();  // the kernel let go of them: now they may close
+  return 0;
 }
 
 int IrqSet::eventfd(uint32_t vector) const {
@@ -217,12 +235,10 @@ Result<void> IrqSet::Unmask(uint32_t vector) {
 }
 
 Result<void> IrqSet::Disable() {
-  if (eventfds_.empty()) {
-    return Ok();
+  const int err = DisableNow();
+  if (err != 0) {
+    return ErrnoError("VFIO_DEVICE_SET_IRQS", err, std::string("disable ") + IrqIndexName(index_));
   }
-  VFIOD_TRY(SetIrqs(*os_, device_fd_, index_, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
-                    0, 0, {}, std::string("disable ") + IrqIndexName(index_)));
-  eventfds_.clear();  // the kernel let go of them: now they may close
   return Ok();
 }
 

@@ -42,6 +42,11 @@ struct IrqInfo {
 /// name: it returns what the call returns and sets errno on failure.
 class IrqOs {
  public:
+  IrqOs() = default;
+  IrqOs(const IrqOs&) = delete;
+  IrqOs& operator=(const IrqOs&) = delete;
+  IrqOs(IrqOs&&) = delete;
+  IrqOs& operator=(IrqOs&&) = delete;
   virtual ~IrqOs() = default;
   virtual int Ioctl(int fd, unsigned long request, void* arg) = 0;
   virtual int Poll(pollfd* fds, nfds_t count, int timeout_ms) = 0;
@@ -130,6 +135,9 @@ class IrqSet {
         index_(info.index),
         info_(info),
         eventfds_(std::move(eventfds)) {}
+  /// Disable's work without building an error (the destructor's too): 0, or
+  /// the errno of SET_IRQS. Closes the eventfds only once the kernel let go.
+  int DisableNow() noexcept;
   /// The set's eventfd for `vector`, or EINVAL naming `op`.
   [[nodiscard]] Result<int> VectorFd(uint32_t vector, const char* op) const;
 
