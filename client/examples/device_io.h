@@ -5,7 +5,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
+#include <string>
 
+#include "client/vfiod_irq.h"
 #include "proto/result.h"
 
 namespace vfiod::examples {
@@ -51,5 +54,13 @@ inline constexpr uint16_t kPciBusMaster = 1u << 2;
 /// `config_offset` of the device fd. Errors: pread's / pwrite's errno (EIO
 /// for a short transfer).
 [[nodiscard]] Result<void> SetPciCommandBits(int device_fd, uint64_t config_offset, uint16_t bits);
+
+/// The examples' --irq names: "intx", "msi", "msix".
+inline const std::map<std::string, client::IrqIndex>& IrqNames() {
+  static const std::map<std::string, client::IrqIndex> names{{"intx", client::IrqIndex::kIntx},
+                                                             {"msi", client::IrqIndex::kMsi},
+                                                             {"msix", client::IrqIndex::kMsix}};
+  return names;
+}
 
 }  // namespace vfiod::examples

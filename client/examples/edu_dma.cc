@@ -18,7 +18,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
-#include <map>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -202,18 +201,16 @@ int main(int argc, char** argv) {
     app.add_option("--bytes", o.bytes, "bytes per transfer")
         ->check(CLI::Range(1u, vfiod::examples::kEduMaxTransfer))
         ->capture_default_str();
-    const std::map<std::string, vfiod::client::IrqIndex> irqs{
-        {"intx", vfiod::client::IrqIndex::kIntx},
-        {"msi", vfiod::client::IrqIndex::kMsi},
-        {"msix", vfiod::client::IrqIndex::kMsix}};
-    app.add_option("--irq", o.irq, "the interrupt that signals completion: msi, intx, msix")
-        ->transform(CLI::CheckedTransformer(irqs, CLI::ignore_case))
-        ->default_str("msi");
+    std::string irq = "msi";
+    app.add_option("--irq", irq, "the interrupt that signals completion: msi, intx, msix")
+        ->check(CLI::IsMember(vfiod::examples::IrqNames()))
+        ->capture_default_str();
     try {
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
       return app.exit(e);
     }
+    o.irq = vfiod::examples::IrqNames().at(irq);
     return vfiod::examples::Run(o);
   } catch (const std::exception& e) {
     // JSON access on a reply of an unexpected shape; the last line of defence.

@@ -19,7 +19,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
-#include <map>
 #include <string>
 #include <type_traits>
 
@@ -179,18 +178,16 @@ int main(int argc, char** argv) {
     app.add_option("--bdf", o.bdf, "the NVMe controller's PCI address")
         ->envname("VFIOD_NVME_BDF")
         ->required();
-    const std::map<std::string, vfiod::client::IrqIndex> irqs{
-        {"intx", vfiod::client::IrqIndex::kIntx},
-        {"msi", vfiod::client::IrqIndex::kMsi},
-        {"msix", vfiod::client::IrqIndex::kMsix}};
-    app.add_option("--irq", o.irq, "the interrupt that signals completion: msix, intx, msi")
-        ->transform(CLI::CheckedTransformer(irqs, CLI::ignore_case))
-        ->default_str("msix");
+    std::string irq = "msix";
+    app.add_option("--irq", irq, "the interrupt that signals completion: msix, intx, msi")
+        ->check(CLI::IsMember(vfiod::examples::IrqNames()))
+        ->capture_default_str();
     try {
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
       return app.exit(e);
     }
+    o.irq = vfiod::examples::IrqNames().at(irq);
     return vfiod::examples::Run(o);
   } catch (const std::exception& e) {
     // JSON access on a reply of an unexpected shape; the last line of defence.
