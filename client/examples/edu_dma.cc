@@ -3,12 +3,15 @@
 // It asks vfiod (running as root) for everything privileged: a VFIO container
 // holding the edu device's IOMMU group, the device fd, and DMA memory mapped
 // in the IOMMU below edu's 28-bit DMA limit. Then it drives the device itself
-// on that fd: BAR0 registers, bus mastering, MSI into an eventfd, and a DMA
-// round trip RAM -> device -> RAM whose bytes it checks. It needs no
-// privileges: run it as any user the daemon's policy lets use the device.
+// on that fd: BAR0 registers, bus mastering, its interrupt on an eventfd
+// (MSI or INTx, through the client library's irq section), and a DMA round
+// trip RAM -> device -> RAM whose bytes it checks. It needs no privileges:
+// run it as any user the daemon's policy lets use the device.
 //
-//   edu_dma --bdf 0000:00:01.0                  # own (unnamed) container
+//   edu_dma --bdf 0000:00:01.0                  # own (unnamed) container, MSI
 //   edu_dma --bdf 0000:00:01.0 --container demo  # a named container made by vfioctl
+//   edu_dma --bdf 0000:00:01.0 --irq intx        # INTx: acknowledged, then unmasked
+//   edu_dma --bdf 0000:00:01.0 --irq msix        # fails: edu has no MSI-X
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -20,6 +23,7 @@
 #include <type_traits>
 
 #include "client/vfiod_client.h"
+#include "client/vfiod_irq.h"
 #include "edu_regs.h"
 #include "proto/backing.h"
 
@@ -35,6 +39,7 @@ struct Options {
   std::string backing{wire::BackingName(wire::Backing::kHugetlb2M)};
   uint64_t size = 2 << 20;
   uint32_t bytes = 2048;
+  client::IrqIndex irq = client::IrqIndex::kMsi;
 };
 
 void Step(const char* what) { std::printf("==> %s\n", what); }
@@ -85,6 +90,17 @@ uint64_t GetContainer(client::Client& c, const Options& o) {
   return r["container"].get<uint64_t>();
 }
 
+// What the device offers at each index (VFIO_DEVICE_GET_IRQ_INFO).
+void PrintIrqInfo(const EduDevice& edu) {
+  std::printf("    IRQ vectors:");
+  for (auto index : {client::IrqIndex::kIntx, client::IrqIndex::kMsi, client::IrqIndex::kMsix}) {
+    auto info = edu.IrqInfo(index);
+    std::printf(" %s %s", client::IrqIndexName(index),
+                info ? std::to_string(info->count).c_str() : "?");
+  }
+  std::printf("\n");
+}
+
 int Run(const Options& o) {
   Step("connect to vfiod");
   auto connected = client::Client::Connect(o.socket);
@@ -110,6 +126,13 @@ int Run(const Options& o) {
   std::printf("    BAR0 mapped; ident 0x%08x, liveness(0x12345678) -> 0x%08x\n", edu.Ident(),
               edu.Liveness(0x12345678));
 
+  Step("enable bus mastering (PCI command register, via the VFIO config region)");
+  OrDie(edu.EnableBusMaster());
+  const char* irq = client::IrqIndexName(o.irq);
+  std::printf("==> route edu's %s to an eventfd (the client library's irq section)\n", irq);
+  PrintIrqInfo(edu);
+  OrDie(edu.EnableIrq(o.irq));
+
   Step("allocate DMA memory in vfiod, below edu's 28-bit DMA limit");
   client::Response alloc = CallOrDie(c, "dma.alloc",
                                      json{{"container", container},
@@ -126,12 +149,7 @@ int Run(const Options& o) {
               o.backing.c_str(), static_cast<unsigned long long>(iova), alloc.fds[0].get());
   MappedMemory ram = OrDie(MappedMemory::Map(alloc.fds[0].get(), o.size, 0));
 
-  Step("enable bus mastering (PCI command register, via the VFIO config region)");
-  OrDie(edu.EnableBusMaster());
-  Step("route edu's MSI to an eventfd (VFIO_DEVICE_SET_IRQS on our device fd)");
-  OrDie(edu.EnableMsi());
-
-  Step("DMA round trip: RAM -> device buffer -> RAM, completion signalled by MSI");
+  std::printf("==> DMA round trip: RAM -> device buffer -> RAM, completion signalled by %s\n", irq);
   const uint64_t back = o.size / 2;  // the copy comes back into the second half
   for (uint32_t i = 0; i < o.bytes; ++i) {
     ram.data()[i] = static_cast<uint8_t>(i * 7 + 3);
@@ -139,20 +157,20 @@ int Run(const Options& o) {
   std::memset(ram.data() + back, 0, o.bytes);
   auto timeout = std::chrono::seconds(10);
   OrDie(edu.Dma(Direction::kToDevice, iova, o.bytes, timeout));
-  std::printf("    %u bytes IOVA 0x%llx -> device: done (MSI)\n", o.bytes,
-              static_cast<unsigned long long>(iova));
+  std::printf("    %u bytes IOVA 0x%llx -> device: done (%s)\n", o.bytes,
+              static_cast<unsigned long long>(iova), irq);
   const uint64_t back_iova = iova + back;
   OrDie(edu.Dma(Direction::kFromDevice, back_iova, o.bytes, timeout));
-  std::printf("    %u bytes device -> IOVA 0x%llx: done (MSI)\n", o.bytes,
-              static_cast<unsigned long long>(back_iova));
+  std::printf("    %u bytes device -> IOVA 0x%llx: done (%s)\n", o.bytes,
+              static_cast<unsigned long long>(back_iova), irq);
   if (std::memcmp(ram.data(), ram.data() + back, o.bytes) != 0) {
     Die("the bytes that came back differ from the bytes sent");
   }
-  std::printf("    all %u bytes match; %llu interrupts received\n", o.bytes,
-              static_cast<unsigned long long>(edu.interrupts()));
+  std::printf("    all %u bytes match; %llu %s interrupts received\n", o.bytes,
+              static_cast<unsigned long long>(edu.interrupts()), irq);
 
-  Step("clean up: MSI off, memory unmapped, mapping freed");
-  edu.DisableMsi();
+  std::printf("==> clean up: %s off, memory unmapped, mapping freed\n", irq);
+  OrDie(edu.DisableIrq());
   json freed = CallOrDie(c, "dma.free", json{{"mapping", mapping}}).result;
   std::printf("    vfiod unmapped %s bytes\n", freed["unmapped_bytes"].dump().c_str());
   std::printf("edu_dma: OK\n");
@@ -183,11 +201,16 @@ int main(int argc, char** argv) {
     app.add_option("--bytes", o.bytes, "bytes per transfer")
         ->check(CLI::Range(1u, vfiod::examples::kEduMaxTransfer))
         ->capture_default_str();
+    std::string irq = "msi";
+    app.add_option("--irq", irq, "the interrupt that signals completion: msi, intx, msix")
+        ->check(CLI::IsMember(vfiod::examples::IrqNames()))
+        ->capture_default_str();
     try {
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
       return app.exit(e);
     }
+    o.irq = vfiod::examples::IrqNames().at(irq);
     return vfiod::examples::Run(o);
   } catch (const std::exception& e) {
     // JSON access on a reply of an unexpected shape; the last line of defence.

@@ -1,13 +1,17 @@
 // What a user-space driver needs once vfiod has handed it a VFIO device fd:
-// the BAR0 mapping, config space access, and MSI through an eventfd. All of
-// it is plain VFIO on the driver's own fd (no daemon involved), which is why
-// this example includes <linux/vfio.h>: a client program may, the daemon's
-// layers other than kernel/ may not.
+// the BAR0 mapping, config space access, and its interrupt on an eventfd
+// (MSI or INTx, through the client library's irq section). All of it is
+// plain VFIO on the driver's own fd (no daemon involved), which is why this
+// example includes <linux/vfio.h>: a client program may, the daemon's layers
+// other than kernel/ may not.
 //
 // The edu device (QEMU, 1234:11e8): BAR0 is 1 MiB of registers; 0x00 ident,
 // 0x04 liveness (reads back ~value), 0x24 IRQ status, 0x64 IRQ acknowledge,
 // 0x80 DMA source, 0x88 DMA destination, 0x90 DMA count, 0x98 DMA command
 // (bit0 start/busy, bit1 direction 1 = device->RAM, bit2 interrupt when done).
+// Interrupts: 0x24 reads the pending causes (0x100: DMA done), writing them
+// to 0x64 acknowledges them. edu signals MSI when the guest enabled it, else
+// raises INTx, which stays asserted until acknowledged; it has no MSI-X.
 // Its buffer is at device address 0x40000, 4096 bytes; its DMA mask is 28 bits.
 #pragma once
 
@@ -15,33 +19,12 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "client/vfiod_irq.h"
+#include "device_io.h"
 #include "proto/result.h"
 #include "proto/unique_fd.h"
 
 namespace vfiod::examples {
-
-/// An mmap'd range, unmapped on destruction.
-class MappedMemory {
- public:
-  MappedMemory() = default;
-  MappedMemory(void* addr, size_t size) : addr_(addr), size_(size) {}
-  MappedMemory(MappedMemory&& other) noexcept;
-  MappedMemory& operator=(MappedMemory&& other) noexcept;
-  MappedMemory(const MappedMemory&) = delete;
-  MappedMemory& operator=(const MappedMemory&) = delete;
-  ~MappedMemory();
-
-  /// mmap(MAP_SHARED, read/write) of `size` bytes of `fd` at `offset`.
-  /// Errors: mmap's errno (EINVAL, ENOMEM, EACCES, ...).
-  [[nodiscard]] static Result<MappedMemory> Map(int fd, size_t size, uint64_t offset);
-
-  [[nodiscard]] uint8_t* data() const { return static_cast<uint8_t*>(addr_); }
-  [[nodiscard]] size_t size() const { return size_; }
-
- private:
-  void* addr_ = nullptr;
-  size_t size_ = 0;
-};
 
 inline constexpr uint64_t kEduBuffer = 0x40000;
 /// A transfer touching the buffer's last byte stops QEMU: stay below it.
@@ -65,28 +48,40 @@ class EduDevice {
   /// bit 2) through the VFIO config region. Errors: pread/pwrite errnos.
   [[nodiscard]] Result<void> EnableBusMaster();
 
-  /// Routes MSI vector 0 to a new eventfd (VFIO_DEVICE_SET_IRQS). Errors:
-  /// ENOTSUP (no MSI), the ioctl's errno.
-  [[nodiscard]] Result<void> EnableMsi();
-  /// Turns MSI off again (also done by the destructor).
-  void DisableMsi();
+  /// Routes vector 0 of `index` (MSI or INTx) to an eventfd, through the
+  /// client library's irq section. Errors: client::IrqSet::Enable's (EINVAL
+  /// for MSI-X, which edu lacks; EINVAL from the kernel when another index is
+  /// already on: call DisableIrq first).
+  [[nodiscard]] Result<void> EnableIrq(client::IrqIndex index);
+  /// Turns the interrupt off again (also done by the destructor). Errors:
+  /// client::IrqSet::Disable's.
+  [[nodiscard]] Result<void> DisableIrq() { return irq_.Disable(); }
+  /// What GET_IRQ_INFO says of `index` on this device.
+  [[nodiscard]] Result<client::IrqInfo> IrqInfo(client::IrqIndex index) const {
+    return client::GetIrqInfo(fd_.get(), index);
+  }
 
   /// Copies `len` bytes between IOVA `iova` and the device buffer, and waits
-  /// for the MSI that says it is done (then checks the status register and
-  /// acknowledges it). EINVAL: len is 0 or above kEduMaxTransfer, or MSI is
-  /// off; ETIMEDOUT: no interrupt within `timeout`; EIO: the interrupt came
-  /// but the device still reports the DMA busy.
+  /// for the interrupt that says it is done (then checks the DMA finished and
+  /// the cause is "DMA done", acknowledges it, and unmasks INTx). Before
+  /// starting, no interrupt may be pending: one would not be this DMA's.
+  /// EINVAL: len is 0 or above kEduMaxTransfer, or no interrupt is enabled;
+  /// ETIMEDOUT: no interrupt within `timeout`; EIO: an interrupt was pending
+  /// before the start, or the one that came finds the DMA still busy or
+  /// another cause.
   [[nodiscard]] Result<void> Dma(Direction dir, uint64_t iova, uint32_t len,
                                  std::chrono::milliseconds timeout);
 
-  /// How many MSIs the eventfd has counted so far.
+  /// How many interrupts the eventfd has counted so far.
   [[nodiscard]] uint64_t interrupts() const { return interrupts_; }
 
   EduDevice(const EduDevice&) = delete;
   EduDevice& operator=(const EduDevice&) = delete;
   EduDevice(EduDevice&&) noexcept = default;
-  EduDevice& operator=(EduDevice&&) noexcept = default;
-  ~EduDevice();
+  // No move assignment: it would close the device fd before the IRQ set
+  // that borrows it is disabled.
+  EduDevice& operator=(EduDevice&&) = delete;
+  ~EduDevice() = default;
 
  private:
   static constexpr uint32_t kIdent = 0x00;
@@ -103,15 +98,16 @@ class EduDevice {
   [[nodiscard]] uint32_t Read32(uint32_t reg) const;
   void Write32(uint32_t reg, uint32_t value) const;
   void Write64(uint32_t reg, uint64_t value) const;
-  [[nodiscard]] Result<void> WaitForMsi(std::chrono::milliseconds timeout);
+  /// Waits for the interrupt, acknowledges it in the device, unmasks it.
+  [[nodiscard]] Result<void> AwaitDmaIrq(std::chrono::milliseconds timeout);
 
-  // Teardown runs bottom-up: MSI is switched off (destructor body) while the
-  // device fd is open, the eventfd closes, BAR0 is unmapped, then the device
-  // fd closes.
+  // Teardown runs bottom-up: irq_ is disabled and its eventfds close while
+  // the device fd it borrows is open, BAR0 is unmapped, then the device fd
+  // closes.
   UniqueFd fd_;
   MappedMemory bar0_;
   uint64_t config_offset_ = 0;
-  UniqueFd msi_eventfd_;
+  client::IrqSet irq_;
   uint64_t interrupts_ = 0;
 };
 

@@ -1,6 +1,7 @@
 // vfioctl's exit codes (1 bad arguments, 2 daemon unreachable, 3 refused by
 // policy, 4 other daemon error, 5 timeout), each with one line on stderr; and
-// the VM runs: vfioctl and the edu_dma example as uid 65534 on the real kernel.
+// the VM run of vfioctl as uid 65534 on the real kernel (the example drivers'
+// is in examples_vm_test.cc).
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -151,7 +152,7 @@ TEST_F(VfioctlErrorsTest, OtherDaemonErrorsAre4) {
   EXPECT_EXIT_CODE(Ctl({"container", "create", kEdu}), 4);  // the group is in use
 }
 
-// --- in the test VM: the real kernel, vfioctl and edu_dma as uid 65534 ---------
+// --- in the test VM: the real kernel, vfioctl as uid 65534 ----------------------
 
 /// The VM's edu address, or nullptr (then the test skips).
 const char* VmEdu() { return itest::InVm() ? std::getenv("VFIOD_EDU_BDF") : nullptr; }
@@ -211,33 +212,6 @@ TEST(VfioctlVm, SessionAsNobodyOnTheRealKernel) {
   RunResult destroy = ctl({"--json", "container", "destroy", "vm"});
   EXPECT_EQ(destroy.exit, 0) << destroy.Describe();
   EXPECT_EQ(destroy.Json()["unmapped_bytes"], (64u + 4u) << 20);  // BAR and buffer
-}
-
-TEST(EduDmaExampleVm, RoundTripWithMsiAsNobody) {
-  const char* edu = VmEdu();
-  if (edu == nullptr || ::geteuid() != 0) {
-    GTEST_SKIP() << "runs as root inside the test VM (tests/vm/vm_run.sh)";
-  }
-  Daemon daemon(VmPolicy(edu), "1G");
-  RunOptions nobody = AsUid(kNobody);
-  // Its own container.
-  RunResult own =
-      vfioctl_test::Run(EDU_DMA_BINARY, {"--socket", daemon.socket(), "--bdf", edu}, nobody);
-  EXPECT_EQ(own.exit, 0) << own.Describe();
-  EXPECT_NE(own.out.find("all 2048 bytes match"), std::string::npos) << own.out;
-  // A named container made by vfioctl, 4K pages this time.
-  ASSERT_EQ(
-      Vfioctl({"--socket", daemon.socket(), "container", "create", edu, "--name", "demo"}, nobody)
-          .exit,
-      0);
-  RunResult named =
-      vfioctl_test::Run(EDU_DMA_BINARY,
-                        {"--socket", daemon.socket(), "--bdf", edu, "--container", "demo",
-                         "--backing", "4k", "--size", "64K", "--bytes", "4000"},
-                        nobody);
-  EXPECT_EQ(named.exit, 0) << named.Describe();
-  EXPECT_NE(named.out.find("all 4000 bytes match"), std::string::npos) << named.out;
-  EXPECT_NE(named.out.find("named container 'demo'"), std::string::npos) << named.out;
 }
 
 }  // namespace
