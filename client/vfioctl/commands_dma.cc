@@ -279,6 +279,9 @@ void PrintMappingInfo(std::ostream& out, const json& m) {
     for (const auto& [size, n] : Member(*c, "folios").items()) {
       folios += (folios.empty() ? "" : ", ") + size + ": " + Text(n);
     }
+    if (!folios.empty() && c->contains("folio_source")) {
+      folios += " (from " + Field(*c, "folio_source") + ")";
+    }
     PrintField(out, "folios", folios.empty() ? "-" : folios);
     if (c->contains("note")) {
       PrintField(out, "note", Field(*c, "note"));

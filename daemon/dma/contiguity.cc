@@ -9,6 +9,8 @@
 #include <map>
 #include <optional>
 
+#include "dma/huge_share.h"
+
 namespace vfiod::dma {
 namespace {
 
@@ -215,6 +217,7 @@ Result<void> ResolveFolios(PageInfoReader& reader, ContiguityScan* scan) {
       ContiguityReport& r = scan->report;
       r.folios_2m = r.folios_1g = r.folios_other = 0;
       r.folios_4k = r.pages - r.pages_not_present;
+      r.folio_source = "assumed";
       r.note = "kpageflags unreadable: folio sizes unknown, 4 KiB boundaries assumed";
       return Ok();
     }
@@ -252,6 +255,44 @@ Result<void> CheckArgs(uint64_t addr, uint64_t len, uint64_t folio_size) {
 
 }  // namespace
 
+namespace {
+
+// PFNs hidden: the folio counts from what needs no privilege (see
+// ScanContiguity), and a note saying what is missing and why.
+void DescribeHidden(PageInfoReader& reader, ContiguityScan* scan, uint64_t folio_size) {
+  ContiguityReport& r = scan->report;
+  constexpr const char* kHidden =
+      "physical addresses hidden (no CAP_SYS_ADMIN): no physical runs, virtual-only planning";
+  if (folio_size > kPage4K) {
+    r.note = fmt::format("{}, with {} folios from the backing", kHidden, SizeName(folio_size));
+    return;
+  }
+  r.folios_4k = r.pages;
+  if (folio_size == kPage4K) {
+    r.note = fmt::format("{}, with 4 KiB pages from the backing", kHidden);
+    return;
+  }
+  std::optional<uint64_t> huge;
+  if (auto smaps = reader.ReadSmaps()) {
+    if (auto counted = HugeBytesFromSmaps(*smaps, scan->addr, scan->len)) {
+      huge = *counted;
+    }
+  }
+  if (!huge) {
+    r.folio_source = "assumed";
+    r.note =
+        fmt::format("{}, 4 KiB boundaries assumed (smaps cannot count a part of a VMA)", kHidden);
+    return;
+  }
+  r.folio_source = "smaps";
+  r.folios_2m = *huge / kPage2M;
+  r.folios_4k = (scan->len - r.folios_2m * kPage2M) / kPage4K;
+  r.note = fmt::format("{}; folio sizes from smaps: {} of {} in PMD-mapped 2 MiB folios", kHidden,
+                       SizeName(r.folios_2m * kPage2M), SizeName(scan->len));
+}
+
+}  // namespace
+
 Result<ContiguityScan> ScanContiguity(PageInfoReader& reader, uint64_t addr, uint64_t len,
                                       uint64_t folio_size) {
   VFIOD_TRY(CheckArgs(addr, len, folio_size));
@@ -268,18 +309,13 @@ Result<ContiguityScan> ScanContiguity(PageInfoReader& reader, uint64_t addr, uin
   } else {
     VFIOD_TRY(ScanPages(reader, &scan, &hidden));
   }
+  if (folio_size != 0) {
+    scan.report.folio_source = "backing";
+  }
   if (hidden) {
     scan.runs.clear();
     scan.report.state = PhysState::kUnknown;
-    scan.report.folios_4k = folio_size == kPage4K || folio_size == 0 ? scan.report.pages : 0;
-    scan.report.note =
-        folio_size > kPage4K
-            ? fmt::format(
-                  "physical addresses hidden (no CAP_SYS_ADMIN): virtual-only planning "
-                  "with {} folios from the backing",
-                  SizeName(folio_size))
-            : "physical addresses hidden (no CAP_SYS_ADMIN): virtual-only planning, "
-              "4 KiB boundaries assumed";
+    DescribeHidden(reader, &scan, folio_size);
   } else if (folio_size == 0) {
     VFIOD_TRY(ResolveFolios(reader, &scan));
   }

@@ -105,7 +105,12 @@ struct ContiguityReport {
   uint64_t folios_2m = 0;  ///< large folios overlapping the range, by size
   uint64_t folios_1g = 0;
   uint64_t folios_other = 0;  ///< large folios of any other size (mTHP)
-  std::string note;           ///< why the state is degraded, what was assumed; empty if nothing
+  /// Where the folio counts come from: "kpageflags" (read per page),
+  /// "backing" (its page size, known for the whole range), "smaps" (PFNs
+  /// hidden: PMD-mapped bytes of the range's VMAs, positions unknown) or
+  /// "assumed" (nothing could say: 4 KiB boundaries assumed).
+  std::string folio_source = "kpageflags";
+  std::string note;  ///< why the state is degraded, what was assumed; empty if nothing
 };
 
 /// Result of ScanContiguity for [addr, addr+len).
@@ -125,8 +130,10 @@ struct ContiguityScan {
 /// read; otherwise pagemap is read in 64 KiB batches and kpageflags only for
 /// pages in runs of two or more pages (a large folio of which a single page is
 /// mapped here offers no superpage, so such a page counts as 4 KiB).
-/// When PFNs read as zero the scan degrades: no runs, folios only from a
-/// known `folio_size`, and report.state == kUnknown with a note.
+/// When PFNs read as zero (no CAP_SYS_ADMIN) the scan degrades: no runs,
+/// report.state == kUnknown with a note, and folio counts from what needs no
+/// privilege: a known `folio_size`, else the reader's smaps when the range
+/// is whole VMAs (counts only: `folios` stays empty), else 4 KiB assumed.
 /// EINVAL: len is 0, addr/len not 4 KiB aligned, not aligned to a known
 /// folio_size, folio_size not 0/4K/2M/1G, or the range wraps.
 /// Errors of the reader pass through (except kpageflags EACCES: degrades to

@@ -15,8 +15,23 @@ namespace {
 
 constexpr const char* kMapOp = "map DMA";
 
+// How little a folio source knows: the sum of several ranges reports the
+// least certain of its parts' sources.
+int Uncertainty(const std::string& folio_source) {
+  if (folio_source == "assumed") {
+    return 3;
+  }
+  if (folio_source == "smaps") {
+    return 2;
+  }
+  return folio_source == "backing" ? 1 : 0;
+}
+
 // Sums the reports of several ranges into one.
 void Accumulate(ContiguityReport& total, const ContiguityReport& part) {
+  if (Uncertainty(part.folio_source) > Uncertainty(total.folio_source)) {
+    total.folio_source = part.folio_source;
+  }
   if (part.state == PhysState::kUnknown) {
     total.state = PhysState::kUnknown;
   }
@@ -133,6 +148,7 @@ Result<ContiguityScan> DmaSpace::Scan(const Backing& backing, uint64_t vaddr, ui
     scan.report.state = PhysState::kUnknown;
     scan.report.pages = size / kPage4K;
     scan.report.note = "device MMIO: not scanned; a BAR is physically contiguous";
+    scan.report.folio_source = "backing";
     return scan;
   }
   return ScanContiguity(*reader_, vaddr, size, KnownFolioSize(backing, vaddr, size));

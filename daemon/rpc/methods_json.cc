@@ -190,7 +190,8 @@ json ContiguityJson(const dma::ContiguityReport& r) {
   json j = {{"state", r.state == dma::PhysState::kKnown ? "known" : "unknown"},
             {"runs", r.run_count},
             {"histogram", std::move(histogram)},
-            {"folios", {{"4K", r.folios_4k}, {"2M", r.folios_2m}, {"1G", r.folios_1g}}}};
+            {"folios", {{"4K", r.folios_4k}, {"2M", r.folios_2m}, {"1G", r.folios_1g}}},
+            {"folio_source", r.folio_source}};
   if (!r.note.empty()) {
     j["note"] = r.note;
   }

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <limits>
 #include <optional>
 #include <utility>
@@ -33,6 +34,14 @@ class FakeMemory : public PageInfoReader {
     Folio(pfn, pages, kind);
   }
   void HidePfns() { hide_pfns_ = true; }
+  /// What ReadSmaps returns (ENOSYS until set).
+  void SetSmaps(std::string text) { smaps_ = std::move(text); }
+  Result<std::string> ReadSmaps() override {
+    if (!smaps_) {
+      return Fail(ENOSYS, "smaps", "not offered");
+    }
+    return *smaps_;
+  }
   void DenyKpageflags() { deny_flags_ = true; }
 
   Result<void> ReadPagemap(uint64_t first_vpn, std::span<uint64_t> out) override {
@@ -61,6 +70,7 @@ class FakeMemory : public PageInfoReader {
   static constexpr uint64_t kMaxPfn = uint64_t{1} << 24;  // 64 GiB of frames
 
  private:
+  std::optional<std::string> smaps_;
   struct Range {
     uint64_t first;
     uint64_t count;
@@ -250,6 +260,49 @@ TEST(ScanContiguity, HiddenPfnsDegradeToVirtualOnlyPlanning) {
   EXPECT_EQ(huge.folios, folios);
   EXPECT_NE(huge.report.note.find("2 MiB"), std::string::npos);
   EXPECT_EQ(ChooseCongruence(huge, 0x40201000), (Congruence{kPage2M, kBase % kPage2M}));
+}
+
+// One VMA of smaps text: [start, start + size) with `pmd` bytes PMD-mapped shmem.
+std::string SmapsVma(uint64_t start, uint64_t size, uint64_t pmd) {
+  char head[128];
+  std::snprintf(head, sizeof head, "%llx-%llx rw-s 00000000 00:01 42 /memfd:vfiod-thp (deleted)\n",
+                static_cast<unsigned long long>(start),
+                static_cast<unsigned long long>(start + size));
+  return std::string(head) + "Size: " + std::to_string(size >> 10) +
+         " kB\nKernelPageSize: 4 kB\nAnonHugePages: 0 kB\nShmemPmdMapped: " +
+         std::to_string(pmd >> 10) +
+         " kB\nFilePmdMapped: 0 kB\nShared_Hugetlb: 0 kB\n"
+         "Private_Hugetlb: 0 kB\nVmFlags: rd wr sh mr mw me ms hg\n";
+}
+
+TEST(ScanContiguity, HiddenPfnsTakeFolioSizesFromSmapsForWholeVmas) {
+  FakeMemory mem;
+  mem.Map(kBase, 0x10000, 4 * kPagesPer2M);
+  mem.HidePfns();
+  mem.SetSmaps(SmapsVma(kBase, 4 * kPage2M, 3 * kPage2M));
+  ContiguityScan whole = Scan(mem, kBase, 4 * kPage2M);
+  EXPECT_EQ(whole.report.state, PhysState::kUnknown);
+  EXPECT_TRUE(whole.runs.empty());
+  EXPECT_EQ(whole.report.folio_source, "smaps");
+  EXPECT_EQ(whole.report.folios_2m, 3u);
+  EXPECT_EQ(whole.report.folios_4k, kPagesPer2M);
+  EXPECT_NE(whole.report.note.find("CAP_SYS_ADMIN"), std::string::npos);
+  EXPECT_NE(whole.report.note.find("6 MiB of 8 MiB"), std::string::npos) << whole.report.note;
+  // Part of the VMA: smaps cannot say, so 4 KiB is assumed and said.
+  ContiguityScan part = Scan(mem, kBase, 2 * kPage2M);
+  EXPECT_EQ(part.report.folio_source, "assumed");
+  EXPECT_EQ(part.report.folios_2m, 0u);
+  EXPECT_EQ(part.report.folios_4k, 2 * kPagesPer2M);
+  EXPECT_NE(part.report.note.find("4 KiB boundaries assumed"), std::string::npos);
+  // Visible PFNs never ask smaps: kpageflags says it per page.
+  FakeMemory shown;
+  shown.MapFolio(kBase, 0x200, kPagesPer2M, kKpfThp);
+  shown.SetSmaps("not smaps at all");
+  ContiguityScan known = Scan(shown, kBase, kPage2M);
+  EXPECT_EQ(known.report.state, PhysState::kKnown);
+  EXPECT_EQ(known.report.folio_source, "kpageflags");
+  EXPECT_EQ(known.report.folios_2m, 1u);
+  EXPECT_EQ(Scan(shown, kBase, kPage2M, kPage2M).report.folio_source, "backing");
 }
 
 TEST(ScanContiguity, UnreadableKpageflagsDegradeTo4KFolios) {
