@@ -9,6 +9,7 @@
 //
 //   edu_dma --bdf 0000:00:01.0                  # own (unnamed) container
 //   edu_dma --bdf 0000:00:01.0 --container demo  # a named container made by vfioctl
+//   edu_dma --bdf 0000:00:01.0 --hold            # then wait for a release request
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -21,6 +22,7 @@
 
 #include "client/vfiod_client.h"
 #include "edu_regs.h"
+#include "hold_device.h"
 #include "proto/backing.h"
 
 namespace vfiod::examples {
@@ -35,6 +37,7 @@ struct Options {
   std::string backing{wire::BackingName(wire::Backing::kHugetlb2M)};
   uint64_t size = 2 << 20;
   uint32_t bytes = 2048;
+  bool hold = false;  // keep the device until the kernel asks for it back
 };
 
 void Step(const char* what) { std::printf("==> %s\n", what); }
@@ -151,6 +154,19 @@ int Run(const Options& o) {
   std::printf("    all %u bytes match; %llu interrupts received\n", o.bytes,
               static_cast<unsigned long long>(edu.interrupts()));
 
+  if (o.hold) {
+    Step("hold the device until the kernel wants it back (an unbind: device.release_requested)");
+    auto asked = AwaitReleaseRequest(c, o.bdf);
+    if (!asked) {
+      Die("the connection to vfiod ended while holding the device");
+    }
+    std::printf("    %s\n", asked->reason.c_str());
+    { EduDevice released = std::move(edu); }  // MSI off, BAR0 unmapped, device fd closed
+    std::printf("    device fd closed: the unbind of %s can complete\nedu_dma: released\n",
+                o.bdf.c_str());
+    return 0;
+  }
+
   Step("clean up: MSI off, memory unmapped, mapping freed");
   edu.DisableMsi();
   json freed = CallOrDie(c, "dma.free", json{{"mapping", mapping}}).result;
@@ -183,6 +199,9 @@ int main(int argc, char** argv) {
     app.add_option("--bytes", o.bytes, "bytes per transfer")
         ->check(CLI::Range(1u, vfiod::examples::kEduMaxTransfer))
         ->capture_default_str();
+    app.add_flag("--hold", o.hold,
+                 "after the round trip, keep the device until the kernel wants it back "
+                 "(device.release_requested), then close it");
     try {
       app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
