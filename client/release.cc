@@ -4,6 +4,21 @@ namespace vfiod::client {
 
 using nlohmann::json;
 
+namespace {
+
+/// A non-negative JSON integer (signed or unsigned in nlohmann's terms).
+std::optional<uint64_t> U64(const json& v) {
+  if (v.is_number_unsigned()) {
+    return v.get<uint64_t>();
+  }
+  if (v.is_number_integer() && v.get<int64_t>() >= 0) {
+    return static_cast<uint64_t>(v.get<int64_t>());
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 std::optional<ReleaseNotice> ParseReleaseNotice(const std::string& method, const json& params) {
   const bool requested = method == "device.release_requested";
   if ((!requested && method != "device.revoked") || !params.is_object()) {
@@ -12,23 +27,23 @@ std::optional<ReleaseNotice> ParseReleaseNotice(const std::string& method, const
   auto bdf = params.find("bdf");
   auto container = params.find("container");
   if (bdf == params.end() || !bdf->is_string() || container == params.end() ||
-      !container->is_number_unsigned()) {
+      !U64(*container)) {
     return std::nullopt;
   }
   ReleaseNotice n;
   n.revoked = !requested;
   n.bdf = bdf->get<std::string>();
-  n.container = container->get<uint64_t>();
-  auto u64 = [&](const char* key) {
+  n.container = *U64(*container);
+  auto u64 = [&](const char* key) -> uint64_t {
     auto it = params.find(key);
-    return it != params.end() && it->is_number_unsigned() ? it->get<uint64_t>() : 0;
+    return it != params.end() ? U64(*it).value_or(0) : 0;
   };
   n.grace_ms = u64("grace_ms");
   n.unmapped_bytes = u64("unmapped_bytes");
   if (auto m = params.find("mappings"); m != params.end() && m->is_array()) {
     for (const json& id : *m) {
-      if (id.is_number_unsigned()) {
-        n.mappings.push_back(id.get<uint64_t>());
+      if (auto v = U64(id)) {
+        n.mappings.push_back(*v);
       }
     }
   }
