@@ -26,8 +26,7 @@ std::optional<ReleaseNotice> ParseReleaseNotice(const std::string& method, const
   }
   auto bdf = params.find("bdf");
   auto container = params.find("container");
-  if (bdf == params.end() || !bdf->is_string() || container == params.end() ||
-      !U64(*container)) {
+  if (bdf == params.end() || !bdf->is_string() || container == params.end() || !U64(*container)) {
     return std::nullopt;
   }
   ReleaseNotice n;

@@ -72,9 +72,9 @@ TEST_F(RequestIrq, TriggerIsSignalledUntilUnset) {
   EXPECT_EQ(Consume(efd), 1u);
   // One vector, from 0; only TRIGGER is an action of this index.
   const int32_t two[] = {efd, efd};
-  EXPECT_EQ(Errno(Set(VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, 0, 2, two,
-                      sizeof two)),
-            EINVAL);
+  EXPECT_EQ(
+      Errno(Set(VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, 0, 2, two, sizeof two)),
+      EINVAL);
   EXPECT_EQ(Errno(Set(VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, 1, 1, two,
                       sizeof(int32_t))),
             EINVAL);
