@@ -104,6 +104,13 @@ class Client {
   /// Sets the receiver of notifications (progress) that arrive during calls.
   void OnNotification(NotificationHandler handler) { on_notification_ = std::move(handler); }
 
+  /// Waits up to `timeout` (kNoTimeout: for ever; 0: only what arrived) for
+  /// notifications sent while no call runs (release notices:
+  /// client/release.h) and passes each to the handler. Returns how many
+  /// arrived. Errors: kClientTransport (connection gone).
+  [[nodiscard]] std::expected<std::size_t, wire::RpcError> PollNotifications(
+      std::chrono::milliseconds timeout);
+
   /// The socket, for poll()ing by callers that multiplex.
   [[nodiscard]] int fd() const { return fd_.get(); }
 

@@ -12,6 +12,7 @@
 //   edu_dma --bdf 0000:00:01.0 --container demo  # a named container made by vfioctl
 //   edu_dma --bdf 0000:00:01.0 --irq intx        # INTx: acknowledged, then unmasked
 //   edu_dma --bdf 0000:00:01.0 --irq msix        # fails: edu has no MSI-X
+//   edu_dma --bdf 0000:00:01.0 --hold            # then wait for a release request
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -25,6 +26,7 @@
 #include "client/vfiod_client.h"
 #include "client/vfiod_irq.h"
 #include "edu_regs.h"
+#include "hold_device.h"
 #include "proto/backing.h"
 
 namespace vfiod::examples {
@@ -40,6 +42,7 @@ struct Options {
   uint64_t size = 2 << 20;
   uint32_t bytes = 2048;
   client::IrqIndex irq = client::IrqIndex::kMsi;
+  bool hold = false;  // keep the device until the kernel asks for it back
 };
 
 void Step(const char* what) { std::printf("==> %s\n", what); }
@@ -169,6 +172,19 @@ int Run(const Options& o) {
   std::printf("    all %u bytes match; %llu %s interrupts received\n", o.bytes,
               static_cast<unsigned long long>(edu.interrupts()), irq);
 
+  if (o.hold) {
+    Step("hold the device until the kernel wants it back (an unbind: device.release_requested)");
+    auto asked = AwaitReleaseRequest(c, o.bdf);
+    if (!asked) {
+      Die("the connection to vfiod ended while holding the device");
+    }
+    std::printf("    %s\n", asked->reason.c_str());
+    { EduDevice released = std::move(edu); }  // interrupt off, BAR0 unmapped, fd closed
+    std::printf("    device fd closed: the unbind of %s can complete\nedu_dma: released\n",
+                o.bdf.c_str());
+    return 0;
+  }
+
   std::printf("==> clean up: %s off, memory unmapped, mapping freed\n", irq);
   OrDie(edu.DisableIrq());
   json freed = CallOrDie(c, "dma.free", json{{"mapping", mapping}}).result;
@@ -201,6 +217,9 @@ int main(int argc, char** argv) {
     app.add_option("--bytes", o.bytes, "bytes per transfer")
         ->check(CLI::Range(1u, vfiod::examples::kEduMaxTransfer))
         ->capture_default_str();
+    app.add_flag("--hold", o.hold,
+                 "after the round trip, keep the device until the kernel wants it back "
+                 "(device.release_requested), then close it");
     std::string irq = "msi";
     app.add_option("--irq", irq, "the interrupt that signals completion: msi, intx, msix")
         ->check(CLI::IsMember(vfiod::examples::IrqNames()))

@@ -73,10 +73,12 @@ Result<void> ModelKernel::SetDriver(std::string_view bdf, std::string_view drive
   }
   ReapHeldDevices(*state_);
   if (RegistersWithVfio(member->driver) && member->function->open_count() > 0) {
-    // Linux does not fail here: vfio_unregister_group_dev() waits, in the
-    // writer's sysfs write, until every fd of the device is closed. The model
-    // cannot wait for ever, so it says "would block"; a caller that reaches
-    // this has a bug a real kernel would show as a hang.
+    // Linux does not fail here: vfio_unregister_group_dev() asks the user to
+    // release the device (the REQ trigger, signalled again every 10 s) and
+    // waits, in the writer's sysfs write, until every fd of the device is
+    // closed. The model signals the request once and, since it cannot wait
+    // for ever, says "would block"; calling again repeats the request.
+    (void)member->function->Request();
     return Fail(EWOULDBLOCK, op,
                 "a device fd is open: Linux would block this unbind until it is closed");
   }

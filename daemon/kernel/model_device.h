@@ -41,6 +41,10 @@ class ModelPciFunction {
   /// of its sparse areas if it has them) and the mapping is MAP_SHARED.
   [[nodiscard]] Result<void> CheckMmap(size_t len, int flags, uint64_t off) const;
   Result<bool> TriggerIrq(uint32_t index, uint32_t vector);
+  /// The kernel asks the user to release the device (vfio_pci_core_request,
+  /// as an unbind does while a device fd is open): signals the REQ trigger.
+  /// False when none is set (Linux then only logs that it blocks).
+  bool Request();
   /// First open / last close: vfio-pci resets state when the last fd closes.
   void Opened() { ++open_count_; }
   void Closed();
@@ -75,6 +79,12 @@ class ModelPciFunction {
   /// `fds` for DATA_EVENTFD, `bools` (count entries) for DATA_BOOL.
   Result<int> SetTrigger(uint32_t index, uint32_t dtype, uint32_t start, uint32_t count,
                          const int32_t* fds, const uint8_t* bools);
+  /// The ERR or REQ trigger `slot` (vfio_pci_set_ctx_trigger_single):
+  /// DATA_NONE signals it (count 1) or unsets it (count 0), EINVAL when none
+  /// is set; DATA_BOOL signals it if set; an eventfd sets it, -1 unsets it;
+  /// EINVAL for a bool or eventfd with count 0.
+  Result<int> SetSingleTrigger(UniqueFd& slot, uint32_t dtype, uint32_t count, const int32_t* fds,
+                               const uint8_t* bools);
   Result<int> SetMask(uint32_t index, uint32_t action, uint32_t flags);
   [[nodiscard]] uint32_t IrqCount(uint32_t index) const;
   [[nodiscard]] const Region* RegionAt(uint64_t off, uint32_t* index) const;

@@ -90,6 +90,9 @@ Result<int> ModelPciFunction::SetIrqs(void* arg) {
     return SetTrigger(hdr.index, dtype, hdr.start, hdr.count, fds.data(), data.data());
   }
   if (action == VFIO_IRQ_SET_ACTION_MASK || action == VFIO_IRQ_SET_ACTION_UNMASK) {
+    if (hdr.index != VFIO_PCI_INTX_IRQ_INDEX) {
+      return Fail(ENOTTY, kOp, "only INTx can be masked");  // MSI masking is not exported
+    }
     if (dtype == VFIO_IRQ_SET_DATA_BOOL && (hdr.count == 0 || data[0] == 0)) {
       return 0;  // a false bool does nothing
     }
@@ -110,22 +113,41 @@ Result<int> ModelPciFunction::SetMask(uint32_t index, uint32_t action, uint32_t 
   return 0;
 }
 
-Result<int> ModelPciFunction::SetTrigger(uint32_t index, uint32_t dtype, uint32_t start,
-                                         uint32_t count, const int32_t* fds, const uint8_t* bools) {
-  if (index == VFIO_PCI_ERR_IRQ_INDEX || index == VFIO_PCI_REQ_IRQ_INDEX) {
-    UniqueFd& slot = irqs_.err_req[index - VFIO_PCI_ERR_IRQ_INDEX];
-    if (dtype == VFIO_IRQ_SET_DATA_EVENTFD) {
-      if (fds[0] < 0) {
-        slot.reset();
-      } else {
-        slot = VFIOD_TRY(TakeEventfd(fds[0]));
-      }
-    } else if (count == 0) {
-      slot.reset();
-    } else if (bools[0] != 0) {
+Result<int> ModelPciFunction::SetSingleTrigger(UniqueFd& slot, uint32_t dtype, uint32_t count,
+                                               const int32_t* fds, const uint8_t* bools) {
+  if (dtype == VFIO_IRQ_SET_DATA_NONE) {
+    if (!slot) {
+      return Fail(EINVAL, kOp, "no trigger set: nothing to signal or unset");
+    }
+    count == 0 ? slot.reset() : (void)Signal(slot);
+    return 0;
+  }
+  if (count == 0) {
+    return Fail(EINVAL, kOp, "a bool or an eventfd needs count 1");
+  }
+  if (dtype == VFIO_IRQ_SET_DATA_BOOL) {
+    if (bools[0] != 0) {
       Signal(slot);
     }
     return 0;
+  }
+  if (fds[0] == -1) {
+    slot.reset();
+  } else if (fds[0] >= 0) {
+    slot = VFIOD_TRY(TakeEventfd(fds[0]));
+  }  // other negative fds: ignored, as vfio-pci does
+  return 0;
+}
+
+bool ModelPciFunction::Request() {
+  return Signal(irqs_.err_req[VFIO_PCI_REQ_IRQ_INDEX - VFIO_PCI_ERR_IRQ_INDEX]);
+}
+
+Result<int> ModelPciFunction::SetTrigger(uint32_t index, uint32_t dtype, uint32_t start,
+                                         uint32_t count, const int32_t* fds, const uint8_t* bools) {
+  if (index == VFIO_PCI_ERR_IRQ_INDEX || index == VFIO_PCI_REQ_IRQ_INDEX) {
+    return SetSingleTrigger(irqs_.err_req[index - VFIO_PCI_ERR_IRQ_INDEX], dtype, count, fds,
+                            bools);
   }
   bool active = irqs_.active == static_cast<int>(index);
   if (active && count == 0 && dtype == VFIO_IRQ_SET_DATA_NONE) {

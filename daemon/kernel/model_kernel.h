@@ -134,6 +134,9 @@ class ModelKernel final : public Kernel {
   /// is on vfio-pci and a device fd of it is open (Linux blocks the unbind
   /// until the fd is closed; the model says it would); EBUSY: `driver` claims
   /// kernel DMA and the group is in a container (the probe fails with EBUSY).
+  /// An EWOULDBLOCK unbind first signals the device's REQ trigger, if one is
+  /// set (VFIO_PCI_REQ_IRQ_INDEX), as Linux asks the device's user to let go:
+  /// a test's "the kernel wants the device back".
   Result<void> SetDriver(std::string_view bdf, std::string_view driver);
   /// The driver a device is bound to ("" when none). ENODEV: no such device.
   [[nodiscard]] Result<std::string> DriverOf(std::string_view bdf) const;

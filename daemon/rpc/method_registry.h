@@ -73,6 +73,10 @@ class CallContext {
   /// it was dropped: connection closed, or its output queue is full.
   bool Notify(const std::string& method, const nlohmann::json& params) const;
 
+  /// The connection, for notifications sent after this call (Connection-
+  /// Info::notify); expires with it.
+  [[nodiscard]] std::weak_ptr<ConnectionInfo> connection() const { return conn_; }
+
   /// True once the connection has closed: the reply will go nowhere, so a
   /// long handler should stop early and release what it took.
   [[nodiscard]] bool cancelled() const { return conn_->closed.load(std::memory_order_acquire); }

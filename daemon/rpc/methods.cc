@@ -51,7 +51,14 @@ std::unexpected<wire::RpcError> Failed(const service::ServiceError& err) {
 
 ServiceMethods::ServiceMethods(service::Service& service, const std::string& openrpc)
     : service_(service),
-      openrpc_(std::make_shared<const std::string>(json::parse(openrpc, nullptr, false).dump())) {}
+      openrpc_(std::make_shared<const std::string>(json::parse(openrpc, nullptr, false).dump())) {
+  service_.SetReleaseNotifier(
+      [this](service::SessionId session, const service::ReleaseNotice& notice) {
+        NotifyRelease(session, notice);
+      });
+}
+
+ServiceMethods::~ServiceMethods() { service_.SetReleaseNotifier({}); }
 
 Result<void> ServiceMethods::Register(MethodRegistry& r) {
   VFIOD_TRY(Add(r, "rpc.discover", &ServiceMethods::Discover, false));
@@ -136,6 +143,7 @@ Caller ServiceMethods::CallerFor(CallContext& ctx) {
     }
     session = service_.OpenSession(identity);
     sessions_[ctx.connection_id()] = session;
+    connections_[session] = ctx.connection();
   }
   if (ctx.cancelled()) {
     // The close hook may have run before the session existed: release it now.
@@ -154,6 +162,7 @@ void ServiceMethods::OnConnectionClosed(ConnectionId id) {
     }
     session = it->second;
     sessions_.erase(it);
+    connections_.erase(session);
   }
   service_.CloseSession(session);
 }

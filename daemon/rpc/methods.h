@@ -43,6 +43,13 @@ class ServiceMethods {
   /// Releases the session of connection `id` (the server's close hook).
   void OnConnectionClosed(ConnectionId id);
 
+  /// Stops the release notices (the service's notifier points here).
+  ~ServiceMethods();
+  ServiceMethods(const ServiceMethods&) = delete;
+  ServiceMethods& operator=(const ServiceMethods&) = delete;
+  ServiceMethods(ServiceMethods&&) = delete;
+  ServiceMethods& operator=(ServiceMethods&&) = delete;
+
  private:
   using Json = nlohmann::json;
   using Body = HandlerResult (ServiceMethods::*)(CallContext&, const Json&, const service::Caller&);
@@ -87,6 +94,11 @@ class ServiceMethods {
   HandlerResult DmaUnregister(CallContext&, const Json&, const service::Caller&);
   HandlerResult DmaRegions(CallContext&, const Json&, const service::Caller&);
 
+  /// Sends `notice` to the connection of `session` (methods_release.cc):
+  /// device.release_requested or device.revoked. Dropped when the
+  /// connection is gone or its output is full (logged).
+  void NotifyRelease(service::SessionId session, const service::ReleaseNotice& notice);
+
   service::Service& service_;
   // The OpenRPC document as compact JSON text, serialised once: every
   // rpc.discover reply splices it in (no per-call copy or parse).
@@ -94,6 +106,8 @@ class ServiceMethods {
   std::function<void()> on_restart_;  // set before serving
   std::mutex mu_;
   std::map<ConnectionId, service::SessionId> sessions_;  // guarded by mu_
+  // Each session's connection, for notifications outside a call; guarded by mu_.
+  std::map<service::SessionId, std::weak_ptr<ConnectionInfo>> connections_;
 };
 
 }  // namespace vfiod::rpc

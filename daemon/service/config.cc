@@ -191,6 +191,17 @@ ResetConfig ReadReset(const Json& j, const std::string& path) {
   return reset;
 }
 
+constexpr std::string_view kDeviceKeys[] = {"release_grace_seconds"};
+
+DeviceConfig ReadDevice(const Json& j, const std::string& path) {
+  CheckObject(j, path, kDeviceKeys);
+  DeviceConfig device;
+  IfPresent(j, path, "release_grace_seconds", [&](const Json& v, const std::string& p) {
+    device.release_grace_seconds = static_cast<uint32_t>(ReadInteger(v, p, 0, 3600));
+  });
+  return device;
+}
+
 }  // namespace
 
 // Defined in config_policy.cc and config_model.cc.
@@ -202,7 +213,7 @@ namespace {
 Config ReadConfig(const Json& j, const NameResolver& names) {
   CheckObject(j, "",
               {"socket", "kernel", "sysfs_root", "thp_tmpfs", "limits", "logging", "metrics",
-               "policy", "reset", "model"});
+               "policy", "reset", "device", "model"});
   Config config;
   if (auto it = j.find("socket"); it != j.end()) {
     config.socket = ReadSocket(*it, "socket", names);
@@ -231,6 +242,8 @@ Config ReadConfig(const Json& j, const NameResolver& names) {
   });
   IfPresent(j, "", "reset",
             [&](const Json& v, const std::string& p) { config.reset = ReadReset(v, p); });
+  IfPresent(j, "", "device",
+            [&](const Json& v, const std::string& p) { config.device = ReadDevice(v, p); });
   IfPresent(j, "", "model",
             [&](const Json& v, const std::string& p) { config.model = ReadModelSection(v, p); });
   return config;
@@ -283,6 +296,7 @@ NameResolver SystemNameResolver() {
 
 std::span<const std::string_view> LimitKeys() { return kLimitKeys; }
 std::span<const std::string_view> MetricsKeys() { return kMetricsKeys; }
+std::span<const std::string_view> DeviceKeys() { return kDeviceKeys; }
 
 Result<Config> ParseConfig(std::string_view text, const NameResolver& names) {
   try {

@@ -88,6 +88,8 @@ struct MetricsConfig {
 /// The keys of the "metrics" section, as the parser accepts them (a test
 /// checks each is documented and reaches the writer).
 [[nodiscard]] std::span<const std::string_view> MetricsKeys();
+/// The keys the "device" section accepts (for the documentation test).
+[[nodiscard]] std::span<const std::string_view> DeviceKeys();
 
 /// Per-identity resource limits. Each field is a count, or kUnlimited.
 struct Quota {
@@ -168,6 +170,15 @@ struct ResetConfig {
   friend bool operator==(const ResetConfig&, const ResetConfig&) = default;
 };
 
+/// Devices vfiod holds ("device" section; service_release.cc).
+struct DeviceConfig {
+  /// Seconds between the kernel's request for a device (an unbind or a hot
+  /// unplug while vfiod holds it) and the revoke of the container holding
+  /// it; 0: at once.
+  uint32_t release_grace_seconds = 10;
+  friend bool operator==(const DeviceConfig&, const DeviceConfig&) = default;
+};
+
 struct Config {
   SocketConfig socket;
   KernelKind kernel = KernelKind::kLinux;
@@ -181,6 +192,7 @@ struct Config {
   MetricsConfig metrics;
   PolicyConfig policy;
   ResetConfig reset;
+  DeviceConfig device;
   ModelConfig model;
 };
 

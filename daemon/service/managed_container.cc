@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstring>
 
 #include "dma/backing_bar.h"
 #include "dma/engine.h"
@@ -210,6 +211,7 @@ Result<std::shared_ptr<vfio::Device>> ManagedContainer::DeviceFor(const std::str
     auto device = vfio::Device::Open(group, bdf);
     if (device) {
       state_->devices[bdf] = *device;
+      ArmRequest(bdf, *device);
       return *device;
     }
     if (device.error().code != EINVAL) {
@@ -217,6 +219,36 @@ Result<std::shared_ptr<vfio::Device>> ManagedContainer::DeviceFor(const std::str
     }
   }
   return std::unexpected(last);
+}
+
+void ManagedContainer::SetRequestSink(RequestSink sink) {
+  request_sink_ = std::move(sink);
+  for (const auto& [bdf, device] : state_->devices) {
+    if (!state_->requests.contains(bdf)) {
+      ArmRequest(bdf, device);
+    }
+  }
+}
+
+void ManagedContainer::ArmRequest(const std::string& bdf,
+                                  const std::shared_ptr<vfio::Device>& device) {
+  if (!request_sink_ || state_->requests.contains(bdf)) {
+    return;  // armed by SetRequestSink, or already (re-arming would unset it)
+  }
+  auto irq = vfio::IrqSet::Enable(device, kernel::kPciReqIrqIndex, 1);
+  if (!irq) {
+    spdlog::warn("container {}: {}: the kernel's requests to release it will go unheard: {}", id_,
+                 bdf, irq.error().message());
+    return;
+  }
+  UniqueFd copy(::fcntl(irq->eventfd(0), F_DUPFD_CLOEXEC, 0));
+  if (!copy) {
+    spdlog::warn("container {}: {}: dup of the request eventfd: {}", id_, bdf,
+                 std::strerror(errno));
+    return;  // `irq` disables the index as it goes
+  }
+  state_->requests.insert_or_assign(bdf, std::move(*irq));
+  request_sink_(bdf, std::move(copy));
 }
 
 Result<MapResult> ManagedContainer::MapBar(const MapBarRequest& request) {
@@ -372,6 +404,7 @@ dma::UnmapReport ManagedContainer::Close() {
     std::lock_guard lock(info_mu_);
     usage_ = {};
   }
+  s.requests.clear();  // disabled while the devices are open
   s.devices.clear();
   s.space.reset();
   for (auto it = s.groups.rbegin(); it != s.groups.rend(); ++it) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -16,6 +17,7 @@
 #include "dma/engine.h"
 #include "kernel/kernel.h"
 #include "proto/result.h"
+#include "proto/unique_fd.h"
 #include "service/config.h"
 #include "service/views.h"
 #include "vfio/pci_sysfs.h"
@@ -116,6 +118,17 @@ class ManagedContainer {
   /// The BAR mapping `engine_id` maps (MapBar, or taken over); nullopt for
   /// memory or an unknown mapping. Needs mu().
   [[nodiscard]] std::optional<BarSource> BarOf(uint64_t engine_id) const;
+  /// Receives a copy of the request eventfd of each device this container
+  /// opens (see SetRequestSink), with the device's BDF.
+  using RequestSink = std::function<void(const std::string& bdf, UniqueFd eventfd)>;
+  /// From now on, every device vfiod opens in this container (DeviceFor:
+  /// device.open, dma.map_bar, device.info, device.reset, a BAR taken over)
+  /// gets its request IRQ (VFIO_PCI_REQ_IRQ_INDEX) armed with an eventfd
+  /// (vfio::IrqSet, disabled when the device closes), and `sink` a copy of
+  /// that eventfd; the devices open already are armed now. A device whose
+  /// request IRQ cannot be armed is used anyway (logged: the kernel's
+  /// requests for it then go unheard). Needs mu().
+  void SetRequestSink(RequestSink sink);
   /// Opens (or reuses) vfiod's fd for `bdf` and returns a dup for the client,
   /// remembering that `uid` was handed a device fd of `group` (see handouts()).
   [[nodiscard]] Result<OpenedDevice> OpenDevice(const std::string& bdf, int group, uid_t uid);
@@ -169,7 +182,10 @@ class ManagedContainer {
   /// it and fails: ENOMEM when some is not huge, the engine's error
   /// (ENOTSUP, ...) when that cannot be told. Needs mu().
   [[nodiscard]] Result<dma::HugeShare> RequireHuge(uint64_t engine_id);
-  /// vfiod's fd of `bdf`, opened from whichever group holds it; needs mu().
+  /// Arms the request IRQ of `device` (see SetRequestSink); needs mu().
+  void ArmRequest(const std::string& bdf, const std::shared_ptr<vfio::Device>& device);
+  /// vfiod's fd of `bdf`, opened from whichever group holds it (and armed:
+  /// ArmRequest); needs mu().
   [[nodiscard]] Result<std::shared_ptr<vfio::Device>> DeviceFor(const std::string& bdf);
   /// A backing of `bar` made anew for Adopt (DeviceFor, then the region
   /// mmapped); nullptr when it cannot be (logged).
@@ -184,6 +200,7 @@ class ManagedContainer {
   bool closed_ = false;                      // guarded by mu_
   std::unique_ptr<State> state_;             // VFIO and DMA objects; guarded by mu_
   std::map<int, std::set<uid_t>> handouts_;  // group -> users given a device fd; mu_
+  RequestSink request_sink_;                 // guarded by mu_
   mutable std::mutex info_mu_;               // leaf lock
   kernel::IommuInfo info_;     // at creation (DMA_AVAIL then: the limit); guarded by info_mu_
   dma::SpaceUsage usage_;      // published copy of the engine's; guarded by info_mu_

@@ -73,7 +73,8 @@ Result<uint64_t> ManagedContainer::HandOver() {
     std::lock_guard lock(info_mu_);
     usage_ = {};
   }
-  s.devices.clear();  // vfiod's own device fds: clients hold their dups
+  s.requests.clear();  // the successor arms the devices it opens
+  s.devices.clear();   // vfiod's own device fds: clients hold their dups
   s.space.reset();
   // Closing our copies detaches nothing: the store's copies keep the files.
   for (auto& group : s.groups) {

@@ -12,19 +12,23 @@
 #include "vfio/container.h"
 #include "vfio/device.h"
 #include "vfio/group.h"
+#include "vfio/irq.h"
 
 namespace vfiod::service {
 
 /// The VFIO and DMA objects of one container. Teardown order (members are
-/// destroyed in reverse): device fds close first, then the DMA space unmaps
-/// and releases its backings (BAR backings hold devices), then the groups
-/// detach, and the container fd closes last, once nothing refers to it.
+/// destroyed in reverse): the request IRQs are disabled and device fds close first, then the DMA
+/// space unmaps and releases its backings (BAR backings hold devices), then the groups detach, and
+/// the container fd closes last, once nothing refers to it.
 struct ManagedContainer::State {
   std::shared_ptr<vfio::Container> container;
   std::vector<std::shared_ptr<vfio::Group>> groups;
   std::unique_ptr<dma::DmaSpace> space;
   std::map<std::string, std::shared_ptr<vfio::Device>> devices;  // by BDF
-  std::map<uint64_t, ManagedContainer::BarSource> bars;          // BAR mappings, by engine id
+  // The request IRQ armed on each device vfiod opened (by BDF); each holds its
+  // device, so it goes before (or with) `devices`.
+  std::map<std::string, vfio::IrqSet> requests;
+  std::map<uint64_t, ManagedContainer::BarSource> bars;  // BAR mappings, by engine id
 };
 
 /// What a container's features mean to clients.

@@ -12,6 +12,7 @@
 
 #include "dma/engine.h"
 #include "service/managed_container.h"
+#include "service/release_watcher.h"
 
 namespace vfiod::service {
 
@@ -66,9 +67,21 @@ Service::Service(Config config, std::unique_ptr<kernel::Kernel> kernel, vfio::Pc
   } else {
     spdlog::warn("cannot probe VFIO extensions: {}", ext.error().message());
   }
+  auto watcher = ReleaseWatcher::Start(
+      {[this](ContainerId c, const std::string& bdf) { OnReleaseRequested(c, bdf); },
+       [this](ContainerId c) { RevokeForRelease(c); }});
+  if (watcher) {
+    watcher_ = std::move(*watcher);
+  } else {
+    spdlog::error("the kernel's requests to release devices will go unheard: {}",
+                  watcher.error().message());
+  }
 }
 
-Service::~Service() { Shutdown(); }
+Service::~Service() {
+  watcher_.reset();  // no callback runs from here on
+  Shutdown();
+}
 
 SessionId Service::OpenSession(const Identity& identity) {
   std::lock_guard lock(mu_);
@@ -195,6 +208,7 @@ uint64_t Service::Teardown(const ContainerSlot& slot) {
   {
     std::lock_guard lock(mu_);
     std::vector<MappingId> gone = ForgetMappingsLocked(slot.id);
+    releases_.erase(slot.id);
     gone_fds = gone;
     LingeringSlot held{slot.owner_uid, {}, {}, std::chrono::steady_clock::now(), false};
     for (int group : slot.managed->groups()) {
@@ -221,6 +235,9 @@ uint64_t Service::Teardown(const ContainerSlot& slot) {
   }
   for (MappingId id : gone_fds) {
     RemoveMappingFd(id);
+  }
+  if (watcher_) {
+    watcher_->Forget(slot.id);  // its request eventfds close, a pending revoke is dropped
   }
   if (lingers) {
     RecheckLingering();  // most clients closed their device fds already

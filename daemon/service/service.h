@@ -45,6 +45,12 @@
 // charged to the users it was handed to ("lingering", shown by status) until
 // a re-check (status, container.create, device.unbind) finds it free.
 //
+// Release requests. Every device vfiod opens has its request IRQ armed; when
+// the kernel wants a device back (an unbind, a hot unplug) the release
+// watcher's thread hears it, the sessions with a stake in the container
+// holding it are told, and after config device.release_grace_seconds the
+// container is revoked as by container.destroy (service_release.cc).
+//
 // One home per mapping. What the kernel holds of a mapping (IOVA, size,
 // backing, entries, segments) is the DMA engine's record alone, read under
 // its container's mutex (ManagedContainer::Describe); the service keeps an
@@ -86,6 +92,7 @@
 namespace vfiod::service {
 
 class ManagedContainer;
+class ReleaseWatcher;
 
 /// Who is calling: the session and its peer credentials.
 struct Caller {
@@ -193,6 +200,20 @@ class Service {
   /// whose objects Readopt took over: they leave the store with the first
   /// state record stored that describes their objects, as this vfiod's own.
   void KeepObjectRecords(const std::vector<std::string>& names);
+
+  // --- release requests (service_release.cc) -------------------------------
+  /// Tells session `session` about a release (device.release_requested,
+  /// device.revoked). Called on the release watcher's thread with no lock of
+  /// the service held; must not block for long (it queues a line).
+  using ReleaseNotifier = std::function<void(SessionId session, const ReleaseNotice& notice)>;
+  /// Sets (or, empty, clears) the notifier; it is not called once this
+  /// returns. Unset, releases still happen but nobody is told.
+  void SetReleaseNotifier(ReleaseNotifier notifier) {
+    std::lock_guard lock(notify_mu_);
+    notify_release_ = std::move(notifier);
+  }
+  /// Request eventfds the release watcher holds (a test's leak check).
+  [[nodiscard]] size_t WatchedRequests() const;
 
   // --- live restart (service_restart.cc) -----------------------------------
   /// The resume token of `session`: lifecycle::kSessionTokenLength random
@@ -365,6 +386,14 @@ class Service {
     ShareList shared;                           ///< who else may use it
     std::shared_ptr<ManagedContainer> managed;  ///< null while being created
     std::vector<DeviceId> devices;              ///< policy for whoever else uses it
+  };
+  /// What a container's releases need (service_release.cc), beside its slot.
+  struct ReleaseSlot {
+    /// The sessions handed a device fd out of it, by BDF (told of releases).
+    std::map<std::string, std::set<SessionId>> device_sessions;
+    /// Set when the kernel asked for `bdf`: the container is revoked then.
+    std::optional<std::chrono::steady_clock::time_point> due;
+    std::string bdf;
   };
   /// A destroyed container whose groups a handed-out device fd still holds.
   struct LingeringSlot {
@@ -565,6 +594,28 @@ class Service {
   /// LookupDevice, then the policy's MayUseDevice (kPermission).
   [[nodiscard]] SResult<vfio::PciDevice> FindDevice(const Caller& caller,
                                                     const std::string& bdf) const;
+  // Release requests (service_release.cc).
+  /// Hands the request eventfds of the devices `managed` opens to the
+  /// release watcher (ManagedContainer::SetRequestSink); takes its mutex.
+  void WatchRequests(ManagedContainer& managed);
+  /// The watcher heard the kernel ask for `bdf` of `container`: unless a
+  /// release of it is under way already, notes it, tells the stakeholders
+  /// (device.release_requested) and revokes the container after the grace
+  /// period (device.release_grace_seconds; 0: now). No lock held.
+  void OnReleaseRequested(ContainerId container, const std::string& bdf);
+  /// The grace period of `container` is over: unless it is gone already,
+  /// it is torn down as by container.destroy (Teardown: every mapping
+  /// unmapped, vfiod's device and group fds closed, the groups lingering
+  /// while a client still holds a device fd) and the stakeholders are told
+  /// (device.revoked). No lock held.
+  void RevokeForRelease(ContainerId container);
+  /// Who has a stake in `slot`: its creating session, the sessions handed a
+  /// device fd out of it, and the sessions owning mappings in it (those
+  /// still open, not detached). Needs mu_.
+  [[nodiscard]] std::set<SessionId> StakeholdersLocked(const ContainerSlot& slot) const;
+  /// Calls the notifier (if set) for each of `sessions`; no lock held.
+  void TellRelease(const std::set<SessionId>& sessions, ReleaseNotice notice,
+                   const std::map<SessionId, std::vector<MappingId>>& lost = {});
   // Reset between owners (service_handover.cc).
   /// Before a device fd of `bdf` goes to `uid` out of `managed` (owned by
   /// `owner`; the caller holds its mutex, not mu_): resets the device the
@@ -697,6 +748,13 @@ class Service {
   // memory only: a restarted vfiod starts empty). Guarded by mu_.
   std::map<std::string, std::set<uid_t>> device_users_;
   std::map<uid_t, Usage> usage_;  // charges, reservations too; mu_
+  // By container, while it lives (erased by Teardown); guarded by mu_.
+  std::map<ContainerId, ReleaseSlot> releases_;
+  std::mutex notify_mu_;            // a leaf lock but for the notifier's own
+  ReleaseNotifier notify_release_;  // guarded by notify_mu_
+  // Declared last, so destroyed first: its thread calls back into the
+  // members above. The destructor stops it before anything is released.
+  std::unique_ptr<ReleaseWatcher> watcher_;  // null when it could not start
 };
 
 }  // namespace vfiod::service

@@ -104,6 +104,7 @@ SResult<ContainerView> Service::CreateContainer(const Caller& caller,
   }
   if (created) {
     StoreContainerFd(*store);
+    WatchRequests(*store);
     return *created;
   }
   Teardown(orphan);

@@ -203,6 +203,12 @@ SResult<OpenedDevice> Service::OpenDevice(const Caller& caller, ContainerId cont
     return std::unexpected(ServiceError(opened.error()));
   }
   NoteHandOver(dev.bdf, caller.identity.uid);
+  {
+    std::lock_guard lock(mu_);  // told of release requests (service_release.cc)
+    if (containers_.contains(container)) {
+      releases_[container].device_sessions[dev.bdf].insert(caller.session);
+    }
+  }
   opened->reset = reset;
   return std::move(*opened);
 }

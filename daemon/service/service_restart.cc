@@ -264,6 +264,7 @@ void Service::ReadoptContainer(
   for (MappingId id : released) {
     RemoveMappingFd(id);
   }
+  WatchRequests(*managed);  // the BARs it reopened, and the devices it opens from now on
 }
 
 std::map<RegionId, std::shared_ptr<const dma::Backing>> Service::ReadoptRegions(

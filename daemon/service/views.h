@@ -45,6 +45,23 @@ struct ShareList {
   [[nodiscard]] bool empty() const { return users.empty() && groups.empty(); }
 };
 
+/// What a session hears when the kernel wants a device back (an unbind, a
+/// hot unplug: vfio-pci's request IRQ) and the container holding it has to
+/// go: device.release_requested, then device.revoked (service_release.cc).
+struct ReleaseNotice {
+  enum class Kind {
+    kRequested,  ///< the kernel asked; the container is revoked after grace_ms
+    kRevoked,    ///< the container was revoked: unmapped, vfiod's fds closed
+  };
+  Kind kind = Kind::kRequested;
+  std::string bdf;                  ///< the device the kernel asked for
+  ContainerId container = 0;        ///< the container that holds it (and goes)
+  uint64_t grace_ms = 0;            ///< kRequested: time left before the revoke
+  uint64_t unmapped_bytes = 0;      ///< kRevoked: bytes the revoke unmapped
+  std::vector<MappingId> mappings;  ///< kRevoked: the session's own mappings it freed
+  std::string reason;               ///< why, for people
+};
+
 /// A destroyed container whose IOMMU groups are still held by a device fd
 /// vfiod handed out (re-opening the group fails with EBUSY). The groups stay
 /// charged (one container each holder) until the fds close.

@@ -9,6 +9,8 @@ and passes device fds and DMA memfds with SCM_RIGHTS. This package wraps it:
   restart of vfiod, as the C++ client's KeepSession).
 * DmaBuffer / DeviceFd: what dma.alloc / device.open hand over, each owning
   its fd; DmaBuffer.mmap() maps the memory into this process.
+* parse_release_notice: reads device.release_requested / device.revoked
+  (the kernel wants a device back: close its DeviceFd).
 * errors: one exception class per stable error code, all VfiodError, with
   ``code``, ``kind``, ``errno``, ``errno_name``, ``detail``.
 
@@ -34,6 +36,7 @@ from .errors import (BusyError, CallTimeoutError, CancelledError,
                      ParseError, PermissionDeniedError, ProtocolError,
                      QuotaExceededError, ShuttingDownError, TransportError,
                      VfiodError)
+from .release import ReleaseNotice, parse_release_notice
 
 __all__ = [
     "BatchCall", "BusyError", "CallTimeoutError", "CancelledError", "Client",
@@ -42,7 +45,7 @@ __all__ = [
     "InvalidParamsError", "InvalidRequestError", "KernelError",
     "MethodNotFoundError", "NotFoundError", "OwnedFd", "ParseError",
     "PermissionDeniedError", "ProtocolError", "QuotaExceededError",
-    "RETRIED_AFTER_RECONNECT", "Reply", "ShuttingDownError",
+    "RETRIED_AFTER_RECONNECT", "ReleaseNotice", "Reply", "ShuttingDownError",
     "TransportError", "USE_DEFAULT", "VfiodError", "default_socket",
-    "map_shared",
+    "map_shared", "parse_release_notice",
 ]
