@@ -25,6 +25,7 @@
 
 #include "client/vfiod_client.h"
 #include "client/vfiod_irq.h"
+#include "die.h"
 #include "edu_regs.h"
 #include "hold_device.h"
 #include "proto/backing.h"
@@ -46,29 +47,6 @@ struct Options {
 };
 
 void Step(const char* what) { std::printf("==> %s\n", what); }
-
-[[noreturn]] void Die(const std::string& what) {
-  (void)std::fprintf(stderr, "edu_dma: %s\n", what.c_str());  // exiting either way
-  std::exit(1);
-}
-
-client::Response CallOrDie(client::Client& c, const std::string& method, const json& params) {
-  auto reply = c.Call(method, params);
-  if (!reply) {
-    Die(method + ": " + reply.error().Describe());
-  }
-  return std::move(*reply);
-}
-
-template <class T>
-T OrDie(Result<T> r) {
-  if (!r) {
-    Die(r.error().message());
-  }
-  if constexpr (!std::is_void_v<T>) {
-    return std::move(*r);
-  }
-}
 
 // The container to work in: a named one (found among ours, else attached) or
 // a new one holding the device's group.
@@ -197,6 +175,7 @@ int Run(const Options& o) {
 }  // namespace vfiod::examples
 
 int main(int argc, char** argv) {
+  vfiod::examples::SetProgramName("edu_dma");
   try {
     vfiod::examples::Options o;
     CLI::App app{"edu_dma: DMA round trip with QEMU's edu device through vfiod"};

@@ -25,6 +25,7 @@
 #include "client/vfiod_client.h"
 #include "client/vfiod_irq.h"
 #include "device_io.h"
+#include "die.h"
 #include "nvme_regs.h"
 #include "proto/backing.h"
 
@@ -43,29 +44,6 @@ struct Options {
 constexpr uint64_t kSq = 0, kCq = 0x1000, kData = 0x2000, kSize = 0x4000;
 constexpr uint16_t kCid = 0x2a;
 constexpr auto kTimeout = std::chrono::seconds(10);
-
-[[noreturn]] void Die(const std::string& what) {
-  (void)std::fprintf(stderr, "nvme_identify: %s\n", what.c_str());  // exiting either way
-  std::exit(1);
-}
-
-client::Response CallOrDie(client::Client& c, const std::string& method, const json& params) {
-  auto reply = c.Call(method, params);
-  if (!reply) {
-    Die(method + ": " + reply.error().Describe());
-  }
-  return std::move(*reply);
-}
-
-template <class T>
-T OrDie(Result<T> r) {
-  if (!r) {
-    Die(r.error().message());
-  }
-  if constexpr (!std::is_void_v<T>) {
-    return std::move(*r);
-  }
-}
 
 /// An ASCII field of the identify data, trailing spaces dropped.
 std::string Field(const uint8_t* data, size_t from, size_t len) {
@@ -169,6 +147,7 @@ int Run(const Options& o) {
 }  // namespace vfiod::examples
 
 int main(int argc, char** argv) {
+  vfiod::examples::SetProgramName("nvme_identify");
   try {
     vfiod::examples::Options o;
     CLI::App app{"nvme_identify: an NVMe admin command, completed by interrupt, through vfiod"};
