@@ -75,7 +75,9 @@ Result<int> ModelPciFunction::SetIrqs(void* arg) {
       return Fail(EINVAL, kOp, "argsz too small for the data");
     }
     data.resize(hdr.count * elem);
-    std::memcpy(data.data(), static_cast<const std::byte*>(arg) + kMinsz, data.size());
+    if (!data.empty()) {  // count 0 (refused below for some indexes): nothing to copy
+      std::memcpy(data.data(), static_cast<const std::byte*>(arg) + kMinsz, data.size());
+    }
   }
   uint32_t action = hdr.flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
   uint32_t dtype = hdr.flags & VFIO_IRQ_SET_DATA_TYPE_MASK;
