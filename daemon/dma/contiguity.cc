@@ -18,7 +18,6 @@ constexpr const char* kOp = "contiguity scan";
 constexpr uint64_t kBatchEntries = 8192;                  // 64 KiB of entries per pread
 constexpr uint64_t kFirstFlagWindow = kPage2M / kPage4K;  // one 2 MiB folio's flags
 constexpr uint64_t kMaxFolioPages = kPage1G / kPage4K;    // no folio is larger
-constexpr uint64_t kCompound = kKpfCompoundHead | kKpfCompoundTail;
 
 std::string SizeName(uint64_t bytes) {
   if (bytes >= kPage1G && bytes % kPage1G == 0) {
