@@ -77,7 +77,7 @@ Result<std::vector<int>> OnlineNumaNodes(const std::string& node_dir) {
   return ParseNodeList(text);
 }
 
-Result<void> CheckNodeOnline(int node, const std::string& node_dir) {
+Result<std::vector<int>> CheckNodeOnline(int node, const std::string& node_dir) {
   auto online = OnlineNumaNodes(node_dir);
   const std::vector<int> nodes = online ? *online : std::vector<int>{0};
   if (std::find(nodes.begin(), nodes.end(), node) == nodes.end()) {
@@ -85,7 +85,7 @@ Result<void> CheckNodeOnline(int node, const std::string& node_dir) {
         EINVAL, "check NUMA node",
         "NUMA node " + std::to_string(node) + " is not online (online: " + JoinNodes(nodes) + ")");
   }
-  return Ok();
+  return nodes;
 }
 
 Result<int> DeviceNumaNode(const std::string& device_dir) {
@@ -115,12 +115,12 @@ Result<std::optional<PolicyMask>> MaskFor(const NumaPolicy& policy, const std::s
   if (policy.node < 0) {
     return std::nullopt;
   }
-  if (auto online = CheckNodeOnline(policy.node, node_dir); !online) {
+  auto online = CheckNodeOnline(policy.node, node_dir);
+  if (!online) {
     online.error().op = op;
     return std::unexpected(online.error());
   }
-  auto online = OnlineNumaNodes(node_dir);
-  if (!online || online->size() == 1) {
+  if (online->size() == 1) {
     return std::nullopt;  // one node: every allocation lands there anyway
   }
   PolicyMask mask;

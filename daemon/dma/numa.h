@@ -33,10 +33,10 @@ struct NumaPolicy {
 [[nodiscard]] Result<std::vector<int>> OnlineNumaNodes(
     const std::string& node_dir = "/sys/devices/system/node");
 
-/// Ok when `node` is online (OnlineNumaNodes; a kernel without NUMA has node
-/// 0 only). EINVAL, detail "NUMA node N is not online (online: ...)",
-/// otherwise.
-[[nodiscard]] Result<void> CheckNodeOnline(
+/// The online nodes (OnlineNumaNodes; a kernel without NUMA has node 0 only)
+/// when `node` is one of them. EINVAL, detail "NUMA node N is not online
+/// (online: ...)", otherwise.
+[[nodiscard]] Result<std::vector<int>> CheckNodeOnline(
     int node, const std::string& node_dir = "/sys/devices/system/node");
 
 /// The NUMA node of a PCI device from `<device_dir>/numa_node` (e.g.
