@@ -33,15 +33,22 @@ std::string Hex64(uint64_t value) {
   return buf;
 }
 
-json EncodeContainer(const ContainerRecord& c) {
-  return json{{"id", c.id},
-              {"name", c.name},
-              {"owner_uid", c.owner_uid},
-              {"shared_users", c.shared_users},
-              {"shared_groups", c.shared_groups},
-              {"groups", c.groups},
-              {"fd_name", c.fd_name},
-              {"session", c.session}};
+json EncodeContainer(const ContainerRecord& c, uint32_t version) {
+  json out{{"id", c.id},
+           {"name", c.name},
+           {"owner_uid", c.owner_uid},
+           {"shared_users", c.shared_users},
+           {"shared_groups", c.shared_groups},
+           {"groups", c.groups},
+           {"fd_name", c.fd_name},
+           {"session", c.session}};
+  if (version >= 5) {
+    out["devices"] = json::array();
+    for (const DeviceRecord& d : c.devices) {
+      out["devices"].push_back(json{{"bdf", d.bdf}, {"group", d.group}, {"fd_name", d.fd_name}});
+    }
+  }
+  return out;
 }
 
 json EncodeEntries(const std::vector<EntryRecord>& entries) {
@@ -164,11 +171,57 @@ Result<std::string> SessionToken(const json& obj, const std::string& name,
   return token;
 }
 
-Result<ContainerRecord> DecodeContainer(const json& obj, const std::string& where) {
-  VFIOD_TRY(ExactKeys(
-      obj,
-      {"id", "name", "owner_uid", "shared_users", "shared_groups", "groups", "fd_name", "session"},
-      where));
+/// Whether `bdf` has the form of a PCI device name: 1 to 32 of [0-9a-f:.].
+bool IsDeviceName(const std::string& bdf) {
+  return !bdf.empty() && bdf.size() <= 32 &&
+         bdf.find_first_not_of("0123456789abcdef:.") == std::string::npos;
+}
+
+/// A container's "devices" (version 5): {"bdf", "group", "fd_name"} each, a
+/// device name, one of the container's groups, an fd name; bdfs unique.
+Result<std::vector<DeviceRecord>> DecodeDevices(const json& obj, const ContainerRecord& c,
+                                                const std::string& where) {
+  const json& v = obj.at("devices");
+  if (!v.is_array()) {
+    return Bad(where + ".devices", "not an array");
+  }
+  std::vector<DeviceRecord> out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    const std::string at = where + ".devices[" + std::to_string(i) + "]";
+    VFIOD_TRY(ExactKeys(v[i], {"bdf", "group", "fd_name"}, at));
+    DeviceRecord d;
+    d.bdf = VFIOD_TRY(String(v[i], "bdf", at));
+    const uint64_t group = VFIOD_TRY(Unsigned(v[i], "group", at, INT_MAX));
+    d.group = static_cast<int>(group);
+    d.fd_name = VFIOD_TRY(FdName(v[i], at, false));
+    if (!IsDeviceName(d.bdf)) {
+      return Bad(at + ".bdf", "not a device name");
+    }
+    if (!std::binary_search(c.groups.begin(), c.groups.end(), d.group)) {
+      return Bad(at + ".group", "not one of the container's groups");
+    }
+    if (std::any_of(out.begin(), out.end(),
+                    [&](const DeviceRecord& o) { return o.bdf == d.bdf; })) {
+      return Bad(at + ".bdf", "a repeated device");
+    }
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+Result<ContainerRecord> DecodeContainer(const json& obj, const std::string& where,
+                                        uint64_t version) {
+  if (version >= 5) {
+    VFIOD_TRY(ExactKeys(obj,
+                        {"id", "name", "owner_uid", "shared_users", "shared_groups", "groups",
+                         "fd_name", "session", "devices"},
+                        where));
+  } else {
+    VFIOD_TRY(ExactKeys(obj,
+                        {"id", "name", "owner_uid", "shared_users", "shared_groups", "groups",
+                         "fd_name", "session"},
+                        where));
+  }
   ContainerRecord c;
   c.id = VFIOD_TRY(Unsigned(obj, "id", where));
   c.name = VFIOD_TRY(String(obj, "name", where));
@@ -178,6 +231,9 @@ Result<ContainerRecord> DecodeContainer(const json& obj, const std::string& wher
   c.groups = VFIOD_TRY(IdList<int>(obj, "groups", where, INT_MAX));
   c.fd_name = VFIOD_TRY(FdName(obj, where, false));
   c.session = VFIOD_TRY(SessionToken(obj, c.name, where));
+  if (version >= 5) {
+    c.devices = VFIOD_TRY(DecodeDevices(obj, c, where));
+  }
   return c;
 }
 
@@ -235,9 +291,7 @@ Result<void> DecodeBar(const json& obj, MappingRecord& m, const std::string& whe
   }
   VFIOD_TRY(ExactKeys(bar, {"bdf", "index"}, where + ".bar"));
   m.bar_bdf = VFIOD_TRY(String(bar, "bdf", where + ".bar"));
-  const bool name_ok = !m.bar_bdf.empty() && m.bar_bdf.size() <= 32 &&
-                       m.bar_bdf.find_first_not_of("0123456789abcdef:.") == std::string::npos;
-  if (!name_ok) {
+  if (!IsDeviceName(m.bar_bdf)) {
     return Bad(where + ".bar.bdf", "not a device name");
   }
   m.bar_index = static_cast<uint32_t>(VFIOD_TRY(Unsigned(bar, "index", where + ".bar", 255)));
@@ -349,6 +403,11 @@ Result<void> CheckReferences(const StateRecord& r) {
         !fd_names.insert(c.fd_name).second) {
       return Bad("containers", "id 0, not below next_id, or a repeated id or fd name");
     }
+    for (const DeviceRecord& d : c.devices) {
+      if (!fd_names.insert(d.fd_name).second) {
+        return Bad("containers", "a device's fd name is repeated");
+      }
+    }
   }
   for (const auto& g : r.regions) {
     if (g.id == 0 || g.id >= r.next_id || !regions.insert(g.id).second ||
@@ -388,7 +447,7 @@ json EncodeBody(const StateRecord& record) {
   doc["mapping_generation"] = record.mapping_generation;
   doc["containers"] = json::array();
   for (const auto& c : record.containers) {
-    doc["containers"].push_back(EncodeContainer(c));
+    doc["containers"].push_back(EncodeContainer(c, record.version));
   }
   doc["regions"] = json::array();
   for (const auto& g : record.regions) {
@@ -458,7 +517,10 @@ Result<StateRecord> DecodeStateRecord(std::string_view bytes) {
   r.next_id = VFIOD_TRY(Unsigned(doc, "next_id", "record"));
   r.mapping_generation =
       static_cast<uint32_t>(VFIOD_TRY(Unsigned(doc, "mapping_generation", "record", UINT32_MAX)));
-  r.containers = VFIOD_TRY(DecodeArray<ContainerRecord>(doc, "containers", DecodeContainer));
+  r.containers = VFIOD_TRY(DecodeArray<ContainerRecord>(
+      doc, "containers", [version](const json& obj, const std::string& where) {
+        return DecodeContainer(obj, where, version);
+      }));
   if (version >= 4) {
     r.regions = VFIOD_TRY(DecodeArray<RegionRecord>(doc, "regions", DecodeRegion));
   }

@@ -22,9 +22,12 @@ namespace vfiod::lifecycle {
 /// an unnamed container or mapping.
 /// 4: a BAR mapping names its device and region ("bar"), so it can be taken
 /// over too; registered client regions ("regions"), and the region a
-/// mapping is a slice of ("region"). A version 3 record (written by the vfiod
-/// before) is still read.
-inline constexpr uint32_t kStateRecordVersion = 4;
+/// mapping is a slice of ("region").
+/// 5: a container lists the devices vfiod holds open in it ("devices"), whose
+/// fds are in the store too, so a restarted vfiod takes them over (no reopen,
+/// hence no reset) and arms their request IRQs again.
+/// Version 3 and 4 records (written by the vfiod before) are still read.
+inline constexpr uint32_t kStateRecordVersion = 5;
 
 /// The oldest record format this build reads.
 inline constexpr uint32_t kOldestStateRecordVersion = 3;
@@ -35,6 +38,15 @@ inline constexpr size_t kSessionTokenLength = 32;
 /// Whether `text` has the form of a resume token: kSessionTokenLength
 /// lowercase hex digits.
 [[nodiscard]] bool IsSessionToken(std::string_view text);
+
+/// A device vfiod holds open in a container (version 5): its device fd is in
+/// the store as `fd_name` ("d-<container>-<bdf>", stored_fds.h).
+struct DeviceRecord {
+  std::string bdf;  ///< "0000:00:05.0"
+  int group = 0;    ///< its IOMMU group: one of the container's `groups`
+  std::string fd_name;
+  friend bool operator==(const DeviceRecord&, const DeviceRecord&) = default;
+};
 
 /// A container: its VFIO container fd is in the store as `fd_name`.
 struct ContainerRecord {
@@ -47,6 +59,7 @@ struct ContainerRecord {
   std::string fd_name;               ///< FDNAME of the container fd ("c-<id>")
   /// Resume token of the owning session (unnamed only; empty when named).
   std::string session;
+  std::vector<DeviceRecord> devices;  ///< bdfs unique, as opened (version 5; none before)
   friend bool operator==(const ContainerRecord&, const ContainerRecord&) = default;
 };
 
@@ -146,20 +159,19 @@ struct StateRecord {
 /// kOldestStateRecordVersion and kStateRecordVersion (a newer or much older
 /// daemon's record is not guessed at); a BAR's "bar" is not a device name
 /// (1 to 32 of [0-9a-f:.]) and a region index (at most 255), or is set on
-/// memory; a region has id 0, an id not below next_id or repeated, a session
-/// that is neither empty nor a token, size 0, a range that wraps, or an fd
-/// name that is invalid or repeated; a mapping's "region" names no listed
-/// region, or is set on a BAR or a mapping with an fd name;
-/// the checksum is missing or does not match; a key is missing, of the wrong
-/// type, out of range (uid/gid past 2^32-2, group past INT_MAX) or unknown;
-/// an id is 0 or repeated, or a container id is not below next_id, or a
-/// mapping id's generation is not below mapping_generation; a session token
-/// is neither empty nor kSessionTokenLength lowercase hex digits, or is set
-/// on a named object or missing on an unnamed one; a mapping names an unknown container, has size 0
-/// or wraps past 2^64; an fd name is invalid (IsValidFdName) or repeated;
-/// a mapping's entries (when listed) have size 0, are not aligned to
-/// kEntryGranule, wrap (IOVA or offset), are out of IOVA order, overlap, leave
-/// a gap, or do not cover the mapping's [iova, iova + size) exactly.
+/// memory; a container's device has such a bad name, a group not among the
+/// container's, or repeats a device of the container; a region has id 0, an id not below next_id or
+/// repeated, a session that is neither empty nor a token, size 0, a range that wraps, or an fd name
+/// that is invalid or repeated; a mapping's "region" names no listed region, or is set on a BAR or
+/// a mapping with an fd name; the checksum is missing or does not match; a key is missing, of the
+/// wrong type, out of range (uid/gid past 2^32-2, group past INT_MAX) or unknown; an id is 0 or
+/// repeated, or a container id is not below next_id, or a mapping id's generation is not below
+/// mapping_generation; a session token is neither empty nor kSessionTokenLength lowercase hex
+/// digits, or is set on a named object or missing on an unnamed one; a mapping names an unknown
+/// container, has size 0 or wraps past 2^64; an fd name is invalid (IsValidFdName) or repeated; a
+/// mapping's entries (when listed) have size 0, are not aligned to kEntryGranule, wrap (IOVA or
+/// offset), are out of IOVA order, overlap, leave a gap, or do not cover the mapping's [iova, iova
+/// + size) exactly.
 [[nodiscard]] Result<StateRecord> DecodeStateRecord(std::string_view bytes);
 
 }  // namespace vfiod::lifecycle

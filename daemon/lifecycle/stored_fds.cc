@@ -8,12 +8,21 @@
 namespace vfiod::lifecycle {
 
 bool IsStoredObjectName(std::string_view name) {
-  return name.starts_with("c-") || name.starts_with("g-") || name.starts_with("m-") ||
-         name.starts_with("rg-") || IsObjectRecordName(name) || IsRecordFdName(name);
+  return name.starts_with("c-") || name.starts_with("g-") || name.starts_with("d-") ||
+         name.starts_with("m-") || name.starts_with("rg-") || IsObjectRecordName(name) ||
+         IsRecordFdName(name);
 }
 
 std::string GroupFdName(uint64_t container, int group) {
   return "g-" + std::to_string(container) + "-" + std::to_string(group);
+}
+
+std::string DeviceFdName(uint64_t container, std::string_view bdf) {
+  std::string name = "d-" + std::to_string(container) + "-";
+  for (char c : bdf) {
+    name += c == ':' ? '_' : c;
+  }
+  return name;
 }
 
 std::string ContainerFdName(uint64_t container) { return "c-" + std::to_string(container); }
@@ -29,6 +38,9 @@ SortedFds SortStoredFds(const StateRecord* record, std::vector<NamedFd> fds) {
       wanted.insert(c.fd_name);
       for (int group : c.groups) {
         wanted.insert(GroupFdName(c.id, group));
+      }
+      for (const DeviceRecord& d : c.devices) {
+        wanted.insert(d.fd_name);
       }
     }
     for (const RegionRecord& g : record->regions) {

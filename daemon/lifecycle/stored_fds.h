@@ -18,14 +18,16 @@
 namespace vfiod::lifecycle {
 
 /// Whether `name` is one vfiod stores objects under: "c-<id>" (container),
-/// "g-<container id>-<group>" (group), "m-<id>" (mapping backing), "rg-<id>"
-/// (a registered region's file), an
-/// object's own record ("r-c-<id>", "r-m-<id>": object_record.h), or a state
-/// record's name (record_store.h).
+/// "g-<container id>-<group>" (group), "d-<container id>-<bdf>" (device), "m-<id>" (mapping
+/// backing), "rg-<id>" (a registered region's file), an object's own record ("r-c-<id>",
+/// "r-m-<id>": object_record.h), or a state record's name (record_store.h).
 [[nodiscard]] bool IsStoredObjectName(std::string_view name);
 
 /// "g-<container>-<group>": the name a container's group fd is stored under.
 [[nodiscard]] std::string GroupFdName(uint64_t container, int group);
+/// "d-<container>-<bdf>", each ':' of the bdf as '_' (an FDNAME has no
+/// ':'): the name a device fd vfiod holds in a container is stored under.
+[[nodiscard]] std::string DeviceFdName(uint64_t container, std::string_view bdf);
 /// "c-<id>": a container's fd.
 [[nodiscard]] std::string ContainerFdName(uint64_t container);
 /// "m-<id>": a mapping's backing fd (also the name of a BAR's or a region
@@ -50,8 +52,8 @@ struct SortedFds {
 };
 
 /// Sorts `fds` against `record` (nullptr: no valid record, so every stored
-/// object is a stray). A container describes "c-<id>" and one group name per
-/// group; a region its fd_name; a mapping its fd_name when set.
+/// object is a stray). A container describes "c-<id>", one group name per
+/// group and its devices' fd names; a region its fd_name; a mapping its fd_name when set.
 [[nodiscard]] SortedFds SortStoredFds(const StateRecord* record, std::vector<NamedFd> fds);
 
 }  // namespace vfiod::lifecycle

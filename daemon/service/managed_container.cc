@@ -202,55 +202,6 @@ Result<dma::MappingReport> ManagedContainer::MapInChunks(dma::MapRequest map,
   }
 }
 
-Result<std::shared_ptr<vfio::Device>> ManagedContainer::DeviceFor(const std::string& bdf) {
-  if (auto it = state_->devices.find(bdf); it != state_->devices.end()) {
-    return it->second;
-  }
-  Error last{ENODEV, "device", bdf + " is in none of the container's groups"};
-  for (const auto& group : state_->groups) {
-    auto device = vfio::Device::Open(group, bdf);
-    if (device) {
-      state_->devices[bdf] = *device;
-      ArmRequest(bdf, *device);
-      return *device;
-    }
-    if (device.error().code != EINVAL) {
-      last = device.error();
-    }
-  }
-  return std::unexpected(last);
-}
-
-void ManagedContainer::SetRequestSink(RequestSink sink) {
-  request_sink_ = std::move(sink);
-  for (const auto& [bdf, device] : state_->devices) {
-    if (!state_->requests.contains(bdf)) {
-      ArmRequest(bdf, device);
-    }
-  }
-}
-
-void ManagedContainer::ArmRequest(const std::string& bdf,
-                                  const std::shared_ptr<vfio::Device>& device) {
-  if (!request_sink_ || state_->requests.contains(bdf)) {
-    return;  // armed by SetRequestSink, or already (re-arming would unset it)
-  }
-  auto irq = vfio::IrqSet::Enable(device, kernel::kPciReqIrqIndex, 1);
-  if (!irq) {
-    spdlog::warn("container {}: {}: the kernel's requests to release it will go unheard: {}", id_,
-                 bdf, irq.error().message());
-    return;
-  }
-  UniqueFd copy(::fcntl(irq->eventfd(0), F_DUPFD_CLOEXEC, 0));
-  if (!copy) {
-    spdlog::warn("container {}: {}: dup of the request eventfd: {}", id_, bdf,
-                 std::strerror(errno));
-    return;  // `irq` disables the index as it goes
-  }
-  state_->requests.insert_or_assign(bdf, std::move(*irq));
-  request_sink_(bdf, std::move(copy));
-}
-
 Result<MapResult> ManagedContainer::MapBar(const MapBarRequest& request) {
   auto device = VFIOD_TRY(DeviceFor(request.bdf));
   auto backing =
@@ -345,25 +296,6 @@ std::optional<dma::ContiguityReport> ManagedContainer::Contiguity(uint64_t engin
   return *report;
 }
 
-Result<OpenedDevice> ManagedContainer::OpenDevice(const std::string& bdf, int group, uid_t uid) {
-  auto device = VFIOD_TRY(DeviceFor(bdf));
-  OpenedDevice opened{bdf, VFIOD_TRY(DupForClient(device->fd())), device->info()};
-  handouts_[group].insert(uid);
-  return opened;
-}
-
-bool ManagedContainer::HasDeviceOpen(const std::string& bdf) const {
-  return state_->devices.contains(bdf);
-}
-
-std::vector<std::string> ManagedContainer::OpenDevices() const {
-  std::vector<std::string> out;
-  for (const auto& [bdf, device] : state_->devices) {
-    out.push_back(bdf);
-  }
-  return out;
-}
-
 Result<DeviceVfioView> ManagedContainer::ProbeDevice(const std::string& bdf) {
   auto device = VFIOD_TRY(DeviceFor(bdf));
   DeviceVfioView view;
@@ -406,6 +338,7 @@ dma::UnmapReport ManagedContainer::Close() {
   }
   s.requests.clear();  // disabled while the devices are open
   s.devices.clear();
+  ForgetHeld();
   s.space.reset();
   for (auto it = s.groups.rbegin(); it != s.groups.rend(); ++it) {
     if (auto detached = (*it)->Detach(); !detached && detached.error().code != EINVAL) {

@@ -46,9 +46,16 @@ class ManagedContainer {
     std::string bdf;
     uint32_t index = 0;
   };
+  /// A device fd vfiod held in the container (in the store as "d-...").
+  struct InheritedDevice {
+    std::string bdf;
+    int group = 0;
+    UniqueFd fd;
+  };
   struct Inherited {
     UniqueFd container;
     std::vector<std::pair<int, UniqueFd>> groups;  ///< by group number, as attached
+    std::vector<InheritedDevice> devices;
     std::vector<dma::AdoptRequest> mappings;
     /// By AdoptRequest::key: the BARs behind requests that come without a
     /// backing, reopened here (the device through the container's groups).
@@ -58,8 +65,11 @@ class ManagedContainer {
   /// (vfio::Container::Adopt), each group fd (vfio::Group::Adopt), then the
   /// mappings (dma::DmaSpace::Adopt: each re-pointed at this process with
   /// the VADDR protocol; what does not match the kernel is released; kernel
-  /// entries no request names are unmapped). A BAR's backing is made anew
-  /// (its device opened through the groups, the region mmapped); one that
+  /// entries no request names are unmapped). Each inherited device fd is
+  /// taken over (vfio::Device::Adopt: not reopened, so not reset; one that
+  /// cannot be is closed and logged) before the mappings. A BAR's backing is
+  /// made anew (its device taken over or opened through the groups, the
+  /// region mmapped); one that
   /// cannot be is released like a mapping whose fd did not come back. The report says what became
   /// of each mapping. Errors (the fds are closed; a group detaches only when the fd store holds no
   /// other copy): those of the three Adopts.
@@ -129,6 +139,20 @@ class ManagedContainer {
   /// request IRQ cannot be armed is used anyway (logged: the kernel's
   /// requests for it then go unheard). Needs mu().
   void SetRequestSink(RequestSink sink);
+  /// Receives each device fd this container opens from now on (borrowed),
+  /// with its BDF, before the device is used: the fd store keeps a copy so
+  /// a restarted vfiod takes the device over. Devices open already (taken
+  /// over: their fds are in the store) are not passed. Needs mu().
+  using DeviceKeeper = std::function<void(const std::string& bdf, int fd)>;
+  void SetDeviceKeeper(DeviceKeeper keeper);
+  /// A device vfiod holds open in this container, and the group it is in.
+  struct HeldDevice {
+    std::string bdf;
+    int group = 0;
+  };
+  /// The devices vfiod holds open here, in the order opened (or taken
+  /// over); empty once closed or handed over. Leaf lock; safe under any lock.
+  [[nodiscard]] std::vector<HeldDevice> held_devices() const;
   /// Opens (or reuses) vfiod's fd for `bdf` and returns a dup for the client,
   /// remembering that `uid` was handed a device fd of `group` (see handouts()).
   [[nodiscard]] Result<OpenedDevice> OpenDevice(const std::string& bdf, int group, uid_t uid);
@@ -184,9 +208,15 @@ class ManagedContainer {
   [[nodiscard]] Result<dma::HugeShare> RequireHuge(uint64_t engine_id);
   /// Arms the request IRQ of `device` (see SetRequestSink); needs mu().
   void ArmRequest(const std::string& bdf, const std::shared_ptr<vfio::Device>& device);
-  /// vfiod's fd of `bdf`, opened from whichever group holds it (and armed:
-  /// ArmRequest); needs mu().
+  /// vfiod's fd of `bdf`, opened from whichever group holds it (then held,
+  /// kept by the keeper and armed: ArmRequest); needs mu().
   [[nodiscard]] Result<std::shared_ptr<vfio::Device>> DeviceFor(const std::string& bdf);
+  /// Adds `device` to the devices held (state and held_); needs mu().
+  void Hold(const std::string& bdf, const std::shared_ptr<vfio::Device>& device);
+  /// Empties held_ (Close, HandOver); needs mu().
+  void ForgetHeld();
+  /// Takes over one inherited device fd for Adopt (see there); needs mu().
+  void AdoptDevice(kernel::Kernel& kernel, InheritedDevice inherited);
   /// A backing of `bar` made anew for Adopt (DeviceFor, then the region
   /// mmapped); nullptr when it cannot be (logged).
   [[nodiscard]] std::shared_ptr<const dma::Backing> ReopenBar(const BarSource& bar);
@@ -201,10 +231,12 @@ class ManagedContainer {
   std::unique_ptr<State> state_;             // VFIO and DMA objects; guarded by mu_
   std::map<int, std::set<uid_t>> handouts_;  // group -> users given a device fd; mu_
   RequestSink request_sink_;                 // guarded by mu_
+  DeviceKeeper device_keeper_;               // guarded by mu_
   mutable std::mutex info_mu_;               // leaf lock
-  kernel::IommuInfo info_;     // at creation (DMA_AVAIL then: the limit); guarded by info_mu_
-  dma::SpaceUsage usage_;      // published copy of the engine's; guarded by info_mu_
-  ExtensionsView extensions_;  // set at creation, then constant
+  kernel::IommuInfo info_;        // at creation (DMA_AVAIL then: the limit); guarded by info_mu_
+  dma::SpaceUsage usage_;         // published copy of the engine's; guarded by info_mu_
+  std::vector<HeldDevice> held_;  // state_->devices' names, in order; guarded by info_mu_
+  ExtensionsView extensions_;     // set at creation, then constant
 };
 
 }  // namespace vfiod::service

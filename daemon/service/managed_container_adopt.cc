@@ -22,6 +22,9 @@ Result<std::pair<std::shared_ptr<ManagedContainer>, dma::AdoptReport>> ManagedCo
         vfio::Group::Adopt(kernel, number, kernel::KernelFd(&kernel, fd.release()), s.container)));
     self->group_numbers_.push_back(number);
   }
+  for (InheritedDevice& inherited_device : inherited.devices) {
+    self->AdoptDevice(kernel, std::move(inherited_device));
+  }
   dma::EngineConfig engine;
   engine.chunk_bytes = limits.map_chunk_bytes;
   s.space = VFIOD_TRY(dma::DmaSpace::Create(s.container, engine));
@@ -49,6 +52,24 @@ Result<std::pair<std::shared_ptr<ManagedContainer>, dma::AdoptReport>> ManagedCo
   return std::pair{std::move(self), std::move(report)};
 }
 
+void ManagedContainer::AdoptDevice(kernel::Kernel& kernel, InheritedDevice inherited) {
+  kernel::KernelFd fd(&kernel, inherited.fd.release());
+  auto group = std::find_if(state_->groups.begin(), state_->groups.end(),
+                            [&](const auto& g) { return g->number() == inherited.group; });
+  if (group == state_->groups.end()) {
+    spdlog::warn("restart: container {}: device {}: its group {} did not come back", id_,
+                 inherited.bdf, inherited.group);
+    return;
+  }
+  auto device = vfio::Device::Adopt(*group, inherited.bdf, std::move(fd));
+  if (!device) {
+    spdlog::warn("restart: container {}: device {} not taken over: {}", id_, inherited.bdf,
+                 device.error().message());
+    return;
+  }
+  Hold(inherited.bdf, *device);
+}
+
 std::shared_ptr<const dma::Backing> ManagedContainer::ReopenBar(const BarSource& bar) {
   auto device = DeviceFor(bar.bdf);
   auto backing = device ? dma::CreateBarBacking(*device, bar.index)
@@ -73,8 +94,9 @@ Result<uint64_t> ManagedContainer::HandOver() {
     std::lock_guard lock(info_mu_);
     usage_ = {};
   }
-  s.requests.clear();  // the successor arms the devices it opens
-  s.devices.clear();   // vfiod's own device fds: clients hold their dups
+  s.requests.clear();  // the successor arms the devices again
+  s.devices.clear();   // vfiod's own device fds: the store keeps copies
+  ForgetHeld();
   s.space.reset();
   // Closing our copies detaches nothing: the store's copies keep the files.
   for (auto& group : s.groups) {

@@ -197,11 +197,15 @@ uint64_t Service::Teardown(const ContainerSlot& slot) {
     if (config_.reset.on_destroy && !slot.managed->closed()) {
       ResetOnDestroy(*slot.managed);
     }
+    std::vector<std::string> devices;  // before Close, which lets go of them
+    for (const ManagedContainer::HeldDevice& d : slot.managed->held_devices()) {
+      devices.push_back(d.bdf);
+    }
     const auto started = std::chrono::steady_clock::now();
     unmapped = slot.managed->Close();
     took_us = MicrosSince(started);
     handed = slot.managed->handouts();
-    RemoveContainerFds(slot.id, slot.managed->groups());
+    RemoveContainerFds(slot.id, slot.managed->groups(), devices);
   }
   std::vector<MappingId> gone_fds;
   bool lingers = false;

@@ -652,7 +652,11 @@ class Service {
   void StoreContainerFd(ManagedContainer& managed);
   /// Removes the container's and its groups' fds and its own record from
   /// fd_store_; needs its mutex.
-  void RemoveContainerFds(ContainerId id, const std::vector<int>& groups);
+  void RemoveContainerFds(ContainerId id, const std::vector<int>& groups,
+                          const std::vector<std::string>& devices);
+  /// Has `managed` pass every device fd it opens from now on to the fd
+  /// store ("d-<id>-<bdf>"); needs managed.mu().
+  void KeepDevicesLocked(ManagedContainer& managed);
   /// Stores the backing fd of mapping `id` under "m-<id>", then its own
   /// record; needs the container's mutex, not mu_.
   void StoreMappingFd(ManagedContainer& managed, MappingId id, uint64_t engine_id);

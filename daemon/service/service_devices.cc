@@ -174,6 +174,11 @@ SResult<void> Service::SysfsUnbind(const vfio::PciDevice& dev) {
 
 SResult<OpenedDevice> Service::OpenDevice(const Caller& caller, ContainerId container,
                                           const std::string& bdf) {
+  // Declared first, so it runs last: the reply waits for a state record
+  // naming the device fd (stored as vfiod opened it), or a crash right
+  // after the reply would leave the successor deaf to the device's release
+  // requests while the client holds it.
+  ChangeNote note{*this, true};
   vfio::PciDevice dev = VFIOD_TRY(FindDevice(caller, bdf));
   std::shared_ptr<ManagedContainer> managed;
   uid_t owner = 0;

@@ -13,6 +13,10 @@
 // tells them again (device.revoked). vfiod cannot close a client's device fd:
 // the unbind completes once the clients closed theirs (the client library
 // does on the first notice); until then the group lingers as after a destroy.
+//
+// Across a live restart the device fds vfiod holds stay in the fd store
+// (KeepDevicesLocked), so the next vfiod takes them over and arms their
+// request IRQs again: a device a client still holds is heard as before.
 #include <spdlog/spdlog.h>
 
 #include "service/managed_container.h"
@@ -55,6 +59,17 @@ std::set<SessionId> Service::StakeholdersLocked(const ContainerSlot& slot) const
       add(m.owner);
     }
   });
+  if (out.empty()) {
+    // Nobody known: a named container whose device fds went out before a
+    // restart (the sessions they went to are gone with that vfiod). Whoever
+    // holds them now is one of the users the container belongs to.
+    for (const auto& [id, session] : sessions_) {
+      const uid_t uid = session.identity.uid;
+      if (!session.detached && (uid == slot.owner_uid || slot.shared.users.contains(uid))) {
+        out.insert(id);
+      }
+    }
+  }
   return out;
 }
 

@@ -184,6 +184,18 @@ void Service::ReadoptContainer(
       spdlog::warn("restart: container {}: group {} did not come back (detached)", c.id, group);
     }
   }
+  std::vector<std::string> device_names;  // every device the record names
+  for (const lifecycle::DeviceRecord& d : c.devices) {
+    device_names.push_back(d.bdf);
+    if (UniqueFd fd = Take(fds, d.fd_name)) {
+      inherited.devices.push_back({d.bdf, d.group, std::move(fd)});
+    } else {
+      spdlog::warn(
+          "restart: container {}: device {} did not come back (its release requests "
+          "go unheard unless it is opened again)",
+          c.id, d.bdf);
+    }
+  }
   for (size_t key = 0; key < mine.size(); ++key) {
     inherited.mappings.push_back(RequestOf(*mine[key], key, regions, fds));
     if (mine[key]->mmio && !mine[key]->bar_bdf.empty()) {
@@ -204,7 +216,7 @@ void Service::ReadoptContainer(
                   c.owner_uid, mine.size(), adopted.error().message());
     ++report.released_containers;
     report.released_mappings += mine.size();
-    RemoveContainerFds(c.id, c.groups);
+    RemoveContainerFds(c.id, c.groups, device_names);
     for (const lifecycle::MappingRecord* m : mine) {
       RemoveMappingFd(m->id);
     }
@@ -264,7 +276,11 @@ void Service::ReadoptContainer(
   for (MappingId id : released) {
     RemoveMappingFd(id);
   }
-  WatchRequests(*managed);  // the BARs it reopened, and the devices it opens from now on
+  {
+    std::lock_guard clock(managed->mu());
+    KeepDevicesLocked(*managed);
+  }
+  WatchRequests(*managed);  // the devices taken over, and those it opens from now on
 }
 
 std::map<RegionId, std::shared_ptr<const dma::Backing>> Service::ReadoptRegions(

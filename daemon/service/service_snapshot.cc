@@ -139,6 +139,11 @@ lifecycle::StateRecord Service::SnapshotState() const {
 std::optional<lifecycle::ContainerRecord> Service::ContainerRecordLocked(
     const ContainerSlot& slot) const {
   lifecycle::ContainerRecord c = ContainerRecordOf(ViewLocked(slot));
+  if (slot.managed) {
+    for (const ManagedContainer::HeldDevice& d : slot.managed->held_devices()) {
+      c.devices.push_back({d.bdf, d.group, lifecycle::DeviceFdName(slot.id, d.bdf)});
+    }
+  }
   if (!slot.name.empty()) {
     return c;
   }
@@ -249,6 +254,7 @@ void Service::StoreContainerFd(ManagedContainer& managed) {
   for (auto [group, group_fd] : managed.group_fds()) {
     fd_store_.store(lifecycle::GroupFdName(managed.id(), group), group_fd);
   }
+  KeepDevicesLocked(managed);
   fd_store_.store(name, fd);
   std::optional<lifecycle::StateRecord> own;
   {
@@ -268,7 +274,20 @@ void Service::StoreContainerFd(ManagedContainer& managed) {
   }
 }
 
-void Service::RemoveContainerFds(ContainerId id, const std::vector<int>& groups) {
+void Service::KeepDevicesLocked(ManagedContainer& managed) {
+  if (!fd_store_.store) {
+    return;
+  }
+  // A device fd closed by a SIGKILLed vfiod would be the last one of a
+  // device nobody else holds: the kernel resets it, and the successor would
+  // have to open it again (another reset) to hear its release requests.
+  managed.SetDeviceKeeper([this, id = managed.id()](const std::string& bdf, int fd) {
+    fd_store_.store(lifecycle::DeviceFdName(id, bdf), fd);
+  });
+}
+
+void Service::RemoveContainerFds(ContainerId id, const std::vector<int>& groups,
+                                 const std::vector<std::string>& devices) {
   if (!fd_store_.remove) {
     return;
   }
@@ -277,6 +296,9 @@ void Service::RemoveContainerFds(ContainerId id, const std::vector<int>& groups)
   fd_store_.remove(name);
   for (int group : groups) {
     fd_store_.remove(lifecycle::GroupFdName(id, group));
+  }
+  for (const std::string& bdf : devices) {
+    fd_store_.remove(lifecycle::DeviceFdName(id, bdf));
   }
   std::lock_guard lock(object_records_mu_);
   object_records_.erase(lifecycle::ObjectRecordName(name));

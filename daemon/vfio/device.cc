@@ -20,6 +20,17 @@ Result<std::shared_ptr<Device>> Device::Open(std::shared_ptr<Group> group, std::
   return dev;
 }
 
+Result<std::shared_ptr<Device>> Device::Adopt(std::shared_ptr<Group> group, std::string_view bdf,
+                                              kernel::KernelFd fd) {
+  if (!group || !group->container()) {
+    return Fail(EINVAL, "adopt device", std::string(bdf) + ": its group is not in a container");
+  }
+  kernel::Kernel& k = group->kernel();
+  std::shared_ptr<Device> dev(new Device(std::move(group), std::string(bdf), std::move(fd)));
+  dev->info_ = VFIOD_TRY(kernel::GetDeviceInfo(k, dev->fd()));
+  return dev;
+}
+
 Result<kernel::RegionInfo> Device::RegionInfo(uint32_t index) const {
   if (index >= info_.num_regions) {
     return Fail(EINVAL, "VFIO_DEVICE_GET_REGION_INFO",

@@ -33,6 +33,16 @@ class Device {
   /// EPERM: not viable.
   [[nodiscard]] static Result<std::shared_ptr<Device>> Open(std::shared_ptr<Group> group,
                                                             std::string_view bdf);
+  /// Takes over `fd`, a device fd of `bdf` in `group` that a previous vfiod
+  /// opened (from the fd store: a live restart), with VFIO_DEVICE_GET_INFO.
+  /// Nothing is reopened, so the device is not reset and keeps its state.
+  /// The kernel cannot say which device an fd is: the caller vouches for
+  /// `bdf` (the state record that named the fd). EINVAL: no group, or it
+  /// is not attached to a container; errno of GET_INFO (ENOTTY: not a
+  /// device fd).
+  [[nodiscard]] static Result<std::shared_ptr<Device>> Adopt(std::shared_ptr<Group> group,
+                                                             std::string_view bdf,
+                                                             kernel::KernelFd fd);
 
   Device(const Device&) = delete;
   Device& operator=(const Device&) = delete;

@@ -120,5 +120,26 @@ TEST_F(RequestIrq, TriggerBelongsToTheDeviceAndGoesWithItsLastFd) {
   ::close(efd);
 }
 
+// A trigger set while one is set replaces it, with no unset between: what a
+// vfiod started after a SIGKILL relies on, whose predecessor's eventfd is
+// still the trigger (its fds died with it; the device's fd in the store did
+// not). Only the new eventfd is signalled from then on.
+TEST_F(RequestIrq, ANewTriggerReplacesTheOldOne) {
+  int old_efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  int new_efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  ASSERT_GE(old_efd, 0);
+  ASSERT_GE(new_efd, 0);
+  ASSERT_TRUE(Trigger(old_efd));
+  ASSERT_TRUE(Trigger(new_efd));
+  ASSERT_TRUE(Loopback());
+  EXPECT_EQ(Consume(new_efd), 1u);
+  EXPECT_EQ(Consume(old_efd), 0u);
+  ASSERT_TRUE(kernel::DisableIrqs(k_, dev_.get(), kernel::kPciReqIrqIndex));
+  EXPECT_TRUE(Loopback());
+  EXPECT_EQ(Consume(new_efd), 0u);
+  ::close(old_efd);
+  ::close(new_efd);
+}
+
 }  // namespace
 }  // namespace vfiod::conformance

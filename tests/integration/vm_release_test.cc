@@ -24,59 +24,13 @@
 #include "daemon_harness.h"
 #include "edu_bar.h"
 #include "forked_client.h"
+#include "release_helpers.h"
 
 namespace vfiod::itest {
 namespace {
 
 constexpr uid_t kClient = 1004;
 constexpr uint32_t kLen = 2048;
-
-/// An unbind of `bdf` from its driver, written from a thread of its own: it
-/// returns only once the kernel let go of the device.
-class Unbind {
- public:
-  explicit Unbind(std::string bdf) : bdf_(std::move(bdf)) {
-    thread_ = std::thread([this] {
-      const std::string path = "/sys/bus/pci/devices/" + bdf_ + "/driver/unbind";
-      int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-      errno_ = fd < 0 ? errno : 0;
-      if (fd >= 0) {
-        errno_ = ::write(fd, bdf_.data(), bdf_.size()) < 0 ? errno : 0;
-        ::close(fd);
-      }
-      done_ = true;
-    });
-  }
-  ~Unbind() { thread_.join(); }
-  Unbind(const Unbind&) = delete;
-  Unbind& operator=(const Unbind&) = delete;
-  [[nodiscard]] bool done() const { return done_; }
-  /// Waits (a hang guard of 60 s, not a timing assert) for the unbind;
-  /// "" when it went through.
-  std::string Await() const {
-    for (int i = 0; i < 6000 && !done_; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    if (!done_) {
-      return "the unbind did not complete";
-    }
-    return errno_ == 0 ? "" : "unbind: " + std::string(std::strerror(errno_));
-  }
-
- private:
-  std::string bdf_;
-  std::atomic<bool> done_{false};
-  std::atomic<int> errno_{0};
-  std::thread thread_;
-};
-
-/// Binds `bdf` back to vfio-pci (its driver_override still says vfio-pci).
-bool BindBack(const std::string& bdf) {
-  WriteFile("/sys/bus/pci/drivers_probe", bdf);
-  std::error_code ec;
-  const auto driver = fs::read_symlink("/sys/bus/pci/devices/" + bdf + "/driver", ec);
-  return !ec && driver.filename() == "vfio-pci";
-}
 
 /// vfiod's fds on VFIO objects (/dev/vfio/vfio, /dev/vfio/<group>,
 /// anon_inode:[vfio-device]), by target.
@@ -127,22 +81,6 @@ struct Session {
     return mem == nullptr ? "mmap of the DMA buffer failed" : "";
   }
 };
-
-/// Reads notifications until one of `revoked` kind arrives (20 s at most).
-std::optional<client::ReleaseNotice> AwaitNotice(client::Client& c, client::DeviceReleaser& r,
-                                                 bool revoked) {
-  for (int i = 0; i < 200; ++i) {
-    for (const client::ReleaseNotice& n : r.TakeNotices()) {
-      if (n.revoked == revoked) {
-        return n;
-      }
-    }
-    if (!c.PollNotifications(std::chrono::milliseconds(100))) {
-      return std::nullopt;
-    }
-  }
-  return std::nullopt;
-}
 
 class VmReleaseTest : public ::testing::Test {
  protected:

@@ -62,6 +62,8 @@ StateRecord Sample() {
   r.containers[0].shared_users = {1001, 1002};
   r.containers[0].shared_groups = {50};
   r.containers[0].groups = {12, 14};
+  r.containers[0].devices = {{"0000:00:05.0", 14, "d-3-0000_00_05.0"},
+                             {"0000:00:03.0", 12, "d-3-0000_00_03.0"}};
   r.containers.push_back(Container(8, 1001, ""));
   r.mappings.push_back(Mapping((1ULL << 32) | 1, 3, 0x100000000ULL, 2u << 20, "hugetlb-2m", 1000));
   r.mappings[0].name = "kbuf";
@@ -128,6 +130,9 @@ TEST(StateRecord, AVersion3RecordStillDecodes) {
   nlohmann::json doc = nlohmann::json::parse(EncodeStateRecord(Sample()));
   doc["version"] = 3;
   doc.erase("regions");
+  for (auto& c : doc["containers"]) {
+    c.erase("devices");
+  }
   doc["mappings"].erase(2);  // a region's slice: version 3 had none
   for (auto& m : doc["mappings"]) {
     m.erase("bar");
@@ -140,7 +145,24 @@ TEST(StateRecord, AVersion3RecordStillDecodes) {
   want.mappings.pop_back();
   want.mappings[1].bar_bdf.clear();
   want.mappings[1].bar_index = 0;
+  want.containers[0].devices.clear();
   EXPECT_EQ(*back, want);  // read as this build's version, the BAR's device unknown
+}
+
+// The record of the vfiod before (version 4: no device fds in the store) is
+// still read: the containers come back without devices, which the next
+// vfiod opens again when asked.
+TEST(StateRecord, AVersion4RecordStillDecodes) {
+  nlohmann::json doc = nlohmann::json::parse(EncodeStateRecord(Sample()));
+  doc["version"] = 4;
+  for (auto& c : doc["containers"]) {
+    c.erase("devices");
+  }
+  auto back = DecodeStateRecord(Resealed(doc));
+  ASSERT_TRUE(back) << back.error().message();
+  StateRecord want = Sample();
+  want.containers[0].devices.clear();
+  EXPECT_EQ(*back, want);
 }
 
 TEST(StateRecord, TheResealHelperAgreesWithTheEncoder) {
@@ -262,6 +284,25 @@ TEST(StateRecord, StrictValidationEvenWithAGoodChecksum) {
        [](nlohmann::json& d) { d["mappings"][0]["region"] = 5; }},
       {"region on a BAR", [](nlohmann::json& d) { d["mappings"][1]["region"] = 5; }},
       {"slice without its region", [](nlohmann::json& d) { d["mappings"][2]["region"] = 0; }},
+      {"devices in version 4", [](nlohmann::json& d) { d["version"] = 4; }},
+      {"devices missing in version 5",
+       [](nlohmann::json& d) { d["containers"][1].erase("devices"); }},
+      {"devices not array", [](nlohmann::json& d) { d["containers"][0]["devices"] = 1; }},
+      {"device bdf not a device name",
+       [](nlohmann::json& d) { d["containers"][0]["devices"][0]["bdf"] = "../x"; }},
+      {"device in a group not the container's",
+       [](nlohmann::json& d) { d["containers"][0]["devices"][0]["group"] = 13; }},
+      {"device group negative",
+       [](nlohmann::json& d) { d["containers"][0]["devices"][0]["group"] = -1; }},
+      {"device repeated",
+       [](nlohmann::json& d) {
+         d["containers"][0]["devices"][1]["bdf"] = d["containers"][0]["devices"][0]["bdf"];
+       }},
+      {"device fd name invalid",
+       [](nlohmann::json& d) { d["containers"][0]["devices"][0]["fd_name"] = "d:3"; }},
+      {"device fd name repeated",
+       [](nlohmann::json& d) { d["containers"][0]["devices"][0]["fd_name"] = "c-8"; }},
+      {"device unknown key", [](nlohmann::json& d) { d["containers"][0]["devices"][0]["x"] = 1; }},
       {"containers not array",
        [](nlohmann::json& d) { d["containers"] = nlohmann::json::object(); }},
   };

@@ -24,6 +24,7 @@
 
 #include "daemon_harness.h"
 #include "edu_bar.h"
+#include "release_helpers.h"
 #include "supervised_vfiod.h"
 #include "support/hugepage_pool.h"
 
@@ -146,7 +147,8 @@ class VmRestartTest : public ::testing::Test {
                    {"logging", {{"level", "info"}, {"target", "stderr"}}},
                    {"kernel", "linux"},
                    {"sysfs_root", "/sys"},
-                   {"limits", {{"map_chunk_bytes", "2M"}}}};
+                   {"limits", {{"map_chunk_bytes", "2M"}}},
+                   {"device", {{"release_grace_seconds", 1}}}};
     auto daemon = SupervisedVfiod::Create(dir_, config);
     ASSERT_TRUE(daemon) << daemon.error().message();
     daemon_ = std::move(*daemon);
@@ -379,6 +381,51 @@ TEST_F(VmRestartTest, EduDmaRunsOnWhileVfiodIsKilledAndRestartedAtRandomPoints) 
   for (uint32_t i = 0; i < kLen; ++i) {
     ASSERT_EQ(kbuf.bytes[i], 0x11) << "the device wrote through a freed IOVA at byte " << i;
   }
+}
+
+// A kernel request to release a device a client holds still reaches that
+// client after restarts: the device fd vfiod held comes back from the fd
+// store (not reopened) and its request IRQ is armed again, after a SIGKILL
+// (the dead vfiod's eventfd is replaced) and after a graceful hand-over
+// (which disarmed it). The client closes its fd on the notice, vfiod revokes
+// the container after the grace period, and the real unbind completes.
+TEST_F(VmRestartTest, AReleaseRequestAfterRestartsReachesTheClientHoldingTheDevice) {
+  client::Client owner = Connect();
+  auto made = owner.Call("container.create", {{"devices", {bdf_}}, {"name", "held"}});
+  ASSERT_CALL_OK(made);
+  const uint64_t container = made->result["container"];
+  ClientMemory buf;
+  auto buf_reply = owner.Call("dma.alloc", Alloc(container, kBuffer, "buf"));
+  ASSERT_EQ(MapReply(buf_reply, buf), "");
+  auto device = owner.Call("device.open", {{"container", container}, {"bdf", bdf_}});
+  ASSERT_CALL_OK(device);
+  UniqueFd fd = std::move(device->fds.at(0));
+  std::optional<EduDevice> edu(std::in_place);
+  ASSERT_EQ(edu->Open(fd.get()), "");
+  for (int signo : {SIGKILL, SIGTERM}) {
+    daemon_->Kill(signo);
+    ASSERT_EQ(daemon_->Start(), "");
+  }
+  ASSERT_EQ(edu->RoundTrip(buf.bytes, buf.iova, kLen, 3), "");  // still its device and memory
+
+  client::Client holder = Connect();  // the owner's uid, on the new vfiod
+  client::DeviceReleaser releaser([&](const client::ReleaseNotice&) { edu.reset(); });
+  releaser.Keep(bdf_, std::move(fd));
+  holder.OnNotification(releaser.Handler());
+  auto status = holder.Call("status");
+  ASSERT_CALL_OK(status);
+  Unbind unbind(bdf_);
+  auto asked = AwaitNotice(holder, releaser, false);
+  ASSERT_TRUE(asked) << "no device.release_requested from the restarted vfiod";
+  EXPECT_EQ(asked->bdf, bdf_);
+  EXPECT_EQ(asked->container, container);
+  EXPECT_EQ(releaser.fd(bdf_), -1);  // the library closed the client's fd
+  EXPECT_FALSE(edu);
+  auto revoked = AwaitNotice(holder, releaser, true);
+  ASSERT_TRUE(revoked) << "no device.revoked";
+  EXPECT_EQ(revoked->container, container);
+  EXPECT_EQ(unbind.Await(), "");  // nothing holds the device any more
+  EXPECT_TRUE(BindBack(bdf_));
 }
 
 }  // namespace

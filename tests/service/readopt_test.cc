@@ -11,13 +11,17 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
+#include <chrono>
 #include <cstring>
 #include <map>
+#include <mutex>
+#include <thread>
 
 #include "kernel/fault_kernel.h"
 #include "lifecycle/object_record.h"
 #include "lifecycle/sealed_memfd.h"
 #include "lifecycle/state_record.h"
+#include "lifecycle/stored_fds.h"
 #include "model_service.h"
 #include "service/service.h"
 
@@ -590,6 +594,67 @@ TEST_F(ReadoptTest, AnUnregisteredRegionLivesOnInItsSlicesOnly) {
   EXPECT_TRUE(store_.fds.contains(name));
   service_->RecordStored(service_->SnapshotState());
   EXPECT_FALSE(store_.fds.contains(name));
+}
+
+// The device fds vfiod holds are stored too: the next vfiod takes them over
+// instead of opening the devices again (a reopen of a device nobody else
+// holds would reset it under its client), arms their request IRQs, and so
+// hears the kernel ask for a device a client still holds. Nobody's session
+// is known for a named container after a restart: the owner's sessions are
+// told.
+TEST_F(ReadoptTest, HeldDevicesAreTakenOverAndTheirReleaseRequestsHeard) {
+  Caller user = Open(kUser);
+  auto c = service_->CreateContainer(user, {kEdu}, "ring", {});
+  ASSERT_TRUE(c) << c.error().error.message();
+  auto device = service_->OpenDevice(user, c->id, kEdu);
+  ASSERT_TRUE(device) << device.error().error.message();
+  const std::string name = lifecycle::DeviceFdName(c->id, kEdu);
+  EXPECT_TRUE(store_.fds.contains(name));
+  lifecycle::StateRecord record = Crash();
+  ASSERT_EQ(record.containers.size(), 1u);
+  ASSERT_EQ(record.containers[0].devices.size(), 1u);
+  EXPECT_EQ(record.containers[0].devices[0].bdf, kEdu);
+  EXPECT_EQ(record.containers[0].devices[0].fd_name, name);
+
+  const uint64_t opens = model_.IoctlCount("VFIO_GROUP_GET_DEVICE_FD");
+  auto report = Restart(record);
+  EXPECT_EQ(report.containers, 1u);
+  EXPECT_EQ(service_->WatchedRequests(), 1u);  // armed with no device.open since
+  std::mutex mu;
+  std::vector<std::pair<SessionId, ReleaseNotice>> told;
+  service_->SetReleaseNotifier([&](SessionId s, const ReleaseNotice& n) {
+    std::lock_guard lock(mu);
+    told.emplace_back(s, n);
+  });
+  Caller again = Open(kUser);  // the client, connected to the new vfiod
+  Caller other = Open(kOther);
+  auto done = model_.SetDriver(kEdu, "");  // the kernel asks: the device is held
+  ASSERT_FALSE(done);
+  EXPECT_EQ(done.error().code, EWOULDBLOCK);
+  for (int i = 0; i < 2000; ++i) {  // a hang guard, not a timing assert
+    {
+      std::lock_guard lock(mu);
+      if (!told.empty()) {
+        break;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  service_->SetReleaseNotifier({});
+  ASSERT_EQ(told.size(), 1u);  // the owner's session only, not kOther's
+  EXPECT_EQ(told[0].first, again.session);
+  EXPECT_EQ(told[0].second.kind, ReleaseNotice::Kind::kRequested);
+  EXPECT_EQ(told[0].second.bdf, kEdu);
+  EXPECT_EQ(told[0].second.container, c->id);
+  // Taken over, not opened again; and the stored fd is still the store's.
+  EXPECT_EQ(model_.IoctlCount("VFIO_GROUP_GET_DEVICE_FD"), opens);
+  lifecycle::StateRecord next = service_->SnapshotState();
+  ASSERT_EQ(next.containers.size(), 1u);
+  EXPECT_EQ(next.containers[0].devices, record.containers[0].devices);
+  // Destroyed: the device's name leaves the store with the container's.
+  ASSERT_TRUE(service_->DestroyContainer(Open(kUser), c->id));
+  EXPECT_FALSE(store_.fds.contains(name));
+  (void)other;
 }
 
 }  // namespace
