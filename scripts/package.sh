@@ -3,7 +3,7 @@
 #
 # Builds the Debian packages from an already built CMake tree, compiling
 # nothing (packaging/README.md says why this way and what goes where):
-#   OUT_DIR/vfiod_<version>_<arch>.deb         daemon, vfioctl, units, sysusers, config
+#   OUT_DIR/vfiod_<version>_<arch>.deb       daemon, vfioctl, units, sysusers, config
 #   OUT_DIR/python3-vfiod_<version>_all.deb  the Python client
 # and prints their paths, one per line (nothing else goes to stdout). Exits
 # non-zero on failure. <version> is the top entry of packaging/debian/changelog,
@@ -45,7 +45,8 @@ export SOURCE_DATE_EPOCH
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-# dpkg-shlibdeps and dpkg-gencontrol read debian/control and debian/changelog.
+# dpkg-shlibdeps and dpkg-gencontrol read debian/control and debian/changelog
+# and expect each package staged in debian/PACKAGE, as in a source package.
 mkdir "$work/debian"
 cp "$debian/control" "$debian/changelog" "$work/debian/"
 log=$work/log
@@ -58,18 +59,23 @@ run() {
   }
 }
 
-# docs PKG: the copyright file and changelog.Debian.gz every package has.
+# docs PKG: the copyright file and changelog.Debian.gz every package has,
+# and its lintian overrides (debian/PKG.lintian-overrides) if it has some.
 docs() {
-  local doc=$work/$1/usr/share/doc/$1
+  local root=$work/debian/$1 doc=$work/debian/$1/usr/share/doc/$1
   install -d "$doc"
   install -m644 "$debian/copyright" "$doc/copyright"
   gzip -9nc "$debian/changelog" >"$doc/changelog.Debian.gz"
+  if [[ -f $debian/$1.lintian-overrides ]]; then
+    install -d "$root/usr/share/lintian/overrides"
+    install -m644 "$debian/$1.lintian-overrides" "$root/usr/share/lintian/overrides/$1"
+  fi
 }
 
 # compress PKG: what dh_compress would: manual pages, and documentation
 # files over 4 KiB (not copyright, not examples).
 compress() {
-  local root=$work/$1
+  local root=$work/debian/$1
   find "$root/usr/share/man" -type f ! -name '*.gz' -exec gzip -9n {} + 2>/dev/null || true
   find "$root/usr/share/doc" -type f -size +4k ! -name copyright ! -name '*.gz' \
     ! -path '*/examples/*' -exec gzip -9n {} +
@@ -79,7 +85,7 @@ compress() {
 # /etc, as dh_installdeb marks them), md5sums (conffiles excepted, as
 # dh_md5sums), and control from debian/control (Installed-Size computed).
 control() {
-  local pkg=$1 root=$work/$1 script
+  local pkg=$1 root=$work/debian/$1 script
   install -d -m755 "$root/DEBIAN"
   for script in postinst prerm postrm; do
     if [[ -f $debian/$pkg.$script ]]; then
@@ -98,7 +104,7 @@ control() {
 }
 
 # --- vfiod: the install component `vfiod`, prefix /usr.
-root=$work/vfiod
+root=$work/debian/vfiod
 DESTDIR=$root run cmake --install "$build" --prefix /usr --component vfiod
 # What the units and the daemon name must be where they point.
 for f in usr/sbin/vfiod usr/bin/vfioctl etc/vfiod/vfiod.json lib/systemd/system/vfiod.service \
@@ -118,17 +124,15 @@ install -m644 "$src/systemd/README.md" "$doc/README.systemd.md"
 install -d "$doc/examples"
 install -m644 "$src/systemd/contiguity-sysadmin.conf" "$src/systemd/metrics-textfile.conf" \
   "$doc/examples/"
-if [[ -f $debian/vfiod.lintian-overrides ]]; then
-  install -d "$root/usr/share/lintian/overrides"
-  install -m644 "$debian/vfiod.lintian-overrides" "$root/usr/share/lintian/overrides/vfiod"
-fi
 compress vfiod
+# (DEBIAN/ marks the package's root for dpkg-shlibdeps.)
+install -d -m755 "$root/DEBIAN"
 (cd "$work" && run dpkg-shlibdeps -Tdebian/vfiod.substvars \
-  "-e$root/usr/sbin/vfiod" "-e$root/usr/bin/vfioctl")
+  -edebian/vfiod/usr/sbin/vfiod -edebian/vfiod/usr/bin/vfioctl)
 control vfiod "$(dpkg-architecture -qDEB_HOST_ARCH 2>/dev/null)"
 
 # --- python3-vfiod: the install component `python` (pure Python, arch all).
-root=$work/python3-vfiod
+root=$work/debian/python3-vfiod
 DESTDIR=$root run cmake --install "$build" --prefix /usr --component python
 [[ -f $root/usr/lib/python3/dist-packages/vfiod/__init__.py ]] ||
   die "the install tree has no /usr/lib/python3/dist-packages/vfiod"
@@ -136,3 +140,6 @@ docs python3-vfiod
 install -m644 "$src/client/python/README.md" "$root/usr/share/doc/python3-vfiod/README.md"
 compress python3-vfiod
 control python3-vfiod all
+
+# The Debian tools' warnings, if any, for whoever runs this.
+grep -i 'warning' "$log" >&2 || true
