@@ -39,7 +39,7 @@ version=$(dpkg-parsechangelog -l"$debian/changelog" -SVersion)
 upstream=$(sed -n 's/^project(vfiod VERSION \([0-9.]*\).*/\1/p' "$src/CMakeLists.txt")
 [[ ${version%-*} == "$upstream" ]] ||
   die "packaging/debian/changelog is at $version, CMakeLists.txt at $upstream: add a changelog entry"
-# Reproducible: file times clamped to the changelog's date (dpkg-deb, gzip -n).
+# Reproducible: file times are the changelog's date (control(), gzip -n).
 SOURCE_DATE_EPOCH=$(dpkg-parsechangelog -l"$debian/changelog" -STimestamp)
 export SOURCE_DATE_EPOCH
 
@@ -97,6 +97,8 @@ control() {
   fi
   (cd "$root" && find . -path ./DEBIAN -prune -o -path ./etc -prune -o -type f -print |
     sed 's,^\./,,' | LC_ALL=C sort | xargs -r md5sum) >"$root/DEBIAN/md5sums"
+  # Every file at the changelog's date: the same tree gives the same .deb.
+  find "$root" -exec touch --no-dereference --date="@$SOURCE_DATE_EPOCH" {} +
   touch "$work/debian/$pkg.substvars"
   (cd "$work" && run dpkg-gencontrol -p"$pkg" -T"debian/$pkg.substvars" -P"$root" -fdebian/files)
   run dpkg-deb --root-owner-group -Zxz --build "$root" "$out/${pkg}_${version}_$2.deb"
