@@ -6,7 +6,8 @@ pkgs=(build-essential cmake pkg-config git
       libboost-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev
       libgtest-dev libgmock-dev libbenchmark-dev libsystemd-dev systemd
       qemu-system-x86 cpio busybox-static kmod ccache clang-format clang-tidy-16
-      clang-16 libclang-rt-16-dev libfuzzer-16-dev)
+      clang-16 libclang-rt-16-dev libfuzzer-16-dev
+      lintian)  # the package_deb test (dpkg-dev comes with build-essential)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
