@@ -13,8 +13,10 @@
 // tells them again (device.revoked). vfiod cannot close a client's device fd:
 // the unbind completes once the clients closed theirs (the client library
 // does on the first notice); until then the group lingers as after a destroy.
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
+#include "journal/sink.h"
 #include "service/managed_container.h"
 #include "service/release_watcher.h"
 #include "service/service.h"
@@ -63,6 +65,7 @@ void Service::OnReleaseRequested(ContainerId container, const std::string& bdf) 
   const auto due = std::chrono::steady_clock::now() + grace;
   std::set<SessionId> told;
   ReleaseNotice notice;
+  uid_t owner = 0;
   {
     std::lock_guard lock(mu_);
     auto it = containers_.find(container);
@@ -78,11 +81,15 @@ void Service::OnReleaseRequested(ContainerId container, const std::string& bdf) 
     release.due = due;
     release.bdf = bdf;
     told = StakeholdersLocked(it->second);
+    owner = it->second.owner_uid;
   }
-  spdlog::warn(
-      "{}: the kernel asks for it back (an unbind or removal); container {} is revoked in {} s "
-      "({} sessions told)",
-      bdf, container, grace.count(), told.size());
+  journal::Emit({.kind = journal::Kind::kReleaseRequested,
+                 .message = fmt::format("{}: the kernel asks for it back (an unbind or removal); "
+                                        "container {} is revoked in {} s ({} sessions told)",
+                                        bdf, container, grace.count(), told.size()),
+                 .uid = owner,
+                 .container = container,
+                 .bdfs = {bdf}});
   notice.kind = ReleaseNotice::Kind::kRequested;
   notice.bdf = bdf;
   notice.container = container;
@@ -135,8 +142,14 @@ void Service::RevokeForRelease(ContainerId container) {
                   std::to_string(container) +
                   " was destroyed (its DMA unmapped, vfiod's fds of it closed); the unbind "
                   "completes once every device fd a client holds is closed";
-  spdlog::warn("container {} revoked: the kernel asked for {}; {} bytes unmapped", container, bdf,
-               bytes);
+  journal::Emit({.kind = journal::Kind::kContainerRevoked,
+                 .message = fmt::format("container {} revoked: the kernel asked for {}; {} bytes "
+                                        "unmapped",
+                                        container, bdf, bytes),
+                 .uid = slot.owner_uid,
+                 .container = container,
+                 .bdfs = {bdf},
+                 .bytes = bytes});
   TellRelease(told, std::move(notice), lost);
 }
 
