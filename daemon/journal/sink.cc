@@ -87,7 +87,7 @@ bool IsJournalStream(const char* journal_stream, int fd) {
       !ParseNumber(text.substr(colon + 1), &inode)) {
     return false;
   }
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd, &st) != 0) {
     return false;
   }

@@ -115,17 +115,17 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
   lock.unlock();  // the store is a sendmsg: not under mu_ (the container's mutex is held)
   // One entry per request, off mu_ (a journal entry is a sendmsg too).
   if (journal::Enabled(journal::InfoOf(journal::Kind::kMappingCreated).level)) {
-    journal::Emit({.kind = journal::Kind::kMappingCreated,
-                   .message = fmt::format("mapping {}: container {} iova {:#x} size {:#x} {} ({} "
-                                          "ioctls)",
-                                          view.id, id, view.iova, view.size, view.backing,
-                                          view.ioctls),
-                   .uid = uid,
-                   .session = caller.session,
-                   .container = id,
-                   .mapping = view.id,
-                   .bytes = view.size,
-                   .iova = view.iova});
+    journal::Emit(
+        {.kind = journal::Kind::kMappingCreated,
+         .message = fmt::format("mapping {}: container {} iova {:#x} size {:#x} {} ({} "
+                                "ioctls)",
+                                view.id, id, view.iova, view.size, view.backing, view.ioctls),
+         .uid = uid,
+         .session = caller.session,
+         .container = id,
+         .mapping = view.id,
+         .bytes = view.size,
+         .iova = view.iova});
   }
   StoreMappingFd(*managed, view.id, outcome->engine_id);
   return outcome;

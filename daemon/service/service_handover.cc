@@ -55,13 +55,13 @@ SResult<HandOverReset> Service::ResetForHandOver(ManagedContainer& managed, cons
   if (reset) {
     std::lock_guard lock(mu_);
     device_users_[bdf].clear();  // nobody's state is in it now
-    journal::Emit({.kind = journal::Kind::kDeviceReset,
-                   .message = fmt::format("{} reset ({}) before uid {} gets it", bdf,
-                                          *reset == ResetMethod::kFunction ? "function" : "hot",
-                                          uid),
-                   .uid = uid,
-                   .container = managed.id(),
-                   .bdfs = {bdf}});
+    journal::Emit(
+        {.kind = journal::Kind::kDeviceReset,
+         .message = fmt::format("{} reset ({}) before uid {} gets it", bdf,
+                                *reset == ResetMethod::kFunction ? "function" : "hot", uid),
+         .uid = uid,
+         .container = managed.id(),
+         .bdfs = {bdf}});
     return Done(*reset);
   }
   const int code = reset.error().code;

@@ -207,15 +207,15 @@ void Service::ReadoptContainer(
     adopted = ManagedContainer::Adopt(*kernel_, c.id, std::move(inherited), config_.limits);
   }
   if (!adopted) {
-    journal::Emit({.kind = journal::Kind::kRestartReleased,
-                   .message = fmt::format("restart: container {} (uid {}) and its {} mappings "
-                                          "released: {}",
-                                          c.id, c.owner_uid, mine.size(),
-                                          adopted.error().message()),
-                   .level = journal::Level::kError,
-                   .uid = c.owner_uid,
-                   .container = c.id,
-                   .error_number = adopted.error().code});
+    journal::Emit(
+        {.kind = journal::Kind::kRestartReleased,
+         .message = fmt::format("restart: container {} (uid {}) and its {} mappings "
+                                "released: {}",
+                                c.id, c.owner_uid, mine.size(), adopted.error().message()),
+         .level = journal::Level::kError,
+         .uid = c.owner_uid,
+         .container = c.id,
+         .error_number = adopted.error().code});
     ++report.released_containers;
     report.released_mappings += mine.size();
     RemoveContainerFds(c.id, c.groups);
@@ -260,17 +260,16 @@ void Service::ReadoptContainer(
     for (const dma::AdoptOutcome& outcome : adopt.mappings) {
       const lifecycle::MappingRecord& m = *mine[outcome.key];
       if (outcome.id == 0) {
-        journal::Emit({.kind = journal::Kind::kRestartReleased,
-                       .message = fmt::format(
-                           "restart: mapping {} (uid {}, iova {:#x}) released: {}", m.id,
-                           m.owner_uid, m.iova,
-                           outcome.error ? outcome.error->message() : "not taken over"),
-                       .uid = m.owner_uid,
-                       .container = c.id,
-                       .mapping = m.id,
-                       .error_number = outcome.error ? std::optional<int>(outcome.error->code)
-                                                     : std::nullopt,
-                       .iova = m.iova});
+        journal::Emit(
+            {.kind = journal::Kind::kRestartReleased,
+             .message = fmt::format("restart: mapping {} (uid {}, iova {:#x}) released: {}", m.id,
+                                    m.owner_uid, m.iova,
+                                    outcome.error ? outcome.error->message() : "not taken over"),
+             .uid = m.owner_uid,
+             .container = c.id,
+             .mapping = m.id,
+             .error_number = outcome.error ? std::optional<int>(outcome.error->code) : std::nullopt,
+             .iova = m.iova});
         released.push_back(m.id);
         continue;
       }
@@ -375,10 +374,9 @@ Service::ReadoptReport Service::Readopt(const lifecycle::StateRecord& record,
                      "restart: took over {} containers, {} mappings and {} regions ({}, {} and {} "
                      "released, {} stray bytes unmapped); {} sessions wait {} s for "
                      "session.resume",
-                     report.containers, report.mappings, report.regions,
-                     report.released_containers, report.released_mappings,
-                     report.released_regions, report.stray_bytes, report.detached_sessions,
-                     grace.count())});
+                     report.containers, report.mappings, report.regions, report.released_containers,
+                     report.released_mappings, report.released_regions, report.stray_bytes,
+                     report.detached_sessions, grace.count())});
   return report;
 }
 

@@ -45,8 +45,8 @@ TEST(JournalCatalogTest, ExplainsEveryMessageIdOfTheCodeAndNoOther) {
     EXPECT_FALSE(it->second.empty()) << info.name << ": the entry has no Subject";
   }
   for (const auto& [id, subject] : catalog) {
-    EXPECT_TRUE(code.contains(id)) << "the catalog explains " << id << " (" << subject
-                                   << "), which no event sends";
+    EXPECT_TRUE(code.contains(id))
+        << "the catalog explains " << id << " (" << subject << "), which no event sends";
   }
 }
 

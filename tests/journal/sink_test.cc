@@ -121,7 +121,7 @@ class JournalStreamTest : public ::testing::Test {
     fd_ = ::mkstemp(path);
     ASSERT_GE(fd_, 0);
     ::unlink(path);
-    struct stat st{};
+    struct stat st {};
     ASSERT_EQ(::fstat(fd_, &st), 0);
     dev_ = std::to_string(st.st_dev);
     ino_ = st.st_ino;

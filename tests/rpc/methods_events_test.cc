@@ -20,9 +20,9 @@ wire::RpcError Refusal(ErrorKind kind, int code, const char* op, const char* det
 }
 
 TEST(MethodsEventsTest, AQuotaRefusalNamesTheCallerAndWhatItAskedFor) {
-  auto event = FailureEvent(
-      "dma.alloc", 1000, 77, json{{"container", 3}, {"size", 8 << 20}},
-      Refusal(ErrorKind::kQuota, EDQUOT, "quota", "uid 1000 may lock 4194304 bytes"));
+  auto event =
+      FailureEvent("dma.alloc", 1000, 77, json{{"container", 3}, {"size", 8 << 20}},
+                   Refusal(ErrorKind::kQuota, EDQUOT, "quota", "uid 1000 may lock 4194304 bytes"));
   ASSERT_TRUE(event.has_value());
   EXPECT_EQ(event->kind, Kind::kQuotaRefused);
   EXPECT_EQ(event->uid, 1000u);
@@ -62,10 +62,10 @@ TEST(MethodsEventsTest, AKernelErrorCarriesItsErrno) {
 }
 
 TEST(MethodsEventsTest, OtherFailuresAreNoKeyEvent) {
-  for (ErrorKind kind : {ErrorKind::kInvalidParams, ErrorKind::kNotFound, ErrorKind::kBusy,
-                         ErrorKind::kBadFd}) {
-    EXPECT_FALSE(
-        FailureEvent("dma.info", 0, 1, json::object(), Refusal(kind, EINVAL, "x", "y")).has_value());
+  for (ErrorKind kind :
+       {ErrorKind::kInvalidParams, ErrorKind::kNotFound, ErrorKind::kBusy, ErrorKind::kBadFd}) {
+    EXPECT_FALSE(FailureEvent("dma.info", 0, 1, json::object(), Refusal(kind, EINVAL, "x", "y"))
+                     .has_value());
   }
 }
 

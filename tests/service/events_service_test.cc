@@ -39,7 +39,8 @@ TEST_F(EventsServiceTest, AContainersLifeIsFourEventsWithItsFields) {
   auto c = service_->CreateContainer(a, {kEdu}, "");
   ASSERT_TRUE(c.has_value()) << c.error().error.message();
   Event created = Only(Kind::kContainerCreated);
-  EXPECT_EQ(created.message, "container " + std::to_string(c->id) + " created by uid 1000 (1 groups)");
+  EXPECT_EQ(created.message,
+            "container " + std::to_string(c->id) + " created by uid 1000 (1 groups)");
   EXPECT_EQ(created.uid, kUser);
   EXPECT_EQ(created.session, a.session);
   EXPECT_EQ(created.container, c->id);
@@ -52,8 +53,7 @@ TEST_F(EventsServiceTest, AContainersLifeIsFourEventsWithItsFields) {
   ASSERT_TRUE(m.has_value()) << m.error().error.message();
   Event mapped = Only(Kind::kMappingCreated);
   char iova[32];
-  (void)std::snprintf(iova, sizeof iova, "%#llx",
-                      static_cast<unsigned long long>(m->mapping.iova));
+  (void)std::snprintf(iova, sizeof iova, "%#llx", static_cast<unsigned long long>(m->mapping.iova));
   EXPECT_EQ(mapped.message, "mapping " + std::to_string(m->mapping.id) + ": container " +
                                 std::to_string(c->id) + " iova " + iova + " size 0x100000 " +
                                 m->mapping.backing + " (" + std::to_string(m->mapping.ioctls) +
