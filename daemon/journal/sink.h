@@ -17,7 +17,12 @@ namespace vfiod::journal {
 /// A destination for events. Write may be called from any thread at once.
 class Sink {
  public:
+  Sink() = default;
   virtual ~Sink() = default;
+  Sink(const Sink&) = delete;
+  Sink& operator=(const Sink&) = delete;
+  Sink(Sink&&) = delete;
+  Sink& operator=(Sink&&) = delete;
   /// Records `event`; never fails (a sink that cannot write says so itself).
   virtual void Write(const Event& event) = 0;
 };

@@ -35,6 +35,8 @@ class CapturedLog {
   ~CapturedLog() { spdlog::set_default_logger(previous_); }
   CapturedLog(const CapturedLog&) = delete;
   CapturedLog& operator=(const CapturedLog&) = delete;
+  CapturedLog(CapturedLog&&) = delete;
+  CapturedLog& operator=(CapturedLog&&) = delete;
   [[nodiscard]] std::string text() const { return out_.str(); }
   void SetLevel(spdlog::level::level_enum level) { spdlog::default_logger()->set_level(level); }
 

@@ -48,6 +48,8 @@ class ScopedSink {
   ~ScopedSink() { SetSink(nullptr); }
   ScopedSink(const ScopedSink&) = delete;
   ScopedSink& operator=(const ScopedSink&) = delete;
+  ScopedSink(ScopedSink&&) = delete;
+  ScopedSink& operator=(ScopedSink&&) = delete;
 };
 
 /// Whether `fields` (JournalFields output) holds exactly "name=value".
