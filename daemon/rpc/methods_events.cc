@@ -6,12 +6,14 @@ namespace vfiod::rpc {
 
 namespace {
 
+/// params[key] if it is a non-negative integer.
 std::optional<uint64_t> Unsigned(const nlohmann::json& params, const char* key) {
   if (!params.is_object()) {
     return std::nullopt;
   }
   auto it = params.find(key);
-  if (it == params.end() || !it->is_number_unsigned()) {
+  if (it == params.end() || !it->is_number_integer() ||
+      (!it->is_number_unsigned() && it->get<int64_t>() < 0)) {
     return std::nullopt;
   }
   return it->get<uint64_t>();

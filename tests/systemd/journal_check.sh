@@ -10,7 +10,9 @@
 #  - the freed mapping is one the client mapped (same VFIOD_MAPPING);
 #  - each event is in the journal once: no plain entry (without MESSAGE_ID)
 #    has the same MESSAGE (vfiod does not log an event twice).
-# Prints one line per check; exits 1 on the first failure.
+# Prints one line per check; exits 1 on the first failure. (grep -q reads
+# here-strings, not pipes: with pipefail, a writer cut off by grep -q's early
+# exit would fail the check.)
 # The MESSAGE_IDs are those of daemon/journal/event.cc (a host test checks it).
 set -euo pipefail
 
@@ -43,13 +45,13 @@ check() {
   local name="ID_$kind"
   local id=${!name}
   found=$(entries VFIOD_UID="$uid" MESSAGE_ID="$id")
-  count=$(printf '%s\n' "$found" | grep -c '^MESSAGE_ID=' || true)
+  count=$(grep -c '^MESSAGE_ID=' <<<"$found" || true)
   [ "$count" -ge 1 ] || fail "no $kind entry (journalctl VFIOD_UID=$uid MESSAGE_ID=$id)"
   for field in "_TRANSPORT=journal" "SYSLOG_IDENTIFIER=vfiod" "VFIOD_EVENT=$kind" \
       "VFIOD_UID=$uid" PRIORITY MESSAGE "$@"; do
     case $field in
-      *=*) printf '%s\n' "$found" | grep -qx "$field" || fail "$kind entry without $field" ;;
-      *) printf '%s\n' "$found" | grep -q "^$field=" || fail "$kind entry without $field" ;;
+      *=*) grep -qx "$field" <<<"$found" || fail "$kind entry without $field" ;;
+      *) grep -q "^$field=" <<<"$found" || fail "$kind entry without $field" ;;
     esac
   done
   # Once in the journal: no plain entry (one without MESSAGE_ID, from
@@ -57,7 +59,7 @@ check() {
   while IFS= read -r message; do
     copies=$(entries MESSAGE="$message" | awk -v RS= '!/(^|\n)MESSAGE_ID=/ { n++ } END { print n + 0 }')
     [ "$copies" -eq 0 ] || fail "'$message' is also in the journal as $copies plain entries"
-  done < <(printf '%s\n' "$found" | values MESSAGE)
+  done < <(values MESSAGE <<<"$found")
   echo "OK: $count $kind entries for uid $uid with $*"
 }
 
@@ -70,7 +72,7 @@ check quota_refused VFIOD_METHOD ERRNO
 mapped=$(entries VFIOD_UID="$uid" MESSAGE_ID="$ID_mapping_created" | values VFIOD_MAPPING)
 freed=$(entries VFIOD_UID="$uid" MESSAGE_ID="$ID_mapping_freed" | values VFIOD_MAPPING)
 for m in $freed; do
-  printf '%s\n' "$mapped" | grep -qx "$m" || fail "mapping $m freed, but no entry mapped it"
+  grep -qx "$m" <<<"$mapped" || fail "mapping $m freed, but no entry mapped it"
 done
 echo "OK: every freed mapping ($(echo $freed)) was mapped by uid $uid"
 
