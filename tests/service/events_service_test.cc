@@ -53,7 +53,9 @@ TEST_F(EventsServiceTest, AContainersLifeIsFourEventsWithItsFields) {
   ASSERT_TRUE(m.has_value()) << m.error().error.message();
   Event mapped = Only(Kind::kMappingCreated);
   char iova[32];
-  (void)std::snprintf(iova, sizeof iova, "0x%llx",  // as {:#x}: 0x0 for 0 static_cast<unsigned long long>(m->mapping.iova));
+  // As fmt's {:#x} writes it (0x0 for 0, where printf's %#llx gives 0).
+  (void)std::snprintf(iova, sizeof iova, "0x%llx",
+                      static_cast<unsigned long long>(m->mapping.iova));
   EXPECT_EQ(mapped.message, "mapping " + std::to_string(m->mapping.id) + ": container " +
                                 std::to_string(c->id) + " iova " + iova + " size 0x100000 " +
                                 m->mapping.backing + " (" + std::to_string(m->mapping.ioctls) +
