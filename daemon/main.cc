@@ -28,6 +28,7 @@
 #include <string>
 
 #include "dma/huge_tmpfs.h"
+#include "journal/sink.h"
 #include "kernel/kernel.h"
 #include "lifecycle/listen_fds.h"
 #include "lifecycle/notify.h"
@@ -59,15 +60,20 @@ struct Options {
   bool foreground = false;
 };
 
-bool UnderSystemd() {
-  return std::getenv("INVOCATION_ID") != nullptr || std::getenv("JOURNAL_STREAM") != nullptr;
-}
+/// Whether stderr is the stream systemd connected to the journal (the
+/// documented way to tell: JOURNAL_STREAM names fd 2's device and inode).
+bool StderrIsJournal() { return journal::IsJournalStream(std::getenv("JOURNAL_STREAM"), 2); }
 
+/// Logging goes to the journal (native protocol, key events as structured
+/// entries) or to stderr (plain lines), never to both.
 void SetUpLogging(const service::LoggingConfig& config, bool foreground) {
-  bool journal = !foreground && (config.target == service::LogTarget::kJournal ||
-                                 (config.target == service::LogTarget::kAuto && UnderSystemd()));
+  bool to_journal =
+      !foreground && (config.target == service::LogTarget::kJournal ||
+                      (config.target == service::LogTarget::kAuto && StderrIsJournal()));
+  static journal::JournalSink journal_sink;  // lives as long as the process
+  journal::SetSink(to_journal ? &journal_sink : nullptr);
   std::shared_ptr<spdlog::logger> logger;
-  if (journal) {
+  if (to_journal) {
     logger = std::make_shared<spdlog::logger>(
         "vfiod", std::make_shared<spdlog::sinks::systemd_sink_mt>("vfiod"));
     logger->set_pattern("%v");  // the journal stamps time and level itself
@@ -415,8 +421,11 @@ int Run(const Options& options) {
   auto status = service.Status();
   Notify(fmt::format("READY=1\nSTATUS=serving API {} on the {} kernel", status.api_version,
                      status.kernel));
-  spdlog::info("vfiod {} ready (kernel {}, extensions: type1v2={} unmap_all={})", status.version,
-               status.kernel, status.extensions.type1v2, status.extensions.unmap_all);
+  journal::Emit({.kind = journal::Kind::kDaemonReady,
+                 .message = fmt::format("vfiod {} ready (kernel {}, extensions: type1v2={} "
+                                        "unmap_all={})",
+                                        status.version, status.kernel, status.extensions.type1v2,
+                                        status.extensions.unmap_all)});
 
   auto textfile = service::StartMetricsTextfile(service);  // its own thread; null when off
   io.run();
@@ -433,7 +442,7 @@ int Run(const Options& options) {
   } else {
     service.Shutdown();  // named containers too: nothing stays pinned
   }
-  spdlog::info("stopped");
+  journal::Emit({.kind = journal::Kind::kDaemonStopped, .message = "stopped"});
   return exit_code;
 }
 

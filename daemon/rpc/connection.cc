@@ -3,11 +3,13 @@
 #include "rpc/connection.h"
 
 #include <poll.h>
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/post.hpp>
 
+#include "journal/sink.h"
 #include "proto/fd_passing.h"
 #include "proto/jsonrpc.h"
 
@@ -190,8 +192,12 @@ void Connection::CloseNow() {
   }
   deadline_.cancel();
   framer_ = wire::LineFramer(env_.config.max_frame_bytes);  // closes fds of a partial line
-  spdlog::info("rpc: connection {} closed (uid {}, pid {})", info_->id, info_->peer.uid,
-               info_->peer.pid);
+  journal::Emit({.kind = journal::Kind::kConnectionClosed,
+                 .message = fmt::format("rpc: connection {} closed (uid {}, pid {})", info_->id,
+                                        info_->peer.uid, info_->peer.pid),
+                 .uid = info_->peer.uid,
+                 .pid = info_->peer.pid,
+                 .connection = info_->id});
   MaybeReportClosed();
 }
 

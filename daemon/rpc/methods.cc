@@ -4,6 +4,8 @@
 
 #include <chrono>
 
+#include "journal/sink.h"
+#include "rpc/methods_events.h"
 #include "rpc/methods_json.h"
 #include "rpc/methods_params.h"
 #include "service/exposition.h"
@@ -127,7 +129,11 @@ HandlerResult ServiceMethods::Invoke(const std::string& name, Body body, CallCon
   service_.stats().RecordRequest(ctx.peer().uid, name, service::MicrosSince(start),
                                  result ? std::string() : wire::CodeName(result.error().code));
   if (!result) {
-    spdlog::debug("{} from uid {}: {}", name, ctx.peer().uid, result.error().Describe());
+    if (auto event = FailureEvent(name, ctx.peer().uid, ctx.peer().pid, params, result.error())) {
+      journal::Emit(*event);
+    } else {
+      spdlog::debug("{} from uid {}: {}", name, ctx.peer().uid, result.error().Describe());
+    }
   }
   return result;
 }

@@ -1,5 +1,6 @@
 #include "rpc/server.h"
 
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include <chrono>
 #include <future>
 
+#include "journal/sink.h"
 #include "proto/jsonrpc.h"
 #include "rpc/listen_socket.h"
 #include "rpc/peer_credentials.h"
@@ -152,8 +154,11 @@ void Server::Serve(UniqueFd fd) {
     return;
   }
   if (auto refused = admission_.Admit(peer->uid)) {
-    spdlog::warn("rpc: refusing a connection of uid {} (pid {}): {}", peer->uid, peer->pid,
-                 refused->detail);
+    journal::Emit({.kind = journal::Kind::kConnectionRefused,
+                   .message = fmt::format("rpc: refusing a connection of uid {} (pid {}): {}",
+                                          peer->uid, peer->pid, refused->detail),
+                   .uid = peer->uid,
+                   .pid = peer->pid});
     SendRefusal(fd.get(), *refused);
     return;  // fd closes: the client reads the error line, then EOF
   }
@@ -162,8 +167,12 @@ void Server::Serve(UniqueFd fd) {
   info->peer = std::move(*peer);
   ConnectionEnv env{&registry_, &workers_, config_,
                     [this](const std::shared_ptr<ConnectionInfo>& closed) { OnClosed(closed); }};
-  spdlog::info("rpc: connection {} from uid {} gid {} pid {}", info->id, info->peer.uid,
-               info->peer.gid, info->peer.pid);
+  journal::Emit({.kind = journal::Kind::kConnectionOpened,
+                 .message = fmt::format("rpc: connection {} from uid {} gid {} pid {}", info->id,
+                                        info->peer.uid, info->peer.gid, info->peer.pid),
+                 .uid = info->peer.uid,
+                 .pid = info->peer.pid,
+                 .connection = info->id});
   auto conn = std::make_shared<Connection>(io_, std::move(fd), info, std::move(env));
   connections_.emplace(info->id, conn);
   ++connection_count_;

@@ -3,6 +3,7 @@
 #include "service/service.h"
 
 #include <malloc.h>
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 #include <sys/random.h>
 
@@ -11,6 +12,7 @@
 #include <random>
 
 #include "dma/engine.h"
+#include "service/events.h"
 #include "service/managed_container.h"
 #include "service/release_watcher.h"
 
@@ -234,8 +236,13 @@ uint64_t Service::Teardown(const ContainerSlot& slot) {
     if (!gone.empty()) {
       stats_.RecordUnmap(slot.owner_uid, unmapped.bytes, unmapped.ioctls, took_us);
     }
-    spdlog::debug("container {} closed ({} mappings, {} bytes unmapped)", slot.id, gone.size(),
-                  unmapped.bytes);
+    journal::Emit({.kind = journal::Kind::kContainerDestroyed,
+                   .message = fmt::format("container {} closed ({} mappings, {} bytes unmapped)",
+                                          slot.id, gone.size(), unmapped.bytes),
+                   .uid = slot.owner_uid,
+                   .container = slot.id,
+                   .bdfs = BdfsOf(slot.devices),
+                   .bytes = unmapped.bytes});
   }
   for (MappingId id : gone_fds) {
     RemoveMappingFd(id);

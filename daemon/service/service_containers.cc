@@ -1,9 +1,11 @@
 // Container operations of the service: create, attach (by owner and name),
 // share, list, info, destroy. Access goes through Authorize (service_access.cc).
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 
+#include "service/events.h"
 #include "service/managed_container.h"
 #include "service/service.h"
 
@@ -91,9 +93,15 @@ SResult<ContainerView> Service::CreateContainer(const Caller& caller,
     ContainerSlot& slot = containers_[id];
     slot.managed = std::move(*managed);
     if (sessions_.contains(caller.session) || !name.empty()) {
-      spdlog::info("container {} created by uid {} ({} groups){}{}", id, caller.identity.uid,
-                   groups.size(), name.empty() ? "" : ", named " + name,
-                   share.empty() ? "" : ", shared");
+      journal::Emit({.kind = journal::Kind::kContainerCreated,
+                     .message = fmt::format("container {} created by uid {} ({} groups){}{}", id,
+                                            caller.identity.uid, groups.size(),
+                                            name.empty() ? "" : ", named " + name,
+                                            share.empty() ? "" : ", shared"),
+                     .uid = caller.identity.uid,
+                     .session = caller.session,
+                     .container = id,
+                     .bdfs = BdfsOf(slot.devices)});
       created = ViewLocked(slot);
       store = slot.managed;
     } else {

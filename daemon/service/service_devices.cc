@@ -1,6 +1,8 @@
 // Device operations of the service: discovery, binding, device fds.
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
+#include "journal/sink.h"
 #include "service/managed_container.h"
 #include "service/service.h"
 
@@ -113,8 +115,11 @@ SResult<DeviceView> Service::BindDevice(const Caller& caller, const std::string&
   if (!record) {
     return std::unexpected(ServiceError(record.error()));
   }
-  spdlog::info("{} bound to vfio-pci by uid {} (was '{}')", dev.bdf, caller.identity.uid,
-               record->previous_driver);
+  journal::Emit({.kind = journal::Kind::kDeviceBound,
+                 .message = fmt::format("{} bound to vfio-pci by uid {} (was '{}')", dev.bdf,
+                                        caller.identity.uid, record->previous_driver),
+                 .uid = caller.identity.uid,
+                 .bdfs = {dev.bdf}});
   return MakeDeviceView(caller, VFIOD_TRY(LookupDevice(dev.bdf)));
 }
 
@@ -155,7 +160,11 @@ SResult<DeviceView> Service::UnbindDevice(const Caller& caller, const std::strin
   if (!done) {
     return std::unexpected(std::move(done).error());
   }
-  spdlog::info("{} unbound from '{}' by uid {}", dev.bdf, dev.driver, caller.identity.uid);
+  journal::Emit({.kind = journal::Kind::kDeviceUnbound,
+                 .message = fmt::format("{} unbound from '{}' by uid {}", dev.bdf, dev.driver,
+                                        caller.identity.uid),
+                 .uid = caller.identity.uid,
+                 .bdfs = {dev.bdf}});
   return MakeDeviceView(caller, VFIOD_TRY(LookupDevice(dev.bdf)));
 }
 

@@ -1,8 +1,11 @@
 // device.reset: the best reset the kernel offers, through the container that
 // holds the device's group.
+#include <spdlog/fmt/fmt.h>
+
 #include <cerrno>
 #include <string>
 
+#include "journal/sink.h"
 #include "service/managed_container.h"
 #include "service/service.h"
 
@@ -12,6 +15,7 @@ SResult<ResetMethod> Service::ResetDevice(const Caller& caller, const std::strin
   constexpr const char* kOp = "device.reset";
   vfio::PciDevice dev = VFIOD_TRY(FindDevice(caller, bdf));
   std::shared_ptr<ManagedContainer> managed;
+  ContainerId container = 0;
   {
     std::lock_guard lock(mu_);
     auto held = dev.iommu_group ? groups_held_.find(*dev.iommu_group) : groups_held_.end();
@@ -19,7 +23,8 @@ SResult<ResetMethod> Service::ResetDevice(const Caller& caller, const std::strin
       return Refuse(ErrorKind::kNotFound, ENOENT, kOp,
                     dev.bdf + "'s IOMMU group is in no container you may use");
     }
-    managed = VFIOD_TRY(FindContainerLocked(caller, held->second, Access::kUse, kOp));
+    container = held->second;
+    managed = VFIOD_TRY(FindContainerLocked(caller, container, Access::kUse, kOp));
   }
   if (!managed) {  // the container is still being created
     return Refuse(ErrorKind::kBusy, EBUSY, kOp, "its container is being created");
@@ -38,6 +43,13 @@ SResult<ResetMethod> Service::ResetDevice(const Caller& caller, const std::strin
   if (!done) {
     return std::unexpected(ServiceError(done.error()));
   }
+  journal::Emit({.kind = journal::Kind::kDeviceReset,
+                 .message = fmt::format("{} reset ({}) by uid {} (container {})", dev.bdf,
+                                        *done == ResetMethod::kFunction ? "function" : "hot",
+                                        caller.identity.uid, container),
+                 .uid = caller.identity.uid,
+                 .container = container,
+                 .bdfs = {dev.bdf}});
   return *done;
 }
 

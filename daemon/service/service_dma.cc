@@ -1,5 +1,6 @@
 // DMA operations of the service: allocation, client fd and BAR mappings,
 // listing and freeing. See service.h for the locking rules.
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 
 #include "dma/engine.h"
 #include "dma/numa.h"
+#include "journal/sink.h"
 #include "service/managed_container.h"
 #include "service/service.h"
 
@@ -110,9 +112,21 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
                                          charged, 0, uid, region},
                              name);
   stats_.RecordMap(uid, view.size, view.ioctls, took_us);
-  spdlog::debug("mapping {}: container {} iova {:#x} size {:#x} {} ({} ioctls)", view.id, id,
-                view.iova, view.size, view.backing, view.ioctls);
   lock.unlock();  // the store is a sendmsg: not under mu_ (the container's mutex is held)
+  // One entry per request, off mu_ (a journal entry is a sendmsg too).
+  if (journal::Enabled(journal::InfoOf(journal::Kind::kMappingCreated).level)) {
+    journal::Emit(
+        {.kind = journal::Kind::kMappingCreated,
+         .message = fmt::format("mapping {}: container {} iova {:#x} size {:#x} {} ({} "
+                                "ioctls)",
+                                view.id, id, view.iova, view.size, view.backing, view.ioctls),
+         .uid = uid,
+         .session = caller.session,
+         .container = id,
+         .mapping = view.id,
+         .bytes = view.size,
+         .iova = view.iova});
+  }
   StoreMappingFd(*managed, view.id, outcome->engine_id);
   return outcome;
 }
@@ -247,12 +261,14 @@ SResult<MappingView> Service::MappingInfo(const Caller& caller, MappingId mappin
 SResult<uint64_t> Service::FreeMapping(const Caller& caller, MappingId mapping) {
   ChangeNote note{*this};
   std::shared_ptr<ManagedContainer> managed;
+  ContainerId container = 0;
   uint64_t engine_id = 0;
   {
     std::lock_guard lock(mu_);
     const MappingSlot* slot =
         VFIOD_TRY(MappingForLocked(caller, mapping, Access::kManage, "dma.free"));
-    managed = containers_.at(slot->container).managed;
+    container = slot->container;
+    managed = containers_.at(container).managed;
     engine_id = slot->engine_id;
   }
   std::lock_guard clock(managed->mu());
@@ -269,6 +285,17 @@ SResult<uint64_t> Service::FreeMapping(const Caller& caller, MappingId mapping) 
   RemoveMappingLocked(mapping);
   stats_.RecordUnmap(caller.identity.uid, unmapped->bytes, unmapped->ioctls, took_us);
   lock.unlock();
+  if (journal::Enabled(journal::InfoOf(journal::Kind::kMappingFreed).level)) {
+    journal::Emit({.kind = journal::Kind::kMappingFreed,
+                   .message = fmt::format("mapping {} freed: container {}, {:#x} bytes unmapped "
+                                          "({} ioctls)",
+                                          mapping, container, unmapped->bytes, unmapped->ioctls),
+                   .uid = caller.identity.uid,
+                   .session = caller.session,
+                   .container = container,
+                   .mapping = mapping,
+                   .bytes = unmapped->bytes});
+  }
   RemoveMappingFd(mapping);
   return unmapped->bytes;
 }

@@ -3,12 +3,14 @@
 // state one tenant left in it (registers, queues, device memory) reaches the
 // next. device.open is the hand-over: it is the only way a client gets at a
 // device's registers; a container alone gives an IOMMU domain, not the device.
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <string>
 
+#include "journal/sink.h"
 #include "service/managed_container.h"
 #include "service/service.h"
 
@@ -53,8 +55,13 @@ SResult<HandOverReset> Service::ResetForHandOver(ManagedContainer& managed, cons
   if (reset) {
     std::lock_guard lock(mu_);
     device_users_[bdf].clear();  // nobody's state is in it now
-    spdlog::info("{} reset ({}) before uid {} gets it", bdf,
-                 *reset == ResetMethod::kFunction ? "function" : "hot", uid);
+    journal::Emit(
+        {.kind = journal::Kind::kDeviceReset,
+         .message = fmt::format("{} reset ({}) before uid {} gets it", bdf,
+                                *reset == ResetMethod::kFunction ? "function" : "hot", uid),
+         .uid = uid,
+         .container = managed.id(),
+         .bdfs = {bdf}});
     return Done(*reset);
   }
   const int code = reset.error().code;
@@ -62,8 +69,15 @@ SResult<HandOverReset> Service::ResetForHandOver(ManagedContainer& managed, cons
     return std::unexpected(ServiceError(reset.error()));
   }
   if (!users || config_.reset.without_reset == WithoutReset::kHandOver) {
-    spdlog::warn("{} goes to uid {} without a reset (previous users: {}): {}", bdf, uid,
-                 users ? UidList(*users) : "unknown", reset.error().message());
+    journal::Emit({.kind = journal::Kind::kDeviceNotReset,
+                   .message = fmt::format("{} goes to uid {} without a reset (previous users: "
+                                          "{}): {}",
+                                          bdf, uid, users ? UidList(*users) : "unknown",
+                                          reset.error().message()),
+                   .uid = uid,
+                   .container = managed.id(),
+                   .bdfs = {bdf},
+                   .error_number = code});
     return HandOverReset::kUnavailable;
   }
   return Refuse(ErrorKind::kPermission, code, "device.open",
@@ -89,11 +103,19 @@ void Service::ResetOnDestroy(ManagedContainer& managed) {
     }
     Result<ResetMethod> reset = managed.ResetDevice(bdf);
     if (reset) {
-      spdlog::info("{} reset ({}) as container {} is destroyed", bdf,
-                   *reset == ResetMethod::kFunction ? "function" : "hot", managed.id());
+      journal::Emit({.kind = journal::Kind::kDeviceReset,
+                     .message = fmt::format("{} reset ({}) as container {} is destroyed", bdf,
+                                            *reset == ResetMethod::kFunction ? "function" : "hot",
+                                            managed.id()),
+                     .container = managed.id(),
+                     .bdfs = {bdf}});
     } else {
-      spdlog::warn("{}: no reset as container {} is destroyed: {}", bdf, managed.id(),
-                   reset.error().message());
+      journal::Emit({.kind = journal::Kind::kDeviceNotReset,
+                     .message = fmt::format("{}: no reset as container {} is destroyed: {}", bdf,
+                                            managed.id(), reset.error().message()),
+                     .container = managed.id(),
+                     .bdfs = {bdf},
+                     .error_number = reset.error().code});
     }
   }
 }

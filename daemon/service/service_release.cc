@@ -17,8 +17,10 @@
 // Across a live restart the device fds vfiod holds stay in the fd store
 // (KeepDevicesLocked), so the next vfiod takes them over and arms their
 // request IRQs again: a device a client still holds is heard as before.
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
+#include "journal/sink.h"
 #include "service/managed_container.h"
 #include "service/release_watcher.h"
 #include "service/service.h"
@@ -78,6 +80,7 @@ void Service::OnReleaseRequested(ContainerId container, const std::string& bdf) 
   const auto due = std::chrono::steady_clock::now() + grace;
   std::set<SessionId> told;
   ReleaseNotice notice;
+  uid_t owner = 0;
   {
     std::lock_guard lock(mu_);
     auto it = containers_.find(container);
@@ -93,11 +96,15 @@ void Service::OnReleaseRequested(ContainerId container, const std::string& bdf) 
     release.due = due;
     release.bdf = bdf;
     told = StakeholdersLocked(it->second);
+    owner = it->second.owner_uid;
   }
-  spdlog::warn(
-      "{}: the kernel asks for it back (an unbind or removal); container {} is revoked in {} s "
-      "({} sessions told)",
-      bdf, container, grace.count(), told.size());
+  journal::Emit({.kind = journal::Kind::kReleaseRequested,
+                 .message = fmt::format("{}: the kernel asks for it back (an unbind or removal); "
+                                        "container {} is revoked in {} s ({} sessions told)",
+                                        bdf, container, grace.count(), told.size()),
+                 .uid = owner,
+                 .container = container,
+                 .bdfs = {bdf}});
   notice.kind = ReleaseNotice::Kind::kRequested;
   notice.bdf = bdf;
   notice.container = container;
@@ -150,8 +157,14 @@ void Service::RevokeForRelease(ContainerId container) {
                   std::to_string(container) +
                   " was destroyed (its DMA unmapped, vfiod's fds of it closed); the unbind "
                   "completes once every device fd a client holds is closed";
-  spdlog::warn("container {} revoked: the kernel asked for {}; {} bytes unmapped", container, bdf,
-               bytes);
+  journal::Emit({.kind = journal::Kind::kContainerRevoked,
+                 .message = fmt::format("container {} revoked: the kernel asked for {}; {} bytes "
+                                        "unmapped",
+                                        container, bdf, bytes),
+                 .uid = slot.owner_uid,
+                 .container = container,
+                 .bdfs = {bdf},
+                 .bytes = bytes});
   TellRelease(told, std::move(notice), lost);
 }
 

@@ -1,12 +1,14 @@
 // Live restart (issue 14): what a new vfiod takes over from the state record
 // and the fds its predecessor left in the service manager's fd store, the
 // sessions kept for clients that died with it, and the graceful hand-over.
+#include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <set>
 
 #include "dma/backing.h"
+#include "journal/sink.h"
 #include "lifecycle/stored_fds.h"
 #include "proto/backing.h"
 #include "service/managed_container.h"
@@ -124,8 +126,13 @@ SResult<Service::Resumed> Service::ResumeSession(const Caller& caller, const std
   // for that record (no own record carries it), or a crash would leave them
   // under a token the client no longer holds.
   ChangeNote note{*this, true};
-  spdlog::info("session {} (uid {}) resumed session {}: {} containers, {} mappings", caller.session,
-               caller.identity.uid, old, resumed.containers, resumed.mappings);
+  journal::Emit({.kind = journal::Kind::kSessionResumed,
+                 .message = fmt::format("session {} (uid {}) resumed session {}: {} containers, {} "
+                                        "mappings",
+                                        caller.session, caller.identity.uid, old,
+                                        resumed.containers, resumed.mappings),
+                 .uid = caller.identity.uid,
+                 .session = caller.session});
   return resumed;
 }
 
@@ -212,8 +219,15 @@ void Service::ReadoptContainer(
     adopted = ManagedContainer::Adopt(*kernel_, c.id, std::move(inherited), config_.limits);
   }
   if (!adopted) {
-    spdlog::error("restart: container {} (uid {}) and its {} mappings released: {}", c.id,
-                  c.owner_uid, mine.size(), adopted.error().message());
+    journal::Emit(
+        {.kind = journal::Kind::kRestartReleased,
+         .message = fmt::format("restart: container {} (uid {}) and its {} mappings "
+                                "released: {}",
+                                c.id, c.owner_uid, mine.size(), adopted.error().message()),
+         .level = journal::Level::kError,
+         .uid = c.owner_uid,
+         .container = c.id,
+         .error_number = adopted.error().code});
     ++report.released_containers;
     report.released_mappings += mine.size();
     RemoveContainerFds(c.id, c.groups, device_names);
@@ -225,7 +239,12 @@ void Service::ReadoptContainer(
   auto& [managed, adopt] = *adopted;
   report.stray_bytes += adopt.stray_bytes;
   for (const Error& failure : adopt.unmap_failures) {
-    spdlog::error("restart: container {}: {}", c.id, failure.message());
+    journal::Emit({.kind = journal::Kind::kKernelError,
+                   .message = fmt::format("restart: container {}: {}", c.id, failure.message()),
+                   .level = journal::Level::kError,
+                   .uid = c.owner_uid,
+                   .container = c.id,
+                   .error_number = failure.code});
   }
   std::vector<DeviceId> devices;  // policy for users it is shared with: every member
   for (int group : groups) {
@@ -253,8 +272,16 @@ void Service::ReadoptContainer(
     for (const dma::AdoptOutcome& outcome : adopt.mappings) {
       const lifecycle::MappingRecord& m = *mine[outcome.key];
       if (outcome.id == 0) {
-        spdlog::warn("restart: mapping {} (uid {}, iova {:#x}) released: {}", m.id, m.owner_uid,
-                     m.iova, outcome.error ? outcome.error->message() : "not taken over");
+        journal::Emit(
+            {.kind = journal::Kind::kRestartReleased,
+             .message = fmt::format("restart: mapping {} (uid {}, iova {:#x}) released: {}", m.id,
+                                    m.owner_uid, m.iova,
+                                    outcome.error ? outcome.error->message() : "not taken over"),
+             .uid = m.owner_uid,
+             .container = c.id,
+             .mapping = m.id,
+             .error_number = outcome.error ? std::optional<int>(outcome.error->code) : std::nullopt,
+             .iova = m.iova});
         released.push_back(m.id);
         continue;
       }
@@ -293,8 +320,11 @@ std::map<RegionId, std::shared_ptr<const dma::Backing>> Service::ReadoptRegions(
     auto adopted = fd ? dma::AdoptClientFd(std::move(fd), g.offset, g.size)
                       : Result<dma::Backing>(Fail(EBADF, "region", "its fd did not come back"));
     if (!adopted) {
-      spdlog::warn("restart: region {} (uid {}) released: {}", g.id, g.owner_uid,
-                   adopted.error().message());
+      journal::Emit({.kind = journal::Kind::kRestartReleased,
+                     .message = fmt::format("restart: region {} (uid {}) released: {}", g.id,
+                                            g.owner_uid, adopted.error().message()),
+                     .uid = g.owner_uid,
+                     .error_number = adopted.error().code});
       ++report.released_regions;
       if (fd_store_.remove) {
         fd_store_.remove(g.fd_name);
@@ -355,12 +385,14 @@ Service::ReadoptReport Service::Readopt(const lifecycle::StateRecord& record,
           o.containers);
     }
   }
-  spdlog::info(
-      "restart: took over {} containers, {} mappings and {} regions ({}, {} and {} released, {} "
-      "stray bytes unmapped); {} sessions wait {} s for session.resume",
-      report.containers, report.mappings, report.regions, report.released_containers,
-      report.released_mappings, report.released_regions, report.stray_bytes,
-      report.detached_sessions, grace.count());
+  journal::Emit({.kind = journal::Kind::kRestartTookOver,
+                 .message = fmt::format(
+                     "restart: took over {} containers, {} mappings and {} regions ({}, {} and {} "
+                     "released, {} stray bytes unmapped); {} sessions wait {} s for "
+                     "session.resume",
+                     report.containers, report.mappings, report.regions, report.released_containers,
+                     report.released_mappings, report.released_regions, report.stray_bytes,
+                     report.detached_sessions, grace.count())});
   return report;
 }
 
@@ -374,14 +406,22 @@ size_t Service::HandOver() {
       invalidated = slot.managed->HandOver();
     }
     if (!invalidated) {
-      spdlog::warn("container {} cannot be handed over ({}): released", slot.id,
-                   invalidated.error().message());
+      journal::Emit({.kind = journal::Kind::kRestartReleased,
+                     .message = fmt::format("container {} cannot be handed over ({}): released",
+                                            slot.id, invalidated.error().message()),
+                     .uid = slot.owner_uid,
+                     .container = slot.id,
+                     .error_number = invalidated.error().code});
       Teardown(slot);
       continue;
     }
     ++handed;
-    spdlog::info("container {} handed over ({} bytes of mappings invalidated)", slot.id,
-                 *invalidated);
+    journal::Emit({.kind = journal::Kind::kContainerHandedOver,
+                   .message = fmt::format("container {} handed over ({} bytes of mappings "
+                                          "invalidated)",
+                                          slot.id, *invalidated),
+                   .uid = slot.owner_uid,
+                   .container = slot.id});
     std::lock_guard lock(mu_);
     (void)ForgetMappingsLocked(slot.id);  // the successor's now: their fds stay in the store
     for (int group : slot.managed->groups()) {
