@@ -44,7 +44,7 @@ struct Options {
   uint64_t size = 2 << 20;
   uint32_t bytes = 2048;
   client::IrqIndex irq = client::IrqIndex::kMsi;
-  bool hold = false;  // keep the device until the kernel asks for it back
+  bool hold = false;            // keep the device until the kernel asks for it back
   bool across_restart = false;  // keep the session, DMA on through a restart
 };
 
@@ -131,8 +131,8 @@ void AcrossRestart(client::Client& c, EduDevice& edu, const MappedMemory& ram, u
   if (now != iova) {
     Die("the mapping moved from IOVA " + std::to_string(iova) + " to " + std::to_string(now));
   }
-  std::printf("    mapping %llu is still at IOVA 0x%llx\n", static_cast<unsigned long long>(mapping),
-              static_cast<unsigned long long>(now));
+  std::printf("    mapping %llu is still at IOVA 0x%llx\n",
+              static_cast<unsigned long long>(mapping), static_cast<unsigned long long>(now));
   RoundTrip(edu, ram, iova, o, 11);
   std::printf("edu_dma: DMA went on through the restart\n");
 }

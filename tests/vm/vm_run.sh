@@ -126,6 +126,8 @@ printf 'AS_USER=%s\nPROJECT_DIR=%q\nSYSTEMD=%s\n' "$as_user" "$project" "$system
 
 # QEMU option values double their commas.
 qesc() { echo "${1//,/,,}"; }
+# no_timer_check: 6.1's IO-APIC timer check is timing-based and panics
+# ("timer doesn't work") whenever TCG is slow, as on a loaded host.
 append="console=ttyS0 quiet panic=-1 intel_iommu=on no_timer_check"
 # VFIOD_VM_HUGEPAGES_1G: 1 GiB pages reserved at boot (they cannot be relied
 # on at run time); the benchmark's map table needs 2 (raw buffer and memfd).
