@@ -16,9 +16,11 @@
 # vfiod-vm.target: basic.target plus vfiod-vm-command.service, which prints
 # VFIOD_VM_COMMAND_STARTED, runs share/cmd.sh as root with the command's
 # environment (stdout on ttyS1, stderr on ttyS2), writes share/status and
-# share/dmesg.log and powers the guest off at once (poweroff-immediate: the
-# status is on the share already; a poweroff-force hung for minutes after
-# the vfiod tests, and the tests need no orderly shutdown). Not multi-user.target: nothing of
+# share/dmesg.log and powers the guest off at once (`systemctl --force
+# --force poweroff`, reboot(2) without stopping units: the status is on the
+# share already, and the tests need no orderly shutdown; the unit's
+# SuccessAction= alone left the guest running until vm_run.sh's timeout).
+# Not multi-user.target: nothing of
 # the host's services (getty, databases, timers) belongs in the test.
 N=/mnt/root
 
@@ -118,6 +120,8 @@ echo "vm-init: [\$(cut -d" " -f1 /proc/uptime)] command exited with \$status" >/
 dmesg >/run/vfiod-vm/dmesg.log 2>/dev/null
 echo "\$status" >/run/vfiod-vm/status.tmp && mv /run/vfiod-vm/status.tmp /run/vfiod-vm/status
 sync
+# reboot(2) from here: the unit's SuccessAction= did not end the guest.
+systemctl --force --force poweroff
 EOF
 }
 
