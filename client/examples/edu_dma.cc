@@ -13,6 +13,7 @@
 //   edu_dma --bdf 0000:00:01.0 --irq intx        # INTx: acknowledged, then unmasked
 //   edu_dma --bdf 0000:00:01.0 --irq msix        # fails: edu has no MSI-X
 //   edu_dma --bdf 0000:00:01.0 --hold            # then wait for a release request
+//   edu_dma --bdf 0000:00:01.0 --across-restart  # then DMA on through a restart of vfiod
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -43,7 +44,8 @@ struct Options {
   uint64_t size = 2 << 20;
   uint32_t bytes = 2048;
   client::IrqIndex irq = client::IrqIndex::kMsi;
-  bool hold = false;  // keep the device until the kernel asks for it back
+  bool hold = false;            // keep the device until the kernel asks for it back
+  bool across_restart = false;  // keep the session, DMA on through a restart
 };
 
 void Step(const char* what) { std::printf("==> %s\n", what); }
@@ -82,6 +84,59 @@ void PrintIrqInfo(const EduDevice& edu) {
   std::printf("\n");
 }
 
+// A DMA round trip through the mapping at `iova` (RAM holds it mapped):
+// `o.bytes` of a pattern made from `seed` to the device's buffer and back
+// into the second half; dies unless every byte came back.
+void RoundTrip(EduDevice& edu, const MappedMemory& ram, uint64_t iova, const Options& o,
+               uint8_t seed) {
+  const char* irq = client::IrqIndexName(o.irq);
+  const uint64_t back = o.size / 2;  // the copy comes back into the second half
+  for (uint32_t i = 0; i < o.bytes; ++i) {
+    ram.data()[i] = static_cast<uint8_t>(i * 7 + seed);
+  }
+  std::memset(ram.data() + back, 0, o.bytes);
+  auto timeout = std::chrono::seconds(10);
+  OrDie(edu.Dma(Direction::kToDevice, iova, o.bytes, timeout));
+  std::printf("    %u bytes IOVA 0x%llx -> device: done (%s)\n", o.bytes,
+              static_cast<unsigned long long>(iova), irq);
+  const uint64_t back_iova = iova + back;
+  OrDie(edu.Dma(Direction::kFromDevice, back_iova, o.bytes, timeout));
+  std::printf("    %u bytes device -> IOVA 0x%llx: done (%s)\n", o.bytes,
+              static_cast<unsigned long long>(back_iova), irq);
+  if (std::memcmp(ram.data(), ram.data() + back, o.bytes) != 0) {
+    Die("the bytes that came back differ from the bytes sent");
+  }
+  std::printf("    all %u bytes match; %llu %s interrupts received\n", o.bytes,
+              static_cast<unsigned long long>(edu.interrupts()), irq);
+}
+
+// --across-restart: vfiod goes away (a restart: `vfioctl daemon restart`, a
+// crash under systemd) while this driver keeps its device fd and the mapping's
+// memory. DMA goes on through the mapping while vfiod is gone (the container
+// and its IOMMU mappings live on in systemd's fd store); the next vfiod gives
+// the session back (Client::KeepSession) with the mapping at the same IOVA,
+// and DMA through it still works. Dies on any difference.
+void AcrossRestart(client::Client& c, EduDevice& edu, const MappedMemory& ram, uint64_t iova,
+                   uint64_t mapping, const Options& o) {
+  Step("wait for vfiod to go away (a restart); the device and the memory stay ours");
+  std::printf("    waiting for vfiod to restart\n");
+  (void)std::fflush(stdout);
+  while (c.PollNotifications(client::kNoTimeout)) {
+  }
+  Step("vfiod is gone: DMA through the mapping it made, while it restarts");
+  RoundTrip(edu, ram, iova, o, 5);
+  Step("the new vfiod gives the session back, with the mapping where it was");
+  json info = CallOrDie(c, "dma.info", json{{"mapping", mapping}}).result;
+  const uint64_t now = info["iova"].get<uint64_t>();
+  if (now != iova) {
+    Die("the mapping moved from IOVA " + std::to_string(iova) + " to " + std::to_string(now));
+  }
+  std::printf("    mapping %llu is still at IOVA 0x%llx\n",
+              static_cast<unsigned long long>(mapping), static_cast<unsigned long long>(now));
+  RoundTrip(edu, ram, iova, o, 11);
+  std::printf("edu_dma: DMA went on through the restart\n");
+}
+
 int Run(const Options& o) {
   Step("connect to vfiod");
   auto connected = client::Client::Connect(o.socket);
@@ -90,6 +145,14 @@ int Run(const Options& o) {
   }
   client::Client& c = *connected;
   std::printf("    connected to %s as uid %u\n", o.socket.c_str(), ::getuid());
+  if (o.across_restart) {
+    auto kept = c.KeepSession({.on_resumed = [](const json& resumed) {
+      std::printf("    session resumed after a restart of vfiod: %s\n", resumed.dump().c_str());
+    }});
+    if (!kept) {
+      Die("session.info: " + kept.error().Describe());
+    }
+  }
 
   Step("get a VFIO container holding the device's IOMMU group");
   const uint64_t container = GetContainer(c, o);
@@ -131,24 +194,7 @@ int Run(const Options& o) {
   MappedMemory ram = OrDie(MappedMemory::Map(alloc.fds[0].get(), o.size, 0));
 
   std::printf("==> DMA round trip: RAM -> device buffer -> RAM, completion signalled by %s\n", irq);
-  const uint64_t back = o.size / 2;  // the copy comes back into the second half
-  for (uint32_t i = 0; i < o.bytes; ++i) {
-    ram.data()[i] = static_cast<uint8_t>(i * 7 + 3);
-  }
-  std::memset(ram.data() + back, 0, o.bytes);
-  auto timeout = std::chrono::seconds(10);
-  OrDie(edu.Dma(Direction::kToDevice, iova, o.bytes, timeout));
-  std::printf("    %u bytes IOVA 0x%llx -> device: done (%s)\n", o.bytes,
-              static_cast<unsigned long long>(iova), irq);
-  const uint64_t back_iova = iova + back;
-  OrDie(edu.Dma(Direction::kFromDevice, back_iova, o.bytes, timeout));
-  std::printf("    %u bytes device -> IOVA 0x%llx: done (%s)\n", o.bytes,
-              static_cast<unsigned long long>(back_iova), irq);
-  if (std::memcmp(ram.data(), ram.data() + back, o.bytes) != 0) {
-    Die("the bytes that came back differ from the bytes sent");
-  }
-  std::printf("    all %u bytes match; %llu %s interrupts received\n", o.bytes,
-              static_cast<unsigned long long>(edu.interrupts()), irq);
+  RoundTrip(edu, ram, iova, o, 3);
 
   if (o.hold) {
     Step("hold the device until the kernel wants it back (an unbind: device.release_requested)");
@@ -161,6 +207,10 @@ int Run(const Options& o) {
     std::printf("    device fd closed: the unbind of %s can complete\nedu_dma: released\n",
                 o.bdf.c_str());
     return 0;
+  }
+
+  if (o.across_restart) {
+    AcrossRestart(c, edu, ram, iova, mapping, o);
   }
 
   std::printf("==> clean up: %s off, memory unmapped, mapping freed\n", irq);
@@ -199,6 +249,9 @@ int main(int argc, char** argv) {
     app.add_flag("--hold", o.hold,
                  "after the round trip, keep the device until the kernel wants it back "
                  "(device.release_requested), then close it");
+    app.add_flag("--across-restart", o.across_restart,
+                 "after the round trip, keep the session, wait until vfiod restarts, and "
+                 "DMA again while it is gone and after it is back");
     std::string irq = "msi";
     app.add_option("--irq", irq, "the interrupt that signals completion: msi, intx, msix")
         ->check(CLI::IsMember(vfiod::examples::IrqNames()))

@@ -3,7 +3,8 @@
 # /init of the vfiod test guest (busybox ash, PID 1). Built into the initramfs
 # by vm_image.sh; driven by vm_run.sh through the "share" 9p folder:
 #   in:  share/vm.conf  (AS_USER=uid or empty; PROJECT_DIR=path of a project tree
-#        under /tmp or /run, shared as 9p tag "project"), share/cmd.sh (the command)
+#        under /tmp or /run, shared as 9p tag "project"; SYSTEMD=1: boot the
+#        host's systemd, guest_systemd.sh), share/cmd.sh (the command)
 #   out: share/status   (the command's exit status), share/setup_error
 #        (why the guest could not run it), share/dmesg.log
 # The console is ttyS0; the command's stdout goes to ttyS1, stderr to ttyS2.
@@ -172,7 +173,13 @@ load_modules
 mount_shares
 AS_USER=""
 PROJECT_DIR=""
+SYSTEMD=""
 [ -r "$S/vm.conf" ] && . "$S/vm.conf"
+if [ -n "$SYSTEMD" ]; then
+  bind_devices
+  . /lib/guest_systemd.sh
+  boot_systemd
+fi
 prepare_chroot
 bind_devices
 grant_user

@@ -22,17 +22,18 @@ set(VFIOD_VM_CACHE_DIR ${CMAKE_BINARY_DIR}/vm-cache CACHE PATH
 set(VFIOD_VM_KERNELS lts newest CACHE STRING
     "Guest kernels every VM test runs on (lts, newest)")
 
-# vfiod_vm_test(NAME [AS_USER uid] [TIMEOUT seconds] [HOST] [KERNELS k...]
+# vfiod_vm_test(NAME [AS_USER uid] [TIMEOUT seconds] [HOST] [SYSTEMD] [KERNELS k...]
 #               [ENV NAME=VALUE...] COMMAND cmd args...)
 # Runs cmd in the guest through vm_run.sh as a ctest test per kernel of
 # KERNELS (default VFIOD_VM_KERNELS); exit 77 = no VM on this machine =
 # skipped. HOST: cmd runs on the host and boots the guest itself through
 # vm_run.sh (it sees VFIOD_VM_KERNEL in its environment); AS_USER is then
-# meaningless. KERNELS narrows a test to some kernels (a long benchmark-like
+# meaningless. SYSTEMD: the guest boots the host's systemd as PID 1 and cmd
+# runs as root from a unit (vm_run.sh --systemd; not with AS_USER). KERNELS narrows a test to some kernels (a long benchmark-like
 # run on one kernel only). ENV: more environment for vm_run.sh (on the host,
 # e.g. VFIOD_VM_NUMA=1 for the two-node guest).
 function(vfiod_vm_test name)
-  cmake_parse_arguments(V "HOST" "AS_USER;TIMEOUT" "COMMAND;KERNELS;ENV" ${ARGN})
+  cmake_parse_arguments(V "HOST;SYSTEMD" "AS_USER;TIMEOUT" "COMMAND;KERNELS;ENV" ${ARGN})
   if(NOT V_COMMAND)
     message(FATAL_ERROR "vfiod_vm_test(${name}): COMMAND is required")
   endif()
@@ -45,6 +46,9 @@ function(vfiod_vm_test name)
   set(opts --timeout ${V_TIMEOUT})
   if(DEFINED V_AS_USER)
     list(APPEND opts --as-user ${V_AS_USER})
+  endif()
+  if(V_SYSTEMD)
+    list(APPEND opts --systemd)
   endif()
   if(V_HOST)
     set(command ${V_COMMAND})

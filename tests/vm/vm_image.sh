@@ -2,7 +2,8 @@
 # vm_image.sh CACHE_DIR
 #
 # Makes sure CACHE_DIR holds a guest kernel and an initramfs built from
-# busybox-static, the needed modules and guest_init.sh. VFIOD_VM_KERNEL picks
+# busybox-static, the needed modules, guest_init.sh and guest_systemd.sh
+# (sourced by it for the systemd boot). VFIOD_VM_KERNEL picks
 # the kernel: "lts" (default) is Debian 12's 6.1 kernel package, "newest" the
 # newest kernel of the suite trixie-backports (VFIOD_VM_NEWEST_SUITE), read
 # through a private apt setup in CACHE_DIR that leaves the host's apt alone.
@@ -24,15 +25,17 @@ readonly kLtsModules=(
   virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
   netfs fscache 9pnet 9pnet_virtio 9p
   irqbypass vfio vfio_iommu_type1 vfio_virqfd vfio-pci-core vfio-pci
-  lpc_ich
+  lpc_ich overlay
 )
 # The newer kernels build virtio in, fold fscache into netfs and vfio_virqfd
 # into vfio.
 readonly kNewestModules=(
   netfs 9pnet 9pnet_virtio 9p
   irqbypass vfio vfio_iommu_type1 vfio-pci-core vfio-pci
-  lpc_ich
+  lpc_ich overlay
 )
+# overlay (both kernels build it as a module): the writable root of the
+# systemd boot (vm_run.sh --systemd).
 # Private package lists older than this are refreshed (when the network lets).
 readonly kListsMaxAgeMin=$((7 * 24 * 60))
 
@@ -156,6 +159,15 @@ is_cached() {
   [[ $(<"$c") == "$flavour" || ( ! -s $c && $flavour == lts ) ]]
 }
 
+# has_modules ABI: the cached kernel has every module of the list (one
+# unpacked before a module joined the list is fetched again when it can be).
+has_modules() {
+  local m
+  for m in "${modules[@]}"; do
+    grep -qxF -- "$m" "$cache/kernel/$1/modules/order" 2>/dev/null || return 1
+  done
+}
+
 # Newest kernel of this flavour already unpacked in the cache, for an offline
 # machine.
 newest_cached_abi() {
@@ -202,6 +214,10 @@ fetch_kernel() {
   for f in "$work"/*.deb; do dpkg -x "$f" "$work/root"; done
   vmlinuz=$(find "$work/root" \( -path "*/boot/vmlinuz-$abi" -o -path "*/modules/$abi/vmlinuz" \) -print -quit)
   [[ -n $vmlinuz ]] || { rm -rf "$work"; die "no vmlinuz in ${pkgs[*]}"; }
+  # Filled beside the old copy and swapped in, so a run that already chose
+  # this kernel finds its files (all but for the moment of the two renames).
+  local old=$dest
+  dest=$cache/kernel/.new-$abi
   rm -rf "$dest"
   mkdir -p "$dest/modules"
   cp "$vmlinuz" "$dest/vmlinuz"
@@ -219,6 +235,10 @@ fetch_kernel() {
   printf '%s\n' "${modules[@]}" >"$dest/modules/order"
   rm -rf "$work"
   echo "$flavour" >"$dest/.complete"
+  rm -rf "$cache/kernel/.old-$abi"
+  if [[ -e $old ]]; then mv "$old" "$cache/kernel/.old-$abi"; fi
+  mv "$dest" "$old"
+  rm -rf "$cache/kernel/.old-$abi"
 }
 
 # Builds the initramfs for kernel ABI; the name carries a hash of everything
@@ -231,7 +251,7 @@ build_initrd() {
   else
     order=("${kLtsModules[@]}")
   fi
-  key=$( { cat "$here/guest_init.sh"; printf '%s\n' "${order[@]}";
+  key=$( { cat "$here/guest_init.sh" "$here/guest_systemd.sh"; printf '%s\n' "${order[@]}";
            sha256sum "$busybox" "$kdir"/modules/*.ko; } | sha256sum | cut -c1-16)
   out=$cache/initrd-$abi-$key.gz
   if [[ ! -s $out ]]; then
@@ -239,6 +259,7 @@ build_initrd() {
     mkdir -p "$stage"/{bin,dev,proc,sys,mnt/host,mnt/share,lib/modules}
     cp "$busybox" "$stage/bin/busybox"
     cp "$here/guest_init.sh" "$stage/init"
+    cp "$here/guest_systemd.sh" "$stage/lib/guest_systemd.sh"
     chmod 0755 "$stage/init" "$stage/bin/busybox"
     for m in "${order[@]}"; do cp "$kdir/modules/$m.ko" "$stage/lib/modules/"; done
     printf '%s\n' "${order[@]}" >"$stage/lib/modules/order"
@@ -293,8 +314,10 @@ main() {
   else
     abi=$(lts_abi)
   fi
-  if [[ -n $abi ]] && ! is_cached "$abi"; then
-    fetch_kernel "$abi" || abi=""
+  if [[ -n $abi ]] && ! { is_cached "$abi" && has_modules "$abi"; }; then
+    # Offline, a copy without the newest module of the list still boots
+    # (the systemd boot then has no overlay module and says so).
+    fetch_kernel "$abi" || is_cached "$abi" || abi=""
   fi
   if [[ -z $abi ]] || ! is_cached "$abi"; then
     abi=$(newest_cached_abi)
