@@ -7,7 +7,8 @@ pkgs=(build-essential cmake pkg-config git
       libgtest-dev libgmock-dev libbenchmark-dev libsystemd-dev systemd
       qemu-system-x86 cpio busybox-static kmod ccache clang-format clang-tidy-16
       clang-16 libclang-rt-16-dev libfuzzer-16-dev
-      lintian)  # the package_deb test (dpkg-dev comes with build-essential)
+      lintian  # the package_deb test (dpkg-dev comes with build-essential)
+      jq)  # vm_systemd reads vfioctl --json replies in the guest
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

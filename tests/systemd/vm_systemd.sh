@@ -4,8 +4,9 @@
 # booted with `vm_run.sh --systemd` (Debian's systemd as PID 1 on a writable
 # overlay of the host's /; tests/vm/guest_systemd.sh). Runs as root.
 #
-# vfiod is installed from BUILD_DIR as an administrator would, its socket
-# enabled, and a member of vfio-users (uid 1500, made here) drives it. Every
+# vfiod is installed from the Debian packages made from BUILD_DIR (dpkg -i;
+# the postinst makes the users and enables the socket), and a member of
+# vfio-users (uid 1500, made here) drives it. Every
 # check prints one PASS or FAIL line; the script exits 1 if any failed.
 #   - socket activation: the service starts with the first connection of a
 #     member; a user outside vfio-users cannot connect and starts nothing;
@@ -24,7 +25,10 @@
 #     the new vfiod gives the mapping back at the same IOVA;
 #   - the watchdog: with WatchdogSec=5s (a test drop-in), a stopped vfiod
 #     (SIGSTOP) is killed by systemd and restarted;
-#   - `systemd-analyze security vfiod.service` at or under 2.0.
+#   - `systemd-analyze security vfiod.service` at or under 2.0;
+#   - the structured journal fields (journal_check.sh): connection,
+#     container create, map, free and a quota refusal of the member, found
+#     with `journalctl VFIOD_UID=1500`.
 set -uo pipefail
 
 [[ $# -eq 1 && -d $1 ]] || { echo "usage: vm_systemd.sh BUILD_DIR" >&2; exit 2; }
@@ -64,16 +68,19 @@ die() { echo "FAIL: $*"; exit 1; }
 
 [[ $(cat /proc/1/comm) == systemd ]] || die "PID 1 is not systemd (run with vm_run.sh --systemd)"
 
-step "install vfiod"
-# Stand-in for the Debian package (issue 17 item 3): the same files, the
-# sysusers step and the socket enabled as its postinst will.
-cmake --install "$build" --prefix /usr >/tmp/install.log 2>&1 ||
-  { cat /tmp/install.log; die "cmake --install"; }
-step "sysusers"
-systemd-sysusers || die "systemd-sysusers"
-step "enable the socket"
-# (enable reloads systemd itself; a reload costs seconds under TCG)
-systemctl enable --now vfiod.socket || die "systemctl enable --now vfiod.socket"
+step "install the packages"
+# The .debs scripts/package.sh made from this build tree on the host (the
+# package_deb test, a fixture of this one). Their postinst creates the users
+# (systemd-sysusers) and enables and starts vfiod.socket, as Debian's do.
+debs=$build/tests/packaging/package_deb/out
+dpkg -i "$debs"/vfiod_*.deb "$debs"/python3-vfiod_*.deb >/tmp/install.log 2>&1 ||
+  { cat /tmp/install.log; die "dpkg -i"; }
+check "the postinst made the user vfiod and the group vfio-users" \
+  eval 'getent passwd vfiod >/dev/null && getent group vfio-users >/dev/null'
+check "the postinst enabled vfiod.socket" \
+  eval '[[ $(systemctl is-enabled vfiod.socket) == enabled ]]'
+check "the python client is installed where python3 finds it" \
+  python3 -c 'import vfiod'
 useradd -M -N -u $kMember -G vfio-users -s /bin/sh vmtester || die "useradd vmtester"
 
 step "socket activation"
@@ -121,9 +128,16 @@ check "hugetlb 4M: two 2M folios, from the backing" \
   eval '[[ $(jq -r "[.contiguity.folio_source, .contiguity.folios[\"2M\"]] | join(\" \")" <<<"$huge") == "backing 2" ]]'
 check "thp 4M: 2M folios seen in smaps" \
   eval '[[ $(jq -r .contiguity.folio_source <<<"$thp") == smaps && $(jq -r ".contiguity.folios[\"2M\"]" <<<"$thp") -ge 1 ]]'
-# --- issue 17 item 5 (branch journal): the structured journal fields ---
-# A check that `journalctl VFIOD_UID=$kMember` lists this member's events
-# (connection, container create, map) goes here.
+
+step "structured journal fields"
+# The member's quota (config/vfiod.json: 1G locked) refuses 2G; freeing thp
+# gives the map a free. journal_check.sh then finds each event by
+# `journalctl VFIOD_UID=$kMember MESSAGE_ID=...`, sent natively.
+check "2G beyond the member's 1G quota is refused" \
+  eval '! as_member vfioctl dma alloc keep 2G --backing 4k >/dev/null 2>&1'
+as_member vfioctl dma free thp >/dev/null || fail "dma free thp"
+check "journalctl VFIOD_UID=$kMember has the member's events, with their fields" \
+  "$(dirname "$0")/journal_check.sh" "$kMember" --boot
 
 step "device.unbind / device.bind through sysfs under ProtectSystem=strict"
 driver() { basename "$(readlink "/sys/bus/pci/devices/$ivshmem/driver" 2>/dev/null)" 2>/dev/null; }
