@@ -65,21 +65,27 @@ mount_shares() {
   mount -t 9p -o "$o,ro" hostroot "$R" || setup_fail "cannot mount the host's / over 9p"
 }
 
+# mount_scratch ROOT RUN_OPTIONS: a fresh tmpfs /tmp and /run (mounted with
+# RUN_OPTIONS) in ROOT, the share at ROOT/run/vfiod-vm, and the project tree
+# back at its own path (one under the host's /tmp or /run is hidden by those
+# tmpfs: vm_run.sh then shares it separately). Both boots use it.
+mount_scratch() {
+  mount -t tmpfs -o mode=1777 tmp "$1/tmp" || setup_fail "tmpfs /tmp"
+  mount -t tmpfs -o "$2" run "$1/run" || setup_fail "tmpfs /run"
+  mkdir -p "$1/run/vfiod-vm"
+  mount -o bind "$S" "$1/run/vfiod-vm" || setup_fail "bind share"
+  if [ -n "$PROJECT_DIR" ]; then
+    mkdir -p "$1$PROJECT_DIR" || setup_fail "mkdir $PROJECT_DIR"
+    mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,ro project "$1$PROJECT_DIR" ||
+      setup_fail "cannot mount the project tree $PROJECT_DIR"
+  fi
+}
+
 prepare_chroot() {
   mount -o rbind /dev "$R/dev" || setup_fail "bind /dev"
   mount -o bind /proc "$R/proc" || setup_fail "bind /proc"
   mount -o bind /sys "$R/sys" || setup_fail "bind /sys"
-  mount -t tmpfs -o mode=1777 tmp "$R/tmp" || setup_fail "tmpfs /tmp"
-  mount -t tmpfs -o mode=0755 run "$R/run" || setup_fail "tmpfs /run"
-  mkdir -p "$R/run/vfiod-vm"
-  mount -o bind "$S" "$R/run/vfiod-vm" || setup_fail "bind share"
-  # A project tree under the host's /tmp or /run is hidden by the tmpfs above:
-  # vm_run.sh then shares it separately, mounted back at its own path.
-  if [ -n "$PROJECT_DIR" ]; then
-    mkdir -p "$R$PROJECT_DIR" || setup_fail "mkdir $PROJECT_DIR"
-    mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,ro project "$R$PROJECT_DIR" ||
-      setup_fail "cannot mount the project tree $PROJECT_DIR"
-  fi
+  mount_scratch "$R" mode=0755
 }
 
 # find_pci VENDOR DEVICE: first BDF with that vendor:device id.

@@ -53,15 +53,7 @@ build_root() {
   mkdir -p /mnt/rw/upper /mnt/rw/work
   mount -t overlay -o "lowerdir=$R,upperdir=/mnt/rw/upper,workdir=/mnt/rw/work" overlay "$N" ||
     setup_fail "overlayfs over the host's / (overlay module missing? see vm_image.sh)"
-  mount -t tmpfs -o mode=1777 tmp "$N/tmp" || setup_fail "tmpfs /tmp"
-  mount -t tmpfs -o mode=0755,nosuid,nodev run "$N/run" || setup_fail "tmpfs /run"
-  mkdir -p "$N/run/vfiod-vm"
-  mount -o bind "$S" "$N/run/vfiod-vm" || setup_fail "bind share"
-  if [ -n "$PROJECT_DIR" ]; then
-    mkdir -p "$N$PROJECT_DIR" || setup_fail "mkdir $PROJECT_DIR"
-    mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,ro project "$N$PROJECT_DIR" ||
-      setup_fail "cannot mount the project tree $PROJECT_DIR"
-  fi
+  mount_scratch "$N" mode=0755,nosuid,nodev  # guest_init.sh
 }
 
 mask_units() {
