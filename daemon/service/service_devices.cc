@@ -2,6 +2,8 @@
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
+#include <optional>
+
 #include "journal/sink.h"
 #include "service/managed_container.h"
 #include "service/service.h"
@@ -183,11 +185,12 @@ SResult<void> Service::SysfsUnbind(const vfio::PciDevice& dev) {
 
 SResult<OpenedDevice> Service::OpenDevice(const Caller& caller, ContainerId container,
                                           const std::string& bdf) {
-  // Declared first, so it runs last: the reply waits for a state record
-  // naming the device fd (stored as vfiod opened it), or a crash right
-  // after the reply would leave the successor deaf to the device's release
-  // requests while the client holds it.
-  ChangeNote note{*this, true};
+  // Declared first, so it runs last. Made only when this call opened the
+  // device (its fd went to the store): the reply then waits for a state
+  // record naming it, or a crash right after the reply would leave the
+  // successor deaf to the device's release requests while the client holds
+  // it. A refused call or a second fd of an open device writes no record.
+  std::optional<ChangeNote> note;
   vfio::PciDevice dev = VFIOD_TRY(FindDevice(caller, bdf));
   std::shared_ptr<ManagedContainer> managed;
   uid_t owner = 0;
@@ -212,9 +215,13 @@ SResult<OpenedDevice> Service::OpenDevice(const Caller& caller, ContainerId cont
   // mutex: nobody else gets the device in between.
   const HandOverReset reset =
       VFIOD_TRY(ResetForHandOver(*managed, dev.bdf, caller.identity.uid, owner));
+  const bool was_open = managed->HasDeviceOpen(dev.bdf);
   Result<OpenedDevice> opened = managed->OpenDevice(dev.bdf, *dev.iommu_group, caller.identity.uid);
   if (!opened) {
     return std::unexpected(ServiceError(opened.error()));
+  }
+  if (!was_open) {
+    note.emplace(*this, true);  // flushes at return, once the container lock is released
   }
   NoteHandOver(dev.bdf, caller.identity.uid);
   {
