@@ -56,6 +56,12 @@ for pkg in vfiod python3-vfiod; do
     fail "lintian did not check $pkg (no override shown for it; output above)"
 done
 pass "lintian: no error or warning"
+# The build's hardening flags (CMakeLists.txt, VFIOD_HARDEN) reach the
+# packaged binaries: lintian's hardening tags would name any that lacks them.
+if grep -E ': hardening-no-(fortify-functions|bindnow|relro)' "$lintian_out" >/dev/null; then
+  fail "lintian finds binaries without the hardening flags (above)"
+fi
+pass "lintian: every binary fortified, full RELRO and bindnow"
 
 # --- 2. contents
 contents=$work/contents

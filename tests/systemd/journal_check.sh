@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2034  # the ID_* are read by name in check (${!name})
 # journal_check.sh UID [JOURNALCTL_ARGS...]
 # Run in a guest whose vfiod runs under systemd (vfiod.service, stderr to the
 # journal), after a client of uid UID connected, created a container, mapped
@@ -10,9 +11,11 @@
 #  - the freed mapping is one the client mapped (same VFIOD_MAPPING);
 #  - each event is in the journal once: no plain entry (without MESSAGE_ID)
 #    has the same MESSAGE (vfiod does not log an event twice).
-# Prints one line per check; exits 1 on the first failure. (grep -q reads
-# here-strings, not pipes: with pipefail, a writer cut off by grep -q's early
-# exit would fail the check.)
+# Prints one line per check; exits 1 on the first failure. Entries are read
+# as JSON (`journalctl -o json`, one object a line) with jq: the export
+# format's binary fields (journald's _SELINUX_CONTEXT, whose length prefix
+# can hold a newline byte) cut entries in two for a line-based reader, which
+# once made one native entry look like a native one plus a plain one.
 # The MESSAGE_IDs are those of daemon/journal/event.cc (a host test checks it).
 set -euo pipefail
 
@@ -31,35 +34,37 @@ fail() { echo "FAIL: $*"; exit 1; }
 
 journalctl --sync 2>/dev/null || true  # journald writes what it has (needs privileges)
 
-# entries MATCH...: the matching entries in export format (FIELD=value lines,
-# a blank line after each entry).
-entries() { journalctl --no-pager -o export "${extra[@]}" "$@"; }
+# entries MATCH...: the matching entries, one JSON object a line.
+entries() { journalctl --no-pager -o json "${extra[@]}" "$@"; }
 
-# values FIELD: every value of FIELD in the entries on stdin, one a line.
-values() { sed -n "s/^$1=//p"; }
-
-# check KIND FIELD...: the entries of KIND for the uid carry each FIELD.
+# check KIND FIELD...: every entry of KIND for the uid carries each FIELD
+# (NAME, or NAME=VALUE for an exact value).
 check() {
   local kind=$1 found count field message copies
   shift
   local name="ID_$kind"
   local id=${!name}
   found=$(entries VFIOD_UID="$uid" MESSAGE_ID="$id")
-  count=$(grep -c '^MESSAGE_ID=' <<<"$found" || true)
+  count=$(jq -s length <<<"$found")
   [ "$count" -ge 1 ] || fail "no $kind entry (journalctl VFIOD_UID=$uid MESSAGE_ID=$id)"
   for field in "_TRANSPORT=journal" "SYSLOG_IDENTIFIER=vfiod" "VFIOD_EVENT=$kind" \
       "VFIOD_UID=$uid" PRIORITY MESSAGE "$@"; do
     case $field in
-      *=*) grep -qx "$field" <<<"$found" || fail "$kind entry without $field" ;;
-      *) grep -q "^$field=" <<<"$found" || fail "$kind entry without $field" ;;
+      *=*) jq -e -s --arg n "${field%%=*}" --arg v "${field#*=}" 'all(.[]; .[$n] == $v)' \
+             <<<"$found" >/dev/null || fail "$kind entry without $field" ;;
+      *) jq -e -s --arg n "$field" 'all(.[]; has($n))' <<<"$found" >/dev/null ||
+           fail "$kind entry without $field" ;;
     esac
   done
   # Once in the journal: no plain entry (one without MESSAGE_ID, from
   # spdlog or stderr) with the same text.
   while IFS= read -r message; do
-    copies=$(entries MESSAGE="$message" | awk -v RS= '!/(^|\n)MESSAGE_ID=/ { n++ } END { print n + 0 }')
-    [ "$copies" -eq 0 ] || fail "'$message' is also in the journal as $copies plain entries"
-  done < <(values MESSAGE <<<"$found")
+    copies=$(entries MESSAGE="$message" | jq -s '[.[] | select(has("MESSAGE_ID") | not)] | length')
+    if [ "$copies" -ne 0 ]; then
+      journalctl --no-pager -o verbose "${extra[@]}" MESSAGE="$message"
+      fail "'$message' is also in the journal as $copies plain entries (above)"
+    fi
+  done < <(jq -r .MESSAGE <<<"$found")
   echo "OK: $count $kind entries for uid $uid with $*"
 }
 
@@ -69,12 +74,12 @@ check mapping_created VFIOD_CONTAINER VFIOD_MAPPING VFIOD_BYTES VFIOD_IOVA
 check mapping_freed VFIOD_CONTAINER VFIOD_MAPPING VFIOD_BYTES
 check quota_refused VFIOD_METHOD ERRNO
 
-mapped=$(entries VFIOD_UID="$uid" MESSAGE_ID="$ID_mapping_created" | values VFIOD_MAPPING)
-freed=$(entries VFIOD_UID="$uid" MESSAGE_ID="$ID_mapping_freed" | values VFIOD_MAPPING)
+mapped=$(entries VFIOD_UID="$uid" MESSAGE_ID="$ID_mapping_created" | jq -r .VFIOD_MAPPING)
+freed=$(entries VFIOD_UID="$uid" MESSAGE_ID="$ID_mapping_freed" | jq -r .VFIOD_MAPPING)
 for m in $freed; do
   grep -qx "$m" <<<"$mapped" || fail "mapping $m freed, but no entry mapped it"
 done
-echo "OK: every freed mapping ($(echo $freed)) was mapped by uid $uid"
+echo "OK: every freed mapping ($(xargs <<<"$freed")) was mapped by uid $uid"
 
-all=$(entries VFIOD_UID="$uid" | grep -c '^MESSAGE_ID=' || true)
+all=$(entries VFIOD_UID="$uid" | jq -s '[.[] | select(has("MESSAGE_ID"))] | length')
 echo "OK: journalctl VFIOD_UID=$uid finds $all vfiod entries"

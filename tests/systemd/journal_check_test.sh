@@ -8,25 +8,36 @@ check=$1
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# The fake: options are ignored (-o takes its value), FIELD=VALUE arguments
-# must all match; prints the matching entries of $FIXTURE. --sync does nothing.
+# The fake: options are ignored but -o (json gives one JSON object a line, as
+# journalctl does; any other mode the fixture's export text), FIELD=VALUE
+# arguments must all match; prints the matching entries of $FIXTURE. --sync
+# does nothing.
 mkdir "$work/bin"
 cat >"$work/bin/journalctl" <<'FAKE'
 #!/usr/bin/env bash
 matches=()
+mode=export
 while [ $# -gt 0 ]; do
   case $1 in
     --sync) exit 0 ;;
-    -o) shift 2 ;;
+    -o) mode=$2; shift 2 ;;
     -*) shift ;;
     *) matches+=("$1"); shift ;;
   esac
 done
-awk -v RS= -v ORS='\n\n' -v want="$(printf '%s\n' "${matches[@]+"${matches[@]}"}")" '
-  BEGIN { n = split(want, m, "\n") }
-  { ok = 1
-    for (i = 1; i <= n; i++) if (m[i] != "" && index("\n" $0 "\n", "\n" m[i] "\n") == 0) ok = 0
-    if (ok) print }' "$FIXTURE"
+select_entries() {
+  awk -v RS= -v ORS='\n\n' -v want="$(printf '%s\n' "${matches[@]+"${matches[@]}"}")" '
+    BEGIN { n = split(want, m, "\n") }
+    { ok = 1
+      for (i = 1; i <= n; i++) if (m[i] != "" && index("\n" $0 "\n", "\n" m[i] "\n") == 0) ok = 0
+      if (ok) print }' "$FIXTURE"
+}
+if [ "$mode" = json ]; then
+  select_entries | jq -c -R -s 'split("\n\n")[] | select(length > 0) | split("\n")
+    | map(select(length > 0) | capture("^(?<key>[^=]+)=(?<value>.*)$")) | from_entries'
+else
+  select_entries
+fi
 FAKE
 chmod +x "$work/bin/journalctl"
 
@@ -82,6 +93,11 @@ run "a freed mapping nobody mapped" 1
 
 good | sed '/^VFIOD_IOVA=/d' >"$work/journal"
 run "a mapping without its IOVA" 1
+
+{ good; entry mapping_created 478d748adf2c400f86230eaf5a65ee7b \
+  "mapping 4: container 2 iova 0x300000 size 0x200000 memfd (1 ioctls)" VFIOD_CONTAINER=2 \
+  VFIOD_MAPPING=4 VFIOD_BYTES=2097152; } >"$work/journal"
+run "one of two mappings without its IOVA" 1
 
 good | sed 's/^_TRANSPORT=journal$/_TRANSPORT=stdout/' >"$work/journal"
 run "entries that are not native" 1
