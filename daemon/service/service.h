@@ -98,6 +98,9 @@ class ReleaseWatcher;
 struct Caller {
   SessionId session = 0;
   Identity identity;
+  /// Where the DMA paths time their stages (stages.h); owned by the code
+  /// running the request (rpc's Invoke), used on that thread only. Null: untimed.
+  StageClock* stages = nullptr;
   [[nodiscard]] bool is_root() const { return identity.uid == 0; }
 };
 
@@ -689,10 +692,13 @@ class Service {
   /// Calls fd_store_.changed when it goes out of scope, and with `durable`
   /// fd_store_.flush (the reply waits for the record): declare it first in a
   /// method that changes the tables, so it runs after every lock is gone.
+  /// Its own time goes to `stages`' kRecord when not null.
   struct ChangeNote {
     const Service& service;
     bool durable = false;
+    StageClock* stages = nullptr;
     ~ChangeNote() {
+      StageScope record(stages, Stage::kRecord);
       if (service.fd_store_.changed) {
         service.fd_store_.changed();
       }
