@@ -212,11 +212,24 @@ Result<dma::MappingReport> ManagedContainer::MapInChunks(dma::MapRequest map,
   }
 }
 
+Result<std::shared_ptr<const dma::Backing>> ManagedContainer::BarView(const std::string& bdf,
+                                                                      uint32_t bar) {
+  auto& kept = state_->bar_views[{bdf, bar}];
+  if (!kept) {
+    auto device = VFIOD_TRY(DeviceFor(bdf));
+    auto view = dma::CreateBarBacking(device, bar);
+    if (!view) {
+      state_->bar_views.erase({bdf, bar});
+      return std::unexpected(std::move(view).error());
+    }
+    kept = std::make_shared<const dma::Backing>(std::move(*view));
+  }
+  return kept;
+}
+
 Result<MapResult> ManagedContainer::MapBar(const MapBarRequest& request, StageClock* stages) {
   StageScope prepare(stages, Stage::kPrepare);
-  auto device = VFIOD_TRY(DeviceFor(request.bdf));
-  auto backing =
-      std::make_shared<const dma::Backing>(VFIOD_TRY(dma::CreateBarBacking(device, request.bar)));
+  std::shared_ptr<const dma::Backing> backing = VFIOD_TRY(BarView(request.bdf, request.bar));
   prepare.End();
   dma::MapRequest map;
   map.backing = backing;
@@ -345,7 +358,8 @@ dma::UnmapReport ManagedContainer::Close() {
     std::lock_guard lock(info_mu_);
     usage_ = {};
   }
-  s.requests.clear();  // disabled while the devices are open
+  s.requests.clear();   // disabled while the devices are open
+  s.bar_views.clear();  // unmapped above: they hold their devices
   s.devices.clear();
   ForgetHeld();
   s.space.reset();

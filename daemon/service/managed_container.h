@@ -113,6 +113,14 @@ class ManagedContainer {
   [[nodiscard]] Result<MapResult> MapRegion(std::shared_ptr<const dma::Backing> region,
                                             const MapFdRequest& request, const ProgressFn& progress,
                                             StageClock* stages = nullptr);
+  /// Maps BAR request.bar of request.bdf (a device of one of its groups,
+  /// opened here by its first use) whole, through vfiod's view of it: an
+  /// mmap at natural alignment made by the first map of that BAR and kept,
+  /// shared by the later ones, until the container closes (BarView). So a
+  /// map after the first costs the MAP_DMA alone, which on kernels that map
+  /// BARs with huge pfnmaps also finds the view's page tables filled.
+  /// Errors of DeviceFor, dma::CreateBarBacking (EINVAL: not mmap-able or
+  /// sparse) and the engine's map.
   [[nodiscard]] Result<MapResult> MapBar(const MapBarRequest& request,
                                          StageClock* stages = nullptr);
   /// Unmaps one mapping; reports the bytes unmapped and the ioctls it took.
@@ -201,6 +209,12 @@ class ManagedContainer {
   /// Copies the engine's usage into usage_ (needs mu()): after every map,
   /// unmap and close, so the leaf-locked readers see what the kernel holds.
   void Publish();
+  /// vfiod's view of BAR `bar` of `bdf`: the kept one (State::bar_views),
+  /// else a new one, kept. Holding a view costs address space only (device
+  /// MMIO, nothing pinned, no memory) and the device is held open anyway.
+  /// Errors of DeviceFor and dma::CreateBarBacking; nothing is kept then.
+  [[nodiscard]] Result<std::shared_ptr<const dma::Backing>> BarView(const std::string& bdf,
+                                                                    uint32_t bar);
   /// Maps `map` chunk by chunk, reporting to `progress` after each one and
   /// abandoning (rolled back, ECANCELED) when it returns false (no
   /// `progress`: never). Publishes the new totals. Times kPlan (BeginMap)

@@ -156,13 +156,16 @@ SResult<MapResult> Service::Alloc(const Caller& caller, AllocRequest request,
                 [&](ManagedContainer& c) { return c.Alloc(request, watched, caller.stages); });
 }
 
-int Service::DevicesNode(ContainerId container) const {
+int Service::DevicesNode(ContainerId container) {
   std::vector<int> groups;
   {
     std::lock_guard lock(mu_);
     auto it = containers_.find(container);
     if (it == containers_.end() || !it->second.managed) {
       return -1;
+    }
+    if (it->second.devices_node) {
+      return *it->second.devices_node;
     }
     groups = it->second.managed->groups();
   }
@@ -173,13 +176,17 @@ int Service::DevicesNode(ContainerId container) const {
       nodes.insert(dev ? dev->numa_node : -1);
     }
   }
-  if (nodes.size() != 1 || *nodes.begin() < 0) {
-    return -1;
-  }
   // A node the kernel does not have (a model's sysfs, a stale attribute)
   // is no preference, not an error: the client asked for none.
-  const int node = *nodes.begin();
-  return dma::CheckNodeOnline(node) ? node : -1;
+  int node = -1;
+  if (nodes.size() == 1 && *nodes.begin() >= 0 && dma::CheckNodeOnline(*nodes.begin())) {
+    node = *nodes.begin();
+  }
+  std::lock_guard lock(mu_);
+  if (auto it = containers_.find(container); it != containers_.end()) {
+    it->second.devices_node = node;
+  }
+  return node;
 }
 
 SResult<MapResult> Service::MapFd(const Caller& caller, MapFdRequest request,
@@ -207,7 +214,7 @@ SResult<MapResult> Service::MapFd(const Caller& caller, MapFdRequest request,
 
 SResult<MapResult> Service::MapBar(const Caller& caller, const MapBarRequest& request) {
   StageScope lookup(caller.stages, Stage::kLookup);
-  vfio::PciDevice dev = VFIOD_TRY(FindDevice(caller, request.bdf));
+  vfio::PciDevice dev = VFIOD_TRY(BarDevice(caller, request.container, request.bdf));
   if (request.bar > 5 || request.bar >= dev.bars.size() || dev.bars[request.bar].size == 0 ||
       dev.bars[request.bar].io) {
     return Refuse(ErrorKind::kInvalidParams, EINVAL, "dma.map_bar",
@@ -231,8 +238,19 @@ SResult<MapResult> Service::MapBar(const Caller& caller, const MapBarRequest& re
   lookup.End();
   MapBarRequest canonical = request;
   canonical.bdf = dev.bdf;
-  return RunMap(caller, request.container, 0, request.name,
-                [&](ManagedContainer& c) { return c.MapBar(canonical, caller.stages); });
+  SResult<MapResult> mapped =
+      RunMap(caller, request.container, 0, request.name,
+             [&](ManagedContainer& c) { return c.MapBar(canonical, caller.stages); });
+  if (mapped) {
+    // The container holds the device open now, until it closes: its facts
+    // hold as long (ContainerSlot::bar_devices).
+    StageScope bookkeeping(caller.stages, Stage::kBookkeeping);
+    std::lock_guard lock(mu_);
+    if (auto it = containers_.find(request.container); it != containers_.end()) {
+      it->second.bar_devices.try_emplace(dev.bdf, std::move(dev));
+    }
+  }
+  return mapped;
 }
 
 SResult<std::vector<MappingView>> Service::ListMappings(
