@@ -164,8 +164,8 @@ int Service::DevicesNode(ContainerId container) {
     if (it == containers_.end() || !it->second.managed) {
       return -1;
     }
-    if (it->second.devices_node) {
-      return *it->second.devices_node;
+    if (it->second.devices_node.has_value()) {
+      return it->second.devices_node.value_or(-1);
     }
     groups = it->second.managed->groups();
   }
