@@ -285,6 +285,61 @@ def us(x):
     return f"{x * 1e6:.1f} us"
 
 
+# The daemon's stages (stats' stages_us, daemon/service/stages.h): the
+# handler's own, which add up to its time, then those around it.
+HANDLER_STAGES = ["lookup", "lock_wait", "prepare", "plan", "ioctl", "bookkeeping", "record",
+                  "other"]
+OUTER_STAGES = ["parse", "queue", "reply"]
+STAGE_ROWS = [("HUGETLBFS 2M", 256 << 20)]  # map table rows broken down (besides the BAR)
+
+
+def ms(x):
+    return f"{x * 1e3:.3f}"
+
+
+def stage_cells(stages):
+    """One cell per stage: the median per call, in ms."""
+    return [ms(stages[n]["median_s"]) if n in stages else "" for n in HANDLER_STAGES + OUTER_STAGES]
+
+
+def kernels_stages_table(lts, newest):
+    """Where vfiod's own time goes, stage by stage (ms, the median per call,
+    so one preempted call does not move a cell): the BAR of section 5b and
+    the map table rows of STAGE_ROWS (the registered region's column),
+    beside raw's time for the same kernel work (median)."""
+    head = (["kernel", "call", "raw", "daemon's own"] + HANDLER_STAGES
+            + ["(" + n + ")" for n in OUTER_STAGES])
+    rows = []
+    for vm in (lts, newest):
+        if not vm:
+            continue
+        b = vm.get("bar_vfiod")
+        if b and "error" not in b and "vfiod_server" in b:
+            bar = size_name(b["bar_size"])
+            raw = lambda op: (f"{ms(b['raw_warm'][op]['median_s'])} / "
+                              f"{ms(b['raw_fresh'][op]['median_s'])}")
+            rows.append([kernel_name(vm), f"dma.map_bar {bar}", raw("map"),
+                         ms(b["vfiod_server"]["map"]["median_s"])]
+                        + stage_cells(b["vfiod_server_map_stages_s"]))
+            rows.append([kernel_name(vm), "dma.free of it", raw("unmap"),
+                         ms(b["vfiod_server"]["unmap"]["median_s"])]
+                        + stage_cells(b["vfiod_server_free_stages_s"]))
+        for r in map_rows(vm) if "map_table" in vm else []:
+            if (r["memory"], r["size"]) not in STAGE_ROWS or "server_stages" not in r["vfiod"]:
+                continue
+            fio = r["vfiod"]
+            name = f"{r['memory']} {size_name(r['size'])}"
+            raw = lambda op: (f"{ms(r['raw'][op]['median_s'])} / "
+                              f"{ms(r['raw_memfd'][op]['median_s'])}")
+            rows.append([kernel_name(vm), f"dma.map_fd {name}", raw("map"),
+                         ms(fio["server"]["map"]["median_s"])]
+                        + stage_cells(fio["server_stages"]["map"]))
+            rows.append([kernel_name(vm), f"dma.free {name}", raw("unmap"),
+                         ms(fio["server"]["unmap"]["median_s"])]
+                        + stage_cells(fio["server_stages"]["unmap"]))
+    return table(head, rows)
+
+
 def latency_table(rpc):
     lat = rpc["latency"]
     r, v = lat["raw_s"], lat["vfiod_s"]
@@ -484,6 +539,7 @@ def main():
         lts, newest = merged(a.lts), merged(a.newest)
         out["map-kernels"] = kernels_map_table(lts, newest)
         out["bar-kernels"] = kernels_bar_table(lts, newest)
+        out["stages-kernels"] = kernels_stages_table(lts, newest)
     if not a.update:
         for name, text in out.items():
             print(f"<!-- generated:{name} -->\n{text}\n<!-- /generated:{name} -->\n")

@@ -17,6 +17,16 @@ struct MethodTotals {
   [[nodiscard]] double Seconds(const char* method) const {
     return by_method.contains(method) ? by_method[method].value("total_us", 0.0) / 1e6 : 0;
   }
+  /// Seconds per stage (stages_us), by stage name; empty from an older daemon.
+  [[nodiscard]] std::map<std::string, double> Stages(const char* method) const {
+    std::map<std::string, double> out;
+    if (by_method.contains(method) && by_method[method].contains("stages_us")) {
+      for (const auto& [stage, us] : by_method[method]["stages_us"].items()) {
+        out[stage] = us.get<double>() / 1e6;
+      }
+    }
+    return out;
+  }
 };
 
 Result<MethodTotals> ReadTotals(client::Client& client) {
@@ -33,6 +43,23 @@ Result<double> OneCall(const MethodTotals& before, const MethodTotals& after, co
     return Fail(EIO, "stats", std::string("expected one more call of ") + method);
   }
   return after.Seconds(method) - before.Seconds(method);
+}
+
+// Appends the growth of each of `method`'s stages from `before` to `after`.
+void AddStages(const MethodTotals& before, const MethodTotals& after, const char* method,
+               std::map<std::string, std::vector<double>>& to) {
+  std::map<std::string, double> was = before.Stages(method);
+  for (const auto& [stage, seconds] : after.Stages(method)) {
+    to[stage].push_back(seconds - was[stage]);
+  }
+}
+
+nlohmann::json StagesJson(const std::map<std::string, std::vector<double>>& stages) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [stage, samples] : stages) {
+    out[stage] = {{"mean_s", Mean(samples)}, {"median_s", Summarize(samples).p50}};
+  }
+  return out;
 }
 
 // Client time minus server time, call by call.
@@ -76,6 +103,8 @@ PairFn VfiodPair(client::Client& client, std::function<Result<vfioctl::MapTiming
     }
     out.server_map_s.push_back(VFIOD_TRY(OneCall(before, after, "dma.map_fd")));
     out.server_unmap_s.push_back(VFIOD_TRY(OneCall(before, after, "dma.free")));
+    AddStages(before, after, "dma.map_fd", out.server_map_stages_s);
+    AddStages(before, after, "dma.free", out.server_unmap_stages_s);
     out.map_s.push_back(t.map_s.front());
     out.unmap_s.push_back(t.unmap_s.front());
     out.ioctls = t.ioctls;
@@ -137,6 +166,8 @@ nlohmann::json ColumnJson(const Column& column, uint64_t bytes) {
   if (!s.server_map_s.empty()) {
     out["server"] = {{"map", OpJson(s.server_map_s, bytes)},
                      {"unmap", OpJson(s.server_unmap_s, bytes)}};
+    out["server_stages"] = {{"map", StagesJson(s.server_map_stages_s)},
+                            {"unmap", StagesJson(s.server_unmap_stages_s)}};
     out["gap"] = {{"map", ToJson(Summarize(Gaps(s.map_s, s.server_map_s)))},
                   {"unmap", ToJson(Summarize(Gaps(s.unmap_s, s.server_unmap_s)))}};
     out["ioctls"] = s.ioctls;

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -27,9 +28,13 @@ struct ColumnSamples {
   std::vector<double> unmap_s;         ///< likewise for the unmap (dma.free)
   std::vector<double> server_map_s;    ///< vfiod columns: the daemon's own time of that map
   std::vector<double> server_unmap_s;  ///< vfiod columns: the daemon's own time of that free
-  uint64_t ioctls = 0;                 ///< vfiod columns: MAP_DMA calls of the last map
-  uint64_t chunks = 0;                 ///< vfiod columns: entries of the last mapping
-  uint64_t iova = 0;                   ///< vfiod columns: where the last mapping was placed
+  /// vfiod columns: the same calls' stages (`stats`' stages_us), by stage
+  /// name, one sample per pair.
+  std::map<std::string, std::vector<double>> server_map_stages_s;
+  std::map<std::string, std::vector<double>> server_unmap_stages_s;
+  uint64_t ioctls = 0;  ///< vfiod columns: MAP_DMA calls of the last map
+  uint64_t chunks = 0;  ///< vfiod columns: entries of the last mapping
+  uint64_t iova = 0;    ///< vfiod columns: where the last mapping was placed
 };
 
 /// One timed map + unmap pair of a column; appends its figures to `out`.
@@ -66,8 +71,9 @@ struct Column {
                                                     int pings);
 
 /// A column's figures: map and unmap (OpJson, sections.h), and for vfiod columns the
-/// daemon's own time ("server") and the client-minus-server gap per call
-/// (Summary: mean, p50, p90, ...), ioctls, chunks, iova and the warm-up pair.
+/// daemon's own time ("server"), its stages ("server_stages": per stage,
+/// mean and median seconds), the client-minus-server gap per call (Summary:
+/// mean, p50, p90, ...), ioctls, chunks, iova and the warm-up pair.
 [[nodiscard]] nlohmann::json ColumnJson(const Column& column, uint64_t bytes);
 
 }  // namespace vfiod::bench

@@ -199,6 +199,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::steady_timer deadline_;
   Clock::time_point last_input_;     // the last read that brought bytes
   Clock::time_point partial_since_;  // the line clock of the incomplete line
+  Clock::time_point line_taken_;     // OnFrame took up the line being dispatched
 
   std::mutex out_mu_;
   std::deque<OutFrame> out_;                  // guarded by out_mu_

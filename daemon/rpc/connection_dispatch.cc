@@ -91,6 +91,7 @@ void DropResult(HandlerResult&& result) { [[maybe_unused]] HandlerResult gone = 
 }  // namespace
 
 void Connection::OnFrame(wire::Frame frame) {
+  line_taken_ = Clock::now();  // the parse stage of its calls (CallContext::SetTimes)
   if (frame.line.find_first_not_of(" \t\r") == std::string::npos) {
     return;  // blank line: nothing to answer; its fds (if any) close here
   }
@@ -256,6 +257,7 @@ void Connection::Dispatch(json element, const std::shared_ptr<ReceivedFds>& fds,
     batch->reply_fd_budget -= method->options.reply_fds;
   }
   CallContext ctx(info_, fds, req->id.value_or(nullptr));
+  ctx.SetTimes(line_taken_, Clock::now());
   Run(*method, std::move(ctx), std::move(req->params), std::move(req->id), std::move(done));
 }
 
@@ -348,7 +350,12 @@ void Connection::Finish(const MethodRegistry::Method& method, std::optional<json
   if (!id) {
     Deliver(done, std::nullopt);
   } else {
-    Deliver(done, MakeReply(method, *id, std::move(result)));
+    const Clock::time_point begin = Clock::now();
+    Outgoing out = MakeReply(method, *id, std::move(result));
+    if (method.options.on_reply) {
+      method.options.on_reply(info_->peer.uid, Clock::now() - begin);
+    }
+    Deliver(done, std::move(out));
   }
   if (stop_reading_ && Idle()) {
     CloseNow();
@@ -360,8 +367,12 @@ void Connection::FinishOnWorker(const MethodRegistry::Method& method, std::optio
   std::optional<OutFrame> frame;
   if (id && !info_->closed.load(std::memory_order_acquire)) {
     // Built and serialised here, off the io thread.
+    const Clock::time_point begin = Clock::now();
     Outgoing out = MakeReply(method, *id, std::move(result));
     frame = OutFrame{out.Line(), std::move(out.fds), 0};
+    if (method.options.on_reply) {
+      method.options.on_reply(info_->peer.uid, Clock::now() - begin);
+    }
   }
   DropResult(std::move(result));  // closed: its fds close before the close is reported
   SendFromAnyThread(std::move(frame), /*call_finished=*/true);

@@ -1,7 +1,10 @@
 // The methods a JSON-RPC server offers, and what a handler sees of its call.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <expected>
 #include <functional>
@@ -54,9 +57,22 @@ struct ConnectionInfo {
 /// What a handler gets besides its params. Lives for one call.
 class CallContext {
  public:
+  using Clock = std::chrono::steady_clock;
+
   CallContext(std::shared_ptr<ConnectionInfo> conn, std::shared_ptr<ReceivedFds> fds,
               nlohmann::json id)
       : conn_(std::move(conn)), fds_(std::move(fds)), id_(std::move(id)) {}
+
+  /// When the server took up the request's line (its parse began) and when
+  /// it dispatched the call (queued it for a worker, or ran it); the
+  /// transport sets both before the handler runs. Unset (the clock's epoch)
+  /// for a context made outside the server.
+  void SetTimes(Clock::time_point received, Clock::time_point dispatched) {
+    received_ = received;
+    dispatched_ = dispatched;
+  }
+  [[nodiscard]] Clock::time_point received_at() const { return received_; }
+  [[nodiscard]] Clock::time_point dispatched_at() const { return dispatched_; }
 
   [[nodiscard]] ConnectionId connection_id() const { return conn_->id; }
   [[nodiscard]] const PeerCredentials& peer() const { return conn_->peer; }
@@ -85,6 +101,8 @@ class CallContext {
   std::shared_ptr<ConnectionInfo> conn_;
   std::shared_ptr<ReceivedFds> fds_;
   nlohmann::json id_;
+  Clock::time_point received_{};
+  Clock::time_point dispatched_{};
 };
 
 /// A successful handler's answer: the result, and fds to send with it, which
@@ -126,6 +144,14 @@ struct MethodOptions {
   /// running. A handler returning more fds than declared is a bug: its reply
   /// becomes kInternalError and the fds are closed.
   std::size_t reply_fds = 0;
+  /// Called once a reply of this method is built and serialised, with the
+  /// peer's uid and the time that took after the handler returned, just
+  /// before it is handed to the socket (so whatever the client asks after
+  /// reading the reply sees it counted; the sendmsg itself is not in it).
+  /// Not for notifications nor for calls whose connection closed first. Runs
+  /// on the thread that built the reply (a worker or the strand): it must be
+  /// thread-safe and cheap. May be empty.
+  std::function<void(uid_t uid, std::chrono::nanoseconds reply)> on_reply = nullptr;
 };
 
 /// Name -> handler. Filled before the server starts, read-only afterwards (so

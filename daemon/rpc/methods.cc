@@ -102,6 +102,9 @@ Result<void> ServiceMethods::Add(MethodRegistry& registry, const std::string& na
   MethodOptions options;
   options.blocking = blocking;
   options.reply_fds = reply_fds;
+  options.on_reply = [this, name](uid_t uid, std::chrono::nanoseconds reply) {
+    service_.stats().RecordReply(uid, name, static_cast<uint64_t>(reply.count()));
+  };
   return registry.Register(
       name,
       [this, name, body](CallContext& ctx, const json& params) {
@@ -112,10 +115,17 @@ Result<void> ServiceMethods::Add(MethodRegistry& registry, const std::string& na
 
 HandlerResult ServiceMethods::Invoke(const std::string& name, Body body, CallContext& ctx,
                                      const json& params) {
-  auto start = std::chrono::steady_clock::now();
+  using Clock = std::chrono::steady_clock;
+  const Clock::time_point start = Clock::now();
+  service::StageClock stages;
+  if (ctx.received_at() != Clock::time_point{}) {
+    stages.Add(service::Stage::kParse, ctx.dispatched_at() - ctx.received_at());
+    stages.Add(service::Stage::kQueue, start - ctx.dispatched_at());
+  }
   HandlerResult result;
   try {
     Caller caller = CallerFor(ctx);  // does not throw
+    caller.stages = &stages;
     if (auto allowed = service_.CheckMethodAllowed(caller, name); !allowed) {
       result = Failed(allowed.error());
     } else {
@@ -126,8 +136,12 @@ HandlerResult ServiceMethods::Invoke(const std::string& name, Body body, CallCon
   } catch (const json::exception& e) {
     result = std::unexpected(wire::MakeError(wire::kInvalidParams, e.what()));
   }
-  service_.stats().RecordRequest(ctx.peer().uid, name, service::MicrosSince(start),
-                                 result ? std::string() : wire::CodeName(result.error().code));
+  const Clock::duration handler = Clock::now() - start;
+  stages.Close(handler);
+  service_.stats().RecordRequest(
+      ctx.peer().uid, name,
+      static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(handler).count()),
+      result ? std::string() : wire::CodeName(result.error().code), &stages.times());
   if (!result) {
     if (auto event = FailureEvent(name, ctx.peer().uid, ctx.peer().pid, params, result.error())) {
       journal::Emit(*event);

@@ -69,11 +69,17 @@ json ConfigJson(const service::ConfigSpaceView& c) {
 json ToJson(const service::StatsSnapshot& s) {
   json by_method = json::object();
   for (const auto& [name, m] : s.by_method) {
+    json stages = json::object();
+    for (std::size_t i = 0; i < service::kStageCount; ++i) {
+      stages[std::string(service::StageName(static_cast<service::Stage>(i)))] =
+          m.stage_ns[i] / 1000;
+    }
     by_method[name] = {{"calls", m.calls},
                        {"errors", m.errors},
                        {"total_us", m.total_us},
                        {"max_us", m.max_us},
-                       {"errors_by_code", m.errors_by_code}};
+                       {"errors_by_code", m.errors_by_code},
+                       {"stages_us", std::move(stages)}};
   }
   return {{"requests", s.requests},
           {"errors", s.errors},

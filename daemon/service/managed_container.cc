@@ -137,7 +137,9 @@ MappingView ManagedContainer::ViewOf(const dma::MappingReport& r) const {
   return v;
 }
 
-Result<MapResult> ManagedContainer::Alloc(const AllocRequest& request, const ProgressFn& progress) {
+Result<MapResult> ManagedContainer::Alloc(const AllocRequest& request, const ProgressFn& progress,
+                                          StageClock* stages) {
+  StageScope prepare(stages, Stage::kPrepare);
   auto backing = std::make_shared<const dma::Backing>(VFIOD_TRY(MakeBacking(request)));
   dma::MapRequest map;
   map.backing = backing;
@@ -145,7 +147,9 @@ Result<MapResult> ManagedContainer::Alloc(const AllocRequest& request, const Pro
   map.fixed_iova = request.placement.iova;
   map.max_iova = MaxIova(request.placement);
   UniqueFd client_fd = VFIOD_TRY(DupForClient(backing->fd()));
-  dma::MappingReport report = VFIOD_TRY(MapInChunks(std::move(map), progress));
+  prepare.End();
+  dma::MappingReport report = VFIOD_TRY(MapInChunks(std::move(map), progress, stages));
+  StageScope bookkeeping(stages, Stage::kBookkeeping);
   MappingView view = ViewOf(report);
   if (request.require_huge) {
     view.huge = VFIOD_TRY(RequireHuge(report.id));
@@ -160,7 +164,7 @@ Result<MapResult> ManagedContainer::Alloc(const AllocRequest& request, const Pro
 
 Result<MapResult> ManagedContainer::MapRegion(std::shared_ptr<const dma::Backing> region,
                                               const MapFdRequest& request,
-                                              const ProgressFn& progress) {
+                                              const ProgressFn& progress, StageClock* stages) {
   dma::MapRequest map;
   map.backing = std::move(region);
   map.offset = request.offset;
@@ -168,7 +172,8 @@ Result<MapResult> ManagedContainer::MapRegion(std::shared_ptr<const dma::Backing
   map.segments = EngineSegments(request.segments);
   map.fixed_iova = request.placement.iova;
   map.max_iova = MaxIova(request.placement);
-  dma::MappingReport report = VFIOD_TRY(MapInChunks(std::move(map), progress));
+  dma::MappingReport report = VFIOD_TRY(MapInChunks(std::move(map), progress, stages));
+  StageScope bookkeeping(stages, Stage::kBookkeeping);
   MappingView view = ViewOf(report);
   if (request.require_huge) {
     view.huge = VFIOD_TRY(RequireHuge(report.id));
@@ -177,10 +182,15 @@ Result<MapResult> ManagedContainer::MapRegion(std::shared_ptr<const dma::Backing
 }
 
 Result<dma::MappingReport> ManagedContainer::MapInChunks(dma::MapRequest map,
-                                                         const ProgressFn& progress) {
+                                                         const ProgressFn& progress,
+                                                         StageClock* stages) {
+  StageScope plan(stages, Stage::kPlan);
   std::unique_ptr<dma::MapJob> job = VFIOD_TRY(state_->space->BeginMap(std::move(map)));
+  plan.End();
   for (;;) {
+    StageScope ioctl(stages, Stage::kIoctl);
     auto step = job->Step();
+    ioctl.End();
     if (!step) {
       Publish();  // a rollback that left chunks keeps them as a mapping
       return std::unexpected(step.error());
@@ -202,21 +212,33 @@ Result<dma::MappingReport> ManagedContainer::MapInChunks(dma::MapRequest map,
   }
 }
 
-Result<MapResult> ManagedContainer::MapBar(const MapBarRequest& request) {
-  auto device = VFIOD_TRY(DeviceFor(request.bdf));
-  auto backing =
-      std::make_shared<const dma::Backing>(VFIOD_TRY(dma::CreateBarBacking(device, request.bar)));
+Result<std::shared_ptr<const dma::Backing>> ManagedContainer::BarView(const std::string& bdf,
+                                                                      uint32_t bar) {
+  auto& kept = state_->bar_views[{bdf, bar}];
+  if (!kept) {
+    auto device = VFIOD_TRY(DeviceFor(bdf));
+    auto view = dma::CreateBarBacking(device, bar);
+    if (!view) {
+      state_->bar_views.erase({bdf, bar});
+      return std::unexpected(std::move(view).error());
+    }
+    kept = std::make_shared<const dma::Backing>(std::move(*view));
+  }
+  return kept;
+}
+
+Result<MapResult> ManagedContainer::MapBar(const MapBarRequest& request, StageClock* stages) {
+  StageScope prepare(stages, Stage::kPrepare);
+  std::shared_ptr<const dma::Backing> backing = VFIOD_TRY(BarView(request.bdf, request.bar));
+  prepare.End();
   dma::MapRequest map;
   map.backing = backing;
   map.fixed_iova = request.placement.iova;
   map.max_iova = MaxIova(request.placement);
-  const Result<dma::MappingReport> mapped = state_->space->Map(std::move(map));
-  Publish();
-  if (!mapped) {
-    return std::unexpected(mapped.error());
-  }
-  state_->bars[mapped->id] = BarSource{request.bdf, request.bar};
-  return MapResult{ViewOf(*mapped), UniqueFd(), mapped->id};
+  const dma::MappingReport mapped = VFIOD_TRY(MapInChunks(std::move(map), nullptr, stages));
+  StageScope bookkeeping(stages, Stage::kBookkeeping);
+  state_->bars[mapped.id] = BarSource{request.bdf, request.bar};
+  return MapResult{ViewOf(mapped), UniqueFd(), mapped.id};
 }
 
 Result<dma::HugeShare> ManagedContainer::RequireHuge(uint64_t engine_id) {
@@ -336,7 +358,8 @@ dma::UnmapReport ManagedContainer::Close() {
     std::lock_guard lock(info_mu_);
     usage_ = {};
   }
-  s.requests.clear();  // disabled while the devices are open
+  s.requests.clear();   // disabled while the devices are open
+  s.bar_views.clear();  // unmapped above: they hold their devices
   s.devices.clear();
   ForgetHeld();
   s.space.reset();

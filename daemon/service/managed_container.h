@@ -19,6 +19,7 @@
 #include "proto/result.h"
 #include "proto/unique_fd.h"
 #include "service/config.h"
+#include "service/stages.h"
 #include "service/views.h"
 #include "vfio/pci_sysfs.h"
 
@@ -102,14 +103,26 @@ class ManagedContainer {
 
   // Everything below needs mu() held. Mappings are named by the DmaSpace's
   // id (MapResult::engine_id); the service keeps its own ids.
-  [[nodiscard]] Result<MapResult> Alloc(const AllocRequest& request, const ProgressFn& progress);
+  // The map calls time their stages into `stages` when it is not null:
+  // kPrepare (the memory's view), kPlan, kIoctl, kBookkeeping (stages.h).
+  [[nodiscard]] Result<MapResult> Alloc(const AllocRequest& request, const ProgressFn& progress,
+                                        StageClock* stages = nullptr);
   /// Maps [request.offset, +request.size) of a client file's backing (a
   /// registered region or an fd the service adopted), or request.segments of
   /// it (request.fd is unused); the mapping shares the backing.
   [[nodiscard]] Result<MapResult> MapRegion(std::shared_ptr<const dma::Backing> region,
-                                            const MapFdRequest& request,
-                                            const ProgressFn& progress);
-  [[nodiscard]] Result<MapResult> MapBar(const MapBarRequest& request);
+                                            const MapFdRequest& request, const ProgressFn& progress,
+                                            StageClock* stages = nullptr);
+  /// Maps BAR request.bar of request.bdf (a device of one of its groups,
+  /// opened here by its first use) whole, through vfiod's view of it: an
+  /// mmap at natural alignment made by the first map of that BAR and kept,
+  /// shared by the later ones, until the container closes (BarView). So a
+  /// map after the first costs the MAP_DMA alone, which on kernels that map
+  /// BARs with huge pfnmaps also finds the view's page tables filled.
+  /// Errors of DeviceFor, dma::CreateBarBacking (EINVAL: not mmap-able or
+  /// sparse) and the engine's map.
+  [[nodiscard]] Result<MapResult> MapBar(const MapBarRequest& request,
+                                         StageClock* stages = nullptr);
   /// Unmaps one mapping; reports the bytes unmapped and the ioctls it took.
   /// ENOENT: unknown mapping.
   [[nodiscard]] Result<dma::UnmapReport> Unmap(uint64_t engine_id);
@@ -196,11 +209,19 @@ class ManagedContainer {
   /// Copies the engine's usage into usage_ (needs mu()): after every map,
   /// unmap and close, so the leaf-locked readers see what the kernel holds.
   void Publish();
+  /// vfiod's view of BAR `bar` of `bdf`: the kept one (State::bar_views),
+  /// else a new one, kept. Holding a view costs address space only (device
+  /// MMIO, nothing pinned, no memory) and the device is held open anyway.
+  /// Errors of DeviceFor and dma::CreateBarBacking; nothing is kept then.
+  [[nodiscard]] Result<std::shared_ptr<const dma::Backing>> BarView(const std::string& bdf,
+                                                                    uint32_t bar);
   /// Maps `map` chunk by chunk, reporting to `progress` after each one and
-  /// abandoning (rolled back, ECANCELED) when it returns false. Publishes
-  /// the new totals.
+  /// abandoning (rolled back, ECANCELED) when it returns false (no
+  /// `progress`: never). Publishes the new totals. Times kPlan (BeginMap)
+  /// and kIoctl (the steps) into `stages` when not null.
   [[nodiscard]] Result<dma::MappingReport> MapInChunks(dma::MapRequest map,
-                                                       const ProgressFn& progress);
+                                                       const ProgressFn& progress,
+                                                       StageClock* stages);
   /// Keeps mapping `engine_id` if all of it is in folios of 2 MiB or more
   /// (the request said "require": "thp") and reports the share; else unmaps
   /// it and fails: ENOMEM when some is not huge, the engine's error

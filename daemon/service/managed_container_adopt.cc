@@ -94,8 +94,9 @@ Result<uint64_t> ManagedContainer::HandOver() {
     std::lock_guard lock(info_mu_);
     usage_ = {};
   }
-  s.requests.clear();  // the successor arms the devices again
-  s.devices.clear();   // vfiod's own device fds: the store keeps copies
+  s.requests.clear();   // the successor arms the devices again
+  s.bar_views.clear();  // our views of BARs: the successor maps its own
+  s.devices.clear();    // vfiod's own device fds: the store keeps copies
   ForgetHeld();
   s.space.reset();
   // Closing our copies detaches nothing: the store's copies keep the files.

@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dma/engine.h"
@@ -24,6 +25,11 @@ struct ManagedContainer::State {
   std::shared_ptr<vfio::Container> container;
   std::vector<std::shared_ptr<vfio::Group>> groups;
   std::unique_ptr<dma::DmaSpace> space;
+  // vfiod's view (mmap) of each BAR dma.map_bar mapped, by (BDF, BAR index):
+  // made by the first map of that BAR and shared by every later one until
+  // the container closes (BarView). Each holds its device, so it goes
+  // before (or with) `devices`; the space's mappings share them.
+  std::map<std::pair<std::string, uint32_t>, std::shared_ptr<const dma::Backing>> bar_views;
   std::map<std::string, std::shared_ptr<vfio::Device>> devices;  // by BDF
   // The request IRQ armed on each device vfiod opened (by BDF); each holds its
   // device, so it goes before (or with) `devices`.

@@ -140,6 +140,19 @@ void RenderRequests(Exposition& out, const StatsSnapshot& s) {
   for (const auto& [method, m] : s.by_method) {
     out.Sample({{"method", method}}, static_cast<double>(m.max_us) / 1e6);
   }
+  // A stage a method never spent time in has no sample (most methods pass
+  // only parse, queue, other and reply).
+  out.Family("vfiod_request_stage_seconds_total", kCounter,
+             "Time of API requests by method and stage: parse, queue, then the handler's "
+             "lookup, lock_wait, prepare, plan, ioctl, bookkeeping, record, other, then reply");
+  for (const auto& [method, m] : s.by_method) {
+    for (std::size_t i = 0; i < kStageCount; ++i) {
+      if (m.stage_ns[i] != 0) {
+        out.Sample({{"method", method}, {"stage", std::string(StageName(static_cast<Stage>(i)))}},
+                   static_cast<double>(m.stage_ns[i]) / 1e9);
+      }
+    }
+  }
 }
 
 void RenderDma(Exposition& out, const char* what, const DmaCounters& c) {

@@ -14,6 +14,7 @@
 // {container,name,owner_uid}, lingering_containers, lingering_groups,
 // requests_total{method}, request_errors_total{method,code},
 // request_seconds_total{method}, request_max_seconds{method},
+// request_stage_seconds_total{method,stage} (stages.h; non-zero stages only),
 // map_duration_seconds and unmap_duration_seconds (histograms),
 // map_bytes_total, map_ioctls_total, unmap_bytes_total, unmap_ioctls_total.
 #pragma once

@@ -98,6 +98,9 @@ class ReleaseWatcher;
 struct Caller {
   SessionId session = 0;
   Identity identity;
+  /// Where the DMA paths time their stages (stages.h); owned by the code
+  /// running the request (rpc's Invoke), used on that thread only. Null: untimed.
+  StageClock* stages = nullptr;
   [[nodiscard]] bool is_root() const { return identity.uid == 0; }
 };
 
@@ -386,6 +389,17 @@ class Service {
     ShareList shared;                           ///< who else may use it
     std::shared_ptr<ManagedContainer> managed;  ///< null while being created
     std::vector<DeviceId> devices;              ///< policy for whoever else uses it
+    /// The sysfs facts of each device a dma.map_bar mapped a BAR of, by BDF,
+    /// read by its first one (BarDevice): the container holds that device
+    /// open from then until it closes, and a device vfio-pci holds open keeps
+    /// its IDs, group and BARs (an unbind waits for the release, which
+    /// revokes the container; a BAR resize needs the driver gone). So a
+    /// dma.map_bar reads sysfs once per device, not per call (issue 15: the
+    /// read was most of its own time on a fast kernel).
+    std::map<std::string, vfio::PciDevice> bar_devices = {};
+    /// DevicesNode's answer, kept from the first dma.alloc: the groups of a
+    /// container, and the NUMA node of their devices, never change.
+    std::optional<int> devices_node = std::nullopt;
   };
   /// What a container's releases need (service_release.cc), beside its slot.
   struct ReleaseSlot {
@@ -544,8 +558,8 @@ class Service {
   /// The NUMA node every device of the container's groups sits on (sysfs
   /// numa_node), when they share one and it is online; else -1 (no such
   /// container, devices on several nodes or none, a one-node kernel). Reads
-  /// sysfs off mu_.
-  [[nodiscard]] int DevicesNode(ContainerId container) const;
+  /// sysfs off mu_, once per container (ContainerSlot::devices_node).
+  [[nodiscard]] int DevicesNode(ContainerId container);
   /// Tears down a container already removed from containers_ (takes its
   /// mutex, so waits for work in progress); forgets its mappings and groups.
   /// Groups a device fd was handed out of stay held as lingering until a
@@ -594,6 +608,12 @@ class Service {
   /// LookupDevice, then the policy's MayUseDevice (kPermission).
   [[nodiscard]] SResult<vfio::PciDevice> FindDevice(const Caller& caller,
                                                     const std::string& bdf) const;
+  /// FindDevice for a dma.map_bar in `container`: the facts a previous
+  /// dma.map_bar there kept (ContainerSlot::bar_devices; no sysfs read) when
+  /// it has them, else read; the policy's MayUseDevice is asked either way.
+  /// Errors as FindDevice. Takes mu_ (not held).
+  [[nodiscard]] SResult<vfio::PciDevice> BarDevice(const Caller& caller, ContainerId container,
+                                                   const std::string& bdf) const;
   // Release requests (service_release.cc).
   /// Hands the request eventfds of the devices `managed` opens to the
   /// release watcher (ManagedContainer::SetRequestSink); takes its mutex.
@@ -689,10 +709,13 @@ class Service {
   /// Calls fd_store_.changed when it goes out of scope, and with `durable`
   /// fd_store_.flush (the reply waits for the record): declare it first in a
   /// method that changes the tables, so it runs after every lock is gone.
+  /// Its own time goes to `stages`' kRecord when not null.
   struct ChangeNote {
     const Service& service;
     bool durable = false;
+    StageClock* stages = nullptr;
     ~ChangeNote() {
+      StageScope record(stages, Stage::kRecord);
       if (service.fd_store_.changed) {
         service.fd_store_.changed();
       }

@@ -42,6 +42,28 @@ SResult<vfio::PciDevice> Service::FindDevice(const Caller& caller, const std::st
   return dev;
 }
 
+SResult<vfio::PciDevice> Service::BarDevice(const Caller& caller, ContainerId container,
+                                            const std::string& bdf) const {
+  std::optional<vfio::PciDevice> known;
+  if (auto canonical = vfio::NormalizeBdf(bdf)) {
+    std::lock_guard lock(mu_);
+    auto slot = containers_.find(container);
+    if (slot != containers_.end()) {
+      auto it = slot->second.bar_devices.find(*canonical);
+      if (it != slot->second.bar_devices.end()) {
+        known = it->second;
+      }
+    }
+  }
+  if (!known) {
+    return FindDevice(caller, bdf);
+  }
+  if (auto ok = policy_.MayUseDevice(caller.identity, IdOf(*known)); !ok) {
+    return std::unexpected(ServiceError(ErrorKind::kPermission, ok.error()));
+  }
+  return std::move(*known);
+}
+
 DeviceView Service::MakeDeviceView(const Caller& caller, vfio::PciDevice pci) const {
   DeviceView v;
   v.viable = pci.group_viable();

@@ -70,15 +70,18 @@ ProgressFn Service::WatchSession(const Caller& caller, const std::string& name,
 SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_t pinned_bytes,
                                    const std::string& name, const MapWork& work, bool covered,
                                    RegionId region) {
-  ChangeNote note{*this};
+  ChangeNote note{*this, false, caller.stages};
   std::shared_ptr<ManagedContainer> managed;
   {
+    StageScope lookup(caller.stages, Stage::kLookup);
     std::lock_guard lock(mu_);
     managed = VFIOD_TRY(FindContainerLocked(caller, id, Access::kUse, "dma"));
     VFIOD_TRY(ReserveLocked(caller, pinned_bytes, 1, 0));
   }
   const uid_t uid = caller.identity.uid;
+  StageScope lock_wait(caller.stages, Stage::kLockWait);
   std::lock_guard clock(managed->mu());
+  lock_wait.End();
   if (managed->closed()) {
     std::lock_guard lock(mu_);
     UnreserveLocked(uid, pinned_bytes, 1, 0);
@@ -87,6 +90,7 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
   const auto started = std::chrono::steady_clock::now();
   SResult<MapResult> outcome = work(*managed);
   const uint64_t took_us = MicrosSince(started);
+  StageScope bookkeeping(caller.stages, Stage::kBookkeeping);
   std::unique_lock lock(mu_);
   if (!outcome) {
     UnreserveLocked(uid, pinned_bytes, 1, 0);
@@ -127,6 +131,8 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
          .bytes = view.size,
          .iova = view.iova});
   }
+  bookkeeping.End();
+  StageScope record(caller.stages, Stage::kRecord);
   StoreMappingFd(*managed, view.id, outcome->engine_id);
   return outcome;
 }
@@ -134,6 +140,7 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
 SResult<MapResult> Service::Alloc(const Caller& caller, AllocRequest request,
                                   const ProgressFn& progress) {
   VFIOD_TRY(CheckSize("dma.alloc", request.size));
+  StageScope lookup(caller.stages, Stage::kLookup);
   if (!request.numa_node) {
     request.numa_node = DevicesNode(request.container);
     request.numa_source = *request.numa_node >= 0 ? "device" : "none";
@@ -143,18 +150,22 @@ SResult<MapResult> Service::Alloc(const Caller& caller, AllocRequest request,
     return Refuse(ErrorKind::kInvalidParams, EINVAL, "dma.alloc",
                   "numa_node: " + online.error().detail);
   }
+  lookup.End();
   ProgressFn watched = WatchSession(caller, request.name, progress);
   return RunMap(caller, request.container, request.size, request.name,
-                [&](ManagedContainer& c) { return c.Alloc(request, watched); });
+                [&](ManagedContainer& c) { return c.Alloc(request, watched, caller.stages); });
 }
 
-int Service::DevicesNode(ContainerId container) const {
+int Service::DevicesNode(ContainerId container) {
   std::vector<int> groups;
   {
     std::lock_guard lock(mu_);
     auto it = containers_.find(container);
     if (it == containers_.end() || !it->second.managed) {
       return -1;
+    }
+    if (it->second.devices_node.has_value()) {
+      return it->second.devices_node.value_or(-1);
     }
     groups = it->second.managed->groups();
   }
@@ -165,18 +176,24 @@ int Service::DevicesNode(ContainerId container) const {
       nodes.insert(dev ? dev->numa_node : -1);
     }
   }
-  if (nodes.size() != 1 || *nodes.begin() < 0) {
-    return -1;
-  }
   // A node the kernel does not have (a model's sysfs, a stale attribute)
   // is no preference, not an error: the client asked for none.
-  const int node = *nodes.begin();
-  return dma::CheckNodeOnline(node) ? node : -1;
+  int node = -1;
+  if (nodes.size() == 1 && *nodes.begin() >= 0 && dma::CheckNodeOnline(*nodes.begin())) {
+    node = *nodes.begin();
+  }
+  std::lock_guard lock(mu_);
+  if (auto it = containers_.find(container); it != containers_.end()) {
+    it->second.devices_node = node;
+  }
+  return node;
 }
 
 SResult<MapResult> Service::MapFd(const Caller& caller, MapFdRequest request,
                                   const ProgressFn& progress) {
+  StageScope lookup(caller.stages, Stage::kLookup);
   std::shared_ptr<const dma::Backing> region = VFIOD_TRY(ResolveMapFd(caller, request));
+  lookup.End();
   // A hugetlb region's pages are charged as long as the region's memory is
   // held (service.h, "Locked memory"); its slices charge nothing more.
   const bool covered = region && IsChargedRegion(*region);
@@ -187,15 +204,17 @@ SResult<MapResult> Service::MapFd(const Caller& caller, MapFdRequest request,
       caller, request.container, size, name,
       [&](ManagedContainer& c) -> SResult<MapResult> {
         if (!region) {
+          StageScope prepare(caller.stages, Stage::kPrepare);
           region = VFIOD_TRY(AdoptForMap(request));
         }
-        return c.MapRegion(std::move(region), request, watched);
+        return c.MapRegion(std::move(region), request, watched, caller.stages);
       },
       covered, request.region.value_or(0));
 }
 
 SResult<MapResult> Service::MapBar(const Caller& caller, const MapBarRequest& request) {
-  vfio::PciDevice dev = VFIOD_TRY(FindDevice(caller, request.bdf));
+  StageScope lookup(caller.stages, Stage::kLookup);
+  vfio::PciDevice dev = VFIOD_TRY(BarDevice(caller, request.container, request.bdf));
   if (request.bar > 5 || request.bar >= dev.bars.size() || dev.bars[request.bar].size == 0 ||
       dev.bars[request.bar].io) {
     return Refuse(ErrorKind::kInvalidParams, EINVAL, "dma.map_bar",
@@ -216,10 +235,22 @@ SResult<MapResult> Service::MapBar(const Caller& caller, const MapBarRequest& re
           dev.bdf + "'s IOMMU group is not in container " + std::to_string(request.container));
     }
   }
+  lookup.End();
   MapBarRequest canonical = request;
   canonical.bdf = dev.bdf;
-  return RunMap(caller, request.container, 0, request.name,
-                [&](ManagedContainer& c) { return c.MapBar(canonical); });
+  SResult<MapResult> mapped =
+      RunMap(caller, request.container, 0, request.name,
+             [&](ManagedContainer& c) { return c.MapBar(canonical, caller.stages); });
+  if (mapped) {
+    // The container holds the device open now, until it closes: its facts
+    // hold as long (ContainerSlot::bar_devices).
+    StageScope bookkeeping(caller.stages, Stage::kBookkeeping);
+    std::lock_guard lock(mu_);
+    if (auto it = containers_.find(request.container); it != containers_.end()) {
+      it->second.bar_devices.try_emplace(dev.bdf, std::move(dev));
+    }
+  }
+  return mapped;
 }
 
 SResult<std::vector<MappingView>> Service::ListMappings(
@@ -259,11 +290,12 @@ SResult<MappingView> Service::MappingInfo(const Caller& caller, MappingId mappin
 }
 
 SResult<uint64_t> Service::FreeMapping(const Caller& caller, MappingId mapping) {
-  ChangeNote note{*this};
+  ChangeNote note{*this, false, caller.stages};
   std::shared_ptr<ManagedContainer> managed;
   ContainerId container = 0;
   uint64_t engine_id = 0;
   {
+    StageScope lookup(caller.stages, Stage::kLookup);
     std::lock_guard lock(mu_);
     const MappingSlot* slot =
         VFIOD_TRY(MappingForLocked(caller, mapping, Access::kManage, "dma.free"));
@@ -271,10 +303,15 @@ SResult<uint64_t> Service::FreeMapping(const Caller& caller, MappingId mapping) 
     managed = containers_.at(container).managed;
     engine_id = slot->engine_id;
   }
+  StageScope lock_wait(caller.stages, Stage::kLockWait);
   std::lock_guard clock(managed->mu());
+  lock_wait.End();
+  StageScope ioctl(caller.stages, Stage::kIoctl);
   const auto started = std::chrono::steady_clock::now();
   Result<dma::UnmapReport> unmapped = managed->Unmap(engine_id);
   const uint64_t took_us = MicrosSince(started);
+  ioctl.End();
+  StageScope bookkeeping(caller.stages, Stage::kBookkeeping);
   std::unique_lock lock(mu_);
   if (FindMappingLocked(mapping) == nullptr) {
     return Refuse(ErrorKind::kNotFound, ENOENT, "dma.free", "freed meanwhile");
@@ -296,6 +333,8 @@ SResult<uint64_t> Service::FreeMapping(const Caller& caller, MappingId mapping) 
                    .mapping = mapping,
                    .bytes = unmapped->bytes});
   }
+  bookkeeping.End();
+  StageScope record(caller.stages, Stage::kRecord);
   RemoveMappingFd(mapping);
   return unmapped->bytes;
 }

@@ -20,8 +20,13 @@ void LatencyHistogram::Observe(uint64_t micros) {
 namespace {
 
 void AddRequest(StatsSnapshot& s, const std::string& method, uint64_t micros,
-                std::string_view error_code) {
+                std::string_view error_code, const StageTimes* stages) {
   MethodStats& m = s.by_method[method];
+  if (stages != nullptr) {
+    for (std::size_t i = 0; i < kStageCount; ++i) {
+      m.stage_ns[i] += (*stages)[i];
+    }
+  }
   ++m.calls;
   m.total_us += micros;
   m.max_us = std::max(m.max_us, micros);
@@ -43,10 +48,17 @@ void AddWork(DmaCounters& c, uint64_t bytes, uint64_t ioctls, uint64_t micros) {
 }  // namespace
 
 void Stats::RecordRequest(uid_t uid, const std::string& method, uint64_t micros,
-                          std::string_view error_code) {
+                          std::string_view error_code, const StageTimes* stages) {
   std::lock_guard lock(mu_);
-  AddRequest(data_, method, micros, error_code);
-  AddRequest(by_uid_[uid], method, micros, error_code);
+  AddRequest(data_, method, micros, error_code, stages);
+  AddRequest(by_uid_[uid], method, micros, error_code, stages);
+}
+
+void Stats::RecordReply(uid_t uid, const std::string& method, uint64_t nanos) {
+  constexpr auto kAt = static_cast<std::size_t>(Stage::kReply);
+  std::lock_guard lock(mu_);
+  data_.by_method[method].stage_ns[kAt] += nanos;
+  by_uid_[uid].by_method[method].stage_ns[kAt] += nanos;
 }
 
 void Stats::RecordMap(uid_t uid, uint64_t bytes, uint64_t ioctls, uint64_t micros) {

@@ -18,6 +18,8 @@
 #include <string>
 #include <string_view>
 
+#include "service/stages.h"
+
 namespace vfiod::service {
 
 /// A latency histogram with fixed bucket bounds (microseconds, inclusive
@@ -47,6 +49,10 @@ struct MethodStats {
   /// errors by the error's code name (wire::CodeName: "not_found", ...);
   /// the values add up to `errors`.
   std::map<std::string, uint64_t> errors_by_code;
+  /// Nanoseconds per stage (stages.h) over the calls: the in-handler stages
+  /// (lookup to other) add up to the handler's time, total_us (to rounding);
+  /// parse and queue come before it, reply after it.
+  StageTimes stage_ns{};
 };
 
 /// Totals of map or unmap work.
@@ -72,8 +78,13 @@ class Stats {
  public:
   /// Counts one request of `method` by `uid` that took `micros`; it failed
   /// when `error_code` (the error's code name) is not empty.
+  /// `stages`, when given, are the call's stage times (parse, queue and the
+  /// handler's own; StageClock::Close already run).
   void RecordRequest(uid_t uid, const std::string& method, uint64_t micros,
-                     std::string_view error_code);
+                     std::string_view error_code, const StageTimes* stages = nullptr);
+  /// Adds the reply stage of a call of `method` by `uid` (recorded once the
+  /// reply is on its way, after RecordRequest).
+  void RecordReply(uid_t uid, const std::string& method, uint64_t nanos);
   /// Counts one map of `bytes` that took `ioctls` ioctls and `micros` (the
   /// map's work under its container's mutex: pinning and MAP_DMA), done for `uid`.
   void RecordMap(uid_t uid, uint64_t bytes, uint64_t ioctls, uint64_t micros);

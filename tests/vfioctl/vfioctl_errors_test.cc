@@ -208,6 +208,13 @@ TEST(VfioctlVm, SessionAsNobodyOnTheRealKernel) {
   RunResult bar = ctl({"--json", "dma", "map-bar", "vm", ivshmem, "2", "--name", "bar"});
   ASSERT_EQ(bar.exit, 0) << bar.Describe();
   EXPECT_EQ(bar.Json()["size"], 64u << 20);
+  // Freed and mapped again: the second map reuses vfiod's kept view of the
+  // BAR (and its kept sysfs facts), still at natural alignment.
+  ASSERT_EQ(ctl({"dma", "free", "bar"}).exit, 0);
+  RunResult again = ctl({"--json", "dma", "map-bar", "vm", ivshmem, "2", "--name", "bar"});
+  ASSERT_EQ(again.exit, 0) << again.Describe();
+  EXPECT_EQ(again.Json()["size"], 64u << 20);
+  EXPECT_TRUE(again.Json()["aligned"].get<bool>());
   ASSERT_EQ(ctl({"dma", "alloc", "vm", "4M", "--backing", "hugetlb-2m", "--name", "buf"}).exit, 0);
   RunResult destroy = ctl({"--json", "container", "destroy", "vm"});
   EXPECT_EQ(destroy.exit, 0) << destroy.Describe();
