@@ -373,8 +373,9 @@ void Connection::FinishOnWorker(const MethodRegistry::Method& method, std::optio
     if (method.options.on_reply) {
       method.options.on_reply(info_->peer.uid, Clock::now() - begin);
     }
+  } else {
+    DropResult(std::move(result));  // closed: its fds close before the close is reported
   }
-  DropResult(std::move(result));  // closed: its fds close before the close is reported
   SendFromAnyThread(std::move(frame), /*call_finished=*/true);
 }
 

@@ -46,8 +46,8 @@ Result<std::pair<std::shared_ptr<ManagedContainer>, dma::AdoptReport>> ManagedCo
   // adopted mappings are left: add them back for the limit.
   self->info_ = VFIOD_TRY(s.container->IommuInfo());
   self->Publish();
-  if (self->info_.dma_avail) {
-    *self->info_.dma_avail += static_cast<uint32_t>(self->usage_.entries);
+  if (std::optional<uint32_t>& avail = self->info_.dma_avail; avail) {
+    *avail += static_cast<uint32_t>(self->usage_.entries);
   }
   return std::pair{std::move(self), std::move(report)};
 }
