@@ -56,7 +56,7 @@ SResult<vfio::PciDevice> Service::BarDevice(const Caller& caller, ContainerId co
     }
   }
   if (!known) {
-    return FindDevice(caller, bdf);
+    known = VFIOD_TRY(LookupDevice(bdf));
   }
   if (auto ok = policy_.MayUseDevice(caller.identity, IdOf(*known)); !ok) {
     return std::unexpected(ServiceError(ErrorKind::kPermission, ok.error()));
