@@ -21,6 +21,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <memory>
@@ -218,6 +219,17 @@ service::Service::FdStoreHooks FdStoreHooks() {
       spdlog::warn("fd store: removing {}: {}", name, removed.error().message());
     }
   };
+  // systemd 254 and later say how many fds the store keeps (FileDescriptorStoreMax=).
+  if (const char* max = std::getenv("FDSTORE"); max != nullptr) {
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long long n = std::strtoull(max, &end, 10);
+    if (errno == 0 && end != max && *end == '\0') {
+      hooks.capacity = n;
+    } else {
+      spdlog::warn("fd store: FDSTORE={} is not a number: ignored", max);
+    }
+  }
   return hooks;
 }
 

@@ -54,10 +54,12 @@ void PrintStatus(std::ostream& out, const json& s) {
   const json& fd_store = Member(restart, "fd_store");
   const bool store = fd_store.is_boolean() && fd_store.get<bool>();
   PrintField(out, "restart",
-             store ? "survives a restart (fd store in use); " +
-                         Field(restart, "detached_sessions") + " sessions wait for session.resume"
-                   : std::string("everything is released when vfiod stops (no fd store: started "
-                                 "by hand)"));
+             store
+                 ? "survives a restart (fd store in use, " + Field(restart, "stored_fds_charged") +
+                       " of " + Field(restart, "max_stored_fds") + " fds charged); " +
+                       Field(restart, "detached_sessions") + " sessions wait for session.resume"
+                 : std::string("everything is released when vfiod stops (no fd store: started "
+                               "by hand)"));
   // Groups of destroyed containers a handed-out device fd still holds.
   for (const json& l : Member(s, "lingering")) {
     std::string holders;

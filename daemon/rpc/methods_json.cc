@@ -40,7 +40,11 @@ json ToJson(const service::StatusView& s) {
           {"max_locked_bytes",
            s.max_locked_bytes == service::kUnlimited ? json(nullptr) : json(s.max_locked_bytes)},
           {"lingering", std::move(lingering)},
-          {"restart", {{"fd_store", s.fd_store}, {"detached_sessions", s.detached_sessions}}}};
+          {"restart",
+           {{"fd_store", s.fd_store},
+            {"detached_sessions", s.detached_sessions},
+            {"stored_fds_charged", s.stored_fds_charged},
+            {"max_stored_fds", s.max_stored_fds}}}};
 }
 
 namespace {

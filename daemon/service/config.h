@@ -56,6 +56,10 @@ struct Limits {
   /// nullopt (the key absent or null): kDefaultLockedShare of MemTotal, read at start
   /// (ResolveMaxLockedBytes).
   std::optional<uint64_t> max_locked_bytes;
+  /// Fds vfiod's objects may keep in the service manager's fd store, all
+  /// clients together (FdBudget); lowered at start to what the service
+  /// manager says it keeps ($FDSTORE), less the two state records.
+  uint32_t max_stored_fds = 65000;
   friend bool operator==(const Limits&, const Limits&) = default;
 };
 

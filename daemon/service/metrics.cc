@@ -43,6 +43,13 @@ void RenderDaemon(Exposition& out, const StatusView& s) {
   Gauge(out, "vfiod_fd_store",
         "1 when what vfiod holds survives a restart (the service manager's fd store)",
         s.fd_store ? 1 : 0);
+  if (s.fd_store) {
+    Gauge(out, "vfiod_stored_fds_charged",
+          "Fds of the service manager's fd store charged to live objects (the most they keep)",
+          s.stored_fds_charged);
+    Gauge(out, "vfiod_max_stored_fds", "The fd store's budget limits.max_stored_fds, as fitted",
+          s.max_stored_fds);
+  }
 }
 
 void RenderHoldings(Exposition& out, const StatusView& s) {

@@ -57,7 +57,8 @@ Service::Service(Config config, std::unique_ptr<kernel::Kernel> kernel, vfio::Pc
       sysfs_(std::move(sysfs)),
       policy_(config_.policy),
       started_(std::chrono::steady_clock::now()),
-      max_locked_bytes_(ResolveMaxLockedBytes(config_.limits)) {
+      max_locked_bytes_(ResolveMaxLockedBytes(config_.limits)),
+      fd_budget_(config_.limits.max_stored_fds) {
   if (max_locked_bytes_ == kUnlimited) {
     spdlog::warn("no daemon-wide cap on locked memory (limits.max_locked_bytes)");
   } else {
@@ -281,6 +282,10 @@ StatusView Service::StatusHeader() const {
           .count());
   s.max_locked_bytes = max_locked_bytes_;
   s.fd_store = has_fd_store();
+  if (s.fd_store) {
+    s.stored_fds_charged = fd_budget_.charged();
+    s.max_stored_fds = fd_budget_.max();
+  }
   return s;
 }
 

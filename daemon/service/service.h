@@ -81,6 +81,7 @@
 #include "lifecycle/state_record.h"
 #include "proto/unique_fd.h"
 #include "service/config.h"
+#include "service/fd_budget.h"
 #include "service/locked_charges.h"
 #include "service/metrics.h"
 #include "service/policy.h"
@@ -185,14 +186,19 @@ class Service {
   /// stored: the calls whose change no own record carries (sharing, resume)
   /// reply only after it. Failures are the callee's to log: the service goes
   /// on either way.
+  /// `capacity`: the most fds the store keeps for vfiod, when the service
+  /// manager says ($FDSTORE; 0: it does not): the budget
+  /// (limits.max_stored_fds) is lowered to fit it with the two state records.
   struct FdStoreHooks {
     std::function<void(const std::string& name, int fd)> store;
     std::function<void(const std::string& name)> remove;
     std::function<void()> changed;
     std::function<void()> flush;
+    uint64_t capacity = 0;
   };
-  /// Set once, before the first session opens; unset, nothing is stored.
-  void SetFdStoreHooks(FdStoreHooks hooks) { fd_store_ = std::move(hooks); }
+  /// Set once, before the first session opens; unset, nothing is stored (and
+  /// nothing is charged to the fd store's budget).
+  void SetFdStoreHooks(FdStoreHooks hooks);
   /// Whether what vfiod holds goes to an fd store (StatusView::fd_store).
   [[nodiscard]] bool has_fd_store() const { return static_cast<bool>(fd_store_.store); }
   /// `record` (a SnapshotState, stamped) is in the store now: the own records
@@ -666,12 +672,22 @@ class Service {
   /// the caller may use that container; nullopt otherwise (nothing opened).
   [[nodiscard]] std::optional<DeviceVfioView> ProbeVfio(const Caller& caller,
                                                         const vfio::PciDevice& pci);
+  // --- the fd store's budget (service_fd_budget.cc) -------------------------
+  /// Charges `fds` to fd_budget_ for an object about to be made (empty
+  /// without an fd store). kQuota (EDQUOT) when the charges would pass
+  /// limits.max_stored_fds; `op` names the request. Takes a leaf lock only.
+  [[nodiscard]] SResult<FdBudget::Ticket> ChargeStoredFds(uint64_t fds, const char* op);
+  /// The most fds a container over `groups` keeps in the store: its fd, its
+  /// own record, each group's fd and a device fd for each member of its
+  /// groups (read from sysfs: no lock held). 0 without an fd store.
+  [[nodiscard]] uint64_t ContainerStoredFds(const std::vector<int>& groups) const;
+
   /// Hands the new container's fds to fd_store_ (service_snapshot.cc), then
   /// its own record; takes its mutex, and skips a container already closed
   /// again.
   void StoreContainerFd(ManagedContainer& managed);
   /// Removes the container's and its groups' fds and its own record from
-  /// fd_store_; needs its mutex.
+  /// fd_store_, then gives back its charge; needs its mutex.
   void RemoveContainerFds(ContainerId id, const std::vector<int>& groups,
                           const std::vector<std::string>& devices);
   /// Has `managed` pass every device fd it opens from now on to the fd
@@ -680,7 +696,8 @@ class Service {
   /// Stores the backing fd of mapping `id` under "m-<id>", then its own
   /// record; needs the container's mutex, not mu_.
   void StoreMappingFd(ManagedContainer& managed, MappingId id, uint64_t engine_id);
-  /// Removes the backing fd of mapping `id` and its own record.
+  /// Removes the backing fd of mapping `id` and its own record, then gives
+  /// back its charge (when it has one).
   void RemoveMappingFd(MappingId id);
   /// The record of container `slot`; nullopt when it is unnamed and its
   /// session is gone (being torn down: not worth keeping). Needs mu_.
@@ -742,6 +759,9 @@ class Service {
   // Backings, which may outlive the service. Its own leaf lock.
   const std::shared_ptr<LockedCharges> held_ = std::make_shared<LockedCharges>();
   FdStoreHooks fd_store_;  // set before serving, then only read
+  // What the objects may keep in fd_store_ (limits.max_stored_fds). Its own
+  // leaf lock.
+  FdBudget fd_budget_;
   // Own records in the store that no stored state record covers yet, by
   // name ("r-c-<id>", "r-m-<id>"). A leaf lock: taken with or without any other.
   std::mutex object_records_mu_;

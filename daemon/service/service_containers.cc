@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "lifecycle/stored_fds.h"
 #include "service/events.h"
 #include "service/managed_container.h"
 #include "service/service.h"
@@ -49,6 +50,8 @@ SResult<ContainerView> Service::CreateContainer(const Caller& caller,
     devices.push_back(DeviceId{dev.bdf, dev.vendor, dev.device});
   }
   RecheckLingering();  // a group a closed device fd held is free again
+  const uint64_t stored_fds = ContainerStoredFds(groups);
+  FdBudget::Ticket ticket;  // given back on every refusal below
   ContainerId id = 0;
   {
     std::lock_guard lock(mu_);
@@ -68,6 +71,12 @@ SResult<ContainerView> Service::CreateContainer(const Caller& caller,
                       "IOMMU group " + std::to_string(g) + " is held by " + *holder);
       }
     }
+    auto charged = ChargeStoredFds(stored_fds, "container.create");
+    if (!charged) {
+      UnreserveLocked(caller.identity.uid, 0, 0, 1);
+      return std::unexpected(std::move(charged).error());
+    }
+    ticket = std::move(*charged);
     id = next_id_++;
     for (int g : groups) {
       groups_held_[g] = id;
@@ -92,6 +101,7 @@ SResult<ContainerView> Service::CreateContainer(const Caller& caller,
     }
     ContainerSlot& slot = containers_[id];
     slot.managed = std::move(*managed);
+    ticket.Assign(lifecycle::ContainerFdName(id));  // given back by RemoveContainerFds
     if (sessions_.contains(caller.session) || !name.empty()) {
       journal::Emit({.kind = journal::Kind::kContainerCreated,
                      .message = fmt::format("container {} created by uid {} ({} groups){}{}", id,

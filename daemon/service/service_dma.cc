@@ -10,6 +10,7 @@
 #include "dma/engine.h"
 #include "dma/numa.h"
 #include "journal/sink.h"
+#include "lifecycle/stored_fds.h"
 #include "service/managed_container.h"
 #include "service/service.h"
 
@@ -71,12 +72,19 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
                                    const std::string& name, const MapWork& work, bool covered,
                                    RegionId region) {
   ChangeNote note{*this, false, caller.stages};
+  FdBudget::Ticket ticket;  // given back unless the mapping is made
   std::shared_ptr<ManagedContainer> managed;
   {
     StageScope lookup(caller.stages, Stage::kLookup);
     std::lock_guard lock(mu_);
     managed = VFIOD_TRY(FindContainerLocked(caller, id, Access::kUse, "dma"));
     VFIOD_TRY(ReserveLocked(caller, pinned_bytes, 1, 0));
+    auto charged = ChargeStoredFds(kStoredFdsPerMapping, "dma");
+    if (!charged) {
+      UnreserveLocked(caller.identity.uid, pinned_bytes, 1, 0);
+      return std::unexpected(std::move(charged).error());
+    }
+    ticket = std::move(*charged);
   }
   const uid_t uid = caller.identity.uid;
   StageScope lock_wait(caller.stages, Stage::kLockWait);
@@ -115,6 +123,7 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
   view.id = AddMappingLocked(MappingSlot{id, name.empty() ? caller.session : 0, outcome->engine_id,
                                          charged, 0, uid, region},
                              name);
+  ticket.Assign(lifecycle::MappingFdName(view.id));  // given back by RemoveMappingFd
   stats_.RecordMap(uid, view.size, view.ioctls, took_us);
   lock.unlock();  // the store is a sendmsg: not under mu_ (the container's mutex is held)
   // One entry per request, off mu_ (a journal entry is a sendmsg too).

@@ -89,6 +89,15 @@ SResult<RegionView> Service::RegisterRegion(const Caller& caller, RegisterReques
   } else if (session != sessions_.end()) {
     backing = ChargeRegionLocked(caller, *adopted);
   }
+  FdBudget::Ticket ticket;  // given back unless the region is registered
+  if (backing) {
+    auto charged = ChargeStoredFds((*backing)->fd() >= 0 ? 1 : 0, kOp);
+    if (charged) {
+      ticket = std::move(*charged);
+    } else {
+      backing = std::unexpected(std::move(charged).error());
+    }
+  }
   if (!backing) {
     if (session != sessions_.end()) {
       --session->second.regions;
@@ -96,6 +105,7 @@ SResult<RegionView> Service::RegisterRegion(const Caller& caller, RegisterReques
     return std::unexpected(std::move(backing).error());
   }
   const RegionId id = next_id_++;
+  ticket.Assign(lifecycle::RegionFdName(id));  // given back once its fd leaves the store
   regions_.emplace(id, RegionSlot{caller.session, caller.identity.uid, *backing});
   spdlog::debug("region {}: session {} registered {:#x} bytes ({})", id, caller.session,
                 (*backing)->size(), wire::BackingName(RegionBacking(**backing)));

@@ -300,6 +300,7 @@ void Service::RemoveContainerFds(ContainerId id, const std::vector<int>& groups,
   for (const std::string& bdf : devices) {
     fd_store_.remove(lifecycle::DeviceFdName(id, bdf));
   }
+  fd_budget_.Release(name);  // its fds are out of the store
   std::lock_guard lock(object_records_mu_);
   object_records_.erase(lifecycle::ObjectRecordName(name));
 }
@@ -353,6 +354,7 @@ void Service::RemoveMappingFd(MappingId id) {
   const std::string name = MappingFdName(id);
   fd_store_.remove(lifecycle::ObjectRecordName(name));
   fd_store_.remove(name);
+  fd_budget_.Release(name);  // none for a mapping a restart let go
   std::lock_guard lock(object_records_mu_);
   object_records_.erase(lifecycle::ObjectRecordName(name));
 }
@@ -396,6 +398,7 @@ void Service::RecordStored(const lifecycle::StateRecord& record) {
   }
   for (const std::string& name : settled) {
     fd_store_.remove(name);
+    fd_budget_.Release(name);  // a region's (an own record has no charge of its own)
   }
 }
 

@@ -91,6 +91,10 @@ struct StatusView {
   /// store is in use); false when started by hand.
   bool fd_store = false;
   uint64_t detached_sessions = 0;  ///< kept by a restart, waiting for session.resume
+  /// With an fd store: the fds charged to its budget (the most the live
+  /// objects may keep there, all users) and the budget (FdBudget).
+  uint64_t stored_fds_charged = 0;
+  uint64_t max_stored_fds = 0;
 };
 
 /// The VFIO view of a device (only when it is bound to vfio-pci, usable).

@@ -104,6 +104,9 @@ inline const std::map<std::string, Step>& Steps() {
       // Marker: the row runs on the strict daemon (short timeouts, a small
       // per-user share, a small pinned-bytes cap; the harness handles it).
       {"strict", [](client::Client&, Fixture&) { return std::string(); }},
+      // Marker: the row runs on the store daemon (started as systemd does,
+      // so its fd store is in use, with a small limits.max_stored_fds).
+      {"store", [](client::Client&, Fixture&) { return std::string(); }},
       // No probe after the input: the replies are read until the daemon
       // closes (for inputs a following line would change, or end).
       {"stall",

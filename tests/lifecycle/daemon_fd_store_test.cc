@@ -162,6 +162,48 @@ TEST_F(DaemonFdStoreTest, StatusSaysTheStoreIsInUseAndSigtermHandsOver) {
   EXPECT_EQ(records, 1u) << "and the one record naming it";
 }
 
+// systemd 254 and later pass FileDescriptorStoreMax= as $FDSTORE: the budget
+// (limits.max_stored_fds, 65000 by default) shrinks to it less the two state
+// records, a request past it is refused, and the store never holds more.
+TEST_F(DaemonFdStoreTest, TheStoresOwnLimitBoundsWhatVfiodKeepsThere) {
+  daemon_->SetEnv("FDSTORE", "9");  // 7 for objects: a container (4) and one mapping (2)
+  Start();
+  client::Client c = Connect();
+  auto created = c.Call("container.create", {{"devices", {kEdu}}});
+  ASSERT_CALL_OK(created);
+  const json container = created->result["container"];
+  ASSERT_CALL_OK(
+      c.Call("dma.alloc", {{"container", container}, {"size", 4096}, {"backing", "4k"}}));
+  auto refused = c.Call("dma.alloc", {{"container", container}, {"size", 4096}, {"backing", "4k"}});
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code, wire::kQuotaExceeded);
+  EXPECT_NE(refused.error().Describe().find("limits.max_stored_fds"), std::string::npos)
+      << refused.error().Describe();
+  auto status = c.Call("status");
+  ASSERT_CALL_OK(status);
+  EXPECT_EQ(status->result["mappings"], 1);  // the refused one made nothing
+  EXPECT_EQ(status->result["restart"]["max_stored_fds"], 7);
+  EXPECT_EQ(status->result["restart"]["stored_fds_charged"], 6);
+  ASSERT_TRUE(WaitFor("FDSTORE=1\nFDNAME=vfiod-state-1"));
+  {
+    auto held = supervisor();
+    size_t objects = 0;
+    for (const auto& entry : held->store()) {
+      objects += entry.name == "vfiod.socket" || entry.name.starts_with("vfiod-state-") ? 0 : 1;
+    }
+    // The container's fd and group fd and the mapping's memfd; their own
+    // records left with the state record that describes them.
+    EXPECT_GE(objects, 3u);
+    EXPECT_LE(objects, 7u);
+  }
+  ASSERT_CALL_OK(c.Call("container.destroy", {{"container", container}}));
+  status = c.Call("status");
+  ASSERT_CALL_OK(status);
+  EXPECT_EQ(status->result["restart"]["stored_fds_charged"], 0);
+  EXPECT_NE(daemon_->log().find("the service manager keeps 9"), std::string::npos)
+      << daemon_->log();
+}
+
 TEST_F(DaemonFdStoreTest, DaemonRestartHandsOverAndExitsForTheUnitToRestartIt) {
   Start();
   client::Client c = Connect();

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -69,6 +70,7 @@ class SupervisedVfiod {
     ready_seen_ = supervisor_->messages().size();
     UniqueFd log_fd(::open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
     testing::FdStoreSupervisor::SpawnOptions options;
+    options.env = env_;
     auto pid = supervisor_->Spawn(
         {VFIOD_BINARY, "--config", (dir_ / "vfiod.json").string(), "--foreground"}, options,
         log_fd.get());
@@ -82,6 +84,8 @@ class SupervisedVfiod {
     }
     return Ready() ? "" : "vfiod did not become ready:\n" + ReadAll(log_);
   }
+  /// Sets `name`=`value` in the environment of every vfiod started from now on.
+  void SetEnv(const std::string& name, const std::string& value) { env_[name] = value; }
   /// Sends `signo` and reaps vfiod; returns its wait status (-1: none ran).
   int Kill(int signo) {
     if (pid_ <= 0) {
@@ -173,6 +177,7 @@ class SupervisedVfiod {
   std::thread pump_;
   pid_t pid_ = -1;
   size_t ready_seen_ = 0;
+  std::map<std::string, std::string> env_;
 };
 
 }  // namespace vfiod::itest

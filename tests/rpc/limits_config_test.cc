@@ -89,6 +89,15 @@ class ServiceProbe : public service::model_service::ModelServiceTest {
     }
     return 300;
   }
+  /// Whether root may create a container over edu (4 fds of the store's
+  /// budget) while an fd store is in use.
+  bool RootMayKeepAContainer() {
+    service::Service::FdStoreHooks hooks;
+    hooks.store = [](const std::string&, int) {};
+    hooks.remove = [](const std::string&) {};
+    service_->SetFdStoreHooks(std::move(hooks));
+    return service_->CreateContainer(Root(), {service::model_service::kEdu}, "").has_value();
+  }
 };
 
 /// How one key is checked: a non-default value, and what must follow from it.
@@ -159,6 +168,16 @@ std::map<std::string, Probe> Probes() {
                                                      : "a 16K allocation under an 8K cap was not "
                                                        "refused (or the default refused it)";
                            }};
+  p["max_stored_fds"] = {3,
+                         [](const ServerConfig&, const ServerConfig&, const Config& d,
+                            const Config& c) -> std::string {
+                           bool dflt = ServiceProbe(d).RootMayKeepAContainer();
+                           bool changed = ServiceProbe(c).RootMayKeepAContainer();
+                           return dflt && !changed ? ""
+                                                   : "a container (4 stored fds) under a budget "
+                                                     "of 3 was not refused (or the default "
+                                                     "refused it)";
+                         }};
   return p;
 }
 

@@ -1,0 +1,57 @@
+// The fd store's budget (fd_budget.h): what each object is charged, and the
+// cap, limits.max_stored_fds, fitted to what the service manager keeps.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "lifecycle/record_store.h"
+#include "service/service.h"
+
+namespace vfiod::service {
+
+void Service::SetFdStoreHooks(FdStoreHooks hooks) {
+  fd_store_ = std::move(hooks);
+  if (!fd_store_.store) {
+    return;
+  }
+  const uint64_t records = std::size(lifecycle::kRecordFdNames);
+  uint64_t max = config_.limits.max_stored_fds;
+  if (fd_store_.capacity != 0) {
+    max = std::min(max, fd_store_.capacity - std::min(fd_store_.capacity, records));
+  }
+  fd_budget_.SetMax(max);
+  spdlog::info(
+      "fd store: {} fds for containers, mappings and regions (limits.max_stored_fds {}; the "
+      "service manager keeps {}), and the state records",
+      max, config_.limits.max_stored_fds,
+      fd_store_.capacity != 0 ? std::to_string(fd_store_.capacity)
+                              : std::string("an unknown number"));
+}
+
+SResult<FdBudget::Ticket> Service::ChargeStoredFds(uint64_t fds, const char* op) {
+  if (!has_fd_store()) {
+    return FdBudget::Ticket();
+  }
+  if (auto ticket = fd_budget_.Charge(fds)) {
+    return std::move(*ticket);
+  }
+  return Refuse(ErrorKind::kQuota, EDQUOT, op,
+                "limits.max_stored_fds: " + std::to_string(fd_budget_.charged()) +
+                    " fds of the service manager's fd store charged for all clients + " +
+                    std::to_string(fds) + " asked > " + std::to_string(fd_budget_.max()) +
+                    " (what vfiod holds must fit the store to survive a restart)");
+}
+
+uint64_t Service::ContainerStoredFds(const std::vector<int>& groups) const {
+  if (!has_fd_store()) {
+    return 0;
+  }
+  uint64_t fds = 2 + groups.size();  // its fd and own record, a group fd each
+  for (int group : groups) {
+    fds += sysfs_.GroupMembers(group).size();
+  }
+  return fds;
+}
+
+}  // namespace vfiod::service
