@@ -80,6 +80,7 @@ SResult<RegionView> Service::RegisterRegion(const Caller& caller, RegisterReques
   };
   // Declared before the lock, so a refused region is released after it.
   SResult<dma::Backing> adopted = adopt();
+  std::shared_ptr<const dma::Backing> over_budget;
   std::unique_lock lock(mu_);
   auto session = sessions_.find(caller.session);
   SResult<std::shared_ptr<const dma::Backing>> backing =
@@ -95,6 +96,7 @@ SResult<RegionView> Service::RegisterRegion(const Caller& caller, RegisterReques
     if (charged) {
       ticket = std::move(*charged);
     } else {
+      over_budget = std::move(*backing);
       backing = std::unexpected(std::move(charged).error());
     }
   }

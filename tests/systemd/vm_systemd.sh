@@ -166,6 +166,10 @@ check "NRestarts went up (was $n)" eval '[[ $(restarts) -gt $n ]]'
 check "the member connects to it" as_member vfioctl ping
 check "it took over the named container from the fd store" \
   eval 'as_member vfioctl --json container list | jq -e "any(.[]; .name == \"keep\")" >/dev/null'
+# What the taken-over objects keep in the store is charged to its budget
+# (limits.max_stored_fds: 65000 below the unit's FileDescriptorStoreMax=65536).
+check "the fd store budget charges what was taken over (status)" \
+  eval 'vfioctl --json status | jq -e ".restart.stored_fds_charged > 0 and .restart.max_stored_fds == 65000" >/dev/null'
 
 step "a package upgrade restarts vfiod, which keeps the member's memory"
 # dpkg -i of the installed version runs the upgrade path of the maintainer
