@@ -49,7 +49,8 @@ std::string ConfigText(const fs::path& dir) {
         {"worker_threads", 2},
         {"map_chunk_bytes", "64K"},
         {"max_batch", 8},
-        {"max_regions", 4}}},
+        {"max_regions", 4},
+        {"max_stored_fds", 24}}},
       {"logging", {{"level", "off"}, {"target", "stderr"}}},
       {"policy", {{"rules", {rule}}, {"root_only", {"device.unbind"}}}},
       {"model",
@@ -85,6 +86,16 @@ FuzzDaemon::FuzzDaemon() {
   service::KernelAndSysfs seam = service::MakeModelKernelAndSysfs(*config);
   service_ = std::make_unique<service::Service>(std::move(*config), std::move(seam.kernel),
                                                 std::move(seam.sysfs));
+  service::Service::FdStoreHooks hooks;
+  hooks.store = [this](const std::string& name, int) {
+    std::lock_guard lock(mu_);
+    ++stored_[name];
+  };
+  hooks.remove = [this](const std::string& name) {
+    std::lock_guard lock(mu_);
+    stored_.erase(name);
+  };
+  service_->SetFdStoreHooks(std::move(hooks));
   registry_ = std::make_unique<rpc::MethodRegistry>();
   methods_ = std::make_unique<rpc::ServiceMethods>(*service_, kOpenRpcDocument);
   FUZZ_CHECK(methods_->Register(*registry_).has_value());
@@ -159,6 +170,18 @@ bool FuzzDaemon::Restore() {
   }
   service_->CloseSession(root.session);
   return named_only;
+}
+
+bool FuzzDaemon::StoreIsEmpty() {
+  service_->RecordStored(service_->SnapshotState());
+  if (service_->Status().stored_fds_charged != 0) {
+    return false;
+  }
+  std::lock_guard lock(mu_);
+  for (const auto& [name, count] : stored_) {
+    (void)std::fprintf(stderr, "left in the fd store: %s (%zu)\n", name.c_str(), count);
+  }
+  return stored_.empty();
 }
 
 }  // namespace vfiod::fuzz

@@ -2,13 +2,17 @@
 // -> model kernel and sysfs -> Service -> ServiceMethods -> rpc::Server on a
 // unix socket), in this process, on the service tests' sysfs tree (edu and
 // ivshmem on vfio-pci). One daemon serves every input; each input is one
-// client connection, made as uid 65534 so the policy and quotas apply.
+// client connection, made as uid 65534 so the policy and quotas apply. The
+// service's fd store hooks go to a stand-in that counts what is stored by
+// name (no fds kept), under a small limits.max_stored_fds, so the fd store's
+// budget is charged, refused and given back as under systemd.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -44,6 +48,10 @@ class FuzzDaemon {
   /// named containers that outlive it (false if an unnamed one survived) and
   /// rebinds devices the client unbound. Then status must count nothing.
   [[nodiscard]] bool Restore();
+  /// After Restore: settles the store as a stored state record would
+  /// (Service::RecordStored: regions whose memory is gone leave it). True
+  /// when nothing is left in the stand-in store and nothing is charged.
+  [[nodiscard]] bool StoreIsEmpty();
   [[nodiscard]] service::Service& service() { return *service_; }
   [[nodiscard]] std::size_t connection_count() const { return server_->connection_count(); }
   [[nodiscard]] std::vector<std::string> DescribeConnections() {
@@ -54,8 +62,9 @@ class FuzzDaemon {
   /// Connections made, and close hooks run (the last thing a close does).
   std::mutex mu_;
   std::condition_variable closed_cv_;
-  std::size_t connected_ = 0;  // guarded by mu_
-  std::size_t closed_ = 0;     // guarded by mu_
+  std::size_t connected_ = 0;                  // guarded by mu_
+  std::size_t closed_ = 0;                     // guarded by mu_
+  std::map<std::string, std::size_t> stored_;  // fds by FDNAME; guarded by mu_
   std::filesystem::path dir_;
   std::string socket_path_;
   // Teardown runs bottom-up: the server (joining its workers) before the

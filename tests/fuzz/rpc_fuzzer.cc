@@ -9,7 +9,8 @@
 //    line it owes a reply (exactly; at most that plus the kFrameTooLarge
 //    reply when a line was too long), each reply a well-formed response;
 //  - the session's close hook runs, after which only named containers
-//    remain; once they are destroyed, status counts nothing;
+//    remain; once they are destroyed, status counts nothing, and (a state
+//    record later) nothing is left in the fd store or charged to its budget;
 //  - the process holds exactly the fds it held before the session.
 #include <dirent.h>
 #include <poll.h>
@@ -361,6 +362,7 @@ void RunSession(std::string_view input) {
   const service::StatusView status = daemon.service().Status();
   FUZZ_CHECK(status.containers == 0 && status.mappings == 0 && status.locked_bytes == 0 &&
              status.dma_entries == 0);
+  FUZZ_CHECK(daemon.StoreIsEmpty());
   // Every fd of the session is closed before its close hook runs (which
   // WaitAllClosed waited for), except a group (and its container) that a
   // device fd handed out kept alive: it is released at the next re-check of
