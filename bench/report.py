@@ -287,8 +287,8 @@ def us(x):
 
 # The daemon's stages (stats' stages_us, daemon/service/stages.h): the
 # handler's own, which add up to its time, then those around it.
-HANDLER_STAGES = ["lookup", "lock_wait", "prepare", "plan", "ioctl", "bookkeeping", "record",
-                  "other"]
+HANDLER_STAGES = ["params", "lookup", "lock_wait", "prepare", "plan", "ioctl", "bookkeeping",
+                  "record", "result", "other"]
 OUTER_STAGES = ["parse", "queue", "reply"]
 STAGE_ROWS = [("HUGETLBFS 2M", 256 << 20)]  # map table rows broken down (besides the BAR)
 

@@ -5,6 +5,7 @@
 #include "rpc/methods.h"
 #include "rpc/methods_json.h"
 #include "rpc/methods_params.h"
+#include "service/stages.h"
 
 namespace vfiod::rpc {
 
@@ -210,6 +211,7 @@ HandlerResult ServiceMethods::ContainerDestroy(CallContext&, const json& params,
 }
 
 HandlerResult ServiceMethods::DmaAlloc(CallContext& ctx, const json& params, const Caller& caller) {
+  service::StageScope reading(caller.stages, service::Stage::kParams);
   ParamReader p(params);
   service::AllocRequest r;
   r.container = p.U64("container");
@@ -233,10 +235,12 @@ HandlerResult ServiceMethods::DmaAlloc(CallContext& ctx, const json& params, con
   r.require_huge = ReadRequire(p);
   bool progress = p.OptBool("progress", false);
   p.Finish();
+  reading.End();
   auto m = service_.Alloc(caller, r, ProgressTo(ctx, progress));
   if (!m) {
     return Failed(m.error());
   }
+  service::StageScope result(caller.stages, service::Stage::kResult);
   json j = MapResultJson(m->mapping);
   j["backing"] = m->mapping.backing;
   j["fd"] = wire::FdRef(0);
@@ -246,6 +250,7 @@ HandlerResult ServiceMethods::DmaAlloc(CallContext& ctx, const json& params, con
 }
 
 HandlerResult ServiceMethods::DmaMapFd(CallContext& ctx, const json& params, const Caller& caller) {
+  service::StageScope reading(caller.stages, service::Stage::kParams);
   ParamReader p(params);
   service::MapFdRequest r;
   r.container = p.U64("container");
@@ -287,10 +292,12 @@ HandlerResult ServiceMethods::DmaMapFd(CallContext& ctx, const json& params, con
     r.fd = std::move(*fd);
   }
   const uint64_t offset = r.segments.empty() ? r.offset : r.segments[0].offset;
+  reading.End();
   auto m = service_.MapFd(caller, std::move(r), ProgressTo(ctx, progress));
   if (!m) {
     return std::unexpected(ToRpcErrorForFd(m.error()));
   }
+  service::StageScope result(caller.stages, service::Stage::kResult);
   json j = MapResultJson(m->mapping);
   j["segments"] =
       m->mapping.segments.empty()
@@ -301,6 +308,7 @@ HandlerResult ServiceMethods::DmaMapFd(CallContext& ctx, const json& params, con
 }
 
 HandlerResult ServiceMethods::DmaMapBar(CallContext&, const json& params, const Caller& caller) {
+  service::StageScope reading(caller.stages, service::Stage::kParams);
   ParamReader p(params);
   service::MapBarRequest r;
   r.container = p.U64("container");
@@ -317,10 +325,12 @@ HandlerResult ServiceMethods::DmaMapBar(CallContext&, const json& params, const 
   }
   r.name = ReadName(p);
   p.Finish();
+  reading.End();
   auto m = service_.MapBar(caller, r);
   if (!m) {
     return Failed(m.error());
   }
+  service::StageScope result(caller.stages, service::Stage::kResult);
   return Reply(json{{"mapping", m->mapping.id},
                     {"iova", m->mapping.iova},
                     {"size", m->mapping.size},
@@ -355,13 +365,16 @@ HandlerResult ServiceMethods::DmaInfo(CallContext&, const json& params, const Ca
 }
 
 HandlerResult ServiceMethods::DmaFree(CallContext&, const json& params, const Caller& caller) {
+  service::StageScope reading(caller.stages, service::Stage::kParams);
   ParamReader p(params);
   uint64_t id = p.U64("mapping");
   p.Finish();
+  reading.End();
   auto bytes = service_.FreeMapping(caller, id);
   if (!bytes) {
     return Failed(bytes.error());
   }
+  service::StageScope result(caller.stages, service::Stage::kResult);
   return Reply(json{{"unmapped_bytes", *bytes}});
 }
 

@@ -151,7 +151,8 @@ void RenderRequests(Exposition& out, const StatsSnapshot& s) {
   // only parse, queue, other and reply).
   out.Family("vfiod_request_stage_seconds_total", kCounter,
              "Time of API requests by method and stage: parse, queue, then the handler's "
-             "lookup, lock_wait, prepare, plan, ioctl, bookkeeping, record, other, then reply");
+             "params, lookup, lock_wait, prepare, plan, ioctl, bookkeeping, record, result, other, "
+             "then reply");
   for (const auto& [method, m] : s.by_method) {
     for (std::size_t i = 0; i < kStageCount; ++i) {
       if (m.stage_ns[i] != 0) {

@@ -8,6 +8,8 @@ std::string_view StageName(Stage s) {
       return "parse";
     case Stage::kQueue:
       return "queue";
+    case Stage::kParams:
+      return "params";
     case Stage::kLookup:
       return "lookup";
     case Stage::kLockWait:
@@ -22,6 +24,8 @@ std::string_view StageName(Stage s) {
       return "bookkeeping";
     case Stage::kRecord:
       return "record";
+    case Stage::kResult:
+      return "result";
     case Stage::kOther:
       return "other";
     case Stage::kReply:

@@ -21,6 +21,7 @@ namespace vfiod::service {
 enum class Stage : uint8_t {
   kParse,        ///< the line's JSON parse and request checks, up to dispatch
   kQueue,        ///< from dispatch to the handler's start (the worker queue)
+  kParams,       ///< the handler reading and checking its params (the DMA methods)
   kLookup,       ///< finding the objects: sysfs, policy, container, mapping, quota
   kLockWait,     ///< waiting for the container's mutex
   kPrepare,      ///< the memory's view: BAR mmap, client fd adoption, allocation
@@ -28,18 +29,20 @@ enum class Stage : uint8_t {
   kIoctl,        ///< MAP_DMA / UNMAP_DMA (an unmap: with the release of the view)
   kBookkeeping,  ///< the service's tables, counters and journal after the kernel work
   kRecord,       ///< the fd store and the state records (the durable part)
-  kOther,        ///< the rest of the handler: params, session, method policy, result
+  kResult,       ///< the handler building its result (the DMA methods)
+  kOther,        ///< the rest of the handler: session, method policy, the service's glue
   kReply,        ///< the reply built and serialised (its sendmsg is not counted)
 };
 inline constexpr std::size_t kStageCount = static_cast<std::size_t>(Stage::kReply) + 1;
 
-/// The handler's own stages (what `total_us` counts): kLookup to kOther.
+/// The handler's own stages (what `total_us` counts): kParams to kOther.
 [[nodiscard]] constexpr bool InHandler(Stage s) {
-  return s >= Stage::kLookup && s <= Stage::kOther;
+  return s >= Stage::kParams && s <= Stage::kOther;
 }
 
-/// The stable name of `s` ("parse", "queue", "lookup", "lock_wait",
-/// "prepare", "plan", "ioctl", "bookkeeping", "record", "other", "reply").
+/// The stable name of `s` ("parse", "queue", "params", "lookup", "lock_wait",
+/// "prepare", "plan", "ioctl", "bookkeeping", "record", "result", "other",
+/// "reply").
 [[nodiscard]] std::string_view StageName(Stage s);
 
 /// Nanoseconds per stage of one request (or totals of many).

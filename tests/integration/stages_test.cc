@@ -18,8 +18,9 @@
 namespace vfiod::itest {
 namespace {
 
-const std::set<std::string> kHandlerStages = {"lookup", "lock_wait",   "prepare", "plan",
-                                              "ioctl",  "bookkeeping", "record",  "other"};
+const std::set<std::string> kHandlerStages = {"params", "lookup", "lock_wait",   "prepare",
+                                              "plan",   "ioctl",  "bookkeeping", "record",
+                                              "result", "other"};
 const std::set<std::string> kOuterStages = {"parse", "queue", "reply"};
 const char* const kDmaMethods[] = {"dma.alloc", "dma.map_fd", "dma.map_bar", "dma.free"};
 

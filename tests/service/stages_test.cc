@@ -21,13 +21,15 @@ TEST(StagesTest, NamesAreStableAndDistinct) {
   for (std::size_t i = 0; i < kStageCount; ++i) {
     names.insert(std::string(StageName(static_cast<Stage>(i))));
   }
-  EXPECT_EQ(names,
-            (std::set<std::string>{"parse", "queue", "lookup", "lock_wait", "prepare", "plan",
-                                   "ioctl", "bookkeeping", "record", "other", "reply"}));
+  EXPECT_EQ(names, (std::set<std::string>{"parse", "queue", "params", "lookup", "lock_wait",
+                                          "prepare", "plan", "ioctl", "bookkeeping", "record",
+                                          "result", "other", "reply"}));
   EXPECT_FALSE(InHandler(Stage::kParse));
   EXPECT_FALSE(InHandler(Stage::kQueue));
   EXPECT_FALSE(InHandler(Stage::kReply));
+  EXPECT_TRUE(InHandler(Stage::kParams));
   EXPECT_TRUE(InHandler(Stage::kLookup));
+  EXPECT_TRUE(InHandler(Stage::kResult));
   EXPECT_TRUE(InHandler(Stage::kOther));
 }
 
