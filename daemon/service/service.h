@@ -677,10 +677,10 @@ class Service {
   /// without an fd store). kQuota (EDQUOT) when the charges would pass
   /// limits.max_stored_fds; `op` names the request. Takes a leaf lock only.
   [[nodiscard]] SResult<FdBudget::Ticket> ChargeStoredFds(uint64_t fds, const char* op);
-  /// The most fds a container over `groups` keeps in the store: its fd, its
-  /// own record, each group's fd and a device fd for each member of its
-  /// groups (read from sysfs: no lock held). 0 without an fd store.
-  [[nodiscard]] uint64_t ContainerStoredFds(const std::vector<int>& groups) const;
+  /// The most fds a container over `groups` IOMMU groups with `members`
+  /// devices in them keeps in the store: its fd, its own record, a group fd
+  /// each and a device fd each. 0 without an fd store.
+  [[nodiscard]] uint64_t ContainerStoredFds(uint64_t groups, uint64_t members) const;
 
   /// Hands the new container's fds to fd_store_ (service_snapshot.cc), then
   /// its own record; takes its mutex, and skips a container already closed

@@ -37,6 +37,7 @@ SResult<ContainerView> Service::CreateContainer(const Caller& caller,
                   "devices: at least one device is needed");
   }
   std::vector<int> groups;
+  uint64_t members = 0;  // of those groups, as sysfs listed them with the devices
   std::vector<DeviceId> devices;
   for (const auto& bdf : bdfs) {
     vfio::PciDevice dev = VFIOD_TRY(FindDevice(caller, bdf));
@@ -46,11 +47,12 @@ SResult<ContainerView> Service::CreateContainer(const Caller& caller,
     }
     if (std::find(groups.begin(), groups.end(), *dev.iommu_group) == groups.end()) {
       groups.push_back(*dev.iommu_group);
+      members += dev.group_members.size();
     }
     devices.push_back(DeviceId{dev.bdf, dev.vendor, dev.device});
   }
   RecheckLingering();  // a group a closed device fd held is free again
-  const uint64_t stored_fds = ContainerStoredFds(groups);
+  const uint64_t stored_fds = ContainerStoredFds(groups.size(), members);
   FdBudget::Ticket ticket;  // given back on every refusal below
   ContainerId id = 0;
   {

@@ -247,8 +247,10 @@ void Service::ReadoptContainer(
                    .error_number = failure.code});
   }
   std::vector<DeviceId> devices;  // policy for users it is shared with: every member
+  uint64_t members = 0;
   for (int group : groups) {
     for (const vfio::GroupMember& member : sysfs_.GroupMembers(group)) {
+      ++members;
       if (auto dev = sysfs_.Get(member.name)) {
         devices.push_back(DeviceId{dev->bdf, dev->vendor, dev->device});
       }
@@ -260,7 +262,7 @@ void Service::ReadoptContainer(
   const auto expires = std::chrono::steady_clock::now() + grace_;
   std::vector<MappingId> released;
   // Its fds are in the store already: charged without a check.
-  fd_budget_.Adopt(lifecycle::ContainerFdName(c.id), ContainerStoredFds(groups));
+  fd_budget_.Adopt(lifecycle::ContainerFdName(c.id), ContainerStoredFds(groups.size(), members));
   {
     std::lock_guard lock(mu_);
     const SessionId owner =
