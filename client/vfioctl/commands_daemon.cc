@@ -56,7 +56,8 @@ void PrintStatus(std::ostream& out, const json& s) {
   PrintField(out, "restart",
              store
                  ? "survives a restart (fd store in use, " + Field(restart, "stored_fds_charged") +
-                       " of " + Field(restart, "max_stored_fds") + " fds charged); " +
+                       " of " + Field(restart, "max_stored_fds") + " fds charged, at most " +
+                       Field(restart, "max_stored_fds_per_user") + " to one user); " +
                        Field(restart, "detached_sessions") + " sessions wait for session.resume"
                  : std::string("everything is released when vfiod stops (no fd store: started "
                                "by hand)"));

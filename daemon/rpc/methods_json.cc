@@ -44,7 +44,8 @@ json ToJson(const service::StatusView& s) {
            {{"fd_store", s.fd_store},
             {"detached_sessions", s.detached_sessions},
             {"stored_fds_charged", s.stored_fds_charged},
-            {"max_stored_fds", s.max_stored_fds}}}};
+            {"max_stored_fds", s.max_stored_fds},
+            {"max_stored_fds_per_user", s.max_stored_fds_per_user}}}};
 }
 
 namespace {

@@ -85,7 +85,7 @@ constexpr std::string_view kLimitKeys[] = {"max_frame_bytes",       "max_infligh
                                            "max_batch_reply_bytes", "max_clients_per_user",
                                            "idle_timeout",          "line_timeout",
                                            "write_timeout",         "max_locked_bytes",
-                                           "max_stored_fds"};
+                                           "max_stored_fds",        "max_stored_fds_per_user"};
 
 // A size in [min, max] bytes; `range` says so in the message.
 void ReadBoundedSize(const Json& j, const std::string& path, std::string_view key, uint64_t min,
@@ -131,6 +131,7 @@ Limits ReadLimits(const Json& j, const std::string& path) {
   count("max_regions", 65536, limits.max_regions);
   count("max_clients_per_user", 65536, limits.max_clients_per_user);
   count("max_stored_fds", 1U << 20, limits.max_stored_fds);
+  count("max_stored_fds_per_user", 1U << 20, limits.max_stored_fds_per_user);
   IfPresent(j, path, "map_chunk_bytes", [&](const Json& v, const std::string& p) {
     limits.map_chunk_bytes = ReadSize(v, p, false);
     if (limits.map_chunk_bytes == 0 || limits.map_chunk_bytes % kPageSize != 0) {

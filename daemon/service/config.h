@@ -60,6 +60,8 @@ struct Limits {
   /// clients together (FdBudget); lowered at start to what the service
   /// manager says it keeps ($FDSTORE), less the two state records.
   uint32_t max_stored_fds = 65000;
+  /// The most of it one non-root uid's objects may be charged (root: no share).
+  uint32_t max_stored_fds_per_user = 4096;
   friend bool operator==(const Limits&, const Limits&) = default;
 };
 

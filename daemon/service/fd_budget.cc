@@ -5,14 +5,17 @@
 namespace vfiod::service {
 
 FdBudget::Ticket::Ticket(Ticket&& other) noexcept
-    : budget_(std::exchange(other.budget_, nullptr)), fds_(std::exchange(other.fds_, 0)) {}
+    : budget_(std::exchange(other.budget_, nullptr)),
+      uid_(other.uid_),
+      fds_(std::exchange(other.fds_, 0)) {}
 
 FdBudget::Ticket& FdBudget::Ticket::operator=(Ticket&& other) noexcept {
   if (this != &other) {
     if (budget_ != nullptr) {
-      budget_->Give(fds_);
+      budget_->Give(uid_, fds_);
     }
     budget_ = std::exchange(other.budget_, nullptr);
+    uid_ = other.uid_;
     fds_ = std::exchange(other.fds_, 0);
   }
   return *this;
@@ -20,7 +23,7 @@ FdBudget::Ticket& FdBudget::Ticket::operator=(Ticket&& other) noexcept {
 
 FdBudget::Ticket::~Ticket() {
   if (budget_ != nullptr) {
-    budget_->Give(fds_);
+    budget_->Give(uid_, fds_);
   }
 }
 
@@ -30,28 +33,40 @@ void FdBudget::Ticket::Assign(const std::string& name) {
   }
   FdBudget* budget = std::exchange(budget_, nullptr);
   std::lock_guard lock(budget->mu_);
-  budget->by_name_[name] += std::exchange(fds_, 0);  // stays in charged_
+  Named& named = budget->by_name_.try_emplace(name, Named{uid_, 0}).first->second;
+  named.fds += std::exchange(fds_, 0);  // stays in the uid's charge
 }
 
-std::optional<FdBudget::Ticket> FdBudget::Charge(uint64_t fds) {
+std::expected<FdBudget::Ticket, FdBudget::Refusal> FdBudget::Charge(uid_t uid, uint64_t fds) {
   if (fds == 0) {
     return Ticket();
   }
   std::lock_guard lock(mu_);
-  if (fds > max_ || charged_ > max_ - fds) {
-    return std::nullopt;
+  // Each test keeps its sum below a bound, so nothing overflows.
+  auto fits = [fds](uint64_t used, uint64_t cap) { return fds <= cap && used <= cap - fds; };
+  if (uid != 0) {  // the user's own limit first: the one it can do something about
+    auto it = by_uid_.find(uid);
+    if (!fits(it == by_uid_.end() ? 0 : it->second, max_per_user_)) {
+      return std::unexpected(Refusal::kUser);
+    }
+    if (!fits(users_charged_, max_ - max_ / kRootReserveDivisor)) {
+      return std::unexpected(Refusal::kAll);
+    }
   }
-  charged_ += fds;
-  return Ticket(this, fds);
+  if (!fits(charged_, max_)) {
+    return std::unexpected(Refusal::kAll);
+  }
+  AddLocked(uid, fds);
+  return Ticket(this, uid, fds);
 }
 
-void FdBudget::Adopt(const std::string& name, uint64_t fds) {
+void FdBudget::Adopt(const std::string& name, uid_t uid, uint64_t fds) {
   if (fds == 0) {
     return;
   }
   std::lock_guard lock(mu_);
-  by_name_[name] += fds;
-  charged_ += fds;
+  by_name_.try_emplace(name, Named{uid, 0}).first->second.fds += fds;
+  AddLocked(uid, fds);
 }
 
 void FdBudget::Release(const std::string& name) {
@@ -60,7 +75,7 @@ void FdBudget::Release(const std::string& name) {
   if (it == by_name_.end()) {
     return;
   }
-  charged_ -= it->second;
+  SubtractLocked(it->second.uid, it->second.fds);
   by_name_.erase(it);
 }
 
@@ -74,14 +89,48 @@ uint64_t FdBudget::charged() const {
   return charged_;
 }
 
+uint64_t FdBudget::charged(uid_t uid) const {
+  std::lock_guard lock(mu_);
+  auto it = by_uid_.find(uid);
+  return it == by_uid_.end() ? 0 : it->second;
+}
+
 uint64_t FdBudget::max() const {
   std::lock_guard lock(mu_);
   return max_;
 }
 
-void FdBudget::Give(uint64_t fds) {
+uint64_t FdBudget::root_reserve() const {
   std::lock_guard lock(mu_);
+  return max_ / kRootReserveDivisor;
+}
+
+void FdBudget::Give(uid_t uid, uint64_t fds) {
+  std::lock_guard lock(mu_);
+  SubtractLocked(uid, fds);
+}
+
+void FdBudget::AddLocked(uid_t uid, uint64_t fds) {
+  by_uid_[uid] += fds;
+  charged_ += fds;
+  if (uid != 0) {
+    users_charged_ += fds;
+  }
+}
+
+void FdBudget::SubtractLocked(uid_t uid, uint64_t fds) {
+  auto it = by_uid_.find(uid);
+  if (it == by_uid_.end()) {
+    return;  // never: every charge was added first
+  }
+  it->second -= fds;
+  if (it->second == 0) {
+    by_uid_.erase(it);
+  }
   charged_ -= fds;
+  if (uid != 0) {
+    users_charged_ -= fds;
+  }
 }
 
 }  // namespace vfiod::service

@@ -49,6 +49,9 @@ void RenderDaemon(Exposition& out, const StatusView& s) {
           s.stored_fds_charged);
     Gauge(out, "vfiod_max_stored_fds", "The fd store's budget limits.max_stored_fds, as fitted",
           s.max_stored_fds);
+    Gauge(out, "vfiod_max_stored_fds_per_user",
+          "One non-root user's share of the fd store's budget, limits.max_stored_fds_per_user",
+          s.max_stored_fds_per_user);
   }
 }
 

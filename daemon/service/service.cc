@@ -58,7 +58,7 @@ Service::Service(Config config, std::unique_ptr<kernel::Kernel> kernel, vfio::Pc
       policy_(config_.policy),
       started_(std::chrono::steady_clock::now()),
       max_locked_bytes_(ResolveMaxLockedBytes(config_.limits)),
-      fd_budget_(config_.limits.max_stored_fds) {
+      fd_budget_(config_.limits.max_stored_fds, config_.limits.max_stored_fds_per_user) {
   if (max_locked_bytes_ == kUnlimited) {
     spdlog::warn("no daemon-wide cap on locked memory (limits.max_locked_bytes)");
   } else {
@@ -283,8 +283,8 @@ StatusView Service::StatusHeader() const {
   s.max_locked_bytes = max_locked_bytes_;
   s.fd_store = has_fd_store();
   if (s.fd_store) {
-    s.stored_fds_charged = fd_budget_.charged();
     s.max_stored_fds = fd_budget_.max();
+    s.max_stored_fds_per_user = fd_budget_.max_per_user();
   }
   return s;
 }
@@ -301,6 +301,9 @@ void Service::FillStatusLocked(StatusView& s, std::optional<uid_t> uid) const {
       ++s.containers;
       s.dma_entries += c.managed->usage().entries;  // a leaf lock
     }
+  }
+  if (s.fd_store) {
+    s.stored_fds_charged = uid ? fd_budget_.charged(*uid) : fd_budget_.charged();  // a leaf lock
   }
   s.region_locked_bytes = uid ? held_->Of(*uid) : held_->Total();
   s.locked_bytes = s.region_locked_bytes;

@@ -673,10 +673,13 @@ class Service {
   [[nodiscard]] std::optional<DeviceVfioView> ProbeVfio(const Caller& caller,
                                                         const vfio::PciDevice& pci);
   // --- the fd store's budget (service_fd_budget.cc) -------------------------
-  /// Charges `fds` to fd_budget_ for an object about to be made (empty
-  /// without an fd store). kQuota (EDQUOT) when the charges would pass
-  /// limits.max_stored_fds; `op` names the request. Takes a leaf lock only.
-  [[nodiscard]] SResult<FdBudget::Ticket> ChargeStoredFds(uint64_t fds, const char* op);
+  /// Charges `fds` to fd_budget_ for an object `caller` is about to make
+  /// (empty without an fd store). kQuota (EDQUOT) when the charges would
+  /// pass limits.max_stored_fds or the caller's share of it,
+  /// limits.max_stored_fds_per_user; `op` names the request. Takes a leaf
+  /// lock only.
+  [[nodiscard]] SResult<FdBudget::Ticket> ChargeStoredFds(const Caller& caller, uint64_t fds,
+                                                          const char* op);
   /// The most fds a container over `groups` IOMMU groups with `members`
   /// devices in them keeps in the store: its fd, its own record, a group fd
   /// each and a device fd each. 0 without an fd store.
@@ -759,8 +762,8 @@ class Service {
   // Backings, which may outlive the service. Its own leaf lock.
   const std::shared_ptr<LockedCharges> held_ = std::make_shared<LockedCharges>();
   FdStoreHooks fd_store_;  // set before serving, then only read
-  // What the objects may keep in fd_store_ (limits.max_stored_fds). Its own
-  // leaf lock.
+  // What the objects may keep in fd_store_ (limits.max_stored_fds and
+  // max_stored_fds_per_user). Its own leaf lock.
   FdBudget fd_budget_;
   // Own records in the store that no stored state record covers yet, by
   // name ("r-c-<id>", "r-m-<id>"). A leaf lock: taken with or without any other.

@@ -73,7 +73,7 @@ SResult<ContainerView> Service::CreateContainer(const Caller& caller,
                       "IOMMU group " + std::to_string(g) + " is held by " + *holder);
       }
     }
-    auto charged = ChargeStoredFds(stored_fds, "container.create");
+    auto charged = ChargeStoredFds(caller, stored_fds, "container.create");
     if (!charged) {
       UnreserveLocked(caller.identity.uid, 0, 0, 1);
       return std::unexpected(std::move(charged).error());

@@ -79,7 +79,7 @@ SResult<MapResult> Service::RunMap(const Caller& caller, ContainerId id, uint64_
     std::lock_guard lock(mu_);
     managed = VFIOD_TRY(FindContainerLocked(caller, id, Access::kUse, "dma"));
     VFIOD_TRY(ReserveLocked(caller, pinned_bytes, 1, 0));
-    auto charged = ChargeStoredFds(kStoredFdsPerMapping, "dma");
+    auto charged = ChargeStoredFds(caller, kStoredFdsPerMapping, "dma");
     if (!charged) {
       UnreserveLocked(caller.identity.uid, pinned_bytes, 1, 0);
       return std::unexpected(std::move(charged).error());

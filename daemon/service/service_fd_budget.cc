@@ -29,18 +29,35 @@ void Service::SetFdStoreHooks(FdStoreHooks hooks) {
                               : std::string("an unknown number"));
 }
 
-SResult<FdBudget::Ticket> Service::ChargeStoredFds(uint64_t fds, const char* op) {
+SResult<FdBudget::Ticket> Service::ChargeStoredFds(const Caller& caller, uint64_t fds,
+                                                   const char* op) {
   if (!has_fd_store()) {
     return FdBudget::Ticket();
   }
-  if (auto ticket = fd_budget_.Charge(fds)) {
+  const uid_t uid = caller.identity.uid;
+  auto ticket = fd_budget_.Charge(uid, fds);
+  if (ticket) {
     return std::move(*ticket);
   }
+  const std::string asked = std::to_string(fds) + " asked";
+  const char* why = " (what vfiod holds must fit the store to survive a restart)";
+  if (ticket.error() == FdBudget::Refusal::kUser) {
+    return Refuse(ErrorKind::kQuota, EDQUOT, op,
+                  "limits.max_stored_fds_per_user: " + std::to_string(fd_budget_.charged(uid)) +
+                      " fds of the service manager's fd store charged to uid " +
+                      std::to_string(uid) + " + " + asked + " > " +
+                      std::to_string(fd_budget_.max_per_user()) + why);
+  }
+  // Other users' figures are not a non-root caller's business.
   return Refuse(ErrorKind::kQuota, EDQUOT, op,
-                "limits.max_stored_fds: " + std::to_string(fd_budget_.charged()) +
-                    " fds of the service manager's fd store charged for all clients + " +
-                    std::to_string(fds) + " asked > " + std::to_string(fd_budget_.max()) +
-                    " (what vfiod holds must fit the store to survive a restart)");
+                caller.is_root()
+                    ? "limits.max_stored_fds: " + std::to_string(fd_budget_.charged()) +
+                          " fds of the service manager's fd store charged for all clients + " +
+                          asked + " > " + std::to_string(fd_budget_.max()) + why
+                    : "limits.max_stored_fds: the service manager's fd store is full for "
+                      "clients other than root (" +
+                          asked + "; the last " + std::to_string(fd_budget_.root_reserve()) +
+                          " of " + std::to_string(fd_budget_.max()) + " are root's)" + why);
 }
 
 uint64_t Service::ContainerStoredFds(uint64_t groups, uint64_t members) const {

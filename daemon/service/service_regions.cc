@@ -92,7 +92,7 @@ SResult<RegionView> Service::RegisterRegion(const Caller& caller, RegisterReques
   }
   FdBudget::Ticket ticket;  // given back unless the region is registered
   if (backing) {
-    auto charged = ChargeStoredFds((*backing)->fd() >= 0 ? 1 : 0, kOp);
+    auto charged = ChargeStoredFds(caller, (*backing)->fd() >= 0 ? 1 : 0, kOp);
     if (charged) {
       ticket = std::move(*charged);
     } else {

@@ -262,7 +262,8 @@ void Service::ReadoptContainer(
   const auto expires = std::chrono::steady_clock::now() + grace_;
   std::vector<MappingId> released;
   // Its fds are in the store already: charged without a check.
-  fd_budget_.Adopt(lifecycle::ContainerFdName(c.id), ContainerStoredFds(groups.size(), members));
+  fd_budget_.Adopt(lifecycle::ContainerFdName(c.id), c.owner_uid,
+                   ContainerStoredFds(groups.size(), members));
   {
     std::lock_guard lock(mu_);
     const SessionId owner =
@@ -300,7 +301,7 @@ void Service::ReadoptContainer(
           m.name.empty() ? DetachedSessionLocked(m.session, m.owner_uid, expires) : 0;
       AddMappingAtLocked(m.id, MappingSlot{c.id, by, outcome.id, charged, 0, m.owner_uid, m.region},
                          m.name);
-      fd_budget_.Adopt(lifecycle::MappingFdName(m.id), kStoredFdsPerMapping);
+      fd_budget_.Adopt(lifecycle::MappingFdName(m.id), m.owner_uid, kStoredFdsPerMapping);
       ++report.mappings;
     }
   }
@@ -340,7 +341,7 @@ std::map<RegionId, std::shared_ptr<const dma::Backing>> Service::ReadoptRegions(
     std::shared_ptr<const dma::Backing> backing =
         g.charged ? HoldRegion(g.owner_uid, std::move(*adopted))
                   : std::make_shared<const dma::Backing>(std::move(*adopted));
-    fd_budget_.Adopt(g.fd_name, 1);
+    fd_budget_.Adopt(g.fd_name, g.owner_uid, 1);
     std::lock_guard lock(mu_);
     stored_regions_[g.id] = StoredRegion{g.owner_uid, backing};
     if (!g.session.empty()) {

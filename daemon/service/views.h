@@ -92,9 +92,11 @@ struct StatusView {
   bool fd_store = false;
   uint64_t detached_sessions = 0;  ///< kept by a restart, waiting for session.resume
   /// With an fd store: the fds charged to its budget (the most the live
-  /// objects may keep there, all users) and the budget (FdBudget).
+  /// objects may keep there; root: all users', others: their own), the
+  /// budget and one non-root user's share of it (FdBudget).
   uint64_t stored_fds_charged = 0;
   uint64_t max_stored_fds = 0;
+  uint64_t max_stored_fds_per_user = 0;
 };
 
 /// The VFIO view of a device (only when it is bound to vfio-pci, usable).

@@ -95,6 +95,8 @@ json StrictLimits() {
 // The store daemon's fd store budget: one container over edu (4 fds: its fd,
 // its own record, its group's fd, edu's device fd) and nothing more.
 constexpr int kStoreBudget = 5;
+// One non-root user's share of it: less than a container's 4 fds.
+constexpr int kStoreUserShare = 3;
 
 bool HasStep(const CatalogueRow& row, const std::string& step) {
   auto steps = SetupSteps(row.setup);
@@ -186,8 +188,9 @@ TEST_P(BadInputTest, Row) {
   const CatalogueRow& row = GetParam();
   SCOPED_TRACE("CATALOGUE.md line " + std::to_string(row.line) + ": " + row.id + " " + row.checks);
   if (HasStep(row, "store") && store_.daemon == nullptr) {
-    store_.daemon = new Daemon(Daemon::DefaultPolicy(), "2M", Launch::kSystemdLike,
-                               json{{"max_stored_fds", kStoreBudget}});
+    store_.daemon = new Daemon(
+        Daemon::DefaultPolicy(), "2M", Launch::kSystemdLike,
+        json{{"max_stored_fds", kStoreBudget}, {"max_stored_fds_per_user", kStoreUserShare}});
     store_.StartDraining();
     store_.TakeBaseline();
   }

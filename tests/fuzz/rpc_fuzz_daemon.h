@@ -4,8 +4,9 @@
 // ivshmem on vfio-pci). One daemon serves every input; each input is one
 // client connection, made as uid 65534 so the policy and quotas apply. The
 // service's fd store hooks go to a stand-in that counts what is stored by
-// name (no fds kept), under a small limits.max_stored_fds, so the fd store's
-// budget is charged, refused and given back as under systemd.
+// name (no fds kept), under a small limits.max_stored_fds and a smaller
+// share for the client's uid, so the fd store's budget is charged, refused
+// (by either limit) and given back as under systemd.
 #pragma once
 
 #include <boost/asio/io_context.hpp>

@@ -277,6 +277,11 @@ class Daemon {
     // Wait for the socket to accept (the daemon's start-up, not a timing assertion).
     for (int i = 0; i < 1000; ++i) {
       if (client::Client::Connect(socket_)) {
+        if (launch_ == Launch::kSystemdLike) {
+          // What the unit's SocketMode= does (systemd-socket-activate has no
+          // such option), so other users may connect as to a direct daemon.
+          (void)::chmod(socket_.c_str(), 0666);
+        }
         return;
       }
       int status = 0;

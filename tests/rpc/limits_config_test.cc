@@ -91,12 +91,19 @@ class ServiceProbe : public service::model_service::ModelServiceTest {
   }
   /// Whether root may create a container over edu (4 fds of the store's
   /// budget) while an fd store is in use.
-  bool RootMayKeepAContainer() {
+  bool RootMayKeepAContainer() { return MayKeepAContainer(Root()); }
+  /// The same for kUser, whom the policy grants edu.
+  bool UserMayKeepAContainer() { return MayKeepAContainer(Open(kUser)); }
+
+  static constexpr uid_t kUser = 1000;
+
+ private:
+  bool MayKeepAContainer(const service::Caller& who) {
     service::Service::FdStoreHooks hooks;
     hooks.store = [](const std::string&, int) {};
     hooks.remove = [](const std::string&) {};
     service_->SetFdStoreHooks(std::move(hooks));
-    return service_->CreateContainer(Root(), {service::model_service::kEdu}, "").has_value();
+    return service_->CreateContainer(who, {service::model_service::kEdu}, "").has_value();
   }
 };
 
@@ -178,6 +185,21 @@ std::map<std::string, Probe> Probes() {
                                                      "of 3 was not refused (or the default "
                                                      "refused it)";
                          }};
+  p["max_stored_fds_per_user"] = {
+      3,
+      [](const ServerConfig&, const ServerConfig&, const Config& d,
+         const Config& c) -> std::string {
+        auto user_may = [](const Config& limits) {
+          Config config = service::model_service::EduConfig(
+              ServiceProbe::kUser,
+              service::Quota{.locked_bytes = 1 << 20, .mappings = 4, .containers = 4});
+          config.limits = limits.limits;
+          return ServiceProbe(config).UserMayKeepAContainer();
+        };
+        return user_may(d) && !user_may(c) ? ""
+                                           : "a user's container (4 stored fds) under a share "
+                                             "of 3 was not refused (or the default refused it)";
+      }};
   return p;
 }
 

@@ -30,14 +30,16 @@ using model_service::kEdu;
 constexpr uid_t kUser = 1000;
 constexpr uid_t kOther = 1001;
 
+constexpr uid_t kRoot = 0;
+
 TEST(FdBudget, ChargesUpToTheCapAndGivesBackByTicketOrName) {
-  FdBudget budget(5);
-  auto a = budget.Charge(3);
+  FdBudget budget(5, 100);
+  auto a = budget.Charge(kRoot, 3);
   ASSERT_TRUE(a.has_value());
-  EXPECT_FALSE(budget.Charge(3).has_value());  // 6 > 5: nothing charged
+  EXPECT_EQ(budget.Charge(kRoot, 3).error(), FdBudget::Refusal::kAll);  // 6 > 5: nothing charged
   EXPECT_EQ(budget.charged(), 3u);
   {
-    auto b = budget.Charge(2);
+    auto b = budget.Charge(kRoot, 2);
     ASSERT_TRUE(b.has_value());
     EXPECT_EQ(budget.charged(), 5u);
   }  // never assigned: given back
@@ -51,20 +53,63 @@ TEST(FdBudget, ChargesUpToTheCapAndGivesBackByTicketOrName) {
   EXPECT_EQ(budget.charged(), 0u);
   budget.Release("c-1");  // given back already
   EXPECT_EQ(budget.charged(), 0u);
-  EXPECT_FALSE(budget.Charge(UINT64_MAX).has_value());  // no overflow
-  auto none = budget.Charge(0);
+  EXPECT_FALSE(budget.Charge(kRoot, UINT64_MAX).has_value());  // no overflow
+  EXPECT_FALSE(budget.Charge(kUser, UINT64_MAX).has_value());
+  auto none = budget.Charge(kUser, 0);
   ASSERT_TRUE(none.has_value());
   EXPECT_EQ(budget.charged(), 0u);
 }
 
 TEST(FdBudget, AdoptedChargesPassALowerCapAndBlockNewOnesUntilGone) {
-  FdBudget budget(10);
-  budget.Adopt("m-1", 2);
+  FdBudget budget(10, 100);
+  budget.Adopt("m-1", kUser, 2);
   budget.SetMax(1);
   EXPECT_EQ(budget.charged(), 2u);
-  EXPECT_FALSE(budget.Charge(1).has_value());
+  EXPECT_EQ(budget.charged(kUser), 2u);
+  EXPECT_FALSE(budget.Charge(kRoot, 1).has_value());
   budget.Release("m-1");
-  EXPECT_TRUE(budget.Charge(1).has_value());
+  EXPECT_EQ(budget.charged(kUser), 0u);
+  EXPECT_TRUE(budget.Charge(kRoot, 1).has_value());
+}
+
+// A user's share counts every object of its uid, named or still ticketed;
+// another user's charges do not count against it, and root has no share.
+TEST(FdBudget, ANonRootUserIsChargedAtMostItsShare) {
+  FdBudget budget(1000, 10);
+  auto a = budget.Charge(kUser, 6);
+  ASSERT_TRUE(a.has_value());
+  a->Assign("c-1");
+  auto b = budget.Charge(kUser, 4);  // ticketed, not yet named: counts
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(budget.Charge(kUser, 1).error(), FdBudget::Refusal::kUser);
+  EXPECT_EQ(budget.charged(kUser), 10u);
+  EXPECT_TRUE(budget.Charge(kOther, 10).has_value());  // given back at once
+  EXPECT_TRUE(budget.Charge(kRoot, 500).has_value());
+  budget.Release("c-1");
+  EXPECT_EQ(budget.charged(kUser), 4u);
+  EXPECT_TRUE(budget.Charge(kUser, 6).has_value());
+}
+
+// The non-root users together stop max / 16 short of the cap; only root's
+// objects may use that last part.
+TEST(FdBudget, TheLastSixteenthIsRoots) {
+  FdBudget budget(32, 100);
+  EXPECT_EQ(budget.root_reserve(), 2u);
+  auto a = budget.Charge(kUser, 20);
+  auto b = budget.Charge(kOther, 10);
+  ASSERT_TRUE(a.has_value() && b.has_value());
+  EXPECT_EQ(budget.Charge(kOther, 1).error(), FdBudget::Refusal::kAll);
+  auto root = budget.Charge(kRoot, 2);
+  ASSERT_TRUE(root.has_value());
+  EXPECT_EQ(budget.Charge(kRoot, 1).error(), FdBudget::Refusal::kAll);
+  EXPECT_EQ(budget.charged(), 32u);
+  EXPECT_EQ(budget.charged(kRoot), 2u);
+  // Root's charges are within the cap, but not within the users' part.
+  FdBudget rooted(32, 100);
+  auto all = rooted.Charge(kRoot, 31);
+  ASSERT_TRUE(all.has_value());
+  EXPECT_EQ(rooted.Charge(kUser, 2).error(), FdBudget::Refusal::kAll);
+  EXPECT_TRUE(rooted.Charge(kUser, 1).has_value());
 }
 
 /// The service manager's store as the hooks see it: fds counted by name
@@ -101,8 +146,8 @@ struct CountingStore {
 
 class FdBudgetServiceTest : public model_service::ModelServiceTest {
  protected:
-  /// Edu for kUser and kOther; the fd budget `max`.
-  void StartWith(uint32_t max, uint64_t capacity = 0) {
+  /// Edu for kUser and kOther; the fd budget `max`, a user's share `per_user`.
+  void StartWith(uint32_t max, uint64_t capacity = 0, uint32_t per_user = 4096) {
     Config config =
         EduConfig(kUser, Quota{.locked_bytes = 1 << 30, .mappings = 1000, .containers = 4});
     config.policy.rules[0].uids = {kUser, kOther};
@@ -111,6 +156,7 @@ class FdBudgetServiceTest : public model_service::ModelServiceTest {
     ivshmem.bdf = model_service::kIvshmem;
     config.policy.rules[0].devices.push_back(ivshmem);
     config.limits.max_stored_fds = max;
+    config.limits.max_stored_fds_per_user = per_user;
     Start(config);
     service_->SetFdStoreHooks(store_.Hooks(capacity));
   }
@@ -121,11 +167,11 @@ class FdBudgetServiceTest : public model_service::ModelServiceTest {
     r.size = 4096;
     return service_->Alloc(who, r, {});
   }
-  static void ExpectOverBudget(const ServiceError& e) {
+  static void ExpectOverBudget(const ServiceError& e,
+                               const std::string& limit = "limits.max_stored_fds") {
     EXPECT_EQ(e.kind, ErrorKind::kQuota);
     EXPECT_EQ(e.error.code, EDQUOT);
-    EXPECT_NE(e.error.message().find("limits.max_stored_fds"), std::string::npos)
-        << e.error.message();
+    EXPECT_NE(e.error.message().find(limit + ":"), std::string::npos) << e.error.message();
   }
   uint64_t Charged() { return service_->Status().stored_fds_charged; }
 
@@ -203,6 +249,59 @@ TEST_F(FdBudgetServiceTest, WithoutAnFdStoreNothingIsChargedOrRefused) {
   ASSERT_TRUE(Alloc(user, c->id).has_value());
   EXPECT_EQ(service_->Status().stored_fds_charged, 0u);
   EXPECT_EQ(service_->Status().max_stored_fds, 0u);
+}
+
+// One user at its share is refused; another user is not, and each sees its
+// own charge in status (root sees everyone's).
+TEST_F(FdBudgetServiceTest, OneUsersShareLeavesTheStoreToTheOthers) {
+  StartWith(64, 0, /*per_user=*/6);
+  Caller user = Open(kUser);
+  auto c = service_->CreateContainer(user, {kEdu}, "");  // 4
+  ASSERT_TRUE(c.has_value()) << c.error().error.message();
+  ASSERT_TRUE(Alloc(user, c->id).has_value());  // 6: the whole share
+  auto refused = Alloc(user, c->id);
+  ASSERT_FALSE(refused.has_value());
+  ExpectOverBudget(refused.error(), "limits.max_stored_fds_per_user");
+  EXPECT_EQ(service_->Status().mappings, 1u);  // nothing mapped
+
+  Caller other = Open(kOther);
+  auto theirs = service_->CreateContainer(other, {model_service::kIvshmem}, "");
+  ASSERT_TRUE(theirs.has_value()) << theirs.error().error.message();
+  EXPECT_EQ(service_->StatusFor(user).stored_fds_charged, 6u);
+  EXPECT_EQ(service_->StatusFor(other).stored_fds_charged, 4u);
+  EXPECT_EQ(service_->StatusFor(other).max_stored_fds_per_user, 6u);
+  EXPECT_EQ(service_->StatusFor(Open(0)).stored_fds_charged, 10u);
+  EXPECT_EQ(Charged(), 10u);
+  ASSERT_TRUE(service_->DestroyContainer(user, c->id).has_value());
+  EXPECT_EQ(service_->StatusFor(user).stored_fds_charged, 0u);
+  auto again = service_->CreateContainer(user, {kEdu}, "");  // the share came back
+  EXPECT_TRUE(again.has_value()) << again.error().error.message();
+}
+
+// The users together fill all but root's sixteenth; root still makes a
+// mapping there. A non-root caller's refusal does not tell it the others'
+// figures.
+TEST_F(FdBudgetServiceTest, RootCanStillMakeObjectsWhenTheUsersFilledTheirPart) {
+  StartWith(16);  // 1 for root only
+  Caller user = Open(kUser);
+  auto c = service_->CreateContainer(user, {kEdu}, "");  // 4
+  ASSERT_TRUE(c.has_value()) << c.error().error.message();
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(Alloc(user, c->id).has_value()) << i;  // 14
+  }
+  auto refused = Alloc(user, c->id);  // 16 > 15
+  ASSERT_FALSE(refused.has_value());
+  ExpectOverBudget(refused.error());
+  EXPECT_EQ(refused.error().error.message().find("charged for all clients"), std::string::npos)
+      << refused.error().error.message();
+  auto root = Alloc(Open(0), c->id);  // 16: the cap, root's reserve used
+  ASSERT_TRUE(root.has_value()) << root.error().error.message();
+  EXPECT_EQ(Charged(), 16u);
+  auto full = Alloc(Open(0), c->id);
+  ASSERT_FALSE(full.has_value());
+  ExpectOverBudget(full.error());
+  EXPECT_NE(full.error().error.message().find("charged for all clients"), std::string::npos);
+  EXPECT_LE(store_.peak, 16u);
 }
 
 // Two users' threads map and free at once against a budget that holds only

@@ -246,6 +246,8 @@ TEST_F(ReadoptTest, TakesOverEveryMappingAtItsIovaWithTheSameMemoryAndCharges) {
   const std::vector<std::pair<uint64_t, uint64_t>> entries = Entries(ContainerFd(ring->id));
   const uint64_t maps = model_.IoctlCount("VFIO_IOMMU_MAP_DMA");
   const StatusView before = service_->Status();
+  // The fd store's share: the container 4 (edu's group of one), 2 a mapping.
+  EXPECT_EQ(service_->StatusFor(user).stored_fds_charged, 8u);
 
   const lifecycle::StateRecord record = Crash();
   auto report = Restart(record);
@@ -271,6 +273,8 @@ TEST_F(ReadoptTest, TakesOverEveryMappingAtItsIovaWithTheSameMemoryAndCharges) {
   EXPECT_EQ(after.mappings, before.mappings);
   EXPECT_EQ(after.containers, before.containers);
   EXPECT_EQ(after.detached_sessions, 1u);
+  EXPECT_EQ(service_->StatusFor(again).stored_fds_charged, 8u);  // the owner's again
+  EXPECT_EQ(service_->StatusFor(Open(kOther)).stored_fds_charged, 0u);
 
   // The unnamed mapping is the detached session's until resumed: not
   // another user's, not with a wrong token.
@@ -548,6 +552,8 @@ TEST_F(ReadoptTest, RegisteredRegionsAndTheirSlicesComeBack) {
   EXPECT_EQ(DeviceReads(ContainerFd(ring->id), mapped->mapping.iova + 5), 0x4d);
   EXPECT_EQ(service_->Status().locked_bytes, before.locked_bytes);
   Caller again = Open(kUser);
+  // The container 4, the region 1, the slice 2 (its own record; its memory is the region's).
+  EXPECT_EQ(service_->StatusFor(again).stored_fds_charged, 7u);
   MapFdRequest more;
   more.container = ring->id;
   more.region = region->id;
