@@ -75,19 +75,19 @@ Result<nlohmann::json> Measure(const GuestRig& rig, int loops) {
   auto aligned = VFIOD_TRY(vfio::RegionMapping::Map(rig.bar_device(), kIvshmemBar));
   const uint64_t size = aligned.size();
   const auto va = reinterpret_cast<uint64_t>(aligned.data());
-  SkewedBar skewed = VFIOD_TRY(SkewedBar::Map(rig, aligned.info(), dma::kPage4K));
+  SkewedBar skewed = VFIOD_TRY(SkewedBar::Map(rig, aligned.info(), vfiod::kPage4K));
   // Fault both CPU mappings in before timing, as a DMA user would have touched them.
   (void)*reinterpret_cast<volatile uint32_t*>(va);
   (void)*reinterpret_cast<volatile uint32_t*>(skewed.addr());
   const std::vector<Loops> all = VFIOD_TRY(InterleavedRawLoops(
-      rig, {{va, kBarIova}, {skewed.addr(), kBarIova}, {va, kBarIova + dma::kPage4K}}, size,
+      rig, {{va, kBarIova}, {skewed.addr(), kBarIova}, {va, kBarIova + vfiod::kPage4K}}, size,
       loops));
   const Loops& a = all[0];
   const Loops& s = all[1];
   const Loops& i = all[2];
   Print("aligned mmap, aligned IOVA", va, kBarIova, a, size);
   Print("mmap 4K off, aligned IOVA", skewed.addr(), kBarIova, s, size);
-  Print("aligned mmap, IOVA 4K off", va, kBarIova + dma::kPage4K, i, size);
+  Print("aligned mmap, IOVA 4K off", va, kBarIova + vfiod::kPage4K, i, size);
   const double ratio = Ratio(Mean(s.map_s), Mean(a.map_s));
   const double iova_ratio = Ratio(Mean(i.map_s), Mean(a.map_s));
   std::fprintf(stderr, "  unaligned mmap / aligned map time: %.2fx; IOVA 4K off: %.2fx\n", ratio,
@@ -95,7 +95,7 @@ Result<nlohmann::json> Measure(const GuestRig& rig, int loops) {
   return nlohmann::json{{"bar_size", size},
                         {"aligned", Row(va, kBarIova, a, size)},
                         {"mmap_4k_off", Row(skewed.addr(), kBarIova, s, size)},
-                        {"iova_4k_off", Row(va, kBarIova + dma::kPage4K, i, size)},
+                        {"iova_4k_off", Row(va, kBarIova + vfiod::kPage4K, i, size)},
                         {"unaligned_mmap_slowdown", ratio},
                         {"unaligned_iova_slowdown", iova_ratio}};
 }

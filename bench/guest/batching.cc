@@ -25,11 +25,11 @@ std::vector<dma::Segment> ScatterList(uint64_t vaddr, uint64_t run) {
   std::vector<dma::Segment> segments;
   for (uint64_t page = 0; page < kPages; ++page) {
     const uint64_t r = page / run;
-    const uint64_t iova = kRawIova + (r * (run + 1) + page % run) * dma::kPage4K;
+    const uint64_t iova = kRawIova + (r * (run + 1) + page % run) * vfiod::kPage4K;
     dma::Segment s;
-    s.vaddr = vaddr + page * dma::kPage4K;
+    s.vaddr = vaddr + page * vfiod::kPage4K;
     s.iova = iova;
-    s.size = dma::kPage4K;
+    s.size = vfiod::kPage4K;
     segments.push_back(s);
   }
   return segments;
@@ -106,7 +106,7 @@ nlohmann::json RunBatching(const GuestRig& rig, const GuestOptions& options) {
   std::fprintf(stderr, "  %5s %8s %12s %12s %8s | %10s %10s %12s %12s %8s\n", "L", "runs",
                "naive map s", "plan map s", "speedup", "naive ioc", "plan ioc", "naive unmap",
                "plan unmap", "speedup");
-  auto buf = MakeAnonBuffer(MemKind::kPages4K, kPages * dma::kPage4K);
+  auto buf = MakeAnonBuffer(MemKind::kPages4K, kPages * vfiod::kPage4K);
   if (!buf) {
     return {{"error", buf.error().message()}};
   }
@@ -146,13 +146,13 @@ nlohmann::json RunBatching(const GuestRig& rig, const GuestOptions& options) {
                     {"naive",
                      {{"map_ioctls", naive.map_ioctls},
                       {"unmap_ioctls", naive.unmap_ioctls},
-                      {"map", OpJson(naive.map_s, kPages * dma::kPage4K)},
-                      {"unmap", OpJson(naive.unmap_s, kPages * dma::kPage4K)}}},
+                      {"map", OpJson(naive.map_s, kPages * vfiod::kPage4K)},
+                      {"unmap", OpJson(naive.unmap_s, kPages * vfiod::kPage4K)}}},
                     {"planner",
                      {{"map_ioctls", planned.map_ioctls},
                       {"unmap_ioctls", planned.unmap_ioctls},
-                      {"map", OpJson(planned.map_s, kPages * dma::kPage4K)},
-                      {"unmap", OpJson(planned.unmap_s, kPages * dma::kPage4K)}}},
+                      {"map", OpJson(planned.map_s, kPages * vfiod::kPage4K)},
+                      {"unmap", OpJson(planned.unmap_s, kPages * vfiod::kPage4K)}}},
                     {"map_speedup", map_speedup},
                     {"unmap_speedup", unmap_speedup}});
   }

@@ -71,7 +71,7 @@ Result<Breakdown> BreakDownMapFd(const GuestRig& rig, int fd, uint64_t size, int
   Breakdown out;
   const uint64_t pmd_before = SmapsRollup("ShmemPmdMapped");
   std::shared_ptr<const dma::Backing> view = VFIOD_TRY(Adopt(fd, size, out.register_s));
-  out.view_offset_2m = view->vaddr() % dma::kPage2M;
+  out.view_offset_2m = view->vaddr() % vfiod::kPage2M;
   {
     // Untimed warm-up pair (TCG translates a kernel path on its first run);
     // whether THPs got PMD-mapped in the view is read while it is mapped.

@@ -36,11 +36,11 @@ Result<dma::Backing> MakeBacking(const Kind& k) {
     case dma::BackingKind::kThp:
       return dma::CreateThpBacking(k.size, true);
     case dma::BackingKind::kHugetlb2M:
-      return dma::CreateHugetlbBacking(k.size, dma::k2MiB);
+      return dma::CreateHugetlbBacking(k.size, vfiod::kPage2M);
     case dma::BackingKind::kMemfd:
       return AdoptThpMemfd(k.size);
     default:
-      return dma::CreateHugetlbBacking(k.size, dma::k1GiB);
+      return dma::CreateHugetlbBacking(k.size, vfiod::kPage1G);
   }
 }
 
@@ -127,14 +127,14 @@ nlohmann::json RunContiguityCost(const GuestRig& rig, const GuestOptions& option
   std::fprintf(stderr, "  %-12s %5s %11s %11s %7s %11s %9s %11s %9s %6s %5s %3s\n", "backing",
                "size", "1st plan s", "plan s", "reads", "MAP_DMA s", "fraction", "report s",
                "of map", "runs", "2M", "1G");
-  const uint64_t size = options.sizes.empty() ? dma::kPage1G / 4 : options.sizes.front();
+  const uint64_t size = options.sizes.empty() ? vfiod::kPage1G / 4 : options.sizes.front();
   const uint64_t pool_2m = ReadNumber("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages");
-  (void)SetHugepagePool(dma::kPage2M, std::max(pool_2m, size / dma::kPage2M));
+  (void)SetHugepagePool(vfiod::kPage2M, std::max(pool_2m, size / vfiod::kPage2M));
   const Kind kinds[] = {{"4k", dma::BackingKind::k4K, size},
                         {"thp", dma::BackingKind::kThp, size},
                         {"client-thp", dma::BackingKind::kMemfd, size},
                         {"hugetlb-2m", dma::BackingKind::kHugetlb2M, size},
-                        {"hugetlb-1g", dma::BackingKind::kHugetlb1G, dma::kPage1G}};
+                        {"hugetlb-1g", dma::BackingKind::kHugetlb1G, vfiod::kPage1G}};
   nlohmann::json rows = nlohmann::json::array();
   for (const Kind& k : kinds) {
     auto row = Measure(rig, k, options.loops);
@@ -145,7 +145,7 @@ nlohmann::json RunContiguityCost(const GuestRig& rig, const GuestOptions& option
     }
     rows.push_back(std::move(*row));
   }
-  (void)SetHugepagePool(dma::kPage2M, pool_2m);
+  (void)SetHugepagePool(vfiod::kPage2M, pool_2m);
   return {{"loops", options.loops}, {"rows", rows}};
 }
 

@@ -199,7 +199,7 @@ std::vector<Case> Cases(const GuestOptions& options) {
       cases.push_back({kind, size});
     }
   }
-  cases.push_back({MemKind::kHugetlb1G, dma::kPage1G});
+  cases.push_back({MemKind::kHugetlb1G, vfiod::kPage1G});
   return cases;
 }
 
@@ -241,9 +241,9 @@ nlohmann::json RunMapTable(const GuestRig& rig, const GuestOptions& options) {
   nlohmann::json rows = nlohmann::json::array();
   for (const Case& c : Cases(options)) {
     if (c.kind == MemKind::kHugetlb2M) {
-      EnsurePool(dma::kPage2M, 2 * c.size / dma::kPage2M, pool_2m);
+      EnsurePool(vfiod::kPage2M, 2 * c.size / vfiod::kPage2M, pool_2m);
     } else if (c.kind == MemKind::kHugetlb1G) {
-      EnsurePool(dma::kPage1G, 2 * c.size / dma::kPage1G, pool_1g);
+      EnsurePool(vfiod::kPage1G, 2 * c.size / vfiod::kPage1G, pool_1g);
     }
     auto row = MeasureRow(rig, *vfiod, c.kind, c.size, options);
     if (!row) {
@@ -255,8 +255,8 @@ nlohmann::json RunMapTable(const GuestRig& rig, const GuestOptions& options) {
     }
     rows.push_back(std::move(*row));
   }
-  (void)SetHugepagePool(dma::kPage2M, pool_2m);
-  (void)SetHugepagePool(dma::kPage1G, pool_1g);
+  (void)SetHugepagePool(vfiod::kPage2M, pool_2m);
+  (void)SetHugepagePool(vfiod::kPage1G, pool_1g);
   PrintSummary(rows);
   auto stats = vfiod->client.Call("stats");
   return {{"loops", options.map_loops},

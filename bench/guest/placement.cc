@@ -10,13 +10,13 @@
 namespace vfiod::bench {
 
 nlohmann::json RunPlacement(const GuestRig& rig, const GuestOptions& options) {
-  const uint64_t size = options.sizes.empty() ? dma::kPage1G / 4 : options.sizes.front();
+  const uint64_t size = options.sizes.empty() ? vfiod::kPage1G / 4 : options.sizes.front();
   std::fprintf(stderr,
                "\n== 4. IOVA placement: %s of 2 MiB hugetlb at an aligned IOVA vs 4 KiB off (avg "
                "of %d interleaved loops)\n",
                SizeName(size).c_str(), options.loops);
   const uint64_t pool_2m = ReadNumber("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages");
-  (void)SetHugepagePool(dma::kPage2M, std::max(pool_2m, size / dma::kPage2M));
+  (void)SetHugepagePool(vfiod::kPage2M, std::max(pool_2m, size / vfiod::kPage2M));
   nlohmann::json out;
   {
     auto buf = MakeAnonBuffer(MemKind::kHugetlb2M, size);
@@ -24,7 +24,7 @@ nlohmann::json RunPlacement(const GuestRig& rig, const GuestOptions& options) {
       out = {{"error", buf.error().message()}};
     } else {
       auto both = InterleavedRawLoops(
-          rig, {{buf->vaddr(), kRawIova}, {buf->vaddr(), kRawIova + dma::kPage4K}}, size,
+          rig, {{buf->vaddr(), kRawIova}, {buf->vaddr(), kRawIova + vfiod::kPage4K}}, size,
           options.loops);
       if (!both) {
         out = {{"error", both.error().message()}};
@@ -50,7 +50,7 @@ nlohmann::json RunPlacement(const GuestRig& rig, const GuestOptions& options) {
       }
     }
   }
-  (void)SetHugepagePool(dma::kPage2M, pool_2m);
+  (void)SetHugepagePool(vfiod::kPage2M, pool_2m);
   if (out.contains("error")) {
     std::fprintf(stderr, "  %s\n", out["error"].get<std::string>().c_str());
   }

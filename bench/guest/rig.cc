@@ -29,24 +29,24 @@ const char* MemKindName(MemKind kind) {
 uint64_t MemKindPage(MemKind kind) {
   switch (kind) {
     case MemKind::kHugetlb2M:
-      return dma::kPage2M;
+      return vfiod::kPage2M;
     case MemKind::kHugetlb1G:
-      return dma::kPage1G;
+      return vfiod::kPage1G;
     case MemKind::kThp:
     case MemKind::kPages4K:
-      return dma::kPage4K;
+      return vfiod::kPage4K;
   }
-  return dma::kPage4K;
+  return vfiod::kPage4K;
 }
 
 Result<Buffer> MakeAnonBuffer(MemKind kind, uint64_t size) {
   int flags = MAP_PRIVATE | MAP_ANONYMOUS;
-  uint64_t align = dma::kPage2M;
+  uint64_t align = vfiod::kPage2M;
   if (kind == MemKind::kHugetlb2M) {
     flags |= MAP_HUGETLB | MAP_HUGE_2MB;
   } else if (kind == MemKind::kHugetlb1G) {
     flags |= MAP_HUGETLB | MAP_HUGE_1GB;
-    align = dma::kPage1G;
+    align = vfiod::kPage1G;
   }
   Buffer buf;
   buf.memory = VFIOD_TRY(dma::MapAligned(size, align, PROT_READ | PROT_WRITE, flags, -1, 0));
@@ -63,8 +63,8 @@ Result<Buffer> MakeAnonBuffer(MemKind kind, uint64_t size) {
 }
 
 Result<Buffer> MakeMemfdBuffer(MemKind kind, uint64_t size) {
-  const uint64_t page = kind == MemKind::kHugetlb2M   ? dma::kPage2M
-                        : kind == MemKind::kHugetlb1G ? dma::kPage1G
+  const uint64_t page = kind == MemKind::kHugetlb2M   ? vfiod::kPage2M
+                        : kind == MemKind::kHugetlb1G ? vfiod::kPage1G
                                                       : 0;
   void* view = nullptr;
   Buffer buf;
@@ -99,7 +99,8 @@ double HugeFraction(uint64_t vaddr, uint64_t size) {
     return 0;
   }
   const auto& r = scan->report;
-  const double huge = static_cast<double>(r.folios_2m * dma::kPage2M + r.folios_1g * dma::kPage1G);
+  const double huge =
+      static_cast<double>(r.folios_2m * vfiod::kPage2M + r.folios_1g * vfiod::kPage1G);
   return std::min(1.0, huge / static_cast<double>(size));
 }
 

@@ -11,7 +11,7 @@ namespace vfiod::dma {
 namespace {
 
 std::string HugePageName(uint64_t huge_page_size) {
-  return huge_page_size == k1GiB ? "1 GiB" : "2 MiB";
+  return huge_page_size == kPage1G ? "1 GiB" : "2 MiB";
 }
 
 std::string PoolDir(uint64_t huge_page_size) {
@@ -72,10 +72,10 @@ Result<Backing> CreateSmallPageBacking(BackingKind kind, uint64_t size, bool sha
                                        const NumaPolicy& numa, const HugeTmpfs* tmpfs) {
   const bool huge = kind == BackingKind::kThp;
   const char* op = huge ? "create THP backing" : "create 4K backing";
-  VFIOD_TRY(CheckSize(size, k4KiB, op));
+  VFIOD_TRY(CheckSize(size, kPage4K, op));
   BackingParts parts;
   parts.kind = kind;
-  parts.alignment = huge ? k2MiB : k4KiB;
+  parts.alignment = huge ? kPage2M : kPage4K;
   int flags = MAP_PRIVATE | MAP_ANONYMOUS;
   // Shareable THP comes from the huge tmpfs when there is one (huge folios on
   // any host); such a file cannot be sealed, and needs not be (see
@@ -97,7 +97,7 @@ Result<Backing> CreateSmallPageBacking(BackingKind kind, uint64_t size, bool sha
                    huge ? "MADV_HUGEPAGE" : "MADV_NOHUGEPAGE"));
   VFIOD_TRY(Advise(parts.memory, MADV_DONTFORK, "MADV_DONTFORK"));
   VFIOD_TRY(BindToNode(parts.memory.addr(), size, numa));
-  VFIOD_TRY(PopulateWrite(parts.memory.addr(), size, k4KiB));
+  VFIOD_TRY(PopulateWrite(parts.memory.addr(), size, kPage4K));
   if (shareable && tmpfs == nullptr) {
     VFIOD_TRY(Seal(parts.fd));
   }
@@ -124,11 +124,11 @@ Backing::Backing(BackingParts parts)
 
 Result<Backing> CreateHugetlbBacking(uint64_t size, uint64_t huge_page_size,
                                      const NumaPolicy& numa) {
-  if (huge_page_size != k2MiB && huge_page_size != k1GiB) {
+  if (huge_page_size != kPage2M && huge_page_size != kPage1G) {
     return Fail(EINVAL, "create hugetlb backing", "huge page size must be 2 MiB or 1 GiB");
   }
   VFIOD_TRY(CheckSize(size, huge_page_size, "create hugetlb backing"));
-  const bool giant = huge_page_size == k1GiB;
+  const bool giant = huge_page_size == kPage1G;
   BackingParts parts;
   parts.kind = giant ? BackingKind::kHugetlb1G : BackingKind::kHugetlb2M;
   auto fd = CreateMemfd(giant ? "vfiod-hugetlb-1G" : "vfiod-hugetlb-2M",

@@ -13,14 +13,11 @@
 #include "dma/huge_tmpfs.h"
 #include "dma/numa.h"
 #include "proto/backing.h"
+#include "proto/page_sizes.h"
 #include "proto/result.h"
 #include "proto/unique_fd.h"
 
 namespace vfiod::dma {
-
-inline constexpr uint64_t k4KiB = uint64_t{4} << 10;
-inline constexpr uint64_t k2MiB = uint64_t{2} << 20;
-inline constexpr uint64_t k1GiB = uint64_t{1} << 30;
 
 /// What a backing is made of: the wire's one backing enum (proto/backing.h),
 /// so the engine's record names it as clients do (memfd: a client's memfd or
@@ -36,10 +33,10 @@ struct BackingParts {
   std::shared_ptr<void> external;  ///< owner of a mapping made elsewhere (BAR)
   uint64_t vaddr = 0;              ///< start of the memory in vfiod's address space
   uint64_t size = 0;
-  uint64_t page_size = k4KiB;  ///< physical granularity that is guaranteed
-  uint64_t alignment = k4KiB;  ///< vaddr alignment (the superpage worth aiming for)
-  bool mmio = false;           ///< device memory: never pinned, no struct page
-  int numa_node = -1;          ///< node asked for, -1 if none
+  uint64_t page_size = kPage4K;  ///< physical granularity that is guaranteed
+  uint64_t alignment = kPage4K;  ///< vaddr alignment (the superpage worth aiming for)
+  bool mmio = false;             ///< device memory: never pinned, no struct page
+  int numa_node = -1;            ///< node asked for, -1 if none
 };
 
 /// Memory that can be DMA-mapped. Move-only; destroying it unmaps vfiod's view
@@ -82,8 +79,8 @@ class Backing {
 
 /// hugetlb memory from a memfd (MFD_HUGETLB), reserved with fallocate so that
 /// pool exhaustion is an error here and never a SIGBUS later, then populated
-/// and sealed against shrinking and growing. `huge_page_size` is k2MiB or
-/// k1GiB; `size` a non-zero multiple of it.
+/// and sealed against shrinking and growing. `huge_page_size` is kPage2M or
+/// kPage1G; `size` a non-zero multiple of it.
 /// Errors: EINVAL bad size / page size, or a page size the kernel lacks;
 /// ENOMEM "no free 1 GiB hugepages: see /sys/kernel/mm/hugepages/..." when the
 /// pool cannot supply the pages; EINVAL from mbind when the node is not online.

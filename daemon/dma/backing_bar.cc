@@ -19,7 +19,7 @@ Result<Backing> CreateBarBacking(std::shared_ptr<vfio::Device> device, uint32_t 
   parts.kind = BackingKind::kBar;
   parts.vaddr = reinterpret_cast<uint64_t>(region.data());
   parts.size = region.size();
-  parts.page_size = k4KiB;
+  parts.page_size = kPage4K;
   parts.alignment = vfio::NaturalAlignment(region.size());
   parts.mmio = true;
   parts.external = std::make_shared<vfio::RegionMapping>(std::move(region));

@@ -21,7 +21,7 @@ Result<uint64_t> CheckFileSystem(int fd) {
     return ErrnoError(std::string(kOp) + ": fstatfs");
   }
   if (fs.f_type == TMPFS_MAGIC) {
-    return k4KiB;
+    return kPage4K;
   }
   if (fs.f_type == HUGETLBFS_MAGIC) {
     return static_cast<uint64_t>(fs.f_bsize);
@@ -107,12 +107,12 @@ Result<Backing> AdoptClientFd(UniqueFd fd, uint64_t offset, uint64_t length) {
   // huge page boundary for hugetlbfs; for shmem, the view's vaddr congruent
   // to the file offset mod 2 MiB, so a THP is mapped by one PMD here and the
   // engine can place IOVAs for it without reading pagemap.
-  const uint64_t align = page > k4KiB ? page : k2MiB;
+  const uint64_t align = page > kPage4K ? page : kPage2M;
   auto memory = MapAligned(length, align, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(),
                            static_cast<off_t>(offset), offset % align);
   if (!memory) {
     // hugetlbfs reserves the pages of the file's holes at mmap time.
-    return page > k4KiB && memory.error().code == ENOMEM
+    return page > kPage4K && memory.error().code == ENOMEM
                ? Fail(ENOMEM, kOp,
                       "the hugetlbfs file has holes and the " + std::to_string(page >> 10) +
                           " kB hugepage pool cannot fill them: grow the pool or fallocate the "
@@ -129,7 +129,7 @@ Result<Backing> AdoptClientFd(UniqueFd fd, uint64_t offset, uint64_t length) {
   // hugetlbfs hole was reserved by the mmap above; should the pool still
   // fail, the fault inside pin_user_pages becomes EFAULT or ENOMEM from
   // MAP_DMA (mm/gup.c vm_fault_to_errno), never a SIGBUS to vfiod.
-  if (page == k4KiB) {
+  if (page == kPage4K) {
     (void)::madvise(parts.memory.addr(), length, MADV_HUGEPAGE);  // EINVAL without THP
   }
   parts.fd = std::move(fd);
@@ -154,7 +154,7 @@ Result<Backing> ReopenBacking(UniqueFd fd, BackingKind kind) {
   if (size == 0 || !IsAligned(size, page)) {
     return Fail(EINVAL, kReopenOp, "the file is empty or not a multiple of its page size");
   }
-  const uint64_t align = page > k4KiB ? page : k2MiB;
+  const uint64_t align = page > kPage4K ? page : kPage2M;
   // Not populated, no advice: the pages are there, pinned by the kernel's
   // entries, and vfiod never touches them.
   BackingParts parts;

@@ -11,14 +11,11 @@
 #include <string>
 #include <vector>
 
+#include "proto/page_sizes.h"
 #include "proto/result.h"
 #include "proto/unique_fd.h"
 
 namespace vfiod::dma {
-
-inline constexpr uint64_t kPage4K = uint64_t{1} << 12;
-inline constexpr uint64_t kPage2M = uint64_t{1} << 21;
-inline constexpr uint64_t kPage1G = uint64_t{1} << 30;
 
 /// Bits of a /proc/self/pagemap entry (Documentation/admin-guide/mm/pagemap.rst).
 inline constexpr uint64_t kPagemapPfnMask = (uint64_t{1} << 55) - 1;  ///< bits 0-54

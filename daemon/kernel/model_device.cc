@@ -11,17 +11,17 @@
 #include <string>
 
 #include "kernel/cap_chain.h"
+#include "proto/page_sizes.h"
 
 namespace vfiod::kernel {
 namespace {
 
-constexpr uint64_t kPage = 4096;
 constexpr size_t kConfigSize = 256;
 constexpr size_t kPcieConfigSize = 4096;
 constexpr size_t kCommandOffset = 4;
 constexpr size_t kCommandSize = 2;
 
-uint64_t RoundUp(uint64_t v) { return (v + kPage - 1) & ~(kPage - 1); }
+uint64_t RoundUp(uint64_t v) { return (v + kPage4K - 1) & ~(kPage4K - 1); }
 
 void Put16(std::vector<uint8_t>& c, size_t off, uint16_t v) {
   c[off] = static_cast<uint8_t>(v);
@@ -39,7 +39,7 @@ Result<std::unique_ptr<ModelPciFunction>> ModelPciFunction::Create(const ModelDe
       return Fail(EINVAL, "model topology", topo.bdf + ": region index must be a BAR or ROM");
     }
     for (const SparseArea& a : r.sparse_mmap) {
-      if (a.offset + a.size > r.size || ((a.offset | a.size) & (kPage - 1)) != 0) {
+      if (a.offset + a.size > r.size || ((a.offset | a.size) & (kPage4K - 1)) != 0) {
         return Fail(EINVAL, "model topology", topo.bdf + ": bad sparse area");
       }
     }

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "proto/backing.h"
+#include "proto/page_sizes.h"
 #include "rpc/methods.h"
 #include "rpc/methods_json.h"
 #include "rpc/methods_params.h"
@@ -13,8 +14,6 @@ using nlohmann::json;
 using service::Caller;
 
 namespace {
-
-constexpr uint64_t k4K = uint64_t{4} << 10;
 
 std::unexpected<wire::RpcError> Failed(const service::ServiceError& err) {
   return std::unexpected(ToRpcError(err));
@@ -227,7 +226,7 @@ HandlerResult ServiceMethods::DmaAlloc(CallContext& ctx, const json& params, con
     throw ParamError(p.Path("size") + ": must be greater than zero");
   }
   CheckAligned(p.Path("size"), r.size, wire::BackingPageSize(r.backing));
-  r.placement = ReadPlacement(p, r.size, k4K);
+  r.placement = ReadPlacement(p, r.size, kPage4K);
   if (auto node = p.OptInt("numa_node", -1, 1023)) {
     r.numa_node = static_cast<int>(*node);
   }
@@ -264,8 +263,8 @@ HandlerResult ServiceMethods::DmaMapFd(CallContext& ctx, const json& params, con
   }
   r.offset = p.OptU64("offset").value_or(0);
   r.size = p.OptU64("size").value_or(0);
-  CheckAligned(p.Path("offset"), r.offset, k4K);
-  CheckAligned(p.Path("size"), r.size, k4K);
+  CheckAligned(p.Path("offset"), r.offset, kPage4K);
+  CheckAligned(p.Path("size"), r.size, kPage4K);
   CheckNoWrap(p.Path("offset"), r.offset, r.size);
   r.segments = ReadSegments(p, "segments");
   if (!r.segments.empty()) {
@@ -278,7 +277,7 @@ HandlerResult ServiceMethods::DmaMapFd(CallContext& ctx, const json& params, con
       throw ParamError(p.Path("iova") + ": not allowed when the segments name their iovas");
     }
   }
-  r.placement = ReadPlacement(p, r.size, k4K);
+  r.placement = ReadPlacement(p, r.size, kPage4K);
   r.name = ReadName(p);
   r.require_huge = ReadRequire(p);
   bool progress = p.OptBool("progress", false);
@@ -321,7 +320,7 @@ HandlerResult ServiceMethods::DmaMapBar(CallContext&, const json& params, const 
   r.placement.iova = p.OptU64("iova");
   r.placement.max_iova = p.OptU64("max_iova");
   if (r.placement.iova) {
-    CheckAligned(p.Path("iova"), *r.placement.iova, k4K);
+    CheckAligned(p.Path("iova"), *r.placement.iova, kPage4K);
   }
   r.name = ReadName(p);
   p.Finish();

@@ -2,6 +2,7 @@
 // regions registered once and mapped slice by slice with dma.map_fd.
 #include <fmt/format.h>
 
+#include "proto/page_sizes.h"
 #include "rpc/methods.h"
 #include "rpc/methods_params.h"
 
@@ -11,8 +12,6 @@ using nlohmann::json;
 using service::Caller;
 
 namespace {
-
-constexpr uint64_t k4K = uint64_t{4} << 10;
 
 json RegionJson(const service::RegionView& r) {
   return {{"region", r.id},
@@ -31,8 +30,8 @@ HandlerResult ServiceMethods::DmaRegister(CallContext& ctx, const json& params,
   service::RegisterRequest r;
   r.offset = p.OptU64("offset").value_or(0);
   r.size = p.OptU64("size").value_or(0);
-  CheckAligned(p.Path("offset"), r.offset, k4K);
-  CheckAligned(p.Path("size"), r.size, k4K);
+  CheckAligned(p.Path("offset"), r.offset, kPage4K);
+  CheckAligned(p.Path("size"), r.size, kPage4K);
   CheckNoWrap(p.Path("offset"), r.offset, r.size);
   p.Finish();
   auto fd = ctx.TakeFd(fd_index);

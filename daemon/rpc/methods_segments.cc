@@ -2,13 +2,12 @@
 #include <algorithm>
 #include <numeric>
 
+#include "proto/page_sizes.h"
 #include "rpc/methods_params.h"
 
 namespace vfiod::rpc {
 
 namespace {
-
-constexpr uint64_t k4K = uint64_t{4} << 10;
 
 service::SegmentView ReadSegment(const nlohmann::json& item, const std::string& path) {
   ParamReader p(item, path);
@@ -20,11 +19,11 @@ service::SegmentView ReadSegment(const nlohmann::json& item, const std::string& 
   if (s.size == 0) {
     throw ParamError(p.Path("size") + ": must be greater than zero");
   }
-  CheckAligned(p.Path("offset"), s.offset, k4K);
-  CheckAligned(p.Path("size"), s.size, k4K);
+  CheckAligned(p.Path("offset"), s.offset, kPage4K);
+  CheckAligned(p.Path("size"), s.size, kPage4K);
   CheckNoWrap(p.Path("offset"), s.offset, s.size);
   if (s.iova) {
-    CheckAligned(p.Path("iova"), *s.iova, k4K);
+    CheckAligned(p.Path("iova"), *s.iova, kPage4K);
     CheckNoWrap(p.Path("iova"), *s.iova, s.size);
   }
   return s;

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "proto/page_sizes.h"
 #include "proto/unique_fd.h"
 #include "service/config_reader.h"
 
@@ -19,7 +20,6 @@ namespace {
 
 using namespace config_detail;  // NOLINT(google-build-using-namespace): file-local readers
 
-constexpr uint64_t kPageSize = 4096;
 constexpr size_t kMaxConfigBytes = 16 << 20;
 
 template <class Enum, size_t N>
@@ -134,7 +134,7 @@ Limits ReadLimits(const Json& j, const std::string& path) {
   count("max_stored_fds_per_user", 1U << 20, limits.max_stored_fds_per_user);
   IfPresent(j, path, "map_chunk_bytes", [&](const Json& v, const std::string& p) {
     limits.map_chunk_bytes = ReadSize(v, p, false);
-    if (limits.map_chunk_bytes == 0 || limits.map_chunk_bytes % kPageSize != 0) {
+    if (limits.map_chunk_bytes == 0 || limits.map_chunk_bytes % kPage4K != 0) {
       Bad(p, "must be a non-zero multiple of the 4K page size");
     }
   });

@@ -3,6 +3,7 @@
 #include <set>
 #include <string>
 
+#include "proto/page_sizes.h"
 #include "service/config.h"
 #include "service/config_reader.h"
 
@@ -18,8 +19,6 @@ using config_detail::IfPresent;
 using config_detail::Index;
 using config_detail::Key;
 using config_detail::ReadInteger;
-
-constexpr uint64_t kPageSize = 4096;
 
 ModelDevice ReadModelDevice(const Json& j, const std::string& path) {
   CheckObject(j, path, {"bdf", "vendor", "device", "group", "bound"});
@@ -47,7 +46,7 @@ IovaRange ReadIovaRange(const Json& j, const std::string& path) {
   }
   IovaRange range{ReadInteger(j["start"], Key(path, "start"), 0, UINT64_MAX),
                   ReadInteger(j["last"], Key(path, "last"), 0, UINT64_MAX)};
-  if (range.start % kPageSize != 0 || (range.last + 1) % kPageSize != 0) {
+  if (range.start % kPage4K != 0 || (range.last + 1) % kPage4K != 0) {
     Bad(path, "start and last + 1 must be multiples of 4K");
   }
   if (range.last < range.start) {

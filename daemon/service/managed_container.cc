@@ -42,9 +42,9 @@ Result<dma::Backing> MakeBacking(const AllocRequest& r) {
     case wire::Backing::kThp:
       return dma::CreateThpBacking(r.size, true, numa);
     case wire::Backing::kHugetlb2M:
-      return dma::CreateHugetlbBacking(r.size, dma::k2MiB, numa);
+      return dma::CreateHugetlbBacking(r.size, vfiod::kPage2M, numa);
     case wire::Backing::kHugetlb1G:
-      return dma::CreateHugetlbBacking(r.size, dma::k1GiB, numa);
+      return dma::CreateHugetlbBacking(r.size, vfiod::kPage1G, numa);
     default:
       return Fail(EINVAL, "dma.alloc", "not a backing vfiod allocates");
   }
@@ -128,7 +128,7 @@ MappingView ManagedContainer::ViewOf(const dma::MappingReport& r) const {
   v.ioctls = r.map_ioctls;
   v.mmio = !r.pinned;
   if (v.mmio) {  // a BAR, mapped whole: is vfiod's view of it naturally aligned?
-    v.aligned = r.vaddr % std::min<uint64_t>(std::bit_ceil(r.size), dma::k1GiB) == 0;
+    v.aligned = r.vaddr % std::min<uint64_t>(std::bit_ceil(r.size), vfiod::kPage1G) == 0;
     v.mmio_no_pin = extensions_.mmio_no_pin;
   }
   for (const dma::SegmentReport& piece : r.segments) {

@@ -545,7 +545,7 @@ class Service {
   [[nodiscard]] std::shared_ptr<const dma::Backing> HoldRegion(uid_t uid, dma::Backing adopted);
   /// Whether dma.register charges a region of this memory: hugetlbfs pages.
   [[nodiscard]] static bool IsChargedRegion(const dma::Backing& region) {
-    return region.page_size() > dma::k4KiB;
+    return region.page_size() > vfiod::kPage4K;
   }
   /// The backing of the caller's session's region `id` (kNotFound otherwise).
   [[nodiscard]] SResult<std::shared_ptr<const dma::Backing>> FindRegionLocked(const Caller& caller,

@@ -12,10 +12,10 @@ namespace vfiod::service {
 namespace {
 
 wire::Backing RegionBacking(const dma::Backing& b) {
-  if (b.page_size() == dma::k1GiB) {
+  if (b.page_size() == vfiod::kPage1G) {
     return wire::Backing::kHugetlb1G;
   }
-  return b.page_size() == dma::k2MiB ? wire::Backing::kHugetlb2M : wire::Backing::kMemfd;
+  return b.page_size() == vfiod::kPage2M ? wire::Backing::kHugetlb2M : wire::Backing::kMemfd;
 }
 
 RegionView ViewOf(RegionId id, const dma::Backing& b) {

@@ -64,14 +64,15 @@ TEST_F(FakeSysfs, ReadsOnlineNodesAndDeviceNode) {
 TEST_F(FakeSysfs, BindRefusesANodeThatIsNotOnline) {
   Write("online", "0\n");
   MappedMemory memory(
-      ::mmap(nullptr, k4KiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), k4KiB);
-  auto bound = BindToNode(memory.addr(), k4KiB, {.node = 3}, dir_);
+      ::mmap(nullptr, kPage4K, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+      kPage4K);
+  auto bound = BindToNode(memory.addr(), kPage4K, {.node = 3}, dir_);
   ASSERT_FALSE(bound);
   EXPECT_EQ(bound.error().code, EINVAL);
   EXPECT_THAT(bound.error().detail, HasSubstr("online: 0"));
   // Node -1 and the only node are no-ops.
-  EXPECT_TRUE(BindToNode(memory.addr(), k4KiB, {.node = -1}, dir_));
-  EXPECT_TRUE(BindToNode(memory.addr(), k4KiB, {.node = 0}, dir_));
+  EXPECT_TRUE(BindToNode(memory.addr(), kPage4K, {.node = -1}, dir_));
+  EXPECT_TRUE(BindToNode(memory.addr(), kPage4K, {.node = 0}, dir_));
 }
 
 TEST_F(FakeSysfs, BindCallsMbindWhenThereAreSeveralNodes) {
@@ -79,12 +80,12 @@ TEST_F(FakeSysfs, BindCallsMbindWhenThereAreSeveralNodes) {
   ASSERT_TRUE(real) << real.error().message();
   Write("online", "0-1\n");
   MappedMemory memory(
-      ::mmap(nullptr, 2 * k4KiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
-      2 * k4KiB);
+      ::mmap(nullptr, 2 * kPage4K, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+      2 * kPage4K);
   // Node 0 exists everywhere: mbind takes it, strict or not.
-  EXPECT_TRUE(BindToNode(memory.addr(), 2 * k4KiB, {.node = 0, .strict = true}, dir_));
-  EXPECT_TRUE(BindToNode(memory.addr(), 2 * k4KiB, {.node = 0, .strict = false}, dir_));
-  auto second = BindToNode(memory.addr(), 2 * k4KiB, {.node = 1, .strict = true}, dir_);
+  EXPECT_TRUE(BindToNode(memory.addr(), 2 * kPage4K, {.node = 0, .strict = true}, dir_));
+  EXPECT_TRUE(BindToNode(memory.addr(), 2 * kPage4K, {.node = 0, .strict = false}, dir_));
+  auto second = BindToNode(memory.addr(), 2 * kPage4K, {.node = 1, .strict = true}, dir_);
   if (real->size() > 1) {
     EXPECT_TRUE(second) << second.error().message();
   } else {
@@ -136,50 +137,50 @@ TEST_F(FakeSysfs, ThreadPolicyHoldsForItsLifeAndIsUndoneAfter) {
 TEST(NodesOfTest, CountsPresentPagesPerNodeAndAbsentOnesApart) {
   constexpr uint64_t kPages = 8;
   MappedMemory memory(
-      ::mmap(nullptr, kPages * k4KiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
-      kPages * k4KiB);
+      ::mmap(nullptr, kPages * kPage4K, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+      kPages * kPage4K);
   auto* bytes = static_cast<volatile char*>(memory.addr());
   for (uint64_t page = 0; page < kPages / 2; ++page) {
-    bytes[page * k4KiB] = 1;  // the first half present, the rest never touched
+    bytes[page * kPage4K] = 1;  // the first half present, the rest never touched
   }
-  auto placed = NodesOf(memory.addr(), kPages * k4KiB, k4KiB);
+  auto placed = NodesOf(memory.addr(), kPages * kPage4K, kPage4K);
   ASSERT_TRUE(placed) << placed.error().message();
-  EXPECT_EQ(placed->bytes.at(-1), kPages / 2 * k4KiB);
+  EXPECT_EQ(placed->bytes.at(-1), kPages / 2 * kPage4K);
   uint64_t on_nodes = 0;
   for (const auto& [node, count] : placed->bytes) {
     on_nodes += node >= 0 ? count : 0;
   }
-  EXPECT_EQ(on_nodes, kPages / 2 * k4KiB);
+  EXPECT_EQ(on_nodes, kPages / 2 * kPage4K);
   EXPECT_EQ(placed->node(), -1);  // not all present
   for (uint64_t page = kPages / 2; page < kPages; ++page) {
-    bytes[page * k4KiB] = 1;
+    bytes[page * kPage4K] = 1;
   }
-  placed = NodesOf(memory.addr(), kPages * k4KiB, k4KiB);
+  placed = NodesOf(memory.addr(), kPages * kPage4K, kPage4K);
   ASSERT_TRUE(placed);
   ASSERT_EQ(placed->bytes.size(), 1U);
   EXPECT_GE(placed->node(), 0);
-  EXPECT_EQ(placed->bytes.at(placed->node()), kPages * k4KiB);
+  EXPECT_EQ(placed->bytes.at(placed->node()), kPages * kPage4K);
 }
 
 TEST(NodesOfTest, RefusesRangesThatAreNotWholePages) {
   MappedMemory memory(
-      ::mmap(nullptr, 2 * k4KiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
-      2 * k4KiB);
+      ::mmap(nullptr, 2 * kPage4K, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+      2 * kPage4K);
   auto* base = static_cast<char*>(memory.addr());
-  EXPECT_EQ(NodesOf(base + 1, k4KiB, k4KiB).error().code, EINVAL);
-  EXPECT_EQ(NodesOf(base, k4KiB + 1, k4KiB).error().code, EINVAL);
-  EXPECT_EQ(NodesOf(base, 2 * k4KiB, 3 * k4KiB).error().code, EINVAL);
-  EXPECT_EQ(NodesOf(base, 2 * k4KiB, 2048).error().code, EINVAL);
+  EXPECT_EQ(NodesOf(base + 1, kPage4K, kPage4K).error().code, EINVAL);
+  EXPECT_EQ(NodesOf(base, kPage4K + 1, kPage4K).error().code, EINVAL);
+  EXPECT_EQ(NodesOf(base, 2 * kPage4K, 3 * kPage4K).error().code, EINVAL);
+  EXPECT_EQ(NodesOf(base, 2 * kPage4K, 2048).error().code, EINVAL);
 }
 
 TEST(NumaBackingTest, BackingOnNodeZeroRecordsTheNode) {
-  auto backing = CreatePagesBacking(4 * k4KiB, true, {.node = 0, .strict = true});
+  auto backing = CreatePagesBacking(4 * kPage4K, true, {.node = 0, .strict = true});
   ASSERT_TRUE(backing) << backing.error().message();
   EXPECT_EQ(backing->numa_node(), 0);
 }
 
 TEST(NumaBackingTest, BackingOnAMissingNodeFails) {
-  auto backing = CreatePagesBacking(4 * k4KiB, true, {.node = 4000});
+  auto backing = CreatePagesBacking(4 * kPage4K, true, {.node = 4000});
   ASSERT_FALSE(backing);
   EXPECT_EQ(backing.error().code, EINVAL);
 }
@@ -187,15 +188,15 @@ TEST(NumaBackingTest, BackingOnAMissingNodeFails) {
 TEST(LockedBytesTest, FollowsMlock) {
   const uint64_t before = *LockedBytes();
   MappedMemory memory(
-      ::mmap(nullptr, 4 * k4KiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
-      4 * k4KiB);
+      ::mmap(nullptr, 4 * kPage4K, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+      4 * kPage4K);
   // The raw syscalls: AddressSanitizer turns the mlock()/munlock() library
   // calls into no-ops, and this test is about what the kernel counts.
-  if (::syscall(SYS_mlock, memory.addr(), 4 * k4KiB) != 0) {
+  if (::syscall(SYS_mlock, memory.addr(), 4 * kPage4K) != 0) {
     GTEST_SKIP() << "mlock not permitted here";
   }
-  EXPECT_EQ(*LockedBytes(), before + 4 * k4KiB);
-  ASSERT_EQ(::syscall(SYS_munlock, memory.addr(), 4 * k4KiB), 0);
+  EXPECT_EQ(*LockedBytes(), before + 4 * kPage4K);
+  ASSERT_EQ(::syscall(SYS_munlock, memory.addr(), 4 * kPage4K), 0);
   EXPECT_EQ(*LockedBytes(), before);
 }
 

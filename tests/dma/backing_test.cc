@@ -35,36 +35,36 @@ std::string ReadThroughFd(int fd, uint64_t offset, size_t len) {
 
 TEST(MapAlignedTest, ReturnsAnAlignedMappingAndFreesTheSlop) {
   auto memory =
-      MapAligned(k4KiB * 3, k2MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      MapAligned(kPage4K * 3, kPage2M, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_TRUE(memory) << memory.error().message();
-  EXPECT_TRUE(IsAligned(memory->vaddr(), k2MiB));
-  EXPECT_EQ(memory->size(), k4KiB * 3);
+  EXPECT_TRUE(IsAligned(memory->vaddr(), kPage2M));
+  EXPECT_EQ(memory->size(), kPage4K * 3);
   // The page just past the mapping was given back: mincore reports ENOMEM.
   unsigned char vec = 0;
-  EXPECT_EQ(::mincore(reinterpret_cast<void*>(memory->vaddr() + 3 * k4KiB), k4KiB, &vec), -1);
+  EXPECT_EQ(::mincore(reinterpret_cast<void*>(memory->vaddr() + 3 * kPage4K), kPage4K, &vec), -1);
   EXPECT_EQ(errno, ENOMEM);
 }
 
 TEST(MapAlignedTest, PlacesTheMappingAtTheAskedPhase) {
-  auto memory = MapAligned(k4KiB * 3, k2MiB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                           -1, 0, 5 * k4KiB);
+  auto memory = MapAligned(kPage4K * 3, kPage2M, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, 5 * kPage4K);
   ASSERT_TRUE(memory) << memory.error().message();
-  EXPECT_EQ(memory->vaddr() % k2MiB, 5 * k4KiB);
-  EXPECT_FALSE(MapAligned(k4KiB, k2MiB, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, 1));
+  EXPECT_EQ(memory->vaddr() % kPage2M, 5 * kPage4K);
+  EXPECT_FALSE(MapAligned(kPage4K, kPage2M, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0, 1));
 }
 
 TEST(MapAlignedTest, RejectsBadAlignment) {
-  auto memory = MapAligned(k4KiB, 3 * k4KiB, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  auto memory = MapAligned(kPage4K, 3 * kPage4K, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_FALSE(memory);
   EXPECT_EQ(memory.error().code, EINVAL);
 }
 
 TEST(PagesBackingTest, ShareableFourKilobytePagesArePopulatedSealedAndShared) {
-  auto backing = CreatePagesBacking(16 * k4KiB, /*shareable=*/true);
+  auto backing = CreatePagesBacking(16 * kPage4K, /*shareable=*/true);
   ASSERT_TRUE(backing) << backing.error().message();
   EXPECT_EQ(backing->kind(), BackingKind::k4K);
-  EXPECT_EQ(backing->size(), 16 * k4KiB);
-  EXPECT_EQ(backing->page_size(), k4KiB);
+  EXPECT_EQ(backing->size(), 16 * kPage4K);
+  EXPECT_EQ(backing->page_size(), kPage4K);
   EXPECT_FALSE(backing->mmio());
   ASSERT_GE(backing->fd(), 0);
   EXPECT_EQ(Seals(backing->fd()) & (F_SEAL_SHRINK | F_SEAL_GROW), F_SEAL_SHRINK | F_SEAL_GROW);
@@ -74,20 +74,20 @@ TEST(PagesBackingTest, ShareableFourKilobytePagesArePopulatedSealedAndShared) {
   for (unsigned char page : resident) {
     EXPECT_EQ(page & 1, 1);
   }
-  std::memcpy(static_cast<char*>(backing->data()) + 5 * k4KiB, "vfiod", 5);
-  EXPECT_EQ(ReadThroughFd(backing->fd(), 5 * k4KiB, 5), "vfiod");
+  std::memcpy(static_cast<char*>(backing->data()) + 5 * kPage4K, "vfiod", 5);
+  EXPECT_EQ(ReadThroughFd(backing->fd(), 5 * kPage4K, 5), "vfiod");
 }
 
 TEST(PagesBackingTest, AnonymousHasNoFd) {
-  auto backing = CreatePagesBacking(4 * k4KiB, /*shareable=*/false);
+  auto backing = CreatePagesBacking(4 * kPage4K, /*shareable=*/false);
   ASSERT_TRUE(backing) << backing.error().message();
   EXPECT_EQ(backing->fd(), -1);
-  EXPECT_TRUE(IsAligned(backing->vaddr(), k4KiB));
+  EXPECT_TRUE(IsAligned(backing->vaddr(), kPage4K));
 }
 
 TEST(PagesBackingTest, RejectsBadSizesWithoutLeaking) {
   const int fds = CountOpenFds();
-  for (uint64_t size : {uint64_t{0}, k4KiB + 1}) {
+  for (uint64_t size : {uint64_t{0}, kPage4K + 1}) {
     auto backing = CreatePagesBacking(size, true);
     ASSERT_FALSE(backing);
     EXPECT_EQ(backing.error().code, EINVAL);
@@ -96,11 +96,11 @@ TEST(PagesBackingTest, RejectsBadSizesWithoutLeaking) {
 }
 
 TEST(ThpBackingTest, IsTwoMegabyteAlignedAndAdvisedHuge) {
-  auto backing = CreateThpBacking(2 * k2MiB, /*shareable=*/false);
+  auto backing = CreateThpBacking(2 * kPage2M, /*shareable=*/false);
   ASSERT_TRUE(backing) << backing.error().message();
   EXPECT_EQ(backing->kind(), BackingKind::kThp);
-  EXPECT_EQ(backing->alignment(), k2MiB);
-  EXPECT_TRUE(IsAligned(backing->vaddr(), k2MiB));
+  EXPECT_EQ(backing->alignment(), kPage2M);
+  EXPECT_TRUE(IsAligned(backing->vaddr(), kPage2M));
   EXPECT_EQ(backing->fd(), -1);
   // The VMA carries the advice: smaps lists "hg" in VmFlags for it.
   std::ifstream smaps("/proc/self/smaps");
@@ -121,22 +121,22 @@ TEST(ThpBackingTest, IsTwoMegabyteAlignedAndAdvisedHuge) {
 }
 
 TEST(ThpBackingTest, ShareableGivesAMemfd) {
-  auto backing = CreateThpBacking(k2MiB, /*shareable=*/true);
+  auto backing = CreateThpBacking(kPage2M, /*shareable=*/true);
   ASSERT_TRUE(backing) << backing.error().message();
   ASSERT_GE(backing->fd(), 0);
   struct statfs fs {};
   ASSERT_EQ(::fstatfs(backing->fd(), &fs), 0);
   EXPECT_EQ(fs.f_type, TMPFS_MAGIC);
   // The shmem view is PMD-mappable: the engine places it without a scan.
-  EXPECT_TRUE(IsAligned(backing->vaddr(), k2MiB));
-  EXPECT_EQ(backing->alignment(), k2MiB);
+  EXPECT_TRUE(IsAligned(backing->vaddr(), kPage2M));
+  EXPECT_EQ(backing->alignment(), kPage2M);
 }
 
 TEST(HugetlbBackingTest, RejectsUnsupportedPageSizeAndSize) {
-  auto odd_page = CreateHugetlbBacking(k2MiB, 4 * k2MiB);
+  auto odd_page = CreateHugetlbBacking(kPage2M, 4 * kPage2M);
   ASSERT_FALSE(odd_page);
   EXPECT_EQ(odd_page.error().code, EINVAL);
-  auto odd_size = CreateHugetlbBacking(k2MiB + k4KiB, k2MiB);
+  auto odd_size = CreateHugetlbBacking(kPage2M + kPage4K, kPage2M);
   ASSERT_FALSE(odd_size);
   EXPECT_EQ(odd_size.error().code, EINVAL);
 }
@@ -174,21 +174,21 @@ void ExpectPoolExhaustion(uint64_t page) {
   auto backing = CreateHugetlbBacking((free_pages + 1) * page, page);
   ASSERT_FALSE(backing);
   EXPECT_EQ(backing.error().code, ENOMEM);
-  EXPECT_THAT(backing.error().detail, HasSubstr(page == k1GiB ? "no free 1 GiB hugepages: see "
-                                                              : "no free 2 MiB hugepages: see "));
+  EXPECT_THAT(backing.error().detail, HasSubstr(page == kPage1G ? "no free 1 GiB hugepages: see "
+                                                                : "no free 2 MiB hugepages: see "));
   EXPECT_THAT(backing.error().detail, HasSubstr(Pool(page)));
   EXPECT_EQ(CountOpenFds(), fds);
 }
 
-TEST(HugetlbBackingTest, EmptyTwoMegabytePoolFailsClearly) { ExpectPoolExhaustion(k2MiB); }
+TEST(HugetlbBackingTest, EmptyTwoMegabytePoolFailsClearly) { ExpectPoolExhaustion(kPage2M); }
 
 // A client's hugetlbfs file with holes the pool cannot fill is refused at
 // adoption (the shared mmap reserves them), not left to fail at MAP_DMA.
 TEST(HugetlbBackingTest, ClientFileWithHolesBeyondThePoolIsRefusedAtAdoption) {
-  if (ReadCounter(Pool(k2MiB) + "nr_overcommit_hugepages") != 0) {
+  if (ReadCounter(Pool(kPage2M) + "nr_overcommit_hugepages") != 0) {
     GTEST_SKIP() << "hugepage overcommit is on: the pool never looks exhausted";
   }
-  const uint64_t size = (ReadCounter(Pool(k2MiB) + "free_hugepages") + 1) * k2MiB;
+  const uint64_t size = (ReadCounter(Pool(kPage2M) + "free_hugepages") + 1) * kPage2M;
   UniqueFd fd(
       ::memfd_create("holes", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB | MFD_HUGE_2MB));
   if (!fd.valid()) {
@@ -202,16 +202,16 @@ TEST(HugetlbBackingTest, ClientFileWithHolesBeyondThePoolIsRefusedAtAdoption) {
   EXPECT_THAT(backing.error().detail, HasSubstr("hugepage pool"));
   EXPECT_EQ(CountOpenFds(), fds);
 }
-TEST(HugetlbBackingTest, EmptyOneGigabytePoolFailsClearly) { ExpectPoolExhaustion(k1GiB); }
+TEST(HugetlbBackingTest, EmptyOneGigabytePoolFailsClearly) { ExpectPoolExhaustion(kPage1G); }
 
 // Reserves `count` more 2 MiB pages for the test and gives them back after.
 class TwoMegabytePool : public ::testing::Test {
  protected:
   void SetUp() override {
-    path_ = Pool(k2MiB) + "nr_hugepages";
+    path_ = Pool(kPage2M) + "nr_hugepages";
     before_ = ReadCounter(path_);
     if (::access(path_.c_str(), W_OK) != 0 || !WriteCounter(path_, before_ + 2) ||
-        ReadCounter(Pool(k2MiB) + "free_hugepages") < 2) {
+        ReadCounter(Pool(kPage2M) + "free_hugepages") < 2) {
       WriteCounter(path_, before_);
       GTEST_SKIP() << "cannot reserve two 2 MiB hugepages (needs root and free memory)";
     }
@@ -222,31 +222,31 @@ class TwoMegabytePool : public ::testing::Test {
 };
 
 TEST_F(TwoMegabytePool, CreatesSealedAlignedHugetlbMemory) {
-  const uint64_t free_before = ReadCounter(Pool(k2MiB) + "free_hugepages");
+  const uint64_t free_before = ReadCounter(Pool(kPage2M) + "free_hugepages");
   {
-    auto backing = CreateHugetlbBacking(2 * k2MiB, k2MiB);
+    auto backing = CreateHugetlbBacking(2 * kPage2M, kPage2M);
     ASSERT_TRUE(backing) << backing.error().message();
     EXPECT_EQ(backing->kind(), BackingKind::kHugetlb2M);
-    EXPECT_EQ(backing->page_size(), k2MiB);
-    EXPECT_TRUE(IsAligned(backing->vaddr(), k2MiB));
+    EXPECT_EQ(backing->page_size(), kPage2M);
+    EXPECT_TRUE(IsAligned(backing->vaddr(), kPage2M));
     EXPECT_EQ(Seals(backing->fd()) & F_SEAL_SHRINK, F_SEAL_SHRINK);
     // fallocate took the pages from the pool up front.
-    EXPECT_EQ(ReadCounter(Pool(k2MiB) + "free_hugepages"), free_before - 2);
-    std::memcpy(static_cast<char*>(backing->data()) + k2MiB, "huge", 4);
-    EXPECT_EQ(ReadThroughFd(backing->fd(), k2MiB, 4), "huge");
+    EXPECT_EQ(ReadCounter(Pool(kPage2M) + "free_hugepages"), free_before - 2);
+    std::memcpy(static_cast<char*>(backing->data()) + kPage2M, "huge", 4);
+    EXPECT_EQ(ReadThroughFd(backing->fd(), kPage2M, 4), "huge");
   }
-  EXPECT_EQ(ReadCounter(Pool(k2MiB) + "free_hugepages"), free_before);
+  EXPECT_EQ(ReadCounter(Pool(kPage2M) + "free_hugepages"), free_before);
 }
 
 TEST_F(TwoMegabytePool, ClientHugetlbMemfdIsAccepted) {
   UniqueFd fd(::memfd_create("client-huge", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_HUGETLB));
   ASSERT_TRUE(fd.valid());
-  ASSERT_EQ(::ftruncate(fd.get(), static_cast<off_t>(2 * k2MiB)), 0);
-  auto backing = AdoptClientFd(std::move(fd), k2MiB, k2MiB);
+  ASSERT_EQ(::ftruncate(fd.get(), static_cast<off_t>(2 * kPage2M)), 0);
+  auto backing = AdoptClientFd(std::move(fd), kPage2M, kPage2M);
   ASSERT_TRUE(backing) << backing.error().message();
-  EXPECT_EQ(backing->page_size(), k2MiB);
-  EXPECT_EQ(backing->fd_offset(), k2MiB);
-  EXPECT_TRUE(IsAligned(backing->vaddr(), k2MiB));
+  EXPECT_EQ(backing->page_size(), kPage2M);
+  EXPECT_EQ(backing->fd_offset(), kPage2M);
+  EXPECT_TRUE(IsAligned(backing->vaddr(), kPage2M));
 }
 
 }  // namespace

@@ -71,7 +71,7 @@ TEST(HugeTmpfsTest, PrivateMountGivesPmdSizedFoliosOrNeedsTheCapability) {
   }
   ASSERT_TRUE(tmpfs) << tmpfs.error().message();
   EXPECT_EQ(tmpfs->description(), "a private tmpfs mount (huge=within_size)");
-  constexpr uint64_t kSize = 2 * k2MiB;
+  constexpr uint64_t kSize = 2 * kPage2M;
   auto file = tmpfs->CreateFile(kSize);
   ASSERT_TRUE(file) << file.error().message();
   // No size limit (tmpfs reports 0 blocks): no user can fill it for the others.
@@ -79,9 +79,9 @@ TEST(HugeTmpfsTest, PrivateMountGivesPmdSizedFoliosOrNeedsTheCapability) {
   ASSERT_EQ(::fstatfs(file->get(), &fs), 0);
   EXPECT_EQ(fs.f_blocks, 0u);
   EXPECT_EQ(::lseek(file->get(), 0, SEEK_END), static_cast<off_t>(kSize));
-  auto view = MapAligned(kSize, k2MiB, PROT_READ | PROT_WRITE, MAP_SHARED, file->get(), 0);
+  auto view = MapAligned(kSize, kPage2M, PROT_READ | PROT_WRITE, MAP_SHARED, file->get(), 0);
   ASSERT_TRUE(view) << view.error().message();
-  ASSERT_TRUE(PopulateWrite(view->addr(), kSize, k4KiB));
+  ASSERT_TRUE(PopulateWrite(view->addr(), kSize, kPage4K));
   EXPECT_EQ(PmdMappedKb(view->addr()), kSize >> 10) << "expected every 2 MiB as one PMD";
 }
 
@@ -91,9 +91,9 @@ TEST(HugeTmpfsTest, ShareableThpBackingComesFromTheTmpfs) {
     EXPECT_FALSE(HasCapSysAdmin()) << tmpfs.error().message();
     return;
   }
-  auto backing = CreateThpBacking(k2MiB, /*shareable=*/true, {}, &*tmpfs);
+  auto backing = CreateThpBacking(kPage2M, /*shareable=*/true, {}, &*tmpfs);
   ASSERT_TRUE(backing) << backing.error().message();
-  EXPECT_EQ(PmdMappedKb(backing->data()), k2MiB >> 10);
+  EXPECT_EQ(PmdMappedKb(backing->data()), kPage2M >> 10);
   // A tmpfs file, not a memfd: its sealing is locked, and vfiod added nothing.
   EXPECT_EQ(::fcntl(backing->fd(), F_GET_SEALS), F_SEAL_SEAL);
 }
@@ -127,7 +127,7 @@ TEST(HugeTmpfsTest, ADirectoryMustBeOnATmpfsWithHugePages) {
     } else {
       ASSERT_TRUE(opened) << opened.error().message();
       EXPECT_NE(opened->description().find("tmpfs huge=within_size"), std::string::npos);
-      EXPECT_TRUE(opened->CreateFile(k2MiB));
+      EXPECT_TRUE(opened->CreateFile(kPage2M));
     }
     ::umount2(dir.c_str(), MNT_DETACH);
   }

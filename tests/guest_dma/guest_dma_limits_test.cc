@@ -62,10 +62,10 @@ TEST_F(GuestDmaTest, EntryBudgetExhaustionIsRefusedBeforeAnyIoctl) {
 }
 
 TEST_F(GuestDmaTest, SecondOneGigabytePageFailsClearlyAndLeaksNothing) {
-  auto first = dma::CreateHugetlbBacking(dma::k1GiB, dma::k1GiB);
+  auto first = dma::CreateHugetlbBacking(vfiod::kPage1G, vfiod::kPage1G);
   ASSERT_TRUE(first) << first.error().message();
   const uint64_t vmlck = VmLckBytes();
-  auto second = dma::CreateHugetlbBacking(dma::k1GiB, dma::k1GiB);
+  auto second = dma::CreateHugetlbBacking(vfiod::kPage1G, vfiod::kPage1G);
   ASSERT_FALSE(second);
   EXPECT_EQ(second.error().code, ENOMEM);
   EXPECT_THAT(second.error().detail, HasSubstr("no free 1 GiB hugepages: see "

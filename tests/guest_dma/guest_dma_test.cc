@@ -14,9 +14,9 @@
 namespace vfiod::testing {
 namespace {
 
-using dma::k1GiB;
-using dma::k2MiB;
-using dma::k4KiB;
+using vfiod::kPage1G;
+using vfiod::kPage2M;
+using vfiod::kPage4K;
 
 std::shared_ptr<const dma::Backing> Share(Result<dma::Backing> backing) {
   EXPECT_TRUE(backing) << backing.error().message();
@@ -69,43 +69,43 @@ TEST_F(GuestDmaTest, TransparentHugePagesCarryEduDma) {
               static_cast<unsigned long long>(contiguity->folios_2m),
               static_cast<unsigned long long>(report->congruence.modulus));
   // The view is 2 MiB aligned: placed for PMD folios whether or not the guest had THP.
-  EXPECT_EQ(report->congruence.modulus, k2MiB);
+  EXPECT_EQ(report->congruence.modulus, kPage2M);
   if (contiguity->folios_2m > 0) {  // the guest had THP to give
-    ExpectSuperpageCongruent(*report, k2MiB);
+    ExpectSuperpageCongruent(*report, kPage2M);
   }
   ASSERT_TRUE(space_->Unmap(report->id));
   MapAndProve(backing);
 }
 
 TEST_F(GuestDmaTest, Hugetlb2MCarriesEduDmaAndIsSuperpageCongruent) {
-  auto backing = Share(dma::CreateHugetlbBacking(8 * k2MiB, k2MiB));
+  auto backing = Share(dma::CreateHugetlbBacking(8 * kPage2M, kPage2M));
   ASSERT_NE(backing, nullptr);
   auto report = space_->Map(Whole(backing, kEduDmaLimit - 1));
   ASSERT_TRUE(report) << report.error().message();
-  EXPECT_EQ(report->congruence.modulus, k2MiB);
+  EXPECT_EQ(report->congruence.modulus, kPage2M);
   EXPECT_EQ(space_->Contiguity(report->id)->folios_2m, 8u);
-  ExpectSuperpageCongruent(*report, k2MiB);
+  ExpectSuperpageCongruent(*report, kPage2M);
   ASSERT_TRUE(space_->Unmap(report->id));
   MapAndProve(backing);
 }
 
 TEST_F(GuestDmaTest, Hugetlb1GCarriesEduDmaBelowTheLimit) {
-  auto backing = Share(dma::CreateHugetlbBacking(k1GiB, k1GiB));
+  auto backing = Share(dma::CreateHugetlbBacking(kPage1G, kPage1G));
   ASSERT_NE(backing, nullptr);
   // edu reaches only 256 MiB of IOVA: map the first 16 MiB of the page.
   MapAndProve(backing, 16 << 20);
 }
 
 TEST_F(GuestDmaTest, Hugetlb1GMappedWholeIsGigabyteCongruent) {
-  auto backing = Share(dma::CreateHugetlbBacking(k1GiB, k1GiB));
+  auto backing = Share(dma::CreateHugetlbBacking(kPage1G, kPage1G));
   ASSERT_NE(backing, nullptr);
   auto report = space_->Map(Whole(backing, UINT64_MAX));
   ASSERT_TRUE(report) << report.error().message();
-  EXPECT_EQ(report->congruence.modulus, k1GiB);
+  EXPECT_EQ(report->congruence.modulus, kPage1G);
   EXPECT_EQ(space_->Contiguity(report->id)->folios_1g, 1u);
   EXPECT_EQ(report->chunks, 1u);
-  ExpectSuperpageCongruent(*report, k1GiB);
-  EXPECT_GE(VmLckBytes(), start_.vmlck + k1GiB);
+  ExpectSuperpageCongruent(*report, kPage1G);
+  EXPECT_GE(VmLckBytes(), start_.vmlck + kPage1G);
 }
 
 TEST_F(GuestDmaTest, ClientMemfdCarriesEduDmaSeenThroughTheClientsOwnMapping) {
@@ -160,12 +160,12 @@ TEST_F(GuestDmaTest, IvshmemBarReceivesEduDmaPeerToPeer) {
 TEST_F(GuestDmaTest, EveryPlacementHonoursTheEduLimit) {
   std::vector<std::shared_ptr<const dma::Backing>> backings;
   for (int i = 0; i < 6; ++i) {
-    backings.push_back(Share(dma::CreateHugetlbBacking(4 * k2MiB, k2MiB)));
+    backings.push_back(Share(dma::CreateHugetlbBacking(4 * kPage2M, kPage2M)));
     ASSERT_NE(backings.back(), nullptr);
     auto report = space_->Map(Whole(backings.back(), kEduDmaLimit - 1));
     ASSERT_TRUE(report) << report.error().message();
     EXPECT_LE(report->iova + report->size, kEduDmaLimit);
-    EXPECT_EQ(report->iova % k2MiB, 0u);
+    EXPECT_EQ(report->iova % kPage2M, 0u);
   }
   // A request that cannot fit below the limit is refused before any ioctl.
   auto big = Share(dma::CreatePagesBacking(4096, false));
