@@ -12,7 +12,7 @@
 
 #include "memory.h"
 #include "rig.h"
-#include "vfio/dma_mapping.h"
+#include "support/scoped_entry.h"
 #include "vfio/irq.h"
 #include "vfio/region.h"
 
@@ -144,7 +144,7 @@ TEST_P(GuestDmaTest, RoundTripsThroughTheIommu) {
     }
   }
   ASSERT_TRUE(OpenEdu());
-  auto mapping = vfio::DmaMapping::Map(
+  auto mapping = test::ScopedEntry::Map(
       container_,
       {.vaddr = mem->vaddr(), .iova = p.iova, .size = p.size, .read = true, .write = true});
   ASSERT_TRUE(mapping.has_value()) << mapping.error().message();
@@ -199,7 +199,7 @@ TEST_F(GuestTest, DmaToAnUnmappedIovaDoesNotReachMemory) {
   std::span<std::byte> pattern = all.subspan(0, 2048);
   Randomize(all);
   {
-    auto m = vfio::DmaMapping::Map(
+    auto m = test::ScopedEntry::Map(
         container_,
         {.vaddr = mem->vaddr(), .iova = kIova, .size = mem->size(), .read = true, .write = true});
     ASSERT_TRUE(m.has_value()) << m.error().message();
@@ -220,7 +220,7 @@ TEST_F(GuestTest, DmaToAnUnmappedIovaDoesNotReachMemory) {
       << "a DMA to an unmapped IOVA changed process memory";
 
   // The device still works: map again and do a real round trip.
-  auto m = vfio::DmaMapping::Map(
+  auto m = test::ScopedEntry::Map(
       container_,
       {.vaddr = mem->vaddr(), .iova = kIova, .size = mem->size(), .read = true, .write = true});
   ASSERT_TRUE(m.has_value()) << m.error().message();
@@ -244,17 +244,17 @@ TEST_F(GuestTest, PeerToPeerIntoTheIvshmemBar) {
   EXPECT_EQ(reinterpret_cast<uintptr_t>(bar2->data()) % vfio::NaturalAlignment(bar2->size()), 0u);
   constexpr uint64_t kRamIova = 0x100000;
   constexpr uint64_t kBarIova = 0x8000000;
-  auto ram_map = vfio::DmaMapping::Map(
+  auto ram_map = test::ScopedEntry::Map(
       container_,
       {.vaddr = mem->vaddr(), .iova = kRamIova, .size = mem->size(), .read = true, .write = true});
   ASSERT_TRUE(ram_map.has_value()) << ram_map.error().message();
   uint64_t bar_len = std::min<uint64_t>(bar2->size(), kEduDmaLimit - kBarIova);
   auto bar_map =
-      vfio::DmaMapping::Map(container_, {.vaddr = reinterpret_cast<uint64_t>(bar2->data()),
-                                         .iova = kBarIova,
-                                         .size = bar_len,
-                                         .read = true,
-                                         .write = true});
+      test::ScopedEntry::Map(container_, {.vaddr = reinterpret_cast<uint64_t>(bar2->data()),
+                                          .iova = kBarIova,
+                                          .size = bar_len,
+                                          .read = true,
+                                          .write = true});
   ASSERT_TRUE(bar_map.has_value()) << bar_map.error().message();
 
   std::span<std::byte> ram(mem->data(), mem->size());

@@ -6,9 +6,9 @@
 
 #include "kernel/fault_kernel.h"
 #include "kernel/model_kernel.h"
+#include "support/scoped_entry.h"
 #include "vfio/container.h"
 #include "vfio/device.h"
-#include "vfio/dma_mapping.h"
 #include "vfio/group.h"
 #include "vfio/irq.h"
 #include "vfio/region.h"
@@ -127,11 +127,11 @@ TEST_F(VfioFaultTest, FailedUnmapIsReportedAndForgotten) {
   void* buf = ::mmap(nullptr, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(buf, MAP_FAILED);
   {
-    auto m = DmaMapping::Map(container, {.vaddr = reinterpret_cast<uint64_t>(buf),
-                                         .iova = 0x100000,
-                                         .size = 1 << 20,
-                                         .read = true,
-                                         .write = true})
+    auto m = test::ScopedEntry::Map(container, {.vaddr = reinterpret_cast<uint64_t>(buf),
+                                                .iova = 0x100000,
+                                                .size = 1 << 20,
+                                                .read = true,
+                                                .write = true})
                  .value();
     faulty_.Arm(Fault::Ioctl("VFIO_IOMMU_UNMAP_DMA", 1, EIO));
     EXPECT_EQ(m.Unmap().error().code, EIO);

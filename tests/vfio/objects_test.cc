@@ -8,9 +8,9 @@
 
 #include "fake_sysfs.h"
 #include "kernel/model_kernel.h"
+#include "support/scoped_entry.h"
 #include "vfio/container.h"
 #include "vfio/device.h"
-#include "vfio/dma_mapping.h"
 #include "vfio/group.h"
 #include "vfio/irq.h"
 #include "vfio/region.h"
@@ -240,7 +240,7 @@ TEST_F(VfioObjectsTest, IrqSetDisablesOnDestruction) {
   EXPECT_EQ(IrqSet::Enable(dev, kernel::kPciMsiIrqIndex, 0).error().code, EINVAL);
 }
 
-class DmaMappingTest : public VfioObjectsTest {
+class ScopedEntryTest : public VfioObjectsTest {
  protected:
   void SetUp() override {
     device_ = OpenDevice(kEdu, kEduGroup);
@@ -263,20 +263,20 @@ class DmaMappingTest : public VfioObjectsTest {
   void* buf_ = nullptr;
 };
 
-TEST_F(DmaMappingTest, MapsAndUnmapsOnDestruction) {
+TEST_F(ScopedEntryTest, MapsAndUnmapsOnDestruction) {
   {
-    auto m = DmaMapping::Map(container_, At(0x100000)).value();
+    auto m = test::ScopedEntry::Map(container_, At(0x100000)).value();
     EXPECT_EQ(m.iova(), 0x100000u);
     auto maps = model_.Mappings(container_->fd()).value();
     ASSERT_EQ(maps.size(), 1u);
     EXPECT_EQ(maps[0].size, kSize);
-    EXPECT_EQ(DmaMapping::Map(container_, At(0x200000)).error().code, EEXIST);
+    EXPECT_EQ(test::ScopedEntry::Map(container_, At(0x200000)).error().code, EEXIST);
   }
   EXPECT_TRUE(model_.Mappings(container_->fd()).value().empty());
 }
 
-TEST_F(DmaMappingTest, UnmapChecksTheSizeTheKernelRemoved) {
-  auto m = DmaMapping::Map(container_, At(0x100000)).value();
+TEST_F(ScopedEntryTest, UnmapChecksTheSizeTheKernelRemoved) {
+  auto m = test::ScopedEntry::Map(container_, At(0x100000)).value();
   ASSERT_EQ(container_->Unmap(0x100000, kSize).value(), kSize);  // behind its back
   auto r = m.Unmap();
   ASSERT_FALSE(r);
@@ -284,7 +284,7 @@ TEST_F(DmaMappingTest, UnmapChecksTheSizeTheKernelRemoved) {
   EXPECT_FALSE(m.mapped());
 }
 
-TEST_F(DmaMappingTest, ContainerCallsCheckTheIommuAndPassTheModelsErrors) {
+TEST_F(ScopedEntryTest, ContainerCallsCheckTheIommuAndPassTheModelsErrors) {
   EXPECT_EQ(container_->Map(At(0xfee00000)).error().code, EINVAL);  // the MSI window
   EXPECT_EQ(container_->Map(At(0x1001)).error().code, EINVAL);      // misaligned
   ASSERT_TRUE(container_->Map(At(0x400000)).has_value());
@@ -299,7 +299,7 @@ TEST_F(DmaMappingTest, ContainerCallsCheckTheIommuAndPassTheModelsErrors) {
 // The live-restart pair: the entry keeps its IOVA, size and pins while its
 // address moves; errors of the kernel pass through, and a container without
 // an IOMMU refuses both before any ioctl.
-TEST_F(DmaMappingTest, InvalidateThenUpdateMovesTheEntrysAddress) {
+TEST_F(ScopedEntryTest, InvalidateThenUpdateMovesTheEntrysAddress) {
   EXPECT_TRUE(container_->features().update_vaddr);
   ASSERT_TRUE(container_->Map(At(0x400000)).has_value());
   void* moved = ::mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

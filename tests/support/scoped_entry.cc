@@ -1,23 +1,23 @@
-#include "vfio/dma_mapping.h"
+#include "support/scoped_entry.h"
 
 #include <cstdio>
 #include <utility>
 
-namespace vfiod::vfio {
+namespace vfiod::test {
 
-Result<DmaMapping> DmaMapping::Map(std::shared_ptr<Container> container,
-                                   const kernel::DmaMap& map) {
+Result<ScopedEntry> ScopedEntry::Map(std::shared_ptr<vfio::Container> container,
+                                     const kernel::DmaMap& map) {
   if (!container) {
     return Fail(EINVAL, "VFIO_IOMMU_MAP_DMA", "no container");
   }
   VFIOD_TRY(container->Map(map));
-  return DmaMapping(std::move(container), map);
+  return ScopedEntry(std::move(container), map);
 }
 
-DmaMapping::DmaMapping(DmaMapping&& other) noexcept
+ScopedEntry::ScopedEntry(ScopedEntry&& other) noexcept
     : container_(std::move(other.container_)), map_(other.map_) {}
 
-DmaMapping& DmaMapping::operator=(DmaMapping&& other) noexcept {
+ScopedEntry& ScopedEntry::operator=(ScopedEntry&& other) noexcept {
   if (this != &other) {
     if (auto r = Unmap(); !r) {
       std::fprintf(stderr, "vfiod: %s\n", r.error().message().c_str());
@@ -28,17 +28,17 @@ DmaMapping& DmaMapping::operator=(DmaMapping&& other) noexcept {
   return *this;
 }
 
-DmaMapping::~DmaMapping() {
+ScopedEntry::~ScopedEntry() {
   if (auto r = Unmap(); !r) {
     std::fprintf(stderr, "vfiod: %s\n", r.error().message().c_str());
   }
 }
 
-Result<void> DmaMapping::Unmap() {
+Result<void> ScopedEntry::Unmap() {
   if (!container_) {
     return Ok();
   }
-  std::shared_ptr<Container> container = std::move(container_);
+  std::shared_ptr<vfio::Container> container = std::move(container_);
   uint64_t removed = VFIOD_TRY(container->Unmap(map_.iova, map_.size));
   if (removed != map_.size) {
     return Fail(EIO, "VFIO_IOMMU_UNMAP_DMA",
@@ -48,4 +48,4 @@ Result<void> DmaMapping::Unmap() {
   return Ok();
 }
 
-}  // namespace vfiod::vfio
+}  // namespace vfiod::test
