@@ -236,7 +236,9 @@ struct NameResolver {
 [[nodiscard]] uint64_t ResolveMaxLockedBytes(const Limits& limits,
                                              const std::string& meminfo_path = "/proc/meminfo");
 
-/// Canonical lower-case "dddd:bb:dd.f" for a full PCI address; nullopt if malformed.
+/// Canonical lower-case "dddd:bb:ss.f" for a full PCI address (the domain
+/// required: a file names devices exactly); nullopt if malformed.
+/// vfio::NormalizeBdf's rules.
 [[nodiscard]] std::optional<std::string> CanonicalBdf(std::string_view text);
 
 /// Lower-case names as written in the file ("linux", "info", "journal").

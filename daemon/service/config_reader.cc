@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "service/config.h"
+#include "vfio/pci_sysfs.h"
 
 namespace vfiod::service {
 namespace {
@@ -75,21 +76,8 @@ std::optional<uint64_t> ParseSize(std::string_view text) {
 }
 
 std::optional<std::string> CanonicalBdf(std::string_view text) {
-  // dddd:bb:dd.f
-  if (text.size() != 12 || text[4] != ':' || text[7] != ':' || text[10] != '.') {
-    return std::nullopt;
-  }
-  auto domain = ParseHex(text.substr(0, 4), 0xffff);
-  auto bus = ParseHex(text.substr(5, 2), 0xff);
-  auto slot = ParseHex(text.substr(8, 2), 0x1f);
-  auto function = ParseHex(text.substr(11, 1), 7);
-  if (!domain || !bus || !slot || !function) {
-    return std::nullopt;
-  }
-  std::string canonical(text);
-  std::transform(canonical.begin(), canonical.end(), canonical.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return canonical;
+  auto bdf = vfio::NormalizeBdf(text, vfio::BdfDomain::kRequired);
+  return bdf ? std::optional<std::string>(std::move(*bdf)) : std::nullopt;
 }
 
 namespace config_detail {

@@ -92,18 +92,21 @@ std::vector<std::string> PciDevice::blocking_members() const {
   return out;
 }
 
-Result<std::string> NormalizeBdf(std::string_view text) {
+Result<std::string> NormalizeBdf(std::string_view text, BdfDomain domain) {
   std::string s(text);
   std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (s.size() == 7) {
+  if (s.size() == 7 && domain == BdfDomain::kOptional) {
     s = "0000:" + s;
   }
+  // A slot is 5 bits (00-1f), a function 3 (0-7).
   bool ok = s.size() == 12 && IsHexDigits(std::string_view(s).substr(0, 4), 4) && s[4] == ':' &&
             IsHexDigits(std::string_view(s).substr(5, 2), 2) && s[7] == ':' &&
-            IsHexDigits(std::string_view(s).substr(8, 2), 2) && s[10] == '.' && s[11] >= '0' &&
-            s[11] <= '7';
+            (s[8] == '0' || s[8] == '1') && IsHexDigits(std::string_view(s).substr(9, 1), 1) &&
+            s[10] == '.' && s[11] >= '0' && s[11] <= '7';
   if (!ok) {
-    return Fail(EINVAL, "parse PCI address", "'" + std::string(text) + "' is not [dddd:]bb:ss.f");
+    return Fail(EINVAL, "parse PCI address",
+                "'" + std::string(text) + "' is not " +
+                    (domain == BdfDomain::kOptional ? "[dddd:]bb:ss.f" : "dddd:bb:ss.f"));
   }
   return s;
 }

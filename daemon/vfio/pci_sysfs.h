@@ -136,8 +136,14 @@ class PciSysfs {
 /// Parses the text of a `resource` file into the six standard BARs.
 [[nodiscard]] std::vector<PciBar> ParseResourceFile(std::string_view text);
 
-/// Canonical BDF: adds the "0000:" domain when missing, lower-cases hex.
-/// EINVAL when `text` is not of the form [dddd:]bb:ss.f.
-[[nodiscard]] Result<std::string> NormalizeBdf(std::string_view text);
+/// Whether a PCI address may leave out its domain ("00:03.0").
+enum class BdfDomain { kOptional, kRequired };
+
+/// The one parser of PCI addresses: the canonical "dddd:bb:ss.f" (lower-case
+/// hex, the "0000:" domain added when it is optional and missing). EINVAL
+/// when `text` is not exactly [dddd:]bb:ss.f with a slot of at most 1f and a
+/// function of at most 7 (no spaces, signs or extra digits).
+[[nodiscard]] Result<std::string> NormalizeBdf(std::string_view text,
+                                               BdfDomain domain = BdfDomain::kOptional);
 
 }  // namespace vfiod::vfio

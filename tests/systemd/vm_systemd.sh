@@ -170,6 +170,10 @@ check "it took over the named container from the fd store" \
 # (limits.max_stored_fds: 65000 below the unit's FileDescriptorStoreMax=65536).
 check "the fd store budget charges what was taken over (status)" \
   eval 'vfioctl --json status | jq -e ".restart.stored_fds_charged > 0 and .restart.max_stored_fds == 65000" >/dev/null'
+# ... to the member who owns them (its status shows its own charge and its
+# share, limits.max_stored_fds_per_user).
+check "the member's share is charged what was taken over of its objects" \
+  eval 'as_member vfioctl --json status | jq -e ".restart.stored_fds_charged > 0 and .restart.max_stored_fds_per_user == 4096" >/dev/null'
 
 step "a package upgrade restarts vfiod, which keeps the member's memory"
 # dpkg -i of the installed version runs the upgrade path of the maintainer

@@ -17,6 +17,15 @@ TEST(PciSysfsParse, NormalizeBdf) {
   EXPECT_EQ(NormalizeBdf("0000:00:03.8").error().code, EINVAL);
   EXPECT_EQ(NormalizeBdf("1234:11e8").error().code, EINVAL);
   EXPECT_EQ(NormalizeBdf("").error().code, EINVAL);
+  EXPECT_EQ(NormalizeBdf("0000:00:20.0").error().code, EINVAL);  // a slot is 5 bits
+  EXPECT_EQ(NormalizeBdf("0000:00:1f.7").value(), "0000:00:1f.7");
+  EXPECT_EQ(NormalizeBdf("00:03.0", BdfDomain::kRequired).error().code, EINVAL);
+  EXPECT_EQ(NormalizeBdf("ABCD:EF:1F.7", BdfDomain::kRequired).value(), "abcd:ef:1f.7");
+  for (const char* bad :
+       {"0000:00:03", "0000-00:03.0", "0000:00:03:0", "000g:00:03.0", "0000:00:03.0\n",
+        " 0000:00:03.0", "00000:00:03.0", "+000:00:03.0", "0000:+0:03.0", "0000:00:+3.0"}) {
+    EXPECT_EQ(NormalizeBdf(bad).error().code, EINVAL) << bad;
+  }
 }
 
 TEST(PciSysfsParse, Selector) {
