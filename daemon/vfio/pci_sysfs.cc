@@ -117,12 +117,14 @@ Result<PciMatch> ParsePciMatch(std::string_view text) {
     match.bdf = *bdf;
     return match;
   }
-  size_t colon = text.find(':');
-  if (colon == 4 && text.size() == 9 && IsHexDigits(text.substr(0, 4), 4) &&
+  if (text.find(':') == 4 && text.size() == 9 && IsHexDigits(text.substr(0, 4), 4) &&
       IsHexDigits(text.substr(5), 4)) {
-    match.ids = {static_cast<uint16_t>(*ParseHex(text.substr(0, 4))),
-                 static_cast<uint16_t>(*ParseHex(text.substr(5)))};
-    return match;
+    auto vendor = ParseHex(text.substr(0, 4));
+    auto device = ParseHex(text.substr(5));
+    if (vendor && device) {
+      match.ids = {static_cast<uint16_t>(*vendor), static_cast<uint16_t>(*device)};
+      return match;
+    }
   }
   return Fail(EINVAL, "parse PCI selector",
               "'" + std::string(text) + "' is neither a BDF nor a vendor:device pair");
