@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: installs dependencies, builds vfiod twice (a
 # release build whose tests include the VM stage, and an ASan+UBSan build for
-# the unit tests), and runs every test. Exits non-zero when any test fails.
+# the unit tests) and the transport once more under TSan, runs every test,
+# then each fuzz target briefly. Exits non-zero when any test fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/deps.sh
@@ -26,6 +27,16 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DVFIOD_SANITIZE=ON -DVFIOD_BE
 cmake --build build-asan -j"$jobs"
 echo "== unit tests under ASan+UBSan"
 ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE vm
+
+# The transport's output path is shared by the connection's strand and the
+# workers that write replies (daemon/rpc/connection.h): its tests also run
+# under ThreadSanitizer, which stops at the first race (halt_on_error).
+echo "== build (TSan: the transport and its tests)"
+cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVFIOD_TSAN=ON -DVFIOD_BENCHMARKS=OFF \
+  "${launcher[@]}" >/dev/null
+cmake --build build-tsan -j"$jobs" --target vfiod_rpc_tests
+echo "== transport tests under TSan"
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 build-tsan/tests/rpc/vfiod_rpc_tests
 
 echo "== fuzz targets (20 s each from the seed corpus, regressions replayed)"
 ./scripts/fuzz.sh 20

@@ -335,16 +335,46 @@ class Service {
   [[nodiscard]] SResult<uint64_t> DestroyContainer(const Caller& caller, ContainerId container);
 
   // --- DMA ------------------------------------------------------------------
+  // The three map calls share one contract (RunMap).
+  // - Success: the mapping is in the kernel (every chunk mapped) and in the
+  //   tables, owned by the caller (unnamed: by its session, freed when the
+  //   session ends; named: until dma.free), charged to the caller's quota
+  //   (its size in locked bytes, except a BAR's or a charged region's slice;
+  //   one mapping) and kStoredFdsPerMapping of the fd store's budget, and,
+  //   with an fd store, its memory's fd and own record are in the store
+  //   before the call returns, so a crash right after it loses nothing.
+  // - Failure: nothing is left: no kernel entry (a partial map is rolled
+  //   back), no pin, no charge, no fd kept. Errors common to the three:
+  //   kNotFound (ENOENT) no such container usable by the caller, or it was
+  //   destroyed while the call waited for it; (ECONNRESET) the session ended
+  //   during the map; kQuota (EDQUOT) the caller's locked_bytes or mappings
+  //   quota, limits.max_locked_bytes, limits.max_stored_fds or the caller's
+  //   share of it; kInvalidParams (EINVAL) a size of 0. What the dma layer
+  //   refuses comes as kKernel with its errno: EINVAL a placement the
+  //   container cannot give (alignment, an IOVA outside its ranges), EEXIST
+  //   an IOVA in use, ENOSPC no IOVA space or too few DMA entries left
+  //   (vfio_iommu_type1's dma_entry_limit), ENOMEM too few huge pages, or
+  //   the failed ioctl's own errno.
+  // `progress` is called after each chunk, on the calling thread.
+
   /// Allocates and maps vfiod's own memory. Without request.numa_node, on
   /// the node of the container's devices (DevicesNode), preferred, not bound.
+  /// kInvalidParams (EINVAL): numa_node names a node that is not online;
+  /// kKernel: the allocation failed (ENOMEM: no huge pages of that size).
   [[nodiscard]] SResult<MapResult> Alloc(const Caller& caller, AllocRequest request,
                                          const ProgressFn& progress);
-  /// Maps a registered region's or a client fd's memory. kBadFd: the fd
-  /// cannot be adopted (AdoptClientFd's errors).
+  /// Maps a registered region's or a client fd's memory. kNotFound: no such
+  /// region in the caller's session; kBadFd: the fd cannot be adopted
+  /// (AdoptClientFd's errors: EBADF, EINVAL wrong file, misaligned, too
+  /// short; EPERM sealing locked); kInvalidParams: the range or a segment
+  /// is outside the region or the file.
   [[nodiscard]] SResult<MapResult> MapFd(const Caller& caller, MapFdRequest request,
                                          const ProgressFn& progress);
-  /// Maps a device BAR (peer to peer, nothing pinned). kInvalidParams: not an
-  /// implemented memory BAR, or the device's group is not in the container.
+  /// Maps a device BAR (peer to peer, nothing pinned or charged in locked
+  /// bytes). kInvalidParams: a malformed PCI address, not an implemented
+  /// memory BAR, or the device's group is not in the container; kNotFound
+  /// (ENODEV): no such device; kPermission: the policy does not grant the
+  /// device to the caller.
   [[nodiscard]] SResult<MapResult> MapBar(const Caller& caller, const MapBarRequest& request);
   /// The caller's mappings, optionally of one container.
   [[nodiscard]] SResult<std::vector<MappingView>> ListMappings(
@@ -360,7 +390,9 @@ class Service {
   /// is released (see "Locked memory" above).
   /// kQuota: the session has limits.max_regions regions, or a hugetlbfs
   /// region does not fit the caller's locked_bytes quota or the daemon-wide
-  /// cap (limits.max_locked_bytes); kInvalidParams:
+  /// cap (limits.max_locked_bytes), or its file does not fit the fd store's
+  /// budget or the caller's share of it (limits.max_stored_fds,
+  /// max_stored_fds_per_user); kInvalidParams:
   /// offset past the end of the file; kBadFd: AdoptClientFd's errors (EBADF,
   /// EINVAL wrong file, misaligned, too short; EPERM sealing locked).
   [[nodiscard]] SResult<RegionView> RegisterRegion(const Caller& caller, RegisterRequest request);
