@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "client/vfiod_client.h"
+#include "support/sysfs_tree.h"
 
 namespace vfiod::itest {
 
@@ -71,7 +72,7 @@ class FakeSysfsTree {
   explicit FakeSysfsTree(fs::path root) : root_(std::move(root)) {
     fs::create_directories(root_ / "bus/pci/devices");
     fs::create_directories(root_ / "kernel/iommu_groups");
-    WriteFile(root_ / "bus/pci/drivers_probe", "");
+    test::WriteSysfsFile(root_ / "bus/pci/drivers_probe", "");
     Add(kEdu, "0x1234", "0x11e8", 3, "vfio-pci", kEduResource);
     Add(kIvshmem, "0x1af4", "0x1110", 4, "vfio-pci", kIvshmemResource);
     Add(kNonViable, "0x8086", "0x2930", 7, "vfio-pci", kEmptyResource);
@@ -88,26 +89,13 @@ class FakeSysfsTree {
  private:
   void Add(const std::string& bdf, const std::string& vendor, const std::string& device, int group,
            const std::string& driver, const char* resource) {
-    fs::path dir = root_ / "bus/pci/devices" / bdf;
-    fs::create_directories(dir);
-    WriteFile(dir / "vendor", vendor + "\n");
-    WriteFile(dir / "device", device + "\n");
-    WriteFile(dir / "subsystem_vendor", "0x1af4\n");
-    WriteFile(dir / "subsystem_device", "0x1100\n");
-    WriteFile(dir / "class", "0x00ff00\n");
-    WriteFile(dir / "driver_override", "(null)\n");
-    WriteFile(dir / "numa_node", "-1\n");
-    WriteFile(dir / "resource", resource);
-    WriteFile(dir / "config", ConfigSpace(vendor, device, bdf == kEdu));
-    fs::path gdir = root_ / "kernel/iommu_groups" / std::to_string(group);
-    fs::create_directories(gdir / "devices");
-    fs::create_directory_symlink(dir, gdir / "devices" / bdf);
-    fs::create_directory_symlink(gdir, dir / "iommu_group");
-    fs::path drv = root_ / "bus/pci/drivers" / driver;
-    fs::create_directories(drv);
-    WriteFile(drv / "bind", "");
-    WriteFile(drv / "unbind", "");
-    fs::create_directory_symlink(drv, dir / "driver");
+    test::AddSysfsDevice(root_, {.bdf = bdf,
+                                 .vendor = vendor,
+                                 .device = device,
+                                 .group = group,
+                                 .driver = driver,
+                                 .resource = resource,
+                                 .config = ConfigSpace(vendor, device, bdf == kEdu)});
   }
 
   /// The first 256 bytes of config space. Edu's as QEMU builds it: INTA and

@@ -13,6 +13,7 @@
 #include "kernel/fault_kernel.h"
 #include "kernel/model_kernel.h"
 #include "service/service.h"
+#include "support/sysfs_tree.h"
 
 namespace vfiod::service::model_service {
 
@@ -24,27 +25,12 @@ inline void Write(const fs::path& p, const std::string& text) { std::ofstream(p)
 
 /// A sysfs tree with edu (group 3) and ivshmem (group 4) bound to vfio-pci.
 inline void MakeTree(const fs::path& root) {
-  fs::create_directories(root / "bus/pci/drivers/vfio-pci");
-  struct Dev {
-    const char* bdf;
-    const char* vendor;
-    const char* device;
-    int group;
-  };
-  for (const Dev& d : {Dev{kEdu, "0x1234", "0x11e8", 3}, Dev{kIvshmem, "0x1af4", "0x1110", 4}}) {
-    fs::path dir = root / "bus/pci/devices" / d.bdf;
-    fs::create_directories(dir);
-    Write(dir / "vendor", std::string(d.vendor) + "\n");
-    Write(dir / "device", std::string(d.device) + "\n");
-    Write(dir / "class", "0x00ff00\n");
-    Write(dir / "numa_node", "-1\n");
-    Write(dir / "resource", "0x00000000fea00000 0x00000000feafffff 0x0000000000040200\n");
-    fs::path g = root / "kernel/iommu_groups" / std::to_string(d.group);
-    fs::create_directories(g / "devices");
-    fs::create_directory_symlink(dir, g / "devices" / d.bdf);
-    fs::create_directory_symlink(g, dir / "iommu_group");
-    fs::create_directory_symlink(root / "bus/pci/drivers/vfio-pci", dir / "driver");
-  }
+  test::AddSysfsDevice(
+      root,
+      {.bdf = kEdu, .vendor = "0x1234", .device = "0x11e8", .group = 3, .driver = "vfio-pci"});
+  test::AddSysfsDevice(
+      root,
+      {.bdf = kIvshmem, .vendor = "0x1af4", .device = "0x1110", .group = 4, .driver = "vfio-pci"});
 }
 
 inline kernel::ModelTopology Topology() {

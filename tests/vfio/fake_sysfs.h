@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "support/sysfs_tree.h"
 #include "vfio/pci_sysfs.h"
 
 namespace vfiod::vfio::testing {
@@ -34,33 +35,16 @@ class FakeSysfs {
   /// driver drivers_probe binds when no override is set ("" for none).
   void AddDevice(const std::string& bdf, std::string_view ids, int group, const std::string& driver,
                  const std::string& native = "") {
-    auto dir = DeviceDir(bdf);
-    std::filesystem::create_directories(dir);
-    Write(dir / "vendor", "0x" + std::string(ids.substr(0, 4)) + "\n");
-    Write(dir / "device", "0x" + std::string(ids.substr(5, 4)) + "\n");
-    Write(dir / "subsystem_vendor", "0x1af4\n");
-    Write(dir / "subsystem_device", "0x1100\n");
-    Write(dir / "class", "0x00ff00\n");
-    Write(dir / "driver_override", "(null)\n");
-    Write(dir / "numa_node", "-1\n");
-    Write(dir / "resource", kEduResource);
-    auto group_dir = root_ / "kernel/iommu_groups" / std::to_string(group);
-    std::filesystem::create_directories(group_dir / "devices");
-    std::filesystem::create_directory_symlink(dir, group_dir / "devices" / bdf);
-    std::filesystem::create_directory_symlink(group_dir, dir / "iommu_group");
+    test::AddSysfsDevice(root_, {.bdf = bdf,
+                                 .vendor = "0x" + std::string(ids.substr(0, 4)),
+                                 .device = "0x" + std::string(ids.substr(5, 4)),
+                                 .group = group,
+                                 .driver = driver});
     native_[bdf] = native;
-    if (!driver.empty()) {
-      BindTo(bdf, driver);
-    }
   }
 
   void BindTo(const std::string& bdf, const std::string& driver) {
-    auto drv = root_ / "bus/pci/drivers" / driver;
-    std::filesystem::create_directories(drv);
-    Write(drv / "unbind", "");
-    Write(drv / "bind", "");
-    std::filesystem::remove(DeviceDir(bdf) / "driver");
-    std::filesystem::create_directory_symlink(drv, DeviceDir(bdf) / "driver");
+    test::BindSysfsDevice(root_, bdf, driver);
   }
 
   /// The kernel's part: unbind removes the driver link; drivers_probe binds the
@@ -100,16 +84,6 @@ class FakeSysfs {
     std::getline(in, s);
     return s;
   }
-
-  // edu's resource file: BAR0 1 MiB 32-bit memory, the rest unimplemented.
-  static constexpr const char* kEduResource =
-      "0x00000000fea00000 0x00000000feafffff 0x0000000000040200\n"
-      "0x0000000000000000 0x0000000000000000 0x0000000000000000\n"
-      "0x0000000000000000 0x0000000000000000 0x0000000000000000\n"
-      "0x0000000000000000 0x0000000000000000 0x0000000000000000\n"
-      "0x0000000000000000 0x0000000000000000 0x0000000000000000\n"
-      "0x0000000000000000 0x0000000000000000 0x0000000000000000\n"
-      "0x0000000000000000 0x0000000000000000 0x0000000000000000\n";
 
  private:
   std::filesystem::path root_;
