@@ -32,7 +32,7 @@ std::optional<ReleaseNotice> ParseReleaseNotice(const std::string& method, const
   ReleaseNotice n;
   n.revoked = !requested;
   n.bdf = bdf->get<std::string>();
-  n.container = *U64(*container);
+  n.container = U64(*container).value_or(0);  // checked above
   auto u64 = [&](const char* key) -> uint64_t {
     auto it = params.find(key);
     return it != params.end() ? U64(*it).value_or(0) : 0;

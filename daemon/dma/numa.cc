@@ -186,7 +186,8 @@ Result<NodePlacement> NodesOf(const void* addr, uint64_t len, uint64_t page) {
   for (uint64_t done = 0; done < len;) {
     pages.clear();
     for (; done < len && pages.size() < kBatch; done += page) {
-      pages.push_back(reinterpret_cast<void*>(start + done));
+      // const_cast: move_pages only reads the addresses (nodes == NULL).
+      pages.push_back(const_cast<char*>(static_cast<const char*>(addr)) + done);
     }
     // nodes == NULL: only report each page's node (or -errno) in status.
     if (::syscall(SYS_move_pages, 0, pages.size(), pages.data(), nullptr, status.data(), 0) != 0) {

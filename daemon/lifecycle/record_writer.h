@@ -36,6 +36,8 @@ class RecordWriter {
   ~RecordWriter();
   RecordWriter(const RecordWriter&) = delete;
   RecordWriter& operator=(const RecordWriter&) = delete;
+  RecordWriter(RecordWriter&&) = delete;  // its thread holds `this`
+  RecordWriter& operator=(RecordWriter&&) = delete;
 
   /// The state changed: a record taken after this call will be stored.
   /// Never blocks on a write (takes a leaf lock only).

@@ -37,7 +37,7 @@ bool CallContext::Notify(const std::string& method, const nlohmann::json& params
 }
 
 Result<void> MethodRegistry::Register(const std::string& name, Handler handler,
-                                      MethodOptions options) {
+                                      const MethodOptions& options) {
   if (name.empty() || !handler) {
     return Fail(EINVAL, "register method", "empty name or handler");
   }

@@ -166,7 +166,7 @@ class MethodRegistry {
   /// Adds a method. Errors: EEXIST (name taken), EINVAL (empty name, no
   /// handler, or options.reply_fds over wire::kMaxFdsPerMessage).
   [[nodiscard]] Result<void> Register(const std::string& name, Handler handler,
-                                      MethodOptions options = {});
+                                      const MethodOptions& options = {});
 
   /// The method called `name`, or nullptr.
   [[nodiscard]] const Method* Find(const std::string& name) const;

@@ -201,6 +201,7 @@ std::vector<std::string> Server::DescribeConnections(std::chrono::milliseconds t
   auto listed = table->get_future();
   asio::post(server_strand_, [this, table] {
     std::vector<std::shared_ptr<Connection>> open;
+    open.reserve(connections_.size());
     for (const auto& [id, conn] : connections_) {
       open.push_back(conn);
     }

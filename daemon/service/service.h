@@ -762,6 +762,9 @@ class Service {
   /// fd_store_.flush (the reply waits for the record): declare it first in a
   /// method that changes the tables, so it runs after every lock is gone.
   /// Its own time goes to `stages`' kRecord when not null.
+  /// An aggregate (built with braces): declaring its copies deleted would
+  /// end that, and its const reference member already forbids assigning it.
+  // NOLINTNEXTLINE(cppcoreguidelines-special-member-functions)
   struct ChangeNote {
     const Service& service;
     bool durable = false;
