@@ -45,11 +45,10 @@ std::expected<FdBudget::Ticket, FdBudget::Refusal> FdBudget::Charge(uid_t uid, u
   // Each test keeps its sum below a bound, so nothing overflows.
   auto fits = [fds](uint64_t used, uint64_t cap) { return fds <= cap && used <= cap - fds; };
   if (uid != 0) {  // the user's own limit first: the one it can do something about
-    auto it = by_uid_.find(uid);
-    if (!fits(it == by_uid_.end() ? 0 : it->second, max_per_user_)) {
+    if (!fits(ChargedLocked(uid), max_per_user_)) {
       return std::unexpected(Refusal::kUser);
     }
-    if (!fits(users_charged_, max_ - max_ / kRootReserveDivisor)) {
+    if (!fits(charged_ - ChargedLocked(0), max_ - max_ / kRootReserveDivisor)) {
       return std::unexpected(Refusal::kAll);
     }
   }
@@ -91,6 +90,10 @@ uint64_t FdBudget::charged() const {
 
 uint64_t FdBudget::charged(uid_t uid) const {
   std::lock_guard lock(mu_);
+  return ChargedLocked(uid);
+}
+
+uint64_t FdBudget::ChargedLocked(uid_t uid) const {
   auto it = by_uid_.find(uid);
   return it == by_uid_.end() ? 0 : it->second;
 }
@@ -113,9 +116,6 @@ void FdBudget::Give(uid_t uid, uint64_t fds) {
 void FdBudget::AddLocked(uid_t uid, uint64_t fds) {
   by_uid_[uid] += fds;
   charged_ += fds;
-  if (uid != 0) {
-    users_charged_ += fds;
-  }
 }
 
 void FdBudget::SubtractLocked(uid_t uid, uint64_t fds) {
@@ -128,9 +128,6 @@ void FdBudget::SubtractLocked(uid_t uid, uint64_t fds) {
     by_uid_.erase(it);
   }
   charged_ -= fds;
-  if (uid != 0) {
-    users_charged_ -= fds;
-  }
 }
 
 }  // namespace vfiod::service

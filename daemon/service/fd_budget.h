@@ -101,13 +101,13 @@ class FdBudget {
   void Give(uid_t uid, uint64_t fds);
   void AddLocked(uid_t uid, uint64_t fds);
   void SubtractLocked(uid_t uid, uint64_t fds);
+  [[nodiscard]] uint64_t ChargedLocked(uid_t uid) const;
 
   // A leaf lock: taken under the service's mu_, never takes another.
   mutable std::mutex mu_;
   std::map<std::string, Named> by_name_;  // guarded by mu_; no zero entries
   std::map<uid_t, uint64_t> by_uid_;      // named and ticketed; guarded by mu_; no zero entries
   uint64_t charged_ = 0;                  // all of by_uid_; guarded by mu_
-  uint64_t users_charged_ = 0;            // by_uid_ but root's; guarded by mu_
   uint64_t max_;                          // guarded by mu_
   const uint64_t max_per_user_;
 };
