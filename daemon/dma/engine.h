@@ -4,9 +4,10 @@
 // caller can let other work run between chunks; it is all-or-nothing: a chunk
 // that fails undoes the chunks before it.
 //
-// Threading: a DmaSpace and its MapJobs are used from one strand (or thread)
-// at a time; nothing here locks. MapJob steps may interleave with other calls
-// on the same DmaSpace as long as they are serialised by that strand.
+// Threading: a DmaSpace and its MapJobs are used by one thread at a time;
+// nothing here locks (the service holds the owning container's mutex,
+// ManagedContainer::mu()). MapJob steps may interleave with other calls on
+// the same DmaSpace as long as each runs under that mutex.
 #pragma once
 
 #include <cstdint>

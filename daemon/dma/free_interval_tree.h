@@ -3,10 +3,12 @@
 // block of IovaAllocator; knows nothing about IOMMUs.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
 #include <optional>
+
+#include "dma/treap.h"
 
 namespace vfiod::dma {
 
@@ -19,52 +21,41 @@ struct Interval {
   bool operator==(const Interval&) const = default;
 };
 
-/// A treap (randomised balanced BST, expected depth O(log n)) keyed by
-/// interval start, each node also holding the largest span in its subtree.
-/// A treap was chosen over a hand-balanced AVL/red-black tree because split
-/// and merge make insert and erase a few lines each, and the augmentation is
-/// recomputed in one place (Pull). Priorities come from a fixed-seed
-/// generator, so behaviour is reproducible. The caller keeps intervals
-/// disjoint (Insert does not coalesce). Move-only; not thread-safe.
+/// A Treap (dma/treap.h) keyed by interval start, each subtree summarised by
+/// the largest span in it, so a search by size skips subtrees with no room.
+/// The caller keeps intervals disjoint (Insert does not coalesce).
+/// Not thread-safe.
 class FreeIntervalTree {
  public:
-  FreeIntervalTree();
-  FreeIntervalTree(FreeIntervalTree&&) noexcept;
-  FreeIntervalTree& operator=(FreeIntervalTree&&) noexcept;
-  ~FreeIntervalTree();
-
   /// Adds `interval`; it must not overlap a stored one (checked by assert only).
   void Insert(Interval interval);
   /// Removes the interval starting at `first`; false if there is none.
   bool Erase(uint64_t first);
   /// The interval with the greatest first <= x, if any.
-  [[nodiscard]] std::optional<Interval> Floor(uint64_t x) const;
+  [[nodiscard]] std::optional<Interval> Floor(uint64_t x) const { return tree_.Floor(x); }
   /// The interval with the smallest first >= x, if any.
-  [[nodiscard]] std::optional<Interval> Ceil(uint64_t x) const;
+  [[nodiscard]] std::optional<Interval> Ceil(uint64_t x) const { return tree_.Ceil(x); }
   /// The stored interval containing x, if any.
   [[nodiscard]] std::optional<Interval> Containing(uint64_t x) const;
   /// The interval with the smallest first >= from whose span >= min_span.
   [[nodiscard]] std::optional<Interval> FirstWithSpan(uint64_t from, uint64_t min_span) const;
 
-  [[nodiscard]] size_t size() const { return count_; }
-  [[nodiscard]] bool empty() const { return count_ == 0; }
+  [[nodiscard]] size_t size() const { return tree_.size(); }
+  [[nodiscard]] bool empty() const { return tree_.empty(); }
   /// Sum of lengths, saturating at 2^64 - 1.
   [[nodiscard]] uint64_t TotalBytes() const;
 
  private:
-  struct Node;
-  using NodePtr = std::unique_ptr<Node>;
-  static void Pull(Node* node);
-  static NodePtr Merge(NodePtr a, NodePtr b);
-  /// Splits into (first < key) and (first >= key).
-  static void Split(NodePtr node, uint64_t key, NodePtr* less, NodePtr* rest);
-  static const Node* FirstWithSpan(const Node* node, uint64_t from, uint64_t min_span);
-  uint32_t NextPriority();
+  struct Traits {
+    using Item = Interval;
+    using Summary = uint64_t;  // the largest span in the subtree
+    static uint64_t Key(const Interval& interval) { return interval.first; }
+    static uint64_t Summarize(const Interval& interval) { return interval.span(); }
+    static uint64_t Combine(uint64_t a, uint64_t b) { return std::max(a, b); }
+  };
 
-  NodePtr root_;
-  size_t count_ = 0;
-  uint64_t span_sum_ = 0;                       // sum of spans; disjointness keeps it below 2^64
-  uint64_t rng_state_ = 0x9e3779b97f4a7c15ULL;  // xorshift64 state, fixed seed
+  Treap<Traits> tree_;
+  uint64_t span_sum_ = 0;  // sum of spans; disjointness keeps it below 2^64
 };
 
 }  // namespace vfiod::dma

@@ -38,8 +38,8 @@ struct IovaRequest {
 /// DMA masks, and keep high space whole for large requests.
 ///
 /// Cost: O(log n) per Allocate/Free in the number n of free intervals and
-/// allocations. Free intervals live in FreeIntervalTree, a treap keyed by
-/// start and augmented with the largest interval length in each subtree, so
+/// allocations. Free intervals live in FreeIntervalTree, a Treap keyed by
+/// start and summarised with the largest interval length in each subtree, so
 /// "lowest interval with at least L bytes" is one descent. (std::map plus a
 /// size index cannot answer "lowest address with room" under a DMA-mask limit
 /// without a scan; a size-keyed set alone would give best fit, not low
@@ -48,7 +48,7 @@ struct IovaRequest {
 /// DMA engine's mapping record) already knows each allocation's IOVA and
 /// size, so a node per allocation would only double the memory per mapping.
 ///
-/// Not thread-safe: the owning container's strand serialises calls.
+/// Not thread-safe: the owning container's mutex serialises calls.
 class IovaAllocator {
  public:
   /// `ranges` are closed, non-overlapping intervals (any order); empty means
