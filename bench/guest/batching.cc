@@ -21,12 +21,12 @@ struct Method {
 };
 
 // Page i of run r sits at vaddr base + (r*L + i)*4K and IOVA kRawIova + (r*(L+1) + i)*4K.
-std::vector<dma::Segment> ScatterList(uint64_t vaddr, uint64_t run) {
-  std::vector<dma::Segment> segments;
+std::vector<dma::MapRange> ScatterList(uint64_t vaddr, uint64_t run) {
+  std::vector<dma::MapRange> segments;
   for (uint64_t page = 0; page < kPages; ++page) {
     const uint64_t r = page / run;
     const uint64_t iova = kRawIova + (r * (run + 1) + page % run) * vfiod::kPage4K;
-    dma::Segment s;
+    dma::MapRange s;
     s.vaddr = vaddr + page * vfiod::kPage4K;
     s.iova = iova;
     s.size = vfiod::kPage4K;
@@ -35,10 +35,10 @@ std::vector<dma::Segment> ScatterList(uint64_t vaddr, uint64_t run) {
   return segments;
 }
 
-Result<void> Naive(const GuestRig& rig, const std::vector<dma::Segment>& segments, Method& m) {
+Result<void> Naive(const GuestRig& rig, const std::vector<dma::MapRange>& segments, Method& m) {
   Result<void> status = Ok();
   m.map_s.push_back(TimeSeconds([&] {
-    for (const dma::Segment& s : segments) {
+    for (const dma::MapRange& s : segments) {
       if (status = rig.Map(s.vaddr, s.iova, s.size); !status) {
         return;
       }
@@ -46,7 +46,7 @@ Result<void> Naive(const GuestRig& rig, const std::vector<dma::Segment>& segment
   }));
   VFIOD_TRY(status);
   m.unmap_s.push_back(TimeSeconds([&] {
-    for (const dma::Segment& s : segments) {
+    for (const dma::MapRange& s : segments) {
       if (status = rig.Unmap(s.iova, s.size); !status) {
         return;
       }
@@ -56,16 +56,16 @@ Result<void> Naive(const GuestRig& rig, const std::vector<dma::Segment>& segment
   return status;
 }
 
-Result<void> Planned(const GuestRig& rig, const std::vector<dma::Segment>& segments, Method& m) {
+Result<void> Planned(const GuestRig& rig, const std::vector<dma::MapRange>& segments, Method& m) {
   Result<void> status = Ok();
-  std::vector<dma::Mapping> live;
+  std::vector<dma::Entry> live;
   m.map_s.push_back(TimeSeconds([&] {
     auto ops = dma::PlanMaps(segments, {});
     if (!ops) {
       status = std::unexpected(ops.error());
       return;
     }
-    for (const dma::MapOp& op : *ops) {
+    for (const dma::MapArgs& op : *ops) {
       if (status = rig.Map(op.vaddr, op.iova, op.size); !status) {
         return;
       }
@@ -81,7 +81,7 @@ Result<void> Planned(const GuestRig& rig, const std::vector<dma::Segment>& segme
       return;
     }
     m.unmap_ioctls = ops->size();
-    for (const dma::UnmapOp& op : *ops) {
+    for (const dma::UnmapArgs& op : *ops) {
       auto done = rig.container()->Unmap(op.iova, op.size);
       if (!done) {
         status = std::unexpected(done.error());
@@ -112,7 +112,7 @@ nlohmann::json RunBatching(const GuestRig& rig, const GuestOptions& options) {
   }
   nlohmann::json rows = nlohmann::json::array();
   for (uint64_t run : {1, 8, 64, 512}) {
-    const std::vector<dma::Segment> segments = ScatterList(buf->vaddr(), run);
+    const std::vector<dma::MapRange> segments = ScatterList(buf->vaddr(), run);
     Method warm;  // one untimed pass of each first (TCG translates new kernel paths once)
     if (auto ok = Naive(rig, segments, warm); ok) {
       (void)Planned(rig, segments, warm);

@@ -35,10 +35,10 @@ T OrDie(Result<T> r) {
 }
 
 // 65535 pages; `gap` true leaves a page of IOVA between neighbours, so none merge.
-std::vector<Segment> Pages(bool gap) {
-  std::vector<Segment> segments;
+std::vector<MapRange> Pages(bool gap) {
+  std::vector<MapRange> segments;
   for (uint64_t i = 0; i < kEntries; ++i) {
-    Segment s;
+    MapRange s;
     s.vaddr = kVaBase + i * kPage4K;
     s.iova = kIovaBase + i * (gap ? 2 : 1) * kPage4K;
     s.size = kPage4K;
@@ -48,7 +48,7 @@ std::vector<Segment> Pages(bool gap) {
 }
 
 void BM_PlanMaps(benchmark::State& state) {
-  const std::vector<Segment> segments = Pages(state.range(0) != 0);
+  const std::vector<MapRange> segments = Pages(state.range(0) != 0);
   size_t ops = 0;
   for (auto _ : state) {
     MapLimits limits;
@@ -65,8 +65,8 @@ BENCHMARK(BM_PlanMaps)->ArgName("split")->Arg(1)->Arg(0)->Unit(benchmark::kMilli
 
 // Live: 65535 mappings with gaps. Arg 1: unmap every other one; 0: all of them.
 void BM_PlanUnmaps(benchmark::State& state) {
-  std::vector<Mapping> live;
-  std::vector<Mapping> gone;
+  std::vector<Entry> live;
+  std::vector<Entry> gone;
   for (uint64_t i = 0; i < kEntries; ++i) {
     live.push_back({kIovaBase + i * 2 * kPage4K, kPage4K});
     if (state.range(0) == 0 || i % 2 == 0) {
@@ -119,16 +119,16 @@ void BM_ShadowMap(benchmark::State& state) {
   for (uint64_t i = 0; i < kEntries; ++i) {
     order[i] = kIovaBase + ((i * 40507) % kEntries) * kPage4K;  // a permutation
   }
-  struct Entry {
+  struct Value {
     uint64_t size;
     uint32_t owner;
   };
   for (auto _ : state) {
     size_t found = 0;
     if (std_map) {
-      std::map<uint64_t, Entry> shadow;
+      std::map<uint64_t, Value> shadow;
       for (uint64_t i = 0; i < kEntries; ++i) {
-        shadow.emplace(order[i], Entry{kPage4K, static_cast<uint32_t>(i + 1)});
+        shadow.emplace(order[i], Value{kPage4K, static_cast<uint32_t>(i + 1)});
       }
       for (uint64_t i = 0; i < kEntries; ++i) {
         std::vector<ShadowEntry> hits;

@@ -101,7 +101,7 @@ Result<HugeShare> DmaSpace::HugeShareOf(uint64_t id) {
     return Fail(EINVAL, "mapping huge share", "device MMIO has no folios");
   }
   HugeShare share{.source = "pagemap"};
-  for (const SegmentReport& piece : PlacedOf(*found)) {
+  for (const PlacedPiece& piece : PlacedOf(*found)) {
     const uint64_t va = backing.vaddr() + piece.offset;
     share.bytes += piece.size;
     ContiguityScan scan = VFIOD_TRY(Scan(backing, va, piece.size));
@@ -166,7 +166,7 @@ Result<std::unique_ptr<MapJob>> DmaSpace::BeginMap(MapRequest request) {
   const FolioGeometry geometry = GeometryOf(backing);
   std::vector<ContiguityScan> scans;  // only when the geometry says nothing
   if (!backing.mmio() && geometry.folio_size == 0) {
-    for (const SegmentReport& piece : pieces.list) {
+    for (const PlacedPiece& piece : pieces.list) {
       scans.push_back(VFIOD_TRY(Scan(backing, backing.vaddr() + piece.offset, piece.size)));
     }
   }
@@ -174,10 +174,10 @@ Result<std::unique_ptr<MapJob>> DmaSpace::BeginMap(MapRequest request) {
   const Congruence congruence = VFIOD_TRY(Place(backing, geometry, vaddr, pieces.list.front().size,
                                                 scans.empty() ? nullptr : &scans.front()));
   VFIOD_TRY(AllocateIovas(pieces, request, congruence));
-  std::vector<Segment> segments;
+  std::vector<MapRange> segments;
   segments.reserve(pieces.list.size());
   for (size_t i = 0; i < pieces.list.size(); ++i) {
-    const SegmentReport& piece = pieces.list[i];
+    const PlacedPiece& piece = pieces.list[i];
     segments.push_back({.vaddr = backing.vaddr() + piece.offset,
                         .iova = piece.iova,
                         .size = piece.size,
@@ -226,8 +226,8 @@ std::optional<uint32_t> DmaSpace::EntriesLeft() const {
   return used >= *entry_limit_ ? 0 : static_cast<uint32_t>(*entry_limit_ - used);
 }
 
-std::vector<Mapping> DmaSpace::ShadowEntries() const {
-  std::vector<Mapping> out;
+std::vector<Entry> DmaSpace::ShadowEntries() const {
+  std::vector<Entry> out;
   out.reserve(shadow_.size());
   for (const ShadowEntry& entry : shadow_.All()) {
     out.push_back({entry.iova, entry.size});
@@ -235,28 +235,28 @@ std::vector<Mapping> DmaSpace::ShadowEntries() const {
   return out;
 }
 
-std::vector<Mapping> DmaSpace::EntriesIn(uint64_t first, uint64_t last, uint64_t owner) const {
-  std::vector<Mapping> out;
+std::vector<Entry> DmaSpace::EntriesIn(uint64_t first, uint64_t last, uint64_t owner) const {
+  std::vector<Entry> out;
   for (const ShadowEntry& entry : shadow_.In(first, last, SlotNumberOf(owner))) {
     out.push_back({entry.iova, entry.size});
   }
   return out;
 }
 
-std::vector<SegmentReport> DmaSpace::PlacedOf(const Record& record) {
+std::vector<PlacedPiece> DmaSpace::PlacedOf(const Record& record) {
   if (record.segments) {
     return *record.segments;
   }
   return {{.offset = record.offset, .iova = record.iova, .size = record.size}};
 }
 
-std::vector<Mapping> DmaSpace::EntriesOf(uint64_t owner, const Record& record) const {
+std::vector<Entry> DmaSpace::EntriesOf(uint64_t owner, const Record& record) const {
   uint64_t first = record.iova;
   uint64_t last = record.iova + (record.size - 1);
   if (record.segments && !record.one_range) {
     first = UINT64_MAX;
     last = 0;
-    for (const SegmentReport& piece : *record.segments) {
+    for (const PlacedPiece& piece : *record.segments) {
       first = std::min(first, piece.iova);
       last = std::max(last, piece.iova + (piece.size - 1));
     }
@@ -339,7 +339,7 @@ Result<ContiguityReport> DmaSpace::Contiguity(uint64_t id) {
   }
   const Record& record = *found;
   ContiguityReport total;
-  for (const SegmentReport& piece : PlacedOf(record)) {
+  for (const PlacedPiece& piece : PlacedOf(record)) {
     ContiguityScan scan =
         VFIOD_TRY(Scan(*record.backing, record.backing->vaddr() + piece.offset, piece.size));
     Accumulate(total, scan.report);
@@ -347,7 +347,7 @@ Result<ContiguityReport> DmaSpace::Contiguity(uint64_t id) {
   return total;
 }
 
-Result<void> DmaSpace::ExecuteUnmap(const UnmapOp& op, UnmapReport& report) {
+Result<void> DmaSpace::ExecuteUnmap(const UnmapArgs& op, UnmapReport& report) {
   auto bytes = op.all ? container_->UnmapAll() : container_->Unmap(op.iova, op.size);
   ++report.ioctls;
   if (!bytes) {
@@ -370,21 +370,21 @@ Result<void> DmaSpace::ExecuteUnmap(const UnmapOp& op, UnmapReport& report) {
   return Ok();
 }
 
-Result<UnmapReport> DmaSpace::UnmapEntries(const std::vector<Mapping>& entries, bool teardown) {
+Result<UnmapReport> DmaSpace::UnmapEntries(const std::vector<Entry>& entries, bool teardown) {
   if (entries.empty()) {
     return UnmapReport{};
   }
   // Only the entries between the first and the last matter to the plan: a
   // kept one among them splits the unmap; nothing outside is touched.
-  const std::vector<Mapping> live =
+  const std::vector<Entry> live =
       teardown ? ShadowEntries()
                : EntriesIn(entries.front().iova, entries.back().iova + (entries.back().size - 1));
   const bool everything = teardown && entries.size() == live.size();
-  const std::vector<UnmapOp> ops =
+  const std::vector<UnmapArgs> ops =
       VFIOD_TRY(PlanUnmaps(entries, live, everything && container_->features().unmap_all));
   UnmapReport report;
   std::optional<Error> mismatch;
-  for (const UnmapOp& op : ops) {
+  for (const UnmapArgs& op : ops) {
     auto done = ExecuteUnmap(op, report);
     if (!done && done.error().code != EIO) {
       return std::unexpected(done.error());

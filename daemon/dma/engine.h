@@ -23,6 +23,7 @@
 #include "dma/huge_share.h"
 #include "dma/iova_allocator.h"
 #include "dma/planner.h"
+#include "dma/scatter.h"
 #include "dma/shadow_map.h"
 #include "proto/result.h"
 #include "vfio/container.h"
@@ -43,15 +44,6 @@ struct MapProgress {
   uint64_t bytes_total = 0;
 };
 
-/// One piece of a scatter list: [offset, offset + size) of the request's
-/// backing, at `iova` when the client names it.
-struct MapSegment {
-  uint64_t offset = 0;  ///< a multiple of the IOMMU granule
-  uint64_t size = 0;    ///< a non-zero multiple of the IOMMU granule
-  std::optional<uint64_t> iova;
-  bool operator==(const MapSegment&) const = default;
-};
-
 /// What to map: [offset, offset + size) of `backing`, or the pieces listed in
 /// `segments`, as one mapping (one id, mapped and freed all or nothing).
 struct MapRequest {
@@ -68,15 +60,7 @@ struct MapRequest {
   /// Either every segment names its IOVA or none does; with none they are
   /// placed back to back in one IOVA range of their total size (the device
   /// sees one buffer), in list order.
-  std::vector<MapSegment> segments;
-};
-
-/// Where one segment of a scatter-list mapping went.
-struct SegmentReport {
-  uint64_t offset = 0;  ///< in the backing
-  uint64_t iova = 0;
-  uint64_t size = 0;
-  bool operator==(const SegmentReport&) const = default;
+  std::vector<ScatterPiece> segments;
 };
 
 /// One mapping, as reported to clients and logs. Its contiguity report is
@@ -93,7 +77,7 @@ struct MappingReport {
   Congruence congruence;    ///< the superpage congruence the (first) IOVA was placed for
   /// The pieces, in request order, when the request had two or more segments;
   /// empty for a single range.
-  std::vector<SegmentReport> segments;
+  std::vector<PlacedPiece> segments;
 };
 
 /// What an unmap did.
@@ -264,7 +248,7 @@ class DmaSpace {
   [[nodiscard]] Result<HugeShare> HugeShareOf(uint64_t id);
   /// The shadow map: one entry per MAP_DMA entry the kernel holds, by IOVA
   /// (running jobs' chunks included).
-  [[nodiscard]] std::vector<Mapping> ShadowEntries() const;
+  [[nodiscard]] std::vector<Entry> ShadowEntries() const;
   /// DMA entries still usable (nullopt when the kernel does not report DMA_AVAIL).
   [[nodiscard]] std::optional<uint32_t> EntriesLeft() const;
   /// The committed mappings, their bytes and the kernel entries held. O(1).
@@ -281,7 +265,7 @@ class DmaSpace {
   struct Record {
     std::shared_ptr<const Backing> backing;
     // Two or more segments only; null for a single range.
-    std::unique_ptr<const std::vector<SegmentReport>> segments;
+    std::unique_ptr<const std::vector<PlacedPiece>> segments;
     uint64_t offset = 0;              // of the first segment, in the backing
     uint64_t iova = 0;                // of the first segment
     uint64_t size = 0;                // all segments
@@ -294,7 +278,7 @@ class DmaSpace {
   /// A checked request: its segments resolved to offsets and sizes, in
   /// request order; iova filled in when named (`fixed`) or once allocated.
   struct Pieces {
-    std::vector<SegmentReport> list;
+    std::vector<PlacedPiece> list;
     uint64_t total = 0;  // bytes
     bool fixed = false;  // every segment named its IOVA
   };
@@ -318,9 +302,9 @@ class DmaSpace {
   [[nodiscard]] Result<void> AllocateIovas(Pieces& pieces, const MapRequest& request,
                                            const Congruence& congruence);
   /// Frees what AllocateIovas took for `placed`.
-  [[nodiscard]] Result<void> FreeIovas(const std::vector<SegmentReport>& placed, bool one_range,
+  [[nodiscard]] Result<void> FreeIovas(const std::vector<PlacedPiece>& placed, bool one_range,
                                        uint64_t total);
-  [[nodiscard]] static std::vector<SegmentReport> PlacedOf(const Record& record);
+  [[nodiscard]] static std::vector<PlacedPiece> PlacedOf(const Record& record);
   /// The backing's page size where it holds for [vaddr, +size) whole (the
   /// scan then reads no kpageflags), else 0.
   [[nodiscard]] static uint64_t KnownFolioSize(const Backing& backing, uint64_t vaddr,
@@ -348,13 +332,13 @@ class DmaSpace {
   /// UNMAP_ALL when `entries` is the whole shadow; otherwise only ranges
   /// holding nothing but these entries are unmapped, so a mapping vfiod does
   /// not know of survives.
-  [[nodiscard]] Result<UnmapReport> UnmapEntries(const std::vector<Mapping>& entries,
+  [[nodiscard]] Result<UnmapReport> UnmapEntries(const std::vector<Entry>& entries,
                                                  bool teardown = false);
-  [[nodiscard]] Result<void> ExecuteUnmap(const UnmapOp& op, UnmapReport& report);
+  [[nodiscard]] Result<void> ExecuteUnmap(const UnmapArgs& op, UnmapReport& report);
   /// Shadow entries inside [first, last] (inclusive), of `owner` or (owner 0) anyone's.
-  [[nodiscard]] std::vector<Mapping> EntriesIn(uint64_t first, uint64_t last,
-                                               uint64_t owner = 0) const;
-  [[nodiscard]] std::vector<Mapping> EntriesOf(uint64_t owner, const Record& record) const;
+  [[nodiscard]] std::vector<Entry> EntriesIn(uint64_t first, uint64_t last,
+                                             uint64_t owner = 0) const;
+  [[nodiscard]] std::vector<Entry> EntriesOf(uint64_t owner, const Record& record) const;
 
   // Teardown: the destructor body unmaps first; then members go in reverse
   // order, slots_ (releasing backings, whose memory is no longer pinned)
@@ -399,7 +383,7 @@ class MapJob {
  private:
   friend class DmaSpace;
   MapJob(DmaSpace& space, MapRequest request, MappingReport report, bool one_range,
-         std::vector<MapOp> ops)
+         std::vector<MapArgs> ops)
       : space_(&space),
         request_(std::move(request)),
         report_(std::move(report)),
@@ -411,14 +395,14 @@ class MapJob {
   void Store();
   [[nodiscard]] Result<void> Rollback();
   /// The shadow entries this job has mapped so far.
-  [[nodiscard]] std::vector<Mapping> MappedEntries() const;
-  [[nodiscard]] std::vector<SegmentReport> Placed() const;
+  [[nodiscard]] std::vector<Entry> MappedEntries() const;
+  [[nodiscard]] std::vector<PlacedPiece> Placed() const;
 
   DmaSpace* space_;
   MapRequest request_;  // holds the backing alive while chunks are mapped
   MappingReport report_;
   bool one_range_;  // the IOVAs are one allocation (else one per segment)
-  std::vector<MapOp> ops_;
+  std::vector<MapArgs> ops_;
   size_t next_ = 0;  // index of the next chunk
   uint64_t bytes_done_ = 0;
   bool finished_ = false;

@@ -73,7 +73,7 @@ Result<void> DmaSpace::MoveEntries(const AdoptRequest& request, uint64_t& moved)
 void DmaSpace::RecordAdopted(AdoptRequest& request, AdoptOutcome& outcome) {
   const AdoptEntry& first = request.entries.front();
   const AdoptEntry& last = request.entries.back();
-  std::vector<SegmentReport> pieces;
+  std::vector<PlacedPiece> pieces;
   for (const AdoptEntry& e : request.entries) {
     if (!pieces.empty() && pieces.back().offset + pieces.back().size == e.offset) {
       pieces.back().size += e.size;
@@ -89,7 +89,7 @@ void DmaSpace::RecordAdopted(AdoptRequest& request, AdoptOutcome& outcome) {
   }
   record.backing = std::move(request.backing);
   if (pieces.size() > 1) {
-    record.segments = std::make_unique<const std::vector<SegmentReport>>(std::move(pieces));
+    record.segments = std::make_unique<const std::vector<PlacedPiece>>(std::move(pieces));
   }
   record.offset = first.offset;
   record.iova = first.iova;
@@ -106,7 +106,7 @@ void DmaSpace::RecordAdopted(AdoptRequest& request, AdoptOutcome& outcome) {
 // mappings: one UNMAP_DMA per gap (an adopted range is exactly its entries,
 // so no gap can split one).
 void DmaSpace::UnmapStray(AdoptReport& report) {
-  std::vector<Mapping> taken;
+  std::vector<Entry> taken;
   for (const Record& record : slots_) {
     if (record.backing) {
       taken.push_back({record.iova, record.size});
@@ -127,7 +127,7 @@ void DmaSpace::UnmapStray(AdoptReport& report) {
   for (const kernel::IovaRange& range : allocator_.ranges()) {
     uint64_t at = range.start;
     bool done = false;
-    for (const Mapping& m : taken) {
+    for (const Entry& m : taken) {
       if (m.iova + m.size - 1 < range.start || m.iova > range.last) {
         continue;
       }
@@ -208,7 +208,7 @@ Result<DmaSpace::Keepable> DmaSpace::KeepableOf(uint64_t id) const {
   Keepable out;
   out.fd = record->backing->fd();
   const uint64_t base = record->backing->fd_offset();
-  std::vector<SegmentReport> pieces = PlacedOf(*record);
+  std::vector<PlacedPiece> pieces = PlacedOf(*record);
   std::sort(pieces.begin(), pieces.end(), [](auto& a, auto& b) { return a.iova < b.iova; });
   size_t piece = 0;
   for (const ShadowEntry& e :

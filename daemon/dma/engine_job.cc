@@ -30,7 +30,7 @@ Result<bool> MapJob::Step() {
   if (finished_) {
     return Fail(EINVAL, "map DMA step", "the job is finished");
   }
-  const MapOp& op = ops_[next_];
+  const MapArgs& op = ops_[next_];
   auto mapped = space_->container_->Map({.vaddr = op.vaddr,
                                          .iova = op.iova,
                                          .size = op.size,
@@ -61,16 +61,16 @@ Result<bool> MapJob::Step() {
   return true;
 }
 
-std::vector<Mapping> MapJob::MappedEntries() const {
+std::vector<Entry> MapJob::MappedEntries() const {
   if (ops_.empty()) {
     return {};
   }
   // The plan is in IOVA order: its entries lie between the first and the last op.
-  const MapOp& last = ops_.back();
+  const MapArgs& last = ops_.back();
   return space_->EntriesIn(ops_.front().iova, last.iova + (last.size - 1), report_.id);
 }
 
-std::vector<SegmentReport> MapJob::Placed() const {
+std::vector<PlacedPiece> MapJob::Placed() const {
   if (!report_.segments.empty()) {
     return report_.segments;
   }
@@ -102,7 +102,7 @@ void MapJob::Store() {
   record.congruence_shift = static_cast<uint8_t>(std::countr_zero(report_.congruence.modulus));
   record.one_range = one_range_;
   if (!report_.segments.empty()) {
-    record.segments = std::make_unique<const std::vector<SegmentReport>>(report_.segments);
+    record.segments = std::make_unique<const std::vector<PlacedPiece>>(report_.segments);
   }
 }
 

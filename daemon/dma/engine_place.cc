@@ -33,14 +33,14 @@ std::unexpected<Error> InSegment(Error error, size_t index) {
 }
 
 // EINVAL naming the first segment whose named IOVA range meets another's.
-Result<void> CheckDisjointIovas(const std::vector<SegmentReport>& list) {
+Result<void> CheckDisjointIovas(const std::vector<PlacedPiece>& list) {
   std::vector<size_t> order(list.size());
   for (size_t i = 0; i < order.size(); ++i) {
     order[i] = i;
   }
   std::ranges::sort(order, {}, [&](size_t i) { return list[i].iova; });
   for (size_t k = 1; k < order.size(); ++k) {
-    const SegmentReport& prev = list[order[k - 1]];
+    const PlacedPiece& prev = list[order[k - 1]];
     if (prev.iova + (prev.size - 1) >= list[order[k]].iova) {
       return SegmentError(order[k], "IOVA range overlaps segment " + std::to_string(order[k - 1]));
     }
@@ -75,7 +75,7 @@ Result<DmaSpace::Pieces> DmaSpace::CheckRequest(const MapRequest& request) const
   }
   pieces.fixed = request.segments.front().iova.has_value();
   for (size_t i = 0; i < request.segments.size(); ++i) {
-    const MapSegment& seg = request.segments[i];
+    const ScatterPiece& seg = request.segments[i];
     if (seg.size == 0) {
       return SegmentError(i, "size is 0");
     }
@@ -137,20 +137,20 @@ Result<void> DmaSpace::AllocateIovas(Pieces& pieces, const MapRequest& request,
                                                    .fixed_iova = request.fixed_iova,
                                                    .congruence_modulus = congruence.modulus,
                                                    .congruence_residue = congruence.residue}));
-    for (SegmentReport& piece : pieces.list) {
+    for (PlacedPiece& piece : pieces.list) {
       piece.iova = iova;
       iova += piece.size;
     }
     return Ok();
   }
   for (size_t i = 0; i < pieces.list.size(); ++i) {
-    const SegmentReport& piece = pieces.list[i];
+    const PlacedPiece& piece = pieces.list[i];
     auto taken = allocator_.Allocate(
         {.size = piece.size, .max_iova = request.max_iova, .fixed_iova = piece.iova});
     if (!taken) {
       (void)FreeIovas(
-          std::vector<SegmentReport>(pieces.list.begin(),
-                                     pieces.list.begin() + static_cast<std::ptrdiff_t>(i)),
+          std::vector<PlacedPiece>(pieces.list.begin(),
+                                   pieces.list.begin() + static_cast<std::ptrdiff_t>(i)),
           false, 0);  // just allocated: cannot fail
       return InSegment(taken.error(), i);
     }
@@ -158,13 +158,13 @@ Result<void> DmaSpace::AllocateIovas(Pieces& pieces, const MapRequest& request,
   return Ok();
 }
 
-Result<void> DmaSpace::FreeIovas(const std::vector<SegmentReport>& placed, bool one_range,
+Result<void> DmaSpace::FreeIovas(const std::vector<PlacedPiece>& placed, bool one_range,
                                  uint64_t total) {
   if (one_range) {
     return placed.empty() ? Ok() : allocator_.Free(placed.front().iova, total);
   }
   Result<void> result = Ok();
-  for (const SegmentReport& piece : placed) {
+  for (const PlacedPiece& piece : placed) {
     auto freed = allocator_.Free(piece.iova, piece.size);
     if (!freed && result) {
       result = std::unexpected(freed.error());

@@ -14,7 +14,7 @@ constexpr uint64_t kMax = std::numeric_limits<uint64_t>::max();
 constexpr const char* kMapOp = "plan MAP_DMA";
 constexpr const char* kUnmapOp = "plan UNMAP_DMA";
 
-Result<void> CheckSegment(const Segment& s, size_t index) {
+Result<void> CheckSegment(const MapRange& s, size_t index) {
   auto fail = [&](const std::string& why) {
     return Fail(EINVAL, kMapOp,
                 fmt::format("segment {} (vaddr {:#x}, iova {:#x}, size {:#x}): {}", index, s.vaddr,
@@ -48,27 +48,27 @@ struct Extent {
   uint64_t iova = 0;
   uint64_t size = 0;
   Prot prot;
-  std::vector<const Segment*> parts;
+  std::vector<const MapRange*> parts;
   uint64_t cut_align = kPage4K;  // the largest of the parts'
 };
 
-bool Joins(const Extent& e, const Segment& s) {
+bool Joins(const Extent& e, const MapRange& s) {
   uint64_t v_last = e.vaddr + (e.size - 1);
   uint64_t i_last = e.iova + (e.size - 1);
   return e.prot == s.prot && v_last != kMax && i_last != kMax && v_last + 1 == s.vaddr &&
          i_last + 1 == s.iova;
 }
 
-Result<std::vector<Extent>> MergeSegments(std::span<const Segment> segments) {
-  std::vector<const Segment*> order;
+Result<std::vector<Extent>> MergeSegments(std::span<const MapRange> segments) {
+  std::vector<const MapRange*> order;
   order.reserve(segments.size());
   for (size_t i = 0; i < segments.size(); ++i) {
     VFIOD_TRY(CheckSegment(segments[i], i));
     order.push_back(&segments[i]);
   }
-  std::ranges::stable_sort(order, {}, [](const Segment* s) { return s->iova; });
+  std::ranges::stable_sort(order, {}, [](const MapRange* s) { return s->iova; });
   std::vector<Extent> extents;
-  for (const Segment* s : order) {
+  for (const MapRange* s : order) {
     if (!extents.empty()) {
       Extent& prev = extents.back();
       if (prev.iova + (prev.size - 1) >= s->iova) {
@@ -104,7 +104,7 @@ const Folio* FolioAcross(std::span<const Folio> folios, uint64_t cut) {
 // The folio across boundary `cut` of extent `e` (cut strictly inside e), as
 // seen by the segments on either side of it.
 const Folio* FolioAcross(const Extent& e, uint64_t cut) {
-  auto after = std::ranges::upper_bound(e.parts, cut, {}, &Segment::vaddr);
+  auto after = std::ranges::upper_bound(e.parts, cut, {}, &MapRange::vaddr);
   --after;  // the part holding the page at cut; parts[0].vaddr < cut
   if (const Folio* f = FolioAcross((*after)->folios, cut)) {
     return f;
@@ -116,7 +116,7 @@ const Folio* FolioAcross(const Extent& e, uint64_t cut) {
 }
 
 // Cuts one extent into chunks of at most `chunk` bytes, at folio boundaries.
-void CutExtent(const Extent& e, uint64_t chunk, std::vector<MapOp>* ops) {
+void CutExtent(const Extent& e, uint64_t chunk, std::vector<MapArgs>* ops) {
   uint64_t offset = 0;
   while (offset < e.size) {
     uint64_t left = e.size - offset;
@@ -139,14 +139,14 @@ void CutExtent(const Extent& e, uint64_t chunk, std::vector<MapOp>* ops) {
         }
       }
     }
-    ops->push_back(MapOp{e.vaddr + offset, e.iova + offset, len, e.prot});
+    ops->push_back(MapArgs{e.vaddr + offset, e.iova + offset, len, e.prot});
     offset += len;
   }
 }
 
 }  // namespace
 
-Result<std::vector<MapOp>> PlanMaps(std::span<const Segment> segments, const MapLimits& limits) {
+Result<std::vector<MapArgs>> PlanMaps(std::span<const MapRange> segments, const MapLimits& limits) {
   if (segments.empty()) {
     return Fail(EINVAL, kMapOp, "no segments");
   }
@@ -155,7 +155,7 @@ Result<std::vector<MapOp>> PlanMaps(std::span<const Segment> segments, const Map
   }
   uint64_t chunk = limits.chunk_bytes & ~(kPage4K - 1);
   std::vector<Extent> extents = VFIOD_TRY(MergeSegments(segments));
-  std::vector<MapOp> ops;
+  std::vector<MapArgs> ops;
   for (const Extent& e : extents) {
     CutExtent(e, chunk, &ops);
   }
@@ -175,11 +175,11 @@ Result<std::vector<MapOp>> PlanMaps(std::span<const Segment> segments, const Map
 
 namespace {
 
-Result<std::vector<Mapping>> SortedLive(std::span<const Mapping> live) {
-  std::vector<Mapping> sorted(live.begin(), live.end());
-  std::ranges::sort(sorted, {}, &Mapping::iova);
+Result<std::vector<Entry>> SortedLive(std::span<const Entry> live) {
+  std::vector<Entry> sorted(live.begin(), live.end());
+  std::ranges::sort(sorted, {}, &Entry::iova);
   for (size_t i = 0; i < sorted.size(); ++i) {
-    const Mapping& m = sorted[i];
+    const Entry& m = sorted[i];
     if (m.size == 0 || m.iova > kMax - (m.size - 1)) {
       return Fail(EINVAL, kUnmapOp,
                   fmt::format("live mapping {:#x} (+{:#x}) is empty or wraps", m.iova, m.size));
@@ -192,11 +192,11 @@ Result<std::vector<Mapping>> SortedLive(std::span<const Mapping> live) {
 }
 
 // Marks which of `live` (sorted) are to be removed.
-Result<std::vector<bool>> MarkRemoved(std::span<const Mapping> live,
-                                      std::span<const Mapping> to_unmap) {
+Result<std::vector<bool>> MarkRemoved(std::span<const Entry> live,
+                                      std::span<const Entry> to_unmap) {
   std::vector<bool> removed(live.size(), false);
-  for (const Mapping& m : to_unmap) {
-    auto it = std::ranges::lower_bound(live, m.iova, {}, &Mapping::iova);
+  for (const Entry& m : to_unmap) {
+    auto it = std::ranges::lower_bound(live, m.iova, {}, &Entry::iova);
     if (it == live.end() || *it != m) {
       return Fail(EINVAL, kUnmapOp,
                   fmt::format("{:#x} (+{:#x}) is not a live mapping", m.iova, m.size));
@@ -210,11 +210,11 @@ Result<std::vector<bool>> MarkRemoved(std::span<const Mapping> live,
   return removed;
 }
 
-void AppendGroup(std::span<const Mapping> group, std::vector<UnmapOp>* ops) {
+void AppendGroup(std::span<const Entry> group, std::vector<UnmapArgs>* ops) {
   uint64_t first = group.front().iova;
   uint64_t last = group.back().iova + (group.back().size - 1);
   uint64_t bytes = 0;
-  for (const Mapping& m : group) {
+  for (const Entry& m : group) {
     bytes += m.size;
   }
   if (first == 0 && last == kMax) {
@@ -223,25 +223,25 @@ void AppendGroup(std::span<const Mapping> group, std::vector<UnmapOp>* ops) {
     AppendGroup(group.subspan(1), ops);
     return;
   }
-  ops->push_back(UnmapOp{false, first, last - first + 1, bytes});
+  ops->push_back(UnmapArgs{false, first, last - first + 1, bytes});
 }
 
 }  // namespace
 
-Result<std::vector<UnmapOp>> PlanUnmaps(std::span<const Mapping> to_unmap,
-                                        std::span<const Mapping> live, bool unmap_all) {
-  std::vector<Mapping> sorted = VFIOD_TRY(SortedLive(live));
+Result<std::vector<UnmapArgs>> PlanUnmaps(std::span<const Entry> to_unmap,
+                                          std::span<const Entry> live, bool unmap_all) {
+  std::vector<Entry> sorted = VFIOD_TRY(SortedLive(live));
   std::vector<bool> removed = VFIOD_TRY(MarkRemoved(sorted, to_unmap));
-  std::vector<UnmapOp> ops;
+  std::vector<UnmapArgs> ops;
   if (to_unmap.empty()) {
     return ops;
   }
   if (unmap_all && to_unmap.size() == sorted.size()) {
     uint64_t bytes = 0;
-    for (const Mapping& m : sorted) {
+    for (const Entry& m : sorted) {
       bytes += m.size;
     }
-    ops.push_back(UnmapOp{true, 0, 0, bytes});
+    ops.push_back(UnmapArgs{true, 0, 0, bytes});
     return ops;
   }
   size_t i = 0;
@@ -254,7 +254,7 @@ Result<std::vector<UnmapOp>> PlanUnmaps(std::span<const Mapping> to_unmap,
     while (j < sorted.size() && removed[j]) {
       ++j;
     }
-    AppendGroup(std::span<const Mapping>(sorted).subspan(i, j - i), &ops);
+    AppendGroup(std::span<const Entry>(sorted).subspan(i, j - i), &ops);
     i = j;
   }
   return ops;

@@ -22,7 +22,7 @@ struct Prot {
 };
 
 /// One piece of a scatter list: map [vaddr, vaddr+size) at iova.
-struct Segment {
+struct MapRange {
   uint64_t vaddr = 0;
   uint64_t iova = 0;
   uint64_t size = 0;
@@ -40,12 +40,12 @@ struct Segment {
 };
 
 /// One VFIO_IOMMU_MAP_DMA call.
-struct MapOp {
+struct MapArgs {
   uint64_t vaddr = 0;
   uint64_t iova = 0;
   uint64_t size = 0;
   Prot prot;
-  bool operator==(const MapOp&) const = default;
+  bool operator==(const MapArgs&) const = default;
 };
 
 /// Limits a map plan must respect.
@@ -71,37 +71,37 @@ struct MapLimits {
 /// read nor write, segments overlapping in IOVA, chunk_bytes < 4 KiB;
 /// ENOSPC: the plan needs more entries than dma_avail - reserve_entries
 /// (detail says how many are needed and left).
-[[nodiscard]] Result<std::vector<MapOp>> PlanMaps(std::span<const Segment> segments,
-                                                  const MapLimits& limits);
+[[nodiscard]] Result<std::vector<MapArgs>> PlanMaps(std::span<const MapRange> segments,
+                                                    const MapLimits& limits);
 
-/// A live mapping of a container, as the engine's shadow records it: one per
-/// MAP_DMA call that succeeded.
-struct Mapping {
+/// A kernel entry: what one MAP_DMA call that succeeded holds in a container
+/// (the engine's shadow records each). A client's mapping is one or more.
+struct Entry {
   uint64_t iova = 0;
   uint64_t size = 0;
-  bool operator==(const Mapping&) const = default;
+  bool operator==(const Entry&) const = default;
 };
 
 /// One VFIO_IOMMU_UNMAP_DMA call, and the bytes it must report back.
-struct UnmapOp {
+struct UnmapArgs {
   bool all = false;  ///< VFIO_DMA_UNMAP_FLAG_ALL (then iova and size are 0)
   uint64_t iova = 0;
   uint64_t size = 0;
-  uint64_t expected_bytes = 0;  ///< sum of the mappings it removes
-  bool operator==(const UnmapOp&) const = default;
+  uint64_t expected_bytes = 0;  ///< sum of the entries it removes
+  bool operator==(const UnmapArgs&) const = default;
 };
 
 /// Plans the UNMAP_DMA calls removing exactly `to_unmap` from a container
-/// whose live mappings are `live` (to_unmap is a subset of live, any order).
-/// Mappings that follow each other in `live`'s IOVA order with no kept mapping
+/// whose live entries are `live` (to_unmap is a subset of live, any order).
+/// Entries that follow each other in `live`'s IOVA order with no kept entry
 /// between them are removed by one call (type1v2 accepts a range covering
-/// several whole mappings and empty gaps, never part of a mapping). When
+/// several whole entries and empty gaps, never part of an entry). When
 /// `to_unmap` is all of `live` and `unmap_all` is true, the plan is one
 /// UNMAP_ALL. An empty `to_unmap` gives an empty plan.
 /// EINVAL: a to_unmap entry that is not in `live`, listed twice, or live
-/// mappings that overlap, wrap, or have size 0.
-[[nodiscard]] Result<std::vector<UnmapOp>> PlanUnmaps(std::span<const Mapping> to_unmap,
-                                                      std::span<const Mapping> live,
-                                                      bool unmap_all);
+/// entries that overlap, wrap, or have size 0.
+[[nodiscard]] Result<std::vector<UnmapArgs>> PlanUnmaps(std::span<const Entry> to_unmap,
+                                                        std::span<const Entry> live,
+                                                        bool unmap_all);
 
 }  // namespace vfiod::dma

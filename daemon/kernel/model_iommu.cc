@@ -60,8 +60,8 @@ Result<int> ModelIommu::Ioctl(unsigned long request, unsigned long arg) {
   }
 }
 
-std::vector<ModelMapping> ModelIommu::Mappings() const {
-  std::vector<ModelMapping> out;
+std::vector<ModelEntry> ModelIommu::Entries() const {
+  std::vector<ModelEntry> out;
   for (auto it = dmas_.begin(); it != dmas_.end(); ++it) {
     const Dma& d = it->second;
     out.push_back(

@@ -46,7 +46,7 @@ class ModelIommu {
   /// The driver's VFIO_CHECK_EXTENSION answer; `iommu` is null before SET_IOMMU.
   static int CheckExtension(const ModelIommu* iommu, unsigned long extension);
 
-  [[nodiscard]] std::vector<ModelMapping> Mappings() const;
+  [[nodiscard]] std::vector<ModelEntry> Entries() const;
 
  private:
   // One entry, 16 bytes (a container may hold 65535; in Linux this state is

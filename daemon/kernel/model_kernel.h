@@ -92,8 +92,9 @@ struct ModelKnobs {
 /// 00:1f.0 and 00:1f.2 bound to host drivers.
 [[nodiscard]] ModelTopology VmLikeTopology();
 
-/// A DMA mapping of a model container, for tests.
-struct ModelMapping {
+/// A DMA entry of a model container (what one MAP_DMA call that succeeded
+/// left, less what unmaps took), for tests.
+struct ModelEntry {
   uint64_t iova = 0;
   uint64_t size = 0;
   uint64_t vaddr = 0;
@@ -143,8 +144,8 @@ class ModelKernel final : public Kernel {
   /// Bytes pinned and charged to the memlock limit, over all containers.
   [[nodiscard]] uint64_t LockedBytes() const;
   void SetMemlockLimit(uint64_t bytes);
-  /// The mappings of a container fd, by IOVA. EBADF: not a model container.
-  [[nodiscard]] Result<std::vector<ModelMapping>> Mappings(int container_fd) const;
+  /// The DMA entries of a container fd, by IOVA. EBADF: not a model container.
+  [[nodiscard]] Result<std::vector<ModelEntry>> Entries(int container_fd) const;
   /// How many times an ioctl was issued (failed ones included), by name
   /// ("VFIO_IOMMU_MAP_DMA").
   [[nodiscard]] uint64_t IoctlCount(std::string_view name) const;

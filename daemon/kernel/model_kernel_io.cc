@@ -103,7 +103,7 @@ void ModelKernel::SetMemlockLimit(uint64_t bytes) {
   state_->knobs.memlock_limit = bytes;
 }
 
-Result<std::vector<ModelMapping>> ModelKernel::Mappings(int container_fd) const {
+Result<std::vector<ModelEntry>> ModelKernel::Entries(int container_fd) const {
   std::lock_guard lock(mu_);
   auto it = state_->fds.find(container_fd);
   const auto* c =
@@ -113,9 +113,9 @@ Result<std::vector<ModelMapping>> ModelKernel::Mappings(int container_fd) const 
   }
   const auto& iommu = (*c)->iommu;
   if (!iommu) {
-    return std::vector<ModelMapping>{};
+    return std::vector<ModelEntry>{};
   }
-  return iommu->Mappings();
+  return iommu->Entries();
 }
 
 uint64_t ModelKernel::IoctlCount(std::string_view name) const {

@@ -209,10 +209,10 @@ json ContiguityJson(const dma::ContiguityReport& r) {
   return j;
 }
 
-json SegmentsJson(const std::vector<service::SegmentView>& segments) {
+json SegmentsJson(const std::vector<dma::PlacedPiece>& segments) {
   json out = json::array();
   for (const auto& s : segments) {
-    out.push_back({{"offset", s.offset}, {"size", s.size}, {"iova", s.iova.value_or(0)}});
+    out.push_back({{"offset", s.offset}, {"size", s.size}, {"iova", s.iova}});
   }
   return out;
 }

@@ -23,7 +23,7 @@ namespace vfiod::rpc {
 /// A dma.list entry.
 [[nodiscard]] nlohmann::json MappingSummaryJson(const service::MappingView& m);
 /// A scatter list's pieces: [{offset, size, iova}].
-[[nodiscard]] nlohmann::json SegmentsJson(const std::vector<service::SegmentView>& segments);
+[[nodiscard]] nlohmann::json SegmentsJson(const std::vector<dma::PlacedPiece>& segments);
 /// dma.info: the summary plus chunks, ioctls, segments (a scatter list's
 /// pieces, when it has several) and the contiguity report.
 [[nodiscard]] nlohmann::json MappingDetailJson(const service::MappingView& m);

@@ -64,7 +64,7 @@ inline constexpr size_t kMaxSegments = 4096;
 /// wrapping, every segment naming its iova or none, named iovas not
 /// overlapping each other. Throws ParamError naming the segment
 /// ("params.segments[3].size: ..."). Empty when `key` is absent.
-[[nodiscard]] std::vector<service::SegmentView> ReadSegments(ParamReader& p, const char* key);
+[[nodiscard]] std::vector<dma::ScatterPiece> ReadSegments(ParamReader& p, const char* key);
 
 /// The most users (or groups) one share list or share request may name.
 inline constexpr size_t kMaxShareEntries = 64;

@@ -9,9 +9,9 @@ namespace vfiod::rpc {
 
 namespace {
 
-service::SegmentView ReadSegment(const nlohmann::json& item, const std::string& path) {
+dma::ScatterPiece ReadSegment(const nlohmann::json& item, const std::string& path) {
   ParamReader p(item, path);
-  service::SegmentView s;
+  dma::ScatterPiece s;
   s.offset = p.U64("offset");
   s.size = p.U64("size");
   s.iova = p.OptU64("iova");
@@ -30,14 +30,14 @@ service::SegmentView ReadSegment(const nlohmann::json& item, const std::string& 
 }
 
 /// Throws when two named IOVA ranges overlap, naming the later one.
-void CheckIovasApart(const std::vector<service::SegmentView>& list, const std::string& path) {
+void CheckIovasApart(const std::vector<dma::ScatterPiece>& list, const std::string& path) {
   std::vector<size_t> order(list.size());
   std::iota(order.begin(), order.end(), size_t{0});
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
     return list[a].iova.value_or(0) < list[b].iova.value_or(0);
   });
   for (size_t k = 1; k < order.size(); ++k) {
-    const service::SegmentView& before = list[order[k - 1]];
+    const dma::ScatterPiece& before = list[order[k - 1]];
     // Every segment names its IOVA here (checked by the caller).
     if (list[order[k]].iova.value_or(0) - before.iova.value_or(0) < before.size) {
       const size_t later = std::max(order[k], order[k - 1]);
@@ -50,7 +50,7 @@ void CheckIovasApart(const std::vector<service::SegmentView>& list, const std::s
 
 }  // namespace
 
-std::vector<service::SegmentView> ReadSegments(ParamReader& p, const char* key) {
+std::vector<dma::ScatterPiece> ReadSegments(ParamReader& p, const char* key) {
   const nlohmann::json* raw = p.Raw(key);
   if (raw == nullptr || raw->is_null()) {
     return {};
@@ -66,7 +66,7 @@ std::vector<service::SegmentView> ReadSegments(ParamReader& p, const char* key) 
     throw ParamError(path + ": " + std::to_string(raw->size()) + " segments, at most " +
                      std::to_string(kMaxSegments));
   }
-  std::vector<service::SegmentView> list;
+  std::vector<dma::ScatterPiece> list;
   list.reserve(raw->size());
   for (size_t i = 0; i < raw->size(); ++i) {
     list.push_back(ReadSegment((*raw)[i], path + "[" + std::to_string(i) + "]"));

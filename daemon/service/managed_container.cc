@@ -50,16 +50,6 @@ Result<dma::Backing> MakeBacking(const AllocRequest& r) {
   }
 }
 
-/// The engine's scatter list for `segments`.
-std::vector<dma::MapSegment> EngineSegments(const std::vector<SegmentView>& segments) {
-  std::vector<dma::MapSegment> out;
-  out.reserve(segments.size());
-  for (const SegmentView& s : segments) {
-    out.push_back(dma::MapSegment{s.offset, s.size, s.iova});
-  }
-  return out;
-}
-
 }  // namespace
 
 Result<ExtensionsView> ProbeExtensions(kernel::Kernel& kernel) {
@@ -131,9 +121,7 @@ MappingView ManagedContainer::ViewOf(const dma::MappingReport& r) const {
     v.aligned = r.vaddr % std::min<uint64_t>(std::bit_ceil(r.size), vfiod::kPage1G) == 0;
     v.mmio_no_pin = extensions_.mmio_no_pin;
   }
-  for (const dma::SegmentReport& piece : r.segments) {
-    v.segments.push_back(SegmentView{piece.offset, piece.size, piece.iova});
-  }
+  v.segments = r.segments;
   return v;
 }
 
@@ -169,7 +157,7 @@ Result<MapResult> ManagedContainer::MapRegion(std::shared_ptr<const dma::Backing
   map.backing = std::move(region);
   map.offset = request.offset;
   map.size = request.size;
-  map.segments = EngineSegments(request.segments);
+  map.segments = request.segments;
   map.fixed_iova = request.placement.iova;
   map.max_iova = MaxIova(request.placement);
   dma::MappingReport report = VFIOD_TRY(MapInChunks(std::move(map), progress, stages));

@@ -35,7 +35,7 @@ SResult<std::shared_ptr<const dma::Backing>> AdoptForMap(MapFdRequest& request) 
   if (!request.segments.empty()) {
     begin = 0;
     length = 0;
-    for (const SegmentView& piece : request.segments) {
+    for (const dma::ScatterPiece& piece : request.segments) {
       length = std::max(length, piece.offset + piece.size);
     }
   }

@@ -208,7 +208,7 @@ SResult<std::shared_ptr<const dma::Backing>> Service::ResolveMapFd(const Caller&
   if (!request.segments.empty()) {
     uint64_t total = 0;
     for (size_t i = 0; i < request.segments.size(); ++i) {
-      const SegmentView& piece = request.segments[i];
+      const dma::ScatterPiece& piece = request.segments[i];
       if (piece.offset >= limit || piece.size > limit - piece.offset) {
         return outside("params.segments[" + std::to_string(i) + "]", piece.offset, piece.size);
       }

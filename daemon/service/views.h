@@ -14,6 +14,7 @@
 #include "dma/contiguity.h"
 #include "dma/huge_share.h"
 #include "dma/numa.h"
+#include "dma/scatter.h"
 #include "kernel/vfio_api.h"
 #include "proto/backing.h"
 #include "proto/unique_fd.h"
@@ -127,14 +128,6 @@ struct ContainerView {
   uint64_t dma_entries_used = 0;
 };
 
-/// One piece of a scatter list: [offset, offset + size) of the file or
-/// region, at `iova` (asked for, or where it was placed).
-struct SegmentView {
-  uint64_t offset = 0;
-  uint64_t size = 0;
-  std::optional<uint64_t> iova;
-};
-
 /// A mapping as a client sees it. The service keeps only a small record per
 /// mapping and builds this on demand: the summary fields (id to mmio_no_pin)
 /// always, chunks/ioctls/segments/contiguity only where documented.
@@ -162,7 +155,7 @@ struct MappingView {
   bool mmio_no_pin = false;  ///< BAR: mapped with the kernel's MMIO no-pin path
   /// A scatter list's pieces (offsets in the file or region), in request
   /// order; empty for a single range.
-  std::vector<SegmentView> segments;
+  std::vector<dma::PlacedPiece> segments;
   std::optional<dma::ContiguityReport> contiguity;  ///< dma.info only
   std::optional<dma::HugeShare> huge;               ///< map replies with "require": "thp" only
   std::optional<NumaView> numa;                     ///< dma.alloc replies only
@@ -214,7 +207,7 @@ struct MapFdRequest {
   /// A scatter list of the file or region, mapped as one mapping; when
   /// non-empty it replaces offset/size. placement.iova, if set, is the first
   /// segment's IOVA (then no segment names one).
-  std::vector<SegmentView> segments;
+  std::vector<dma::ScatterPiece> segments;
   Placement placement;
   std::string name;
   bool require_huge = false;  ///< "require": "thp": all in folios of 2 MiB or more

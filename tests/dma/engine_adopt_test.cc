@@ -44,7 +44,7 @@ class AdoptTest : public EngineTest {
   /// The kernel entries of mapping `report` as the record lists them.
   std::vector<AdoptEntry> EntriesOf(const MappingReport& report, const Backing& backing) {
     std::vector<AdoptEntry> out;
-    for (const Mapping& e : space_->ShadowEntries()) {
+    for (const Entry& e : space_->ShadowEntries()) {
       if (e.iova >= report.iova && e.iova < report.iova + report.size) {
         out.push_back({e.iova, e.size, report.vaddr - backing.vaddr() + (e.iova - report.iova)});
       }
@@ -119,7 +119,7 @@ TEST_F(AdoptTest, TakesOverEveryEntryAtTheSameIovaWithoutUnmapping) {
   EXPECT_EQ(ModelEntries(), entries_before);
   EXPECT_EQ(model_.LockedBytes(), locked);
   // Each kernel entry now names the new view, entry by entry.
-  auto model = model_.Mappings(container_->fd()).value();
+  auto model = model_.Entries(container_->fd()).value();
   EXPECT_EQ(model.front().vaddr, new_a);
   EXPECT_EQ(model[1].vaddr, new_a + kChunk);
 
@@ -163,8 +163,8 @@ TEST_F(AdoptTest, KeepsTheSegmentsOfAScatterList) {
   ASSERT_TRUE(report) << report.error().message();
   auto found = space_->Find(report->mappings[0].id);
   ASSERT_TRUE(found);
-  EXPECT_EQ(found->segments, (std::vector<SegmentReport>{{2 * kChunk, r->iova, kChunk},
-                                                         {0, r->iova + kChunk, kChunk}}));
+  EXPECT_EQ(found->segments, (std::vector<PlacedPiece>{{2 * kChunk, r->iova, kChunk},
+                                                       {0, r->iova + kChunk, kChunk}}));
 }
 
 // A graceful predecessor invalidated every vaddr before it left: the entries

@@ -27,7 +27,7 @@ class EngineFaultKernelTest : public ::testing::Test {
     backing_ = std::make_shared<const Backing>(CreatePagesBacking(kChunks * kChunk, false).value());
   }
 
-  std::vector<Mapping> ModelEntries() { return ModelMappings(model_, *container_); }
+  std::vector<Entry> ModelEntries() { return ModelEntriesOf(model_, *container_); }
 
   void ExpectClean() {
     EXPECT_TRUE(ModelEntries().empty());

@@ -52,7 +52,7 @@ TEST_F(EngineFaultTest, MemlockFailureAtEveryChunkRollsBackCompletely) {
     EXPECT_EQ(progress.size(), k - 1);
     EXPECT_EQ(Snapshot(), before);
     EXPECT_EQ(space_->Mappings().size(), 1u);
-    EXPECT_EQ(ModelEntries(), (std::vector<Mapping>{{kept_.iova, kept_.size}}));
+    EXPECT_EQ(ModelEntries(), (std::vector<Entry>{{kept_.iova, kept_.size}}));
   }
   // And with the limit lifted the same request maps whole.
   auto report = space_->Map({.backing = backing});
@@ -75,7 +75,7 @@ TEST_F(EngineFaultTest, ForeignMappingInTheWayOfEveryChunkRollsBackCompletely) {
     EXPECT_THAT(report.error().detail, HasSubstr("chunk " + std::to_string(k) + " of"));
     // Only the keeper and the obstacle are left in the kernel.
     EXPECT_EQ(ModelEntries(),
-              (std::vector<Mapping>{{kept_.iova, kept_.size}, {in_the_way, kPage4K}}));
+              (std::vector<Entry>{{kept_.iova, kept_.size}, {in_the_way, kPage4K}}));
     ASSERT_EQ(container_->Unmap(in_the_way, kPage4K).value(), kPage4K);
     EXPECT_EQ(Snapshot(), before);
   }
@@ -122,7 +122,7 @@ TEST_F(EngineTest, RollbackLeavesAMappingItDoesNotOwn) {
   EXPECT_EQ(report.error().code, EEXIST);
   // Chunk 1 was the whole shadow, yet the rollback must not sweep the
   // container with UNMAP_ALL: the foreign mapping is still there.
-  EXPECT_EQ(ModelEntries(), (std::vector<Mapping>{{in_the_way, kPage4K}}));
+  EXPECT_EQ(ModelEntries(), (std::vector<Entry>{{in_the_way, kPage4K}}));
   EXPECT_TRUE(space_->ShadowEntries().empty());
 }
 

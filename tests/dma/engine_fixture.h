@@ -25,12 +25,12 @@ inline constexpr int kIvshmemGroup = 4;
 
 using vfiod::testing::CountOpenFds;
 
-/// The model's mappings in `container`, as the engine's Mapping type.
-inline std::vector<Mapping> ModelMappings(const kernel::ModelKernel& model,
-                                          const vfio::Container& container) {
-  const std::vector<kernel::ModelMapping> mappings = model.Mappings(container.fd()).value();
-  std::vector<Mapping> out;
-  for (const kernel::ModelMapping& m : mappings) {
+/// The model's entries in `container`, as the engine's Entry type.
+inline std::vector<Entry> ModelEntriesOf(const kernel::ModelKernel& model,
+                                         const vfio::Container& container) {
+  const std::vector<kernel::ModelEntry> mappings = model.Entries(container.fd()).value();
+  std::vector<Entry> out;
+  for (const kernel::ModelEntry& m : mappings) {
     out.push_back({m.iova, m.size});
   }
   return out;
@@ -78,7 +78,7 @@ class EngineTest : public ::testing::Test {
     return std::make_shared<const Backing>(std::move(*backing));
   }
 
-  std::vector<Mapping> ModelEntries() { return ModelMappings(model_, *container_); }
+  std::vector<Entry> ModelEntries() { return ModelEntriesOf(model_, *container_); }
 
   LeakSnapshot Snapshot() {
     return {.locked_bytes = model_.LockedBytes(),

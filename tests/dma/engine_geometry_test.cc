@@ -80,7 +80,7 @@ TEST_F(EngineGeometryTest, HugetlbChunksAreCutAtHugePageBoundaries) {
   auto report = space_->Map({.backing = backing});
   ASSERT_TRUE(report) << report.error().message();
   EXPECT_EQ(report->chunks, 4u);
-  for (const Mapping& m : ModelEntries()) {
+  for (const Entry& m : ModelEntries()) {
     EXPECT_EQ(m.size, kPage2M);
   }
 }

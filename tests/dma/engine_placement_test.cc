@@ -154,7 +154,7 @@ TEST_F(EngineTest, ClientMemfdMapsAtItsOffset) {
   auto report = space_->Map({.backing = shared, .fixed_iova = 0x300000});
   ASSERT_TRUE(report) << report.error().message();
   EXPECT_EQ(report->backing, BackingKind::kMemfd);
-  EXPECT_EQ(model_.Mappings(container_->fd())->front().vaddr, shared->vaddr());
+  EXPECT_EQ(model_.Entries(container_->fd())->front().vaddr, shared->vaddr());
   EXPECT_EQ(model_.LockedBytes(), 4 * kPage4K);
 }
 
@@ -191,7 +191,7 @@ TEST_F(EngineTest, PartOfAHugePageMaps) {
   ASSERT_TRUE(report) << report.error().message();
   EXPECT_EQ(report->size, 2 * kPage4K);
   EXPECT_EQ(report->vaddr, shared->vaddr() + 3 * kPage4K);
-  EXPECT_EQ(ModelEntries(), (std::vector<Mapping>{{report->iova, 2 * kPage4K}}));
+  EXPECT_EQ(ModelEntries(), (std::vector<Entry>{{report->iova, 2 * kPage4K}}));
 }
 
 }  // namespace

@@ -24,18 +24,18 @@ class EngineSegmentsTest : public EngineTest {
  protected:
   std::vector<ModelEntry> Entries() {
     std::vector<ModelEntry> out;
-    const std::vector<kernel::ModelMapping> mappings = model_.Mappings(container_->fd()).value();
-    for (const kernel::ModelMapping& m : mappings) {
+    const std::vector<kernel::ModelEntry> mappings = model_.Entries(container_->fd()).value();
+    for (const kernel::ModelEntry& m : mappings) {
       out.push_back({m.iova, m.vaddr, m.size});
     }
     return out;
   }
   Result<MappingReport> MapSegments(std::shared_ptr<const Backing> backing,
-                                    std::vector<MapSegment> segments) {
+                                    std::vector<ScatterPiece> segments) {
     return space_->Map({.backing = std::move(backing), .segments = std::move(segments)});
   }
   // Maps, expects EINVAL/EEXIST naming `index`, and that nothing changed.
-  void ExpectRefused(std::vector<MapSegment> segments, int code, const std::string& index,
+  void ExpectRefused(std::vector<ScatterPiece> segments, int code, const std::string& index,
                      std::optional<uint64_t> fixed_iova = std::nullopt) {
     const LeakSnapshot before = Snapshot();
     auto report = space_->Map(
@@ -59,7 +59,7 @@ TEST_F(EngineSegmentsTest, SegmentsWithoutIovasFollowEachOtherInOneRange) {
   EXPECT_EQ(report->size, 5 * kP);
   EXPECT_EQ(report->vaddr, va);
   EXPECT_EQ(report->segments,
-            (std::vector<SegmentReport>{
+            (std::vector<PlacedPiece>{
                 {0, base, 2 * kP}, {8 * kP, base + 2 * kP, kP}, {4 * kP, base + 3 * kP, 2 * kP}}));
   EXPECT_EQ(report->chunks, 3u);
   EXPECT_EQ(Entries(), (std::vector<ModelEntry>{{base, va, 2 * kP},
@@ -119,7 +119,7 @@ TEST_F(EngineSegmentsTest, NamedIovasAreKeptAndUnmappedExactly) {
   ASSERT_TRUE(unmapped) << unmapped.error().message();
   EXPECT_EQ(unmapped->bytes, 3 * kP);
   EXPECT_EQ(unmapped->ioctls, 2u);
-  EXPECT_EQ(ModelEntries(), (std::vector<Mapping>{{0x600000, kP}}));
+  EXPECT_EQ(ModelEntries(), (std::vector<Entry>{{0x600000, kP}}));
   EXPECT_EQ(space_->ShadowEntries(), ModelEntries());
   EXPECT_EQ(space_->allocator().allocation_count(), 1u);
 }
@@ -153,7 +153,7 @@ TEST_F(EngineSegmentsTest, ANamedIovaOverAnExistingMappingIsEexist) {
   ExpectRefused({{.offset = 0, .size = kP, .iova = 0x100000},
                  {.offset = kP, .size = 2 * kP, .iova = 0x2ff000}},
                 EEXIST, "segment 1");
-  EXPECT_EQ(ModelEntries(), (std::vector<Mapping>{{0x300000, kP}}));
+  EXPECT_EQ(ModelEntries(), (std::vector<Entry>{{0x300000, kP}}));
 }
 
 TEST_F(EngineSegmentsTest, ContiguityOnDemandCoversEverySegment) {

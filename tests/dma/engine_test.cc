@@ -23,9 +23,9 @@ TEST_F(EngineTest, MapsAndUnmapsOneBackingExactly) {
   EXPECT_EQ(report->map_ioctls, 1u);
   EXPECT_EQ(space_->Contiguity(report->id)->pages, 16u);
   EXPECT_EQ(space_->ShadowEntries(), ModelEntries());
-  EXPECT_EQ(ModelEntries(), (std::vector<Mapping>{{report->iova, 16 * kPage4K}}));
+  EXPECT_EQ(ModelEntries(), (std::vector<Entry>{{report->iova, 16 * kPage4K}}));
   EXPECT_EQ(model_.LockedBytes(), 16 * kPage4K);
-  EXPECT_EQ(model_.Mappings(container_->fd())->front().vaddr, backing->vaddr());
+  EXPECT_EQ(model_.Entries(container_->fd())->front().vaddr, backing->vaddr());
   EXPECT_EQ(space_->usage(), (SpaceUsage{.mappings = 1, .bytes = 16 * kPage4K, .entries = 1}));
 
   auto unmapped = space_->Unmap(report->id);
@@ -162,7 +162,7 @@ TEST_F(EngineTest, RejectsBadRequestsBeforeAnyIoctl) {
 TEST_F(EngineTest, ReadOnlyProtReachesTheKernel) {
   auto report = space_->Map({.backing = Pages(kPage4K), .prot = {.read = true, .write = false}});
   ASSERT_TRUE(report);
-  const auto mapping = model_.Mappings(container_->fd())->front();
+  const auto mapping = model_.Entries(container_->fd())->front();
   EXPECT_TRUE(mapping.read);
   EXPECT_FALSE(mapping.write);
 }
@@ -195,7 +195,7 @@ TEST_F(EngineTest, UnmapKeepsTheNeighbours) {
   ASSERT_TRUE(unmapped);
   EXPECT_EQ(unmapped->entries, 1u);
   EXPECT_EQ(space_->usage(), (SpaceUsage{.mappings = 2, .bytes = 4 * kPage4K, .entries = 2}));
-  EXPECT_EQ(ModelEntries(), (std::vector<Mapping>{{a->iova, a->size}, {c->iova, c->size}}));
+  EXPECT_EQ(ModelEntries(), (std::vector<Entry>{{a->iova, a->size}, {c->iova, c->size}}));
   EXPECT_EQ(space_->ShadowEntries(), ModelEntries());
   EXPECT_EQ(space_->Mappings().size(), 2u);
 }

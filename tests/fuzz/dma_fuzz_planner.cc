@@ -18,8 +18,8 @@ namespace vfiod::fuzz {
 namespace {
 
 using dma::Folio;
-using dma::MapOp;
-using dma::Segment;
+using dma::MapArgs;
+using dma::MapRange;
 using u128 = unsigned __int128;
 constexpr uint64_t kPage = 4096;
 
@@ -54,7 +54,7 @@ bool InsideFolio(const std::vector<Folio>& folios, uint64_t cut) {
       folios, [&](const Folio& f) { return f.vaddr < cut && cut - f.vaddr < f.size; });
 }
 
-bool ValidSegment(const Segment& s) {
+bool ValidSegment(const MapRange& s) {
   return s.size != 0 && (s.vaddr | s.iova | s.size) % kPage == 0 &&
          s.vaddr <= kMax - (s.size - 1) && s.iova <= kMax - (s.size - 1) &&
          (s.prot.read || s.prot.write) && (s.cut_align & (s.cut_align - 1)) == 0;
@@ -68,7 +68,7 @@ struct Extent {
 
 // The greedy plan of one extent.
 void CutExtent(const Extent& e, uint64_t chunk, const std::vector<Folio>& folios,
-               std::vector<MapOp>& ops) {
+               std::vector<MapArgs>& ops) {
   const u128 end = u128{e.vaddr} + e.size;
   auto allowed = [&](u128 cut) {
     return cut == end || (cut % e.align == 0 && !InsideFolio(folios, static_cast<uint64_t>(cut)));
@@ -93,15 +93,15 @@ void CutExtent(const Extent& e, uint64_t chunk, const std::vector<Folio>& folios
 }
 
 // The plan PlanMaps must return, or the errno it must fail with.
-std::variant<std::vector<MapOp>, int> RefPlan(std::vector<Segment> segs,
-                                              const std::vector<Folio>& folios,
-                                              const dma::MapLimits& limits) {
+std::variant<std::vector<MapArgs>, int> RefPlan(std::vector<MapRange> segs,
+                                                const std::vector<Folio>& folios,
+                                                const dma::MapLimits& limits) {
   if (segs.empty() || limits.chunk_bytes < kPage || !std::ranges::all_of(segs, ValidSegment)) {
     return EINVAL;
   }
-  std::ranges::stable_sort(segs, {}, &Segment::iova);
+  std::ranges::stable_sort(segs, {}, &MapRange::iova);
   std::vector<Extent> extents;
-  for (const Segment& s : segs) {
+  for (const MapRange& s : segs) {
     const uint64_t align = std::max(s.cut_align, kPage);
     if (!extents.empty()) {
       Extent& prev = extents.back();
@@ -117,7 +117,7 @@ std::variant<std::vector<MapOp>, int> RefPlan(std::vector<Segment> segs,
     }
     extents.push_back({s.vaddr, s.iova, s.size, s.prot, align});
   }
-  std::vector<MapOp> ops;
+  std::vector<MapArgs> ops;
   for (const Extent& e : extents) {
     CutExtent(e, limits.chunk_bytes & ~(kPage - 1), folios, ops);
   }
@@ -131,8 +131,8 @@ std::variant<std::vector<MapOp>, int> RefPlan(std::vector<Segment> segs,
   return ops;
 }
 
-Segment MakeSegment(FuzzedDataProvider& in, const Segment* prev, uint64_t g) {
-  Segment s;
+MapRange MakeSegment(FuzzedDataProvider& in, const MapRange* prev, uint64_t g) {
+  MapRange s;
   s.size = in.ConsumeIntegralInRange<uint64_t>(1, 32) * kPage;
   if (prev != nullptr && in.ConsumeBool()) {  // continues the previous one
     s.vaddr = prev->vaddr + prev->size;
@@ -161,7 +161,7 @@ void FuzzMaps(FuzzedDataProvider& in) {
   const uint64_t geometries[] = {kPage, 16 * kPage, 512 * kPage};
   const uint64_t g = in.PickValueInArray(geometries);
   const std::vector<Folio> folios = MakeFolios(in, g);
-  std::vector<Segment> segs(in.ConsumeIntegralInRange<size_t>(0, 8));
+  std::vector<MapRange> segs(in.ConsumeIntegralInRange<size_t>(0, 8));
   std::vector<std::vector<Folio>> lists(segs.size());
   for (size_t i = 0; i < segs.size(); ++i) {
     segs[i] = MakeSegment(in, i == 0 ? nullptr : &segs[i - 1], g);
@@ -179,20 +179,20 @@ void FuzzMaps(FuzzedDataProvider& in) {
     limits.dma_avail = in.ConsumeIntegralInRange<uint32_t>(0, 64);
     limits.reserve_entries = in.ConsumeIntegralInRange<uint32_t>(0, 8);
   }
-  Result<std::vector<MapOp>> got = dma::PlanMaps(segs, limits);
+  Result<std::vector<MapArgs>> got = dma::PlanMaps(segs, limits);
   auto want = RefPlan(segs, folios, limits);
   if (const int* err = std::get_if<int>(&want)) {
     FUZZ_CHECK(!got && got.error().code == *err);
   } else {
-    FUZZ_CHECK(got && *got == std::get<std::vector<MapOp>>(want));
+    FUZZ_CHECK(got && *got == std::get<std::vector<MapArgs>>(want));
   }
 }
 
 // The unmap plan PlanUnmaps must return, or the errno it must fail with.
-std::variant<std::vector<dma::UnmapOp>, int> RefUnmaps(const std::vector<dma::Mapping>& to_unmap,
-                                                       std::vector<dma::Mapping> live,
-                                                       bool unmap_all) {
-  std::ranges::sort(live, {}, &dma::Mapping::iova);
+std::variant<std::vector<dma::UnmapArgs>, int> RefUnmaps(const std::vector<dma::Entry>& to_unmap,
+                                                         std::vector<dma::Entry> live,
+                                                         bool unmap_all) {
+  std::ranges::sort(live, {}, &dma::Entry::iova);
   for (size_t i = 0; i < live.size(); ++i) {
     const u128 end = u128{live[i].iova} + live[i].size;
     if (live[i].size == 0 || end > u128{kMax} + 1 ||
@@ -201,17 +201,17 @@ std::variant<std::vector<dma::UnmapOp>, int> RefUnmaps(const std::vector<dma::Ma
     }
   }
   std::vector<bool> removed(live.size());
-  for (const dma::Mapping& m : to_unmap) {
+  for (const dma::Entry& m : to_unmap) {
     auto it = std::ranges::find(live, m);
     if (it == live.end() || removed[it - live.begin()]) {
       return EINVAL;
     }
     removed[it - live.begin()] = true;
   }
-  std::vector<dma::UnmapOp> ops;
+  std::vector<dma::UnmapArgs> ops;
   if (!to_unmap.empty() && unmap_all && to_unmap.size() == live.size()) {
     u128 bytes = 0;
-    for (const dma::Mapping& m : live) {
+    for (const dma::Entry& m : live) {
       bytes += m.size;
     }
     ops.push_back({true, 0, 0, static_cast<uint64_t>(bytes)});
@@ -248,17 +248,17 @@ std::variant<std::vector<dma::UnmapOp>, int> RefUnmaps(const std::vector<dma::Ma
 }
 
 void FuzzUnmaps(FuzzedDataProvider& in) {
-  std::vector<dma::Mapping> live(in.ConsumeIntegralInRange<size_t>(0, 8));
+  std::vector<dma::Entry> live(in.ConsumeIntegralInRange<size_t>(0, 8));
   uint64_t next = Value(in, kPage);
-  for (dma::Mapping& m : live) {
+  for (dma::Entry& m : live) {
     m.iova = in.ConsumeIntegralInRange<int>(0, 7) == 0 ? Value(in, kPage) : next;
     m.size = in.ConsumeIntegralInRange<int>(0, 15) == 0
                  ? Value(in, kPage)
                  : in.ConsumeIntegralInRange<uint64_t>(1, 16) * kPage;
     next = m.iova + m.size + in.ConsumeIntegralInRange<uint64_t>(0, 2) * kPage;
   }
-  std::vector<dma::Mapping> to_unmap(in.ConsumeIntegralInRange<size_t>(0, live.size() + 1));
-  for (dma::Mapping& m : to_unmap) {
+  std::vector<dma::Entry> to_unmap(in.ConsumeIntegralInRange<size_t>(0, live.size() + 1));
+  for (dma::Entry& m : to_unmap) {
     if (!live.empty() && in.ConsumeIntegralInRange<int>(0, 15) != 0) {
       m = live[in.ConsumeIntegralInRange<size_t>(0, live.size() - 1)];
     } else {
@@ -266,12 +266,12 @@ void FuzzUnmaps(FuzzedDataProvider& in) {
     }
   }
   const bool unmap_all = in.ConsumeBool();
-  Result<std::vector<dma::UnmapOp>> got = dma::PlanUnmaps(to_unmap, live, unmap_all);
+  Result<std::vector<dma::UnmapArgs>> got = dma::PlanUnmaps(to_unmap, live, unmap_all);
   auto want = RefUnmaps(to_unmap, live, unmap_all);
   if (const int* err = std::get_if<int>(&want)) {
     FUZZ_CHECK(!got && got.error().code == *err);
   } else {
-    FUZZ_CHECK(got && *got == std::get<std::vector<dma::UnmapOp>>(want));
+    FUZZ_CHECK(got && *got == std::get<std::vector<dma::UnmapArgs>>(want));
   }
 }
 

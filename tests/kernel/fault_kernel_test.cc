@@ -36,7 +36,7 @@ TEST_F(FaultTest, FailsTheNthMatchingIoctlOnlyAndDoesNotForwardIt) {
   EXPECT_EQ(third.error().code, ENOMEM);
   EXPECT_EQ(third.error().op, "VFIO_IOMMU_MAP_DMA");
   EXPECT_TRUE(Map(buf.vaddr(), 0x4000));
-  EXPECT_EQ(model_.Mappings(container_.get())->size(), 3u);  // the failed one never arrived
+  EXPECT_EQ(model_.Entries(container_.get())->size(), 3u);  // the failed one never arrived
   EXPECT_EQ(model_.IoctlCount("VFIO_IOMMU_MAP_DMA"), 3u);
   EXPECT_EQ(faulty_.IoctlCalls("VFIO_IOMMU_MAP_DMA"), 4u);
   EXPECT_EQ(faulty_.Injected(), 1u);

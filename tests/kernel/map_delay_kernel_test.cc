@@ -48,7 +48,7 @@ TEST(MapDelayKernel, ForwardsEveryCallToTheModelItOwns) {
   ASSERT_TRUE(SetIommuType1v2(k, container.get()));
   ASSERT_TRUE(MapDma(k, container.get(), DmaMap{buf.vaddr(), 0x10000, 2 * kPage}));
   EXPECT_EQ(Errno(MapDma(k, container.get(), DmaMap{buf.vaddr(), 0x10000, 2 * kPage})), EEXIST);
-  auto maps = model->Mappings(container.get());
+  auto maps = model->Entries(container.get());
   ASSERT_TRUE(maps);
   ASSERT_EQ(maps->size(), 1u);
   EXPECT_EQ((*maps)[0].size, 2 * kPage);

@@ -53,7 +53,7 @@ class ModelFixture : public ::testing::Test {
     return MapDma(k_, container_.get(), DmaMap{vaddr, iova, size});
   }
 
-  size_t MappingCount() { return k_.Mappings(container_.get()).value().size(); }
+  size_t MappingCount() { return k_.Entries(container_.get()).value().size(); }
 
   ModelKernel k_;
   // Declared after k_: closed before the model goes away.

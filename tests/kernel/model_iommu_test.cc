@@ -40,7 +40,7 @@ TEST_F(IommuModel, OldAbiArgszGetsNoCapabilities) {
 TEST_F(IommuModel, MapUnmapRoundTripChargesAndReleasesLockedMemory) {
   Buffer buf(4 * kPage);
   ASSERT_TRUE(Map(buf.vaddr(), 0x100000, 4 * kPage));
-  auto maps = k_.Mappings(container_.get()).value();
+  auto maps = k_.Entries(container_.get()).value();
   ASSERT_EQ(maps.size(), 1u);
   EXPECT_EQ(maps[0].iova, 0x100000u);
   EXPECT_EQ(maps[0].vaddr, buf.vaddr());
@@ -178,7 +178,7 @@ TEST_F(IommuModel, UpdateVaddrInvalidatesAndRestores) {
   m.iova = 0x100000;
   m.size = kPage;
   ASSERT_TRUE(k_.ioctl(container_.get(), VFIO_IOMMU_MAP_DMA, &m));
-  EXPECT_EQ(k_.Mappings(container_.get()).value().at(0).vaddr, b.vaddr());
+  EXPECT_EQ(k_.Entries(container_.get()).value().at(0).vaddr, b.vaddr());
   EXPECT_EQ(Errno(k_.ioctl(container_.get(), VFIO_IOMMU_MAP_DMA, &m)), EINVAL);  // not invalid
 }
 

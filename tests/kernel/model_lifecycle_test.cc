@@ -112,9 +112,9 @@ TEST_F(Lifecycle, LastGroupLeavingDropsTheIommu) {
   ASSERT_TRUE(SetContainer(k_, g2.get(), c.get()));  // joins the existing IOMMU
   ASSERT_TRUE(MapDma(k_, c.get(), DmaMap{buf.vaddr(), 0x100000, kPage}));
   ASSERT_TRUE(UnsetContainer(k_, g.get()));
-  EXPECT_EQ(k_.Mappings(c.get())->size(), 1u);  // g2 still holds it
+  EXPECT_EQ(k_.Entries(c.get())->size(), 1u);  // g2 still holds it
   ASSERT_TRUE(UnsetContainer(k_, g2.get()));
-  EXPECT_EQ(k_.Mappings(c.get())->size(), 0u);
+  EXPECT_EQ(k_.Entries(c.get())->size(), 0u);
   EXPECT_EQ(k_.LockedBytes(), 0u);
   EXPECT_EQ(Errno(MapDma(k_, c.get(), DmaMap{buf.vaddr(), 0x100000, kPage})), EINVAL);
   EXPECT_EQ(Errno(UnsetContainer(k_, g.get())), EINVAL);  // nothing to unset

@@ -187,9 +187,9 @@ class ReadoptTest : public model_service::ModelServiceTest {
   /// What the model's IOMMU translates `iova` of the container to: the byte
   /// at the vaddr of the entry holding it (what a device's DMA would read).
   unsigned char DeviceReads(int container_fd, uint64_t iova) {
-    auto mappings = model_.Mappings(container_fd);
+    auto mappings = model_.Entries(container_fd);
     EXPECT_TRUE(mappings);
-    for (const kernel::ModelMapping& m : mappings.value_or(std::vector<kernel::ModelMapping>{})) {
+    for (const kernel::ModelEntry& m : mappings.value_or(std::vector<kernel::ModelEntry>{})) {
       if (iova >= m.iova && iova < m.iova + m.size) {
         return *reinterpret_cast<const unsigned char*>(m.vaddr + (iova - m.iova));
       }
@@ -199,8 +199,8 @@ class ReadoptTest : public model_service::ModelServiceTest {
   }
   /// Writes `byte` where the model's IOMMU translates `iova` of the container.
   void DeviceWrites(int container_fd, uint64_t iova, unsigned char byte) {
-    for (const kernel::ModelMapping& m :
-         model_.Mappings(container_fd).value_or(std::vector<kernel::ModelMapping>{})) {
+    for (const kernel::ModelEntry& m :
+         model_.Entries(container_fd).value_or(std::vector<kernel::ModelEntry>{})) {
       if (iova >= m.iova && iova < m.iova + m.size) {
         *reinterpret_cast<unsigned char*>(m.vaddr + (iova - m.iova)) = byte;
         return;
@@ -211,8 +211,8 @@ class ReadoptTest : public model_service::ModelServiceTest {
   /// The model's entries of a container: (IOVA, size), by IOVA.
   std::vector<std::pair<uint64_t, uint64_t>> Entries(int container_fd) {
     std::vector<std::pair<uint64_t, uint64_t>> out;
-    for (const kernel::ModelMapping& m :
-         model_.Mappings(container_fd).value_or(std::vector<kernel::ModelMapping>{})) {
+    for (const kernel::ModelEntry& m :
+         model_.Entries(container_fd).value_or(std::vector<kernel::ModelEntry>{})) {
       out.emplace_back(m.iova, m.size);
     }
     return out;

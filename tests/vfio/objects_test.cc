@@ -267,12 +267,12 @@ TEST_F(ScopedEntryTest, MapsAndUnmapsOnDestruction) {
   {
     auto m = test::ScopedEntry::Map(container_, At(0x100000)).value();
     EXPECT_EQ(m.iova(), 0x100000u);
-    auto maps = model_.Mappings(container_->fd()).value();
+    auto maps = model_.Entries(container_->fd()).value();
     ASSERT_EQ(maps.size(), 1u);
     EXPECT_EQ(maps[0].size, kSize);
     EXPECT_EQ(test::ScopedEntry::Map(container_, At(0x200000)).error().code, EEXIST);
   }
-  EXPECT_TRUE(model_.Mappings(container_->fd()).value().empty());
+  EXPECT_TRUE(model_.Entries(container_->fd()).value().empty());
 }
 
 TEST_F(ScopedEntryTest, UnmapChecksTheSizeTheKernelRemoved) {
@@ -310,7 +310,7 @@ TEST_F(ScopedEntryTest, InvalidateThenUpdateMovesTheEntrysAddress) {
   EXPECT_EQ(container_->InvalidateVaddr(0x400000, kSize).error().code, EINVAL);  // twice
   EXPECT_EQ(container_->UpdateVaddr(to, 0x10000000, kSize).error().code, ENOENT);
   ASSERT_TRUE(container_->UpdateVaddr(to, 0x400000, kSize).has_value());
-  auto maps = model_.Mappings(container_->fd()).value();
+  auto maps = model_.Entries(container_->fd()).value();
   ASSERT_EQ(maps.size(), 1u);
   EXPECT_EQ(maps[0].vaddr, to);
   EXPECT_EQ(maps[0].locked_bytes, kSize);  // charged once, not again
