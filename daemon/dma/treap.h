@@ -10,16 +10,22 @@
 //
 // A treap was chosen over a hand-balanced AVL or red-black tree because split
 // and merge make every operation a few lines and the summary is recomputed in
-// one place (Pull). A node's priority is a hash of its pool index, so nothing
-// is stored for it and behaviour is reproducible; the expected depth is
-// O(log n) as long as keys do not follow that hash, which nothing here does.
+// one place (Pull). A node's priority is a hash of its pool index salted
+// with a random value per tree, so nothing is stored for it, and a client
+// that picks the keys (fixed IOVAs, in an order of its choosing) cannot line
+// them up with the priorities to make the tree a list: the expected depth
+// stays O(log n) whatever the keys. Answers never depend on the salt; only
+// the shape does.
 // Recursion goes as deep as the tree: a node lies about 2 ln n deep on
 // average (22 at 65535 items), the deepest about twice that.
 //
 // Not thread-safe: the owner serialises calls.
 #pragma once
 
+#include <sys/random.h>
+
 #include <cassert>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -173,16 +179,25 @@ class Treap {
   static constexpr size_t kNodeBytes = sizeof(Node);
 
  private:
-  // A node's priority (max-heap order): a 32-bit mix of its pool index
-  // (murmur3's finaliser), so a reused node gets the same priority again.
-  static uint32_t Priority(uint32_t index) {
-    uint32_t h = index + 0x9e3779b9U;
-    h ^= h >> 16;
-    h *= 0x85ebca6bU;
-    h ^= h >> 13;
-    h *= 0xc2b2ae35U;
-    h ^= h >> 16;
-    return h;
+  // A node's priority (max-heap order): a mix of its pool index and the
+  // tree's salt (splitmix64's finaliser, a bijection, so no two nodes tie).
+  // A reused node gets the same priority again.
+  [[nodiscard]] uint64_t Priority(uint32_t index) const { return Mix(index + salt_); }
+  static uint64_t Mix(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+  // A random salt per tree (getrandom; the clock and the tree's address if
+  // that fails), so no one can predict the priorities.
+  uint64_t RandomSalt() const {
+    uint64_t salt = 0;
+    if (::getrandom(&salt, sizeof(salt), GRND_NONBLOCK) != static_cast<ssize_t>(sizeof(salt))) {
+      salt =
+          Mix(static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+              reinterpret_cast<uintptr_t>(this));
+    }
+    return salt;
   }
 
   uint32_t NewNode(const Item& item) {
@@ -377,6 +392,9 @@ class Treap {
   std::vector<uint32_t> free_;  // indexes of unused nodes
   uint32_t root_ = kNil;
   size_t count_ = 0;
+  uint64_t salt_ = RandomSalt();
+
+  friend struct TreapProbe;  // the tests' view of the shape (treap_test.cc)
 };
 
 }  // namespace vfiod::dma

@@ -14,6 +14,27 @@
 #include <vector>
 
 namespace vfiod::dma {
+
+// The shape of a tree, which its interface keeps to itself (a friend).
+struct TreapProbe {
+  template <typename Traits>
+  static size_t Height(const Treap<Traits>& tree) {
+    return HeightAt(tree, tree.root_);
+  }
+  template <typename Traits>
+  static size_t HeightAt(const Treap<Traits>& tree, uint32_t n) {
+    if (n == Treap<Traits>::kNil) {
+      return 0;
+    }
+    return 1 + std::max(HeightAt(tree, tree.nodes_[n].left), HeightAt(tree, tree.nodes_[n].right));
+  }
+  /// What node `index`'s priority would be with no salt.
+  template <typename Traits>
+  static uint64_t UnsaltedPriority(uint32_t index) {
+    return Treap<Traits>::Mix(index);
+  }
+};
+
 namespace {
 
 struct Weighted {
@@ -113,6 +134,33 @@ TEST(Treap, SortedInsertsAndTheTopOfTheKeySpace) {
   EXPECT_EQ(tree.Ceil(0), (Weighted{kTop, 1}));
   tree.Clear();
   EXPECT_EQ(tree.Ceil(0), std::nullopt);
+}
+
+TEST(Treap, KeysLinedUpWithThePublicHashDoNotMakeAList) {
+  // A client that picks fixed IOVAs knows which pool index each new entry
+  // gets. Were priorities the bare hash of the index, giving the highest
+  // priority the lowest key, the next the next key, and so on, would make the
+  // tree one long path (height n, every operation O(n), recursion n deep).
+  constexpr uint32_t kItems = 20000;
+  std::vector<uint32_t> by_priority(kItems);
+  for (uint32_t i = 0; i < kItems; ++i) {
+    by_priority[i] = i;
+  }
+  std::ranges::sort(by_priority, [](uint32_t a, uint32_t b) {
+    return TreapProbe::UnsaltedPriority<MaxWeight>(a) > TreapProbe::UnsaltedPriority<MaxWeight>(b);
+  });
+  std::vector<uint64_t> key_of(kItems);
+  for (uint32_t rank = 0; rank < kItems; ++rank) {
+    key_of[by_priority[rank]] = rank;
+  }
+  Treap<MaxWeight> tree;
+  for (uint32_t i = 0; i < kItems; ++i) {  // node i is the i-th inserted
+    tree.Insert({key_of[i], 1});
+  }
+  // The salted tree is as deep as a random one: about 4.3 ln n at most
+  // (43 here); a path would be 20000.
+  EXPECT_LT(TreapProbe::Height(tree), 100u);
+  EXPECT_EQ(tree.size(), kItems);
 }
 
 }  // namespace
