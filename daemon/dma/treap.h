@@ -63,7 +63,7 @@ class Treap {
   /// Removes the item keyed `key` and returns it; nullopt if there is none.
   std::optional<Item> Erase(uint64_t key) {
     std::optional<Item> gone;
-    root_ = EraseAt(root_, key, &gone);
+    root_ = EraseFirstAt(root_, key, key, &gone);
     return gone;
   }
 
@@ -73,9 +73,9 @@ class Treap {
   size_t EraseRange(uint64_t first, uint64_t last) {
     assert(first <= last);
     for (size_t i = 0; i < kUnlinkLimit; ++i) {
-      bool erased = false;
-      root_ = EraseFirstAt(root_, first, last, &erased);
-      if (!erased) {
+      std::optional<Item> gone;
+      root_ = EraseFirstAt(root_, first, last, &gone);
+      if (!gone) {
         return i;
       }
     }
@@ -287,52 +287,31 @@ class Treap {
     return n;
   }
 
-  uint32_t EraseAt(uint32_t n, uint64_t key, std::optional<Item>* gone) {
-    if (n == kNil) {
-      return kNil;
-    }
-    Node& node = nodes_[n];
-    const uint64_t here = Traits::Key(node.item);
-    if (key == here) {
-      *gone = node.item;
-      const uint32_t joined = Merge(node.left, node.right);
-      free_.push_back(n);
-      --count_;
-      return joined;
-    }
-    if (key < here) {
-      node.left = EraseAt(node.left, key, gone);
-    } else {
-      node.right = EraseAt(node.right, key, gone);
-    }
-    Pull(n);
-    return n;
-  }
-
   /// Removes the item with the smallest key >= `first` from the tree at `n`
-  /// if that key is <= `last`, in one descent.
-  uint32_t EraseFirstAt(uint32_t n, uint64_t first, uint64_t last, bool* erased) {
+  /// if that key is <= `last`, into `*gone` (which starts empty), in one
+  /// descent. Erase is the case first == last.
+  uint32_t EraseFirstAt(uint32_t n, uint64_t first, uint64_t last, std::optional<Item>* gone) {
     if (n == kNil) {
       return kNil;
     }
     Node& node = nodes_[n];
     const uint64_t key = Traits::Key(node.item);
     if (key < first) {
-      node.right = EraseFirstAt(node.right, first, last, erased);
+      node.right = EraseFirstAt(node.right, first, last, gone);
     } else {
-      node.left = EraseFirstAt(node.left, first, last, erased);
-      if (!*erased) {
+      node.left = EraseFirstAt(node.left, first, last, gone);
+      if (!*gone) {
         if (key > last) {
           return n;  // nothing in range: the tree is unchanged
         }
-        *erased = true;
+        *gone = node.item;
         const uint32_t joined = Merge(node.left, node.right);
         free_.push_back(n);
         --count_;
         return joined;
       }
     }
-    if (*erased) {
+    if (*gone) {
       Pull(n);
     }
     return n;
@@ -387,8 +366,8 @@ class Treap {
     return FindFirstAt(node.right, from, may_fit, fits);
   }
 
-  std::vector<Node>
-      nodes_;  // the pool: links are indexes, so growing it moves nothing that matters
+  // The pool: links are indexes, so growing it moves nothing that matters.
+  std::vector<Node> nodes_;
   std::vector<uint32_t> free_;  // indexes of unused nodes
   uint32_t root_ = kNil;
   size_t count_ = 0;
