@@ -31,11 +31,11 @@ mkdir -p build-fuzz/findings
 for target in "${targets[@]}"; do
   bin=build-fuzz/tests/fuzz/fuzz_$target
   options=(-timeout=30 -rss_limit_mb=4096 -max_len=8192
-           -artifact_prefix=build-fuzz/findings/$target-)
+           "-artifact_prefix=build-fuzz/findings/$target-")
   if [[ -f tests/fuzz/$target.dict ]]; then
-    options+=(-dict=tests/fuzz/$target.dict)
+    options+=("-dict=tests/fuzz/$target.dict")
   fi
-  regressions=(tests/fuzz/regressions/$target/*)
+  regressions=("tests/fuzz/regressions/$target"/*)
   if [[ -e ${regressions[0]} ]]; then
     echo "== fuzz_$target: ${#regressions[@]} regression inputs"
     "$bin" "${options[@]}" "${regressions[@]}" >"$work/$target.replay.log" 2>&1 ||

@@ -60,6 +60,15 @@ Result<std::string> String(const json& obj, const char* key, const std::string& 
   return v.get<std::string>();
 }
 
+/// The array `obj[key]`; `where` names `obj` (empty: the document itself).
+Result<const json*> Array(const json& obj, const char* key, const std::string& where) {
+  const json& v = obj.at(key);
+  if (!v.is_array()) {
+    return Bad(where.empty() ? std::string(key) : where + "." + key, "not an array");
+  }
+  return &v;
+}
+
 Result<std::string> FdName(const json& obj, const std::string& where, bool may_be_empty) {
   auto name = VFIOD_TRY(String(obj, "fd_name", where));
   if (!(may_be_empty && name.empty()) && !IsValidFdName(name)) {
@@ -72,10 +81,7 @@ Result<std::string> FdName(const json& obj, const std::string& where, bool may_b
 template <class T>
 Result<std::vector<T>> IdList(const json& obj, const char* key, const std::string& where,
                               uint64_t max) {
-  const json& v = obj.at(key);
-  if (!v.is_array()) {
-    return Bad(where + "." + key, "not an array");
-  }
+  const json& v = *VFIOD_TRY(Array(obj, key, where));
   std::vector<T> out;
   for (const json& item : v) {
     if (!item.is_number_unsigned() || item.get<uint64_t>() > max) {
@@ -111,10 +117,7 @@ bool IsDeviceName(const std::string& bdf) {
 /// device name, one of the container's groups, an fd name; bdfs unique.
 Result<std::vector<DeviceRecord>> DecodeDevices(const json& obj, const ContainerRecord& c,
                                                 const std::string& where) {
-  const json& v = obj.at("devices");
-  if (!v.is_array()) {
-    return Bad(where + ".devices", "not an array");
-  }
+  const json& v = *VFIOD_TRY(Array(obj, "devices", where));
   std::vector<DeviceRecord> out;
   for (size_t i = 0; i < v.size(); ++i) {
     const std::string at = where + ".devices[" + std::to_string(i) + "]";
@@ -188,10 +191,7 @@ Result<EntryRecord> DecodeEntry(const json& obj, const std::string& where) {
 /// m.size) in IOVA order with no gap and no overlap (or none at all).
 Result<std::vector<EntryRecord>> DecodeEntries(const json& obj, const MappingRecord& m,
                                                const std::string& where) {
-  const json& v = obj.at("entries");
-  if (!v.is_array()) {
-    return Bad(where + ".entries", "not an array");
-  }
+  const json& v = *VFIOD_TRY(Array(obj, "entries", where));
   std::vector<EntryRecord> out;
   out.reserve(v.size());
   uint64_t next = m.iova;  // where the next entry must start
@@ -309,10 +309,7 @@ Result<OwnerRecord> DecodeOwner(const json& obj, const std::string& where) {
 /// Decodes every element of array `key` with `decode`.
 template <class T, class Decode>
 Result<std::vector<T>> DecodeArray(const json& doc, const char* key, Decode decode) {
-  const json& v = doc.at(key);
-  if (!v.is_array()) {
-    return Bad(key, "not an array");
-  }
+  const json& v = *VFIOD_TRY(Array(doc, key, ""));
   std::vector<T> out;
   out.reserve(v.size());
   for (size_t i = 0; i < v.size(); ++i) {

@@ -86,6 +86,7 @@
 #include "service/metrics.h"
 #include "service/policy.h"
 #include "service/service_error.h"
+#include "service/service_slots.h"
 #include "service/stats.h"
 #include "service/views.h"
 #include "vfio/pci_sysfs.h"
@@ -403,86 +404,16 @@ class Service {
   [[nodiscard]] std::vector<RegionView> ListRegions(const Caller& caller) const;
 
  private:
-  struct Session {
-    Identity identity;
-    uint32_t regions = 0;  ///< registered regions, reserved ones included
-    std::string token;     ///< resume token (SessionToken)
-    /// Kept by Readopt for a client that died with the previous vfiod: no
-    /// connection, ended at `expires` unless resumed.
-    bool detached = false;
-    std::chrono::steady_clock::time_point expires;
-  };
-  /// A registered region: the adopted client file, owned by one session.
-  struct RegionSlot {
-    SessionId owner = 0;
-    uid_t owner_uid = 0;
-    std::shared_ptr<const dma::Backing> backing;
-  };
-  /// Registry entry of a container; the VFIO state lives in `managed`.
-  struct ContainerSlot {
-    ContainerId id = 0;
-    std::string name;     ///< unique among its owner's names; empty: unnamed
-    SessionId owner = 0;  ///< creating session; 0 once named and orphaned
-    uid_t owner_uid = 0;
-    ShareList shared;                           ///< who else may use it
-    std::shared_ptr<ManagedContainer> managed;  ///< null while being created
-    std::vector<DeviceId> devices;              ///< policy for whoever else uses it
-    /// The sysfs facts of each device a dma.map_bar mapped a BAR of, by BDF,
-    /// read by its first one (BarDevice): the container holds that device
-    /// open from then until it closes, and a device vfio-pci holds open keeps
-    /// its IDs, group and BARs (an unbind waits for the release, which
-    /// revokes the container; a BAR resize needs the driver gone). So a
-    /// dma.map_bar reads sysfs once per device, not per call (issue 15: the
-    /// read was most of its own time on a fast kernel).
-    std::map<std::string, vfio::PciDevice> bar_devices = {};
-    /// DevicesNode's answer, kept from the first dma.alloc: the groups of a
-    /// container, and the NUMA node of their devices, never change.
-    std::optional<int> devices_node = std::nullopt;
-  };
-  /// What a container's releases need (service_release.cc), beside its slot.
-  struct ReleaseSlot {
-    /// The sessions handed a device fd out of it, by BDF (told of releases).
-    std::map<std::string, std::set<SessionId>> device_sessions;
-    /// Set when the kernel asked for `bdf`: the container is revoked then.
-    std::optional<std::chrono::steady_clock::time_point> due;
-    std::string bdf;
-  };
-  /// A destroyed container whose groups a handed-out device fd still holds.
-  struct LingeringSlot {
-    uid_t owner_uid = 0;
-    std::vector<int> groups;  ///< still in groups_held_
-    std::set<uid_t> holders;  ///< each charged one container until released
-    std::chrono::steady_clock::time_point since;
-    bool probing = false;  ///< a re-check is running (off mu_)
-  };
-  /// One live mapping in the ownership index, kept small (a container may
-  /// hold 65535): who owns it and where the engine keeps it; everything else
-  /// is the engine's record (see "One home per mapping"). Its name, if any,
-  /// is in mapping_names_. Slots live in a deque and are reused; a mapping's
-  /// id is generation << 32 | (slot index + 1), so an id is never reused.
-  struct MappingSlot {
-    ContainerId container = 0;  ///< 0: a free slot
-    SessionId owner = 0;        ///< 0: named, survives its creator
-    uint64_t engine_id = 0;     ///< the container DmaSpace's id of it
-    uint64_t charged = 0;       ///< locked bytes charged to owner_uid (0: MMIO, covered)
-    uint32_t generation = 0;
-    uid_t owner_uid = 0;
-    RegionId region = 0;  ///< the region it is a slice of (shares its memory); 0: none
-  };
-  /// A mapping's index entry copied out of mu_, to read the engine's record
-  /// of it under its container's mutex.
-  struct MappingRef {
-    MappingId id = 0;
-    uint64_t engine_id = 0;
-    uid_t owner_uid = 0;
-    std::string name;
-    std::shared_ptr<ManagedContainer> managed;
-  };
-  struct Usage {
-    uint64_t locked_bytes = 0;
-    uint64_t mappings = 0;
-    uint64_t containers = 0;
-  };
+  // The registries' records (service_slots.h).
+  using Session = slots::Session;
+  using RegionSlot = slots::RegionSlot;
+  using ContainerSlot = slots::ContainerSlot;
+  using ReleaseSlot = slots::ReleaseSlot;
+  using LingeringSlot = slots::LingeringSlot;
+  using MappingSlot = slots::MappingSlot;
+  using MappingRef = slots::MappingRef;
+  using Usage = slots::Usage;
+  using StoredRegion = slots::StoredRegion;
 
   // --- authorization (service_access.cc); all require mu_ held -------------
   /// THE access decision: may `caller` do `access` to the container? Ok, or
@@ -821,10 +752,6 @@ class Service {
   // not: it lives while regions_ or a mapping (its slice) holds the memory.
   // Its fd leaves the store with the first state record stored after the
   // memory is gone (RecordStored). Guarded by mu_.
-  struct StoredRegion {
-    uid_t owner_uid = 0;
-    std::weak_ptr<const dma::Backing> backing;
-  };
   std::map<RegionId, StoredRegion> stored_regions_;
   std::map<int, ContainerId> groups_held_;          // group -> container; guarded by mu_
   std::map<ContainerId, LingeringSlot> lingering_;  // destroyed, groups held; mu_
