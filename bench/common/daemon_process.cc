@@ -26,7 +26,7 @@ bool SocketAnswers(const std::string& path) {
   UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+  (void)std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
   return fd && ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
 }
 
@@ -34,7 +34,7 @@ void PrintLog(const std::string& log) {
   std::ifstream in(log);
   std::stringstream text;
   text << in.rdbuf();
-  std::fprintf(stderr, "vfiod log (%s):\n%s\n", log.c_str(), text.str().c_str());
+  (void)std::fprintf(stderr, "vfiod log (%s):\n%s\n", log.c_str(), text.str().c_str());
 }
 
 }  // namespace

@@ -70,7 +70,8 @@ std::string Format(const char* fmt, ...) {
   va_list args;
   va_start(args, fmt);
   char buf[512];
-  std::vsnprintf(buf, sizeof buf, fmt, args);
+  // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): a false positive, va_start is above
+  (void)std::vsnprintf(buf, sizeof buf, fmt, args);
   va_end(args);
   return buf;
 }
@@ -79,7 +80,7 @@ bool WriteJsonFile(const std::string& path, const nlohmann::json& doc) {
   std::ofstream out(path);
   out << doc.dump(2) << '\n';
   if (!out) {
-    std::fprintf(stderr, "cannot write %s\n", path.c_str());
+    (void)std::fprintf(stderr, "cannot write %s\n", path.c_str());
     return false;
   }
   return true;
@@ -104,6 +105,15 @@ nlohmann::json MachineFacts() {
           {"cpu", cpu},
           {"cpus", ::sysconf(_SC_NPROCESSORS_ONLN)},
           {"loadavg", load}};
+}
+
+int GuardedMain(const char* name, int (*main_fn)(int, char**), int argc, char** argv) {
+  try {
+    return main_fn(argc, argv);
+  } catch (const std::exception& e) {
+    (void)std::fprintf(stderr, "%s: fatal: %s\n", name, e.what());
+    return 70;
+  }
 }
 
 }  // namespace vfiod::bench

@@ -55,6 +55,11 @@ struct Summary {
 /// when the file cannot be written.
 bool WriteJsonFile(const std::string& path, const nlohmann::json& doc);
 
+/// A benchmark's main: runs `main_fn`, and an exception that escapes it (a
+/// reply of a shape the benchmark did not expect, say) ends the program with
+/// a message naming `name` and exit code 70 (EX_SOFTWARE).
+[[nodiscard]] int GuardedMain(const char* name, int (*main_fn)(int, char**), int argc, char** argv);
+
 /// Host facts for the results: kernel release, CPU model, CPU count.
 [[nodiscard]] nlohmann::json MachineFacts();
 

@@ -45,8 +45,8 @@ json Rounds(client::Client& c, uint64_t container, int rounds) {
                             int out) {
   FILE* answers = ::fdopen(out, "w");
   auto say = [&](const json& j) {
-    std::fprintf(answers, "%s\n", j.dump().c_str());
-    std::fflush(answers);
+    (void)std::fprintf(answers, "%s\n", j.dump().c_str());
+    (void)std::fflush(answers);
   };
   if (::setgroups(0, nullptr) != 0 || ::setresgid(uid, uid, uid) != 0 ||
       ::setresuid(uid, uid, uid) != 0) {
@@ -179,7 +179,7 @@ json Flood::Stop() {
              {"bytes", maps_.load() * plan_.size},
              {"errors", errors_.load()},
              {"seconds", seconds},
-             {"maps_per_s", maps_.load() / seconds}};
+             {"maps_per_s", static_cast<double>(maps_.load()) / seconds}};
   // The named container outlives its sessions: destroy it (and its mappings).
   if (auto c = client::Client::Connect(plan_.socket)) {
     (void)c->Call("container.destroy", {{"container", container_}});

@@ -25,6 +25,8 @@ class OtherUser {
   ~OtherUser();
   OtherUser(const OtherUser&) = delete;
   OtherUser& operator=(const OtherUser&) = delete;
+  OtherUser(OtherUser&&) = delete;
+  OtherUser& operator=(OtherUser&&) = delete;
 
   /// Runs `rounds` rounds in the child; the latencies in microseconds by
   /// call ("ping", "alloc", "free"), or {"error": ...}.
@@ -55,6 +57,8 @@ class Flood {
   ~Flood() { Stop(); }
   Flood(const Flood&) = delete;
   Flood& operator=(const Flood&) = delete;
+  Flood(Flood&&) = delete;
+  Flood& operator=(Flood&&) = delete;
 
   /// Creates the container and starts the threads; returns once a first map
   /// is done. An error message, or "".

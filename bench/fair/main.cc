@@ -81,19 +81,19 @@ json Summaries(const json& samples) {
 }
 
 void PrintRow(const char* phase, const json& s) {
-  std::fprintf(stderr, "%-8s", phase);
+  (void)std::fprintf(stderr, "%-8s", phase);
   for (const char* call : {"ping", "alloc", "free"}) {
-    std::fprintf(stderr, " | %-5s %9.0f %9.0f %9.0f", call, s[call]["p50"].get<double>(),
-                 s[call]["p99"].get<double>(), s[call]["max"].get<double>());
+    (void)std::fprintf(stderr, " | %-5s %9.0f %9.0f %9.0f", call, s[call]["p50"].get<double>(),
+                       s[call]["p99"].get<double>(), s[call]["max"].get<double>());
   }
-  std::fprintf(stderr, "\n");
+  (void)std::fprintf(stderr, "\n");
 }
 
 int Run(Options& o) {
   std::string other_device;
   auto daemon = StartDaemon(o, other_device);
   if (!daemon) {
-    std::fprintf(stderr, "vfiod: %s\n", daemon.error().message().c_str());
+    (void)std::fprintf(stderr, "vfiod: %s\n", daemon.error().message().c_str());
     return 1;
   }
   // The other user must reach the socket in the daemon's 0700 folder.
@@ -107,12 +107,12 @@ int Run(Options& o) {
   json flood_figures = flood.Stop();
   for (const json* r : {&idle, &flooded}) {
     if (r->contains("error")) {
-      std::fprintf(stderr, "the other user: %s\n", (*r)["error"].dump().c_str());
+      (void)std::fprintf(stderr, "the other user: %s\n", (*r)["error"].dump().c_str());
       return 1;
     }
   }
   if (!started.empty()) {
-    std::fprintf(stderr, "flood: %s\n", started.c_str());
+    (void)std::fprintf(stderr, "flood: %s\n", started.c_str());
     return 1;
   }
   json doc = {{"machine", MachineFacts()},
@@ -127,12 +127,12 @@ int Run(Options& o) {
                 {"backing", o.flood.backing}}},
               {"flood", flood_figures},
               {"other_user_us", {{"idle", Summaries(idle)}, {"flooded", Summaries(flooded)}}}};
-  std::fprintf(stderr, "other user (uid %u), microseconds: p50 p99 max\n", kOtherUid);
+  (void)std::fprintf(stderr, "other user (uid %u), microseconds: p50 p99 max\n", kOtherUid);
   PrintRow("idle", doc["other_user_us"]["idle"]);
   PrintRow("flooded", doc["other_user_us"]["flooded"]);
-  std::fprintf(stderr, "flood: %d connections x %d in flight x %s (%s): %s\n", o.flood.connections,
-               o.flood.inflight, SizeName(o.flood.size).c_str(), o.flood.backing.c_str(),
-               flood_figures.dump().c_str());
+  (void)std::fprintf(stderr, "flood: %d connections x %d in flight x %s (%s): %s\n",
+                     o.flood.connections, o.flood.inflight, SizeName(o.flood.size).c_str(),
+                     o.flood.backing.c_str(), flood_figures.dump().c_str());
   if (o.json_path.empty()) {
     std::cout << doc.dump() << "\n";
     return 0;
@@ -140,11 +140,8 @@ int Run(Options& o) {
   return WriteJsonFile(o.json_path, doc) ? 0 : 1;
 }
 
-}  // namespace
-}  // namespace vfiod::bench
-
-int main(int argc, char** argv) {
-  vfiod::bench::Options o;
+int Main(int argc, char** argv) {
+  Options o;
   CLI::App app{"vfiod fair service benchmark: another user's latency under a flood of maps"};
   app.add_option("--vfiod", o.vfiod, "the vfiod binary")->required();
   app.add_option("--rounds", o.rounds, "the other user's rounds per phase")->capture_default_str();
@@ -158,5 +155,12 @@ int main(int argc, char** argv) {
   app.add_option("--backing", o.flood.backing, "backing of the flood maps")->capture_default_str();
   app.add_option("--json", o.json_path, "write the JSON here instead of stdout");
   CLI11_PARSE(app, argc, argv);
-  return vfiod::bench::Run(o);
+  return Run(o);
+}
+
+}  // namespace
+}  // namespace vfiod::bench
+
+int main(int argc, char** argv) {
+  return vfiod::bench::GuardedMain("vfiod_bench_fair", vfiod::bench::Main, argc, argv);
 }

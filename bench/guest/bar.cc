@@ -23,19 +23,20 @@ class SkewedBar {
     kernel::Kernel& k = rig.kernel();
     void* reserve = VFIOD_TRY(
         k.mmap(nullptr, info.size + 2 * align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    const uint64_t base = (reinterpret_cast<uint64_t>(reserve) + align - 1) & ~(align - 1);
+    const auto start = reinterpret_cast<uint64_t>(reserve);
+    const uint64_t base = (start + align - 1) & ~(align - 1);
     SkewedBar bar(&k, reserve, info.size + 2 * align);
-    void* at = VFIOD_TRY(k.mmap(reinterpret_cast<void*>(base + skew), info.size,
+    void* at = VFIOD_TRY(k.mmap(static_cast<char*>(reserve) + (base - start) + skew, info.size,
                                 PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
                                 rig.bar_device()->fd(), static_cast<off_t>(info.offset)));
-    bar.addr_ = reinterpret_cast<uint64_t>(at);
+    bar.at_ = at;
     return bar;
   }
   SkewedBar(SkewedBar&& o) noexcept
       : kernel_(o.kernel_),
         reserve_(std::exchange(o.reserve_, nullptr)),
         len_(o.len_),
-        addr_(o.addr_) {}
+        at_(o.at_) {}
   SkewedBar(const SkewedBar&) = delete;
   SkewedBar& operator=(const SkewedBar&) = delete;
   SkewedBar& operator=(SkewedBar&&) = delete;
@@ -44,7 +45,8 @@ class SkewedBar {
       (void)kernel_->munmap(reserve_, len_);
     }
   }
-  [[nodiscard]] uint64_t addr() const { return addr_; }
+  [[nodiscard]] void* data() const { return at_; }
+  [[nodiscard]] uint64_t addr() const { return reinterpret_cast<uint64_t>(at_); }
 
  private:
   SkewedBar(kernel::Kernel* k, void* reserve, uint64_t len)
@@ -52,13 +54,14 @@ class SkewedBar {
   kernel::Kernel* kernel_;
   void* reserve_;  // the whole reservation; the BAR mapping lies inside it
   uint64_t len_;
-  uint64_t addr_ = 0;
+  void* at_ = nullptr;  // the BAR mapping
 };
 
 void Print(const char* label, uint64_t vaddr, uint64_t iova, const Loops& l, uint64_t size) {
-  std::fprintf(stderr, "  %-28s va %#14llx iova %#12llx  MAP %.5f s (%.1f GB/s)  UNMAP %.5f s\n",
-               label, static_cast<unsigned long long>(vaddr), static_cast<unsigned long long>(iova),
-               Mean(l.map_s), GBps(size, Mean(l.map_s)), Mean(l.unmap_s));
+  (void)std::fprintf(
+      stderr, "  %-28s va %#14llx iova %#12llx  MAP %.5f s (%.1f GB/s)  UNMAP %.5f s\n", label,
+      static_cast<unsigned long long>(vaddr), static_cast<unsigned long long>(iova), Mean(l.map_s),
+      GBps(size, Mean(l.map_s)), Mean(l.unmap_s));
 }
 
 nlohmann::json Row(uint64_t vaddr, uint64_t iova, const Loops& l, uint64_t size) {
@@ -77,8 +80,8 @@ Result<nlohmann::json> Measure(const GuestRig& rig, int loops) {
   const auto va = reinterpret_cast<uint64_t>(aligned.data());
   SkewedBar skewed = VFIOD_TRY(SkewedBar::Map(rig, aligned.info(), vfiod::kPage4K));
   // Fault both CPU mappings in before timing, as a DMA user would have touched them.
-  (void)*reinterpret_cast<volatile uint32_t*>(va);
-  (void)*reinterpret_cast<volatile uint32_t*>(skewed.addr());
+  (void)*reinterpret_cast<volatile uint32_t*>(aligned.data());
+  (void)*static_cast<volatile uint32_t*>(skewed.data());
   const std::vector<Loops> all = VFIOD_TRY(InterleavedRawLoops(
       rig, {{va, kBarIova}, {skewed.addr(), kBarIova}, {va, kBarIova + vfiod::kPage4K}}, size,
       loops));
@@ -90,8 +93,8 @@ Result<nlohmann::json> Measure(const GuestRig& rig, int loops) {
   Print("aligned mmap, IOVA 4K off", va, kBarIova + vfiod::kPage4K, i, size);
   const double ratio = Ratio(Mean(s.map_s), Mean(a.map_s));
   const double iova_ratio = Ratio(Mean(i.map_s), Mean(a.map_s));
-  std::fprintf(stderr, "  unaligned mmap / aligned map time: %.2fx; IOVA 4K off: %.2fx\n", ratio,
-               iova_ratio);
+  (void)std::fprintf(stderr, "  unaligned mmap / aligned map time: %.2fx; IOVA 4K off: %.2fx\n",
+                     ratio, iova_ratio);
   return nlohmann::json{{"bar_size", size},
                         {"aligned", Row(va, kBarIova, a, size)},
                         {"mmap_4k_off", Row(skewed.addr(), kBarIova, s, size)},
@@ -103,11 +106,11 @@ Result<nlohmann::json> Measure(const GuestRig& rig, int loops) {
 }  // namespace
 
 nlohmann::json RunBar(const GuestRig& rig, const GuestOptions& options) {
-  std::fprintf(stderr, "\n== 5. BAR mapping: ivshmem BAR%u (avg of %d interleaved loops)\n",
-               kIvshmemBar, options.loops);
+  (void)std::fprintf(stderr, "\n== 5. BAR mapping: ivshmem BAR%u (avg of %d interleaved loops)\n",
+                     kIvshmemBar, options.loops);
   auto out = Measure(rig, options.loops);
   if (!out) {
-    std::fprintf(stderr, "  %s\n", out.error().message().c_str());
+    (void)std::fprintf(stderr, "  %s\n", out.error().message().c_str());
     return {{"error", out.error().message()}};
   }
   (*out)["loops"] = options.loops;

@@ -99,13 +99,14 @@ Result<void> Planned(const GuestRig& rig, const std::vector<dma::MapRange>& segm
 }  // namespace
 
 nlohmann::json RunBatching(const GuestRig& rig, const GuestOptions& options) {
-  std::fprintf(stderr,
-               "\n== 2. Batching: %llu pages of 4 KiB in runs of L pages; naive = one MAP_DMA per "
-               "page, planner = one per run (avg of %d loops)\n",
-               static_cast<unsigned long long>(kPages), options.loops);
-  std::fprintf(stderr, "  %5s %8s %12s %12s %8s | %10s %10s %12s %12s %8s\n", "L", "runs",
-               "naive map s", "plan map s", "speedup", "naive ioc", "plan ioc", "naive unmap",
-               "plan unmap", "speedup");
+  (void)std::fprintf(
+      stderr,
+      "\n== 2. Batching: %llu pages of 4 KiB in runs of L pages; naive = one MAP_DMA per "
+      "page, planner = one per run (avg of %d loops)\n",
+      static_cast<unsigned long long>(kPages), options.loops);
+  (void)std::fprintf(stderr, "  %5s %8s %12s %12s %8s | %10s %10s %12s %12s %8s\n", "L", "runs",
+                     "naive map s", "plan map s", "speedup", "naive ioc", "plan ioc", "naive unmap",
+                     "plan unmap", "speedup");
   auto buf = MakeAnonBuffer(MemKind::kPages4K, kPages * vfiod::kPage4K);
   if (!buf) {
     return {{"error", buf.error().message()}};
@@ -123,8 +124,8 @@ nlohmann::json RunBatching(const GuestRig& rig, const GuestOptions& options) {
       auto a = Naive(rig, segments, naive);
       auto b = a ? Planned(rig, segments, planned) : a;
       if (!b) {
-        std::fprintf(stderr, "  L=%llu: %s\n", static_cast<unsigned long long>(run),
-                     b.error().message().c_str());
+        (void)std::fprintf(stderr, "  L=%llu: %s\n", static_cast<unsigned long long>(run),
+                           b.error().message().c_str());
         rows.push_back({{"run_pages", run}, {"error", b.error().message()}});
         break;
       }
@@ -134,7 +135,7 @@ nlohmann::json RunBatching(const GuestRig& rig, const GuestOptions& options) {
     }
     const double map_speedup = Ratio(Mean(naive.map_s), Mean(planned.map_s));
     const double unmap_speedup = Ratio(Mean(naive.unmap_s), Mean(planned.unmap_s));
-    std::fprintf(
+    (void)std::fprintf(
         stderr, "  %5llu %8llu %12.5f %12.5f %7.1fx | %10llu %10llu %12.5f %12.5f %7.1fx\n",
         static_cast<unsigned long long>(run), static_cast<unsigned long long>(kPages / run),
         Mean(naive.map_s), Mean(planned.map_s), map_speedup,

@@ -88,13 +88,13 @@ Result<nlohmann::json> Measure(const GuestRig& rig, const Kind& k, int loops) {
   const double fraction = Ratio(Mean(s.plan_s), Mean(s.map_s));
   const double report_fraction = Ratio(Mean(s.report_s), Mean(s.map_s));
   const double reads_per_map = Ratio(static_cast<double>(s.reads.calls), loops);
-  std::fprintf(stderr,
-               "  %-12s %5s %11.6f %11.6f %7.0f %11.6f %8.2f%% %11.6f %8.1f%% %6llu %5llu %3llu\n",
-               k.name, SizeName(k.size).c_str(), s.first.plan_s, Mean(s.plan_s), reads_per_map,
-               Mean(s.map_s), 100 * fraction, Mean(s.report_s), 100 * report_fraction,
-               static_cast<unsigned long long>(s.report.run_count),
-               static_cast<unsigned long long>(s.report.folios_2m),
-               static_cast<unsigned long long>(s.report.folios_1g));
+  (void)std::fprintf(
+      stderr, "  %-12s %5s %11.6f %11.6f %7.0f %11.6f %8.2f%% %11.6f %8.1f%% %6llu %5llu %3llu\n",
+      k.name, SizeName(k.size).c_str(), s.first.plan_s, Mean(s.plan_s), reads_per_map,
+      Mean(s.map_s), 100 * fraction, Mean(s.report_s), 100 * report_fraction,
+      static_cast<unsigned long long>(s.report.run_count),
+      static_cast<unsigned long long>(s.report.folios_2m),
+      static_cast<unsigned long long>(s.report.folios_1g));
   return nlohmann::json{{"backing", k.name},
                         {"size", k.size},
                         {"first_plan_s", s.first.plan_s},
@@ -119,14 +119,14 @@ Result<nlohmann::json> Measure(const GuestRig& rig, const Kind& k, int loops) {
 }  // namespace
 
 nlohmann::json RunContiguityCost(const GuestRig& rig, const GuestOptions& options) {
-  std::fprintf(stderr,
-               "\n== 3. Placement on the map path (the engine's BeginMap: congruence, IOVA, "
-               "plan) as a fraction of MAP_DMA (avg of %d loops; target < 3%% for "
-               "hugetlb/THP); the full report on demand (dma.info) beside it\n",
-               options.loops);
-  std::fprintf(stderr, "  %-12s %5s %11s %11s %7s %11s %9s %11s %9s %6s %5s %3s\n", "backing",
-               "size", "1st plan s", "plan s", "reads", "MAP_DMA s", "fraction", "report s",
-               "of map", "runs", "2M", "1G");
+  (void)std::fprintf(stderr,
+                     "\n== 3. Placement on the map path (the engine's BeginMap: congruence, IOVA, "
+                     "plan) as a fraction of MAP_DMA (avg of %d loops; target < 3%% for "
+                     "hugetlb/THP); the full report on demand (dma.info) beside it\n",
+                     options.loops);
+  (void)std::fprintf(stderr, "  %-12s %5s %11s %11s %7s %11s %9s %11s %9s %6s %5s %3s\n", "backing",
+                     "size", "1st plan s", "plan s", "reads", "MAP_DMA s", "fraction", "report s",
+                     "of map", "runs", "2M", "1G");
   const uint64_t size = options.sizes.empty() ? vfiod::kPage1G / 4 : options.sizes.front();
   const uint64_t pool_2m = ReadNumber("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages");
   (void)SetHugepagePool(vfiod::kPage2M, std::max(pool_2m, size / vfiod::kPage2M));
@@ -139,7 +139,7 @@ nlohmann::json RunContiguityCost(const GuestRig& rig, const GuestOptions& option
   for (const Kind& k : kinds) {
     auto row = Measure(rig, k, options.loops);
     if (!row) {
-      std::fprintf(stderr, "  %-12s %s\n", k.name, row.error().message().c_str());
+      (void)std::fprintf(stderr, "  %-12s %s\n", k.name, row.error().message().c_str());
       rows.push_back({{"backing", k.name}, {"error", row.error().message()}});
       continue;
     }

@@ -103,7 +103,8 @@ int Main(int argc, char** argv) {
        {{"vfiod", options.edu_bdf}, {"raw", options.nvme_bdf}, {"bar", options.ivshmem_bdf}}}};
   auto rig = GuestRig::Open(options.nvme_bdf, options.ivshmem_bdf);
   if (!rig) {
-    std::fprintf(stderr, "cannot open the raw container: %s\n", rig.error().message().c_str());
+    (void)std::fprintf(stderr, "cannot open the raw container: %s\n",
+                       rig.error().message().c_str());
     return 1;
   }
   doc["iova_pgsizes"] = (*rig)->iova_pgsizes();
@@ -138,4 +139,6 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace vfiod::bench
 
-int main(int argc, char** argv) { return vfiod::bench::Main(argc, argv); }
+int main(int argc, char** argv) {
+  return vfiod::bench::GuardedMain("vfiod_bench_guest", vfiod::bench::Main, argc, argv);
+}

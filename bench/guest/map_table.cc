@@ -207,8 +207,8 @@ std::vector<Case> Cases(const GuestOptions& options) {
 // buffer and the memfd of a row live at the same time).
 void EnsurePool(uint64_t page, uint64_t pages, uint64_t at_start) {
   if (auto now = SetHugepagePool(page, std::max(at_start, pages)); !now || *now < pages) {
-    std::fprintf(stderr, "  note: the %s hugepage pool holds fewer than %llu pages\n",
-                 SizeName(page).c_str(), static_cast<unsigned long long>(pages));
+    (void)std::fprintf(stderr, "  note: the %s hugepage pool holds fewer than %llu pages\n",
+                       SizeName(page).c_str(), static_cast<unsigned long long>(pages));
   }
 }
 
@@ -218,23 +218,24 @@ const char* kPool1G = "/sys/kernel/mm/hugepages/hugepages-1048576kB/nr_hugepages
 }  // namespace
 
 nlohmann::json RunMapTable(const GuestRig& rig, const GuestOptions& options) {
-  std::fprintf(stderr,
-               "\n== 1. DMA map table: %d interleaved rounds (raw, raw memfd, vfiod, one-shot: one "
-               "map/unmap pair each per round, rotating order), after one warm-up pair each; "
-               "ratio = raw time / vfiod time (>= 0.97 is the target); vfiod = dma.map_fd of a "
-               "region registered once, one-shot = dma.map_fd of the fd\n",
-               options.map_loops);
+  (void)std::fprintf(
+      stderr,
+      "\n== 1. DMA map table: %d interleaved rounds (raw, raw memfd, vfiod, one-shot: one "
+      "map/unmap pair each per round, rotating order), after one warm-up pair each; "
+      "ratio = raw time / vfiod time (>= 0.97 is the target); vfiod = dma.map_fd of a "
+      "region registered once, one-shot = dma.map_fd of the fd\n",
+      options.map_loops);
   auto vfiod = StartVfiod(options, options.edu_bdf);
   if (!vfiod) {
-    std::fprintf(stderr, "  cannot start vfiod: %s\n", vfiod.error().message().c_str());
+    (void)std::fprintf(stderr, "  cannot start vfiod: %s\n", vfiod.error().message().c_str());
     return {{"error", vfiod.error().message()}};
   }
   nlohmann::json ping;
   if (auto pings = vfioctl::CallLatencies(vfiod->daemon.socket(), "ping", 200); pings) {
     const Summary s = Summarize(*pings);
     ping = ToJson(s);
-    std::fprintf(stderr, "  vfiod ping round trip in the guest: p50 %.1f us, p99 %.1f us\n",
-                 s.p50 * 1e6, s.p99 * 1e6);
+    (void)std::fprintf(stderr, "  vfiod ping round trip in the guest: p50 %.1f us, p99 %.1f us\n",
+                       s.p50 * 1e6, s.p99 * 1e6);
   }
   const uint64_t pool_2m = ReadNumber(kPool2M);
   const uint64_t pool_1g = ReadNumber(kPool1G);
@@ -247,8 +248,8 @@ nlohmann::json RunMapTable(const GuestRig& rig, const GuestOptions& options) {
     }
     auto row = MeasureRow(rig, *vfiod, c.kind, c.size, options);
     if (!row) {
-      std::fprintf(stderr, "  %s, %s: %s\n", MemKindName(c.kind), SizeName(c.size).c_str(),
-                   row.error().message().c_str());
+      (void)std::fprintf(stderr, "  %s, %s: %s\n", MemKindName(c.kind), SizeName(c.size).c_str(),
+                         row.error().message().c_str());
       rows.push_back(
           {{"memory", MemKindName(c.kind)}, {"size", c.size}, {"error", row.error().message()}});
       continue;

@@ -28,7 +28,7 @@ constexpr uint64_t kPgsizes = 0x40201000;
 template <class T>
 T OrDie(Result<T> r) {
   if (!r) {
-    std::fprintf(stderr, "%s\n", r.error().message().c_str());
+    (void)std::fprintf(stderr, "%s\n", r.error().message().c_str());
     std::abort();
   }
   return std::move(*r);
@@ -50,6 +50,7 @@ std::vector<MapRange> Pages(bool gap) {
 void BM_PlanMaps(benchmark::State& state) {
   const std::vector<MapRange> segments = Pages(state.range(0) != 0);
   size_t ops = 0;
+  // NOLINTNEXTLINE(clang-analyzer-deadcode.DeadStores): Google Benchmark's loop variable
   for (auto _ : state) {
     MapLimits limits;
     limits.dma_avail = 65535;
@@ -74,6 +75,7 @@ void BM_PlanUnmaps(benchmark::State& state) {
     }
   }
   size_t ops = 0;
+  // NOLINTNEXTLINE(clang-analyzer-deadcode.DeadStores): Google Benchmark's loop variable
   for (auto _ : state) {
     auto plan = OrDie(PlanUnmaps(gone, live, false));
     ops = plan.size();
@@ -94,6 +96,7 @@ void BM_IovaAllocator(benchmark::State& state) {
   IovaRequest request;
   request.size = size;
   request.congruence_modulus = huge ? kPage2M : 0;
+  // NOLINTNEXTLINE(clang-analyzer-deadcode.DeadStores): Google Benchmark's loop variable
   for (auto _ : state) {
     IovaAllocator alloc = OrDie(IovaAllocator::Create(kRanges, kPgsizes));
     for (uint64_t i = 0; i < kEntries; ++i) {
@@ -123,6 +126,7 @@ void BM_ShadowMap(benchmark::State& state) {
     uint64_t size;
     uint32_t owner;
   };
+  // NOLINTNEXTLINE(clang-analyzer-deadcode.DeadStores): Google Benchmark's loop variable
   for (auto _ : state) {
     size_t found = 0;
     if (std_map) {
@@ -201,13 +205,14 @@ void BM_ScanContiguity16G(benchmark::State& state) {
   SyntheticReader reader(static_cast<uint64_t>(state.range(0)), state.range(1) != 0);
   uint64_t runs = 0;
   uint64_t folios = 0;
+  // NOLINTNEXTLINE(clang-analyzer-deadcode.DeadStores): Google Benchmark's loop variable
   for (auto _ : state) {
     auto scan = OrDie(ScanContiguity(reader, kVaBase, kLen, static_cast<uint64_t>(state.range(2))));
     runs = scan.report.run_count;
     folios = scan.report.folios_2m;
     benchmark::DoNotOptimize(scan.runs.data());
   }
-  state.counters["pages"] = static_cast<double>(kLen / kPage4K);
+  state.counters["pages"] = static_cast<double>(kLen) / kPage4K;
   state.counters["runs"] = static_cast<double>(runs);
   state.counters["folios_2m"] = static_cast<double>(folios);
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kLen));

@@ -150,10 +150,11 @@ nlohmann::json MeasureFootprint(const DaemonProcess& daemon, uint64_t mappings) 
     out["error"] = error;
   }
   out["mapped"] = Snapshot(pid);
+  const auto per_mapping = static_cast<double>(std::max<uint64_t>(count, 1));
   const auto delta = [&](const char* field) {
     return (static_cast<double>(out["mapped"][field].get<uint64_t>()) -
             static_cast<double>(out["with_region"][field].get<uint64_t>())) /
-           static_cast<double>(std::max<uint64_t>(count, 1));
+           per_mapping;
   };
   out["bytes_per_mapping"] = {{"rss_anon", delta("rss_anon")},
                               {"vm_rss", delta("vm_rss")},

@@ -30,8 +30,8 @@ struct Options {
 };
 
 void PrintLatency(const char* label, const Summary& s) {
-  std::fprintf(stderr, "  %-26s p50 %8.1f us   p99 %8.1f us   mean %8.1f us   (%zu calls)\n", label,
-               s.p50 * 1e6, s.p99 * 1e6, s.mean * 1e6, s.count);
+  (void)std::fprintf(stderr, "  %-26s p50 %8.1f us   p99 %8.1f us   mean %8.1f us   (%zu calls)\n",
+                     label, s.p50 * 1e6, s.p99 * 1e6, s.mean * 1e6, s.count);
 }
 
 // Raw and vfiod alternate in `kRounds` rounds, so a burst of load from other
@@ -40,8 +40,8 @@ void PrintLatency(const char* label, const Summary& s) {
 constexpr int kRounds = 5;
 
 nlohmann::json Latency(const DaemonProcess& daemon, int pings) {
-  std::fprintf(stderr, "\n== 6a. Round trip of a small request (%d calls each, %d rounds)\n", pings,
-               kRounds);
+  (void)std::fprintf(stderr, "\n== 6a. Round trip of a small request (%d calls each, %d rounds)\n",
+                     pings, kRounds);
   std::vector<double> raw_all;
   std::vector<double> via_all;
   nlohmann::json rounds = nlohmann::json::array();
@@ -52,7 +52,7 @@ nlohmann::json Latency(const DaemonProcess& daemon, int pings) {
     auto via = vfioctl::CallLatencies(daemon.socket(), "ping", pings / kRounds);
     if (!raw || !via) {
       const std::string e = (!raw ? raw.error() : via.error()).message();
-      std::fprintf(stderr, "  %s\n", e.c_str());
+      (void)std::fprintf(stderr, "  %s\n", e.c_str());
       return {{"error", e}};
     }
     const Summary r = Summarize(*raw);
@@ -69,12 +69,12 @@ nlohmann::json Latency(const DaemonProcess& daemon, int pings) {
   const Summary v = Summarize(via_all);
   PrintLatency("raw unix ping-pong", r);
   PrintLatency("vfiod ping", v);
-  std::fprintf(stderr, "  vfiod / raw: p50 %.2fx  p99 %.2fx  (target: within 2x)\n",
-               Ratio(v.p50, r.p50), Ratio(v.p99, r.p99));
+  (void)std::fprintf(stderr, "  vfiod / raw: p50 %.2fx  p99 %.2fx  (target: within 2x)\n",
+                     Ratio(v.p50, r.p50), Ratio(v.p99, r.p99));
   PrintLatency("quietest round: raw", best_r);
   PrintLatency("quietest round: vfiod", best_v);
-  std::fprintf(stderr, "  quietest round vfiod / raw: p50 %.2fx  p99 %.2fx\n",
-               Ratio(best_v.p50, best_r.p50), Ratio(best_v.p99, best_r.p99));
+  (void)std::fprintf(stderr, "  quietest round vfiod / raw: p50 %.2fx  p99 %.2fx\n",
+                     Ratio(best_v.p50, best_r.p50), Ratio(best_v.p99, best_r.p99));
   return {{"raw_s", ToJson(r)},
           {"vfiod_s", ToJson(v)},
           {"ratio_p50", Ratio(v.p50, r.p50)},
@@ -88,8 +88,8 @@ nlohmann::json Latency(const DaemonProcess& daemon, int pings) {
 }
 
 nlohmann::json Rates(const DaemonProcess& daemon, double seconds) {
-  std::fprintf(stderr, "\n== 6b. ping requests/s, each client its own connection (%.0f s each)\n",
-               seconds);
+  (void)std::fprintf(
+      stderr, "\n== 6b. ping requests/s, each client its own connection (%.0f s each)\n", seconds);
   // Three passes over the client counts; the best pass per count is the
   // figure (other processes on the machine only ever take rate away).
   std::map<int, nlohmann::json> runs;
@@ -97,7 +97,7 @@ nlohmann::json Rates(const DaemonProcess& daemon, double seconds) {
     for (int clients : {1, 4, 16, 64}) {
       auto rate = vfioctl::MeasureRate(daemon.socket(), "ping", clients, seconds);
       if (!rate) {
-        std::fprintf(stderr, "  %2d clients: %s\n", clients, rate.error().message().c_str());
+        (void)std::fprintf(stderr, "  %2d clients: %s\n", clients, rate.error().message().c_str());
         return {{"error", rate.error().message()}};
       }
       runs[clients].push_back({{"requests", rate->requests},
@@ -116,8 +116,8 @@ nlohmann::json Rates(const DaemonProcess& daemon, double seconds) {
       errors += r["errors"].get<uint64_t>();
       all += Format(" %.0f", r["per_second"].get<double>());
     }
-    std::fprintf(stderr, "  %2d clients: %10.0f req/s best of 3  (runs:%s; %llu errors)\n", clients,
-                 best, all.c_str(), static_cast<unsigned long long>(errors));
+    (void)std::fprintf(stderr, "  %2d clients: %10.0f req/s best of 3  (runs:%s; %llu errors)\n",
+                       clients, best, all.c_str(), static_cast<unsigned long long>(errors));
     rows.push_back(
         {{"clients", clients}, {"per_second", best}, {"errors", errors}, {"runs", list}});
   }
@@ -125,55 +125,58 @@ nlohmann::json Rates(const DaemonProcess& daemon, double seconds) {
 }
 
 void PrintFootprint(const nlohmann::json& f) {
-  std::fprintf(stderr, "\n== 6c. Daemon memory\n");
+  (void)std::fprintf(stderr, "\n== 6c. Daemon memory\n");
   if (!f.contains("mapped")) {
-    std::fprintf(stderr, "  %s\n", f.value("error", std::string("?")).c_str());
+    (void)std::fprintf(stderr, "  %s\n", f.value("error", std::string("?")).c_str());
     return;
   }
   const auto mib = [](const nlohmann::json& snap, const char* k) {
     return static_cast<double>(snap[k].get<uint64_t>()) / (1 << 20);
   };
-  std::fprintf(stderr, "  idle: VmRSS %.1f MiB (anon %.1f MiB)\n", mib(f["idle"], "vm_rss"),
-               mib(f["idle"], "rss_anon"));
-  std::fprintf(stderr,
-               "  one registered region, %llu mappings of 4 KiB slices (of %llu requested): VmRSS "
-               "%.1f MiB (anon %.1f MiB, shmem %.1f MiB), %llu fds, %llu VMAs\n",
-               static_cast<unsigned long long>(f["mappings"].get<uint64_t>()),
-               static_cast<unsigned long long>(f["requested"].get<uint64_t>()),
-               mib(f["mapped"], "vm_rss"), mib(f["mapped"], "rss_anon"),
-               mib(f["mapped"], "rss_shmem"),
-               static_cast<unsigned long long>(f["mapped"]["fds"].get<uint64_t>()),
-               static_cast<unsigned long long>(f["mapped"]["vmas"].get<uint64_t>()));
-  std::fprintf(stderr,
-               "  per mapping: %.0f B of daemon heap (RssAnon growth from the registered region; "
-               "target < 256 B), %.0f B of VmRSS\n",
-               f["bytes_per_mapping"]["rss_anon"].get<double>(),
-               f["bytes_per_mapping"]["vm_rss"].get<double>());
+  (void)std::fprintf(stderr, "  idle: VmRSS %.1f MiB (anon %.1f MiB)\n", mib(f["idle"], "vm_rss"),
+                     mib(f["idle"], "rss_anon"));
+  (void)std::fprintf(
+      stderr,
+      "  one registered region, %llu mappings of 4 KiB slices (of %llu requested): VmRSS "
+      "%.1f MiB (anon %.1f MiB, shmem %.1f MiB), %llu fds, %llu VMAs\n",
+      static_cast<unsigned long long>(f["mappings"].get<uint64_t>()),
+      static_cast<unsigned long long>(f["requested"].get<uint64_t>()), mib(f["mapped"], "vm_rss"),
+      mib(f["mapped"], "rss_anon"), mib(f["mapped"], "rss_shmem"),
+      static_cast<unsigned long long>(f["mapped"]["fds"].get<uint64_t>()),
+      static_cast<unsigned long long>(f["mapped"]["vmas"].get<uint64_t>()));
+  (void)std::fprintf(
+      stderr,
+      "  per mapping: %.0f B of daemon heap (RssAnon growth from the registered region; "
+      "target < 256 B), %.0f B of VmRSS\n",
+      f["bytes_per_mapping"]["rss_anon"].get<double>(),
+      f["bytes_per_mapping"]["vm_rss"].get<double>());
   std::string steps;
   for (const auto& t : f["seconds_per_4096_mappings"]) {
     steps += Format(" %.2f", t.get<double>());
   }
-  std::fprintf(stderr, "  seconds per 4096 mappings, in order:%s (all: %.1f s)\n", steps.c_str(),
-               f["seconds_to_map"].get<double>());
-  std::fprintf(stderr,
-               "  after the client closed: VmRSS %.1f MiB (anon %.1f MiB), %llu fds (released in "
-               "%.1f s%s)\n",
-               mib(f["after_close"], "vm_rss"), mib(f["after_close"], "rss_anon"),
-               static_cast<unsigned long long>(f["after_close"]["fds"].get<uint64_t>()),
-               f.value("seconds_to_release", 0.0),
-               !f.value("released", false)       ? "; NOT released within 30 s"
-               : f.value("heap_returned", false) ? "; heap returned"
-                                                 : "; heap NOT returned within 5 s");
+  (void)std::fprintf(stderr, "  seconds per 4096 mappings, in order:%s (all: %.1f s)\n",
+                     steps.c_str(), f["seconds_to_map"].get<double>());
+  (void)std::fprintf(
+      stderr,
+      "  after the client closed: VmRSS %.1f MiB (anon %.1f MiB), %llu fds (released in "
+      "%.1f s%s)\n",
+      mib(f["after_close"], "vm_rss"), mib(f["after_close"], "rss_anon"),
+      static_cast<unsigned long long>(f["after_close"]["fds"].get<uint64_t>()),
+      f.value("seconds_to_release", 0.0),
+      !f.value("released", false)       ? "; NOT released within 30 s"
+      : f.value("heap_returned", false) ? "; heap returned"
+                                        : "; heap NOT returned within 5 s");
   if (f.contains("model_share") && f["model_share"].contains("heap_in_use_per_entry")) {
     const double model = f["model_share"]["rss_anon_per_entry"].get<double>();
-    std::fprintf(stderr,
-                 "  of which the model kernel's type1 entries (in the kernel on Linux), measured "
-                 "alone: %.0f B RssAnon (%.0f B malloc'd) per entry; vfiod's own: %.0f B\n",
-                 model, f["model_share"]["heap_in_use_per_entry"].get<double>(),
-                 f["bytes_per_mapping"]["rss_anon"].get<double>() - model);
+    (void)std::fprintf(
+        stderr,
+        "  of which the model kernel's type1 entries (in the kernel on Linux), measured "
+        "alone: %.0f B RssAnon (%.0f B malloc'd) per entry; vfiod's own: %.0f B\n",
+        model, f["model_share"]["heap_in_use_per_entry"].get<double>(),
+        f["bytes_per_mapping"]["rss_anon"].get<double>() - model);
   }
   if (f.contains("error")) {
-    std::fprintf(stderr, "  stopped early: %s\n", f["error"].get<std::string>().c_str());
+    (void)std::fprintf(stderr, "  stopped early: %s\n", f["error"].get<std::string>().c_str());
   }
 }
 
@@ -194,7 +197,7 @@ int Main(int argc, char** argv) {
 
   auto daemon = StartModelDaemon(o.vfiod, o.workers);
   if (!daemon) {
-    std::fprintf(stderr, "%s\n", daemon.error().message().c_str());
+    (void)std::fprintf(stderr, "%s\n", daemon.error().message().c_str());
     return 1;
   }
   nlohmann::json doc = {{"machine", MachineFacts()}, {"vfiod_workers", o.workers}};
@@ -225,4 +228,6 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace vfiod::bench
 
-int main(int argc, char** argv) { return vfiod::bench::Main(argc, argv); }
+int main(int argc, char** argv) {
+  return vfiod::bench::GuardedMain("vfiod_bench_rpc", vfiod::bench::Main, argc, argv);
+}
