@@ -22,7 +22,7 @@ total=${VFIOD_FUZZ_TOTAL:-10000000}
 tree=$(cd "$(dirname "$0")/.." && pwd)
 
 mkdir -p "$rundir/corpus" "$rundir/findings"
-cd "$rundir"
+cd "$rundir" || exit 1
 bin=./fuzz_$target
 if [[ ! -x $bin ]]; then
   cp "$tree/build-fuzz/tests/fuzz/fuzz_$target" "$bin"
