@@ -74,41 +74,39 @@ json Rounds(client::Client& c, uint64_t container, int rounds) {
 OtherUser::OtherUser(const std::string& socket, const std::string& device, uid_t uid) {
   int down[2];
   int up[2];
-  if (::pipe2(down, O_CLOEXEC) != 0 || ::pipe2(up, O_CLOEXEC) != 0) {
+  if (::pipe2(down, O_CLOEXEC) != 0) {
     return;
   }
+  UniqueFd child_in(down[0]);
+  to_child_.reset(down[1]);
+  if (::pipe2(up, O_CLOEXEC) != 0) {
+    return;
+  }
+  UniqueFd child_out(up[1]);
+  from_child_.reset(up[0]);
   pid_ = ::fork();
   if (pid_ == 0) {
-    ::close(down[1]);
-    ::close(up[0]);
-    ChildMain(socket, device, uid, down[0], up[1]);
+    to_child_.reset();
+    from_child_.reset();
+    ChildMain(socket, device, uid, child_in.release(), child_out.release());
   }
-  ::close(down[0]);
-  ::close(up[1]);
-  to_child_ = down[1];
-  from_child_ = up[0];
 }
 
 OtherUser::~OtherUser() {
-  if (to_child_ >= 0) {
-    ::close(to_child_);  // EOF: the child exits
-  }
+  to_child_.reset();  // EOF: the child exits
   if (pid_ > 0) {
     ::waitpid(pid_, nullptr, 0);
-  }
-  if (from_child_ >= 0) {
-    ::close(from_child_);
   }
 }
 
 json OtherUser::Run(int rounds) {
   const std::string order = "r " + std::to_string(rounds) + "\n";
-  if (pid_ <= 0 || ::write(to_child_, order.data(), order.size()) != ssize_t(order.size())) {
+  if (pid_ <= 0 || ::write(to_child_.get(), order.data(), order.size()) != ssize_t(order.size())) {
     return {{"error", "the other user's process is not there"}};
   }
   std::string line;
   char c = 0;
-  while (::read(from_child_, &c, 1) == 1 && c != '\n') {
+  while (::read(from_child_.get(), &c, 1) == 1 && c != '\n') {
     line += c;
   }
   json answer = json::parse(line, nullptr, false);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/stats.h"
+#include "proto/unique_fd.h"
 
 namespace vfiod::bench {
 
@@ -34,8 +35,8 @@ class OtherUser {
 
  private:
   pid_t pid_ = -1;
-  int to_child_ = -1;
-  int from_child_ = -1;
+  UniqueFd to_child_;    // orders; closed first by the destructor: the child's EOF
+  UniqueFd from_child_;  // the child's answers
 };
 
 /// What a flood does: `connections` connections sharing one named container
