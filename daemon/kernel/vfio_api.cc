@@ -70,6 +70,27 @@ Result<void> CheckRange(const char* op, const char* what, uint64_t addr, uint64_
   return Ok();
 }
 
+/// One VFIO_IOMMU_UNMAP_DMA of [iova, iova + size) with `flags` (0 or
+/// FLAG_VADDR), after CheckRange. The size the kernel reports is checked:
+/// never more than asked, page-aligned (EPROTO otherwise; `done` says what
+/// happened to the bytes, for the message).
+Result<uint64_t> UnmapRange(Kernel& k, int container, uint64_t iova, uint64_t size, uint32_t flags,
+                            const char* op, const char* done) {
+  VFIOD_TRY(CheckRange(op, "iova", iova, size));
+  vfio_iommu_type1_dma_unmap arg{};
+  arg.argsz = sizeof arg;
+  arg.flags = flags;
+  arg.iova = iova;
+  arg.size = size;
+  VFIOD_TRY(k.ioctl(container, VFIO_IOMMU_UNMAP_DMA, &arg));
+  if (arg.size > size || (arg.size & (HostPageSize() - 1)) != 0) {
+    return Fail(EPROTO, op,
+                "kernel reported " + Hex(arg.size) + " bytes " + done + " for a " + Hex(size) +
+                    " byte request");
+  }
+  return arg.size;
+}
+
 template <class T>
 T ReadAt(std::span<const std::byte> buf, size_t off) {
   T v{};
@@ -230,19 +251,7 @@ Result<void> MapDma(Kernel& k, int container, const DmaMap& map) {
 }
 
 Result<uint64_t> UnmapDma(Kernel& k, int container, uint64_t iova, uint64_t size) {
-  constexpr const char* kOp = "VFIO_IOMMU_UNMAP_DMA";
-  VFIOD_TRY(CheckRange(kOp, "iova", iova, size));
-  vfio_iommu_type1_dma_unmap arg{};
-  arg.argsz = sizeof arg;
-  arg.iova = iova;
-  arg.size = size;
-  VFIOD_TRY(k.ioctl(container, VFIO_IOMMU_UNMAP_DMA, &arg));
-  if (arg.size > size || (arg.size & (HostPageSize() - 1)) != 0) {
-    return Fail(EPROTO, kOp,
-                "kernel reported " + Hex(arg.size) + " bytes unmapped for a " + Hex(size) +
-                    " byte request");
-  }
-  return arg.size;
+  return UnmapRange(k, container, iova, size, 0, "VFIO_IOMMU_UNMAP_DMA", "unmapped");
 }
 
 Result<uint64_t> UnmapAllDma(Kernel& k, int container) {
@@ -257,20 +266,8 @@ Result<uint64_t> UnmapAllDma(Kernel& k, int container) {
 }
 
 Result<uint64_t> InvalidateVaddr(Kernel& k, int container, uint64_t iova, uint64_t size) {
-  constexpr const char* kOp = "VFIO_IOMMU_UNMAP_DMA(FLAG_VADDR)";
-  VFIOD_TRY(CheckRange(kOp, "iova", iova, size));
-  vfio_iommu_type1_dma_unmap arg{};
-  arg.argsz = sizeof arg;
-  arg.flags = VFIO_DMA_UNMAP_FLAG_VADDR;
-  arg.iova = iova;
-  arg.size = size;
-  VFIOD_TRY(k.ioctl(container, VFIO_IOMMU_UNMAP_DMA, &arg));
-  if (arg.size > size || (arg.size & (HostPageSize() - 1)) != 0) {
-    return Fail(EPROTO, kOp,
-                "kernel reported " + Hex(arg.size) + " bytes invalidated for a " + Hex(size) +
-                    " byte request");
-  }
-  return arg.size;
+  return UnmapRange(k, container, iova, size, VFIO_DMA_UNMAP_FLAG_VADDR,
+                    "VFIO_IOMMU_UNMAP_DMA(FLAG_VADDR)", "invalidated");
 }
 
 Result<void> UpdateVaddr(Kernel& k, int container, uint64_t vaddr, uint64_t iova, uint64_t size) {

@@ -71,6 +71,26 @@ TEST(VfioApiChecks, UnmapRejectsAnImpossibleReportedSize) {
   EXPECT_EQ(Errno(UnmapDma(k, 3, 0x10000, kPage)), EPROTO);
 }
 
+TEST(VfioApiChecks, InvalidateVaddrSendsItsFlagAndRejectsAnImpossibleReportedSize) {
+  MockKernel k;
+  EXPECT_CALL(k, ioctl(3, VFIO_IOMMU_UNMAP_DMA, _))
+      .WillOnce(Invoke([](int, unsigned long, void* a) {
+        auto* u = static_cast<vfio_iommu_type1_dma_unmap*>(a);
+        EXPECT_EQ(u->flags, VFIO_DMA_UNMAP_FLAG_VADDR);
+        return Result<int>(0);
+      }))
+      .WillOnce(Invoke([](int, unsigned long, void* a) {
+        auto* u = static_cast<vfio_iommu_type1_dma_unmap*>(a);
+        u->size += 0x800;  // not page-aligned
+        return Result<int>(0);
+      }));
+  EXPECT_EQ(InvalidateVaddr(k, 3, 0x10000, kPage).value(), kPage);
+  auto r = InvalidateVaddr(k, 3, 0x10000, kPage);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, EPROTO);
+  EXPECT_EQ(r.error().op, "VFIO_IOMMU_UNMAP_DMA(FLAG_VADDR)");
+}
+
 TEST(VfioApiChecks, ErrorsCarryTheIoctlName) {
   MockKernel k;
   EXPECT_CALL(k, ioctl(_, _, _)).WillOnce(Return(ErrnoError("VFIO_GROUP_GET_STATUS", ENODEV)));
