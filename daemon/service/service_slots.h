@@ -78,7 +78,7 @@ struct ReleaseSlot {
 /// A destroyed container whose groups a handed-out device fd still holds.
 struct LingeringSlot {
   uid_t owner_uid = 0;
-  std::vector<int> groups;  ///< still in groups_held_
+  std::vector<int> groups;  ///< still in Service::groups_held_
   std::set<uid_t> holders;  ///< each charged one container until released
   std::chrono::steady_clock::time_point since;
   bool probing = false;  ///< a re-check is running (off mu_)
@@ -86,8 +86,8 @@ struct LingeringSlot {
 
 /// One live mapping in the ownership index, kept small (a container may
 /// hold 65535): who owns it and where the engine keeps it; everything else
-/// is the engine's record (see "One home per mapping"). Its name, if any,
-/// is in mapping_names_. Slots live in a deque and are reused; a mapping's
+/// is the engine's record (service.h, "One home per mapping"). Its name, if any,
+/// is in Service::mapping_names_. Slots live in a deque and are reused; a mapping's
 /// id is generation << 32 | (slot index + 1), so an id is never reused.
 struct MappingSlot {
   ContainerId container = 0;  ///< 0: a free slot
