@@ -72,8 +72,9 @@ def rpc_seeds():
             req("dma.info", {"mapping": m}, 3), req("dma.list", {"container": c}, 4),
             req("dma.free", {"mapping": m}, 5)),
         "alloc_backings": lines(create()) + NEXT + lines(
-            req("dma.alloc", {"container": c, "size": "2M", "backing": "thp", "progress": True}, 2),
-            req("dma.alloc", {"container": c, "size": "2M", "backing": "hugetlb-2m"}, 3),
+            req("dma.alloc", {"container": c, "size": 2 << 20, "backing": "thp",
+                              "progress": True}, 2),
+            req("dma.alloc", {"container": c, "size": 2 << 20, "backing": "hugetlb-2m"}, 3),
             req("dma.alloc", {"container": c, "size": 4096, "backing": "4k", "iova": 1048576,
                               "name": "fixed"}, 4),
             req("dma.alloc", {"container": c, "size": 4096, "backing": "4k",
@@ -133,6 +134,27 @@ def rpc_seeds():
         "bad_params": lines(req("dma.alloc", {"container": 1, "size": -1, "backing": "x"}),
                             req("dma.free", [1], 2), req("container.create", {"devices": EDU}, 3),
                             req("device.info", {"bdf": "zz"}, 4)),
+        "share": lines(req("container.create", {"devices": [EDU], "name": "ring",
+                                                "share_with": {"users": [1000], "groups": [0]}})) +
+        NEXT + lines(
+            req("container.share", {"container": c, "users": ["root", 65533], "groups": [100]}, 2),
+            req("container.unshare", {"container": c, "users": [1000]}, 3),
+            req("container.attach", {"name": "ring", "owner": 65534}, 4),
+            req("container.destroy", {"container": c}, 5)),
+        "reset": lines(create()) + NEXT + lines(
+            req("device.open", {"container": c, "bdf": EDU}, 2),
+            req("device.reset", {"bdf": EDU}, 3)),
+        "session": lines(req("session.info"), req("session.resume", {"token": "0" * 32}, 2),
+                         req("metrics", None, 3), req("daemon.restart", None, 4)),
+        "placement": lines(create()) + NEXT + lines(
+            req("dma.alloc", {"container": c, "size": 4096, "backing": "4k", "numa_node": 0,
+                              "max_iova": 1 << 32, "dma_mask_bits": 32}, 2),
+            req("dma.alloc", {"container": c, "size": 4096, "backing": "4k", "numa_node": -1,
+                              "max_iova": 4095}, 3)),
+        "require_thp": lines(create()) + with_fds(MEMFD_UNSEALED, lines(
+            req("dma.alloc", {"container": c, "size": 2 << 20, "backing": "thp", "require": "thp"},
+                2),
+            req("dma.map_fd", {"container": c, "fd": {"fd": 0}, "require": "thp"}, 3))),
     }
     return seeds
 
@@ -189,7 +211,47 @@ def write(target, seeds):
         (folder / name).write_bytes(data)
 
 
+def check():
+    """Exit status 1 unless every method and parameter name of the API
+    (proto/openrpc.json) is in rpc.dict and in fuzz_rpc's seeds, every key of
+    the shipped config is in config.dict, and the corpora in the tree are
+    what this script writes."""
+    api = json.loads((HERE.parents[1] / "proto" / "openrpc.json").read_text())
+    names = {m["name"] for m in api["methods"]}
+    params = {p["name"] for m in api["methods"] for p in m.get("params", [])}
+    dictionary = (HERE / "rpc.dict").read_text()
+    seeds = b"".join(rpc_seeds().values()).decode(errors="replace")
+    problems = [f"{what} {n!r} is not in {where}"
+                for what, group in (("method", names), ("param", params))
+                for n in sorted(group)
+                for where, text in (("rpc.dict", dictionary), ("the rpc seeds", seeds))
+                if f'\\"{n}\\"' not in text and f'"{n}"' not in text]
+    config_keys = set()
+    pending = [json.loads((HERE.parents[1] / "config" / "vfiod.json").read_text())]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            config_keys.update(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    config_dictionary = (HERE / "config.dict").read_text()
+    problems += [f"config key {k!r} is not in config.dict" for k in sorted(config_keys)
+                 if f'\\"{k}\\"' not in config_dictionary]
+    for target, made in (("rpc", rpc_seeds()), ("config", config_seeds()), ("dma", dma_seeds())):
+        folder = HERE / "corpus" / target
+        stored = {f.name: f.read_bytes() for f in folder.iterdir()}
+        if stored != made:
+            problems.append(f"corpus/{target} differs from what make_corpus.py writes: run it")
+    for p in problems:
+        print("make_corpus --check:", p)
+    return 1 if problems else 0
+
+
 if __name__ == "__main__":
+    import sys
+    if sys.argv[1:] == ["--check"]:
+        sys.exit(check())
     write("rpc", rpc_seeds())
     write("config", config_seeds())
     write("dma", dma_seeds())
