@@ -10,8 +10,10 @@
 # lets two runs share RUNDIR's working corpus (libFuzzer reloads what the
 # other adds). A segment runs what is left of VFIOD_FUZZ_TOTAL (default
 # 10^7) over all segments; a finding is kept in RUNDIR/findings/ and the run
-# goes on with a new segment (at most five findings). SIGINT or SIGTERM to this script ends the
-# segment with libFuzzer's final stats and records it.
+# goes on with a new segment (at most five findings). SIGTERM to this script
+# ends the segment with libFuzzer's final stats and records it (SIGINT too,
+# unless the script was started in the background of a non-interactive
+# shell, which starts it with SIGINT ignored: that cannot be trapped).
 # The run takes only what other work leaves: nice 19 and, since it is its own
 # session under autogroup scheduling, its autogroup's nice 19 too.
 set -uo pipefail
@@ -32,7 +34,7 @@ echo 19 >/proc/self/autogroup 2>/dev/null || true
 renice -n 19 $$ >/dev/null
 export ASAN_OPTIONS=${ASAN_OPTIONS:-malloc_context_size=2:quarantine_size_mb=32}
 
-executed() { awk '{ n += $4 } END { print n + 0 }' segments.txt 2>/dev/null || echo 0; }
+executed() { [[ -f segments.txt ]] && awk '{ n += $4 } END { print n + 0 }' segments.txt || echo 0; }
 
 child=0
 stopping=0
@@ -43,7 +45,9 @@ options=(-timeout=30 -rss_limit_mb=4096 -max_len=8192 -print_final_stats=1
 while ((!stopping)); do
   left=$((total - $(executed)))
   ((left > 0)) || { echo "fuzz_long: $total executions reached"; break; }
-  segment=$(($(wc -l <segments.txt 2>/dev/null || echo 0) + 1))-w$worker
+  segment=1
+  [[ -f segments.txt ]] && segment=$(($(wc -l <segments.txt) + 1))
+  segment+=-w$worker
   log=log.seg$segment.txt
   start=$(date -u +%Y-%m-%dT%H:%MZ)
   before=$(find findings -type f | wc -l)
