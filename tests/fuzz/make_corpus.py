@@ -36,6 +36,10 @@ MEMFD_ALL_SEALS = bytes([3])
 DEV_NULL, PIPE, SOCKET, EVENTFD = bytes([4]), bytes([5]), bytes([6]), bytes([7])
 SEVENTEEN_MEMFDS = bytes([1 | 3 << 3])
 TWO_MEMFDS = bytes([1 | 1 << 3 | 2 << 5])
+# kind 0, one fd: a directory, a tmpfs file (8 KiB), it read-only, a memfd read-only
+DIRECTORY = bytes([2 << 5])
+TMPFS_8K, TMPFS_READ_ONLY = bytes([1 << 3 | 2 << 5]), bytes([2 << 3 | 2 << 5])
+MEMFD_READ_ONLY = bytes([3 << 3 | 2 << 5])
 
 
 NEXT = b"\0\0"  # starts a new write without fds
@@ -97,6 +101,15 @@ def rpc_seeds():
             req("dma.register", {"fd": {"fd": 0}}, 3))) + with_fds(SOCKET, lines(
             req("dma.map_fd", {"container": c, "fd": {"fd": 0}}, 4))) + with_fds(EVENTFD, lines(
             req("dma.register", {"fd": {"fd": 0}}, 5))),
+        "tmpfs_file": lines(create()) + with_fds(TMPFS_8K, lines(
+            req("dma.map_fd", {"container": c, "fd": {"fd": 0}}, 2))) + with_fds(TMPFS_8K, lines(
+            req("dma.register", {"fd": {"fd": 0}}, 3))) + NEXT + lines(
+            req("dma.map_fd", {"container": c, "region": r, "size": 4096}, 4),
+            req("dma.list", None, 5)),
+        "read_only_files": lines(create()) + with_fds(TMPFS_READ_ONLY, lines(
+            req("dma.map_fd", {"container": c, "fd": {"fd": 0}}, 2))) + with_fds(
+            MEMFD_READ_ONLY, lines(req("dma.register", {"fd": {"fd": 0}}, 3))) + with_fds(
+            DIRECTORY, lines(req("dma.map_fd", {"container": c, "fd": {"fd": 0}}, 4))),
         "regions": with_fds(MEMFD_SEALED_64K, lines(req("dma.register", {"fd": {"fd": 0}}))) +
         NEXT + lines(create()) + NEXT + lines(
             req("dma.regions", None, 3),

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "fuzz_check.h"
 #include "proto/framing.h"
@@ -17,8 +18,18 @@ namespace {
 
 using nlohmann::json;
 
+// The file sizes of bits 5-7 (rpc_fuzz_input.h).
+constexpr off_t kSizes[] = {4096, 0, 8192, 2 << 20, 4097, 65536, 1 << 20, 12288};
+
+// `fd`'s file opened again, read-only (its /proc/self/fd link).
+UniqueFd ReadOnly(const UniqueFd& fd) {
+  const std::string link = "/proc/self/fd/" + std::to_string(fd.get());
+  UniqueFd ro(::open(link.c_str(), O_RDONLY | O_CLOEXEC));
+  FUZZ_CHECK(ro);
+  return ro;
+}
+
 UniqueFd Memfd(uint8_t spec) {
-  constexpr off_t kSizes[] = {4096, 0, 8192, 2 << 20, 4097, 65536, 1 << 20, 12288};
   UniqueFd fd(::memfd_create("fuzz", MFD_CLOEXEC | MFD_ALLOW_SEALING));
   FUZZ_CHECK(fd && ::ftruncate(fd.get(), kSizes[spec >> 5]) == 0);
   const int kind = spec & 7;
@@ -30,6 +41,21 @@ UniqueFd Memfd(uint8_t spec) {
   }
   FUZZ_CHECK(seals == 0 || ::fcntl(fd.get(), F_ADD_SEALS, seals) == 0);
   return fd;
+}
+
+// Kind 0 with other bits set: one fd of a kind the others do not cover.
+UniqueFd OtherFd(uint8_t spec) {
+  const int variant = (spec >> 3) & 3;
+  if (variant == 0) {
+    return UniqueFd(::open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  }
+  if (variant == 3) {
+    return ReadOnly(Memfd(static_cast<uint8_t>((spec & 0xe0) | 2)));
+  }
+  // An unnamed file on a tmpfs that is not a memfd (no seals can be set).
+  UniqueFd file(::open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+  FUZZ_CHECK(file && ::ftruncate(file.get(), kSizes[spec >> 5]) == 0);
+  return variant == 1 ? std::move(file) : ReadOnly(file);
 }
 
 UniqueFd OneFd(uint8_t spec) {
@@ -114,8 +140,14 @@ std::string ReplacePlaceholders(std::string_view bytes, const SessionIds& ids) {
 }
 
 std::vector<UniqueFd> MakeFds(uint8_t spec) {
-  if ((spec & 7) == 0) {
+  if (spec == 0) {
     return {};
+  }
+  if ((spec & 7) == 0) {
+    std::vector<UniqueFd> one;
+    one.push_back(OtherFd(spec));
+    FUZZ_CHECK(one.back());
+    return one;
   }
   constexpr std::size_t kCounts[] = {1, 2, 3, 17};
   std::vector<UniqueFd> fds;

@@ -2,11 +2,15 @@
 //
 // Input format: client writes separated by NUL bytes. The byte after each NUL
 // says which fds travel (SCM_RIGHTS) with the write that follows it:
-//   bits 0-2  kind: 0 none, 1 memfd sealed F_SEAL_SHRINK, 2 memfd unsealed,
-//             3 memfd with every seal (F_SEAL_SEAL too), 4 /dev/null,
-//             5 a pipe's read end, 6 a unix socket, 7 an eventfd
+//   bits 0-2  kind: 0 see below, 1 memfd sealed F_SEAL_SHRINK, 2 memfd
+//             unsealed, 3 memfd with every seal (F_SEAL_SEAL too),
+//             4 /dev/null, 5 a pipe's read end, 6 a unix socket, 7 an eventfd
 //   bits 3-4  count: 1, 2, 3, or 17 (past the 16 one message may carry)
-//   bits 5-7  memfd size: 4K, 0, 8K, 2M, 4K+1, 64K, 1M, 12K
+//   bits 5-7  file size: 4K, 0, 8K, 2M, 4K+1, 64K, 1M, 12K
+// Kind 0: the byte 0 sends no fd; otherwise one fd, by bits 3-4: 0 a
+// directory (/dev/shm), 1 a tmpfs file that is no memfd (O_TMPFILE in
+// /dev/shm, sized by bits 5-7), 2 such a file opened read-only, 3 an unsealed
+// memfd opened read-only.
 // So "line1\n\0Aline2\n" writes line1, then line2 with one sealed 8 KiB memfd.
 //
 // Ids differ from run to run (the daemon's counters go on across inputs), so
