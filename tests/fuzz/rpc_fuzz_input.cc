@@ -47,13 +47,18 @@ UniqueFd Memfd(uint8_t spec) {
 UniqueFd OtherFd(uint8_t spec) {
   const int variant = (spec >> 3) & 3;
   if (variant == 0) {
-    return UniqueFd(::open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    UniqueFd dir(::open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    return dir ? std::move(dir) : UniqueFd(::open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   }
   if (variant == 3) {
     return ReadOnly(Memfd(static_cast<uint8_t>((spec & 0xe0) | 2)));
   }
-  // An unnamed file on a tmpfs that is not a memfd (no seals can be set).
+  // An unnamed file on a tmpfs that is not a memfd (no seals can be set);
+  // where /dev/shm is missing, one in /tmp (whatever it is).
   UniqueFd file(::open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+  if (!file) {
+    file.reset(::open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600));
+  }
   FUZZ_CHECK(file && ::ftruncate(file.get(), kSizes[spec >> 5]) == 0);
   return variant == 1 ? std::move(file) : ReadOnly(file);
 }

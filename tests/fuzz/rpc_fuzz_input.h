@@ -8,9 +8,9 @@
 //   bits 3-4  count: 1, 2, 3, or 17 (past the 16 one message may carry)
 //   bits 5-7  file size: 4K, 0, 8K, 2M, 4K+1, 64K, 1M, 12K
 // Kind 0: the byte 0 sends no fd; otherwise one fd, by bits 3-4: 0 a
-// directory (/dev/shm), 1 a tmpfs file that is no memfd (O_TMPFILE in
-// /dev/shm, sized by bits 5-7), 2 such a file opened read-only, 3 an unsealed
-// memfd opened read-only.
+// directory (/dev/shm, or /), 1 a tmpfs file that is no memfd (O_TMPFILE in /dev/shm, or
+// /tmp where there is none; sized by bits 5-7), 2 such a file opened
+// read-only, 3 an unsealed memfd opened read-only.
 // So "line1\n\0Aline2\n" writes line1, then line2 with one sealed 8 KiB memfd.
 //
 // Ids differ from run to run (the daemon's counters go on across inputs), so
