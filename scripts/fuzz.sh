@@ -5,13 +5,13 @@
 # tests/fuzz/corpus/<target>/ into a temporary working corpus (the tree is not
 # modified). Prints each target's executions; exits non-zero on a finding,
 # whose input is kept in build-fuzz/findings/.
-#   scripts/fuzz.sh [SECONDS] [TARGET...]     TARGET: rpc, config, dma
+#   scripts/fuzz.sh [SECONDS] [TARGET...]     TARGET: rpc, config, dma, state
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(rpc config dma)
+((${#targets[@]})) || targets=(rpc config dma state)
 
 launcher=()
 if command -v ccache >/dev/null; then

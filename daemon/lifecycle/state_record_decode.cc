@@ -11,6 +11,7 @@
 #include "lifecycle/state_record.h"
 #include "lifecycle/state_record_format.h"
 #include "proto/backing.h"
+#include "proto/framing.h"
 
 namespace vfiod::lifecycle {
 
@@ -368,6 +369,11 @@ Result<void> CheckReferences(const StateRecord& r) {
 }  // namespace
 
 Result<StateRecord> DecodeStateRecord(std::string_view bytes) {
+  // A record is six levels deep; the checksum's dump and the comparisons
+  // recurse, so a deeper document is refused before it is parsed.
+  if (wire::JsonNestingDepth(bytes) > wire::kMaxJsonDepth) {
+    return Bad("record", "nested deeper than " + std::to_string(wire::kMaxJsonDepth));
+  }
   json doc = json::parse(bytes, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded() || !doc.is_object()) {
     return Bad("record", "not a JSON object");

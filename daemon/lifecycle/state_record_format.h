@@ -1,5 +1,6 @@
 // What the state record's writer (state_record.cc) and reader
-// (state_record_decode.cc) share; nothing else includes this.
+// (state_record_decode.cc) share; nothing else in the daemon includes this
+// (the fuzz target uses the checksum to forge records).
 #pragma once
 
 #include <nlohmann/json.hpp>

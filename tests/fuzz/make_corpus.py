@@ -216,6 +216,56 @@ def dma_seeds():
     return seeds
 
 
+def state_seeds():
+    """State record bodies (fuzz_state writes the checksum): the empty record,
+    and one of every kind of object, as tests/lifecycle's Sample() has them."""
+    def body(version, **parts):
+        doc = {"format": "vfiod-state", "version": version, "generation": 41, "next_id": 9,
+               "mapping_generation": 2, "containers": [], "mappings": [], "owners": []}
+        if version >= 4:
+            doc["regions"] = []
+        doc.update(parts)
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    def mapping(mid, container, iova, size, backing, fd_name, entries, **extra):
+        m = {"id": mid, "container": container, "iova": iova, "size": size, "backing": backing,
+             "fd_name": fd_name, "owner_uid": 1000, "name": "", "session": "b" * 32,
+             "mmio": backing == "bar", "bar": None, "region": 0,
+             "entries": [{"iova": i, "size": s, "offset": o} for i, s, o in entries]}
+        m.update(extra)
+        return m
+
+    containers = [
+        {"id": 3, "name": "ring", "owner_uid": 1000, "shared_users": [1001, 1002],
+         "shared_groups": [50], "groups": [12, 14], "fd_name": "c-3", "session": "",
+         "devices": [{"bdf": "0000:00:03.0", "group": 12, "fd_name": "d-3-0000_00_03.0"},
+                     {"bdf": "0000:00:05.0", "group": 14, "fd_name": "d-3-0000_00_05.0"}]},
+        {"id": 8, "name": "", "owner_uid": 1001, "shared_users": [], "shared_groups": [],
+         "groups": [], "fd_name": "c-8", "session": "a" * 32, "devices": []}]
+    gib4 = 1 << 32
+    mappings = [
+        mapping(gib4 | 1, 3, gib4, 2 << 20, "hugetlb-2m", "m-4294967297",
+                [(gib4, 1 << 20, 0), (gib4 + (1 << 20), 1 << 20, 1 << 20)], name="kbuf",
+                session=""),
+        mapping(2, 8, 0xfffff000, 4096, "bar", "", [(0xfffff000, 4096, 0x2000)],
+                owner_uid=1001, bar={"bdf": "0000:00:05.0", "index": 2}),
+        mapping(gib4 | 3, 3, 2 * gib4, 2 << 20, "hugetlb-2m", "", [(2 * gib4, 2 << 20, 4 << 20)],
+                region=5)]
+    regions = [{"id": 5, "owner_uid": 1000, "session": "c" * 32, "fd_name": "rg-5",
+                "offset": 2 << 20, "size": 4 << 20, "charged": True}]
+    owners = [{"uid": 1000, "locked_bytes": 2 << 20, "mappings": 1, "containers": 1},
+              {"uid": 1001, "locked_bytes": 0, "mappings": 1, "containers": 1}]
+    return {
+        "empty": body(5),
+        "full": body(5, containers=containers, mappings=mappings, regions=regions,
+                     owners=owners),
+        "version3": body(3, containers=[{k: v for k, v in containers[1].items()
+                                         if k != "devices"}],
+                         owners=owners[1:]),
+        "not_an_object": b"[1,2,3]",
+    }
+
+
 def write(target, seeds):
     folder = HERE / "corpus" / target
     shutil.rmtree(folder, ignore_errors=True)
@@ -227,8 +277,8 @@ def write(target, seeds):
 def check():
     """Exit status 1 unless every method and parameter name of the API
     (proto/openrpc.json) is in rpc.dict and in fuzz_rpc's seeds, every key of
-    the shipped config is in config.dict, and the corpora in the tree are
-    what this script writes."""
+    the shipped config is in config.dict and of a full state record in
+    state.dict, and the corpora in the tree are what this script writes."""
     api = json.loads((HERE.parents[1] / "proto" / "openrpc.json").read_text())
     names = {m["name"] for m in api["methods"]}
     params = {p["name"] for m in api["methods"] for p in m.get("params", [])}
@@ -239,19 +289,22 @@ def check():
                 for n in sorted(group)
                 for where, text in (("rpc.dict", dictionary), ("the rpc seeds", seeds))
                 if f'\\"{n}\\"' not in text and f'"{n}"' not in text]
-    config_keys = set()
-    pending = [json.loads((HERE.parents[1] / "config" / "vfiod.json").read_text())]
-    while pending:
-        value = pending.pop()
-        if isinstance(value, dict):
-            config_keys.update(value)
-            pending.extend(value.values())
-        elif isinstance(value, list):
-            pending.extend(value)
-    config_dictionary = (HERE / "config.dict").read_text()
-    problems += [f"config key {k!r} is not in config.dict" for k in sorted(config_keys)
-                 if f'\\"{k}\\"' not in config_dictionary]
-    for target, made in (("rpc", rpc_seeds()), ("config", config_seeds()), ("dma", dma_seeds())):
+    for name, doc in (("config", json.loads((HERE.parents[1] / "config" / "vfiod.json")
+                                            .read_text())),
+                      ("state", json.loads(state_seeds()["full"]))):
+        keys, pending = set(), [doc]
+        while pending:
+            value = pending.pop()
+            if isinstance(value, dict):
+                keys.update(value)
+                pending.extend(value.values())
+            elif isinstance(value, list):
+                pending.extend(value)
+        dictionary = (HERE / f"{name}.dict").read_text()
+        problems += [f"{name} key {k!r} is not in {name}.dict" for k in sorted(keys)
+                     if f'\\"{k}\\"' not in dictionary]
+    for target, made in (("rpc", rpc_seeds()), ("config", config_seeds()), ("dma", dma_seeds()),
+                         ("state", state_seeds())):
         folder = HERE / "corpus" / target
         stored = {f.name: f.read_bytes() for f in folder.iterdir()}
         if stored != made:
@@ -268,3 +321,4 @@ if __name__ == "__main__":
     write("rpc", rpc_seeds())
     write("config", config_seeds())
     write("dma", dma_seeds())
+    write("state", state_seeds())

@@ -327,6 +327,21 @@ TEST(StateRecord, NotJsonOrNoChecksumIsRefused) {
   EXPECT_FALSE(DecodeStateRecord(doc.dump()));
 }
 
+// The checksum's dump recurses: a document nested deeper than a JSON-RPC
+// line may be is refused before it is parsed, with a good checksum or not.
+TEST(StateRecord, ADeeplyNestedRecordIsRefusedBeforeParsing) {
+  nlohmann::json doc = nlohmann::json::parse(EncodeStateRecord(Sample()));
+  nlohmann::json deep = nlohmann::json::array();
+  for (int i = 0; i < 100; ++i) {
+    deep = nlohmann::json::array({deep});
+  }
+  doc["owners"][0]["extra"] = deep;
+  auto r = DecodeStateRecord(Resealed(doc));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, EINVAL);
+  EXPECT_NE(r.error().detail.find("nested deeper"), std::string::npos) << r.error().message();
+}
+
 TEST(SealedMemfd, HoldsTheBytesAndCannotChange) {
   const std::string bytes = EncodeStateRecord(Sample());
   auto fd = WriteSealedMemfd("vfiod-state", bytes);
