@@ -282,8 +282,10 @@ def check():
     api = json.loads((HERE.parents[1] / "proto" / "openrpc.json").read_text())
     names = {m["name"] for m in api["methods"]}
     params = {p["name"] for m in api["methods"] for p in m.get("params", [])}
+    made = {"rpc": rpc_seeds(), "config": config_seeds(), "dma": dma_seeds(),
+            "state": state_seeds()}
     dictionary = (HERE / "rpc.dict").read_text()
-    seeds = b"".join(rpc_seeds().values()).decode(errors="replace")
+    seeds = b"".join(made["rpc"].values()).decode(errors="replace")
     problems = [f"{what} {n!r} is not in {where}"
                 for what, group in (("method", names), ("param", params))
                 for n in sorted(group)
@@ -291,7 +293,7 @@ def check():
                 if f'\\"{n}\\"' not in text and f'"{n}"' not in text]
     for name, doc in (("config", json.loads((HERE.parents[1] / "config" / "vfiod.json")
                                             .read_text())),
-                      ("state", json.loads(state_seeds()["full"]))):
+                      ("state", json.loads(made["state"]["full"]))):
         keys, pending = set(), [doc]
         while pending:
             value = pending.pop()
@@ -303,11 +305,10 @@ def check():
         dictionary = (HERE / f"{name}.dict").read_text()
         problems += [f"{name} key {k!r} is not in {name}.dict" for k in sorted(keys)
                      if f'\\"{k}\\"' not in dictionary]
-    for target, made in (("rpc", rpc_seeds()), ("config", config_seeds()), ("dma", dma_seeds()),
-                         ("state", state_seeds())):
+    for target, seeds_of_target in made.items():
         folder = HERE / "corpus" / target
         stored = {f.name: f.read_bytes() for f in folder.iterdir()}
-        if stored != made:
+        if stored != seeds_of_target:
             problems.append(f"corpus/{target} differs from what make_corpus.py writes: run it")
     for p in problems:
         print("make_corpus --check:", p)

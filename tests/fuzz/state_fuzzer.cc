@@ -29,9 +29,9 @@ namespace {
 // VFIOD_FUZZ_LOG=1: says what became of the input (debugging a seed).
 const bool kTrace = std::getenv("VFIOD_FUZZ_LOG") != nullptr;
 
-// The input as a record: with the right checksum when it is a JSON object
-// (and not nested deeper than a JSON-RPC line may be: the record is vfiod's
-// own, and nlohmann's dump recurses).
+// The input as a record: with the right checksum when it is a JSON object.
+// Deeper than kMaxJsonDepth it is passed on as it is: the reader refuses it
+// before parsing, and sealing it here would recurse in nlohmann's dump.
 std::string Sealed(std::string_view input) {
   if (wire::JsonNestingDepth(input) > wire::kMaxJsonDepth) {
     return std::string(input);
