@@ -56,12 +56,14 @@ check "stderr does not leak into stdout" sh -c "! grep -q to-stderr '$work/out'"
 check "--log FILE holds the guest console" grep -q 'vm-init: .*command exited with 42' "$work/console.log"
 check "a failed command's logs are named" grep -q 'vm_run: command exited 42' "$work/err"
 check "the booted kernel is named" grep -q "^vm_run: kernel [0-9].* (${VFIOD_VM_KERNEL:-lts})$" "$work/err"
+# The first boot dies of the injected panic (no root to mount) or of one of
+# TCG's own early deaths that come before it (7.3's "Oops: int3" at 1.8 s,
+# "timer doesn't work"): either way the harness must say why and boot again.
 check "an early panic is booted again, and said so" \
-  grep -q '^vm_run: guest died before the command started (.*Kernel panic.*); .*booting again (2 of 3)$' "$work/err"
-# Only the injected panic (no init: the kernel cannot mount a root) counts:
-# TCG guests also panic now and then by themselves ("timer doesn't work"),
-# and the harness rightly boots those again too.
-check "only once" [ "$(grep -c 'Unable to mount root fs.*booting again' "$work/err")" = 1 ]
+  grep -q '^vm_run: guest died before the command started (.*\(Unable to mount root fs\|Oops\|Kernel panic\).*); .*booting again (2 of 3)$' "$work/err"
+# The hook fails the first boot only: no later boot lacks its root (TCG's
+# own panics may add boots, and the harness rightly boots those again too).
+check "only once" sh -c "! grep -q 'Unable to mount root fs.*\(booting again ([3-9] of\|giving up\)' '$work/err'"
 rm -rf "$(sed -n 's|.*dmesg: \(.*\)/share/dmesg.log$|\1|p' "$work/err")"
 
 # 3. Early panics past the retries: given up with 125 after the last boot.
