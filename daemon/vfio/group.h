@@ -39,6 +39,9 @@ class Group {
   Group(const Group&) = delete;
   Group& operator=(const Group&) = delete;
   /// Detaches from the container (if attached), then closes the group fd.
+  /// While a device fd of the group is open (EBUSY) the fd just closes: the
+  /// device fd holds the group file, and the kernel detaches it when that
+  /// closes. Any other failure to detach is printed to stderr.
   ~Group();
 
   [[nodiscard]] int number() const { return number_; }

@@ -25,16 +25,14 @@ Result<std::byte*> ReserveAligned(uint64_t size, uint64_t align) {
   if (raw == MAP_FAILED) {
     return ErrnoError("reserve address range for region mmap");
   }
-  auto start = reinterpret_cast<uintptr_t>(raw);
-  uintptr_t aligned = RoundUp(start, align);
-  if (aligned > start) {
-    ::munmap(raw, aligned - start);
+  auto* base = static_cast<std::byte*>(raw);
+  const auto start = reinterpret_cast<uintptr_t>(raw);
+  const uint64_t head = RoundUp(start, align) - start;  // < align, so the tail is > 0
+  if (head > 0) {
+    ::munmap(base, head);
   }
-  uintptr_t end = start + span;
-  if (end > aligned + size) {
-    ::munmap(reinterpret_cast<void*>(aligned + size), end - (aligned + size));
-  }
-  return reinterpret_cast<std::byte*>(aligned);
+  ::munmap(base + head + size, span - (head + size));
+  return base + head;
 }
 
 }  // namespace
@@ -113,7 +111,7 @@ void RegionMapping::Release() {
   // PROT_NONE holes together, so no gap is ever left for another mmap to take.
   auto unmapped = device_->kernel().munmap(std::exchange(base_, nullptr), size_);
   if (!unmapped) {
-    std::fprintf(stderr, "vfiod: %s\n", unmapped.error().message().c_str());
+    (void)std::fprintf(stderr, "vfiod: %s\n", unmapped.error().message().c_str());
   }
   size_ = 0;
 }

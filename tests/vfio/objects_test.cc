@@ -1,5 +1,6 @@
 // The typed VFIO objects on the kernel model (VmLikeTopology: edu in group 3,
 // ivshmem in group 4, the non-viable ICH9 group 7).
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/mman.h>
@@ -8,6 +9,7 @@
 
 #include "fake_sysfs.h"
 #include "kernel/model_kernel.h"
+#include "proto/unique_fd.h"
 #include "support/scoped_entry.h"
 #include "vfio/container.h"
 #include "vfio/device.h"
@@ -121,6 +123,25 @@ TEST_F(VfioObjectsTest, DetachWhileADeviceIsOpenIsBusy) {
   EXPECT_EQ(group->Detach().error().code, EBUSY);
   dev.reset();
   EXPECT_TRUE(group->Detach().has_value());
+}
+
+// A client still holds a copy of the device fd (device.open hands one out):
+// the group cannot detach (EBUSY), which is no error, since the copy holds
+// the group file and the kernel detaches it when the copy closes. Nothing is
+// printed, and the group is free once the copy is closed.
+TEST_F(VfioObjectsTest, ClosingAGroupWhileAHandedOutDeviceFdIsOpenIsQuiet) {
+  auto dev = OpenDevice(kEdu, kEduGroup);
+  UniqueFd copy(::fcntl(dev->fd(), F_DUPFD_CLOEXEC, 0));
+  ASSERT_TRUE(copy);
+  ::testing::internal::CaptureStderr();
+  dev.reset();  // the device, then its group and container
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+  EXPECT_EQ(model_.IoctlCount("VFIO_GROUP_UNSET_CONTAINER"), 1u);  // tried: EBUSY
+  EXPECT_EQ(Group::Open(model_, kEduGroup).error().code, EBUSY);
+  copy.reset();
+  auto again = Group::Open(model_, kEduGroup);
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_FALSE(again.value()->Status().value().container_set);
 }
 
 TEST_F(VfioObjectsTest, ConfigSpaceAndBusMaster) {
