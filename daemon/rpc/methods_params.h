@@ -67,7 +67,7 @@ inline constexpr size_t kMaxSegments = 4096;
 [[nodiscard]] std::vector<dma::ScatterPiece> ReadSegments(ParamReader& p, const char* key);
 
 /// The most users (or groups) one share list or share request may name.
-inline constexpr size_t kMaxShareEntries = 64;
+inline constexpr size_t kMaxShareEntries = service::ShareList::kMaxEntries;
 
 /// A user given as a uid (a number, or a string of digits) or a user name,
 /// looked up in the system's user database (getpwnam_r). Throws ParamError

@@ -325,7 +325,9 @@ class Service {
                                                        std::optional<uid_t> owner = std::nullopt);
   /// Adds (`share` true) or removes the users and groups of `who` to the
   /// container's share list. Owner or root only (kPermission for a user it is
-  /// shared with, kNotFound for others). Existing mappings stay.
+  /// shared with, kNotFound for others). kQuota (EDQUOT), nothing added: the
+  /// list would hold more than ShareList::kMaxEntries users or groups.
+  /// Existing mappings stay.
   [[nodiscard]] SResult<ContainerView> ShareContainer(const Caller& caller, ContainerId container,
                                                       const ShareList& who, bool share);
   [[nodiscard]] std::vector<ContainerView> ListContainers(const Caller& caller) const;

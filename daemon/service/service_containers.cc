@@ -12,6 +12,35 @@
 
 namespace vfiod::service {
 
+namespace {
+
+// How many entries `have` holds once `add`'s are in (duplicates count once).
+template <typename Id>
+size_t UnionSize(const std::set<Id>& have, const std::set<Id>& add) {
+  return have.size() + static_cast<size_t>(std::count_if(
+                           add.begin(), add.end(), [&](Id id) { return !have.contains(id); }));
+}
+
+// kQuota unless the container's share list, with `add`'s users and groups
+// in, stays within ShareList::kMaxEntries of each. Nothing changes either way.
+SResult<void> CheckShareFits(const ShareList& have, const ShareList& add, ContainerId container,
+                             const char* op) {
+  const size_t users = UnionSize(have.users, add.users);
+  const size_t groups = UnionSize(have.groups, add.groups);
+  if (users <= ShareList::kMaxEntries && groups <= ShareList::kMaxEntries) {
+    return {};
+  }
+  const bool too_many_users = users > ShareList::kMaxEntries;
+  return Refuse(
+      ErrorKind::kQuota, EDQUOT, op,
+      fmt::format("container {} would be shared with {} {} (limit {} {}): unshare "
+                  "some first",
+                  container, too_many_users ? users : groups, too_many_users ? "users" : "groups",
+                  ShareList::kMaxEntries, too_many_users ? "users" : "groups"));
+}
+
+}  // namespace
+
 ContainerView Service::ViewLocked(const ContainerSlot& slot) const {
   ContainerView v;
   v.id = slot.id;
@@ -156,6 +185,9 @@ SResult<ContainerView> Service::ShareContainer(const Caller& caller, ContainerId
   ChangeNote note{*this, true};  // no own record carries it: the reply waits for the record
   std::lock_guard lock(mu_);
   ContainerSlot* slot = VFIOD_TRY(ContainerForLocked(caller, container, Access::kManage, op));
+  if (share) {
+    VFIOD_TRY(CheckShareFits(slot->shared, who, container, op));
+  }
   for (uid_t u : who.users) {
     share ? (void)slot->shared.users.insert(u) : (void)slot->shared.users.erase(u);
   }

@@ -41,6 +41,10 @@ struct ExtensionsView {
 /// container.share / container.unshare): users by uid, groups by gid (a
 /// caller is in a group when it is its primary or a supplementary group).
 struct ShareList {
+  /// The most users, and the most groups, one list holds: one request may
+  /// name no more, and a container is shared with no more in all (each
+  /// entry is kept, stored in the state record and checked on every access).
+  static constexpr size_t kMaxEntries = 64;
   std::set<uid_t> users;
   std::set<gid_t> groups;
   [[nodiscard]] bool empty() const { return users.empty() && groups.empty(); }

@@ -149,6 +149,20 @@ inline const std::map<std::string, Step>& Steps() {
        [](client::Client& c, Fixture& fx) {
          return MakeContainer(c, fx, {{"devices", {"0000:00:03.0"}}, {"name", "badinput"}});
        }},
+      // $container shared with 64 users (5000-5063) and 64 groups (6000-6063).
+      {"share_list_full",
+       [](client::Client& c, Fixture& fx) {
+         json users = json::array();
+         json groups = json::array();
+         for (int i = 0; i < 64; ++i) {
+           users.push_back(5000 + i);
+           groups.push_back(6000 + i);
+         }
+         auto r = c.Call("container.share", {{"container", json::parse(fx.vars["container"])},
+                                             {"users", users},
+                                             {"groups", groups}});
+         return r ? "" : "share: " + r.error().Describe();
+       }},
       {"mapping",
        [](client::Client& c, Fixture& fx) {
          auto r = c.Call("dma.alloc", {{"container", json::parse(fx.vars["container"])},

@@ -13,8 +13,10 @@
 
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <string>
 
+#include "support/hugepage_pool.h"
 #include "support/open_fds.h"
 
 namespace vfiod::dma {
@@ -148,21 +150,16 @@ uint64_t ReadCounter(const std::string& path) {
   return value;
 }
 
-bool WriteCounter(const std::string& path, uint64_t value) {
-  std::ofstream out(path);
-  out << value;
-  out.flush();
-  return static_cast<bool>(out);
-}
-
 std::string Pool(uint64_t page) {
   return "/sys/kernel/mm/hugepages/hugepages-" + std::to_string(page >> 10) + "kB/";
 }
 
 // A pool asked for more pages than it has fails with ENOMEM naming the pool,
 // and leaves no fd behind. Needs no reserved pages: it asks for one more than
-// are free.
+// are free, holding the pool's lock (HugepagePool2M of 0 pages) so that no
+// test of another binary changes the pool between the count and the ask.
 void ExpectPoolExhaustion(uint64_t page) {
+  const vfiod::testing::HugepagePool2M lock(0);
   if (::access(Pool(page).c_str(), F_OK) != 0) {
     GTEST_SKIP() << "no " << page << "-byte hugepage pool on this kernel";
   }
@@ -185,6 +182,7 @@ TEST(HugetlbBackingTest, EmptyTwoMegabytePoolFailsClearly) { ExpectPoolExhaustio
 // A client's hugetlbfs file with holes the pool cannot fill is refused at
 // adoption (the shared mmap reserves them), not left to fail at MAP_DMA.
 TEST(HugetlbBackingTest, ClientFileWithHolesBeyondThePoolIsRefusedAtAdoption) {
+  const vfiod::testing::HugepagePool2M lock(0);  // as ExpectPoolExhaustion
   if (ReadCounter(Pool(kPage2M) + "nr_overcommit_hugepages") != 0) {
     GTEST_SKIP() << "hugepage overcommit is on: the pool never looks exhausted";
   }
@@ -204,21 +202,18 @@ TEST(HugetlbBackingTest, ClientFileWithHolesBeyondThePoolIsRefusedAtAdoption) {
 }
 TEST(HugetlbBackingTest, EmptyOneGigabytePoolFailsClearly) { ExpectPoolExhaustion(kPage1G); }
 
-// Reserves `count` more 2 MiB pages for the test and gives them back after.
+// Reserves two more 2 MiB pages for the test and gives them back after,
+// under the pool's lock (tests of other binaries raise it too).
 class TwoMegabytePool : public ::testing::Test {
  protected:
   void SetUp() override {
-    path_ = Pool(kPage2M) + "nr_hugepages";
-    before_ = ReadCounter(path_);
-    if (::access(path_.c_str(), W_OK) != 0 || !WriteCounter(path_, before_ + 2) ||
-        ReadCounter(Pool(kPage2M) + "free_hugepages") < 2) {
-      WriteCounter(path_, before_);
+    pool_.emplace(2);
+    if (!pool_->ok()) {
       GTEST_SKIP() << "cannot reserve two 2 MiB hugepages (needs root and free memory)";
     }
   }
-  void TearDown() override { WriteCounter(path_, before_); }
-  std::string path_;
-  uint64_t before_ = 0;
+  void TearDown() override { pool_.reset(); }
+  std::optional<vfiod::testing::HugepagePool2M> pool_;
 };
 
 TEST_F(TwoMegabytePool, CreatesSealedAlignedHugetlbMemory) {

@@ -6,10 +6,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <fstream>
-
 #include "dma/backing_bar.h"
 #include "engine_fixture.h"
+#include "support/hugepage_pool.h"
 #include "vfio/device.h"
 
 namespace vfiod::dma::testing {
@@ -174,17 +173,14 @@ TEST_F(EngineTest, ThpBackingIsPlacedForPmdFoliosAndScannedOnDemand) {
 }
 
 // Maps 8 KiB from the middle of a 2 MiB hugetlb page (a range the scan cannot
-// treat as whole folios). Reserves one 2 MiB page for the test.
+// treat as whole folios). Reserves one 2 MiB page for the test, under the
+// pool's lock; the pool goes back after the backing (declared later) is gone.
 TEST_F(EngineTest, PartOfAHugePageMaps) {
-  const std::string pool = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
-  uint64_t before = 0;
-  std::ifstream(pool) >> before;
-  std::ofstream(pool) << before + 1;
-  auto backing = CreateHugetlbBacking(kPage2M, kPage2M);
-  std::ofstream(pool) << before;  // a page in use stays until the backing goes
-  if (!backing && backing.error().code == ENOMEM) {
-    GTEST_SKIP() << "cannot reserve a 2 MiB hugepage here";
+  const ::vfiod::testing::HugepagePool2M pool(1);
+  if (!pool.ok()) {
+    GTEST_SKIP() << "cannot reserve a 2 MiB hugepage here (needs root and free memory)";
   }
+  auto backing = CreateHugetlbBacking(kPage2M, kPage2M);
   ASSERT_TRUE(backing) << backing.error().message();
   auto shared = std::make_shared<const Backing>(std::move(*backing));
   auto report = space_->Map({.backing = shared, .offset = 3 * kPage4K, .size = 2 * kPage4K});

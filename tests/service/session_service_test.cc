@@ -2,6 +2,7 @@
 // what a session owns is released when it closes, owners are isolated,
 // quotas are checked before any ioctl, a failed map gives its reservation
 // back, and a session that dies during a map leaves nothing mapped.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -19,6 +20,7 @@ namespace {
 using model_service::EduConfig;
 using model_service::kEdu;
 using model_service::kIvshmem;
+using ::testing::HasSubstr;
 
 constexpr uid_t kUser = 1000;
 
@@ -146,6 +148,36 @@ TEST_F(SessionServiceTest, NamedContainerOutlivesItsSessionUntilShutdown) {
   service_->Shutdown();
   EXPECT_EQ(model_.LockedBytes(), 0u);
   EXPECT_EQ(model_.OpenFdCount(), baseline_fds_);
+}
+
+// A share list is bounded in all, not only per request: 64 users (or
+// groups) a call cannot become 65 over two calls. Names already shared count
+// once; a refused call adds nothing; unsharing makes room again.
+TEST_F(SessionServiceTest, AShareListHoldsAtMostItsLimitInAll) {
+  Caller a = Open(kUser);
+  auto c = service_->CreateContainer(a, {kEdu}, "");
+  ASSERT_TRUE(c.has_value());
+  ShareList full;
+  for (uid_t u = 0; u < ShareList::kMaxEntries; ++u) {
+    full.users.insert(5000 + u);
+    full.groups.insert(6000 + u);
+  }
+  ASSERT_TRUE(service_->ShareContainer(a, c->id, full, true));
+  ASSERT_TRUE(service_->ShareContainer(a, c->id, ShareList{{5000}, {6000}}, true));  // again
+  auto more = service_->ShareContainer(a, c->id, ShareList{{5000, 7000}, {}}, true);
+  ASSERT_FALSE(more.has_value());
+  EXPECT_EQ(more.error().kind, ErrorKind::kQuota);
+  EXPECT_EQ(more.error().error.code, EDQUOT);
+  EXPECT_THAT(more.error().error.detail, HasSubstr("65 users (limit 64 users)"));
+  auto groups = service_->ShareContainer(a, c->id, ShareList{{}, {7000}}, true);
+  ASSERT_FALSE(groups.has_value());
+  EXPECT_THAT(groups.error().error.detail, HasSubstr("65 groups"));
+  auto info = service_->ContainerInfo(a, c->id);
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->first.shared.users, full.users);  // nothing of the refused calls
+  EXPECT_EQ(info->first.shared.groups, full.groups);
+  ASSERT_TRUE(service_->ShareContainer(a, c->id, ShareList{{5000}, {}}, false));
+  EXPECT_TRUE(service_->ShareContainer(a, c->id, ShareList{{7000}, {}}, true));
 }
 
 TEST_F(SessionServiceTest, SessionClosedDuringAMapLeavesNothingMapped) {

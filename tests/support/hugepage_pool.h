@@ -23,7 +23,8 @@ class HugepagePool2M {
   static constexpr const char* kLock = "/tmp/vfiod-hugepages.lock";
 
   /// Takes the lock and makes `pages` more 2 MiB pages free; ok() says whether
-  /// it could (root, a writable pool and free memory are needed).
+  /// it could (root, a writable pool and free memory are needed). With 0
+  /// pages it only holds the lock, for a test that counts the free pages.
   explicit HugepagePool2M(uint64_t pages) {
     lock_ = ::open(kLock, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
     if (lock_ < 0 || ::flock(lock_, LOCK_EX) != 0) {
