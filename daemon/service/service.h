@@ -308,10 +308,14 @@ class Service {
   [[nodiscard]] SResult<ResetMethod> ResetDevice(const Caller& caller, const std::string& bdf);
 
   // --- containers -----------------------------------------------------------
+  /// The most devices one container.create may name (each costs a read of
+  /// its sysfs record before anything else is checked).
+  static constexpr size_t kMaxContainerDevices = 64;
   /// Opens a type1v2 container with the groups of `bdfs` attached, owned by
-  /// the caller and shared with `share`. kQuota, kPermission, kNotFound,
-  /// kBusy (group in use or held by a lingering device fd; the caller's own
-  /// name taken), kKernel.
+  /// the caller and shared with `share`. kInvalidParams: no device, more than
+  /// kMaxContainerDevices, or a device named twice (in any spelling of its
+  /// address). kQuota, kPermission, kNotFound, kBusy (group in use or held
+  /// by a lingering device fd; the caller's own name taken), kKernel.
   [[nodiscard]] SResult<ContainerView> CreateContainer(const Caller& caller,
                                                        const std::vector<std::string>& bdfs,
                                                        const std::string& name,

@@ -65,6 +65,11 @@ SResult<ContainerView> Service::CreateContainer(const Caller& caller,
     return Refuse(ErrorKind::kInvalidParams, EINVAL, "container.create",
                   "devices: at least one device is needed");
   }
+  if (bdfs.size() > kMaxContainerDevices) {
+    return Refuse(ErrorKind::kInvalidParams, E2BIG, "container.create",
+                  fmt::format("devices: {} named, at most {} in one container", bdfs.size(),
+                              kMaxContainerDevices));
+  }
   std::vector<int> groups;
   uint64_t members = 0;  // of those groups, as sysfs listed them with the devices
   std::vector<DeviceId> devices;
@@ -73,6 +78,11 @@ SResult<ContainerView> Service::CreateContainer(const Caller& caller,
     if (!dev.iommu_group) {
       return Refuse(ErrorKind::kInvalidParams, ENODEV, "container.create",
                     dev.bdf + " has no IOMMU group (is the IOMMU enabled?)");
+    }
+    if (std::any_of(devices.begin(), devices.end(),
+                    [&](const DeviceId& d) { return d.bdf == dev.bdf; })) {
+      return Refuse(ErrorKind::kInvalidParams, EINVAL, "container.create",
+                    "devices: " + dev.bdf + " is named twice");
     }
     if (std::find(groups.begin(), groups.end(), *dev.iommu_group) == groups.end()) {
       groups.push_back(*dev.iommu_group);
