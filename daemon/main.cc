@@ -30,6 +30,7 @@
 
 #include "dma/huge_tmpfs.h"
 #include "journal/sink.h"
+#include "journal/user_budget.h"
 #include "kernel/kernel.h"
 #include "lifecycle/listen_fds.h"
 #include "lifecycle/notify.h"
@@ -87,6 +88,7 @@ void SetUpLogging(const service::LoggingConfig& config, bool foreground) {
       spdlog::level::err,   spdlog::level::critical, spdlog::level::off};
   logger->set_level(kLevels[static_cast<int>(config.level)]);
   spdlog::set_default_logger(logger);
+  journal::ProcessUserBudget().Configure(config.user_lines_per_second, config.user_burst);
 }
 
 /// Raises RLIMIT_NOFILE's soft limit to the hard limit: every mapping may hold

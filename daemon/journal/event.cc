@@ -41,6 +41,8 @@ constexpr std::array<KindInfo, kKindCount> kKinds{{
     {Kind::kSessionResumed, "session_resumed", "ae8ae50f2f55448e8199f1c4a93c3ef7", Level::kInfo},
     {Kind::kContainerHandedOver, "container_handed_over", "ba0bef26f6f24567818b22a6f6fdf4a3",
      Level::kInfo},
+    {Kind::kEventsSuppressed, "events_suppressed", "e2d772fac8394d4fbbbd5ad8d7a65df1",
+     Level::kWarning},
 }};
 
 constexpr bool InKindOrder() {
@@ -52,7 +54,7 @@ constexpr bool InKindOrder() {
   return true;
 }
 static_assert(InKindOrder(), "kKinds must list every Kind in enum order");
-static_assert(static_cast<std::size_t>(Kind::kContainerHandedOver) + 1 == kKindCount);
+static_assert(static_cast<std::size_t>(Kind::kEventsSuppressed) + 1 == kKindCount);
 
 std::string Hex(uint64_t value) {
   char buf[2 + 16 + 1];
@@ -63,6 +65,37 @@ std::string Hex(uint64_t value) {
 }  // namespace
 
 const std::array<KindInfo, kKindCount>& Kinds() { return kKinds; }
+
+bool CausedByClient(Kind kind) {
+  switch (kind) {
+    case Kind::kConnectionOpened:
+    case Kind::kConnectionClosed:
+    case Kind::kConnectionRefused:
+    case Kind::kContainerCreated:
+    case Kind::kContainerDestroyed:
+    case Kind::kMappingCreated:
+    case Kind::kMappingFreed:
+    case Kind::kPolicyRefused:
+    case Kind::kQuotaRefused:
+    case Kind::kKernelError:
+    case Kind::kDeviceBound:
+    case Kind::kDeviceUnbound:
+    case Kind::kDeviceReset:
+    case Kind::kSessionResumed:
+      return true;
+    case Kind::kDaemonReady:
+    case Kind::kDaemonStopped:
+    case Kind::kContainerRevoked:
+    case Kind::kDeviceNotReset:
+    case Kind::kReleaseRequested:
+    case Kind::kRestartTookOver:
+    case Kind::kRestartReleased:
+    case Kind::kContainerHandedOver:
+    case Kind::kEventsSuppressed:
+      return false;
+  }
+  return false;
+}
 
 const KindInfo& InfoOf(Kind kind) { return kKinds[static_cast<std::size_t>(kind)]; }
 

@@ -52,9 +52,10 @@ enum class Kind {
   kRestartReleased,      ///< an object could not be taken over and was released
   kSessionResumed,       ///< a client resumed its session after a restart
   kContainerHandedOver,  ///< a container was left to the next vfiod (fd store)
+  kEventsSuppressed,     ///< a user's log lines were cut at its budget (user_budget.h)
 };
 
-inline constexpr std::size_t kKindCount = 22;
+inline constexpr std::size_t kKindCount = 23;
 
 /// What is fixed per kind: its name (the VFIOD_EVENT field), its MESSAGE_ID
 /// (32 lower-case hex digits) and the level it is logged at unless an event
@@ -71,6 +72,13 @@ struct KindInfo {
 
 /// The entry of `kind`.
 [[nodiscard]] const KindInfo& InfoOf(Kind kind);
+
+/// Whether events of `kind` follow from what a client asks (its connection,
+/// requests and their refusals), so that a user can cause them at will: such
+/// an event that names its uid is logged within that user's budget
+/// (user_budget.h). The daemon's own events, a device changing hands without
+/// its reset, the kernel's requests and restarts are always logged.
+[[nodiscard]] bool CausedByClient(Kind kind);
 
 /// One key event. `message` is the text line as vfiod has always written it;
 /// the optional fields become journal fields when set (and only then). Every

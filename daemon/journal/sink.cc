@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "journal/user_budget.h"
+
 namespace vfiod::journal {
 
 namespace {
@@ -70,9 +72,16 @@ void SetSink(Sink* sink) {
 bool Enabled(Level level) { return spdlog::default_logger_raw()->should_log(SpdlogLevel(level)); }
 
 void Emit(const Event& event) {
-  if (Enabled(LevelOf(event))) {
-    g_sink.load(std::memory_order_acquire)->Write(event);
+  if (!Enabled(LevelOf(event))) {
+    return;
   }
+  if (event.uid && CausedByClient(event.kind) && !MayLogFor(*event.uid)) {
+    return;  // over its user's budget: counted, reported with a later line
+  }
+  if (event.kind == Kind::kDaemonStopped) {
+    ReportSuppressed();  // the last chance to say what was cut
+  }
+  g_sink.load(std::memory_order_acquire)->Write(event);
 }
 
 bool IsJournalStream(const char* journal_stream, int fd) {

@@ -60,7 +60,10 @@ void SetSink(Sink* sink);
 /// level decides), so a caller can skip building one.
 [[nodiscard]] bool Enabled(Level level);
 
-/// Gives `event` to the current sink if its level is enabled.
+/// Gives `event` to the current sink if its level is enabled and, for an
+/// event a client caused (CausedByClient, with its uid), if that user's log
+/// budget has room (user_budget.h: MayLogFor). kDaemonStopped first reports
+/// every user's lines cut and not yet reported.
 void Emit(const Event& event);
 
 /// Whether `fd` is the stream systemd connected to the journal:

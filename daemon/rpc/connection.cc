@@ -10,6 +10,7 @@
 #include <boost/asio/post.hpp>
 
 #include "journal/sink.h"
+#include "journal/user_budget.h"
 #include "proto/fd_passing.h"
 #include "proto/jsonrpc.h"
 
@@ -109,7 +110,9 @@ void Connection::ReadSome() {
     if (got.error().code == EAGAIN) {
       WaitReadable();
     } else {
-      spdlog::info("rpc: connection {}: {}", info_->id, got.error().message());
+      if (journal::MayLogFor(info_->peer.uid)) {
+        spdlog::info("rpc: connection {}: {}", info_->id, got.error().message());
+      }
       CloseNow();
     }
     return;
@@ -119,8 +122,10 @@ void Connection::ReadSome() {
     return;
   }
   if (got->fds_truncated) {
-    spdlog::warn("rpc: connection {}: fd control data truncated ({} fds arrived, closed)",
-                 info_->id, got->fds.size());
+    if (journal::MayLogFor(info_->peer.uid)) {
+      spdlog::warn("rpc: connection {}: fd control data truncated ({} fds arrived, closed)",
+                   info_->id, got->fds.size());
+    }
     got->fds.clear();
   }
   bool had_partial = framer_.partial_bytes() > 0;
@@ -148,8 +153,10 @@ void Connection::HandleLines() {
 }
 
 void Connection::OnOversizedLine() {
-  spdlog::warn("rpc: connection {}: frame over {} bytes, closing", info_->id,
-               env_.config.max_frame_bytes);
+  if (journal::MayLogFor(info_->peer.uid)) {
+    spdlog::warn("rpc: connection {}: frame over {} bytes, closing", info_->id,
+                 env_.config.max_frame_bytes);
+  }
   {
     std::lock_guard lock(out_mu_);
     stop_reading_ = true;

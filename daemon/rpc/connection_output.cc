@@ -13,6 +13,7 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/post.hpp>
 
+#include "journal/user_budget.h"
 #include "proto/fd_passing.h"
 #include "proto/jsonrpc.h"
 #include "rpc/connection.h"
@@ -91,7 +92,9 @@ bool Connection::SendFromAnyThread(std::optional<OutFrame> frame, bool call_fini
     asio::post(strand_, [self = shared_from_this()] { self->WriteSome(/*owner=*/true); });
   } else if (flushed == Flushed::kFailed) {
     asio::post(strand_, [self = shared_from_this(), message = error.message()] {
-      spdlog::info("rpc: connection {}: {}", self->info_->id, message);
+      if (journal::MayLogFor(self->info_->peer.uid)) {
+        spdlog::info("rpc: connection {}: {}", self->info_->id, message);
+      }
       self->CloseNow();
     });
   } else if (settle) {
@@ -130,7 +133,9 @@ void Connection::WriteSome(bool owner) {
     ArmDeadline(*write_due);  // the timer may be set for a later idle deadline
   }
   if (flushed == Flushed::kFailed) {
-    spdlog::info("rpc: connection {}: {}", info_->id, error.message());
+    if (journal::MayLogFor(info_->peer.uid)) {
+      spdlog::info("rpc: connection {}: {}", info_->id, error.message());
+    }
     CloseNow();
   } else if (flushed == Flushed::kDrained) {
     AfterOutputDrained();

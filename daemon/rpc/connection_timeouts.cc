@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <boost/asio/bind_executor.hpp>
 
+#include "journal/user_budget.h"
 #include "proto/jsonrpc.h"
 #include "rpc/connection.h"
 
@@ -110,8 +111,10 @@ void Connection::OnDeadline() {
   if (due->limit == "write_timeout") {
     // The socket takes nothing: no error line could reach the client.
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(c.write_timeout).count();
-    spdlog::info("rpc: connection {} (uid {}): its replies waited {} ms unread; closing it",
-                 info_->id, info_->peer.uid, ms);
+    if (journal::MayLogFor(info_->peer.uid)) {
+      spdlog::info("rpc: connection {} (uid {}): its replies waited {} ms unread; closing it",
+                   info_->id, info_->peer.uid, ms);
+    }
     CloseNow();
     return;
   }
@@ -123,7 +126,9 @@ void Connection::OnDeadline() {
       line ? "an incomplete line waited longer than " + std::to_string(ms) +
                  " ms; closing the connection"
            : "no request for " + std::to_string(ms) + " ms; closing the idle connection";
-  spdlog::info("rpc: connection {} (uid {}): {}", info_->id, info_->peer.uid, detail);
+  if (journal::MayLogFor(info_->peer.uid)) {
+    spdlog::info("rpc: connection {} (uid {}): {}", info_->id, info_->peer.uid, detail);
+  }
   CloseForLimit(due->limit, std::move(detail));
 }
 

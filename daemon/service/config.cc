@@ -146,14 +146,23 @@ Limits ReadLimits(const Json& j, const std::string& path) {
   return limits;
 }
 
+constexpr std::string_view kLoggingKeys[] = {"level", "target", "user_lines_per_second",
+                                             "user_burst"};
+
 LoggingConfig ReadLogging(const Json& j, const std::string& path) {
-  CheckObject(j, path, {"level", "target"});
+  CheckObject(j, path, kLoggingKeys);
   LoggingConfig logging;
   IfPresent(j, path, "level", [&](const Json& v, const std::string& p) {
     logging.level = ReadEnum(v, p, kLevelNames);
   });
   IfPresent(j, path, "target", [&](const Json& v, const std::string& p) {
     logging.target = ReadEnum(v, p, kTargetNames);
+  });
+  IfPresent(j, path, "user_lines_per_second", [&](const Json& v, const std::string& p) {
+    logging.user_lines_per_second = static_cast<uint32_t>(ReadInteger(v, p, 0, 100000));
+  });
+  IfPresent(j, path, "user_burst", [&](const Json& v, const std::string& p) {
+    logging.user_burst = static_cast<uint32_t>(ReadInteger(v, p, 1, 1000000));
   });
   return logging;
 }
@@ -300,6 +309,7 @@ NameResolver SystemNameResolver() {
 std::span<const std::string_view> LimitKeys() { return kLimitKeys; }
 std::span<const std::string_view> MetricsKeys() { return kMetricsKeys; }
 std::span<const std::string_view> DeviceKeys() { return kDeviceKeys; }
+std::span<const std::string_view> LoggingKeys() { return kLoggingKeys; }
 
 Result<Config> ParseConfig(std::string_view text, const NameResolver& names) {
   try {

@@ -80,6 +80,10 @@ enum class LogTarget { kAuto, kJournal, kStderr };
 struct LoggingConfig {
   LogLevel level = LogLevel::kInfo;
   LogTarget target = LogTarget::kAuto;  ///< auto: journal under systemd, else stderr
+  /// Each non-root user's requests may cause this many log lines a second,
+  /// at most user_burst at once (journal/user_budget.h); 0: no limit.
+  uint32_t user_lines_per_second = 10;  ///< 0 … 100000
+  uint32_t user_burst = 200;            ///< 1 … 1000000
 };
 
 /// The Prometheus textfile vfiod writes for node_exporter's textfile
@@ -96,6 +100,8 @@ struct MetricsConfig {
 [[nodiscard]] std::span<const std::string_view> MetricsKeys();
 /// The keys the "device" section accepts (for the documentation test).
 [[nodiscard]] std::span<const std::string_view> DeviceKeys();
+/// The keys of the "logging" section.
+[[nodiscard]] std::span<const std::string_view> LoggingKeys();
 
 /// Per-identity resource limits. Each field is a count, or kUnlimited.
 struct Quota {

@@ -12,6 +12,7 @@
 #include <random>
 
 #include "dma/engine.h"
+#include "journal/user_budget.h"
 #include "service/events.h"
 #include "service/managed_container.h"
 #include "service/release_watcher.h"
@@ -101,6 +102,7 @@ void Service::CloseSession(SessionId session) {
   // The session's regions leave the table under mu_ but are released after
   // it: the last reference unmaps the daemon's view, which must not hold mu_.
   std::vector<std::shared_ptr<const dma::Backing>> regions;
+  uid_t uid = 0;
   {
     std::lock_guard lock(mu_);
     auto closing = sessions_.find(session);
@@ -110,6 +112,7 @@ void Service::CloseSession(SessionId session) {
     if (closing->second.detached) {
       detached_.erase(closing->second.token);
     }
+    uid = closing->second.identity.uid;
     sessions_.erase(closing);
     for (auto it = regions_.begin(); it != regions_.end();) {
       if (it->second.owner == session) {
@@ -158,8 +161,14 @@ void Service::CloseSession(SessionId session) {
   for (auto& slot : owned) {
     bytes += Teardown(slot);
   }
-  spdlog::info("session {} closed: {} containers released, {} mappings unmapped ({} bytes)",
-               session, owned.size(), loose.size(), bytes);
+  if (owned.empty() && loose.empty()) {
+    spdlog::debug("session {} closed (uid {}): nothing to release", session, uid);
+  } else if (journal::MayLogFor(uid)) {
+    spdlog::info(
+        "session {} closed (uid {}): {} containers released, {} mappings unmapped ({} "
+        "bytes)",
+        session, uid, owned.size(), loose.size(), bytes);
+  }
   if (!owned.empty() || !loose.empty() || !regions.empty()) {
     owned.clear();  // the last references to the torn-down containers
     loose.clear();

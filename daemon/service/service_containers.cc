@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "journal/user_budget.h"
 #include "lifecycle/stored_fds.h"
 #include "service/events.h"
 #include "service/managed_container.h"
@@ -204,9 +205,11 @@ SResult<ContainerView> Service::ShareContainer(const Caller& caller, ContainerId
   for (gid_t g : who.groups) {
     share ? (void)slot->shared.groups.insert(g) : (void)slot->shared.groups.erase(g);
   }
-  spdlog::info("container {}: {} {} users, {} groups (by uid {})", container,
-               share ? "shared with" : "unshared from", who.users.size(), who.groups.size(),
-               caller.identity.uid);
+  if (journal::MayLogFor(caller.identity.uid)) {
+    spdlog::info("container {}: {} {} users, {} groups (by uid {})", container,
+                 share ? "shared with" : "unshared from", who.users.size(), who.groups.size(),
+                 caller.identity.uid);
+  }
   return ViewLocked(*slot);
 }
 

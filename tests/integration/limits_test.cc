@@ -187,6 +187,57 @@ TEST(LimitsTest, OneUserCannotLockOthersOrRootOut) {
   EXPECT_EQ(PingAs(daemon.socket(), 0), "");
 }
 
+// A user whose every request is refused cannot flood the log: each refusal
+// is a policy_refused warning, but the user's lines stop at its budget
+// (logging.user_burst at once, user_lines_per_second after), the cut is
+// counted and reported, and another user's refusal is still logged.
+TEST(LimitsTest, OneUsersRefusalsAreLoggedWithinItsBudget) {
+  constexpr int kRequests = 500;
+  constexpr int kBurst = 20;
+  Daemon daemon(
+      Policy(), "2M", Launch::kDirect, json::object(),
+      {{"logging", {{"level", "info"}, {"user_lines_per_second", 1}, {"user_burst", kBurst}}}});
+  const std::string flood = RunAs(kNobody, kNobody, [&]() -> std::string {
+    RawConn c(daemon.socket());
+    for (int i = 0; i < kRequests; i += 20) {  // within max_inflight_per_client
+      std::string lines;
+      for (int j = i; j < i + 20; ++j) {
+        lines += wire::ToLine(wire::MakeRequest("device.unbind", {{"bdf", kEdu}}, j));
+      }
+      c.Write(lines);
+      for (int j = i; j < i + 20; ++j) {
+        if (json reply = c.ReadJson(); CodeOf(reply) != wire::kPermissionDenied) {
+          return "reply " + std::to_string(j) + ": " + reply.dump();
+        }
+      }
+    }
+    return "";
+  });
+  EXPECT_EQ(flood, "");
+  const std::string other = RunAs(kOther, kOther, [&]() -> std::string {
+    RawConn c(daemon.socket());
+    c.Write(wire::ToLine(wire::MakeRequest("device.unbind", {{"bdf", kEdu}}, 1)));
+    return std::to_string(CodeOf(c.ReadJson()));
+  });
+  EXPECT_EQ(other, std::to_string(wire::kPermissionDenied));
+  ASSERT_EQ(daemon.Stop(), 0);
+  const std::string log = ReadAll(daemon.log_path());
+  auto count = [&](const std::string& what) {
+    size_t n = 0;
+    for (size_t at = log.find(what); at != std::string::npos; at = log.find(what, at + 1)) {
+      ++n;
+    }
+    return n;
+  };
+  const size_t logged = count("device.unbind from uid " + std::to_string(kNobody));
+  // The burst, less the connection's own event, plus a token a second.
+  EXPECT_GE(logged, 1U) << log;
+  EXPECT_LE(logged, kBurst + 30U) << log;
+  EXPECT_EQ(count("device.unbind from uid " + std::to_string(kOther)), 1U) << log;
+  EXPECT_NE(log.find("uid " + std::to_string(kNobody) + ": "), std::string::npos) << log;
+  EXPECT_EQ(count(" log lines not written (over 1 a second"), 1U) << log;
+}
+
 TEST(LimitsTest, RootHasAReserveWhenOthersFillMaxClients) {
   Daemon daemon(Policy(), "2M", Launch::kDirect, {{"max_clients", 6}, {"max_clients_per_user", 3}});
   HeldConnections a(daemon.socket(), kNobody, 3);

@@ -296,6 +296,18 @@ TEST(ConfigTest, WrongTypesAreRefusedWithTheirPath) {
             "logging.target: expected one of \"auto\", \"journal\", \"stderr\"");
 }
 
+TEST(ConfigTest, EachUsersLogBudgetHasADefaultAndBounds) {
+  const Config defaults = Parse("{}");
+  EXPECT_EQ(defaults.logging.user_lines_per_second, 10u);
+  EXPECT_EQ(defaults.logging.user_burst, 200u);
+  const Config off = Parse(R"({"logging": {"user_lines_per_second": 0, "user_burst": 5}})");
+  EXPECT_EQ(off.logging.user_lines_per_second, 0u);
+  EXPECT_EQ(off.logging.user_burst, 5u);
+  EXPECT_THAT(Refusal(R"({"logging": {"user_lines_per_second": 100001}})"),
+              StartsWith("logging.user_lines_per_second: "));
+  EXPECT_THAT(Refusal(R"({"logging": {"user_burst": 0}})"), StartsWith("logging.user_burst: "));
+}
+
 TEST(ConfigTest, ModeMustBeAnOctalStringWithinPermissionBits) {
   EXPECT_EQ(Parse(R"({"socket": {"mode": "660"}})").socket.mode, 0660u);
   EXPECT_EQ(Parse(R"({"socket": {"mode": "0"}})").socket.mode, 0u);

@@ -56,5 +56,26 @@ TEST(DeviceConfigTest, TheDocumentedAndShippedKeysAreTheParsedOnes) {
   EXPECT_EQ(in_file, parsed);
 }
 
+// The "logging" section the same way: every key it parses is in
+// config/README.md's table and in the shipped config, and no other.
+TEST(LoggingConfigTest, TheDocumentedAndShippedKeysAreTheParsedOnes) {
+  std::set<std::string> parsed;
+  for (std::string_view k : LoggingKeys()) {
+    parsed.emplace(k);
+  }
+  const auto documented = vfiod::testing::DocumentedConfigKeys(VFIOD_SOURCE_DIR, "logging");
+  ASSERT_TRUE(documented.has_value());
+  EXPECT_EQ(*documented, parsed);
+  std::ifstream in(std::string(VFIOD_SOURCE_DIR) + "/config/vfiod.json");
+  std::stringstream text;
+  text << in.rdbuf();
+  std::set<std::string> in_file;
+  const nlohmann::json shipped = nlohmann::json::parse(text.str());
+  for (const auto& [key, value] : shipped.at("logging").items()) {
+    in_file.insert(key);
+  }
+  EXPECT_EQ(in_file, parsed);
+}
+
 }  // namespace
 }  // namespace vfiod::service
