@@ -75,7 +75,7 @@ void Emit(const Event& event) {
   if (!Enabled(LevelOf(event))) {
     return;
   }
-  if (event.uid && CausedByClient(event.kind) && !MayLogFor(*event.uid)) {
+  if (event.uid && CausedByClient(event.kind) && !MayLogFor(*event.uid, LevelOf(event))) {
     return;  // over its user's budget: counted, reported with a later line
   }
   if (event.kind == Kind::kDaemonStopped) {

@@ -71,9 +71,12 @@ void EmitSuppressed(uid_t uid, uint64_t count) {
 
 }  // namespace
 
-bool MayLogFor(uid_t uid) { return MayLogFor(uid, UserBudget::Clock::now()); }
+bool MayLogFor(uid_t uid, Level level) { return MayLogFor(uid, level, UserBudget::Clock::now()); }
 
-bool MayLogFor(uid_t uid, UserBudget::Clock::time_point now) {
+bool MayLogFor(uid_t uid, Level level, UserBudget::Clock::time_point now) {
+  if (!Enabled(level)) {
+    return false;
+  }
   const UserBudget::Verdict verdict = ProcessUserBudget().Admit(uid, now);
   if (verdict.log && verdict.suppressed != 0) {
     EmitSuppressed(uid, verdict.suppressed);

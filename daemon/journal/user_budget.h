@@ -22,6 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "journal/event.h"
+
 namespace vfiod::journal {
 
 class UserBudget {
@@ -62,12 +64,13 @@ class UserBudget {
 /// and logging.user_burst; journal::Emit and MayLogFor consult it.
 [[nodiscard]] UserBudget& ProcessUserBudget();
 
-/// Whether a line `uid`'s request caused may be logged now (Admit on the
-/// process's budget). When lines of `uid` were cut before this one, logs an
-/// events_suppressed event saying how many, first.
-[[nodiscard]] bool MayLogFor(uid_t uid);
+/// Whether a line at `level` that `uid`'s request caused is logged now:
+/// false, taking nothing from the budget, when the level is not logged at
+/// all; else Admit on the process's budget. When lines of `uid` were cut
+/// before this one, logs an events_suppressed event saying how many, first.
+[[nodiscard]] bool MayLogFor(uid_t uid, Level level);
 /// MayLogFor at `now` (a test's clock).
-[[nodiscard]] bool MayLogFor(uid_t uid, UserBudget::Clock::time_point now);
+[[nodiscard]] bool MayLogFor(uid_t uid, Level level, UserBudget::Clock::time_point now);
 
 /// Logs an events_suppressed event for every user with cut lines not yet
 /// reported (at shutdown, so no count is lost).

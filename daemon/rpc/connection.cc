@@ -110,7 +110,7 @@ void Connection::ReadSome() {
     if (got.error().code == EAGAIN) {
       WaitReadable();
     } else {
-      if (journal::MayLogFor(info_->peer.uid)) {
+      if (journal::MayLogFor(info_->peer.uid, journal::Level::kInfo)) {
         spdlog::info("rpc: connection {}: {}", info_->id, got.error().message());
       }
       CloseNow();
@@ -122,7 +122,7 @@ void Connection::ReadSome() {
     return;
   }
   if (got->fds_truncated) {
-    if (journal::MayLogFor(info_->peer.uid)) {
+    if (journal::MayLogFor(info_->peer.uid, journal::Level::kWarning)) {
       spdlog::warn("rpc: connection {}: fd control data truncated ({} fds arrived, closed)",
                    info_->id, got->fds.size());
     }
@@ -153,7 +153,7 @@ void Connection::HandleLines() {
 }
 
 void Connection::OnOversizedLine() {
-  if (journal::MayLogFor(info_->peer.uid)) {
+  if (journal::MayLogFor(info_->peer.uid, journal::Level::kWarning)) {
     spdlog::warn("rpc: connection {}: frame over {} bytes, closing", info_->id,
                  env_.config.max_frame_bytes);
   }

@@ -92,7 +92,7 @@ bool Connection::SendFromAnyThread(std::optional<OutFrame> frame, bool call_fini
     asio::post(strand_, [self = shared_from_this()] { self->WriteSome(/*owner=*/true); });
   } else if (flushed == Flushed::kFailed) {
     asio::post(strand_, [self = shared_from_this(), message = error.message()] {
-      if (journal::MayLogFor(self->info_->peer.uid)) {
+      if (journal::MayLogFor(self->info_->peer.uid, journal::Level::kInfo)) {
         spdlog::info("rpc: connection {}: {}", self->info_->id, message);
       }
       self->CloseNow();
@@ -133,7 +133,7 @@ void Connection::WriteSome(bool owner) {
     ArmDeadline(*write_due);  // the timer may be set for a later idle deadline
   }
   if (flushed == Flushed::kFailed) {
-    if (journal::MayLogFor(info_->peer.uid)) {
+    if (journal::MayLogFor(info_->peer.uid, journal::Level::kInfo)) {
       spdlog::info("rpc: connection {}: {}", info_->id, error.message());
     }
     CloseNow();

@@ -163,7 +163,7 @@ void Service::CloseSession(SessionId session) {
   }
   if (owned.empty() && loose.empty()) {
     spdlog::debug("session {} closed (uid {}): nothing to release", session, uid);
-  } else if (journal::MayLogFor(uid)) {
+  } else if (journal::MayLogFor(uid, journal::Level::kInfo)) {
     spdlog::info(
         "session {} closed (uid {}): {} containers released, {} mappings unmapped ({} "
         "bytes)",

@@ -205,7 +205,7 @@ SResult<ContainerView> Service::ShareContainer(const Caller& caller, ContainerId
   for (gid_t g : who.groups) {
     share ? (void)slot->shared.groups.insert(g) : (void)slot->shared.groups.erase(g);
   }
-  if (journal::MayLogFor(caller.identity.uid)) {
+  if (journal::MayLogFor(caller.identity.uid, journal::Level::kInfo)) {
     spdlog::info("container {}: {} {} users, {} groups (by uid {})", container,
                  share ? "shared with" : "unshared from", who.users.size(), who.groups.size(),
                  caller.identity.uid);

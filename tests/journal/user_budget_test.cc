@@ -111,14 +111,25 @@ TEST_F(ProcessBudget, MayLogForReportsTheCutBeforeTheNextLineThatPasses) {
   const Clock::time_point t0 = Clock::now();
   int passed = 0;
   for (int i = 0; i < 6; ++i) {
-    passed += MayLogFor(1000, t0) ? 1 : 0;
+    passed += MayLogFor(1000, Level::kWarning, t0) ? 1 : 0;
   }
   EXPECT_EQ(passed, 3);
   EXPECT_TRUE(sink_.Of(Kind::kEventsSuppressed).empty());
-  EXPECT_TRUE(MayLogFor(1000, t0 + milliseconds(1000)));  // one token came back
+  EXPECT_TRUE(MayLogFor(1000, Level::kWarning, t0 + milliseconds(1000)));  // one token came back
   const std::vector<Event> cut = sink_.Of(Kind::kEventsSuppressed);
   ASSERT_EQ(cut.size(), 1u);
   EXPECT_THAT(cut[0].message, HasSubstr("uid 1000: 3 log lines not written (over 1 a second"));
+}
+
+TEST_F(ProcessBudget, ALevelNotLoggedTakesNothingFromTheBudget) {
+  const Clock::time_point t0 = Clock::now();
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_FALSE(MayLogFor(1000, Level::kDebug, t0));  // spdlog's default level is info
+  }
+  EXPECT_TRUE(MayLogFor(1000, Level::kInfo, t0));
+  EXPECT_TRUE(MayLogFor(1000, Level::kInfo, t0));
+  EXPECT_TRUE(MayLogFor(1000, Level::kInfo, t0));
+  EXPECT_FALSE(MayLogFor(1000, Level::kInfo, t0));
 }
 
 }  // namespace
