@@ -1,12 +1,14 @@
-// The "device" section of the config: parsed strictly, its keys documented in
-// config/README.md and spelled out in the shipped config/vfiod.json. That
-// release_grace_seconds reaches the service is release_service_test.cc's
-// (the grace_ms of device.release_requested, and the revoke after it).
+// The "device" section of the config: parsed strictly, its keys (and the
+// "logging" section's) documented in config/README.md and spelled out in the
+// shipped config/vfiod.json. That release_grace_seconds reaches the service
+// is release_service_test.cc's (the grace_ms of device.release_requested, and
+// the revoke after it).
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <span>
 #include <sstream>
 
 #include "config_test_util.h"
@@ -37,12 +39,12 @@ TEST(DeviceConfigTest, GraceDefaultsToTenSecondsAndIsBounded) {
       << Refusal(R"({"device": {"grace": 1}})");
 }
 
-TEST(DeviceConfigTest, TheDocumentedAndShippedKeysAreTheParsedOnes) {
-  std::set<std::string> parsed;
-  for (std::string_view k : DeviceKeys()) {
-    parsed.emplace(k);
-  }
-  const auto documented = vfiod::testing::DocumentedConfigKeys(VFIOD_SOURCE_DIR, "device");
+// The keys `section` parses are those config/README.md documents for it and
+// those the shipped config/vfiod.json spells out, and no others.
+void ExpectParsedKeysDocumentedAndShipped(const std::string& section,
+                                          std::span<const std::string_view> keys) {
+  const std::set<std::string> parsed(keys.begin(), keys.end());
+  const auto documented = vfiod::testing::DocumentedConfigKeys(VFIOD_SOURCE_DIR, section);
   ASSERT_TRUE(documented.has_value());
   EXPECT_EQ(*documented, parsed);
   std::ifstream in(std::string(VFIOD_SOURCE_DIR) + "/config/vfiod.json");
@@ -50,31 +52,18 @@ TEST(DeviceConfigTest, TheDocumentedAndShippedKeysAreTheParsedOnes) {
   text << in.rdbuf();
   std::set<std::string> in_file;
   const nlohmann::json shipped = nlohmann::json::parse(text.str());
-  for (const auto& [key, value] : shipped.at("device").items()) {
+  for (const auto& [key, value] : shipped.at(section).items()) {
     in_file.insert(key);
   }
   EXPECT_EQ(in_file, parsed);
 }
 
-// The "logging" section the same way: every key it parses is in
-// config/README.md's table and in the shipped config, and no other.
+TEST(DeviceConfigTest, TheDocumentedAndShippedKeysAreTheParsedOnes) {
+  ExpectParsedKeysDocumentedAndShipped("device", DeviceKeys());
+}
+
 TEST(LoggingConfigTest, TheDocumentedAndShippedKeysAreTheParsedOnes) {
-  std::set<std::string> parsed;
-  for (std::string_view k : LoggingKeys()) {
-    parsed.emplace(k);
-  }
-  const auto documented = vfiod::testing::DocumentedConfigKeys(VFIOD_SOURCE_DIR, "logging");
-  ASSERT_TRUE(documented.has_value());
-  EXPECT_EQ(*documented, parsed);
-  std::ifstream in(std::string(VFIOD_SOURCE_DIR) + "/config/vfiod.json");
-  std::stringstream text;
-  text << in.rdbuf();
-  std::set<std::string> in_file;
-  const nlohmann::json shipped = nlohmann::json::parse(text.str());
-  for (const auto& [key, value] : shipped.at("logging").items()) {
-    in_file.insert(key);
-  }
-  EXPECT_EQ(in_file, parsed);
+  ExpectParsedKeysDocumentedAndShipped("logging", LoggingKeys());
 }
 
 }  // namespace
