@@ -14,8 +14,6 @@
 
 namespace vfiod::journal {
 
-namespace {
-
 spdlog::level::level_enum SpdlogLevel(Level level) {
   switch (level) {
     case Level::kCritical:
@@ -31,6 +29,8 @@ spdlog::level::level_enum SpdlogLevel(Level level) {
   }
   return spdlog::level::info;
 }
+
+namespace {
 
 TextSink g_text_sink;
 std::atomic<Sink*> g_sink{&g_text_sink};

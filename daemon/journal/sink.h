@@ -5,6 +5,7 @@
 // (main.cc), before any thread exists.
 #pragma once
 
+#include <spdlog/common.h>
 #include <sys/uio.h>
 
 #include <atomic>
@@ -59,6 +60,9 @@ void SetSink(Sink* sink);
 /// Whether an event at `level` would be logged (spdlog's default logger's
 /// level decides), so a caller can skip building one.
 [[nodiscard]] bool Enabled(Level level);
+
+/// spdlog's level for `level`.
+[[nodiscard]] spdlog::level::level_enum SpdlogLevel(Level level);
 
 /// Gives `event` to the current sink if its level is enabled and, for an
 /// event a client caused (CausedByClient, with its uid), if that user's log

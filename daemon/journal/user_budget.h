@@ -13,6 +13,7 @@
 // lookup and some arithmetic.
 #pragma once
 
+#include <spdlog/spdlog.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "journal/event.h"
+#include "journal/sink.h"
 
 namespace vfiod::journal {
 
@@ -71,6 +73,15 @@ class UserBudget {
 [[nodiscard]] bool MayLogFor(uid_t uid, Level level);
 /// MayLogFor at `now` (a test's clock).
 [[nodiscard]] bool MayLogFor(uid_t uid, Level level, UserBudget::Clock::time_point now);
+
+/// Logs `format` with `args` at `level` through spdlog's default logger when
+/// MayLogFor(uid, level): a line that `uid`'s request caused.
+template <typename... Args>
+void LogFor(uid_t uid, Level level, spdlog::format_string_t<Args...> format, Args&&... args) {
+  if (MayLogFor(uid, level)) {
+    spdlog::default_logger_raw()->log(SpdlogLevel(level), format, std::forward<Args>(args)...);
+  }
+}
 
 /// Logs an events_suppressed event for every user with cut lines not yet
 /// reported (at shutdown, so no count is lost).

@@ -110,9 +110,8 @@ void Connection::ReadSome() {
     if (got.error().code == EAGAIN) {
       WaitReadable();
     } else {
-      if (journal::MayLogFor(info_->peer.uid, journal::Level::kInfo)) {
-        spdlog::info("rpc: connection {}: {}", info_->id, got.error().message());
-      }
+      journal::LogFor(info_->peer.uid, journal::Level::kInfo, "rpc: connection {}: {}", info_->id,
+                      got.error().message());
       CloseNow();
     }
     return;
@@ -122,10 +121,9 @@ void Connection::ReadSome() {
     return;
   }
   if (got->fds_truncated) {
-    if (journal::MayLogFor(info_->peer.uid, journal::Level::kWarning)) {
-      spdlog::warn("rpc: connection {}: fd control data truncated ({} fds arrived, closed)",
-                   info_->id, got->fds.size());
-    }
+    journal::LogFor(info_->peer.uid, journal::Level::kWarning,
+                    "rpc: connection {}: fd control data truncated ({} fds arrived, closed)",
+                    info_->id, got->fds.size());
     got->fds.clear();
   }
   bool had_partial = framer_.partial_bytes() > 0;
@@ -153,10 +151,9 @@ void Connection::HandleLines() {
 }
 
 void Connection::OnOversizedLine() {
-  if (journal::MayLogFor(info_->peer.uid, journal::Level::kWarning)) {
-    spdlog::warn("rpc: connection {}: frame over {} bytes, closing", info_->id,
-                 env_.config.max_frame_bytes);
-  }
+  journal::LogFor(info_->peer.uid, journal::Level::kWarning,
+                  "rpc: connection {}: frame over {} bytes, closing", info_->id,
+                  env_.config.max_frame_bytes);
   {
     std::lock_guard lock(out_mu_);
     stop_reading_ = true;

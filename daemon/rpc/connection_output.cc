@@ -92,9 +92,8 @@ bool Connection::SendFromAnyThread(std::optional<OutFrame> frame, bool call_fini
     asio::post(strand_, [self = shared_from_this()] { self->WriteSome(/*owner=*/true); });
   } else if (flushed == Flushed::kFailed) {
     asio::post(strand_, [self = shared_from_this(), message = error.message()] {
-      if (journal::MayLogFor(self->info_->peer.uid, journal::Level::kInfo)) {
-        spdlog::info("rpc: connection {}: {}", self->info_->id, message);
-      }
+      journal::LogFor(self->info_->peer.uid, journal::Level::kInfo, "rpc: connection {}: {}",
+                      self->info_->id, message);
       self->CloseNow();
     });
   } else if (settle) {
@@ -133,9 +132,8 @@ void Connection::WriteSome(bool owner) {
     ArmDeadline(*write_due);  // the timer may be set for a later idle deadline
   }
   if (flushed == Flushed::kFailed) {
-    if (journal::MayLogFor(info_->peer.uid, journal::Level::kInfo)) {
-      spdlog::info("rpc: connection {}: {}", info_->id, error.message());
-    }
+    journal::LogFor(info_->peer.uid, journal::Level::kInfo, "rpc: connection {}: {}", info_->id,
+                    error.message());
     CloseNow();
   } else if (flushed == Flushed::kDrained) {
     AfterOutputDrained();

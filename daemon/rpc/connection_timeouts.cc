@@ -111,10 +111,9 @@ void Connection::OnDeadline() {
   if (due->limit == "write_timeout") {
     // The socket takes nothing: no error line could reach the client.
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(c.write_timeout).count();
-    if (journal::MayLogFor(info_->peer.uid, journal::Level::kInfo)) {
-      spdlog::info("rpc: connection {} (uid {}): its replies waited {} ms unread; closing it",
-                   info_->id, info_->peer.uid, ms);
-    }
+    journal::LogFor(info_->peer.uid, journal::Level::kInfo,
+                    "rpc: connection {} (uid {}): its replies waited {} ms unread; closing it",
+                    info_->id, info_->peer.uid, ms);
     CloseNow();
     return;
   }
@@ -126,9 +125,8 @@ void Connection::OnDeadline() {
       line ? "an incomplete line waited longer than " + std::to_string(ms) +
                  " ms; closing the connection"
            : "no request for " + std::to_string(ms) + " ms; closing the idle connection";
-  if (journal::MayLogFor(info_->peer.uid, journal::Level::kInfo)) {
-    spdlog::info("rpc: connection {} (uid {}): {}", info_->id, info_->peer.uid, detail);
-  }
+  journal::LogFor(info_->peer.uid, journal::Level::kInfo, "rpc: connection {} (uid {}): {}",
+                  info_->id, info_->peer.uid, detail);
   CloseForLimit(due->limit, std::move(detail));
 }
 

@@ -163,11 +163,11 @@ void Service::CloseSession(SessionId session) {
   }
   if (owned.empty() && loose.empty()) {
     spdlog::debug("session {} closed (uid {}): nothing to release", session, uid);
-  } else if (journal::MayLogFor(uid, journal::Level::kInfo)) {
-    spdlog::info(
-        "session {} closed (uid {}): {} containers released, {} mappings unmapped ({} "
-        "bytes)",
-        session, uid, owned.size(), loose.size(), bytes);
+  } else {
+    journal::LogFor(uid, journal::Level::kInfo,
+                    "session {} closed (uid {}): {} containers released, {} mappings unmapped ({} "
+                    "bytes)",
+                    session, uid, owned.size(), loose.size(), bytes);
   }
   if (!owned.empty() || !loose.empty() || !regions.empty()) {
     owned.clear();  // the last references to the torn-down containers

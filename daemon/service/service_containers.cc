@@ -205,11 +205,10 @@ SResult<ContainerView> Service::ShareContainer(const Caller& caller, ContainerId
   for (gid_t g : who.groups) {
     share ? (void)slot->shared.groups.insert(g) : (void)slot->shared.groups.erase(g);
   }
-  if (journal::MayLogFor(caller.identity.uid, journal::Level::kInfo)) {
-    spdlog::info("container {}: {} {} users, {} groups (by uid {})", container,
-                 share ? "shared with" : "unshared from", who.users.size(), who.groups.size(),
-                 caller.identity.uid);
-  }
+  journal::LogFor(caller.identity.uid, journal::Level::kInfo,
+                  "container {}: {} {} users, {} groups (by uid {})", container,
+                  share ? "shared with" : "unshared from", who.users.size(), who.groups.size(),
+                  caller.identity.uid);
   return ViewLocked(*slot);
 }
 

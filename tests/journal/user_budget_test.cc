@@ -5,8 +5,11 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <sstream>
 
 #include "journal/sink.h"
 #include "support/recording_sink.h"
@@ -130,6 +133,24 @@ TEST_F(ProcessBudget, ALevelNotLoggedTakesNothingFromTheBudget) {
   EXPECT_TRUE(MayLogFor(1000, Level::kInfo, t0));
   EXPECT_TRUE(MayLogFor(1000, Level::kInfo, t0));
   EXPECT_FALSE(MayLogFor(1000, Level::kInfo, t0));
+}
+
+TEST_F(ProcessBudget, LogForWritesAUsersLinesAtTheirLevelWithinItsBudget) {
+  std::ostringstream out;
+  const auto previous = spdlog::default_logger();
+  auto logger = std::make_shared<spdlog::logger>(
+      "test", std::make_shared<spdlog::sinks::ostream_sink_st>(out));
+  logger->set_pattern("%l %v");
+  logger->set_level(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+  for (int i = 0; i < 5; ++i) {
+    LogFor(1000, Level::kWarning, "line {} of uid {}", i, 1000);
+  }
+  LogFor(0, Level::kInfo, "root's line");
+  spdlog::set_default_logger(previous);
+  EXPECT_EQ(out.str(),
+            "warning line 0 of uid 1000\nwarning line 1 of uid 1000\n"
+            "warning line 2 of uid 1000\ninfo root's line\n");
 }
 
 }  // namespace
